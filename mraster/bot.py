@@ -1,0 +1,32 @@
+"""Process entry of the bot: settings, logging, the scan loop."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from mraster import settings as st
+from mraster.logs import setup_logging
+
+log = logging.getLogger("mraster.bot")
+
+
+def load_settings(origin: str = "cli") -> st.Settings:
+    from mraster.store import JsonDocument
+    import os
+
+    config_path = os.environ.get("ASTER_CONFIG_FILE", "dashboard_config.json")
+    config = JsonDocument(config_path).read() if os.path.exists(config_path) else {}
+    config.pop("schema_version", None)
+    return st.load(origin=os.environ.get("ASTER_ORIGIN", origin), config=config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings()
+    except st.SettingsErrors as exc:
+        print(f"aster_multi_bot: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings["ASTER_LOGLEVEL"], secrets=settings.secrets())
+    from mraster.engine.runner import run
+
+    return run(settings)

@@ -1,0 +1,73 @@
+"""The dashboard's FastAPI application and its command line."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from mraster import __version__
+from mraster import settings as st
+from mraster.logs import setup_logging
+
+ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger("mraster.dashboard")
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="MrAster dashboard", version=__version__)
+    templates = Jinja2Templates(directory=str(ROOT / "templates"))
+    app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+
+    @app.get("/api/health")
+    def health() -> dict:
+        return {"ok": True, "version": __version__}
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request):
+        return templates.TemplateResponse(request, "index.html", {"version": __version__})
+
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str]) -> int:
+    try:
+        settings = st.load(origin="dashboard")
+    except st.SettingsErrors as exc:
+        print(f"dashboard_server: invalid setting: {exc}")
+        return 2
+    parser = argparse.ArgumentParser(description="MrAster dashboard")
+    parser.add_argument("--host", default=settings["ASTER_DASHBOARD_HOST"])
+    parser.add_argument("--port", type=int, default=settings["ASTER_DASHBOARD_PORT"])
+    args = parser.parse_args(argv)
+    setup_logging(settings["ASTER_LOGLEVEL"], secrets=settings.secrets())
+    if not is_loopback(args.host) and not settings["ASTER_DASHBOARD_TOKEN"]:
+        print(f"dashboard_server: refusing to listen on {args.host}: binding a non-loopback "
+              "address needs ASTER_DASHBOARD_TOKEN, or anyone on the network could trade your "
+              "account. Set a token or use --host 127.0.0.1.")
+        return 2
+    import uvicorn
+
+    log.info("MrAster dashboard on http://%s:%s (paper mode: %s)", args.host, args.port,
+             settings["ASTER_PAPER"])
+    uvicorn.run("dashboard_server:app", host=args.host, port=args.port, log_config=None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(os.sys.argv[1:]))

@@ -1,0 +1,576 @@
+"""The one catalogue of MrAster settings.
+
+Every setting is declared exactly once here. Validation, the dashboard's editor, the README table
+and the bot's environment are all derived from this list, so a default can never disagree between
+two places (the system this replaces had five overlapping layers and nobody knew which was active).
+
+Order of precedence, lowest first (documented in the README, tested in tests/test_settings.py):
+
+1. catalogue default — for the few settings whose default depends on who started the bot, the
+   ``dashboard`` origin uses ``dashboard_default`` and the command line uses ``default``;
+2. preset values for ``ASTER_PRESET_MODE`` (Low / Mid / High / ATT);
+3. ``dashboard_config.json`` (what the dashboard editor saved);
+4. ``.env`` in the working folder;
+5. the process environment.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+Origin = str  # "cli" | "dashboard"
+
+TRUE_WORDS = {"true", "1", "yes", "on", "y", "t"}
+FALSE_WORDS = {"false", "0", "no", "off", "n", "f", ""}
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+class SettingError(ValueError):
+    """A setting value was rejected; the message names the key, the value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str, secret: bool = False) -> None:
+        shown = "••••" if secret else repr(value)
+        self.key = key
+        self.allowed = allowed
+        super().__init__(f"{key}: {shown} is not allowed; expected {allowed}")
+
+
+class SettingsErrors(ValueError):
+    """Several settings were rejected at once (the editor shows every bad field, not just the first)."""
+
+    def __init__(self, errors: list[SettingError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: str  # bool | int | float | str | choice | list | address | url
+    default: Any
+    group: str
+    help: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+    restart: bool = True
+    dashboard_default: Any = None  # default when the dashboard starts the bot, if it differs
+
+    def default_for(self, origin: Origin) -> Any:
+        if origin == "dashboard" and self.dashboard_default is not None:
+            return self.dashboard_default
+        return self.default
+
+    def allowed(self) -> str:
+        if self.kind == "bool":
+            return "a boolean (true/false/1/0/yes/no/on/off)"
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        if self.kind == "address":
+            return "an address: 0x followed by 40 hex digits (or empty)"
+        if self.kind == "url":
+            return "an http:// or https:// URL (or empty)"
+        if self.kind == "list":
+            return "a comma-separated list of symbols (A-Z, 0-9)"
+        if self.kind in ("int", "float"):
+            word = "an integer" if self.kind == "int" else "a number"
+            lo = "-inf" if self.min is None else _fmt(self.min)
+            hi = "inf" if self.max is None else _fmt(self.max)
+            return f"{word} in [{lo}, {hi}]"
+        return "a single-line text"
+
+    def parse(self, value: Any) -> Any:
+        """Turn a raw value (string from the environment, or JSON value) into a checked value."""
+        err = SettingError(self.name, value, self.allowed(), self.secret)
+        if isinstance(value, str) and ("\n" in value or "\r" in value or "\x00" in value):
+            raise SettingError(self.name, value, "a single line without newlines or NUL bytes",
+                               self.secret)
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, (int, float)) and value in (0, 1):
+                return bool(value)
+            if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+                return value.strip().lower() in TRUE_WORDS
+            raise err
+        if self.kind in ("int", "float"):
+            if isinstance(value, bool):
+                raise err
+            try:
+                num = float(value.strip()) if isinstance(value, str) else float(value)
+            except (TypeError, ValueError):
+                raise err from None
+            if not math.isfinite(num):
+                raise err
+            if self.kind == "int":
+                if num != int(num):
+                    raise err
+                num = int(num)
+            if (self.min is not None and num < self.min) or (self.max is not None and num > self.max):
+                raise err
+            return num
+        if not isinstance(value, str):
+            if value is None:
+                value = ""
+            elif isinstance(value, (list, tuple)) and self.kind == "list":
+                value = ",".join(str(v) for v in value)
+            else:
+                raise err
+        value = value.strip()
+        if self.kind == "choice":
+            if value.lower() not in self.choices:
+                raise err
+            return value.lower()
+        if self.kind == "list":
+            items = [v.strip().upper() for v in value.split(",") if v.strip()]
+            if any(not re.fullmatch(r"[A-Z0-9]{2,30}", v) for v in items):
+                raise err
+            return tuple(items)
+        if self.kind == "address":
+            if value and not _ADDRESS_RE.match(value):
+                raise err
+            return value
+        if self.kind == "url":
+            if value and not re.match(r"^https?://[^\s]+$", value):
+                raise err
+            return value.rstrip("/")
+        return value
+
+    def to_env(self, value: Any) -> str:
+        if self.kind == "bool":
+            return "true" if value else "false"
+        if self.kind == "list":
+            return ",".join(value)
+        return str(value)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def S(name: str, kind: str, default: Any, group: str, help: str, **kw: Any) -> Setting:
+    return Setting(name=name, kind=kind, default=default, group=group, help=help, **kw)
+
+
+INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
+
+CATALOGUE: tuple[Setting, ...] = (
+    # --- exchange & account -------------------------------------------------------------
+    S("ASTER_PAPER", "bool", True, "exchange", "Paper mode: simulated fills, no real orders. Live "
+      "trading needs ASTER_PAPER=false and API credentials."),
+    S("ASTER_EXCHANGE_BASE", "url", "https://fapi.asterdex.com", "exchange",
+      "REST base URL of the exchange (or of the built-in simulator, e.g. http://127.0.0.1:9000)."),
+    S("ASTER_API_KEY", "str", "", "exchange", "V1 API key (older accounts).", secret=True),
+    S("ASTER_API_SECRET", "str", "", "exchange", "V1 API secret (older accounts).", secret=True),
+    S("ASTER_AUTH_SCHEME", "choice", "auto", "exchange", "How signed requests are authenticated: "
+      "hmac (V1 API key), v3 (API wallet, EIP-712), auto (v3 when a signer key is set).",
+      choices=("auto", "hmac", "v3")),
+    S("ASTER_USER_ADDRESS", "address", "", "exchange", "Main wallet address (V3 'user')."),
+    S("ASTER_SIGNER_ADDRESS", "address", "", "exchange", "API-wallet address (V3 'signer')."),
+    S("ASTER_SIGNER_PRIVATE_KEY", "str", "", "exchange", "API-wallet private key (V3).",
+      secret=True),
+    S("ASTER_CHAIN_ID", "int", 1666, "exchange", "EIP-712 chain id: 1666 mainnet, 714 testnet.",
+      min=1, max=2**31),
+    S("ASTER_RECV_WINDOW_MS", "int", 5000, "exchange", "recvWindow for V1 signed requests (ms).",
+      min=1000, max=60000),
+    S("ASTER_RATE_LIMIT_SHARE", "float", 0.8, "exchange", "Share of the exchange's per-minute "
+      "request weight the bot may use.", min=0.05, max=1.0),
+    S("ASTER_PAPER_BALANCE", "float", 10000.0, "exchange", "Starting USDT balance of a new paper "
+      "account.", min=10, max=1e9),
+    # --- modes ---------------------------------------------------------------------------
+    S("ASTER_MODE", "choice", "standard", "mode", "Dashboard mode: standard (presets), pro (every "
+      "setting), ai (AI copilots on).", choices=("standard", "pro", "ai"), restart=False),
+    S("ASTER_PRESET_MODE", "choice", "mid", "mode", "Risk preset: low, mid, high or att (see the "
+      "preset table).", choices=("low", "mid", "high", "att")),
+    S("ASTER_RUN_ONCE", "bool", False, "mode", "Run exactly one scan cycle, then exit."),
+    S("ASTER_AI_MODE", "bool", False, "mode", "Force the AI runtime on even in standard/pro mode "
+      "(same as ASTER_MODE=ai)."),
+    # --- universe -----------------------------------------------------------------------
+    S("ASTER_QUOTE", "str", "USDT", "universe", "Quote asset of the perpetuals to trade."),
+    S("ASTER_SYMBOLS", "list", (), "universe", "Whitelist: trade only these symbols (empty = all)."),
+    S("ASTER_EXCLUDE_SYMBOLS", "list", (), "universe", "Blacklist: never trade these symbols."),
+    S("ASTER_UNIVERSE_MAX", "int", 0, "universe", "Keep at most this many symbols, by 24h quote "
+      "volume (0 = no cap).", min=0, max=1000),
+    S("ASTER_MIN_QUOTE_VOL_USDT", "float", 150000.0, "universe", "Minimum 24h quote volume for a "
+      "symbol to be traded.", min=0, max=1e12),
+    S("ASTER_SCAN_INTERVAL_SECONDS", "float", 30.0, "universe", "Pause between scan cycles.",
+      min=1, max=3600),
+    # --- strategy -----------------------------------------------------------------------
+    S("ASTER_INTERVAL", "choice", "5m", "strategy", "Signal timeframe.", choices=INTERVALS),
+    S("ASTER_HTF_INTERVAL", "choice", "30m", "strategy", "Higher timeframe for trend confirmation.",
+      choices=INTERVALS),
+    S("ASTER_RSI_BUY_MIN", "float", 52.0, "strategy", "RSI above this allows a long entry.",
+      min=0, max=100, dashboard_default=51.0),
+    S("ASTER_RSI_SELL_MAX", "float", 48.0, "strategy", "RSI below this allows a short entry.",
+      min=0, max=100, dashboard_default=49.0),
+    S("ASTER_ALLOW_TREND_ALIGN", "bool", False, "strategy", "Require the signal timeframe's trend "
+      "to agree with the higher timeframe's trend."),
+    S("ASTER_TREND_BIAS", "choice", "with", "strategy", "Trade with the higher-timeframe trend or "
+      "against it.", choices=("with", "against")),
+    S("ASTER_MIN_EDGE_R", "float", 0.30, "strategy", "Minimum expected edge (in R) to take a trade.",
+      min=-5, max=10),
+    # --- filters ------------------------------------------------------------------------
+    S("ASTER_SPREAD_BPS_MAX", "float", 0.0030, "filters", "Maximum bid/ask spread as a fraction "
+      "of mid price (0.0030 = 0.30%).", min=0, max=0.1),
+    S("ASTER_WICKINESS_MAX", "float", 0.97, "filters", "Maximum wick share of the last closed "
+      "candle's range.", min=0, max=1),
+    S("ASTER_FUNDING_FILTER_ENABLED", "bool", True, "filters", "Skip entries whose side pays "
+      "excessive funding."),
+    S("ASTER_FUNDING_MAX_LONG", "float", 0.0010, "filters", "Longs are skipped above this funding "
+      "rate.", min=0, max=0.05),
+    S("ASTER_FUNDING_MAX_SHORT", "float", 0.0010, "filters", "Shorts are skipped below minus this "
+      "funding rate.", min=0, max=0.05),
+    S("ASTER_NON_ARB_FILTER_ENABLED", "bool", True, "filters", "Oracle-aware non-arbitrage guard "
+      "from the premium index."),
+    S("ASTER_NON_ARB_CLAMP_BPS", "float", 0.0005, "filters", "Clamp of the mark/index premium "
+      "(± fraction).", min=0, max=0.05),
+    S("ASTER_NON_ARB_EDGE_THRESHOLD", "float", 0.00005, "filters", "Funding edge after the clamp "
+      "tolerated against the trade's side.", min=0, max=0.05),
+    S("ASTER_NON_ARB_SKIP_GAP", "float", 0.0015, "filters", "Absolute mark/index gap that skips the "
+      "symbol.", min=0, max=0.5),
+    # --- sizing -------------------------------------------------------------------------
+    S("ASTER_RISK_PER_TRADE", "float", 0.006, "sizing", "Fraction of equity lost if the stop is "
+      "hit (0.007 = 0.7%).", min=0.0001, max=0.02, dashboard_default=0.007),
+    S("ASTER_EQUITY_FRACTION", "float", 0.66, "sizing", "Largest share of equity used as margin "
+      "across positions.", min=0.01, max=1.0),
+    S("ASTER_LEVERAGE", "int", 10, "sizing", "Leverage set per symbol (capped at the exchange's "
+      "maximum for the symbol).", min=1, max=125),
+    S("ASTER_DEFAULT_NOTIONAL", "float", 0.0, "sizing", "Base notional in USDT when no risk-based "
+      "size applies (0 = computed from risk).", min=0, max=1e9),
+    S("ASTER_SIZE_MULT_FLOOR", "float", 0.0, "sizing", "Lowest size multiplier (1.0 forces the "
+      "base notional).", min=0, max=10),
+    S("ASTER_SIZE_MULT_CAP", "float", 3.0, "sizing", "Highest size multiplier after all "
+      "adjustments.", min=0.1, max=10),
+    S("ASTER_MAX_NOTIONAL_USDT", "float", 0.0, "sizing", "Hard cap on one order's notional "
+      "(0 = leverage and equity limits decide).", min=0, max=1e9),
+    S("ASTER_CONFIDENCE_SIZING", "bool", True, "sizing", "Scale size with the decision's "
+      "confidence."),
+    S("ASTER_CONFIDENCE_SIZE_MIN", "float", 1.0, "sizing", "Size multiplier at zero confidence.",
+      min=0, max=10),
+    S("ASTER_CONFIDENCE_SIZE_MAX", "float", 3.0, "sizing", "Size multiplier at full confidence.",
+      min=0, max=10),
+    S("ASTER_CONFIDENCE_SIZE_BLEND", "float", 1.0, "sizing", "Blend weight of the confidence curve "
+      "(0 = off, 1 = full).", min=0, max=1),
+    S("ASTER_CONFIDENCE_SIZE_EXP", "float", 2.0, "sizing", "Curve exponent (>1 favours high "
+      "confidence).", min=0.1, max=10),
+    # --- risk & brackets ---------------------------------------------------------------
+    S("ASTER_MAX_OPEN_GLOBAL", "int", 0, "risk", "Maximum open positions overall (0 = unlimited).",
+      min=0, max=1000),
+    S("ASTER_MAX_OPEN_PER_SYMBOL", "int", 1, "risk", "Maximum open positions per symbol "
+      "(0 = unlimited).", min=0, max=100),
+    S("ASTER_SL_ATR_MULT", "float", 1.0, "risk", "Stop-loss distance in ATRs.", min=0.1, max=20),
+    S("ASTER_TP_ATR_MULT", "float", 1.6, "risk", "Take-profit distance in ATRs.", min=0.1, max=50),
+    S("ASTER_STOP_GRACE_SECONDS", "float", 60.0, "risk", "A position still without a stop after "
+      "this long is closed at market.", min=5, max=3600),
+    S("ASTER_BRACKET_ALERT_AFTER", "int", 3, "risk", "Raise an alert after this many failed "
+      "bracket repairs.", min=1, max=100),
+    # --- FastTP -------------------------------------------------------------------------
+    S("FAST_TP_ENABLED", "bool", True, "fasttp", "Pull the take-profit in when a winning move "
+      "reverses."),
+    S("FASTTP_MIN_R", "float", 0.30, "fasttp", "Profit (in R) needed before FastTP acts.",
+      min=0, max=20),
+    S("FAST_TP_RET1", "float", -0.0010, "fasttp", "One-candle return against the position that "
+      "triggers FastTP.", min=-0.5, max=0),
+    S("FAST_TP_RET3", "float", -0.0020, "fasttp", "Three-candle return against the position that "
+      "triggers FastTP.", min=-0.5, max=0),
+    S("FASTTP_SNAP_ATR", "float", 0.25, "fasttp", "New take-profit distance from price, in ATRs.",
+      min=0.01, max=10),
+    S("FASTTP_COOLDOWN_S", "float", 15.0, "fasttp", "Minimum seconds between FastTP moves.",
+      min=0, max=86400),
+    # --- policy -------------------------------------------------------------------------
+    S("ASTER_BANDIT_ENABLED", "bool", True, "policy", "LinUCB bandit decides TAKE/SKIP and size."),
+    S("ASTER_BANDIT_ALPHA", "float", 0.5, "policy", "LinUCB exploration strength.", min=0, max=10),
+    S("ASTER_ALPHA_ENABLED", "bool", True, "policy", "Alpha model may veto or upsize trades."),
+    S("ASTER_ALPHA_THRESHOLD", "float", 0.55, "policy", "Minimum win probability for a trade.",
+      min=0, max=1),
+    S("ASTER_ALPHA_PROMOTE_DELTA", "float", 0.15, "policy", "Extra probability above the threshold "
+      "that upsizes one bucket.", min=0, max=1),
+    S("ASTER_ALPHA_WARMUP", "int", 30, "policy", "Trades the alpha model sees before it may veto.",
+      min=0, max=10000),
+    S("ASTER_HISTORY_MAX", "int", 250, "policy", "Closed trades kept in the history.", min=10,
+      max=100000),
+    S("ASTER_SEED", "int", 7, "policy", "Random seed for exploration (reproducible runs).", min=0,
+      max=2**31),
+    # --- AI -----------------------------------------------------------------------------
+    S("ASTER_OPENAI_API_KEY", "str", "", "ai", "API key for the AI trade advisor.", secret=True),
+    S("ASTER_CHAT_OPENAI_API_KEY", "str", "", "ai", "Optional key for chat; falls back to "
+      "ASTER_OPENAI_API_KEY.", secret=True),
+    S("ASTER_AI_BASE_URL", "url", "", "ai", "OpenAI-compatible endpoint (e.g. a local model "
+      "server); empty = OpenAI."),
+    S("ASTER_AI_MODEL", "str", "gpt-4.1", "ai", "Model id for analyses."),
+    S("ASTER_AI_DAILY_BUDGET_USD", "float", 20.0, "ai", "Daily AI budget in USD (ignored by the "
+      "high and att presets).", min=0, max=100000),
+    S("ASTER_AI_STRICT_BUDGET", "bool", True, "ai", "No AI call starts that would cross the "
+      "budget."),
+    S("ASTER_AI_MIN_INTERVAL_SECONDS", "float", 3.0, "ai", "Cooldown before the same symbol is "
+      "reviewed again.", min=0, max=86400),
+    S("ASTER_AI_CONCURRENCY", "int", 4, "ai", "Maximum concurrent LLM requests.", min=1, max=64),
+    S("ASTER_AI_PENDING_LIMIT", "int", 0, "ai", "Maximum waiting AI jobs (0 = max(4, 3 × "
+      "ASTER_AI_CONCURRENCY)).", min=0, max=10000),
+    S("ASTER_AI_GLOBAL_COOLDOWN_SECONDS", "float", 1.0, "ai", "Pause between any two AI requests.",
+      min=0, max=3600),
+    S("ASTER_AI_PLAN_TIMEOUT_SECONDS", "float", 45.0, "ai", "After this, the rule-based plan "
+      "stands.", min=1, max=600),
+    S("ASTER_AI_SENTINEL_ENABLED", "bool", True, "ai", "News and market-shock sentinel."),
+    S("ASTER_AI_SENTINEL_DECAY_MINUTES", "float", 60.0, "ai", "How long a sentinel warning lasts.",
+      min=1, max=10080),
+    S("ASTER_AI_NEWS_ENDPOINT", "url", "", "ai", "Optional external breaking-news source."),
+    S("ASTER_AI_NEWS_API_KEY", "str", "", "ai", "Token for the news source.", secret=True),
+    S("ASTER_AI_TEMPERATURE", "float", 0.3, "ai", "Sampling temperature (1.0 = provider default).",
+      min=0, max=2),
+    S("ASTER_AI_DEBUG_STATE", "bool", False, "ai", "Verbose AI logging and payload dumps (secrets "
+      "masked)."),
+    # --- files, logging, dashboard -----------------------------------------------------
+    S("ASTER_STATE_FILE", "str", "aster_state.json", "files", "Bot state: positions, history, "
+      "telemetry."),
+    S("ASTER_CONFIG_FILE", "str", "dashboard_config.json", "files", "Settings saved by the "
+      "dashboard editor."),
+    S("ASTER_BRACKETS_QUEUE_FILE", "str", "brackets_queue.json", "files", "Queue of stop/take-profit "
+      "repairs."),
+    S("ASTER_EVENTS_FILE", "str", "events.jsonl", "files", "Rotating JSON-lines event log."),
+    S("ASTER_LOGLEVEL", "choice", "info", "files", "Console log level.",
+      choices=("debug", "info", "warning", "error"), restart=False),
+    S("ASTER_DASHBOARD_HOST", "str", "127.0.0.1", "dashboard", "Address the dashboard binds to; "
+      "anything but loopback needs a token."),
+    S("ASTER_DASHBOARD_PORT", "int", 8000, "dashboard", "Dashboard port.", min=1, max=65535),
+    S("ASTER_DASHBOARD_TOKEN", "str", "", "dashboard", "Access token for the dashboard (required "
+      "off loopback).", secret=True),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in CATALOGUE}
+GROUPS: tuple[str, ...] = tuple(dict.fromkeys(s.group for s in CATALOGUE))
+SECRET_NAMES: frozenset[str] = frozenset(s.name for s in CATALOGUE if s.secret)
+
+# Preset values. "Mid" keeps the catalogue defaults; risk per trade never exceeds 1% of equity.
+# Leverage 125 means "the exchange maximum": the bot caps it per symbol at the exchange's limit.
+PRESETS: dict[str, dict[str, Any]] = {
+    "low": {"ASTER_EQUITY_FRACTION": 0.33, "ASTER_LEVERAGE": 4, "ASTER_RISK_PER_TRADE": 0.004,
+            "ASTER_TREND_BIAS": "with"},
+    "mid": {"ASTER_EQUITY_FRACTION": 0.66, "ASTER_LEVERAGE": 10, "ASTER_TREND_BIAS": "with"},
+    "high": {"ASTER_EQUITY_FRACTION": 1.0, "ASTER_LEVERAGE": 125, "ASTER_RISK_PER_TRADE": 0.01,
+             "ASTER_TREND_BIAS": "with"},
+    "att": {"ASTER_EQUITY_FRACTION": 1.0, "ASTER_LEVERAGE": 125, "ASTER_RISK_PER_TRADE": 0.01,
+            "ASTER_TREND_BIAS": "against"},
+}
+PRESETS_IGNORING_AI_BUDGET = frozenset({"high", "att"})
+
+
+class Settings(Mapping[str, Any]):
+    """An immutable, validated view of every setting. Secrets never appear in repr or str."""
+
+    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> None:
+        self._values = dict(values)
+        self.sources = dict(sources or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Settings({masked(self._values)!r})"
+
+    __str__ = __repr__
+
+    def __getattr__(self, name: str) -> Any:
+        key = name.upper()
+        for candidate in (key, "ASTER_" + key):
+            if candidate in self._values:
+                return self._values[candidate]
+        raise AttributeError(name)
+
+    @property
+    def ai_pending_limit(self) -> int:
+        return self["ASTER_AI_PENDING_LIMIT"] or max(4, 3 * self["ASTER_AI_CONCURRENCY"])
+
+    @property
+    def ai_budget_enforced(self) -> bool:
+        return self["ASTER_PRESET_MODE"] not in PRESETS_IGNORING_AI_BUDGET
+
+    @property
+    def ai_enabled(self) -> bool:
+        return self["ASTER_MODE"] == "ai" or bool(self["ASTER_AI_MODE"])
+
+    def secrets(self) -> list[str]:
+        return [self._values[n] for n in SECRET_NAMES if self._values.get(n)]
+
+    def to_env(self) -> dict[str, str]:
+        return {k: BY_NAME[k].to_env(v) for k, v in self._values.items()}
+
+
+def mask_secret(value: str) -> str:
+    """Show only the last four characters, so a user can tell two keys apart."""
+    if not value:
+        return ""
+    return "••••" + (value[-4:] if len(value) >= 12 else "")
+
+
+def masked(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (mask_secret(v) if k in SECRET_NAMES and v else v) for k, v in values.items()}
+
+
+def validate(raw: Mapping[str, Any], *, partial: bool = True) -> dict[str, Any]:
+    """Check a mapping of raw values; raise SettingsErrors listing every bad or unknown key."""
+    out: dict[str, Any] = {}
+    errors: list[SettingError] = []
+    for key, value in raw.items():
+        spec = BY_NAME.get(key)
+        if spec is None:
+            errors.append(SettingError(key, value, "a known setting name (see the README table)"))
+            continue
+        try:
+            out[key] = spec.parse(value)
+        except SettingError as exc:
+            errors.append(exc)
+    if errors:
+        raise SettingsErrors(errors)
+    _check_cross(out, partial=partial)
+    return out
+
+
+def _check_cross(values: Mapping[str, Any], *, partial: bool) -> None:
+    """Rules that involve two settings; only checked when both are present."""
+    errors = []
+    if "ASTER_CONFIDENCE_SIZE_MIN" in values and "ASTER_CONFIDENCE_SIZE_MAX" in values:
+        if values["ASTER_CONFIDENCE_SIZE_MIN"] > values["ASTER_CONFIDENCE_SIZE_MAX"]:
+            errors.append(SettingError("ASTER_CONFIDENCE_SIZE_MIN", values["ASTER_CONFIDENCE_SIZE_MIN"],
+                                       "a value not above ASTER_CONFIDENCE_SIZE_MAX"))
+    if "ASTER_RSI_BUY_MIN" in values and "ASTER_RSI_SELL_MAX" in values:
+        if values["ASTER_RSI_SELL_MAX"] > values["ASTER_RSI_BUY_MIN"]:
+            errors.append(SettingError("ASTER_RSI_SELL_MAX", values["ASTER_RSI_SELL_MAX"],
+                                       "a value not above ASTER_RSI_BUY_MIN"))
+    if errors:
+        raise SettingsErrors(errors)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def load(
+    *,
+    origin: Origin = "cli",
+    environ: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    env_file: Path | None = None,
+) -> Settings:
+    """Build the effective settings from every layer (see the module docstring for the order).
+
+    Only names in the catalogue are read from the environment and .env, so unrelated variables of
+    the user's shell never reach validation. ``config`` is the content of dashboard_config.json.
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    env_file = Path(".env") if env_file is None else env_file
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        ("dashboard_config.json", dict(config or {})),
+        (".env", {k: v for k, v in read_env_file(env_file).items() if k in BY_NAME}),
+        ("environment", {k: v for k, v in environ.items() if k in BY_NAME}),
+    ]
+    values = {s.name: s.default_for(origin) for s in CATALOGUE}
+    sources = {s.name: "default" for s in CATALOGUE}
+    errors: list[SettingError] = []
+    parsed_layers = []
+    for label, layer in layers:
+        try:
+            parsed_layers.append((label, validate(layer)))
+        except SettingsErrors as exc:
+            for e in exc.errors:
+                e.args = (f"{e} (from {label})",)
+            errors.extend(exc.errors)
+    if errors:
+        raise SettingsErrors(errors)
+    preset = values["ASTER_PRESET_MODE"]
+    for _, layer in parsed_layers:
+        preset = layer.get("ASTER_PRESET_MODE", preset)
+    for key, val in PRESETS[preset].items():
+        values[key] = val
+        sources[key] = f"preset {preset}"
+    for label, layer in parsed_layers:
+        for key, val in layer.items():
+            values[key] = val
+            sources[key] = label
+    _check_cross(values, partial=False)
+    return Settings(values, sources)
+
+
+def preset_changes(current: Mapping[str, Any], preset: str) -> dict[str, tuple[Any, Any]]:
+    """What applying a preset would change: {key: (old, new)} (the dashboard shows this first)."""
+    if preset not in PRESETS:
+        raise SettingError("ASTER_PRESET_MODE", preset, BY_NAME["ASTER_PRESET_MODE"].allowed())
+    target = {"ASTER_PRESET_MODE": preset, **PRESETS[preset]}
+    return {k: (current.get(k), v) for k, v in target.items() if current.get(k) != v}
+
+
+def markdown_table(settings: Iterable[Setting] = CATALOGUE) -> str:
+    """The README's settings table, generated so it can never drift from the catalogue."""
+    lines = ["| Setting | Default (CLI / dashboard) | Allowed | Group | Restart | Description |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for s in settings:
+        default = _show_default(s.default, s)
+        if s.dashboard_default is not None:
+            default += " / " + _show_default(s.dashboard_default, s)
+        lines.append(f"| `{s.name}` | {default} | {s.allowed()} | {s.group} | "
+                     f"{'yes' if s.restart else 'no'} | {s.help}{' (secret)' if s.secret else ''} |")
+    return "\n".join(lines)
+
+
+def preset_table() -> str:
+    keys = sorted({k for p in PRESETS.values() for k in p})
+    lines = ["| Setting | " + " | ".join(p.upper() if p == "att" else p.capitalize()
+                                       for p in PRESETS) + " |",
+             "| --- |" + " --- |" * len(PRESETS)]
+    for k in keys:
+        cells = []
+        for p in PRESETS.values():
+            if k in p:
+                cells.append("exchange max" if k == "ASTER_LEVERAGE" and p[k] == 125 else f"`{p[k]}`")
+            else:
+                cells.append("default")
+        lines.append(f"| `{k}` | " + " | ".join(cells) + " |")
+    lines.append("| AI daily budget | " + " | ".join(
+        "ignored" if p in PRESETS_IGNORING_AI_BUDGET else "enforced" for p in PRESETS) + " |")
+    return "\n".join(lines)
+
+
+def _show_default(v: Any, s: Setting) -> str:
+    if s.kind == "bool":
+        return f"`{'true' if v else 'false'}`"
+    if s.kind == "list":
+        return "empty" if not v else f"`{','.join(v)}`"
+    if v == "" or v is None:
+        return "empty"
+    return f"`{v}`"
+
+
+def refresh_readme(path: Path) -> None:
+    """Rewrite the generated tables in the README (``python -m mraster.settings --readme``)."""
+    text = path.read_text(encoding="utf-8")
+    for name, table in (("settings-table", markdown_table()), ("preset-table", preset_table())):
+        text = re.sub(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)",
+                      lambda m: m.group(1) + table + m.group(2), text, flags=re.S)
+    path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":  # python -m mraster.settings [--readme]
+    import sys
+
+    if "--readme" in sys.argv:
+        refresh_readme(Path(__file__).resolve().parents[1] / "README.md")
+    else:
+        print(markdown_table())
+        print()
+        print(preset_table())

@@ -1,0 +1,159 @@
+"""Crash-safe, cross-process JSON documents (state, config, bracket queue).
+
+The old system let the dashboard and the bot write one JSON file with plain ``open("w")``; a torn
+read returned ``{}`` and the next write wiped the user's positions. Here every write goes to a temp
+file in the same folder, is fsynced and renamed over the target (then the folder is fsynced), and
+every read-modify-write holds a file lock shared by all processes. A file that cannot be parsed is
+moved aside, never overwritten.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock
+
+log = logging.getLogger("mraster.store")
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so that ``path`` holds either the old or the new content, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JsonDocument:
+    """One JSON document on disk with a schema version and migrations.
+
+    ``migrations[n]`` turns a version-``n`` document into version ``n+1``. The document is always a
+    JSON object carrying ``"schema_version"``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        version: int = 1,
+        default: Callable[[], dict[str, Any]] = dict,
+        migrations: dict[int, Migration] | None = None,
+        lock_timeout: float = 30.0,
+    ) -> None:
+        self.path = Path(path)
+        self.version = version
+        self._default = default
+        self._migrations = migrations or {}
+        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+
+    # -- public API -------------------------------------------------------------------------
+    def read(self) -> dict[str, Any]:
+        """The current document (defaults when missing or corrupt)."""
+        with self._lock:
+            return self._load()
+
+    def write(self, doc: dict[str, Any]) -> None:
+        with self._lock:
+            self._save(doc)
+
+    def update(self, fn: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        """Read, apply ``fn`` (which may mutate in place or return a new dict), write — atomically
+        with respect to every other process using the same file."""
+        with self._lock:
+            doc = self._load()
+            result = fn(doc)
+            if result is not None:
+                doc = result
+            self._save(doc)
+            return copy.deepcopy(doc)
+
+    # -- internals --------------------------------------------------------------------------
+    def _fresh(self) -> dict[str, Any]:
+        doc = self._default()
+        doc["schema_version"] = self.version
+        return doc
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return self._fresh()
+        try:
+            doc = json.loads(text)
+            if not isinstance(doc, dict):
+                raise ValueError("top level is not a JSON object")
+            return self._migrate(doc)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._quarantine(exc)
+            return self._fresh()
+
+    def _migrate(self, doc: dict[str, Any]) -> dict[str, Any]:
+        ver = int(doc.get("schema_version", 1))
+        if ver > self.version:
+            raise ValueError(f"schema_version {ver} is newer than this program understands "
+                             f"({self.version})")
+        while ver < self.version:
+            step = self._migrations.get(ver)
+            if step is not None:
+                doc = step(doc)
+            ver += 1
+            doc["schema_version"] = ver
+        return doc
+
+    def _quarantine(self, exc: Exception) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+            n += 1
+        os.replace(self.path, aside)
+        log.error("%s could not be read (%s); it was moved to %s and defaults are used",
+                  self.path, exc, aside.name)
+
+    def _save(self, doc: dict[str, Any]) -> None:
+        doc = dict(doc)
+        doc["schema_version"] = self.version
+        atomic_write_text(self.path, json.dumps(doc, indent=1, sort_keys=False, default=_jsonable))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
