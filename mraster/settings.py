@@ -539,7 +539,10 @@ def preset_table() -> str:
             if k in p:
                 cells.append("exchange max" if k == "ASTER_LEVERAGE" and p[k] == 125 else f"`{p[k]}`")
             else:
-                cells.append("default")
+                spec = BY_NAME[k]
+                cells.append(_show_default(spec.default, spec) + (
+                    "" if spec.dashboard_default is None
+                    else " CLI / " + _show_default(spec.dashboard_default, spec) + " dashboard"))
         lines.append(f"| `{k}` | " + " | ".join(cells) + " |")
     lines.append("| AI daily budget | " + " | ".join(
         "ignored" if p in PRESETS_IGNORING_AI_BUDGET else "enforced" for p in PRESETS) + " |")
@@ -560,8 +563,8 @@ def refresh_readme(path: Path) -> None:
     """Rewrite the generated tables in the README (``python -m mraster.settings --readme``)."""
     text = path.read_text(encoding="utf-8")
     for name, table in (("settings-table", markdown_table()), ("preset-table", preset_table())):
-        text = re.sub(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)",
-                      lambda m: m.group(1) + table + m.group(2), text, flags=re.S)
+        text = re.sub(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)",
+                      lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
     path.write_text(text, encoding="utf-8")
 
 
