@@ -1,0 +1,231 @@
+"""The simulated exchange without HTTP: a market, the matching engine and accounts on one clock.
+
+Public data methods return exactly the JSON the real exchange sends, so the in-process market
+(offline paper mode) and the HTTP server (``python -m mraster.sim``) share one implementation.
+"""
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from typing import Any
+
+from mraster.exchange.rules import D, SymbolRules
+from mraster.sim.market import FUNDING_MS, Market, _num
+from mraster.sim.matching import Account, Matching, SimError
+
+RATE_LIMITS = [
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+    {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+]
+
+
+def rules_for_market(market: Market) -> dict[str, SymbolRules]:
+    out = {}
+    for sym, s in market.series.items():
+        tick, step = D(f"{s.tick:.12g}"), D(f"{s.step:.12g}")
+        out[sym] = SymbolRules(symbol=sym, tick=tick, step=step, min_qty=step,
+                               max_qty=D("100000000"), market_step=step, market_min_qty=step,
+                               max_price=Decimal(0), market_max_qty=D("100000000"),
+                               min_notional=D(f"{s.min_notional:.6g}"), min_price=tick,
+                               base=s.base, quote=s.quote)
+    return out
+
+
+class SimExchange:
+    """Thread-safe: the HTTP server and tests may call it from several threads."""
+
+    def __init__(self, market: Market, *, balance: float = 10_000.0) -> None:
+        self.market = market
+        self.rules = rules_for_market(market)
+        self.matching = Matching(self.rules, self._quote,
+                                 max_leverage=lambda s: market.series[s].max_leverage)
+        self.accounts: dict[str, Account] = {}
+        self.default_balance = balance
+        self.lock = threading.RLock()
+        self._last_eval: dict[str, int] = {}
+        self._last_funding: int = market.clock.now_ms() // FUNDING_MS
+
+    def now(self) -> int:
+        return self.market.clock.now_ms()
+
+    def _quote(self, sym: str) -> dict[str, float]:
+        return self.market.quote(sym)
+
+    def account(self, key: str) -> Account:
+        with self.lock:
+            if key not in self.accounts:
+                self.accounts[key] = Account(balance=self.default_balance)
+            return self.accounts[key]
+
+    # -- time ------------------------------------------------------------------------------
+    def advance(self) -> None:
+        """Bring every account up to the clock: triggers over the traversed range, funding."""
+        with self.lock:
+            now = self.now()
+            for acct in self.accounts.values():
+                for sym in {o.symbol for o in acct.open_orders()}:
+                    t0 = self._last_eval.get(sym, now)
+                    lo, hi = self.market.range_between(sym, min(t0, now), now)
+                    self.matching.evaluate(acct, sym, lo, hi, now)
+            for sym in self.market.series:
+                self._last_eval[sym] = now
+            epoch = now // FUNDING_MS
+            if epoch > self._last_funding:
+                for acct in self.accounts.values():
+                    for sym, pos in acct.positions.items():
+                        if pos.amt:
+                            q = self.market.quote(sym, now)
+                            self.matching.settle_funding(acct, sym, q["funding"], q["mark"], now)
+                self._last_funding = epoch
+
+    def step(self, ms: int) -> None:
+        """Move the clock (tests, replays) and process everything that happened meanwhile."""
+        with self.lock:
+            self.market.clock.step(ms)
+            self.advance()
+
+    # -- public market data (exchange JSON) -------------------------------------------------
+    def exchange_info(self) -> dict[str, Any]:
+        return {"timezone": "UTC", "serverTime": self.now(), "rateLimits": RATE_LIMITS,
+                "exchangeFilters": [], "assets": [{"asset": "USDT", "marginAvailable": True,
+                                                   "autoAssetExchange": "-10000"}],
+                "symbols": [r.to_exchange_info() for r in self.rules.values()]}
+
+    def klines(self, symbol: str, interval: str, limit: int = 500, start: int | None = None,
+               end: int | None = None) -> list[list]:
+        self._check_symbol(symbol)
+        return self.market.candles(symbol, interval, self.now(), limit=limit, start=start, end=end)
+
+    def ticker_24h(self, symbol: str | None = None) -> Any:
+        now = self.now()
+        rows = []
+        for sym in self._symbols(symbol):
+            st = self.market.stats_24h(sym, now)
+            chg = st["last"] - st["open"]
+            rows.append({"symbol": sym, "priceChange": _num(chg),
+                         "priceChangePercent": f"{100 * chg / st['open']:.3f}",
+                         "weightedAvgPrice": _num(st["quote_volume"] / st["volume"] if st["volume"] else st["last"]),
+                         "prevClosePrice": _num(st["open"]), "lastPrice": _num(st["last"]),
+                         "lastQty": "1", "openPrice": _num(st["open"]), "highPrice": _num(st["high"]),
+                         "lowPrice": _num(st["low"]), "volume": _num(st["volume"]),
+                         "quoteVolume": _num(st["quote_volume"]), "openTime": now - 86_400_000,
+                         "closeTime": now, "firstId": 1, "lastId": 2, "count": 2})
+        return rows[0] if symbol else rows
+
+    def book_ticker(self, symbol: str | None = None) -> Any:
+        now = self.now()
+        rows = []
+        for sym in self._symbols(symbol):
+            q = self.market.quote(sym, now)
+            rows.append({"symbol": sym, "bidPrice": _num(q["bid"]), "bidQty": "10",
+                         "askPrice": _num(q["ask"]), "askQty": "10", "time": now,
+                         "lastUpdateId": now})
+        return rows[0] if symbol else rows
+
+    def premium_index(self, symbol: str | None = None) -> Any:
+        now = self.now()
+        rows = []
+        for sym in self._symbols(symbol):
+            q = self.market.quote(sym, now)
+            rows.append({"symbol": sym, "markPrice": _num(q["mark"]), "indexPrice": _num(q["index"]),
+                         "estimatedSettlePrice": _num(q["index"]),
+                         "lastFundingRate": f"{q['funding']:.8f}",
+                         "nextFundingTime": self.market.next_funding_time(sym, now),
+                         "interestRate": "0.00010000", "time": now})
+        return rows[0] if symbol else rows
+
+    def depth(self, symbol: str, limit: int = 20) -> dict[str, Any]:
+        self._check_symbol(symbol)
+        q = self.market.quote(symbol)
+        tick = float(self.rules[symbol].tick)
+        bids = [[_num(q["bid"] - i * tick), _num(5 * (1 + i))] for i in range(limit)]
+        asks = [[_num(q["ask"] + i * tick), _num(5 * (1 + i))] for i in range(limit)]
+        now = self.now()
+        return {"lastUpdateId": now, "E": now, "T": now, "bids": bids, "asks": asks}
+
+    def funding_rate(self, symbol: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        now = self.now()
+        out = []
+        for sym in self._symbols(symbol):
+            t = now // FUNDING_MS * FUNDING_MS
+            for k in range(min(limit, 30)):
+                ts = t - k * FUNDING_MS
+                out.append({"symbol": sym, "fundingRate": f"{self.market.funding_at(sym, ts):.8f}",
+                            "fundingTime": ts})
+        return sorted(out, key=lambda r: r["fundingTime"])
+
+    def _symbols(self, symbol: str | None) -> list[str]:
+        if symbol:
+            self._check_symbol(symbol)
+            return [symbol]
+        return list(self.market.series)
+
+    def _check_symbol(self, symbol: str) -> None:
+        if symbol not in self.market.series:
+            raise SimError(-1121, "Invalid symbol.")
+
+    # -- signed endpoints ---------------------------------------------------------------------
+    def handle_signed(self, key: str, method: str, path: str, p: dict[str, str]) -> Any:
+        """Dispatch a signed request (path without the version prefix, e.g. ``order``)."""
+        with self.lock:
+            self.advance()
+            acct = self.account(key)
+            now = self.now()
+            m = self.matching
+            if path == "order" and method == "POST":
+                return m.new_order(acct, p, now).to_api()
+            if path == "order" and method == "GET":
+                return m.find(acct, p.get("symbol", ""), _int(p.get("orderId")),
+                              p.get("origClientOrderId")).to_api()
+            if path == "order" and method == "DELETE":
+                return m.cancel(acct, p.get("symbol", ""), _int(p.get("orderId")),
+                                p.get("origClientOrderId"), now).to_api()
+            if path == "openOrders":
+                if p.get("symbol"):
+                    self._check_symbol(p["symbol"])
+                return [o.to_api() for o in acct.open_orders(p.get("symbol"))]
+            if path == "allOpenOrders" and method == "DELETE":
+                self._check_symbol(p.get("symbol", ""))
+                for o in acct.open_orders(p["symbol"]):
+                    o.status, o.updateTime = "CANCELED", now
+                return {"code": "200", "msg": "The operation of cancel all open order is done."}
+            if path == "leverage":
+                return m.set_leverage(acct, p.get("symbol", ""), _int(p.get("leverage")) or 0)
+            if path == "marginType":
+                sym = p.get("symbol", "")
+                self._check_symbol(sym)
+                want = p.get("marginType", "").upper()
+                if want not in ("ISOLATED", "CROSSED"):
+                    raise SimError(-1130, "Data sent for parameter 'marginType' is not valid.")
+                cur = acct.margin_type.get(sym, "cross")
+                if (cur == "isolated") == (want == "ISOLATED"):
+                    raise SimError(-4046, "No need to change margin type.")
+                acct.margin_type[sym] = "isolated" if want == "ISOLATED" else "cross"
+                return {"code": 200, "msg": "success"}
+            if path == "positionRisk":
+                if p.get("symbol"):
+                    self._check_symbol(p["symbol"])
+                return m.position_risk(acct, p.get("symbol"))
+            if path == "balance":
+                return m.balance_rows(acct, now)
+            if path in ("account", "accountWithJoinMargin"):
+                return m.account_info(acct, now)
+            if path == "userTrades":
+                sym = p.get("symbol", "")
+                self._check_symbol(sym)
+                start = _int(p.get("startTime")) or 0
+                rows = [t for t in acct.trades if t["symbol"] == sym and t["time"] >= start]
+                return rows[-(_int(p.get("limit")) or 500):]
+            if path == "income":
+                rows = [r for r in acct.income if (not p.get("symbol") or r["symbol"] == p["symbol"])
+                        and (not p.get("incomeType") or r["incomeType"] == p["incomeType"])
+                        and r["time"] >= (_int(p.get("startTime")) or 0)]
+                return rows[-(_int(p.get("limit")) or 100):]
+            raise SimError(-1020, "This operation is not supported.", http=404)
+
+
+def _int(x: Any) -> int | None:
+    try:
+        return int(x) if x not in (None, "") else None
+    except (TypeError, ValueError):
+        raise SimError(-1130, f"Data sent for parameter '{x}' is not valid.") from None

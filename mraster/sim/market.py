@@ -1,0 +1,422 @@
+"""Market models for the built-in exchange: replay of real candle files and a seeded generator.
+
+Both expose the same view: base candles (5 minutes) per symbol on one clock. A candle that is still
+forming at the clock's time is shown partially: the price walks open → low → high → close for an up
+candle (open → high → low → close for a down candle) in three equal time segments, so a stop inside
+the candle triggers at a definite moment and the current price never reveals the candle's future.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BASE_MS = 5 * 60_000
+INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
+               "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000,
+               "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000}
+FUNDING_MS = 8 * 3_600_000
+
+
+class SimClock:
+    """Exchange time in ms: real time (optionally accelerated) plus manual steps made by tests."""
+
+    def __init__(self, start_ms: int, speed: float = 1.0, manual: bool = False) -> None:
+        self.start_ms = int(start_ms)
+        self.speed = speed
+        self.manual = manual
+        self._t0 = time.monotonic()
+        self._offset = 0
+
+    def now_ms(self) -> int:
+        elapsed = 0 if self.manual else (time.monotonic() - self._t0) * 1000 * self.speed
+        return int(self.start_ms + elapsed + self._offset)
+
+    def step(self, ms: int) -> int:
+        self._offset += int(ms)
+        return self.now_ms()
+
+    def set(self, t_ms: int) -> None:
+        self._offset += int(t_ms) - self.now_ms()
+
+
+@dataclass
+class Series:
+    """Base candles of one symbol (numpy arrays, ascending open time) plus its market params."""
+
+    symbol: str
+    base: str
+    quote: str
+    t: np.ndarray
+    o: np.ndarray
+    h: np.ndarray
+    l: np.ndarray
+    c: np.ndarray
+    v: np.ndarray
+    spread: float = 0.0002  # fraction of mid
+    premium: np.ndarray | None = None  # mark/index premium per candle
+    funding: np.ndarray | None = None  # funding rate per candle (the rate due at the next settle)
+    funding_times: np.ndarray | None = None  # explicit settlement times (replay) or None (8h grid)
+    tick: float = 0.0
+    step: float = 0.0
+    min_notional: float = 5.0
+    max_leverage: int = 50
+
+    def __post_init__(self) -> None:
+        if self.tick and self.step:
+            return
+        ref = float(np.median(self.c[-min(len(self.c), 500):]))
+        if not self.tick:
+            self.tick = 10.0 ** (math.floor(math.log10(ref)) - 4)
+        if not self.step:
+            self.step = min(1.0, 10.0 ** math.floor(math.log10(self.min_notional / ref)))
+
+
+def _path_points(o: float, h: float, l: float, c: float) -> tuple[float, float, float, float]:
+    return (o, l, h, c) if c >= o else (o, h, l, c)
+
+
+def path_value(o: float, h: float, l: float, c: float, frac: float) -> float:
+    pts = _path_points(o, h, l, c)
+    frac = min(max(frac, 0.0), 1.0) * 3
+    i = min(int(frac), 2)
+    return pts[i] + (pts[i + 1] - pts[i]) * (frac - i)
+
+
+def path_range(o: float, h: float, l: float, c: float, a: float, b: float) -> tuple[float, float]:
+    """Lowest and highest price on the candle's path between fractions a <= b of its time."""
+    vals = [path_value(o, h, l, c, a), path_value(o, h, l, c, b)]
+    pts = _path_points(o, h, l, c)
+    for k in (1, 2):
+        if a < k / 3 < b:
+            vals.append(pts[k])
+    return min(vals), max(vals)
+
+
+class Market:
+    """A set of Series on one clock."""
+
+    def __init__(self, series: list[Series], clock: SimClock) -> None:
+        self.series = {s.symbol: s for s in series}
+        self.clock = clock
+
+    # -- time & price ------------------------------------------------------------------------
+    def symbols(self) -> list[str]:
+        return list(self.series)
+
+    def index_at(self, sym: str, t_ms: int) -> int:
+        """Index of the candle containing t (the last one opened at or before t), -1 if none."""
+        s = self.series[sym]
+        self.ensure(sym, t_ms)
+        return int(np.searchsorted(s.t, t_ms, side="right")) - 1
+
+    def ensure(self, sym: str, t_ms: int) -> None:
+        """Extend generated series up to t (replay series simply end)."""
+
+    def price_at(self, sym: str, t_ms: int) -> float:
+        s = self.series[sym]
+        i = self.index_at(sym, t_ms)
+        if i < 0:
+            return float(s.o[0])
+        frac = (t_ms - s.t[i]) / BASE_MS
+        if frac >= 1:  # after the data ends or inside a gap: the last close stands
+            return float(s.c[i])
+        return path_value(s.o[i], s.h[i], s.l[i], s.c[i], frac)
+
+    def range_between(self, sym: str, t0: int, t1: int) -> tuple[float, float]:
+        """Lowest and highest traded price between two moments (for stop and limit triggers)."""
+        s = self.series[sym]
+        i0, i1 = self.index_at(sym, t0), self.index_at(sym, t1)
+        lo, hi = math.inf, -math.inf
+        for i in range(max(i0, 0), i1 + 1):
+            a = max(0.0, (t0 - s.t[i]) / BASE_MS)
+            b = min(1.0, (t1 - s.t[i]) / BASE_MS)
+            if a > 1 or b < 0:
+                continue
+            x, y = path_range(s.o[i], s.h[i], s.l[i], s.c[i], a, b)
+            lo, hi = min(lo, x), max(hi, y)
+        p = self.price_at(sym, t1)
+        return min(lo, p), max(hi, p)
+
+    def premium_at(self, sym: str, t_ms: int) -> float:
+        s = self.series[sym]
+        if s.premium is None:
+            return 0.0
+        return float(s.premium[max(self.index_at(sym, t_ms), 0)])
+
+    def funding_at(self, sym: str, t_ms: int) -> float:
+        s = self.series[sym]
+        if s.funding is None:
+            return 0.0
+        if s.funding_times is not None:
+            j = int(np.searchsorted(s.funding_times, t_ms, side="right"))
+            j = min(j, len(s.funding) - 1)
+            return float(s.funding[j])
+        return float(s.funding[max(self.index_at(sym, t_ms), 0)])
+
+    def next_funding_time(self, sym: str, t_ms: int) -> int:
+        s = self.series[sym]
+        if s.funding_times is not None:
+            j = int(np.searchsorted(s.funding_times, t_ms, side="right"))
+            if j < len(s.funding_times):
+                return int(s.funding_times[j])
+        return (t_ms // FUNDING_MS + 1) * FUNDING_MS
+
+    def quote(self, sym: str, t_ms: int | None = None) -> dict[str, float]:
+        t_ms = self.clock.now_ms() if t_ms is None else t_ms
+        s = self.series[sym]
+        last = self.price_at(sym, t_ms)
+        half = max(s.spread * last / 2, s.tick / 2)
+        bid = math.floor((last - half) / s.tick) * s.tick
+        ask = math.ceil((last + half) / s.tick) * s.tick
+        if ask <= bid:
+            ask = bid + s.tick
+        prem = self.premium_at(sym, t_ms)
+        index = last / (1 + prem) if prem > -1 else last
+        return {"last": last, "bid": bid, "ask": ask, "mark": last, "index": index,
+                "funding": self.funding_at(sym, t_ms)}
+
+    # -- candles -----------------------------------------------------------------------------
+    def candles(self, sym: str, interval: str, t_ms: int, limit: int = 500,
+                start: int | None = None, end: int | None = None) -> list[list]:
+        """Klines in the exchange's 12-field layout up to t (the forming candle partial)."""
+        iv = INTERVAL_MS[interval]
+        if iv < BASE_MS:
+            iv = BASE_MS  # the models hold 5m candles; finer intervals are served as 5m
+        s = self.series[sym]
+        hi_idx = self.index_at(sym, t_ms)
+        if hi_idx < 0:
+            return []
+        if end is not None:
+            hi_idx = min(hi_idx, int(np.searchsorted(s.t, end, side="right")) - 1)
+        k = iv // BASE_MS
+        need = (limit + 1) * k
+        lo_idx = max(0, hi_idx - need + 1)
+        if start is not None:
+            lo_idx = max(lo_idx, int(np.searchsorted(s.t, start - iv + 1, side="left")))
+        sl = slice(lo_idx, hi_idx + 1)
+        t, o, h, l, c, v = (s.t[sl], s.o[sl].copy(), s.h[sl].copy(), s.l[sl].copy(),
+                            s.c[sl].copy(), s.v[sl].copy())
+        if len(t) == 0:
+            return []
+        # the last base candle may be forming
+        frac = (t_ms - t[-1]) / BASE_MS
+        if frac < 1:
+            lo_p, hi_p = path_range(o[-1], h[-1], l[-1], c[-1], 0.0, frac)
+            c[-1] = path_value(o[-1], h[-1], l[-1], c[-1], frac)
+            h[-1], l[-1] = hi_p, lo_p
+            v[-1] = v[-1] * frac
+        bucket = t // iv
+        starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+        ot = bucket[starts] * iv
+        oo = o[starts]
+        hh = np.maximum.reduceat(h, starts)
+        ll = np.minimum.reduceat(l, starts)
+        cc = c[np.r_[starts[1:] - 1, len(c) - 1]]
+        vv = np.add.reduceat(v, starts)
+        if start is not None:
+            keep = ot >= start
+            ot, oo, hh, ll, cc, vv = ot[keep], oo[keep], hh[keep], ll[keep], cc[keep], vv[keep]
+        ot, oo, hh, ll, cc, vv = (x[-limit:] for x in (ot, oo, hh, ll, cc, vv))
+        out = []
+        for i in range(len(ot)):
+            qv = vv[i] * cc[i]
+            out.append([int(ot[i]), _num(oo[i]), _num(hh[i]), _num(ll[i]), _num(cc[i]),
+                        _num(vv[i]), int(ot[i] + iv - 1), _num(qv), 1, _num(vv[i] / 2),
+                        _num(qv / 2), "0"])
+        return out
+
+    def stats_24h(self, sym: str, t_ms: int) -> dict[str, float]:
+        s = self.series[sym]
+        i = self.index_at(sym, t_ms)
+        j = max(0, i - 287)
+        last = self.price_at(sym, t_ms)
+        if i < 0:
+            return {"open": last, "high": last, "low": last, "last": last, "volume": 0.0,
+                    "quote_volume": 0.0}
+        vol = float(s.v[j:i + 1].sum())
+        return {"open": float(s.o[j]), "high": float(max(s.h[j:i].max(initial=last), last)),
+                "low": float(min(s.l[j:i].min(initial=last), last)), "last": last,
+                "volume": vol, "quote_volume": float((s.v[j:i + 1] * s.c[j:i + 1]).sum())}
+
+
+def _num(x: float) -> str:
+    """Exchange-style decimal string."""
+    return f"{float(x):.10g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay of real candle files
+
+class DataError(ValueError):
+    """A candle file is unusable; the message names the file and the line."""
+
+
+def read_candles_csv(path: Path) -> tuple[np.ndarray, ...]:
+    """Read ``open_time_ms,open,high,low,close,volume`` with line-precise error messages."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not lines or not lines[0].lower().startswith("open_time"):
+        raise DataError(f"{path}:1: expected the header open_time_ms,open,high,low,close,volume")
+    rows = []
+    prev = None
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split(",")
+        if len(parts) < 6:
+            raise DataError(f"{path}:{n}: expected 6 columns, found {len(parts)}")
+        try:
+            t = int(float(parts[0]))
+            o, h, l, c, v = (float(x) for x in parts[1:6])
+        except ValueError:
+            raise DataError(f"{path}:{n}: not a number in {line!r}") from None
+        if prev is not None and t <= prev:
+            raise DataError(f"{path}:{n}: time {t} is not after the previous row ({prev}); "
+                            "rows must be sorted by open time without duplicates")
+        if not (h >= max(o, c) and l <= min(o, c) and l > 0):
+            raise DataError(f"{path}:{n}: high/low do not enclose open/close")
+        rows.append((t, o, h, l, c, v))
+        prev = t
+    if not rows:
+        raise DataError(f"{path}: no candles")
+    arr = np.array(rows, dtype=float)
+    return (arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5])
+
+
+def symbol_from_filename(name: str) -> tuple[str, str, str]:
+    """``ETH_BTC-5m.csv`` → (ETHBTC, ETH, BTC); ``XRPUSDT-5m-futures.csv`` → (XRPUSDT, XRP, USDT)."""
+    stem = name.split("-")[0]
+    if "_" in stem:
+        base, quote = stem.split("_", 1)
+    else:
+        for q in ("USDT", "USDC", "USD1", "BTC", "ETH"):
+            if stem.endswith(q) and len(stem) > len(q):
+                base, quote = stem[: -len(q)], q
+                break
+        else:
+            base, quote = stem, "USDT"
+    return base + quote, base, quote
+
+
+# Rough USD value of a quote asset, only used to scale the minimum notional of replayed non-USDT
+# pairs (January 2018, when the BTC-quoted files were recorded, BTC traded near 12,000 USD).
+QUOTE_USD = {"USDT": 1.0, "USDC": 1.0, "USD1": 1.0, "BTC": 12_000.0, "ETH": 1_000.0}
+
+
+def replay_market(data_dir: Path, symbols: list[str] | None = None, *, speed: float = 1.0,
+                  manual: bool = False, warmup: int = 400, spread: float = 0.0002,
+                  interval: str = "5m") -> Market:
+    """Load every ``*-5m*.csv`` candle file of a folder (or the requested symbols) on one clock.
+
+    A funding file ``<SYMBOL>-8h-funding.csv`` next to the candles is used for that symbol.
+    """
+    data_dir = Path(data_dir)
+    files = sorted(data_dir.glob(f"*-{interval}*.csv"))
+    series = []
+    for f in files:
+        if "mark" in f.name or "funding" in f.name:
+            continue
+        sym, base, quote = symbol_from_filename(f.name)
+        if symbols and sym not in symbols:
+            continue
+        t, o, h, l, c, v = read_candles_csv(f)
+        s = Series(sym, base, quote, t, o, h, l, c, v, spread=spread,
+                   min_notional=5.0 / QUOTE_USD.get(quote, 1.0))
+        fund = data_dir / f"{sym}-8h-funding.csv"
+        if fund.exists():
+            arr = np.loadtxt(fund, delimiter=",", skiprows=1, ndmin=2)
+            s.funding_times, s.funding = arr[:, 0].astype(np.int64), arr[:, 1]
+        series.append(s)
+    if symbols:
+        missing = sorted(set(symbols) - {s.symbol for s in series})
+        if missing:
+            raise DataError(f"{data_dir}: no {interval} candle file for {', '.join(missing)}")
+    if not series:
+        raise DataError(f"{data_dir}: no candle files (*-{interval}*.csv) found")
+    start = min(int(s.t[min(warmup, len(s.t) - 1)]) for s in series)
+    return Market(series, SimClock(start, speed=speed, manual=manual))
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeded synthetic market
+
+BASES = ["BTC", "ETH", "SOL", "BNB", "XRP", "DOGE", "ADA", "AVAX", "LINK", "DOT", "TRX", "LTC",
+         "BCH", "NEAR", "APT", "ARB", "OP", "SUI", "SEI", "TIA", "INJ", "ATOM", "FIL", "AAVE",
+         "UNI", "ASTER", "PEPE", "WIF", "TON", "ETC"]
+
+
+class SyntheticMarket(Market):
+    """Any number of symbols with volatility clustering (GARCH-like), trend regimes, spreads,
+    a premium of mark over index and funding rates; extended on demand as the clock advances."""
+
+    CHUNK = 288
+
+    def __init__(self, n_symbols: int = 20, seed: int = 7, *, history: int = 1000,
+                 start_ms: int | None = None, speed: float = 1.0, manual: bool = False,
+                 quote: str = "USDT") -> None:
+        now = int(time.time() * 1000) if start_ms is None else int(start_ms)
+        now = now // BASE_MS * BASE_MS
+        self._rngs: dict[str, np.random.Generator] = {}
+        self._state: dict[str, list[float]] = {}
+        series = []
+        root = np.random.default_rng(seed)
+        for i in range(n_symbols):
+            base = BASES[i] if i < len(BASES) else f"SYN{i:03d}"
+            sym = base + quote
+            rng = np.random.default_rng([seed, i])
+            price0 = float(10 ** root.uniform(-2, 4.7))
+            vol0 = float(root.uniform(0.0015, 0.006))
+            spread = float(root.choice([0.0001, 0.0002, 0.0004, 0.0008, 0.004], p=[.3, .3, .2, .15, .05]))
+            self._rngs[sym] = rng
+            # state: price, variance, drift, premium, funding, volume scale
+            self._state[sym] = [price0, vol0 ** 2, 0.0, 0.0, 0.0001, float(10 ** root.uniform(5, 8)) / price0 / 288]
+            s = Series(sym, base, quote, np.zeros(0, np.int64), *(np.zeros(0) for _ in range(5)),
+                       spread=spread, premium=np.zeros(0), funding=np.zeros(0),
+                       tick=10.0 ** (math.floor(math.log10(price0)) - 4),
+                       step=min(1.0, 10.0 ** math.floor(math.log10(5.0 / price0))),
+                       max_leverage=int(root.choice([20, 50, 75, 125])))
+            series.append(s)
+            self._extend(s, now - history * BASE_MS, history)
+        super().__init__(series, SimClock(now, speed=speed, manual=manual))
+
+    def _extend(self, s: Series, t_start: int, n: int) -> None:
+        rng = self._rngs[s.symbol]
+        price, var, drift, prem, fund, vscale = self._state[s.symbol]
+        long_var = var
+        t = np.arange(n, dtype=np.int64) * BASE_MS + t_start
+        o = np.empty(n); h = np.empty(n); l = np.empty(n); c = np.empty(n); v = np.empty(n)
+        pr = np.empty(n); fr = np.empty(n)
+        z = rng.standard_normal((n, 4))
+        for i in range(n):
+            if rng.random() < 0.01:  # regime change: trend up, down or none
+                drift = float(rng.choice([-1, 0, 0, 1])) * math.sqrt(var) * 0.15
+            ret = drift + math.sqrt(var) * z[i, 0]
+            var = 0.90 * var + 0.07 * ret * ret + 0.03 * long_var  # volatility clustering
+            o[i] = price
+            price = max(price * math.exp(ret), 1e-12)
+            c[i] = price
+            wick = abs(z[i, 1]) * math.sqrt(var) * 0.6
+            wick2 = abs(z[i, 2]) * math.sqrt(var) * 0.6
+            h[i] = max(o[i], c[i]) * (1 + wick)
+            l[i] = min(o[i], c[i]) * (1 - wick2)
+            v[i] = vscale * (0.5 + abs(ret) / math.sqrt(var)) * math.exp(0.3 * z[i, 3])
+            prem = 0.95 * prem + 0.00008 * z[i, 3]
+            fund = 0.999 * fund + 0.001 * (prem * 0.5 + 0.0001) + 0.00001 * z[i, 1]
+            pr[i] = prem
+            fr[i] = max(-0.003, min(0.003, fund))
+        self._state[s.symbol] = [price, var, drift, prem, fund, vscale]
+        s.t = np.concatenate([s.t, t]); s.o = np.concatenate([s.o, o]); s.h = np.concatenate([s.h, h])
+        s.l = np.concatenate([s.l, l]); s.c = np.concatenate([s.c, c]); s.v = np.concatenate([s.v, v])
+        s.premium = np.concatenate([s.premium, pr]); s.funding = np.concatenate([s.funding, fr])
+
+    def ensure(self, sym: str, t_ms: int) -> None:
+        s = self.series[sym]
+        while s.t[-1] < t_ms:
+            self._extend(s, int(s.t[-1]) + BASE_MS, self.CHUNK)

@@ -1,0 +1,430 @@
+"""The matching engine shared by the simulator and paper trading.
+
+One-way positions (``positionSide`` BOTH) with average entry, realized PnL, taker/maker fees and
+funding booked to the wallet; MARKET orders fill at the touch plus a size-dependent slippage;
+LIMIT orders rest and fill when crossed; STOP_MARKET / TAKE_PROFIT_MARKET trigger on the mark or
+the last price per ``workingType``. When a stop and a take-profit are both crossed within one price
+range, the stop fills first (the conservative reading of a candle that touched both).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, Callable
+
+from mraster.exchange.rules import D, RuleViolation, SymbolRules
+
+TAKER_FEE = 0.0004
+MAKER_FEE = 0.0002
+TRIGGER_TYPES = {"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT"}
+
+
+class SimError(Exception):
+    def __init__(self, code: int, msg: str, http: int = 400) -> None:
+        self.code, self.msg, self.http = code, msg, http
+        super().__init__(f"{code}: {msg}")
+
+
+@dataclass
+class Order:
+    orderId: int
+    clientOrderId: str
+    symbol: str
+    side: str
+    type: str
+    origQty: float
+    price: float
+    stopPrice: float
+    reduceOnly: bool
+    closePosition: bool
+    workingType: str
+    timeInForce: str
+    time: int
+    updateTime: int
+    status: str = "NEW"
+    executedQty: float = 0.0
+    avgPrice: float = 0.0
+    cumQuote: float = 0.0
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "orderId": self.orderId, "symbol": self.symbol, "status": self.status,
+            "clientOrderId": self.clientOrderId, "price": _s(self.price),
+            "avgPrice": _s(self.avgPrice), "origQty": _s(self.origQty),
+            "executedQty": _s(self.executedQty), "cumQty": _s(self.executedQty),
+            "cumQuote": _s(self.cumQuote), "timeInForce": self.timeInForce, "type": self.type,
+            "origType": self.type, "reduceOnly": self.reduceOnly,
+            "closePosition": self.closePosition, "side": self.side, "positionSide": "BOTH",
+            "stopPrice": _s(self.stopPrice), "workingType": self.workingType,
+            "priceProtect": False, "time": self.time, "updateTime": self.updateTime,
+        }
+
+
+@dataclass
+class Position:
+    amt: float = 0.0  # signed: >0 long, <0 short
+    entry: float = 0.0
+    realized: float = 0.0
+    update_time: int = 0
+
+
+@dataclass
+class Account:
+    balance: float
+    positions: dict[str, Position] = field(default_factory=dict)
+    leverage: dict[str, int] = field(default_factory=dict)
+    margin_type: dict[str, str] = field(default_factory=dict)
+    orders: dict[int, Order] = field(default_factory=dict)
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    income: list[dict[str, Any]] = field(default_factory=list)
+    next_id: int = 1
+    next_trade: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"balance": self.balance,
+                "positions": {k: asdict(v) for k, v in self.positions.items() if v.amt},
+                "leverage": self.leverage, "margin_type": self.margin_type,
+                "orders": [asdict(o) for o in self.orders.values()][-2000:],
+                "trades": self.trades[-2000:], "income": self.income[-2000:],
+                "next_id": self.next_id, "next_trade": self.next_trade}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Account":
+        acct = cls(balance=float(d["balance"]))
+        acct.positions = {k: Position(**v) for k, v in d.get("positions", {}).items()}
+        acct.leverage = {k: int(v) for k, v in d.get("leverage", {}).items()}
+        acct.margin_type = dict(d.get("margin_type", {}))
+        acct.orders = {o["orderId"]: Order(**o) for o in d.get("orders", [])}
+        acct.trades = list(d.get("trades", []))
+        acct.income = list(d.get("income", []))
+        acct.next_id = int(d.get("next_id", 1))
+        acct.next_trade = int(d.get("next_trade", 1))
+        return acct
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return [o for o in self.orders.values()
+                if o.status in ("NEW", "PARTIALLY_FILLED") and (symbol is None or o.symbol == symbol)]
+
+    def by_client_id(self, symbol: str, cid: str) -> Order | None:
+        found = [o for o in self.orders.values() if o.symbol == symbol and o.clientOrderId == cid]
+        return found[-1] if found else None
+
+
+def _s(x: float) -> str:
+    return f"{float(x):.10g}" if x else "0"
+
+
+Quote = dict[str, float]  # keys: bid, ask, last, mark
+
+
+class Matching:
+    """Order handling for accounts against quotes supplied by a market."""
+
+    def __init__(self, rules: dict[str, SymbolRules], quote: Callable[[str], Quote],
+                 max_leverage: Callable[[str], int] = lambda s: 125,
+                 impact_notional: float = 250_000.0) -> None:
+        self.rules = rules
+        self.quote = quote
+        self.max_leverage = max_leverage
+        self.impact_notional = impact_notional
+        self._cid = itertools.count(1)
+
+    # -- orders -----------------------------------------------------------------------------
+    def new_order(self, acct: Account, p: dict[str, str], now: int) -> Order:
+        sym = p.get("symbol", "")
+        rules = self.rules.get(sym)
+        if rules is None:
+            raise SimError(-1121, "Invalid symbol.")
+        side = p.get("side", "").upper()
+        if side not in ("BUY", "SELL"):
+            raise SimError(-1117, "Invalid side.")
+        typ = p.get("type", "").upper()
+        if typ not in ("MARKET", "LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"):
+            raise SimError(-1116, "Invalid orderType.")
+        cid = p.get("newClientOrderId") or f"sim_{next(self._cid)}_{now}"
+        if len(cid) > 36:
+            raise SimError(-4015, "Client order id length should not be more than 36 chars")
+        if any(o.clientOrderId == cid for o in acct.open_orders(sym)):
+            raise SimError(-4116, "ClientOrderId is duplicated.")
+        reduce_only = str(p.get("reduceOnly", "false")).lower() == "true"
+        close_pos = str(p.get("closePosition", "false")).lower() == "true"
+        working = p.get("workingType", "CONTRACT_PRICE").upper()
+        if working not in ("MARK_PRICE", "CONTRACT_PRICE"):
+            raise SimError(-4031, "Invalid workingType.")
+        q = self.quote(sym)
+        pos = acct.positions.get(sym, Position())
+        qty = 0.0
+        if close_pos:
+            if typ not in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
+                raise SimError(-1106, "Parameter 'closePosition' sent when not required.")
+            if p.get("quantity"):
+                raise SimError(-4137, "Quantity can not be sent with closePosition=true.")
+            if reduce_only:
+                raise SimError(-1106, "Parameter 'reduceOnly' sent when not required.")
+        else:
+            if not p.get("quantity"):
+                raise SimError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+            try:
+                rules.check_qty(p["quantity"], market=typ == "MARKET")
+            except RuleViolation as e:
+                raise SimError(e.code, str(e)) from None
+            qty = float(p["quantity"])
+        price = 0.0
+        if typ == "LIMIT":
+            if not p.get("price"):
+                raise SimError(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+            if not p.get("timeInForce"):
+                raise SimError(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
+            try:
+                rules.check_price(p["price"])
+            except RuleViolation as e:
+                raise SimError(e.code, str(e)) from None
+            price = float(p["price"])
+        stop = 0.0
+        if typ in TRIGGER_TYPES:
+            if not p.get("stopPrice"):
+                raise SimError(-1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
+            try:
+                rules.check_price(p["stopPrice"], "stopPrice")
+            except RuleViolation as e:
+                raise SimError(e.code, str(e)) from None
+            stop = float(p["stopPrice"])
+            ref = q["mark"] if working == "MARK_PRICE" else q["last"]
+            if self._triggered(typ, side, stop, ref, ref):
+                raise SimError(-2021, "Order would immediately trigger.")
+        if reduce_only and not close_pos:
+            if pos.amt == 0 or (pos.amt > 0) == (side == "BUY"):
+                raise SimError(-2022, "ReduceOnly Order is rejected.")
+        ref_price = price or stop or (q["ask"] if side == "BUY" else q["bid"])
+        if not close_pos:
+            try:
+                rules.check_notional(qty, q["mark"] if typ == "MARKET" else ref_price, reduce_only)
+            except RuleViolation as e:
+                raise SimError(e.code, str(e)) from None
+            increases = not reduce_only and (pos.amt == 0 or (pos.amt > 0) == (side == "BUY")
+                                             or qty > abs(pos.amt))
+            if increases and typ in ("MARKET", "LIMIT"):
+                self._check_margin(acct, sym, side, qty, ref_price)
+        oid = acct.next_id
+        acct.next_id += 1
+        order = Order(oid, cid, sym, side, typ, qty, price, stop, reduce_only, close_pos, working,
+                      p.get("timeInForce", "GTC").upper(), now, now)
+        acct.orders[oid] = order
+        if typ == "MARKET":
+            self._fill(acct, order, self._market_price(sym, side, qty, q), now, taker=True)
+        elif typ == "LIMIT":
+            crosses = (side == "BUY" and q["ask"] <= price) or (side == "SELL" and q["bid"] >= price)
+            if crosses:
+                if order.timeInForce == "GTX":
+                    order.status = "EXPIRED"
+                else:
+                    self._fill(acct, order, q["ask"] if side == "BUY" else q["bid"], now, taker=True)
+        return order
+
+    def _check_margin(self, acct: Account, sym: str, side: str, qty: float, price: float) -> None:
+        lev = acct.leverage.get(sym, 20)
+        need = qty * price / lev
+        if need > self.available(acct) + 1e-9:
+            raise SimError(-2019, "Margin is insufficient.")
+
+    def _market_price(self, sym: str, side: str, qty: float, q: Quote) -> float:
+        touch = q["ask"] if side == "BUY" else q["bid"]
+        slip = min(0.01, (qty * touch) / self.impact_notional * 0.0005)  # deeper orders pay more
+        return touch * (1 + slip) if side == "BUY" else touch * (1 - slip)
+
+    @staticmethod
+    def _triggered(typ: str, side: str, stop: float, lo: float, hi: float) -> bool:
+        if typ in ("STOP_MARKET", "STOP"):
+            return hi >= stop if side == "BUY" else lo <= stop
+        return lo <= stop if side == "BUY" else hi >= stop
+
+    def cancel(self, acct: Account, symbol: str, order_id: int | None, cid: str | None, now: int) -> Order:
+        order = self.find(acct, symbol, order_id, cid)
+        if order.status not in ("NEW", "PARTIALLY_FILLED"):
+            raise SimError(-2011, "Unknown order sent.")
+        order.status = "CANCELED"
+        order.updateTime = now
+        return order
+
+    def find(self, acct: Account, symbol: str, order_id: int | None, cid: str | None) -> Order:
+        order = acct.orders.get(int(order_id)) if order_id else (
+            acct.by_client_id(symbol, cid) if cid else None)
+        if order is None or order.symbol != symbol:
+            raise SimError(-2013, "Order does not exist.")
+        return order
+
+    # -- fills, triggers, funding -----------------------------------------------------------
+    def _fill(self, acct: Account, order: Order, px: float, now: int, taker: bool) -> None:
+        sym = order.symbol
+        pos = acct.positions.setdefault(sym, Position())
+        qty = order.origQty
+        if order.closePosition:
+            qty = abs(pos.amt)
+        if order.reduceOnly or order.closePosition:
+            qty = min(qty, abs(pos.amt))
+            if qty == 0 or (pos.amt > 0) == (order.side == "BUY"):
+                order.status = "EXPIRED"
+                order.updateTime = now
+                return
+        signed = qty if order.side == "BUY" else -qty
+        realized = 0.0
+        if pos.amt == 0 or (pos.amt > 0) == (signed > 0):
+            new_amt = pos.amt + signed
+            pos.entry = (pos.entry * abs(pos.amt) + px * qty) / abs(new_amt)
+            pos.amt = new_amt
+        else:
+            closing = min(qty, abs(pos.amt))
+            direction = 1 if pos.amt > 0 else -1
+            realized = (px - pos.entry) * closing * direction
+            pos.amt += signed
+            if abs(pos.amt) < 1e-12:
+                pos.amt, pos.entry = 0.0, 0.0
+            elif (pos.amt > 0) != (direction > 0):  # flipped
+                pos.entry = px
+        pos.realized += realized
+        pos.update_time = now
+        fee = qty * px * (TAKER_FEE if taker else MAKER_FEE)
+        acct.balance += realized - fee
+        order.executedQty = qty
+        order.avgPrice = px
+        order.cumQuote = qty * px
+        order.status = "FILLED"
+        order.updateTime = now
+        tid = acct.next_trade
+        acct.next_trade += 1
+        acct.trades.append({"buyer": order.side == "BUY", "commission": _s(fee),
+                            "commissionAsset": "USDT", "id": tid, "maker": not taker,
+                            "orderId": order.orderId, "price": _s(px), "qty": _s(qty),
+                            "quoteQty": _s(qty * px), "realizedPnl": _s(realized),
+                            "side": order.side, "positionSide": "BOTH", "symbol": sym, "time": now})
+        if realized:
+            self._income(acct, sym, "REALIZED_PNL", realized, now, tid)
+        self._income(acct, sym, "COMMISSION", -fee, now, tid)
+
+    def _income(self, acct: Account, sym: str, kind: str, amount: float, now: int, tid: int = 0) -> None:
+        acct.income.append({"symbol": sym, "incomeType": kind, "income": _s(amount),
+                            "asset": "USDT", "info": "", "time": now, "tranId": len(acct.income) + 1,
+                            "tradeId": str(tid) if tid else ""})
+
+    def evaluate(self, acct: Account, symbol: str, lo: float, hi: float, now: int,
+                 mark_factor: float = 1.0) -> list[Order]:
+        """Fill resting orders of ``symbol`` crossed by a price range [lo, hi] traded since the
+        last evaluation. Stops fill before take-profits when both were crossed."""
+        filled = []
+        q = self.quote(symbol)
+        orders = sorted(acct.open_orders(symbol),
+                        key=lambda o: (0 if o.type.startswith("STOP") else 1, o.orderId))
+        for o in orders:
+            if o.status != "NEW":
+                continue
+            if o.type in TRIGGER_TYPES:
+                f = mark_factor if o.workingType == "MARK_PRICE" else 1.0
+                if self._triggered(o.type, o.side, o.stopPrice, lo * f, hi * f):
+                    pos = acct.positions.get(symbol, Position())
+                    # a gap through the stop fills at the worse of stop and current touch
+                    touch = q["ask"] if o.side == "BUY" else q["bid"]
+                    px = o.stopPrice / f if f else o.stopPrice
+                    if o.type.startswith("STOP"):
+                        px = max(px, touch) if o.side == "BUY" else min(px, touch)
+                    if o.closePosition and pos.amt == 0:
+                        o.status, o.updateTime = "EXPIRED", now
+                        continue
+                    self._fill(acct, o, self._slip(o.side, px, o.origQty or abs(pos.amt)), now,
+                               taker=True)
+                    filled.append(o)
+            elif o.type == "LIMIT":
+                if (o.side == "BUY" and lo <= o.price) or (o.side == "SELL" and hi >= o.price):
+                    self._fill(acct, o, o.price, now, taker=False)
+                    filled.append(o)
+        return filled
+
+    def _slip(self, side: str, px: float, qty: float) -> float:
+        slip = min(0.01, qty * px / self.impact_notional * 0.0005)
+        return px * (1 + slip) if side == "BUY" else px * (1 - slip)
+
+    def settle_funding(self, acct: Account, symbol: str, rate: float, mark: float, now: int) -> float:
+        pos = acct.positions.get(symbol)
+        if not pos or not pos.amt:
+            return 0.0
+        pay = -pos.amt * mark * rate  # longs pay shorts when the rate is positive
+        acct.balance += pay
+        self._income(acct, symbol, "FUNDING_FEE", pay, now)
+        return pay
+
+    # -- account views ----------------------------------------------------------------------
+    def unrealized(self, acct: Account) -> float:
+        total = 0.0
+        for sym, pos in acct.positions.items():
+            if pos.amt:
+                total += (self.quote(sym)["mark"] - pos.entry) * pos.amt
+        return total
+
+    def used_margin(self, acct: Account) -> float:
+        used = 0.0
+        for sym, pos in acct.positions.items():
+            if pos.amt:
+                used += abs(pos.amt) * self.quote(sym)["mark"] / acct.leverage.get(sym, 20)
+        for o in acct.open_orders():
+            if o.type == "LIMIT" and not o.reduceOnly:
+                used += o.origQty * o.price / acct.leverage.get(o.symbol, 20)
+        return used
+
+    def available(self, acct: Account) -> float:
+        return acct.balance + self.unrealized(acct) - self.used_margin(acct)
+
+    def set_leverage(self, acct: Account, symbol: str, lev: int) -> dict[str, Any]:
+        if symbol not in self.rules:
+            raise SimError(-1121, "Invalid symbol.")
+        if not 1 <= lev <= self.max_leverage(symbol):
+            raise SimError(-4028, f"Leverage {lev} is not valid")
+        acct.leverage[symbol] = lev
+        return {"leverage": lev, "maxNotionalValue": "1000000", "symbol": symbol}
+
+    def position_risk(self, acct: Account, symbol: str | None = None) -> list[dict[str, Any]]:
+        rows = []
+        for sym in ([symbol] if symbol else list(self.rules)):
+            pos = acct.positions.get(sym, Position())
+            mark = self.quote(sym)["mark"] if (pos.amt or symbol) else 0.0
+            lev = acct.leverage.get(sym, 20)
+            rows.append({"symbol": sym, "positionAmt": _s(pos.amt) if pos.amt else "0.0",
+                         "entryPrice": _s(pos.entry) if pos.amt else "0.0",
+                         "markPrice": _s(mark), "unRealizedProfit": _s((mark - pos.entry) * pos.amt),
+                         "liquidationPrice": "0", "leverage": str(lev),
+                         "maxNotionalValue": "1000000",
+                         "marginType": acct.margin_type.get(sym, "cross"),
+                         "isolatedMargin": "0.00000000", "isAutoAddMargin": "false",
+                         "positionSide": "BOTH", "notional": _s(pos.amt * mark),
+                         "isolatedWallet": "0", "updateTime": pos.update_time})
+        return rows
+
+    def balance_rows(self, acct: Account, now: int, asset: str = "USDT") -> list[dict[str, Any]]:
+        upnl = self.unrealized(acct)
+        avail = self.available(acct)
+        return [{"accountAlias": "SgsR", "asset": asset, "balance": _s(acct.balance),
+                 "crossWalletBalance": _s(acct.balance), "crossUnPnl": _s(upnl),
+                 "availableBalance": _s(avail), "maxWithdrawAmount": _s(max(avail, 0)),
+                 "marginAvailable": True, "updateTime": now}]
+
+    def account_info(self, acct: Account, now: int, asset: str = "USDT") -> dict[str, Any]:
+        upnl = self.unrealized(acct)
+        used = self.used_margin(acct)
+        avail = self.available(acct)
+        positions = [
+            {"symbol": s, "positionAmt": _s(p.amt), "entryPrice": _s(p.entry),
+             "unrealizedProfit": _s((self.quote(s)["mark"] - p.entry) * p.amt),
+             "leverage": str(acct.leverage.get(s, 20)), "positionSide": "BOTH",
+             "updateTime": p.update_time}
+            for s, p in acct.positions.items() if p.amt]
+        return {"feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": True,
+                "updateTime": now, "totalInitialMargin": _s(used), "totalMaintMargin": _s(used / 4),
+                "totalWalletBalance": _s(acct.balance), "totalUnrealizedProfit": _s(upnl),
+                "totalMarginBalance": _s(acct.balance + upnl),
+                "totalPositionInitialMargin": _s(used), "totalOpenOrderInitialMargin": "0",
+                "totalCrossWalletBalance": _s(acct.balance), "totalCrossUnPnl": _s(upnl),
+                "availableBalance": _s(avail), "maxWithdrawAmount": _s(max(avail, 0)),
+                "assets": self.balance_rows(acct, now, asset), "positions": positions}
+
+
+def decimal_str(x: Decimal | float) -> str:
+    return format(D(x).normalize(), "f")
