@@ -41,6 +41,7 @@ class Faults:
     hang_s: float = 2.0
     skew_ms: int = 0               # server clock ahead (+) or behind (-) the wall clock
     weight_limit: int = BUDGET_PER_MINUTE
+    window_s: float = 60.0         # weight window (60 s like the exchange; tests shorten it)
     seed: int = 0
     rng: random.Random = field(default_factory=random.Random)
 
@@ -57,8 +58,8 @@ class WeightMeter:
         self.rejected = 0
         self.max_seen = 0
 
-    def add(self, ip: str, w: int, now_s: float, limit: int) -> tuple[int, bool]:
-        minute = int(now_s // 60)
+    def add(self, ip: str, w: int, now_s: float, limit: int, window_s: float = 60.0) -> tuple[int, bool]:
+        minute = int(now_s // window_s)
         with self._lock:
             key = (ip, minute)
             used = self._used.get(key, 0) + w
@@ -105,10 +106,10 @@ def create_sim_app(sim: SimExchange, keys: dict[str, str] | None = None,
             await asyncio.sleep((f.latency_ms + f.rng.uniform(-1, 1) * f.jitter_ms) / 1000)
         ip = request.client.host if request.client else "?"
         w = weight(path, params)
-        used, ok = app.state.meter.add(ip, w, time.time(), f.weight_limit)
+        used, ok = app.state.meter.add(ip, w, time.time(), f.weight_limit, f.window_s)
         hdr = {"X-MBX-USED-WEIGHT-1M": str(used)}
         if not ok:
-            retry = max(1, int(60 - time.time() % 60))
+            retry = max(1, int(f.window_s - time.time() % f.window_s + 0.999))
             return err(-1003, f"Too many requests; current limit is {f.weight_limit} requests "
                               "per minute.", 429, {**hdr, "Retry-After": str(retry)})
         if f.error_rate and f.rng.random() < f.error_rate:

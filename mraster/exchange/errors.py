@@ -1,0 +1,102 @@
+"""Exchange errors as typed exceptions with plain-English messages (never containing secrets)."""
+from __future__ import annotations
+
+
+class ExchangeError(Exception):
+    """Base class. ``code`` is the exchange's error code (0 when none), ``http`` the status."""
+
+    plain = "The exchange refused the request."
+
+    def __init__(self, code: int = 0, msg: str = "", http: int = 0, path: str = "") -> None:
+        self.code, self.msg, self.http, self.path = code, msg, http, path
+        where = f" ({path})" if path else ""
+        detail = f" [{code}: {msg}]" if code or msg else ""
+        super().__init__(f"{self.plain}{where}{detail}")
+
+
+class InsufficientMargin(ExchangeError):
+    plain = "Not enough margin for this order."
+
+
+class PrecisionError(ExchangeError):
+    plain = "Price or quantity does not match the symbol's tick or step size."
+
+
+class MinNotionalError(ExchangeError):
+    plain = "The order is smaller than the exchange's minimum notional."
+
+
+class WouldTrigger(ExchangeError):
+    plain = "The stop or take-profit price has already been passed; the order would trigger immediately."
+
+
+class ReduceOnlyRejected(ExchangeError):
+    plain = "Reduce-only order rejected: there is no position in that direction to reduce."
+
+
+class UnknownOrder(ExchangeError):
+    plain = "The order does not exist (or is no longer open)."
+
+
+class AuthError(ExchangeError):
+    plain = "The exchange did not accept the API credentials (wrong key, permissions or IP)."
+
+
+class InvalidSignature(AuthError):
+    plain = "The request signature was rejected: the API secret does not match the key."
+
+
+class TimestampError(ExchangeError):
+    plain = "The request time is outside the exchange's window: the computer's clock is off."
+
+
+class RateLimited(ExchangeError):
+    plain = "Too many requests: the exchange's rate limit was hit; requests are paused."
+
+
+class IPBanned(RateLimited):
+    plain = "The exchange banned this IP for a while after too many requests."
+
+
+class BadRequest(ExchangeError):
+    plain = "The exchange rejected the request parameters."
+
+
+class BadSymbol(BadRequest):
+    plain = "Unknown symbol."
+
+
+class ExchangeUnavailable(ExchangeError):
+    plain = "The exchange could not be reached or answered with a server error."
+
+
+class OrderStatusUnknown(ExchangeError):
+    plain = "The order was sent but its outcome is unknown; it will be looked up before any retry."
+
+
+_BY_CODE: dict[int, type[ExchangeError]] = {
+    -2019: InsufficientMargin, -2018: InsufficientMargin, -4050: InsufficientMargin,
+    -4051: InsufficientMargin, -1111: PrecisionError, -4014: PrecisionError,
+    -4023: PrecisionError, -4003: PrecisionError, -4004: PrecisionError, -4005: PrecisionError,
+    -4164: MinNotionalError, -5076: MinNotionalError, -2021: WouldTrigger, -4142: WouldTrigger,
+    -2022: ReduceOnlyRejected, -4118: ReduceOnlyRejected, -2013: UnknownOrder,
+    -2011: UnknownOrder, -1022: InvalidSignature, -2014: AuthError, -2015: AuthError,
+    -1002: AuthError, -1021: TimestampError, -4225: TimestampError, -1003: RateLimited,
+    -1121: BadSymbol, -1007: OrderStatusUnknown,
+}
+
+
+def from_response(status: int, code: int, msg: str, path: str = "") -> ExchangeError:
+    if status == 418:
+        return IPBanned(code, msg, status, path)
+    if status == 429:
+        return RateLimited(code, msg, status, path)
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        if status >= 500:
+            cls = ExchangeUnavailable
+        elif status in (401, 403):
+            cls = AuthError
+        else:
+            cls = BadRequest
+    return cls(code, msg, status, path)

@@ -1,0 +1,268 @@
+"""Async REST client for Aster futures (Binance USDⓈ-M protocol, V1 HMAC signing).
+
+Rules it keeps, because each one has cost traders money elsewhere:
+- it signs exactly the query string it sends (every parameter in the URL, ``signature`` last);
+- the clock offset to the server is measured and kept; a -1021 resyncs and retries once;
+- all requests pass one weight governor; 429/418 pause every request until Retry-After;
+- reads are retried with backoff; a new order is **never** re-sent blindly: when its outcome is
+  unknown it is first looked up by its client order id.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import random
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from mraster.exchange import errors as E
+from mraster.exchange.ratelimit import WeightGovernor
+from mraster.exchange.weights import weight
+
+log = logging.getLogger("mraster.exchange")
+
+
+def hmac_signature(secret: str, payload: str) -> str:
+    """HMAC-SHA256 hex digest of the exact query string (plus body) sent."""
+    return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def _clean(params: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for k, v in params.items():
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        out[k] = str(v)
+    return out
+
+
+class AsterRest:
+    def __init__(self, base_url: str, api_key: str = "", api_secret: str = "", *,
+                 recv_window: int = 5000, rate_share: float = 0.8, timeout: float = 10.0,
+                 read_retries: int = 3, order_attempts: int = 3,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self._secret = api_secret
+        self.recv_window = recv_window
+        self.read_retries = read_retries
+        self.order_attempts = order_attempts
+        self.governor = WeightGovernor(share=rate_share)
+        self.time_offset_ms = 0
+        self._synced_at = 0.0
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
+                                       transport=transport,
+                                       limits=httpx.Limits(max_connections=32))
+        self.stats = {"requests": 0, "retries": 0, "recovered_orders": 0, "resyncs": 0}
+
+    def __repr__(self) -> str:  # never show credentials
+        return f"AsterRest({self.base_url!r}, key={'set' if self._key else 'none'})"
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self._key and self._secret)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "AsterRest":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    # -- core ---------------------------------------------------------------------------------
+    async def sync_time(self) -> int:
+        t0 = time.time() * 1000
+        data = await self._request("GET", "/fapi/v1/time")
+        t1 = time.time() * 1000
+        self.time_offset_ms = int(data["serverTime"] - (t0 + t1) / 2)
+        self._synced_at = time.monotonic()
+        self.stats["resyncs"] += 1
+        return self.time_offset_ms
+
+    async def _request(self, method: str, path: str, params: dict[str, Any] | None = None, *,
+                       signed: bool = False, retry: bool = True) -> Any:
+        params = _clean(params or {})
+        endpoint = path.split("/", 3)[-1]
+        attempts = (self.read_retries + 1) if retry else 1
+        resynced = False
+        last_exc: Exception | None = None
+        for attempt in range(attempts + 1):
+            if signed and (not self._synced_at or time.monotonic() - self._synced_at > 600):
+                await self.sync_time()
+            await self.governor.acquire(weight(endpoint, params))
+            query = urlencode(params)
+            headers = {}
+            if signed:
+                if not self.has_credentials:
+                    raise E.AuthError(0, "no API key configured", 0, path)
+                signed_params = dict(params)
+                signed_params["recvWindow"] = str(self.recv_window)
+                signed_params["timestamp"] = str(int(time.time() * 1000) + self.time_offset_ms)
+                query = urlencode(signed_params)
+                query += "&signature=" + hmac_signature(self._secret, query)
+                headers["X-MBX-APIKEY"] = self._key
+            url = path + ("?" + query if query else "")
+            self.stats["requests"] += 1
+            try:
+                resp = await self._http.request(method, url, headers=headers)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                last_exc = E.ExchangeUnavailable(0, type(exc).__name__, 0, path)
+                if not retry or attempt >= attempts - 1:
+                    raise last_exc from None
+                await self._backoff(attempt)
+                continue
+            self.governor.observe(resp.headers.get("X-MBX-USED-WEIGHT-1M"))
+            if resp.status_code < 400:
+                return resp.json()
+            code, msg = _error_body(resp)
+            err = E.from_response(resp.status_code, code, msg, path)
+            if resp.status_code in (429, 418):
+                retry_after = _retry_after(resp, default=60.0 if resp.status_code == 418 else 5.0)
+                self.governor.pause(retry_after)
+                log.warning("rate limited (%s) on %s; pausing all requests for %.0fs",
+                            resp.status_code, path, retry_after)
+                if attempt < attempts - 1 and retry:
+                    self.stats["retries"] += 1
+                    continue
+                raise err
+            if isinstance(err, E.TimestampError) and signed and not resynced:
+                resynced = True
+                await self.sync_time()
+                continue
+            if isinstance(err, E.ExchangeUnavailable) and retry and attempt < attempts - 1:
+                await self._backoff(attempt)
+                continue
+            raise err
+        raise last_exc or E.ExchangeUnavailable(0, "no response", 0, path)
+
+    async def _backoff(self, attempt: int) -> None:
+        self.stats["retries"] += 1
+        await asyncio.sleep(min(2.0, 0.1 * (2 ** attempt)) * (0.5 + random.random() / 2))
+
+    # -- public market data ----------------------------------------------------------------
+    async def ping(self) -> dict:
+        return await self._request("GET", "/fapi/v1/ping")
+
+    async def server_time(self) -> int:
+        return (await self._request("GET", "/fapi/v1/time"))["serverTime"]
+
+    async def exchange_info(self) -> dict:
+        return await self._request("GET", "/fapi/v1/exchangeInfo")
+
+    async def klines(self, symbol: str, interval: str, limit: int = 500,
+                     start_time: int | None = None, end_time: int | None = None) -> list[list]:
+        return await self._request("GET", "/fapi/v1/klines", {
+            "symbol": symbol, "interval": interval, "limit": limit, "startTime": start_time,
+            "endTime": end_time})
+
+    async def ticker_24h(self, symbol: str | None = None) -> Any:
+        return await self._request("GET", "/fapi/v1/ticker/24hr", {"symbol": symbol})
+
+    async def book_ticker(self, symbol: str | None = None) -> Any:
+        return await self._request("GET", "/fapi/v1/ticker/bookTicker", {"symbol": symbol})
+
+    async def premium_index(self, symbol: str | None = None) -> Any:
+        return await self._request("GET", "/fapi/v1/premiumIndex", {"symbol": symbol})
+
+    async def depth(self, symbol: str, limit: int = 20) -> dict:
+        return await self._request("GET", "/fapi/v1/depth", {"symbol": symbol, "limit": limit})
+
+    async def funding_rate(self, symbol: str | None = None, limit: int = 100) -> list:
+        return await self._request("GET", "/fapi/v1/fundingRate", {"symbol": symbol, "limit": limit})
+
+    # -- signed: account --------------------------------------------------------------------
+    async def account(self) -> dict:
+        return await self._request("GET", "/fapi/v2/account", signed=True)
+
+    async def balance(self) -> list:
+        return await self._request("GET", "/fapi/v2/balance", signed=True)
+
+    async def position_risk(self, symbol: str | None = None) -> list:
+        return await self._request("GET", "/fapi/v2/positionRisk", {"symbol": symbol}, signed=True)
+
+    async def open_orders(self, symbol: str | None = None) -> list:
+        return await self._request("GET", "/fapi/v1/openOrders", {"symbol": symbol}, signed=True)
+
+    async def query_order(self, symbol: str, order_id: int | None = None,
+                          client_id: str | None = None) -> dict:
+        return await self._request("GET", "/fapi/v1/order", {
+            "symbol": symbol, "orderId": order_id, "origClientOrderId": client_id}, signed=True)
+
+    async def cancel_order(self, symbol: str, order_id: int | None = None,
+                           client_id: str | None = None) -> dict:
+        return await self._request("DELETE", "/fapi/v1/order", {
+            "symbol": symbol, "orderId": order_id, "origClientOrderId": client_id}, signed=True)
+
+    async def cancel_all(self, symbol: str) -> dict:
+        return await self._request("DELETE", "/fapi/v1/allOpenOrders", {"symbol": symbol},
+                                   signed=True)
+
+    async def set_leverage(self, symbol: str, leverage: int) -> dict:
+        return await self._request("POST", "/fapi/v1/leverage",
+                                   {"symbol": symbol, "leverage": leverage}, signed=True)
+
+    async def set_margin_type(self, symbol: str, margin_type: str) -> dict:
+        return await self._request("POST", "/fapi/v1/marginType",
+                                   {"symbol": symbol, "marginType": margin_type}, signed=True)
+
+    async def user_trades(self, symbol: str, start_time: int | None = None, limit: int = 500) -> list:
+        return await self._request("GET", "/fapi/v1/userTrades", {
+            "symbol": symbol, "startTime": start_time, "limit": limit}, signed=True)
+
+    async def income(self, symbol: str | None = None, income_type: str | None = None,
+                     start_time: int | None = None, limit: int = 100) -> list:
+        return await self._request("GET", "/fapi/v1/income", {
+            "symbol": symbol, "incomeType": income_type, "startTime": start_time,
+            "limit": limit}, signed=True)
+
+    # -- signed: orders (idempotent) --------------------------------------------------------
+    async def new_order(self, **params: Any) -> dict:
+        """Place an order exactly once. ``newClientOrderId`` is required: it is how an order whose
+        answer was lost is found again instead of being sent a second time."""
+        cid = params.get("newClientOrderId")
+        if not cid:
+            raise ValueError("new_order needs newClientOrderId (see mraster.execution.ids)")
+        symbol = params["symbol"]
+        for attempt in range(self.order_attempts):
+            try:
+                return await self._request("POST", "/fapi/v1/order", params, signed=True,
+                                           retry=False)
+            except (E.ExchangeUnavailable, E.OrderStatusUnknown) as exc:
+                log.warning("order %s %s: outcome unknown (%s); looking it up before any retry",
+                            symbol, cid, exc.msg or type(exc).__name__)
+            except E.RateLimited:
+                # rejected before processing; the governor pause applies to the next attempt
+                continue
+            try:
+                found = await self.query_order(symbol, client_id=cid)
+                self.stats["recovered_orders"] += 1
+                log.info("order %s %s was placed after all (status %s)", symbol, cid,
+                         found.get("status"))
+                return found
+            except E.UnknownOrder:
+                log.info("order %s %s was not placed; sending it again", symbol, cid)
+        raise E.OrderStatusUnknown(0, f"order {cid} could not be confirmed", 0, "/fapi/v1/order")
+
+
+def _error_body(resp: httpx.Response) -> tuple[int, str]:
+    try:
+        body = resp.json()
+        return int(body.get("code", 0)), str(body.get("msg", ""))[:300]
+    except Exception:
+        return 0, resp.text[:200]
+
+
+def _retry_after(resp: httpx.Response, default: float) -> float:
+    try:
+        return float(resp.headers.get("Retry-After", default))
+    except ValueError:
+        return default

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"  # real Binance candles (see tests/data/SOURCES.md)
+sys.path.insert(0, str(ROOT))
+
+API_KEY = "test-key-0123456789abcdef"
+API_SECRET = "test-secret-fedcba9876543210"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture
+def sim_factory():
+    """Start simulators on 127.0.0.1 (real HTTP); all are stopped after the test."""
+    from mraster.sim.exchange import SimExchange
+    from mraster.sim.market import SyntheticMarket
+    from mraster.sim.serve import ThreadedServer
+    from mraster.sim.server import Faults, create_sim_app
+
+    servers = []
+
+    def make(market=None, faults=None, balance=10_000.0, n=5, seed=3):
+        market = market or SyntheticMarket(n, seed=seed, manual=True, history=600)
+        sim = SimExchange(market, balance=balance)
+        app = create_sim_app(sim, {API_KEY: API_SECRET}, faults or Faults())
+        srv = ThreadedServer(app).start()
+        servers.append(srv)
+        return sim, srv.url, app
+
+    yield make
+    for s in servers:
+        s.stop()

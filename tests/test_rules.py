@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given, settings, strategies as st
+
+from mraster.exchange.rules import RuleViolation, SymbolRules, bracket_rounding
+
+TICKS = [Decimal(x) for x in ("0.00000001", "0.0001", "0.001", "0.01", "0.1", "0.5", "1", "10")]
+STEPS = [Decimal(x) for x in ("0.001", "0.01", "0.1", "1", "10", "100")]
+
+
+def make(tick, step, min_notional=Decimal(5)):
+    return SymbolRules("XUSDT", tick=tick, step=step, min_qty=step, max_qty=Decimal(10**9),
+                       market_step=step, market_min_qty=step, market_max_qty=Decimal(10**9),
+                       min_notional=min_notional, min_price=tick)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(TICKS), st.sampled_from(STEPS),
+       st.floats(min_value=1e-6, max_value=1e6), st.floats(min_value=0, max_value=1e7),
+       st.sampled_from(["down", "up", "nearest"]))
+def test_rounded_orders_pass_the_rules_or_are_refused(tick, step, price, qty, direction):
+    r = make(tick, step)
+    p = r.round_price(price, direction)
+    q = r.round_qty(qty)
+    assert q <= Decimal(str(qty))  # never rounded up beyond the intended size
+    if direction == "down":
+        assert p <= Decimal(str(price))
+    if direction == "up":
+        assert p >= Decimal(str(price))
+    try:
+        r.check_order(q, p)
+    except RuleViolation as exc:  # refused: only for sizes or prices the rules cannot represent
+        assert exc.code in (-4001, -4003, -4004, -4013, -4164)
+        if exc.code == -4164:
+            assert q * p < r.min_notional
+
+
+def test_bracket_rounding_is_protective():
+    assert bracket_rounding("LONG") == ("down", "up")
+    assert bracket_rounding("SELL") == ("up", "down")
+    r = make(Decimal("0.01"), Decimal("0.1"))
+    assert r.round_price("100.019", "down") == Decimal("100.01")
+    assert r.round_price("100.011", "up") == Decimal("100.02")
+    assert r.round_qty("1.29") == Decimal("1.2")
