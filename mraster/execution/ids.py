@@ -1,0 +1,58 @@
+"""Client order ids: how the bot recognises its own orders, across restarts and versions.
+
+Scheme ``mra1`` (current): ``mra1-<kind>-<token>`` where kind is E (entry), S (stop-loss),
+T (take-profit), X (market close) and ``token`` identifies the position (base36 milliseconds of
+the entry decision plus a 4-character random tag), e.g. ``mra1-E-lq3k9x2a-7f3c``. The entry and
+its brackets share the token, so a stop can always be matched to its position. FastTP moves add
+a counter: ``mra1-T2-<token>``. Ids stay within the exchange's 36-character limit.
+
+BracketGuard also recognises orders it did not create: any ``closePosition`` STOP_MARKET or
+TAKE_PROFIT_MARKET (placed by hand or by older versions), and ``reduceOnly`` stop orders.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+
+SCHEME = "mra1"
+_RE = re.compile(r"^mra1-(E|S\d*|T\d*|X\d*)-([0-9a-z]+-[0-9a-f]{4})$")
+
+
+def _b36(n: int) -> str:
+    chars = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = chars[r] + out
+        if n == 0:
+            return out
+
+
+def new_token(now_ms: int, rand: str | None = None) -> str:
+    return f"{_b36(int(now_ms))}-{rand or secrets.token_hex(2)}"
+
+
+def order_id(kind: str, token: str) -> str:
+    cid = f"{SCHEME}-{kind}-{token}"
+    assert len(cid) <= 36, cid
+    return cid
+
+
+def parse(cid: str) -> tuple[str, str] | None:
+    """(kind, token) for our ids, None for anything else."""
+    m = _RE.match(cid or "")
+    return (m.group(1), m.group(2)) if m else None
+
+
+def bracket_kind(order: dict) -> str | None:
+    """'stop', 'tp' or None for an exchange order, whoever placed it."""
+    parsed = parse(order.get("clientOrderId", ""))
+    typ = order.get("type") or order.get("origType", "")
+    if parsed and parsed[0][0] in "ST" and typ in ("STOP_MARKET", "TAKE_PROFIT_MARKET"):
+        return "stop" if parsed[0][0] == "S" else "tp"
+    protective = order.get("closePosition") in (True, "true") or order.get("reduceOnly") in (True, "true")
+    if protective and typ in ("STOP_MARKET", "STOP"):
+        return "stop"
+    if protective and typ in ("TAKE_PROFIT_MARKET", "TAKE_PROFIT"):
+        return "tp"
+    return None

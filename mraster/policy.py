@@ -1,0 +1,234 @@
+"""BanditPolicy (LinUCB, one model per arm) and AlphaModel (online logistic regression).
+
+Arms: SKIP, TAKE-S, TAKE-M, TAKE-L. The reward of a TAKE arm is the trade's realized R-multiple
+after fees, credited with the context seen at entry (stored with the position); SKIP earns 0 and
+is never updated, so its score is the fixed baseline 0 a TAKE arm must beat (its UCB bonus keeps
+unexplored TAKE arms trying). Each arm keeps A⁻¹ directly and updates it with Sherman–Morrison,
+so a decision costs a few matrix-vector products and no matrix inverse.
+
+Features are named and bounded (see FEATURES); saved models are keyed by feature name, so adding
+a feature later pads the saved matrices instead of breaking them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+ARMS = ("SKIP", "TAKE-S", "TAKE-M", "TAKE-L")
+VERSION = 1
+
+# name → how the raw context value is mapped to a bounded scale (missing values become 0 and set
+# the matching "missing" indicator so the model can tell "absent" from "zero").
+FEATURES: tuple[str, ...] = (
+    "bias", "side", "trend_agree", "htf_slope", "rsi_dist", "atr_pct", "adx", "spread", "funding",
+    "premium_gap", "volume_score", "wickiness", "ret1", "ret3", "win_prob", "expected_r",
+    "sentinel_risk", "missing",
+)
+
+
+def _squash(x: float, scale: float) -> float:
+    return math.tanh(x / scale)
+
+
+def build_features(ctx: Mapping[str, Any]) -> dict[str, float]:
+    """Decision context → named features, each in [-1, 1]."""
+    missing = 0
+    def g(key: str) -> float:
+        nonlocal missing
+        v = ctx.get(key)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            missing += 1
+            return 0.0
+        return float(v)
+    side = 1.0 if ctx.get("side") == "BUY" else -1.0
+    f = {
+        "bias": 1.0,
+        "side": side,
+        "trend_agree": 1.0 if g("ltf_trend") == g("htf_trend") else -1.0,
+        "htf_slope": _squash(side * g("htf_slope"), 0.01),
+        "rsi_dist": _squash(side * (g("rsi") - 50), 15),
+        "atr_pct": _squash(g("atr_pct"), 0.01),
+        "adx": _squash(g("adx"), 40),
+        "spread": _squash(g("spread"), 0.002),
+        "funding": _squash(side * g("funding"), 0.001),
+        "premium_gap": _squash(side * g("premium_gap"), 0.002),
+        "volume_score": _squash(math.log10(max(g("quote_volume"), 1.0)) - 6, 2),
+        "wickiness": g("wickiness") * 2 - 1,
+        "ret1": _squash(side * g("ret1"), 0.005),
+        "ret3": _squash(side * g("ret3"), 0.01),
+        "win_prob": (g("win_prob") - 0.5) * 4,
+        "expected_r": _squash(g("expected_r"), 1),
+        "sentinel_risk": g("sentinel_risk") * 2 - 1 if "sentinel_risk" in ctx else 0.0,
+    }
+    f["missing"] = min(missing / 3, 1.0)
+    return {k: min(max(v, -1.0), 1.0) for k, v in f.items()}
+
+
+def vectorize(feats: Mapping[str, float], names: tuple[str, ...] = FEATURES) -> np.ndarray:
+    return np.array([float(feats.get(n, 0.0)) for n in names])
+
+
+class LinUCBArm:
+    def __init__(self, d: int, l2: float = 1.0) -> None:
+        self.A_inv = np.eye(d) / l2
+        self.b = np.zeros(d)
+        self.n = 0
+
+    def score(self, x: np.ndarray, alpha: float) -> tuple[float, float]:
+        theta = self.A_inv @ self.b
+        Ax = self.A_inv @ x
+        return float(theta @ x), float(alpha * math.sqrt(max(x @ Ax, 0.0)))
+
+    def update(self, x: np.ndarray, reward: float) -> None:
+        Ax = self.A_inv @ x
+        self.A_inv -= np.outer(Ax, Ax) / (1.0 + x @ Ax)  # Sherman–Morrison
+        self.b += reward * x
+        self.n += 1
+
+
+class AlphaModel:
+    """P(R > 0) by online logistic regression on standardised features (Welford)."""
+
+    def __init__(self, d: int, lr: float = 0.05, l2: float = 5e-4, warmup: int = 30) -> None:
+        self.w = np.zeros(d)
+        self.mean = np.zeros(d)
+        self.m2 = np.ones(d)
+        self.count = 0
+        self.lr, self.l2, self.warmup = lr, l2, warmup
+
+    def _z(self, x: np.ndarray) -> np.ndarray:
+        std = np.sqrt(self.m2 / max(self.count, 1))
+        std[std < 1e-6] = 1.0
+        z = (x - self.mean) / std
+        z[0] = 1.0  # the bias term stays a bias
+        return z
+
+    def prob(self, x: np.ndarray) -> float:
+        return float(1 / (1 + math.exp(-float(np.clip(self.w @ self._z(x), -30, 30)))))
+
+    @property
+    def confidence(self) -> float:
+        return 1 - math.exp(-self.count / 40)
+
+    @property
+    def active(self) -> bool:
+        return self.count >= self.warmup
+
+    def update(self, x: np.ndarray, r: float) -> None:
+        self.count += 1
+        delta = x - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (x - self.mean)
+        target = 1.0 if r > 0 else 0.0
+        z = self._z(x)
+        p = 1 / (1 + math.exp(-float(np.clip(self.w @ z, -30, 30))))
+        weight = min(1.0, abs(r)) if r else 0.2
+        self.w -= self.lr * (weight * (p - target) * z + self.l2 * self.w)
+
+
+@dataclass
+class Decision:
+    action: str           # SKIP or TAKE
+    bucket: str | None    # S, M, L
+    arm: str
+    reason: str
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    alpha_prob: float | None = None
+    features: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "bucket": self.bucket, "arm": self.arm,
+                "reason": self.reason, "scores": self.scores, "alpha_prob": self.alpha_prob}
+
+
+class BanditPolicy:
+    def __init__(self, *, alpha: float = 0.5, seed: int = 7, bandit_enabled: bool = True,
+                 alpha_enabled: bool = True, threshold: float = 0.55, promote_delta: float = 0.15,
+                 warmup: int = 30, names: tuple[str, ...] = FEATURES) -> None:
+        self.names = names
+        d = len(names)
+        self.alpha = alpha
+        self.arms = {a: LinUCBArm(d) for a in ARMS if a != "SKIP"}
+        self.alpha_model = AlphaModel(d, warmup=warmup)
+        self.bandit_enabled = bandit_enabled
+        self.alpha_enabled = alpha_enabled
+        self.threshold = threshold
+        self.promote_delta = promote_delta
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def from_settings(cls, s: Mapping[str, Any]) -> "BanditPolicy":
+        return cls(alpha=s["ASTER_BANDIT_ALPHA"], seed=s["ASTER_SEED"],
+                   bandit_enabled=s["ASTER_BANDIT_ENABLED"], alpha_enabled=s["ASTER_ALPHA_ENABLED"],
+                   threshold=s["ASTER_ALPHA_THRESHOLD"], promote_delta=s["ASTER_ALPHA_PROMOTE_DELTA"],
+                   warmup=s["ASTER_ALPHA_WARMUP"])
+
+    def decide(self, feats: Mapping[str, float], default_bucket: str = "S") -> Decision:
+        x = vectorize(feats, self.names)
+        scores: dict[str, dict[str, float]] = {"SKIP": {"mean": 0.0, "bonus": 0.0, "ucb": 0.0}}
+        if self.bandit_enabled:
+            for name, arm in self.arms.items():
+                mean, bonus = arm.score(x, self.alpha)
+                scores[name] = {"mean": mean, "bonus": bonus, "ucb": mean + bonus}
+            best = max(scores, key=lambda a: (scores[a]["ucb"], self.rng.random()))
+            arm = best
+            reason = "bandit: highest upper confidence bound"
+        else:
+            arm = f"TAKE-{default_bucket}"
+            reason = "rule-based (bandit off)"
+        p = None
+        if self.alpha_enabled and self.alpha_model.active:
+            p = self.alpha_model.prob(x)
+            if arm != "SKIP" and p < self.threshold:
+                reason = f"alpha veto: P(win)={p:.2f} < {self.threshold:.2f}"
+                arm = "SKIP"
+            elif arm != "SKIP" and p >= self.threshold + self.promote_delta and arm != "TAKE-L":
+                arm = {"TAKE-S": "TAKE-M", "TAKE-M": "TAKE-L"}[arm]
+                reason += f"; alpha promoted size: P(win)={p:.2f}"
+        action = "SKIP" if arm == "SKIP" else "TAKE"
+        return Decision(action, None if action == "SKIP" else arm[-1], arm, reason, scores, p,
+                        dict(feats))
+
+    def learn(self, feats: Mapping[str, float], arm: str, r: float) -> None:
+        """Credit a closed trade's R (after fees) to the arm chosen at entry."""
+        x = vectorize(feats, self.names)
+        if arm in self.arms:
+            self.arms[arm].update(x, r)
+        self.alpha_model.update(x, r)
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": VERSION, "names": list(self.names),
+                "arms": {k: {"A_inv": a.A_inv.tolist(), "b": a.b.tolist(), "n": a.n}
+                         for k, a in self.arms.items()},
+                "alpha": {"w": self.alpha_model.w.tolist(), "mean": self.alpha_model.mean.tolist(),
+                          "m2": self.alpha_model.m2.tolist(), "count": self.alpha_model.count},
+                "rng": self.rng.bit_generator.state}
+
+    def load(self, d: Mapping[str, Any]) -> "BanditPolicy":
+        """Restore a saved policy; features it did not know start fresh (identity/zero)."""
+        saved = list(d.get("names", []))
+        idx = [(i, saved.index(n)) for i, n in enumerate(self.names) if n in saved]
+        for k, arm in self.arms.items():
+            a = d.get("arms", {}).get(k)
+            if not a:
+                continue
+            A_inv, b = np.array(a["A_inv"]), np.array(a["b"])
+            for i, j in idx:
+                arm.b[i] = b[j]
+                for i2, j2 in idx:
+                    arm.A_inv[i, i2] = A_inv[j, j2]
+            arm.n = int(a.get("n", 0))
+        al = d.get("alpha")
+        if al:
+            for i, j in idx:
+                self.alpha_model.w[i] = al["w"][j]
+                self.alpha_model.mean[i] = al["mean"][j]
+                self.alpha_model.m2[i] = al["m2"][j]
+            self.alpha_model.count = int(al["count"])
+        if d.get("rng"):
+            self.rng.bit_generator.state = d["rng"]
+        return self

@@ -1,0 +1,140 @@
+"""Signals: RSI on the signal timeframe, confirmed by the higher timeframe's trend.
+
+Pure functions of closed candles and settings. Every rejection is a reason code, so the dashboard
+can say "why not" for each symbol.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from mraster.market.indicators import adx, atr, ema, rsi
+
+MIN_LTF = 60
+MIN_HTF = 60
+
+
+@dataclass
+class Candles:
+    """Closed candles only (the forming one is dropped before this is built)."""
+
+    t: np.ndarray
+    o: np.ndarray
+    h: np.ndarray
+    l: np.ndarray
+    c: np.ndarray
+    v: np.ndarray
+
+    @classmethod
+    def from_klines(cls, rows: list[list], now_ms: int | None = None) -> "Candles":
+        """Exchange kline arrays → arrays, dropping candles not closed at ``now_ms``."""
+        if now_ms is not None:
+            rows = [r for r in rows if int(r[6]) < now_ms]
+        if not rows:
+            z = np.zeros(0)
+            return cls(np.zeros(0, np.int64), z, z, z, z, z)
+        a = np.array([[float(x) for x in r[:6]] for r in rows])
+        return cls(a[:, 0].astype(np.int64), a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5])
+
+    def __len__(self) -> int:
+        return len(self.c)
+
+
+@dataclass
+class Features:
+    price: float
+    rsi: float
+    atr: float
+    atr_pct: float
+    adx: float
+    ema_fast: float
+    ema_slow: float
+    ltf_trend: int
+    htf_trend: int
+    htf_slope: float
+    wickiness: float
+    ret1: float
+    ret3: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 10) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def features(ltf: Candles, htf: Candles) -> Features | None:
+    """Indicator values at the last closed candle; None when there is not enough history."""
+    if len(ltf) < MIN_LTF or len(htf) < MIN_HTF:
+        return None
+    c = ltf.c
+    r = rsi(c, 14)[-1]
+    a = atr(ltf.h, ltf.l, c, 14)[-1]
+    x = adx(ltf.h, ltf.l, c, 14)[-1]
+    ef, es = ema(c, 21)[-1], ema(c, 55)[-1]
+    eh = ema(htf.c, 55)
+    slope = eh[-1] / eh[-5] - 1 if eh[-5] > 0 else 0.0
+    rng = ltf.h[-1] - ltf.l[-1]
+    body = abs(ltf.c[-1] - ltf.o[-1])
+    wick = (rng - body) / rng if rng > 0 else 0.0
+    price = float(c[-1])
+    return Features(price=price, rsi=float(r), atr=float(a), atr_pct=float(a / price),
+                    adx=float(x), ema_fast=float(ef), ema_slow=float(es),
+                    ltf_trend=1 if ef > es else -1, htf_trend=1 if slope > 0 else -1,
+                    htf_slope=float(slope), wickiness=float(wick),
+                    ret1=float(c[-1] / c[-2] - 1), ret3=float(c[-1] / c[-4] - 1))
+
+
+@dataclass
+class Signal:
+    side: str | None  # "BUY", "SELL" or None
+    reason: str       # "signal" or a reason code
+    win_prob: float = 0.5
+    expected_r: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def rsi_signal(f: Features, s: Mapping[str, Any]) -> Signal:
+    """RSI beyond its bound in the direction of the higher timeframe's trend."""
+    side = None
+    if f.rsi > s["ASTER_RSI_BUY_MIN"] and f.htf_trend > 0:
+        side = "BUY"
+    elif f.rsi < s["ASTER_RSI_SELL_MAX"] and f.htf_trend < 0:
+        side = "SELL"
+    if side is None:
+        return Signal(None, "no_signal")
+    if s["ASTER_ALLOW_TREND_ALIGN"] and f.ltf_trend != f.htf_trend:
+        return Signal(None, "trend_misaligned")
+    if s["ASTER_TREND_BIAS"] == "against":
+        side = "SELL" if side == "BUY" else "BUY"
+    return Signal(side, "signal")
+
+
+def win_probability(f: Features, side: str) -> float:
+    """A documented prior for P(take-profit before stop), before any learning:
+    0.50, +0.05 when both timeframes agree with the side, +up to 0.05 for trend strength (ADX
+    15→40), +up to 0.03 for RSI momentum in the side's direction. Bounded to [0.35, 0.65]."""
+    d = 1 if side == "BUY" else -1
+    p = 0.50
+    if f.ltf_trend == d and f.htf_trend == d:
+        p += 0.05
+    p += 0.05 * min(max((f.adx - 15) / 25, 0.0), 1.0) if not math.isnan(f.adx) else 0.0
+    p += 0.03 * math.tanh(d * (f.rsi - 50) / 10)
+    return min(max(p, 0.35), 0.65)
+
+
+def expected_r(p: float, sl_mult: float, tp_mult: float, atr_abs: float, price: float,
+               spread: float, funding: float, side: str, fee: float = 0.0004,
+               hold_hours: float = 4.0) -> float:
+    """Expected R = p × reward/risk − (1 − p) − costs in R.
+
+    Costs: taker fees on entry and exit plus the spread, and funding over an assumed holding time
+    (``hold_hours``; funding settles every 8 h), each divided by the stop distance."""
+    stop_dist = sl_mult * atr_abs
+    if stop_dist <= 0:
+        return -math.inf
+    rr = tp_mult / sl_mult
+    cost = (2 * fee + spread) * price
+    d = 1 if side == "BUY" else -1
+    cost += max(0.0, d * funding) * price * hold_hours / 8
+    return p * rr - (1 - p) - cost / stop_dist

@@ -1,0 +1,75 @@
+"""Position size and bracket levels.
+
+``ASTER_RISK_PER_TRADE`` is the most one trade may lose at its stop (before slippage). Size
+multipliers — the policy's bucket and confidence sizing, bounded by ``ASTER_SIZE_MULT_FLOOR`` and
+``ASTER_SIZE_MULT_CAP`` — choose a share of that budget: risk = RISK_PER_TRADE × mult / CAP. So no
+multiplier can ever push a trade above the risk the user set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Mapping
+
+from mraster.exchange.rules import SymbolRules, bracket_rounding
+
+BUCKET_MULT = {"S": 1.0, "M": 2.0, "L": 3.0}
+
+
+def confidence_mult(conf: float, s: Mapping[str, Any]) -> float:
+    if not s["ASTER_CONFIDENCE_SIZING"]:
+        return 1.0
+    conf = min(max(conf, 0.0), 1.0)
+    lo, hi = s["ASTER_CONFIDENCE_SIZE_MIN"], s["ASTER_CONFIDENCE_SIZE_MAX"]
+    curve = lo + (hi - lo) * conf ** s["ASTER_CONFIDENCE_SIZE_EXP"]
+    blend = s["ASTER_CONFIDENCE_SIZE_BLEND"]
+    return (1 - blend) * 1.0 + blend * curve
+
+
+def size_multiplier(bucket: str, conf: float, s: Mapping[str, Any]) -> float:
+    """Policy bucket (S/M/L) × confidence multiplier, clamped to [FLOOR, CAP]."""
+    m = BUCKET_MULT.get(bucket, 1.0) * confidence_mult(conf, s)
+    return min(max(m, s["ASTER_SIZE_MULT_FLOOR"]), s["ASTER_SIZE_MULT_CAP"])
+
+
+@dataclass
+class Order:
+    qty: Decimal
+    notional: float
+    risk_usdt: float
+    stop: Decimal
+    take_profit: Decimal
+    leverage: int
+    reason: str | None = None  # a reason code when the trade must be skipped
+
+
+def plan_order(*, side: str, price: float, atr: float, equity: float, used_margin: float,
+               rules: SymbolRules, mult: float, max_leverage: int,
+               s: Mapping[str, Any]) -> Order:
+    """Risk-based quantity and bracket levels; a reason code instead when it cannot be done
+    within the user's limits (never rounded up beyond the user's risk)."""
+    lev = max(1, min(int(s["ASTER_LEVERAGE"]), int(max_leverage)))
+    d = 1 if side == "BUY" else -1
+    stop_dist = s["ASTER_SL_ATR_MULT"] * atr
+    sl_dir, tp_dir = bracket_rounding(side)
+    stop = rules.round_price(price - d * stop_dist, sl_dir)
+    tp = rules.round_price(price + d * s["ASTER_TP_ATR_MULT"] * atr, tp_dir)
+    if stop_dist <= 0 or stop <= 0:
+        return Order(Decimal(0), 0, 0, stop, tp, lev, "no_signal")
+    share = min(mult, s["ASTER_SIZE_MULT_CAP"]) / s["ASTER_SIZE_MULT_CAP"]
+    risk = equity * s["ASTER_RISK_PER_TRADE"] * share
+    real_dist = abs(price - float(stop))
+    notional = risk / real_dist * price
+    if s["ASTER_DEFAULT_NOTIONAL"] > 0:
+        notional = min(notional, s["ASTER_DEFAULT_NOTIONAL"] * mult)
+    if s["ASTER_MAX_NOTIONAL_USDT"] > 0:
+        notional = min(notional, s["ASTER_MAX_NOTIONAL_USDT"])
+    margin_left = equity * s["ASTER_EQUITY_FRACTION"] - used_margin
+    if margin_left <= 0:
+        return Order(Decimal(0), 0, 0, stop, tp, lev, "exposure")
+    notional = min(notional, margin_left * lev)
+    qty = rules.round_qty(notional / price, market=True)
+    real_notional = float(qty) * price
+    if qty <= 0 or qty < rules.market_min_qty or real_notional < float(rules.min_notional):
+        return Order(qty, real_notional, 0, stop, tp, lev, "min_notional")
+    return Order(qty, real_notional, float(qty) * real_dist, stop, tp, lev)
