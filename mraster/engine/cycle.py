@@ -1,0 +1,419 @@
+"""One scan cycle: data → features → signals → filters → policy → risk → orders → management.
+
+The engine talks to any exchange adapter with the AsterRest interface (the real exchange, the
+simulator over HTTP, ``LocalExchange`` or ``PaperExchange``); decisions come from the pure
+functions in ``mraster.strategy``, ``mraster.risk`` and ``mraster.policy``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from mraster.exchange import errors as E
+from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
+from mraster.execution import ids
+from mraster.execution.brackets import BracketGuard
+from mraster.policy import BanditPolicy, build_features
+from mraster.risk import check_order, entry_gate
+from mraster.strategy.filters import Snapshot, market_filters, side_filters
+from mraster.strategy.signals import Candles, expected_r, features, rsi_signal, win_probability
+from mraster.strategy.sizing import plan_order, size_multiplier
+from mraster.sim.market import INTERVAL_MS
+
+log = logging.getLogger("mraster.engine")
+Emit = Callable[..., None]
+LTF_LIMIT, HTF_LIMIT = 200, 120
+
+
+class KlineCache:
+    """Per (symbol, interval) candles, refreshed incrementally: only candles from the last cached
+    open time on are requested (the last one may still have been forming)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], list[list]] = {}
+
+    async def update(self, ex, symbol: str, interval: str, limit: int) -> list[list]:
+        key = (symbol, interval)
+        have = self.rows.get(key)
+        if have:
+            new = await ex.klines(symbol, interval, limit=min(limit, 99), start_time=have[-1][0])
+            if new and new[0][0] > have[-1][0] + INTERVAL_MS[interval] * 99:
+                have = []  # too far behind: start again
+            keep = [r for r in have if not new or r[0] < new[0][0]]
+            rows = (keep + new)[-limit:]
+        else:
+            rows = await ex.klines(symbol, interval, limit=limit)
+        self.rows[key] = rows
+        return rows
+
+
+@dataclass
+class CycleResult:
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    opened: list[str] = field(default_factory=list)
+    closed: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(self, exchange, settings: Mapping[str, Any], state: dict[str, Any],
+                 queue, emit: Emit, now_ms: Callable[[], int] | None = None) -> None:
+        self.ex = exchange
+        self.s = settings
+        self.state = state
+        self.emit = emit
+        self.queue = queue
+        self.now_ms = now_ms or getattr(exchange, "now_ms", None) or (lambda: int(time.time() * 1000))
+        self.cache = KlineCache()
+        self.rules: dict[str, SymbolRules] = {}
+        self.max_lev: dict[str, int] = {}
+        self.leverage_set: dict[str, int] = {}
+        self.policy = BanditPolicy.from_settings(settings)
+        if state.get("policy"):
+            self.policy.load(state["policy"])
+        self._rules_at = 0.0
+        self.guard: BracketGuard | None = None
+        self.reconciled = False
+        for key, default in (("positions", {}), ("history", []), ("external_positions", []),
+                             ("equity_curve", []), ("decisions", {}), ("alerts", []),
+                             ("stats", {"taken": 0, "skipped": {}, "cycles": 0})):
+            state.setdefault(key, default)
+
+    # -- helpers -------------------------------------------------------------------------------
+    async def _load_rules(self) -> None:
+        if self.rules and time.monotonic() - self._rules_at < 3600:
+            return
+        info = await self.ex.exchange_info()
+        self.rules = rules_from_exchange_info(info)
+        self._rules_at = time.monotonic()
+        self.guard = BracketGuard(self.ex, self.rules, self.queue, self.emit,
+                                  self.s["ASTER_BRACKET_ALERT_AFTER"])
+
+    def universe(self, tickers: dict[str, dict]) -> list[str]:
+        s = self.s
+        syms = [r.symbol for r in self.rules.values()
+                if r.status == "TRADING" and r.quote == s["ASTER_QUOTE"]]
+        if s["ASTER_SYMBOLS"]:
+            syms = [x for x in syms if x in s["ASTER_SYMBOLS"]]
+        syms = [x for x in syms if x not in s["ASTER_EXCLUDE_SYMBOLS"]]
+        syms.sort(key=lambda x: -float(tickers.get(x, {}).get("quoteVolume", 0)))
+        if s["ASTER_UNIVERSE_MAX"]:
+            syms = syms[: s["ASTER_UNIVERSE_MAX"]]
+        return syms
+
+    def _skip(self, res: CycleResult, sym: str, reason: str, **info: Any) -> None:
+        res.decisions[sym] = {"action": "SKIP", "reason": reason, **info}
+        sk = self.state["stats"]["skipped"]
+        sk[reason] = sk.get(reason, 0) + 1
+        self.emit("decision", symbol=sym, action="SKIP", reason=reason, **info)
+
+    async def _equity(self) -> tuple[float, float]:
+        acct = await self.ex.account()
+        equity = float(acct["totalMarginBalance"])
+        used = float(acct.get("totalInitialMargin", 0))
+        return equity, used
+
+    # -- the cycle -----------------------------------------------------------------------------
+    async def cycle(self, *, paused: bool = False) -> CycleResult:
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        res = CycleResult()
+        await self._load_rules()
+        tick_rows, book_rows, prem_rows = await asyncio.gather(
+            self.ex.ticker_24h(), self.ex.book_ticker(), self.ex.premium_index())
+        tickers = {r["symbol"]: r for r in tick_rows}
+        books = {r["symbol"]: r for r in book_rows}
+        prems = {r["symbol"]: r for r in prem_rows}
+        now = self.now_ms()
+        amounts = await self._sync_positions(res, now)
+        equity, used = await self._equity()
+        universe = self.universe(tickers)
+        snaps: dict[str, Snapshot] = {}
+        for sym in universe:
+            if sym not in books or sym not in prems:
+                self._skip(res, sym, "no_quote")
+                continue
+            b, p = books[sym], prems[sym]
+            snaps[sym] = Snapshot(bid=float(b["bidPrice"]), ask=float(b["askPrice"]),
+                                  quote_volume=float(tickers.get(sym, {}).get("quoteVolume", 0)),
+                                  mark=float(p["markPrice"]), index=float(p["indexPrice"]),
+                                  funding=float(p["lastFundingRate"]))
+        liquid = [x for x in snaps if snaps[x].quote_volume >= self.s["ASTER_MIN_QUOTE_VOL_USDT"]]
+        for sym in snaps:
+            if sym not in liquid:
+                self._skip(res, sym, "min_qvol", quote_volume=snaps[sym].quote_volume)
+        candles = await self._fetch_candles(liquid + [p["symbol"] for p in self.state["positions"].values()
+                                                      if p["symbol"] not in liquid], now)
+        entries = []
+        for sym in liquid:
+            ltf, htf = candles.get(sym, (None, None))
+            if ltf is None:
+                self._skip(res, sym, "few_klines")
+                continue
+            plan = self._evaluate(res, sym, snaps[sym], ltf, htf, paused)
+            if plan:
+                entries.append(plan)
+        entries.sort(key=lambda e: -e["expected_r"])
+        for plan in entries:
+            equity, used = await self._equity()
+            await self._enter(res, plan, equity, used, now)
+        amounts = {p["symbol"]: float(p["positionAmt"]) for p in await self.ex.position_risk()
+                   if float(p["positionAmt"])}
+        await self._manage(candles, snaps, now)
+        if self.guard:
+            done = await self.guard.run(self.state["positions"], amounts)
+            if any(done.values()):
+                self.emit("guard", **done)
+        equity, used = await self._equity()
+        st = self.state
+        st["equity_curve"] = (st["equity_curve"] + [[now, round(equity, 6)]])[-2000:]
+        st["decisions"] = res.decisions
+        st["stats"]["cycles"] += 1
+        st["policy"] = self.policy.to_dict()
+        st["telemetry"] = {
+            "cycle": st["stats"]["cycles"], "time": now, "duration_s": round(time.perf_counter() - t0, 4),
+            "cpu_s": round(time.process_time() - cpu0, 4), "symbols": len(universe),
+            "evaluated": len(liquid), "weight": getattr(getattr(self.ex, "governor", None),
+                                                        "total_weight", None),
+            "equity": equity, "used_margin": used, "open_positions": len(st["positions"])}
+        self.emit("cycle", **st["telemetry"], opened=res.opened, closed=len(res.closed))
+        return res
+
+    async def _fetch_candles(self, symbols: list[str], now: int) -> dict[str, tuple[Candles, Candles]]:
+        sem = asyncio.Semaphore(8)
+        out: dict[str, tuple[Candles, Candles]] = {}
+
+        async def one(sym: str) -> None:
+            async with sem:
+                try:
+                    lt = await self.cache.update(self.ex, sym, self.s["ASTER_INTERVAL"], LTF_LIMIT)
+                    ht = await self.cache.update(self.ex, sym, self.s["ASTER_HTF_INTERVAL"], HTF_LIMIT)
+                except E.ExchangeError as exc:
+                    log.warning("klines for %s failed: %s", sym, exc)
+                    return
+            ltf, htf = Candles.from_klines(lt, now), Candles.from_klines(ht, now)
+            if len(ltf) >= 60 and len(htf) >= 60:
+                out[sym] = (ltf, htf)
+        await asyncio.gather(*(one(s) for s in dict.fromkeys(symbols)))
+        return out
+
+    def _evaluate(self, res: CycleResult, sym: str, snap: Snapshot, ltf: Candles, htf: Candles,
+                  paused: bool) -> dict[str, Any] | None:
+        s = self.s
+        f = features(ltf, htf)
+        if f is None:
+            self._skip(res, sym, "few_klines")
+            return None
+        info = {"rsi": round(f.rsi, 2), "htf_trend": f.htf_trend}
+        reason = market_filters(snap, f.wickiness, s)
+        if reason:
+            self._skip(res, sym, reason, spread=round(snap.spread, 6), wickiness=round(f.wickiness, 3), **info)
+            return None
+        sig = rsi_signal(f, s)
+        if sig.side is None:
+            self._skip(res, sym, sig.reason, **info)
+            return None
+        reason = side_filters(snap, sig.side, s)
+        if reason:
+            self._skip(res, sym, reason, side=sig.side, funding=snap.funding,
+                       gap=round((snap.mark - snap.index) / snap.index, 6) if snap.index else None, **info)
+            return None
+        p = win_probability(f, sig.side)
+        er = expected_r(p, s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"], f.atr, f.price,
+                        snap.spread, snap.funding, sig.side)
+        if er < s["ASTER_MIN_EDGE_R"]:
+            self._skip(res, sym, "edge_r", side=sig.side, expected_r=round(er, 3), **info)
+            return None
+        gate = entry_gate(sym, self.state["positions"], s, paused=paused)
+        if gate:
+            self._skip(res, sym, gate, side=sig.side, **info)
+            return None
+        ctx = {**f.to_dict(), "side": sig.side, "spread": snap.spread, "funding": snap.funding,
+               "premium_gap": (snap.mark - snap.index) / snap.index if snap.index else None,
+               "quote_volume": snap.quote_volume, "win_prob": p, "expected_r": er}
+        feats = build_features(ctx)
+        decision = self.policy.decide(feats)
+        if decision.action == "SKIP":
+            self._skip(res, sym, "alpha_veto" if "veto" in decision.reason else "policy_skip",
+                       side=sig.side, policy=decision.to_dict(), **info)
+            return None
+        conf = decision.alpha_prob if decision.alpha_prob is not None else max(0.0, (p - 0.5) * 2 / 0.3)
+        return {"symbol": sym, "side": sig.side, "features": f, "snap": snap, "expected_r": er,
+                "win_prob": p, "decision": decision, "feats": feats, "confidence": conf,
+                "info": info}
+
+    async def _enter(self, res: CycleResult, plan: dict[str, Any], equity: float, used: float,
+                     now: int) -> None:
+        s, sym, side = self.s, plan["symbol"], plan["side"]
+        gate = entry_gate(sym, self.state["positions"], s)
+        if gate:
+            self._skip(res, sym, gate, side=side)
+            return
+        f, snap, rules = plan["features"], plan["snap"], self.rules[sym]
+        mult = size_multiplier(plan["decision"].bucket, plan["confidence"], s)
+        price = snap.ask if side == "BUY" else snap.bid
+        want = min(int(s["ASTER_LEVERAGE"]), self.max_lev.get(sym, 125))
+        if self.leverage_set.get(sym) != want:
+            try:  # leverage is set on the exchange before the sizing relies on it
+                await self._set_leverage(sym, want)
+            except E.ExchangeError as exc:
+                self._skip(res, sym, "order_failed", side=side, error=str(exc))
+                return
+        order = plan_order(side=side, price=price, atr=f.atr, equity=equity, used_margin=used,
+                           rules=rules, mult=mult, max_leverage=self.leverage_set[sym], s=s)
+        reason = order.reason or check_order(notional=order.notional, leverage=order.leverage,
+                                             risk_usdt=order.risk_usdt, equity=equity,
+                                             used_margin=used, s=s)
+        if reason:
+            self._skip(res, sym, reason, side=side, qty=str(order.qty),
+                       notional=round(order.notional, 4))
+            return
+        token = ids.new_token(now)
+        try:
+            cid = ids.order_id("E", token)
+            filled = await self.ex.new_order(symbol=sym, side=side, type="MARKET",
+                                             quantity=str(order.qty), newClientOrderId=cid,
+                                             newOrderRespType="RESULT")
+        except E.ExchangeError as exc:
+            self._skip(res, sym, "order_failed", side=side, error=str(exc))
+            self.alert("error", f"{sym}: entry refused by the exchange: {exc}", sym)
+            return
+        entry = float(filled.get("avgPrice") or price) or price
+        qty = float(filled.get("executedQty") or order.qty)
+        d = 1 if side == "BUY" else -1
+        stop = entry - d * s["ASTER_SL_ATR_MULT"] * f.atr
+        tp = entry + d * s["ASTER_TP_ATR_MULT"] * f.atr
+        pos = {"token": token, "symbol": sym, "side": side, "qty": qty, "entry": entry,
+               "initial_stop": stop, "stop": stop, "take_profit": tp, "atr": f.atr,
+               "opened_at": now, "entry_client_id": cid, "leverage": order.leverage,
+               "risk_usdt": qty * abs(entry - stop), "arm": plan["decision"].arm,
+               "policy_features": plan["feats"], "expected_r": plan["expected_r"],
+               "bucket": plan["decision"].bucket, "fasttp_at": 0, "status": "open"}
+        self.state["positions"][token] = pos
+        self.state["stats"]["taken"] += 1
+        res.opened.append(sym)
+        res.decisions[sym] = {"action": "TAKE", "reason": "signal", "side": side, "qty": qty,
+                              "entry": entry, "stop": stop, "take_profit": tp,
+                              "expected_r": round(plan["expected_r"], 3),
+                              "policy": plan["decision"].to_dict(), **plan["info"]}
+        self.emit("order", action="entry", symbol=sym, side=side, qty=qty, price=entry,
+                  client_id=cid)
+        if self.guard:
+            amounts = {sym: qty * d}
+            done = await self.guard.run({token: pos}, amounts, full=False)
+            if done["failed"]:
+                self.alert("error", f"{sym}: position opened but its brackets could not be "
+                                    "placed yet; the guard keeps retrying", sym)
+
+    async def _set_leverage(self, sym: str, lev: int) -> None:
+        """Set leverage before sizing relies on it; when the symbol's maximum is lower than
+        asked, use the highest accepted value below it."""
+        for cand in [lev] + [x for x in (100, 75, 50, 25, 20, 10, 5, 3, 2, 1) if x < lev]:
+            try:
+                await self.ex.set_leverage(sym, cand)
+                self.leverage_set[sym] = cand
+                if cand < lev:
+                    self.max_lev[sym] = cand
+                return
+            except E.BadRequest as exc:
+                if exc.code != -4028:
+                    raise
+        raise E.BadRequest(-4028, f"no leverage accepted for {sym}")
+
+    def alert(self, level: str, message: str, symbol: str | None = None) -> None:
+        a = {"time": int(time.time() * 1000), "level": level, "message": message, "symbol": symbol}
+        self.state["alerts"] = (self.state["alerts"] + [a])[-100:]
+        self.emit("alert", level=level, message=message, symbol=symbol)
+        (log.error if level == "error" else log.warning)(message)
+
+    # -- positions ----------------------------------------------------------------------------
+    async def _sync_positions(self, res: CycleResult, now: int) -> dict[str, float]:
+        rows = await self.ex.position_risk()
+        amounts = {r["symbol"]: float(r["positionAmt"]) for r in rows if float(r["positionAmt"])}
+        known = {p["symbol"] for p in self.state["positions"].values()}
+        if not self.reconciled:
+            external = [{"symbol": sym, "amount": amt} for sym, amt in amounts.items()
+                        if sym not in known]
+            self.state["external_positions"] = external
+            for e in external:
+                self.alert("warning", f"{e['symbol']}: a position the bot did not open "
+                                      "(external); it is left alone", e["symbol"])
+            self.reconciled = True
+        for token, pos in list(self.state["positions"].items()):
+            amt = amounts.get(pos["symbol"], 0.0)
+            if amt == 0 or (amt > 0) != (pos["side"] == "BUY"):
+                closed = await self._record_close(token, pos, now)
+                res.closed.append(closed)
+        return amounts
+
+    async def _record_close(self, token: str, pos: dict[str, Any], now: int) -> dict[str, Any]:
+        """The position is gone: find its real exit in the fills, book PnL (fees and funding
+        included) and R against the initial stop, and teach the policy."""
+        sym = pos["symbol"]
+        trades = await self.ex.user_trades(sym, start_time=pos["opened_at"])
+        close_side = "SELL" if pos["side"] == "BUY" else "BUY"
+        exits = [t for t in trades if t["side"] == close_side]
+        fees = sum(float(t["commission"]) for t in trades)
+        realized = sum(float(t["realizedPnl"]) for t in exits)
+        qty = sum(float(t["qty"]) for t in exits)
+        exit_price = (sum(float(t["price"]) * float(t["qty"]) for t in exits) / qty) if qty else None
+        funding = 0.0
+        try:
+            funding = sum(float(r["income"]) for r in await self.ex.income(
+                sym, "FUNDING_FEE", start_time=pos["opened_at"]))
+        except E.ExchangeError:
+            pass
+        pnl = realized - fees + funding
+        risk = abs(pos["entry"] - pos["initial_stop"]) * pos["qty"]
+        r_mult = pnl / risk if risk > 0 else 0.0
+        reason = "closed"
+        if exit_price is not None:
+            d = 1 if pos["side"] == "BUY" else -1
+            reason = "stop" if d * (exit_price - pos["stop"]) <= abs(pos["entry"] - pos["stop"]) * 0.2 \
+                else "take_profit"
+        rec = {"symbol": sym, "side": pos["side"], "qty": pos["qty"], "entry": pos["entry"],
+               "exit": exit_price, "initial_stop": pos["initial_stop"], "stop": pos["stop"],
+               "take_profit": pos["take_profit"], "opened_at": pos["opened_at"], "closed_at": now,
+               "pnl": round(pnl, 8), "fees": round(fees, 8), "funding": round(funding, 8),
+               "r": round(r_mult, 4), "reason": reason, "arm": pos.get("arm"),
+               "client_id": pos["entry_client_id"]}
+        hist = self.state["history"] + [rec]
+        self.state["history"] = hist[-self.s["ASTER_HISTORY_MAX"]:]
+        del self.state["positions"][token]
+        if pos.get("policy_features") and pos.get("arm"):
+            self.policy.learn(pos["policy_features"], pos["arm"], r_mult)
+        self.emit("close", **rec)
+        return rec
+
+    async def _manage(self, candles: dict[str, tuple[Candles, Candles]],
+                      snaps: dict[str, Snapshot], now: int) -> None:
+        """FastTP: once a position is MIN_R in profit and the last one or three candles move
+        against it beyond RET1 / RET3, pull the take-profit to price ± SNAP_ATR × ATR."""
+        s = self.s
+        if not s["FAST_TP_ENABLED"]:
+            return
+        for token, pos in self.state["positions"].items():
+            sym = pos["symbol"]
+            if sym not in candles or sym not in snaps:
+                continue
+            if (now - pos.get("fasttp_at", 0)) / 1000 < s["FASTTP_COOLDOWN_S"]:
+                continue
+            ltf = candles[sym][0]
+            d = 1 if pos["side"] == "BUY" else -1
+            price = snaps[sym].bid if d > 0 else snaps[sym].ask
+            risk = abs(pos["entry"] - pos["initial_stop"])
+            r_now = d * (price - pos["entry"]) / risk if risk else 0
+            ret1 = d * (ltf.c[-1] / ltf.c[-2] - 1)
+            ret3 = d * (ltf.c[-1] / ltf.c[-4] - 1)
+            if r_now < s["FASTTP_MIN_R"] or not (ret1 <= s["FAST_TP_RET1"] or ret3 <= s["FAST_TP_RET3"]):
+                continue
+            new_tp = price + d * s["FASTTP_SNAP_ATR"] * pos["atr"]
+            if d * (new_tp - pos["take_profit"]) >= 0:
+                continue  # only ever pulls the target closer
+            old = pos["take_profit"]
+            pos["take_profit"] = new_tp
+            pos["fasttp_at"] = now
+            self.emit("fasttp", symbol=sym, old_tp=old, new_tp=new_tp, r=round(r_now, 3),
+                      ret1=round(ret1, 5), ret3=round(ret3, 5))

@@ -1,0 +1,186 @@
+"""The bot process: choose the exchange adapter, run cycles, persist state, stop cleanly.
+
+Paper mode is the default. Market data comes from ``ASTER_EXCHANGE_BASE``; when it cannot be
+reached in paper mode the bot switches to the built-in simulator's market in-process and says so
+(WARNING + ``market_source: "simulator"`` in the state). Live mode never falls back.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from logging.handlers import RotatingFileHandler
+from typing import Any, Mapping
+
+from mraster.engine.cycle import Engine
+from mraster.exchange import errors as E
+from mraster.exchange.rest import AsterRest
+from mraster.execution.paper import LocalExchange, PaperExchange
+from mraster.logs import mask
+from mraster.store import JsonDocument
+
+log = logging.getLogger("mraster.bot")
+
+BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
+            "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account")
+
+
+class EventSink:
+    """One JSON line per event on stdout (the dashboard streams it) and in a rotating file."""
+
+    def __init__(self, path: str | None) -> None:
+        self._file: logging.Logger | None = None
+        if path:
+            self._file = logging.getLogger(f"mraster.events.{path}")
+            self._file.propagate = False
+            self._file.setLevel(logging.INFO)
+            if not self._file.handlers:
+                h = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
+                h.setFormatter(logging.Formatter("%(message)s"))
+                self._file.addHandler(h)
+
+    def __call__(self, event: str, /, **data: Any) -> None:
+        line = mask(json.dumps({"event": event, "ts": int(time.time() * 1000), **data},
+                               default=str))
+        print(line, flush=True)
+        if self._file:
+            self._file.info(line)
+
+
+async def make_exchange(s: Mapping[str, Any], state: dict[str, Any], state_doc: JsonDocument):
+    """(adapter, market_source) for the settings."""
+    def persist(acct: dict[str, Any]) -> None:
+        state["paper_account"] = acct
+
+    if not s["ASTER_PAPER"]:
+        missing = [k for k in ("ASTER_API_KEY", "ASTER_API_SECRET") if not s[k]]
+        if missing:
+            raise SystemExit(f"live mode needs {' and '.join(missing)}; set them (or keep "
+                             "ASTER_PAPER=true)")
+        ex = AsterRest(s["ASTER_EXCHANGE_BASE"], s["ASTER_API_KEY"], s["ASTER_API_SECRET"],
+                       recv_window=s["ASTER_RECV_WINDOW_MS"], rate_share=s["ASTER_RATE_LIMIT_SHARE"])
+        try:
+            await ex.ping()
+        except E.ExchangeError as exc:
+            await ex.close()
+            raise SystemExit(f"live mode: the exchange at {s['ASTER_EXCHANGE_BASE']} cannot be "
+                             f"reached ({exc}); not trading") from None
+        return ex, "live"
+    market = AsterRest(s["ASTER_EXCHANGE_BASE"], rate_share=s["ASTER_RATE_LIMIT_SHARE"],
+                       timeout=5.0, read_retries=1)
+    try:
+        await market.ping()
+        return PaperExchange(market, balance=s["ASTER_PAPER_BALANCE"], persist=persist,
+                             saved=state.get("paper_account")), "live"
+    except E.ExchangeError as exc:
+        await market.close()
+        log.warning("market data source %s is unreachable (%s): PAPER MODE NOW USES THE BUILT-IN "
+                    "SIMULATOR'S MARKET (synthetic prices, not the real market)",
+                    s["ASTER_EXCHANGE_BASE"], exc.msg or type(exc).__name__)
+        from mraster.sim.exchange import SimExchange
+        from mraster.sim.market import SyntheticMarket
+
+        sim = SimExchange(SyntheticMarket(30, seed=s["ASTER_SEED"]), balance=s["ASTER_PAPER_BALANCE"])
+        saved = state.get("paper_account") if state.get("market_source") == "simulator" else None
+        return LocalExchange(sim, persist=persist, saved=saved), "simulator"
+
+
+def _save(doc: JsonDocument, state: dict[str, Any]) -> None:
+    def merge(d: dict[str, Any]) -> None:
+        for k in BOT_KEYS:
+            if k in state:
+                d[k] = state[k]
+    doc.update(merge)
+
+
+async def run_async(s: Mapping[str, Any]) -> int:
+    doc = JsonDocument(s["ASTER_STATE_FILE"])
+    queue = JsonDocument(s["ASTER_BRACKETS_QUEUE_FILE"], default=lambda: {"items": {}})
+    state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
+    emit = EventSink(s["ASTER_EVENTS_FILE"])
+    try:
+        ex, source = await make_exchange(s, state, doc)
+    except SystemExit as exc:
+        log.error("%s", exc)
+        print(f"aster_multi_bot: {exc}", file=sys.stderr)
+        return 2
+    state["market_source"] = source
+    state["mode"] = "paper" if s["ASTER_PAPER"] else "live"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    engine = Engine(ex, s, state, queue, emit)
+    state["bot"] = {"pid": __import__("os").getpid(), "started": int(time.time() * 1000)}
+    log.info("MrAster bot started: %s mode, market source %s", state["mode"], source)
+    emit("start", mode=state["mode"], market_source=source)
+    code = 0
+    try:
+        while not stop.is_set():
+            paused = bool(doc.read().get("commands", {}).get("paused", False))
+            try:
+                res = await engine.cycle(paused=paused)
+                reasons: dict[str, int] = {}
+                for d in res.decisions.values():
+                    reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
+                log.info("cycle %d: %d symbols, opened %s, closed %d, reasons %s",
+                         state["stats"]["cycles"], len(res.decisions), res.opened or "none",
+                         len(res.closed), reasons)
+            except E.ExchangeError as exc:
+                engine.alert("error", f"cycle failed: {exc}")
+                if s["ASTER_RUN_ONCE"]:
+                    code = 1
+            _save(doc, state)
+            if s["ASTER_RUN_ONCE"]:
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=s["ASTER_SCAN_INTERVAL_SECONDS"])
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        _save(doc, state)
+        await ex.close()
+        emit("stop", code=code)
+        log.info("MrAster bot stopped")
+    return code
+
+
+def run(s: Mapping[str, Any]) -> int:
+    return asyncio.run(run_async(s))
+
+
+async def guard_command(loop_seconds: float | None) -> int:
+    """``brackets_guard.py``: repair brackets of the positions in the state file."""
+    from mraster.bot import load_settings
+    from mraster.logs import setup_logging
+    from mraster import settings as st
+
+    try:
+        s = load_settings()
+    except st.SettingsErrors as exc:
+        print(f"brackets_guard: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(s["ASTER_LOGLEVEL"], secrets=s.secrets())
+    doc = JsonDocument(s["ASTER_STATE_FILE"])
+    state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
+    ex, source = await make_exchange(s, state, doc)
+    queue = JsonDocument(s["ASTER_BRACKETS_QUEUE_FILE"], default=lambda: {"items": {}})
+    engine = Engine(ex, s, state, queue, EventSink(None))
+    try:
+        while True:
+            await engine._load_rules()
+            amounts = {p["symbol"]: float(p["positionAmt"]) for p in await ex.position_risk()
+                       if float(p["positionAmt"])}
+            done = await engine.guard.run(doc.read().get("positions", {}), amounts)
+            log.info("bracket guard pass: %s", done)
+            if not loop_seconds:
+                return 0
+            await asyncio.sleep(loop_seconds)
+    finally:
+        await ex.close()

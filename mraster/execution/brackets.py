@@ -1,0 +1,176 @@
+"""BracketGuard: every open position has a stop-loss and a take-profit on the exchange.
+
+For each position it compares the exchange's open orders with the intended levels and places what
+is missing, replaces what is wrong (side, level), cancels brackets of positions that no longer
+exist, and closes at market when price has already passed the stop (that was the stop's intent).
+Failures stay in ``brackets_queue.json`` with attempts, the last error and the next try time,
+across restarts; after ``alert_after`` failures an alert event is raised for the dashboard.
+Recognised orders: see ``mraster.execution.ids`` (our ``mra1`` ids and any closePosition /
+reduce-only stop or take-profit placed by hand).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from decimal import Decimal
+from typing import Any, Callable
+
+from mraster.exchange import errors as E
+from mraster.exchange.rules import SymbolRules, bracket_rounding
+from mraster.execution import ids
+from mraster.store import JsonDocument
+
+log = logging.getLogger("mraster.brackets")
+Emit = Callable[..., None]
+
+
+class BracketGuard:
+    def __init__(self, exchange, rules: dict[str, SymbolRules], queue: JsonDocument,
+                 emit: Emit | None = None, alert_after: int = 3,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.ex = exchange
+        self.rules = rules
+        self.queue = queue
+        self.emit = emit or (lambda *a, **k: None)
+        self.alert_after = alert_after
+        self.clock = clock
+
+    async def run(self, positions: dict[str, dict[str, Any]], amounts: dict[str, float], *,
+                  full: bool = True) -> dict[str, Any]:
+        """One pass. ``positions``: the bot's positions by token; ``amounts``: signed position
+        size per symbol on the exchange. ``full=False`` protects just the given positions (right
+        after an entry) without touching other symbols. Returns counters of what was done."""
+        done = {"placed": 0, "replaced": 0, "cancelled": 0, "closed": 0, "failed": 0}
+        orders = await self.ex.open_orders()
+        by_symbol: dict[str, list[dict]] = {}
+        for o in orders:
+            by_symbol.setdefault(o["symbol"], []).append(o)
+        queue = self.queue.read().get("items", {})
+        now = self.clock()
+        covered = set()
+        for token, pos in positions.items():
+            sym = pos["symbol"]
+            covered.add(sym)
+            amt = amounts.get(sym, 0.0)
+            if amt == 0 or (amt > 0) != (pos["side"] == "BUY"):
+                continue  # closed (the engine records it); leftovers are cancelled below
+            item = queue.get(token)
+            if item and item.get("next_try", 0) > now:
+                continue
+            try:
+                await self._protect(token, pos, by_symbol.get(sym, []), done)
+                if item:
+                    queue.pop(token, None)
+            except E.ExchangeError as exc:
+                done["failed"] += 1
+                item = item or {"symbol": sym, "side": pos["side"], "quantity": abs(amt),
+                                "entry": pos["entry"], "stop": pos["stop"],
+                                "take_profit": pos["take_profit"], "attempts": 0,
+                                "client_ids": [ids.order_id("S", token), ids.order_id("T", token)]}
+                item["attempts"] += 1
+                item["last_error"] = str(exc)
+                item["next_try"] = now + min(300, 5 * 2 ** (item["attempts"] - 1))
+                queue[token] = item
+                log.error("bracket repair for %s failed (attempt %d): %s", sym, item["attempts"], exc)
+                if item["attempts"] >= self.alert_after:
+                    self.emit("alert", level="error", symbol=sym,
+                              message=f"{sym}: stop/take-profit could not be placed after "
+                                      f"{item['attempts']} attempts: {exc}")
+        # leftovers: brackets on symbols where the exchange has no position any more
+        for sym, olist in by_symbol.items():
+            if not full or amounts.get(sym, 0.0) != 0:
+                continue
+            for o in olist:
+                if ids.bracket_kind(o):
+                    try:
+                        await self.ex.cancel_order(sym, order_id=o["orderId"])
+                        done["cancelled"] += 1
+                        self.emit("order", action="cancel_orphan", symbol=sym,
+                                  client_id=o["clientOrderId"])
+                    except E.UnknownOrder:
+                        pass
+        if full:
+            for token in [t for t in queue if t not in positions]:
+                queue.pop(token)
+        self.queue.update(lambda d: {"items": queue})
+        return done
+
+    async def _protect(self, token: str, pos: dict[str, Any], orders: list[dict], done: dict) -> None:
+        sym, side = pos["symbol"], pos["side"]
+        rules = self.rules[sym]
+        close_side = "SELL" if side == "BUY" else "BUY"
+        sl_dir, tp_dir = bracket_rounding(side)
+        want = {"stop": rules.round_price(pos["stop"], sl_dir),
+                "tp": rules.round_price(pos["take_profit"], tp_dir)}
+        for kind in ("stop", "tp"):
+            mine = [o for o in orders if ids.bracket_kind(o) == kind]
+            good = [o for o in mine if o["side"] == close_side
+                    and Decimal(o["stopPrice"]) == want[kind]]
+            if good:
+                for extra in good[1:] + [o for o in mine if o not in good]:
+                    await self._cancel(sym, extra, done)
+                continue
+            if mine and any(ids.parse(o["clientOrderId"]) is None for o in mine) and \
+                    all(o["side"] == close_side for o in mine):
+                continue  # a hand-placed protective order on the right side: respect it
+            await self._place(token, pos, kind, want[kind], close_side, done, replacing=bool(mine))
+            for o in mine:
+                await self._cancel(sym, o, done)
+
+    async def _place(self, token, pos, kind, price, close_side, done, replacing) -> None:
+        sym = pos["symbol"]
+        n = pos.get("bracket_seq", {}).get(kind, 0)
+        prefix = ("S" if kind == "stop" else "T") + (str(n) if n else "")
+        cid = ids.order_id(prefix, token)
+        try:  # a bracket with this id existed before (filled, cancelled): use the next number
+            await self.ex.query_order(sym, client_id=cid)
+            pos.setdefault("bracket_seq", {})[kind] = n + 1
+            cid = ids.order_id(prefix[0] + str(n + 1), token)
+        except E.UnknownOrder:
+            pass
+        typ = "STOP_MARKET" if kind == "stop" else "TAKE_PROFIT_MARKET"
+        try:
+            await self.ex.new_order(symbol=sym, side=close_side, type=typ, stopPrice=str(price),
+                                    closePosition=True, workingType="MARK_PRICE",
+                                    newClientOrderId=cid)
+        except E.WouldTrigger:
+            # price is already beyond the level: do what the order was for, close now
+            await self.close_at_market(token, pos, close_side,
+                                       "stop_passed" if kind == "stop" else "tp_passed")
+            done["closed"] += 1
+            return
+        done["replaced" if replacing else "placed"] += 1
+        self.emit("order", action="bracket", kind=kind, symbol=sym, client_id=cid,
+                  stop_price=str(price))
+
+    async def close_at_market(self, token: str, pos: dict[str, Any], close_side: str, why: str) -> None:
+        sym = pos["symbol"]
+        qty = self.rules[sym].round_qty(pos["qty"], market=True)
+        await self.ex.new_order(symbol=sym, side=close_side, type="MARKET", quantity=str(qty),
+                                reduceOnly=True, newClientOrderId=ids.order_id("X", token))
+        self.emit("alert", level="warning", symbol=sym,
+                  message=f"{sym}: price passed the {'stop' if why == 'stop_passed' else 'take-profit'}"
+                          " before it could be placed; position closed at market")
+
+    async def _cancel(self, sym: str, o: dict, done: dict) -> None:
+        try:
+            await self.ex.cancel_order(sym, order_id=o["orderId"])
+            done["cancelled"] += 1
+        except E.UnknownOrder:
+            pass
+
+
+def main(argv: list[str]) -> int:
+    """``python brackets_guard.py --once`` (or ``--loop SECONDS``): repair brackets of the
+    positions recorded in the state file, with the exchange from the settings."""
+    import argparse
+    import asyncio
+
+    from mraster.engine.runner import guard_command
+
+    p = argparse.ArgumentParser(prog="brackets_guard.py")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--once", action="store_true", help="one pass, then exit (default)")
+    g.add_argument("--loop", type=float, metavar="SECONDS", help="repeat every SECONDS")
+    args = p.parse_args(argv)
+    return asyncio.run(guard_command(args.loop))
