@@ -1,0 +1,134 @@
+"""The bot against the simulator over real HTTP on 127.0.0.1 (seeded synthetic market)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import API_KEY, API_SECRET, ROOT
+from mraster import settings as st
+from mraster.engine.cycle import Engine
+from mraster.engine.runner import run_async
+from mraster.exchange.rest import AsterRest
+from mraster.execution import ids
+from mraster.store import JsonDocument
+from mraster.strategy.filters import Snapshot, market_filters, side_filters
+
+
+def settings_for(tmp_path: Path, url: str, **extra) -> st.Settings:
+    env = {"ASTER_PAPER": "false", "ASTER_EXCHANGE_BASE": url, "ASTER_API_KEY": API_KEY,
+           "ASTER_API_SECRET": API_SECRET, "ASTER_RUN_ONCE": "true", "ASTER_MIN_QUOTE_VOL_USDT": "0",
+           "ASTER_STATE_FILE": str(tmp_path / "aster_state.json"),
+           "ASTER_BRACKETS_QUEUE_FILE": str(tmp_path / "brackets_queue.json"),
+           "ASTER_EVENTS_FILE": str(tmp_path / "events.jsonl"), "ASTER_MIN_EDGE_R": "0",
+           "ASTER_NON_ARB_FILTER_ENABLED": "false", "ASTER_FUNDING_FILTER_ENABLED": "false",
+           "ASTER_SPREAD_BPS_MAX": "0.01", "ASTER_WICKINESS_MAX": "1",
+           **{k: str(v) for k, v in extra.items()}}
+    return st.load(environ=env, env_file=tmp_path / "none.env")
+
+
+def brackets_by_symbol(sim):
+    acct = sim.accounts[API_KEY]
+    out = {}
+    for o in acct.open_orders():
+        out.setdefault(o.symbol, []).append(ids.bracket_kind(o.to_api()))
+    return out
+
+
+def test_run_once_opens_bracketed_positions_and_records_reasons(sim_factory, tmp_path):
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    assert asyncio.run(run_async(s)) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert state["market_source"] == "live" and state["mode"] == "live"
+    assert set(state["decisions"]) == set(sim.market.series)  # a decision for every symbol
+    opened = [p for p in state["positions"].values()]
+    assert opened, state["decisions"]
+    br = brackets_by_symbol(sim)
+    for p in opened:
+        assert sorted(br[p["symbol"]]) == ["stop", "tp"]
+        d = 1 if p["side"] == "BUY" else -1
+        assert d * (p["entry"] - p["initial_stop"]) > 0 and d * (p["take_profit"] - p["entry"]) > 0
+        assert p["risk_usdt"] <= 10_000 * s["ASTER_RISK_PER_TRADE"] * 1.01
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert {"start", "decision", "order", "cycle", "stop"} <= {e["event"] for e in events}
+
+
+def test_restart_mid_position_keeps_managing_without_duplicates(sim_factory, tmp_path):
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    asyncio.run(run_async(s))
+    acct = sim.accounts[API_KEY]
+    n_orders = len(acct.orders)
+    positions = json.loads((tmp_path / "aster_state.json").read_text())["positions"]
+    asyncio.run(run_async(s))  # a restarted bot, same state file
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert state["positions"].keys() == positions.keys()
+    assert len(acct.orders) == n_orders  # no new entries, no duplicate brackets
+    assert all(d["reason"] == "max_open_symbol" for sym, d in state["decisions"].items()
+               if sym in {p["symbol"] for p in positions.values()})
+
+
+def test_closed_trade_r_uses_the_initial_stop_and_teaches_the_policy(sim_factory, tmp_path):
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    asyncio.run(run_async(s))
+    before = json.loads((tmp_path / "aster_state.json").read_text())
+    # move a stop closer in the state (as a trailing stop would): R must still use the initial one
+    tok, pos = next(iter(before["positions"].items()))
+    doc = JsonDocument(tmp_path / "aster_state.json")
+    doc.update(lambda d: d["positions"][tok].update(stop=(pos["entry"] + pos["initial_stop"]) / 2))
+    for _ in range(60):  # 5 hours of market time: brackets trigger
+        sim.step(5 * 60_000)
+    asyncio.run(run_async(s))
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert state["history"], "no trade closed in 5 hours"
+    for t in state["history"]:
+        risk = abs(t["entry"] - t["initial_stop"]) * t["qty"]
+        assert t["r"] == pytest.approx(t["pnl"] / risk, abs=1e-3)
+        assert t["exit"] is not None and t["fees"] > 0
+        assert t["reason"] in ("stop", "take_profit")
+    assert sum(a["n"] for a in state["policy"]["arms"].values()) == len(state["history"])
+    assert brackets_by_symbol(sim).keys() <= {p["symbol"] for p in state["positions"].values()}
+
+
+def test_filters_name_their_reason():
+    s = st.load(environ={}, env_file=Path("/none"))
+    ok = Snapshot(bid=99.99, ask=100.01, quote_volume=1e7, mark=100, index=100, funding=0.0)
+    assert market_filters(ok, 0.3, s) is None and side_filters(ok, "BUY", s) is None
+    assert market_filters(Snapshot(99.99, 100.01, 1e3, 100, 100, 0), 0.3, s) == "min_qvol"
+    assert market_filters(Snapshot(99, 101, 1e7, 100, 100, 0), 0.3, s) == "spread"
+    assert market_filters(ok, 0.99, s) == "wicky"
+    assert side_filters(Snapshot(99.99, 100.01, 1e7, 100, 100, 0.002), "BUY", s) == "funding_long"
+    assert side_filters(Snapshot(99.99, 100.01, 1e7, 100, 100, -0.002), "SELL", s) == "funding_short"
+    assert side_filters(Snapshot(99.99, 100.01, 1e7, 100.3, 100, 0), "BUY", s) == "oracle_gap"
+    assert side_filters(Snapshot(99.99, 100.01, 1e7, 100, 100, 0.0004), "BUY", s) == "non_arb_bias_long"
+    assert side_filters(Snapshot(99.99, 100.01, 1e7, 100, 100, -0.0004), "SELL", s) == "non_arb_bias_short"
+
+
+def _bot(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
+    full.update(env)
+    return subprocess.run([sys.executable, str(ROOT / "aster_multi_bot.py")], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_offline_run_once_falls_back_to_the_simulator_loudly(tmp_path):
+    p = _bot({"ASTER_RUN_ONCE": "true", "ASTER_EXCHANGE_BASE": "http://127.0.0.1:9"}, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "WARNING" in p.stderr and "SIMULATOR" in p.stderr
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert state["market_source"] == "simulator" and state["mode"] == "paper"
+    assert len(state["decisions"]) == 30 and all(d["reason"] for d in state["decisions"].values())
+
+
+def test_invalid_setting_and_live_without_keys_exit_with_one_line(tmp_path):
+    p = _bot({"ASTER_RUN_ONCE": "true", "ASTER_LEVERAGE": "500"}, tmp_path)
+    assert p.returncode == 2 and "ASTER_LEVERAGE" in p.stderr and "[1, 125]" in p.stderr
+    p = _bot({"ASTER_RUN_ONCE": "true", "ASTER_PAPER": "false"}, tmp_path)
+    assert p.returncode == 2 and "ASTER_API_KEY" in p.stderr
