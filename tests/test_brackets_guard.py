@@ -1,0 +1,99 @@
+"""BracketGuard against the simulator over HTTP."""
+from __future__ import annotations
+
+import asyncio
+
+from conftest import API_KEY, API_SECRET
+from mraster.exchange.rest import AsterRest
+from mraster.exchange.rules import rules_from_exchange_info
+from mraster.execution import ids
+from mraster.execution.brackets import BracketGuard
+from mraster.store import JsonDocument
+from mraster.sim.server import Faults
+
+
+async def open_position(c, sym, rules, token):
+    ask = float((await c.book_ticker(sym))["askPrice"])
+    qty = rules[sym].round_qty(200 / ask)
+    await c.new_order(symbol=sym, side="BUY", type="MARKET", quantity=qty,
+                      newClientOrderId=ids.order_id("E", token))
+    return {"symbol": sym, "side": "BUY", "qty": float(qty), "entry": ask,
+            "stop": ask * 0.97, "take_profit": ask * 1.05, "initial_stop": ask * 0.97}
+
+
+async def amounts(c):
+    return {p["symbol"]: float(p["positionAmt"]) for p in await c.position_risk()
+            if float(p["positionAmt"])}
+
+
+def kinds(orders, sym):
+    return sorted(ids.bracket_kind(o) for o in orders if o["symbol"] == sym)
+
+
+def test_guard_protects_restores_cancels_orphans_and_closes_passed_stops(sim_factory, tmp_path):
+    sim, url, _ = sim_factory(n=4, seed=5)
+    events = []
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())
+            syms = list(rules)
+            guard = BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"),
+                                 lambda *a, **k: events.append((a, k)))
+            a = await open_position(c, syms[0], rules, "tok-a001")
+            positions = {"tok-a001": a}
+            # 1. a position without a stop is protected after one pass
+            await guard.run(positions, await amounts(c))
+            assert kinds(await c.open_orders(), syms[0]) == ["stop", "tp"]
+            # 2. a stop cancelled behind the bot's back is restored, without duplicating the TP
+            stop = [o for o in await c.open_orders(syms[0]) if ids.bracket_kind(o) == "stop"][0]
+            await c.cancel_order(syms[0], order_id=stop["orderId"])
+            await guard.run(positions, await amounts(c))
+            assert kinds(await c.open_orders(), syms[0]) == ["stop", "tp"]
+            # 3. an orphan take-profit of a closed position is cancelled
+            b = await open_position(c, syms[1], rules, "tok-b002")
+            await guard.run({"tok-b002": b}, await amounts(c), full=False)
+            await c.new_order(symbol=syms[1], side="SELL", type="MARKET", quantity=str(b["qty"]),
+                              reduceOnly=True, newClientOrderId="manual-close-1")
+            await guard.run(positions, await amounts(c))
+            assert kinds(await c.open_orders(), syms[1]) == []
+            # 4. price already beyond the intended stop: closed at market
+            cpos = await open_position(c, syms[2], rules, "tok-c003")
+            cpos["stop"] = cpos["entry"] * 1.02  # above the price: a sell stop would trigger now
+            await guard.run({"tok-c003": cpos}, await amounts(c), full=False)
+            assert syms[2] not in await amounts(c)
+            # 5. a hand-placed closePosition stop is respected (no duplicate)
+            d = await open_position(c, syms[3], rules, "tok-d004")
+            await c.new_order(symbol=syms[3], side="SELL", type="STOP_MARKET",
+                              stopPrice=str(rules[syms[3]].round_price(d["entry"] * 0.9, "down")),
+                              closePosition=True, newClientOrderId="my-manual-stop")
+            await guard.run({"tok-d004": d}, await amounts(c), full=False)
+            assert kinds(await c.open_orders(), syms[3]) == ["stop", "tp"]
+    asyncio.run(go())
+    assert any(k.get("level") == "warning" and "closed at market" in k.get("message", "")
+               for _, k in events)
+
+
+def test_with_errors_and_a_restart_every_position_ends_protected_once(sim_factory, tmp_path):
+    sim, url, app = sim_factory(n=5, seed=9, faults=Faults(seed=2))
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET, read_retries=6) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())
+            positions = {}
+            for i, sym in enumerate(rules):
+                positions[f"tok-{i:04d}"] = await open_position(c, sym, rules, f"tok-{i:04d}")
+            app.state.faults.error_rate = 0.3
+            for attempt in range(8):
+                guard = BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"), clock=lambda: 1e12 + attempt * 1000)
+                try:  # a new guard each pass = a restart; the queue file carries the retries
+                    await guard.run(positions, await amounts(c))
+                except Exception:
+                    pass
+            app.state.faults.error_rate = 0.0
+            await BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"),
+                               clock=lambda: 2e12).run(positions, await amounts(c))
+            return rules, await c.open_orders()
+    rules, orders = asyncio.run(go())
+    for sym in rules:
+        assert kinds(orders, sym) == ["stop", "tp"], sym
