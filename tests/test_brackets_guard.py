@@ -97,3 +97,19 @@ def test_with_errors_and_a_restart_every_position_ends_protected_once(sim_factor
     rules, orders = asyncio.run(go())
     for sym in rules:
         assert kinds(orders, sym) == ["stop", "tp"], sym
+
+
+def test_standalone_once_runs_a_pass(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
+    env["ASTER_EXCHANGE_BASE"] = "http://127.0.0.1:9"  # offline: the in-process simulator
+    p = subprocess.run([sys.executable, str(ROOT / "brackets_guard.py"), "--once"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "bracket guard pass" in p.stderr
+    assert (tmp_path / "brackets_queue.json").exists()
