@@ -20,13 +20,21 @@ def load_settings(origin: str = "cli") -> st.Settings:
     return st.load(origin=os.environ.get("ASTER_ORIGIN", origin), config=config)
 
 
-def main(argv: list[str] | None = None) -> int:
+def startup(prog: str) -> st.Settings | None:
+    """Settings and logging for a command; None (after one clear line) when a setting is bad."""
     try:
         settings = load_settings()
     except st.SettingsErrors as exc:
-        print(f"aster_multi_bot: invalid setting: {exc}", file=sys.stderr)
-        return 2
+        print(f"{prog}: invalid setting: {exc}", file=sys.stderr)
+        return None
     setup_logging(settings["ASTER_LOGLEVEL"], secrets=settings.secrets())
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = startup("aster_multi_bot")
+    if settings is None:
+        return 2
     from mraster.engine.runner import run
 
     return run(settings)

@@ -157,16 +157,11 @@ def run(s: Mapping[str, Any]) -> int:
 
 async def guard_command(loop_seconds: float | None) -> int:
     """``brackets_guard.py``: repair brackets of the positions in the state file."""
-    from mraster.bot import load_settings
-    from mraster.logs import setup_logging
-    from mraster import settings as st
+    from mraster.bot import startup
 
-    try:
-        s = load_settings()
-    except st.SettingsErrors as exc:
-        print(f"brackets_guard: invalid setting: {exc}", file=sys.stderr)
+    s = startup("brackets_guard")
+    if s is None:
         return 2
-    setup_logging(s["ASTER_LOGLEVEL"], secrets=s.secrets())
     doc = JsonDocument(s["ASTER_STATE_FILE"])
     state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
     ex, source = await make_exchange(s, state, doc)
