@@ -169,6 +169,9 @@ class PaperExchange(_SignedMixin):
     def now_ms(self) -> int:
         return int(time.time() * 1000)
 
+    async def close(self) -> None:
+        await self.market.close()
+
     async def exchange_info(self) -> dict:
         info = await self.market.exchange_info()
         self.matching = Matching(rules_from_exchange_info(info), self._quote)
