@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -417,7 +417,7 @@ def masked(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (mask_secret(v) if k in SECRET_NAMES and v else v) for k, v in values.items()}
 
 
-def validate(raw: Mapping[str, Any], *, partial: bool = True) -> dict[str, Any]:
+def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Check a mapping of raw values; raise SettingsErrors listing every bad or unknown key."""
     out: dict[str, Any] = {}
     errors: list[SettingError] = []
@@ -432,11 +432,11 @@ def validate(raw: Mapping[str, Any], *, partial: bool = True) -> dict[str, Any]:
             errors.append(exc)
     if errors:
         raise SettingsErrors(errors)
-    _check_cross(out, partial=partial)
+    _check_cross(out)
     return out
 
 
-def _check_cross(values: Mapping[str, Any], *, partial: bool) -> None:
+def _check_cross(values: Mapping[str, Any]) -> None:
     """Rules that involve two settings; only checked when both are present."""
     errors = []
     if "ASTER_CONFIDENCE_SIZE_MIN" in values and "ASTER_CONFIDENCE_SIZE_MAX" in values:
@@ -503,7 +503,7 @@ def load(
         for key, val in layer.items():
             values[key] = val
             sources[key] = label
-    _check_cross(values, partial=False)
+    _check_cross(values)
     return Settings(values, sources)
 
 

@@ -12,7 +12,6 @@ import pytest
 
 from conftest import API_KEY, API_SECRET, ROOT
 from mraster import settings as st
-from mraster.engine.cycle import Engine
 from mraster.engine.runner import run_async
 from mraster.exchange.rest import AsterRest
 from mraster.execution import ids
@@ -132,3 +131,40 @@ def test_invalid_setting_and_live_without_keys_exit_with_one_line(tmp_path):
     assert p.returncode == 2 and "ASTER_LEVERAGE" in p.stderr and "[1, 125]" in p.stderr
     p = _bot({"ASTER_RUN_ONCE": "true", "ASTER_PAPER": "false"}, tmp_path)
     assert p.returncode == 2 and "ASTER_API_KEY" in p.stderr
+
+
+def test_entry_sent_just_before_a_crash_is_adopted_and_protected(sim_factory, tmp_path):
+    """The bot saves a pending entry before sending it; after a crash the next start finds the
+    order by its client id, adopts the position and protects it. An entry that never left is
+    dropped. Nothing is reported as external."""
+    sim, url, _ = sim_factory(n=6, seed=11)
+    s = settings_for(tmp_path, url, ASTER_MAX_OPEN_GLOBAL=1)
+
+    async def send():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            sym = (await c.exchange_info())["symbols"][0]["symbol"]
+            ask = float((await c.book_ticker(sym))["askPrice"])
+            from mraster.exchange.rules import rules_from_exchange_info
+            rules = rules_from_exchange_info(await c.exchange_info())
+            o = await c.new_order(symbol=sym, side="BUY", type="MARKET",
+                                  quantity=str(rules[sym].round_qty(300 / ask)),
+                                  newClientOrderId=ids.order_id("E", "abc-1f2e"))
+            return sym, ask, o
+    sym, ask, sent = asyncio.run(send())
+    other = [x for x in sim.market.series if x != sym][0]
+    pending = {"side": "BUY", "atr": ask * 0.01, "opened_at": sim.now(), "status": "pending",
+               "qty": 1.0, "entry": ask, "initial_stop": ask * 0.99, "stop": ask * 0.99,
+               "take_profit": ask * 1.016, "risk_usdt": 1.0, "fasttp_at": 0}
+    JsonDocument(tmp_path / "aster_state.json").write({"positions": {
+        "abc-1f2e": {**pending, "token": "abc-1f2e", "symbol": sym,
+                     "entry_client_id": ids.order_id("E", "abc-1f2e")},
+        "abd-2e3f": {**pending, "token": "abd-2e3f", "symbol": other,
+                     "entry_client_id": ids.order_id("E", "abd-2e3f")}}})
+    assert asyncio.run(run_async(s)) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert list(state["positions"]) == ["abc-1f2e"]
+    pos = state["positions"]["abc-1f2e"]
+    assert pos["status"] == "open" and pos["entry"] == float(sent["avgPrice"])
+    assert pos["qty"] == float(sent["executedQty"])
+    assert sorted(brackets_by_symbol(sim)[sym]) == ["stop", "tp"]
+    assert state["external_positions"] == [] and not state["alerts"]

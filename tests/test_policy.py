@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from mraster.policy import ARMS, FEATURES, BanditPolicy, build_features
 

@@ -59,8 +59,10 @@ class CycleResult:
 
 class Engine:
     def __init__(self, exchange, settings: Mapping[str, Any], state: dict[str, Any],
-                 queue, emit: Emit, now_ms: Callable[[], int] | None = None) -> None:
+                 queue, emit: Emit, now_ms: Callable[[], int] | None = None,
+                 save: Callable[[], None] = lambda: None) -> None:
         self.ex = exchange
+        self.save = save  # persists the state; called before an entry order leaves
         self.s = settings
         self.state = state
         self.emit = emit
@@ -75,7 +77,6 @@ class Engine:
             self.policy.load(state["policy"])
         self._rules_at = 0.0
         self.guard: BracketGuard | None = None
-        self.reconciled = False
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
                              ("stats", {"taken": 0, "skipped": {}, "cycles": 0})):
@@ -127,8 +128,8 @@ class Engine:
         books = {r["symbol"]: r for r in book_rows}
         prems = {r["symbol"]: r for r in prem_rows}
         now = self.now_ms()
-        amounts = await self._sync_positions(res, now)
-        equity, used = await self._equity()
+        weight0 = self._weight()
+        await self._sync_positions(res, now)
         universe = self.universe(tickers)
         snaps: dict[str, Snapshot] = {}
         for sym in universe:
@@ -150,7 +151,7 @@ class Engine:
         for sym in liquid:
             ltf, htf = candles.get(sym, (None, None))
             if ltf is None:
-                self._skip(res, sym, "few_klines")
+                self._skip(res, sym, "data_error")
                 continue
             plan = self._evaluate(res, sym, snaps[sym], ltf, htf, paused)
             if plan:
@@ -175,11 +176,16 @@ class Engine:
         st["telemetry"] = {
             "cycle": st["stats"]["cycles"], "time": now, "duration_s": round(time.perf_counter() - t0, 4),
             "cpu_s": round(time.process_time() - cpu0, 4), "symbols": len(universe),
-            "evaluated": len(liquid), "weight": getattr(getattr(self.ex, "governor", None),
-                                                        "total_weight", None),
+            "evaluated": len(liquid),
+            "weight": None if weight0 is None else self._weight() - weight0,
             "equity": equity, "used_margin": used, "open_positions": len(st["positions"])}
         self.emit("cycle", **st["telemetry"], opened=res.opened, closed=len(res.closed))
         return res
+
+    def _weight(self) -> int | None:
+        """Request weight booked so far (None for adapters without a rate-limit governor)."""
+        gov = getattr(self.ex, "governor", None)
+        return gov.total_weight if gov else None
 
     async def _fetch_candles(self, symbols: list[str], now: int) -> dict[str, tuple[Candles, Candles]]:
         sem = asyncio.Semaphore(8)
@@ -192,10 +198,8 @@ class Engine:
                     ht = await self.cache.update(self.ex, sym, self.s["ASTER_HTF_INTERVAL"], HTF_LIMIT)
                 except E.ExchangeError as exc:
                     log.warning("klines for %s failed: %s", sym, exc)
-                    return
-            ltf, htf = Candles.from_klines(lt, now), Candles.from_klines(ht, now)
-            if len(ltf) >= 60 and len(htf) >= 60:
-                out[sym] = (ltf, htf)
+                    return  # the symbol is skipped with reason data_error
+            out[sym] = (Candles.from_klines(lt, now), Candles.from_klines(ht, now))
         await asyncio.gather(*(one(s) for s in dict.fromkeys(symbols)))
         return out
 
@@ -239,7 +243,9 @@ class Engine:
             self._skip(res, sym, "alpha_veto" if "veto" in decision.reason else "policy_skip",
                        side=sig.side, policy=decision.to_dict(), **info)
             return None
-        conf = decision.alpha_prob if decision.alpha_prob is not None else max(0.0, (p - 0.5) * 2 / 0.3)
+        # confidence: the alpha model's probability once it speaks, else the prior's distance
+        # above a coin flip scaled to [0, 1] (the prior tops out at 0.65)
+        conf = decision.alpha_prob if decision.alpha_prob is not None else max(0.0, (p - 0.5) / 0.15)
         return {"symbol": sym, "side": sig.side, "features": f, "snap": snap, "expected_r": er,
                 "win_prob": p, "decision": decision, "feats": feats, "confidence": conf,
                 "info": info}
@@ -271,27 +277,33 @@ class Engine:
                        notional=round(order.notional, 4))
             return
         token = ids.new_token(now)
+        cid = ids.order_id("E", token)
+        pos = {"token": token, "symbol": sym, "side": side, "atr": f.atr, "opened_at": now,
+               "entry_client_id": cid, "leverage": order.leverage, "arm": plan["decision"].arm,
+               "policy_features": plan["feats"], "expected_r": plan["expected_r"],
+               "bucket": plan["decision"].bucket, "fasttp_at": 0}
+        self._fill(pos, price, float(order.qty), "pending")
+        # Crash-only: the intent is on disk before the order leaves, so a crash at any line
+        # leaves a position the next start adopts (by its client id) instead of an unknown one.
+        self.state["positions"][token] = pos
+        self.save()
         try:
-            cid = ids.order_id("E", token)
             filled = await self.ex.new_order(symbol=sym, side=side, type="MARKET",
                                              quantity=str(order.qty), newClientOrderId=cid,
                                              newOrderRespType="RESULT")
+        except E.OrderStatusUnknown as exc:
+            self.alert("warning", f"{sym}: entry outcome unknown ({exc}); it is checked again "
+                                  "next cycle", sym)
+            return
         except E.ExchangeError as exc:
+            del self.state["positions"][token]
             self._skip(res, sym, "order_failed", side=side, error=str(exc))
             self.alert("error", f"{sym}: entry refused by the exchange: {exc}", sym)
             return
-        entry = float(filled.get("avgPrice") or price) or price
-        qty = float(filled.get("executedQty") or order.qty)
+        self._fill(pos, float(filled.get("avgPrice") or 0) or price,
+                   float(filled.get("executedQty") or order.qty), "open")
+        entry, qty, stop, tp = pos["entry"], pos["qty"], pos["stop"], pos["take_profit"]
         d = 1 if side == "BUY" else -1
-        stop = entry - d * s["ASTER_SL_ATR_MULT"] * f.atr
-        tp = entry + d * s["ASTER_TP_ATR_MULT"] * f.atr
-        pos = {"token": token, "symbol": sym, "side": side, "qty": qty, "entry": entry,
-               "initial_stop": stop, "stop": stop, "take_profit": tp, "atr": f.atr,
-               "opened_at": now, "entry_client_id": cid, "leverage": order.leverage,
-               "risk_usdt": qty * abs(entry - stop), "arm": plan["decision"].arm,
-               "policy_features": plan["feats"], "expected_r": plan["expected_r"],
-               "bucket": plan["decision"].bucket, "fasttp_at": 0, "status": "open"}
-        self.state["positions"][token] = pos
         self.state["stats"]["taken"] += 1
         res.opened.append(sym)
         res.decisions[sym] = {"action": "TAKE", "reason": "signal", "side": side, "qty": qty,
@@ -306,6 +318,14 @@ class Engine:
             if done["failed"]:
                 self.alert("error", f"{sym}: position opened but its brackets could not be "
                                     "placed yet; the guard keeps retrying", sym)
+
+    def _fill(self, pos: dict[str, Any], entry: float, qty: float, status: str) -> None:
+        """Entry, size and bracket levels of a position from its (actual or intended) fill."""
+        d = 1 if pos["side"] == "BUY" else -1
+        stop = entry - d * self.s["ASTER_SL_ATR_MULT"] * pos["atr"]
+        pos.update(entry=entry, qty=qty, initial_stop=stop, stop=stop, status=status,
+                   take_profit=entry + d * self.s["ASTER_TP_ATR_MULT"] * pos["atr"],
+                   risk_usdt=qty * abs(entry - stop))
 
     async def _set_leverage(self, sym: str, lev: int) -> None:
         """Set leverage before sizing relies on it; when the symbol's maximum is lower than
@@ -329,24 +349,43 @@ class Engine:
         (log.error if level == "error" else log.warning)(message)
 
     # -- positions ----------------------------------------------------------------------------
-    async def _sync_positions(self, res: CycleResult, now: int) -> dict[str, float]:
+    async def _sync_positions(self, res: CycleResult, now: int) -> None:
+        """Reconcile with the exchange: adopt or drop pending entries, book vanished positions
+        as closed, and report positions the bot did not open (left alone, alerted once)."""
         rows = await self.ex.position_risk()
         amounts = {r["symbol"]: float(r["positionAmt"]) for r in rows if float(r["positionAmt"])}
         known = {p["symbol"] for p in self.state["positions"].values()}
-        if not self.reconciled:
-            external = [{"symbol": sym, "amount": amt} for sym, amt in amounts.items()
-                        if sym not in known]
-            self.state["external_positions"] = external
-            for e in external:
+        reported = {e["symbol"] for e in self.state["external_positions"]}
+        external = [{"symbol": sym, "amount": amt} for sym, amt in amounts.items()
+                    if sym not in known]
+        for e in external:
+            if e["symbol"] not in reported:
                 self.alert("warning", f"{e['symbol']}: a position the bot did not open "
                                       "(external); it is left alone", e["symbol"])
-            self.reconciled = True
+        self.state["external_positions"] = external
         for token, pos in list(self.state["positions"].items()):
             amt = amounts.get(pos["symbol"], 0.0)
+            if pos.get("status") == "pending":
+                await self._resolve_pending(token, pos)
+                continue
             if amt == 0 or (amt > 0) != (pos["side"] == "BUY"):
-                closed = await self._record_close(token, pos, now)
-                res.closed.append(closed)
-        return amounts
+                res.closed.append(await self._record_close(token, pos, now))
+
+    async def _resolve_pending(self, token: str, pos: dict[str, Any]) -> None:
+        """An entry whose outcome was not seen (lost answer, crash): look it up by client id."""
+        try:
+            o = await self.ex.query_order(pos["symbol"], client_id=pos["entry_client_id"])
+        except E.UnknownOrder:
+            o = None
+        if o and float(o.get("executedQty") or 0) > 0:
+            self._fill(pos, float(o["avgPrice"]), float(o["executedQty"]), "open")
+            self.state["stats"]["taken"] += 1
+            self.emit("order", action="entry_adopted", symbol=pos["symbol"], side=pos["side"],
+                      qty=pos["qty"], price=pos["entry"], client_id=pos["entry_client_id"])
+        elif o is None or o.get("status") in ("CANCELED", "EXPIRED", "REJECTED"):
+            del self.state["positions"][token]
+            self.emit("order", action="entry_not_placed", symbol=pos["symbol"],
+                      client_id=pos["entry_client_id"])
 
     async def _record_close(self, token: str, pos: dict[str, Any], now: int) -> dict[str, Any]:
         """The position is gone: find its real exit in the fills, book PnL (fees and funding

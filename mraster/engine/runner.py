@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -18,6 +19,8 @@ from typing import Any, Mapping
 from mraster.engine.cycle import Engine
 from mraster.exchange import errors as E
 from mraster.exchange.rest import AsterRest
+from mraster.exchange.rules import rules_from_exchange_info
+from mraster.execution.brackets import BracketGuard
 from mraster.execution.paper import LocalExchange, PaperExchange
 from mraster.logs import mask
 from mraster.store import JsonDocument
@@ -50,24 +53,28 @@ class EventSink:
             self._file.info(line)
 
 
-async def make_exchange(s: Mapping[str, Any], state: dict[str, Any], state_doc: JsonDocument):
-    """(adapter, market_source) for the settings."""
+class StartupError(Exception):
+    """The bot cannot start with these settings; the message says what to change."""
+
+
+async def make_exchange(s: Mapping[str, Any], state: dict[str, Any]):
+    """(adapter, market_source) for the settings; StartupError when live mode cannot run."""
     def persist(acct: dict[str, Any]) -> None:
         state["paper_account"] = acct
 
     if not s["ASTER_PAPER"]:
         missing = [k for k in ("ASTER_API_KEY", "ASTER_API_SECRET") if not s[k]]
         if missing:
-            raise SystemExit(f"live mode needs {' and '.join(missing)}; set them (or keep "
-                             "ASTER_PAPER=true)")
+            raise StartupError(f"live mode needs {' and '.join(missing)}; set them (or keep "
+                               "ASTER_PAPER=true)")
         ex = AsterRest(s["ASTER_EXCHANGE_BASE"], s["ASTER_API_KEY"], s["ASTER_API_SECRET"],
                        recv_window=s["ASTER_RECV_WINDOW_MS"], rate_share=s["ASTER_RATE_LIMIT_SHARE"])
         try:
             await ex.ping()
         except E.ExchangeError as exc:
             await ex.close()
-            raise SystemExit(f"live mode: the exchange at {s['ASTER_EXCHANGE_BASE']} cannot be "
-                             f"reached ({exc}); not trading") from None
+            raise StartupError(f"live mode: the exchange at {s['ASTER_EXCHANGE_BASE']} cannot "
+                               f"be reached ({exc}); not trading") from None
         return ex, "live"
     market = AsterRest(s["ASTER_EXCHANGE_BASE"], rate_share=s["ASTER_RATE_LIMIT_SHARE"],
                        timeout=5.0, read_retries=1)
@@ -102,9 +109,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
     state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
     emit = EventSink(s["ASTER_EVENTS_FILE"])
     try:
-        ex, source = await make_exchange(s, state, doc)
-    except SystemExit as exc:
-        log.error("%s", exc)
+        ex, source = await make_exchange(s, state)
+    except StartupError as exc:
         print(f"aster_multi_bot: {exc}", file=sys.stderr)
         return 2
     state["market_source"] = source
@@ -116,8 +122,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    engine = Engine(ex, s, state, queue, emit)
-    state["bot"] = {"pid": __import__("os").getpid(), "started": int(time.time() * 1000)}
+    engine = Engine(ex, s, state, queue, emit, save=lambda: _save(doc, state))
+    state["bot"] = {"pid": os.getpid(), "started": int(time.time() * 1000)}
     log.info("MrAster bot started: %s mode, market source %s", state["mode"], source)
     emit("start", mode=state["mode"], market_source=source)
     code = 0
@@ -164,15 +170,19 @@ async def guard_command(loop_seconds: float | None) -> int:
         return 2
     doc = JsonDocument(s["ASTER_STATE_FILE"])
     state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
-    ex, source = await make_exchange(s, state, doc)
-    queue = JsonDocument(s["ASTER_BRACKETS_QUEUE_FILE"], default=lambda: {"items": {}})
-    engine = Engine(ex, s, state, queue, EventSink(None))
     try:
+        ex, _ = await make_exchange(s, state)
+    except StartupError as exc:
+        print(f"brackets_guard: {exc}", file=sys.stderr)
+        return 2
+    queue = JsonDocument(s["ASTER_BRACKETS_QUEUE_FILE"], default=lambda: {"items": {}})
+    try:
+        rules = rules_from_exchange_info(await ex.exchange_info())
+        guard = BracketGuard(ex, rules, queue, EventSink(None), s["ASTER_BRACKET_ALERT_AFTER"])
         while True:
-            await engine._load_rules()
             amounts = {p["symbol"]: float(p["positionAmt"]) for p in await ex.position_risk()
                        if float(p["positionAmt"])}
-            done = await engine.guard.run(doc.read().get("positions", {}), amounts)
+            done = await guard.run(doc.read().get("positions", {}), amounts)
             log.info("bracket guard pass: %s", done)
             if not loop_seconds:
                 return 0

@@ -46,6 +46,7 @@ class BracketGuard:
         for o in orders:
             by_symbol.setdefault(o["symbol"], []).append(o)
         queue = self.queue.read().get("items", {})
+        before = repr(queue)
         now = self.clock()
         covered = set()
         for token, pos in positions.items():
@@ -92,7 +93,8 @@ class BracketGuard:
         if full:
             for token in [t for t in queue if t not in positions]:
                 queue.pop(token)
-        self.queue.update(lambda d: {"items": queue})
+        if repr(queue) != before or not self.queue.path.exists():  # write only on change
+            self.queue.update(lambda d: {"items": queue})
         return done
 
     async def _protect(self, token: str, pos: dict[str, Any], orders: list[dict], done: dict) -> None:

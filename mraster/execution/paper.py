@@ -231,9 +231,8 @@ class PaperExchange(_SignedMixin):
                 acct.margin_type[p["symbol"]] = "isolated" if p["marginType"] == "ISOLATED" else "cross"
                 out = {"code": 200, "msg": "success"}
             elif path == "positionRisk":
-                out = m.position_risk(acct, p.get("symbol")) if p.get("symbol") else [
-                    r for r in (m.position_risk(acct, s) for s in acct.positions)
-                    for r in r]
+                syms = [p["symbol"]] if p.get("symbol") else list(acct.positions)
+                out = [row for sym in syms for row in m.position_risk(acct, sym)]
             elif path == "balance":
                 out = m.balance_rows(acct, now)
             elif path == "account":

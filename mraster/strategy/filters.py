@@ -16,6 +16,7 @@ REASONS = {
     "non_arb_bias_short": "funding edge after the premium clamp works against a short",
     "edge_r": "expected edge below ASTER_MIN_EDGE_R",
     "few_klines": "not enough closed candles yet",
+    "data_error": "market data for the symbol could not be fetched this cycle",
     "no_signal": "RSI and trend give no entry",
     "trend_misaligned": "signal and higher timeframe trends disagree (ASTER_ALLOW_TREND_ALIGN)",
     "max_open_symbol": "already holding this symbol (ASTER_MAX_OPEN_PER_SYMBOL)",
