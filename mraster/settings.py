@@ -380,13 +380,6 @@ class Settings(Mapping[str, Any]):
 
     __str__ = __repr__
 
-    def __getattr__(self, name: str) -> Any:
-        key = name.upper()
-        for candidate in (key, "ASTER_" + key):
-            if candidate in self._values:
-                return self._values[candidate]
-        raise AttributeError(name)
-
     @property
     def ai_pending_limit(self) -> int:
         return self["ASTER_AI_PENDING_LIMIT"] or max(4, 3 * self["ASTER_AI_CONCURRENCY"])
@@ -394,10 +387,6 @@ class Settings(Mapping[str, Any]):
     @property
     def ai_budget_enforced(self) -> bool:
         return self["ASTER_PRESET_MODE"] not in PRESETS_IGNORING_AI_BUDGET
-
-    @property
-    def ai_enabled(self) -> bool:
-        return self["ASTER_MODE"] == "ai" or bool(self["ASTER_AI_MODE"])
 
     def secrets(self) -> list[str]:
         return [self._values[n] for n in SECRET_NAMES if self._values.get(n)]

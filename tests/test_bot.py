@@ -168,3 +168,18 @@ def test_entry_sent_just_before_a_crash_is_adopted_and_protected(sim_factory, tm
     assert pos["qty"] == float(sent["executedQty"])
     assert sorted(brackets_by_symbol(sim)[sym]) == ["stop", "tp"]
     assert state["external_positions"] == [] and not state["alerts"]
+
+
+
+def test_skips_explain_themselves_in_plain_words(sim_factory, tmp_path):
+    from mraster.strategy.filters import REASONS
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    asyncio.run(run_async(settings_for(tmp_path, url, ASTER_MIN_EDGE_R=0.3)))
+    decisions = json.loads((tmp_path / "aster_state.json").read_text())["decisions"]
+    skips = [d for d in decisions.values() if d["action"] == "SKIP"]
+    assert skips and all(d["why"] == REASONS[d["reason"]] for d in skips)
+    for code in ("paused", "max_open_symbol", "max_open_global", "risk_cap", "exposure",
+                 "min_notional", "data_error", "few_klines", "no_signal", "trend_misaligned",
+                 "policy_skip", "alpha_veto", "order_failed", "no_quote", "edge_r"):
+        assert code in REASONS

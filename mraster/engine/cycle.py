@@ -18,7 +18,7 @@ from mraster.execution import ids
 from mraster.execution.brackets import BracketGuard
 from mraster.policy import BanditPolicy, build_features
 from mraster.risk import check_order, entry_gate
-from mraster.strategy.filters import Snapshot, market_filters, side_filters
+from mraster.strategy.filters import REASONS, Snapshot, market_filters, side_filters
 from mraster.strategy.signals import Candles, expected_r, features, rsi_signal, win_probability
 from mraster.strategy.sizing import plan_order, size_multiplier
 from mraster.sim.market import INTERVAL_MS
@@ -105,7 +105,8 @@ class Engine:
         return syms
 
     def _skip(self, res: CycleResult, sym: str, reason: str, **info: Any) -> None:
-        res.decisions[sym] = {"action": "SKIP", "reason": reason, **info}
+        res.decisions[sym] = {"action": "SKIP", "reason": reason, "why": REASONS.get(reason, reason),
+                              **info}
         sk = self.state["stats"]["skipped"]
         sk[reason] = sk.get(reason, 0) + 1
         self.emit("decision", symbol=sym, action="SKIP", reason=reason, **info)

@@ -25,7 +25,6 @@ class WeightGovernor:
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
         self.total_weight = 0
-        self.waited_s = 0.0
         self.pauses = 0
 
     def _used(self, now: float) -> int:
@@ -53,7 +52,6 @@ class WeightGovernor:
                     self._ledger.append((now, weight))
                     self.total_weight += weight
                     return
-                self.waited_s += wait
                 await self._sleep(wait)
 
     def observe(self, used_header: str | None) -> None:
@@ -71,7 +69,3 @@ class WeightGovernor:
     def pause(self, seconds: float) -> None:
         self.pauses += 1
         self._paused_until = max(self._paused_until, self._clock() + max(seconds, 0.0))
-
-    @property
-    def paused_for(self) -> float:
-        return max(0.0, self._paused_until - self._clock())

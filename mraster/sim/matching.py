@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
 from typing import Any, Callable
 
-from mraster.exchange.rules import D, RuleViolation, SymbolRules
+from mraster.exchange.rules import RuleViolation, SymbolRules
 
 TAKER_FEE = 0.0004
 MAKER_FEE = 0.0002
@@ -424,7 +423,3 @@ class Matching:
                 "totalCrossWalletBalance": _s(acct.balance), "totalCrossUnPnl": _s(upnl),
                 "availableBalance": _s(avail), "maxWithdrawAmount": _s(max(avail, 0)),
                 "assets": self.balance_rows(acct, now, asset), "positions": positions}
-
-
-def decimal_str(x: Decimal | float) -> str:
-    return format(D(x).normalize(), "f")

@@ -23,6 +23,7 @@ REASONS = {
     "max_open_global": "maximum open positions reached (ASTER_MAX_OPEN_GLOBAL)",
     "min_notional": "risk-sized order is below the exchange's minimum notional",
     "exposure": "margin budget used up (ASTER_EQUITY_FRACTION × leverage)",
+    "risk_cap": "the order would exceed a limit (leverage, notional or risk per trade)",
     "policy_skip": "the bandit policy chose SKIP",
     "alpha_veto": "the alpha model's win probability is below ASTER_ALPHA_THRESHOLD",
     "paused": "autonomy paused by the user",

@@ -6,7 +6,7 @@ can say "why not" for each symbol.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -91,7 +91,6 @@ class Signal:
     reason: str       # "signal" or a reason code
     win_prob: float = 0.5
     expected_r: float = 0.0
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def rsi_signal(f: Features, s: Mapping[str, Any]) -> Signal:
