@@ -96,43 +96,43 @@ class SimExchange:
         self._check_symbol(symbol)
         return self.market.candles(symbol, interval, self.now(), limit=limit, start=start, end=end)
 
-    def ticker_24h(self, symbol: str | None = None) -> Any:
+    def _per_symbol(self, symbol: str | None, row) -> Any:
+        """One row for a symbol, or the list for all symbols (the exchange's bulk form)."""
         now = self.now()
-        rows = []
-        for sym in self._symbols(symbol):
+        rows = [row(sym, now) for sym in self._symbols(symbol)]
+        return rows[0] if symbol else rows
+
+    def ticker_24h(self, symbol: str | None = None) -> Any:
+        def row(sym: str, now: int) -> dict[str, Any]:
             st = self.market.stats_24h(sym, now)
             chg = st["last"] - st["open"]
-            rows.append({"symbol": sym, "priceChange": _num(chg),
-                         "priceChangePercent": f"{100 * chg / st['open']:.3f}",
-                         "weightedAvgPrice": _num(st["quote_volume"] / st["volume"] if st["volume"] else st["last"]),
-                         "prevClosePrice": _num(st["open"]), "lastPrice": _num(st["last"]),
-                         "lastQty": "1", "openPrice": _num(st["open"]), "highPrice": _num(st["high"]),
-                         "lowPrice": _num(st["low"]), "volume": _num(st["volume"]),
-                         "quoteVolume": _num(st["quote_volume"]), "openTime": now - 86_400_000,
-                         "closeTime": now, "firstId": 1, "lastId": 2, "count": 2})
-        return rows[0] if symbol else rows
+            vwap = st["quote_volume"] / st["volume"] if st["volume"] else st["last"]
+            return {"symbol": sym, "priceChange": _num(chg),
+                    "priceChangePercent": f"{100 * chg / st['open']:.3f}",
+                    "weightedAvgPrice": _num(vwap), "prevClosePrice": _num(st["open"]),
+                    "lastPrice": _num(st["last"]), "lastQty": "1", "openPrice": _num(st["open"]),
+                    "highPrice": _num(st["high"]), "lowPrice": _num(st["low"]),
+                    "volume": _num(st["volume"]), "quoteVolume": _num(st["quote_volume"]),
+                    "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": 2,
+                    "count": 2}
+        return self._per_symbol(symbol, row)
 
     def book_ticker(self, symbol: str | None = None) -> Any:
-        now = self.now()
-        rows = []
-        for sym in self._symbols(symbol):
+        def row(sym: str, now: int) -> dict[str, Any]:
             q = self.market.quote(sym, now)
-            rows.append({"symbol": sym, "bidPrice": _num(q["bid"]), "bidQty": "10",
-                         "askPrice": _num(q["ask"]), "askQty": "10", "time": now,
-                         "lastUpdateId": now})
-        return rows[0] if symbol else rows
+            return {"symbol": sym, "bidPrice": _num(q["bid"]), "bidQty": "10",
+                    "askPrice": _num(q["ask"]), "askQty": "10", "time": now, "lastUpdateId": now}
+        return self._per_symbol(symbol, row)
 
     def premium_index(self, symbol: str | None = None) -> Any:
-        now = self.now()
-        rows = []
-        for sym in self._symbols(symbol):
+        def row(sym: str, now: int) -> dict[str, Any]:
             q = self.market.quote(sym, now)
-            rows.append({"symbol": sym, "markPrice": _num(q["mark"]), "indexPrice": _num(q["index"]),
-                         "estimatedSettlePrice": _num(q["index"]),
-                         "lastFundingRate": f"{q['funding']:.8f}",
-                         "nextFundingTime": self.market.next_funding_time(sym, now),
-                         "interestRate": "0.00010000", "time": now})
-        return rows[0] if symbol else rows
+            return {"symbol": sym, "markPrice": _num(q["mark"]), "indexPrice": _num(q["index"]),
+                    "estimatedSettlePrice": _num(q["index"]),
+                    "lastFundingRate": f"{q['funding']:.8f}",
+                    "nextFundingTime": self.market.next_funding_time(sym, now),
+                    "interestRate": "0.00010000", "time": now}
+        return self._per_symbol(symbol, row)
 
     def depth(self, symbol: str, limit: int = 20) -> dict[str, Any]:
         self._check_symbol(symbol)
