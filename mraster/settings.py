@@ -162,6 +162,8 @@ CATALOGUE: tuple[Setting, ...] = (
     # --- exchange & account -------------------------------------------------------------
     S("ASTER_PAPER", "bool", True, "exchange", "Paper mode: simulated fills, no real orders. Live "
       "trading needs ASTER_PAPER=false and API credentials."),
+    S("ASTER_OFFLINE", "bool", False, "exchange", "Paper mode on the built-in simulator's "
+      "synthetic market, without contacting any exchange (refused in live mode)."),
     S("ASTER_EXCHANGE_BASE", "url", "https://fapi.asterdex.com", "exchange",
       "REST base URL of the exchange (or of the built-in simulator, e.g. http://127.0.0.1:9000)."),
     S("ASTER_API_KEY", "str", "", "exchange", "V1 API key (older accounts).", secret=True),
@@ -436,6 +438,9 @@ def _check_cross(values: Mapping[str, Any]) -> None:
         if values["ASTER_RSI_SELL_MAX"] > values["ASTER_RSI_BUY_MIN"]:
             errors.append(SettingError("ASTER_RSI_SELL_MAX", values["ASTER_RSI_SELL_MAX"],
                                        "a value not above ASTER_RSI_BUY_MIN"))
+    if values.get("ASTER_OFFLINE") and values.get("ASTER_PAPER") is False:
+        errors.append(SettingError("ASTER_OFFLINE", True, "false in live mode (ASTER_PAPER=false): "
+                                   "live trading never runs on the simulator's market"))
     if errors:
         raise SettingsErrors(errors)
 

@@ -26,6 +26,7 @@ from mraster.sim.market import INTERVAL_MS
 log = logging.getLogger("mraster.engine")
 Emit = Callable[..., None]
 LTF_LIMIT, HTF_LIMIT = 200, 120
+CHART_SYMBOLS, CHART_CANDLES = 8, 150
 
 
 class KlineCache:
@@ -77,6 +78,7 @@ class Engine:
             self.policy.load(state["policy"])
         self._rules_at = 0.0
         self.guard: BracketGuard | None = None
+        self.chart_symbols: tuple[str, ...] = ()  # symbols the dashboard asked to chart
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
                              ("stats", {"taken": 0, "skipped": {}, "cycles": 0})):
@@ -90,7 +92,8 @@ class Engine:
         self.rules = rules_from_exchange_info(info)
         self._rules_at = time.monotonic()
         self.guard = BracketGuard(self.ex, self.rules, self.queue, self.emit,
-                                  self.s["ASTER_BRACKET_ALERT_AFTER"])
+                                  self.s["ASTER_BRACKET_ALERT_AFTER"],
+                                  stop_grace_s=self.s["ASTER_STOP_GRACE_SECONDS"])
 
     def universe(self, tickers: dict[str, dict]) -> list[str]:
         s = self.s
@@ -161,8 +164,9 @@ class Engine:
         for plan in entries:
             equity, used = await self._equity()
             await self._enter(res, plan, equity, used, now)
-        amounts = {p["symbol"]: float(p["positionAmt"]) for p in await self.ex.position_risk()
-                   if float(p["positionAmt"])}
+        risk_rows = await self.ex.position_risk()
+        amounts = {p["symbol"]: float(p["positionAmt"]) for p in risk_rows if float(p["positionAmt"])}
+        self._mark_positions(risk_rows)
         await self._manage(candles, snaps, now)
         if self.guard:
             done = await self.guard.run(self.state["positions"], amounts)
@@ -172,6 +176,14 @@ class Engine:
         st = self.state
         st["equity_curve"] = (st["equity_curve"] + [[now, round(equity, 6)]])[-2000:]
         st["decisions"] = res.decisions
+        st["market"] = {sym: {"change_pct": float(tickers.get(sym, {}).get("priceChangePercent", 0)),
+                              "quote_volume": float(tickers.get(sym, {}).get("quoteVolume", 0)),
+                              "last": float(tickers.get(sym, {}).get("lastPrice", 0)),
+                              "action": res.decisions.get(sym, {}).get("action"),
+                              "side": res.decisions.get(sym, {}).get("side"),
+                              "reason": res.decisions.get(sym, {}).get("reason")}
+                        for sym in universe}
+        st["charts"] = self._charts(candles)
         st["stats"]["cycles"] += 1
         st["policy"] = self.policy.to_dict()
         st["telemetry"] = {
@@ -182,6 +194,34 @@ class Engine:
             "equity": equity, "used_margin": used, "open_positions": len(st["positions"])}
         self.emit("cycle", **st["telemetry"], opened=res.opened, closed=len(res.closed))
         return res
+
+    def _mark_positions(self, rows: list[dict]) -> None:
+        """Mark price, unrealised PnL and R (against the initial stop) for the dashboard."""
+        by_sym = {r["symbol"]: r for r in rows if float(r["positionAmt"])}
+        for pos in self.state["positions"].values():
+            r = by_sym.get(pos["symbol"])
+            if r is None or pos.get("status") != "open":
+                continue
+            pnl = float(r.get("unRealizedProfit", 0))
+            risk = abs(pos["entry"] - pos["initial_stop"]) * pos["qty"]
+            pos.update(mark=float(r.get("markPrice", 0)), unrealized=round(pnl, 8),
+                       r_now=round(pnl / risk, 4) if risk else 0.0)
+
+    def _charts(self, candles: dict[str, tuple[Candles, Candles]]) -> dict[str, list[list[float]]]:
+        """Recent closed candles for the dashboard's chart: open positions, the symbol the user
+        picked, and the last closed trades (at most CHART_SYMBOLS symbols, CHART_CANDLES each)."""
+        want = [p["symbol"] for p in self.state["positions"].values()]
+        want += list(self.chart_symbols) + [h["symbol"] for h in reversed(self.state["history"])]
+        out: dict[str, list[list[float]]] = {}
+        for sym in dict.fromkeys(want):
+            if len(out) >= CHART_SYMBOLS:
+                break
+            if sym in candles:
+                c = candles[sym][0]
+                n = min(len(c), CHART_CANDLES)
+                out[sym] = [[int(c.t[i]), float(c.o[i]), float(c.h[i]), float(c.l[i]), float(c.c[i])]
+                            for i in range(len(c) - n, len(c))]
+        return out
 
     def _weight(self) -> int | None:
         """Request weight booked so far (None for adapters without a rate-limit governor)."""
@@ -348,6 +388,40 @@ class Engine:
         self.state["alerts"] = (self.state["alerts"] + [a])[-100:]
         self.emit("alert", level=level, message=message, symbol=symbol)
         (log.error if level == "error" else log.warning)(message)
+
+    async def close_positions(self, symbol: str | None = None) -> str:
+        """Close the bot's positions at market (one symbol, or all when ``symbol`` is None), then
+        book the closes and cancel the brackets left behind. Positions the bot did not open are
+        left alone. Returns a plain sentence for the dashboard."""
+        await self._load_rules()
+        amounts = {r["symbol"]: float(r["positionAmt"]) for r in await self.ex.position_risk()
+                   if float(r["positionAmt"])}
+        closed = []
+        for token, pos in list(self.state["positions"].items()):
+            sym = pos["symbol"]
+            amt = amounts.get(sym, 0.0)
+            if (symbol and sym != symbol) or pos.get("status") != "open" or amt == 0 \
+                    or (amt > 0) != (pos["side"] == "BUY"):
+                continue
+            close_side = "SELL" if pos["side"] == "BUY" else "BUY"
+            qty = self.rules[sym].round_qty(abs(amt), market=True)
+            await self.ex.new_order(symbol=sym, side=close_side, type="MARKET", quantity=str(qty),
+                                    reduceOnly=True, newClientOrderId=ids.order_id("X1", token))
+            self.emit("order", action="close", symbol=sym, side=close_side, qty=str(qty),
+                      client_id=ids.order_id("X1", token))
+            closed.append(sym)
+        await self._sync_positions(CycleResult(), self.now_ms())
+        if self.guard and closed:
+            left = {r["symbol"]: float(r["positionAmt"]) for r in await self.ex.position_risk()
+                    if float(r["positionAmt"])}
+            await self.guard.run(self.state["positions"], left)
+        if not closed:
+            return f"no open position of the bot on {symbol}" if symbol else \
+                "no open positions of the bot to close"
+        external = [e["symbol"] for e in self.state["external_positions"]]
+        return f"closed {', '.join(closed)} at market" + (
+            f"; positions the bot did not open were left alone: {', '.join(external)}"
+            if external and not symbol else "")
 
     # -- positions ----------------------------------------------------------------------------
     async def _sync_positions(self, res: CycleResult, now: int) -> None:

@@ -28,7 +28,8 @@ from mraster.store import JsonDocument
 log = logging.getLogger("mraster.bot")
 
 BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
-            "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account")
+            "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account",
+            "market", "charts", "command_acks", "paused")
 
 
 class EventSink:
@@ -62,6 +63,9 @@ async def make_exchange(s: Mapping[str, Any], state: dict[str, Any]):
     def persist(acct: dict[str, Any]) -> None:
         state["paper_account"] = acct
 
+    if s["ASTER_PAPER"] and s["ASTER_OFFLINE"]:
+        log.info("offline paper mode: trading the built-in simulator's synthetic market")
+        return _local_simulator(s, state, persist), "simulator"
     if not s["ASTER_PAPER"]:
         missing = [k for k in ("ASTER_API_KEY", "ASTER_API_SECRET") if not s[k]]
         if missing:
@@ -87,12 +91,85 @@ async def make_exchange(s: Mapping[str, Any], state: dict[str, Any]):
         log.warning("market data source %s is unreachable (%s): PAPER MODE NOW USES THE BUILT-IN "
                     "SIMULATOR'S MARKET (synthetic prices, not the real market)",
                     s["ASTER_EXCHANGE_BASE"], exc.msg or type(exc).__name__)
-        from mraster.sim.exchange import SimExchange
-        from mraster.sim.market import SyntheticMarket
+        return _local_simulator(s, state, persist), "simulator"
 
-        sim = SimExchange(SyntheticMarket(30, seed=s["ASTER_SEED"]), balance=s["ASTER_PAPER_BALANCE"])
-        saved = state.get("paper_account") if state.get("market_source") == "simulator" else None
-        return LocalExchange(sim, persist=persist, saved=saved), "simulator"
+
+def _local_simulator(s: Mapping[str, Any], state: dict[str, Any], persist) -> LocalExchange:
+    from mraster.sim.exchange import SimExchange
+    from mraster.sim.market import SyntheticMarket
+
+    sim = SimExchange(SyntheticMarket(30, seed=s["ASTER_SEED"]), balance=s["ASTER_PAPER_BALANCE"])
+    saved = state.get("paper_account") if state.get("market_source") == "simulator" else None
+    return LocalExchange(sim, persist=persist, saved=saved)
+
+
+class BotLock:
+    """One bot per state file (and so per account): an exclusive lock held while the bot runs.
+    The kernel releases it when the process dies, however it dies."""
+
+    def __init__(self, state_path: str) -> None:
+        self.state_path = state_path
+        self.path = f"{state_path}.bot.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StartupError(f"another MrAster bot (pid {other}) is already running on "
+                               f"{self.state_path}; stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+async def handle_commands(engine: Engine, doc: JsonDocument, state: dict[str, Any],
+                          emit: EventSink) -> bool:
+    """Run the dashboard's commands not yet acknowledged (durable inbox in the state file:
+    ``commands.inbox``; acknowledgements in ``command_acks``). True when something ran."""
+    commands = doc.read().get("commands", {})
+    inbox = commands.get("inbox", [])
+    acks = state.setdefault("command_acks", {})
+    state["paused"] = bool(commands.get("paused", False))
+    ran = False
+    for cmd in inbox:
+        if cmd.get("id") in acks:
+            continue
+        ran = True
+        try:
+            if cmd.get("kind") == "close":
+                ok, message = True, await engine.close_positions(cmd.get("symbol"))
+            elif cmd.get("kind") == "flatten":
+                ok, message = True, await engine.close_positions(None)
+            else:
+                ok, message = False, f"unknown command {cmd.get('kind')!r}"
+        except E.ExchangeError as exc:
+            ok, message = False, f"failed: {exc}"
+            engine.alert("error", f"command {cmd.get('kind')} {cmd.get('symbol') or ''}: {exc}")
+        acks[cmd["id"]] = {"ok": ok, "message": message, "time": int(time.time() * 1000)}
+        emit("command", id=cmd["id"], kind=cmd.get("kind"), symbol=cmd.get("symbol"), ok=ok,
+             message=message)
+    live_ids = {c.get("id") for c in inbox}
+    for cid in [c for c in acks if c not in live_ids]:
+        del acks[cid]
+    return ran
+
+
+def _has_new_commands(doc: JsonDocument, state: dict[str, Any]) -> bool:
+    commands = doc.read().get("commands", {})
+    acks = state.get("command_acks", {})
+    return bool(commands.get("paused", False)) != state.get("paused", False) or any(
+        c.get("id") not in acks for c in commands.get("inbox", []))
 
 
 def _save(doc: JsonDocument, state: dict[str, Any]) -> None:
@@ -108,9 +185,12 @@ async def run_async(s: Mapping[str, Any]) -> int:
     queue = JsonDocument(s["ASTER_BRACKETS_QUEUE_FILE"], default=lambda: {"items": {}})
     state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
     emit = EventSink(s["ASTER_EVENTS_FILE"])
+    lock = BotLock(s["ASTER_STATE_FILE"])
     try:
+        lock.acquire()
         ex, source = await make_exchange(s, state)
     except StartupError as exc:
+        lock.release()
         print(f"aster_multi_bot: {exc}", file=sys.stderr)
         return 2
     state["market_source"] = source
@@ -129,9 +209,10 @@ async def run_async(s: Mapping[str, Any]) -> int:
     code = 0
     try:
         while not stop.is_set():
-            paused = bool(doc.read().get("commands", {}).get("paused", False))
             try:
-                res = await engine.cycle(paused=paused)
+                await handle_commands(engine, doc, state, emit)
+                engine.chart_symbols = tuple(filter(None, [doc.read().get("ui", {}).get("chart_symbol")]))
+                res = await engine.cycle(paused=state["paused"])
                 reasons: dict[str, int] = {}
                 for d in res.decisions.values():
                     reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
@@ -145,16 +226,35 @@ async def run_async(s: Mapping[str, Any]) -> int:
             _save(doc, state)
             if s["ASTER_RUN_ONCE"]:
                 break
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=s["ASTER_SCAN_INTERVAL_SECONDS"])
-            except asyncio.TimeoutError:
-                pass
+            await _pause_between_cycles(engine, doc, state, emit, stop,
+                                        s["ASTER_SCAN_INTERVAL_SECONDS"])
     finally:
         _save(doc, state)
         await ex.close()
         emit("stop", code=code)
+        lock.release()
         log.info("MrAster bot stopped")
     return code
+
+
+async def _pause_between_cycles(engine: Engine, doc: JsonDocument, state: dict[str, Any],
+                                emit: EventSink, stop: asyncio.Event, seconds: float) -> None:
+    """Wait for the next cycle, but act on the dashboard's commands within about a second."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=min(1.0, left))
+        except asyncio.TimeoutError:
+            pass
+        if not stop.is_set() and _has_new_commands(doc, state):
+            try:
+                await handle_commands(engine, doc, state, emit)
+            except E.ExchangeError as exc:
+                engine.alert("error", f"commands failed: {exc}")
+            _save(doc, state)
 
 
 def run(s: Mapping[str, Any]) -> int:

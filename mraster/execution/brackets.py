@@ -27,13 +27,14 @@ Emit = Callable[..., None]
 class BracketGuard:
     def __init__(self, exchange, rules: dict[str, SymbolRules], queue: JsonDocument,
                  emit: Emit | None = None, alert_after: int = 3,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, stop_grace_s: float | None = None) -> None:
         self.ex = exchange
         self.rules = rules
         self.queue = queue
         self.emit = emit or (lambda *a, **k: None)
         self.alert_after = alert_after
         self.clock = clock
+        self.stop_grace_s = stop_grace_s
 
     async def run(self, positions: dict[str, dict[str, Any]], amounts: dict[str, float], *,
                   full: bool = True) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class BracketGuard:
                                 "take_profit": pos["take_profit"], "attempts": 0,
                                 "client_ids": [ids.order_id("S", token), ids.order_id("T", token)]}
                 item["attempts"] += 1
+                item.setdefault("since", now)
                 item["last_error"] = str(exc)
                 item["next_try"] = now + min(300, 5 * 2 ** (item["attempts"] - 1))
                 queue[token] = item
@@ -77,6 +79,8 @@ class BracketGuard:
                     self.emit("alert", level="error", symbol=sym,
                               message=f"{sym}: stop/take-profit could not be placed after "
                                       f"{item['attempts']} attempts: {exc}")
+                if self.stop_grace_s is not None and now - item["since"] >= self.stop_grace_s:
+                    await self._close_unprotected(token, pos, queue, done)
         # leftovers: brackets on symbols where the exchange has no position any more
         for sym, olist in by_symbol.items():
             if not full or amounts.get(sym, 0.0) != 0:
@@ -96,6 +100,20 @@ class BracketGuard:
         if repr(queue) != before or not self.queue.path.exists():  # write only on change
             self.queue.update(lambda d: {"items": queue})
         return done
+
+    async def _close_unprotected(self, token: str, pos: dict[str, Any], queue: dict, done: dict) -> None:
+        """The stop could not be placed within the grace period: a position without a stop is
+        the one risk the bot never keeps, so it is closed at market."""
+        close_side = "SELL" if pos["side"] == "BUY" else "BUY"
+        try:
+            if any(ids.bracket_kind(o) == "stop" for o in await self.ex.open_orders(pos["symbol"])):
+                return  # the stop is there (only the take-profit is missing): keep the position
+            await self.close_at_market(token, pos, close_side, "no_stop")
+        except E.ExchangeError as exc:
+            log.error("closing unprotected %s failed: %s", pos["symbol"], exc)
+            return
+        queue.pop(token, None)
+        done["closed"] += 1
 
     async def _protect(self, token: str, pos: dict[str, Any], orders: list[dict], done: dict) -> None:
         sym, side = pos["symbol"], pos["side"]
@@ -150,9 +168,11 @@ class BracketGuard:
         qty = self.rules[sym].round_qty(pos["qty"], market=True)
         await self.ex.new_order(symbol=sym, side=close_side, type="MARKET", quantity=str(qty),
                                 reduceOnly=True, newClientOrderId=ids.order_id("X", token))
+        text = {"stop_passed": "price passed the stop before it could be placed",
+                "tp_passed": "price passed the take-profit before it could be placed",
+                "no_stop": f"no stop could be placed within the {self.stop_grace_s} s grace"}[why]
         self.emit("alert", level="warning", symbol=sym,
-                  message=f"{sym}: price passed the {'stop' if why == 'stop_passed' else 'take-profit'}"
-                          " before it could be placed; position closed at market")
+                  message=f"{sym}: {text}; position closed at market")
 
     async def _cancel(self, sym: str, o: dict, done: dict) -> None:
         try:

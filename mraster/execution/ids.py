@@ -1,7 +1,7 @@
 """Client order ids: how the bot recognises its own orders, across restarts and versions.
 
 Scheme ``mra1`` (current): ``mra1-<kind>-<token>`` where kind is E (entry), S (stop-loss),
-T (take-profit), X (market close) and ``token`` identifies the position (base36 milliseconds of
+T (take-profit), X (market close by the guard), X1 (close the user asked for) and ``token`` identifies the position (base36 milliseconds of
 the entry decision plus a 4-character random tag), e.g. ``mra1-E-lq3k9x2a-7f3c``. The entry and
 its brackets share the token, so a stop can always be matched to its position. FastTP moves add
 a counter: ``mra1-T2-<token>``. Ids stay within the exchange's 36-character limit.
