@@ -5,10 +5,12 @@ from typing import Any, Mapping
 
 
 def entry_gate(symbol: str, open_positions: Mapping[str, Any], s: Mapping[str, Any], *,
-               paused: bool = False) -> str | None:
+               paused: bool = False, cooldown_until: int = 0, now_ms: int = 0) -> str | None:
     """Reason code when a new entry on ``symbol`` is not allowed now, else None."""
     if paused:
         return "paused"
+    if cooldown_until > now_ms:
+        return "cooldown"
     per_symbol = s["ASTER_MAX_OPEN_PER_SYMBOL"]
     if per_symbol and sum(1 for p in open_positions.values() if p["symbol"] == symbol) >= per_symbol:
         return "max_open_symbol"

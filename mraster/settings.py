@@ -266,6 +266,8 @@ CATALOGUE: tuple[Setting, ...] = (
       "(0 = unlimited).", min=0, max=100),
     S("ASTER_SL_ATR_MULT", "float", 1.0, "risk", "Stop-loss distance in ATRs.", min=0.1, max=20),
     S("ASTER_TP_ATR_MULT", "float", 1.6, "risk", "Take-profit distance in ATRs.", min=0.1, max=50),
+    S("ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES", "float", 60.0, "risk", "After you close a position "
+      "from the dashboard, no new entry on that symbol for this long.", min=0, max=10080),
     S("ASTER_STOP_GRACE_SECONDS", "float", 60.0, "risk", "A position still without a stop after "
       "this long is closed at market.", min=5, max=3600),
     S("ASTER_BRACKET_ALERT_AFTER", "int", 3, "risk", "Raise an alert after this many failed "

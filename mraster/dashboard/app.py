@@ -5,6 +5,7 @@ import argparse
 import ipaddress
 import logging
 import os
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -14,22 +15,43 @@ from fastapi.templating import Jinja2Templates
 
 from mraster import __version__
 from mraster import settings as st
+from mraster.dashboard.context import DashboardContext, make_context
+from mraster.dashboard.routes import actions, auth, bot, config, setup, state, stream
+from mraster.dashboard.security import SecurityMiddleware
 from mraster.logs import setup_logging
 
 ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger("mraster.dashboard")
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="MrAster dashboard", version=__version__)
+def create_app(ctx: DashboardContext | None = None) -> FastAPI:
+    """``ctx`` defaults to the files of the current folder; tests pass their own."""
+    holder: dict[str, DashboardContext] = {}
+
+    def context() -> DashboardContext:
+        if "ctx" not in holder:
+            holder["ctx"] = ctx or make_context()
+        return holder["ctx"]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.ctx = context()
+        app.state.ctx.supervisor.adopt_existing()
+        yield
+        await app.state.ctx.supervisor.shutdown()
+
+    app = FastAPI(title="MrAster dashboard", version=__version__, lifespan=lifespan)
+    app.add_middleware(SecurityMiddleware, token=lambda: context().token)
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+    for module in (auth, bot, actions, config, setup, state, stream):
+        app.include_router(module.router)
 
-    @app.get("/api/health")
+    @app.get("/api/health", tags=["health"])
     def health() -> dict:
-        return {"ok": True, "version": __version__}
+        return {"ok": True, "version": __version__, "auth": bool(context().token)}
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request):
         return templates.TemplateResponse(request, "index.html", {"version": __version__})
 
@@ -47,7 +69,7 @@ def is_loopback(host: str) -> bool:
 
 def main(argv: list[str]) -> int:
     try:
-        settings = st.load(origin="dashboard")
+        settings = make_context().settings()
     except st.SettingsErrors as exc:
         print(f"dashboard_server: invalid setting: {exc}")
         return 2
@@ -63,8 +85,8 @@ def main(argv: list[str]) -> int:
         return 2
     import uvicorn
 
-    log.info("MrAster dashboard on http://%s:%s (paper mode: %s)", args.host, args.port,
-             settings["ASTER_PAPER"])
+    log.info("MrAster dashboard on http://%s:%s (%s mode)", args.host, args.port,
+             "paper" if settings["ASTER_PAPER"] else "LIVE")
     uvicorn.run("dashboard_server:app", host=args.host, port=args.port, log_config=None)
     return 0
 

@@ -51,6 +51,19 @@ class KlineCache:
         return rows
 
 
+def exit_reason(pos: dict[str, Any], exit_price: float | None) -> str:
+    """stop / take_profit when the exit is within a fifth of the risk distance of that level,
+    else "closed" (liquidation, a hand-made close on the exchange...)."""
+    if exit_price is None:
+        return "closed"
+    band = abs(pos["entry"] - pos["initial_stop"]) * 0.2
+    if abs(exit_price - pos["stop"]) <= band:
+        return "stop"
+    if abs(exit_price - pos["take_profit"]) <= band:
+        return "take_profit"
+    return "closed"
+
+
 @dataclass
 class CycleResult:
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -81,7 +94,7 @@ class Engine:
         self.chart_symbols: tuple[str, ...] = ()  # symbols the dashboard asked to chart
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
-                             ("stats", {"taken": 0, "skipped": {}, "cycles": 0})):
+                             ("stats", {"taken": 0, "skipped": {}, "cycles": 0}), ("cooldowns", {})):
             state.setdefault(key, default)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -271,7 +284,8 @@ class Engine:
         if er < s["ASTER_MIN_EDGE_R"]:
             self._skip(res, sym, "edge_r", side=sig.side, expected_r=round(er, 3), **info)
             return None
-        gate = entry_gate(sym, self.state["positions"], s, paused=paused)
+        gate = entry_gate(sym, self.state["positions"], s, paused=paused,
+                          cooldown_until=self.state["cooldowns"].get(sym, 0), now_ms=self.now_ms())
         if gate:
             self._skip(res, sym, gate, side=sig.side, **info)
             return None
@@ -405,6 +419,9 @@ class Engine:
                 continue
             close_side = "SELL" if pos["side"] == "BUY" else "BUY"
             qty = self.rules[sym].round_qty(abs(amt), market=True)
+            pos["close_reason"] = "manual"
+            self.state["cooldowns"][sym] = self.now_ms() + int(
+                self.s["ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES"] * 60_000)
             await self.ex.new_order(symbol=sym, side=close_side, type="MARKET", quantity=str(qty),
                                     reduceOnly=True, newClientOrderId=ids.order_id("X1", token))
             self.emit("order", action="close", symbol=sym, side=close_side, qty=str(qty),
@@ -482,11 +499,7 @@ class Engine:
         pnl = realized - fees + funding
         risk = abs(pos["entry"] - pos["initial_stop"]) * pos["qty"]
         r_mult = pnl / risk if risk > 0 else 0.0
-        reason = "closed"
-        if exit_price is not None:
-            d = 1 if pos["side"] == "BUY" else -1
-            reason = "stop" if d * (exit_price - pos["stop"]) <= abs(pos["entry"] - pos["stop"]) * 0.2 \
-                else "take_profit"
+        reason = pos.get("close_reason") or exit_reason(pos, exit_price)
         rec = {"symbol": sym, "side": pos["side"], "qty": pos["qty"], "entry": pos["entry"],
                "exit": exit_price, "initial_stop": pos["initial_stop"], "stop": pos["stop"],
                "take_profit": pos["take_profit"], "opened_at": pos["opened_at"], "closed_at": now,

@@ -29,7 +29,7 @@ log = logging.getLogger("mraster.bot")
 
 BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
             "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account",
-            "market", "charts", "command_acks", "paused")
+            "market", "charts", "command_acks", "paused", "cooldowns")
 
 
 class EventSink:
@@ -37,6 +37,7 @@ class EventSink:
 
     def __init__(self, path: str | None) -> None:
         self._file: logging.Logger | None = None
+        self._stdout = True
         if path:
             self._file = logging.getLogger(f"mraster.events.{path}")
             self._file.propagate = False
@@ -49,7 +50,12 @@ class EventSink:
     def __call__(self, event: str, /, **data: Any) -> None:
         line = mask(json.dumps({"event": event, "ts": int(time.time() * 1000), **data},
                                default=str))
-        print(line, flush=True)
+        if self._stdout:
+            try:
+                print(line, flush=True)
+            except (BrokenPipeError, ValueError, OSError):
+                # the dashboard that started us is gone: keep trading, events go to the file
+                self._stdout = False
         if self._file:
             self._file.info(line)
 

@@ -15,11 +15,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ThreadedServer:
-    def __init__(self, app, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, app, host: str = "127.0.0.1", port: int | None = None,
+                 lifespan: str = "off") -> None:
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(app, host=host, port=self.port, log_level="warning",
-                                log_config=None, lifespan="off")
+                                log_config=None, lifespan=lifespan)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -1,0 +1,108 @@
+"""What every dashboard route needs: the files, the effective settings, the supervisor, the log.
+
+Routes receive it through FastAPI's dependency injection (``Depends(get_ctx)``), so tests build an
+app over temporary files without touching the user's.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from fastapi import Request
+
+from mraster import settings as st
+from mraster.dashboard.hub import LogHub
+from mraster.dashboard.supervisor import BotSupervisor, Launch, Policy
+from mraster.store import JsonDocument
+
+# names the bot owns in aster_state.json; the dashboard writes only "commands", "ui" and
+# "dashboard_alerts", each under the file lock, so neither side loses the other's writes
+DASHBOARD_KEYS = ("commands", "ui", "dashboard_alerts")
+
+
+@dataclass
+class DashboardContext:
+    config_path: Path
+    env_file: Path
+    environ: Mapping[str, str]
+    hub: LogHub = field(default_factory=LogHub)
+    supervisor: BotSupervisor | None = None
+    token: str = ""  # ASTER_DASHBOARD_TOKEN as it was when the dashboard started
+
+    # -- settings ------------------------------------------------------------------------------
+    @property
+    def config_doc(self) -> JsonDocument:
+        return JsonDocument(self.config_path)
+
+    def read_config(self) -> dict[str, Any]:
+        doc = self.config_doc.read()
+        doc.pop("schema_version", None)
+        return doc
+
+    def settings(self, config: Mapping[str, Any] | None = None) -> st.Settings:
+        """Effective settings (raises SettingsErrors when a layer holds a bad value)."""
+        return st.load(origin="dashboard", environ=self.environ, env_file=self.env_file,
+                       config=self.read_config() if config is None else config)
+
+    def settings_lenient(self) -> tuple[st.Settings, list[st.SettingError]]:
+        """Settings for showing the page even when the saved configuration is broken: the bad
+        layer is left out and its errors are returned for the editor to show."""
+        try:
+            return self.settings(), []
+        except st.SettingsErrors as exc:
+            try:
+                return self.settings(config={}), exc.errors
+            except st.SettingsErrors:
+                return st.load(origin="dashboard", environ={}, env_file=Path("/nonexistent"),
+                               config={}), exc.errors
+
+    def state_doc(self) -> JsonDocument:
+        s, _ = self.settings_lenient()
+        return JsonDocument(s["ASTER_STATE_FILE"])
+
+    # -- bot launch ----------------------------------------------------------------------------
+    def launch(self) -> Launch:
+        """The bot's environment: the validated settings, exactly as the dashboard sees them."""
+        s = self.settings()
+        env = {k: v for k, v in os.environ.items() if k not in st.BY_NAME}
+        env.update(s.to_env())
+        env.update(ASTER_ORIGIN="dashboard", PYTHONUNBUFFERED="1",
+                   ASTER_CONFIG_FILE=str(self.config_path))
+        return Launch(env=env, state_file=s["ASTER_STATE_FILE"], events_file=s["ASTER_EVENTS_FILE"],
+                      paper=s["ASTER_PAPER"])
+
+    def add_alert(self, level: str, message: str) -> None:
+        """A notice raised by the dashboard itself (crash loop...): kept until dismissed."""
+        alert = {"time": int(time.time() * 1000), "level": level, "message": message,
+                 "source": "dashboard"}
+
+        def add(d: dict[str, Any]) -> None:
+            d["dashboard_alerts"] = (d.get("dashboard_alerts", []) + [alert])[-50:]
+        self.state_doc().update(add)
+
+
+def alert_id(alert: Mapping[str, Any]) -> str:
+    digest = hashlib.sha1(str(alert.get("message", "")).encode()).hexdigest()[:8]
+    return f"{alert.get('time', 0)}-{digest}"
+
+
+def make_context(environ: Mapping[str, str] | None = None, *, cwd: Path | None = None,
+                 policy: Policy | None = None, command: tuple[str, ...] | None = None
+                 ) -> DashboardContext:
+    environ = os.environ if environ is None else environ
+    base = cwd or Path.cwd()
+    config_path = Path(environ.get("ASTER_CONFIG_FILE", "dashboard_config.json"))
+    ctx = DashboardContext(config_path=config_path if config_path.is_absolute() else base / config_path,
+                           env_file=base / ".env", environ=environ)
+    ctx.token = ctx.settings_lenient()[0]["ASTER_DASHBOARD_TOKEN"]
+    kw = {"command": command} if command else {}
+    ctx.supervisor = BotSupervisor(ctx.hub, ctx.launch, policy=policy, alert=ctx.add_alert, **kw)
+    return ctx
+
+
+def get_ctx(request: Request) -> DashboardContext:
+    return request.app.state.ctx

@@ -1,0 +1,67 @@
+"""Pause / resume, close one position, flatten all: commands for the bot.
+
+They go into a durable inbox in aster_state.json (``commands``), so a command given while the bot
+is restarting is not lost; the bot acts on it within about a second and writes its answer to
+``command_acks``, which the page shows. Closing needs the symbol typed again, flattening the word
+FLATTEN: a misclick must not close a trade.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel
+
+from mraster.dashboard.context import DashboardContext, get_ctx
+from mraster.dashboard.routes.state import check_symbol
+from mraster.dashboard.views import commands_view
+
+router = APIRouter(prefix="/api", tags=["actions"])
+INBOX_MAX = 50
+
+
+class Pause(BaseModel):
+    paused: bool
+
+
+class Confirm(BaseModel):
+    confirm: str
+
+
+def _enqueue(ctx: DashboardContext, kind: str, symbol: str | None = None) -> dict[str, Any]:
+    cmd = {"id": f"{int(time.time() * 1000)}-{secrets.token_hex(3)}", "kind": kind,
+           "symbol": symbol, "created": int(time.time() * 1000)}
+
+    def change(d: dict[str, Any]) -> None:
+        c = d.setdefault("commands", {})
+        c["inbox"] = (c.get("inbox", []) + [cmd])[-INBOX_MAX:]
+    ctx.state_doc().update(change)
+    running = ctx.supervisor.status()["running"]
+    return {"command": cmd, "queued": True,
+            "note": None if running else "the bot is not running; it will act on this when it starts"}
+
+
+@router.post("/bot/pause")
+def pause(body: Pause, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    """Paused: no new entries; stops, take-profits and FastTP keep working."""
+    def change(d: dict[str, Any]) -> None:
+        d.setdefault("commands", {})["paused"] = body.paused
+    return commands_view(ctx.state_doc().update(change))
+
+
+@router.post("/positions/{symbol}/close")
+def close(symbol: str, body: Confirm, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    check_symbol(symbol)
+    if body.confirm != symbol:
+        raise HTTPException(422, f"confirm: type the symbol ({symbol}) to close this position")
+    return _enqueue(ctx, "close", symbol)
+
+
+@router.post("/positions/flatten")
+def flatten(body: Confirm, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    if body.confirm != "FLATTEN":
+        raise HTTPException(422, "confirm: type FLATTEN to close every position of the bot")
+    pause(Pause(paused=True), ctx)  # the user wants out: no new entries until they resume
+    return _enqueue(ctx, "flatten")

@@ -1,0 +1,174 @@
+"""Read and change the configuration: settings, API keys, presets.
+
+Reading never returns a secret, only whether it is set and its last four characters. Writing
+validates the whole resulting configuration against the catalogue before anything is saved; the
+file is replaced atomically, so a refused or interrupted write leaves the old one intact.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel
+
+from mraster import settings as st
+from mraster.dashboard.context import DashboardContext, get_ctx
+from mraster.dashboard.routes.errors import settings_error_response
+
+router = APIRouter(prefix="/api", tags=["config"])
+OVERRIDING_LAYERS = (".env", "environment")
+
+
+class ConfigUpdate(BaseModel):
+    """``values``: setting name → new value; ``null`` removes the saved value (back to the
+    default or the preset)."""
+    values: dict[str, Any]
+
+
+class SecretsUpdate(BaseModel):
+    """Secret setting name → new value; ``null`` or ``""`` removes it."""
+    values: dict[str, str | None]
+
+
+def _json(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def config_view(ctx: DashboardContext) -> dict[str, Any]:
+    s, errors = ctx.settings_lenient()
+    saved = ctx.read_config()
+    items = []
+    for spec in st.CATALOGUE:
+        value = s[spec.name]
+        source = s.sources.get(spec.name, "default")
+        items.append({
+            "key": spec.name, "group": spec.group, "kind": spec.kind, "help": spec.help,
+            "allowed": spec.allowed(), "min": spec.min, "max": spec.max, "choices": list(spec.choices),
+            "secret": spec.secret, "restart": spec.restart,
+            "default": None if spec.secret else _json(spec.default_for("dashboard")),
+            "value": st.mask_secret(value) if spec.secret else _json(value),
+            "is_set": bool(value) if spec.secret else None,
+            "saved": spec.name in saved, "source": source,
+            "overridden": source in OVERRIDING_LAYERS,
+        })
+    return {"settings": items, "groups": list(st.GROUPS), "preset": s["ASTER_PRESET_MODE"],
+            "mode": s["ASTER_MODE"], "first_run": not ctx.config_path.exists(),
+            "errors": [{"field": e.key, "allowed": e.allowed, "message": str(e)} for e in errors]}
+
+
+def save_config(ctx: DashboardContext, change) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Apply ``change`` to the saved configuration, validate the result and save it atomically.
+    Returns (old effective settings, new effective settings); raises SettingsErrors."""
+    old, _ = ctx.settings_lenient()
+    new_config = change(dict(ctx.read_config()))
+    new = ctx.settings(config=new_config)
+    ctx.config_doc.write(new_config)
+    return dict(old), dict(new)
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [k for k in new if old.get(k) != new[k]]
+
+
+def _result(ctx: DashboardContext, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    changed = _changed(old, new)
+    running = ctx.supervisor.status()["running"]
+    restart = [k for k in changed if st.BY_NAME[k].restart]
+    return {"changed": changed, "restart_needed": bool(running and restart),
+            "restart_settings": restart, "config": config_view(ctx)}
+
+
+@router.get("/config")
+def get_config(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    return config_view(ctx)
+
+
+@router.put("/config")
+def put_config(body: ConfigUpdate, ctx: DashboardContext = Depends(get_ctx)):
+    secret = [k for k in body.values if k in st.SECRET_NAMES]
+    if secret:
+        return settings_error_response(st.SettingsErrors([
+            st.SettingError(k, "", "to be set in the API keys form (PUT /api/config/secrets)",
+                            secret=True) for k in secret]), "secrets are not changed here")
+
+    def change(cfg: dict[str, Any]) -> dict[str, Any]:
+        for k, v in body.values.items():
+            if v is None:
+                cfg.pop(k, None)
+            else:
+                cfg[k] = v
+        return cfg
+    try:
+        old, new = save_config(ctx, change)
+    except st.SettingsErrors as exc:
+        return settings_error_response(exc, f"{len(exc.errors)} setting(s) not valid; nothing "
+                                            "was saved")
+    return _result(ctx, old, new)
+
+
+@router.put("/config/secrets")
+def put_secrets(body: SecretsUpdate, ctx: DashboardContext = Depends(get_ctx)):
+    bad = [k for k in body.values if k not in st.SECRET_NAMES]
+    if bad:
+        return settings_error_response(st.SettingsErrors([
+            st.SettingError(k, "", "one of " + ", ".join(sorted(st.SECRET_NAMES))) for k in bad]),
+            "only secret settings are changed here")
+
+    def change(cfg: dict[str, Any]) -> dict[str, Any]:
+        for k, v in body.values.items():
+            if v:
+                cfg[k] = v.strip()
+            else:
+                cfg.pop(k, None)
+        return cfg
+    try:
+        old, new = save_config(ctx, change)
+    except st.SettingsErrors as exc:
+        return settings_error_response(exc, "the key was not saved")
+    return _result(ctx, old, new)
+
+
+# -- presets ---------------------------------------------------------------------------------
+def _with_preset(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """The saved configuration with a preset applied: the preset name is saved and the user's own
+    values for the preset's settings are dropped, so the preset's values take effect."""
+    cfg = {k: v for k, v in cfg.items() if k not in st.PRESETS[name]}
+    cfg["ASTER_PRESET_MODE"] = name
+    return cfg
+
+
+def preset_preview(ctx: DashboardContext, name: str) -> dict[str, Any]:
+    current = dict(ctx.settings())
+    after = dict(ctx.settings(config=_with_preset(ctx.read_config(), name)))
+    s = ctx.settings()
+    changes = [{"key": k, "from": _json(current[k]), "to": _json(after[k])}
+               for k in _changed(current, after)]
+    kept = [{"key": k, "value": _json(current[k]), "source": s.sources[k]}
+            for k in st.PRESETS[name] if s.sources.get(k) in OVERRIDING_LAYERS]
+    return {"name": name, "changes": changes, "kept_by_override": kept,
+            "ignores_ai_budget": name in st.PRESETS_IGNORING_AI_BUDGET}
+
+
+def _preset_name(name: str) -> str:
+    if name not in st.PRESETS:
+        raise HTTPException(404, f"unknown preset {name!r}; expected one of {', '.join(st.PRESETS)}")
+    return name
+
+
+@router.get("/presets")
+def presets(ctx: DashboardContext = Depends(get_ctx)):
+    try:
+        return {"current": ctx.settings()["ASTER_PRESET_MODE"],
+                "presets": [preset_preview(ctx, n) for n in st.PRESETS]}
+    except st.SettingsErrors as exc:
+        return settings_error_response(exc, "fix these settings before choosing a preset")
+
+
+@router.post("/presets/{name}")
+def apply_preset(name: str, ctx: DashboardContext = Depends(get_ctx)):
+    name = _preset_name(name)
+    try:
+        old, new = save_config(ctx, lambda cfg: _with_preset(cfg, name))
+    except st.SettingsErrors as exc:
+        return settings_error_response(exc, "the preset was not applied")
+    return _result(ctx, old, new)

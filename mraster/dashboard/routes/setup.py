@@ -1,0 +1,84 @@
+"""First run: choose how to trade, and check that the exchange accepts the keys."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel
+
+from mraster import settings as st
+from mraster.dashboard.context import DashboardContext, get_ctx
+from mraster.dashboard.routes.config import config_view, save_config
+from mraster.dashboard.routes.errors import settings_error_response
+from mraster.exchange import errors as E
+from mraster.exchange.rest import AsterRest
+
+router = APIRouter(prefix="/api/setup", tags=["setup"])
+LIVE_CONFIRMATION = "TRADE REAL MONEY"
+MODES = {"paper": {"ASTER_PAPER": True, "ASTER_OFFLINE": False},
+         "offline": {"ASTER_PAPER": True, "ASTER_OFFLINE": True},
+         "live": {"ASTER_PAPER": False, "ASTER_OFFLINE": False}}
+
+
+class SetupChoice(BaseModel):
+    mode: Literal["paper", "offline", "live"]
+    confirm: str = ""
+
+
+@router.post("")
+def choose(body: SetupChoice, ctx: DashboardContext = Depends(get_ctx)):
+    """Paper with live market data, paper on the offline simulator, or live (keys and a typed
+    confirmation needed)."""
+    if body.mode == "live":
+        s, _ = ctx.settings_lenient()
+        if not (s["ASTER_API_KEY"] and s["ASTER_API_SECRET"]):
+            raise HTTPException(422, "live mode needs ASTER_API_KEY and ASTER_API_SECRET: enter "
+                                     "them in the API keys form first")
+        if body.confirm != LIVE_CONFIRMATION:
+            raise HTTPException(422, f"confirm: type {LIVE_CONFIRMATION} to trade real money")
+    try:
+        save_config(ctx, lambda cfg: {**cfg, **MODES[body.mode]})
+    except st.SettingsErrors as exc:
+        return settings_error_response(exc, "the mode was not changed")
+    return config_view(ctx)
+
+
+def explain(exc: E.ExchangeError, base: str) -> str:
+    """An exchange failure in the words a trader can act on."""
+    if isinstance(exc, E.InvalidSignature):
+        return "The exchange rejected the signature: the API secret does not belong to this key."
+    if isinstance(exc, E.AuthError):
+        return ("The exchange refused the API key: it is wrong or deleted, this machine's IP "
+                "address is not on the key's allow-list, or the key lacks futures permission.")
+    if isinstance(exc, E.TimestampError):
+        return ("The exchange says this computer's clock is off. Turn on automatic time "
+                "synchronisation in your system settings and try again.")
+    if isinstance(exc, E.RateLimited):
+        return "The exchange is rate-limiting this address; wait a minute and try again."
+    if isinstance(exc, E.ExchangeUnavailable):
+        return (f"The exchange at {base} cannot be reached: check the address "
+                "(ASTER_EXCHANGE_BASE) and your internet connection.")
+    return f"The exchange answered with an error: {exc}"
+
+
+@router.post("/test-connection")
+async def test_connection(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    """One signed account request with the saved keys."""
+    try:
+        s = ctx.settings()
+    except st.SettingsErrors as exc:
+        return {"ok": False, "message": f"Fix the settings first: {exc}"}
+    base = s["ASTER_EXCHANGE_BASE"]
+    if not (s["ASTER_API_KEY"] and s["ASTER_API_SECRET"]):
+        return {"ok": False, "message": "No API key is set: enter ASTER_API_KEY and "
+                                        "ASTER_API_SECRET in the API keys form."}
+    client = AsterRest(base, s["ASTER_API_KEY"], s["ASTER_API_SECRET"],
+                       recv_window=s["ASTER_RECV_WINDOW_MS"], timeout=5.0, read_retries=0)
+    try:
+        acct = await client.account()
+    except E.ExchangeError as exc:
+        return {"ok": False, "message": explain(exc, base), "code": exc.code}
+    finally:
+        await client.close()
+    return {"ok": True, "message": f"Connected to {base}: the key works.",
+            "balance": acct.get("totalWalletBalance"), "can_trade": acct.get("canTrade", True)}

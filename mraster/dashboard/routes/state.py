@@ -1,0 +1,69 @@
+"""What the bot knows, shaped for the page; UI preferences; dismissing notices."""
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, field_validator
+
+from mraster.dashboard.context import DashboardContext, get_ctx
+from mraster.dashboard.routes.bot import bot_status
+from mraster.dashboard.views import alerts_view, chart_view, state_view
+
+router = APIRouter(prefix="/api", tags=["state"])
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
+
+
+def check_symbol(symbol: str) -> str:
+    if not SYMBOL_RE.match(symbol):
+        raise HTTPException(422, f"symbol: {symbol!r} is not allowed; expected 2-30 characters "
+                                 "A-Z and 0-9, e.g. BTCUSDT")
+    return symbol
+
+
+class UiPrefs(BaseModel):
+    chart_symbol: str | None = None
+
+    @field_validator("chart_symbol")
+    @classmethod
+    def _symbol(cls, v: str | None) -> str | None:
+        if v is not None and not SYMBOL_RE.match(v):
+            raise ValueError("expected 2-30 characters A-Z and 0-9, e.g. BTCUSDT")
+        return v
+
+
+@router.get("/state")
+def get_state(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    state = ctx.state_doc().read()
+    now = int(time.time() * 1000)
+    if state.get("market_source") == "simulator":  # the simulator keeps its own clock
+        now = state.get("telemetry", {}).get("time") or now
+    return state_view(state, bot_status(ctx), now)
+
+
+@router.get("/chart/{symbol}")
+def get_chart(symbol: str, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    return chart_view(ctx.state_doc().read(), check_symbol(symbol))
+
+
+@router.put("/ui")
+def put_ui(body: UiPrefs, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    """UI preferences live in aster_state.json ("ui"); the bot charts ``chart_symbol``."""
+    def change(d: dict[str, Any]) -> None:
+        d.setdefault("ui", {}).update(body.model_dump(exclude_unset=True))
+    return ctx.state_doc().update(change)["ui"]
+
+
+@router.post("/alerts/{alert_id}/dismiss")
+def dismiss(alert_id: str, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    doc = ctx.state_doc()
+    if alert_id not in {a["id"] for a in alerts_view(doc.read())}:
+        raise HTTPException(404, f"no open notice with id {alert_id!r}")
+
+    def change(d: dict[str, Any]) -> None:
+        ui = d.setdefault("ui", {})
+        ui["dismissed_alerts"] = (ui.get("dismissed_alerts", []) + [alert_id])[-500:]
+    doc.update(change)
+    return {"dismissed": alert_id}

@@ -1,0 +1,112 @@
+"""Who may talk to the dashboard.
+
+The old dashboard had no authentication and answered any web page (CORS ``*``). Here:
+
+- **Token**: with ``ASTER_DASHBOARD_TOKEN`` set, every API route, the stream and the API docs need
+  it, as ``Authorization: Bearer <token>``, ``X-MrAster-Token`` or the session cookie that the login
+  form sets (HttpOnly, SameSite=Strict; it holds an HMAC of the token, never the token).
+- **Cross-site requests**: a request that changes something must carry the ``X-MrAster-CSRF``
+  header (a foreign page cannot add it without a CORS preflight, which is never granted) and, when
+  the browser sends an Origin, come from the dashboard's own origin.
+- **DNS rebinding**: without a token the dashboard only listens on loopback and only answers
+  requests addressed to a loopback host name, so a foreign domain re-pointed at 127.0.0.1 gets 403.
+- No CORS headers are ever sent, and pages may not be framed.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+SESSION_COOKIE = "mraster_session"
+CSRF_HEADER = "x-mraster-csrf"
+PUBLIC_PATHS = ("/", "/api/health", "/api/login", "/favicon.ico")
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def session_value(token: str) -> str:
+    return hmac.new(token.encode(), b"mraster-dashboard-session", hashlib.sha256).hexdigest()
+
+
+def token_ok(headers: dict[str, str], cookies: dict[str, str], token: str) -> bool:
+    given = headers.get("x-mraster-token", "")
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if given and hmac.compare_digest(given.encode(), token.encode()):
+        return True
+    cookie = cookies.get(SESSION_COOKIE, "")
+    return bool(cookie) and hmac.compare_digest(cookie, session_value(token))
+
+
+def _host_name(host_header: str) -> str:
+    return urlsplit(f"//{host_header}").hostname or ""
+
+
+def _cookies(raw: str) -> dict[str, str]:
+    out = {}
+    for part in raw.split(";"):
+        if "=" in part:
+            k, v = part.strip().split("=", 1)
+            out[k] = v
+    return out
+
+
+class SecurityMiddleware:
+    """Pure ASGI, so the event stream is passed through untouched."""
+
+    def __init__(self, app, token: Callable[[], str]) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path, method = scope["path"], scope["method"]
+        token = self.token()
+        problem = self._check(headers, path, method, token)
+        if problem:
+            status, message = problem
+            body = json.dumps({"detail": message}).encode()
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                         (b"referrer-policy", b"no-referrer")]
+                if not path.startswith("/docs"):  # Swagger UI needs its own scripts
+                    extra.append((b"content-security-policy", CSP.encode()))
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _check(self, headers: dict[str, str], path: str, method: str, token: str
+               ) -> tuple[int, str] | None:
+        host = headers.get("host", "")
+        if not token and _host_name(host) not in LOOPBACK_NAMES:
+            return 403, (f"this dashboard answers only on 127.0.0.1/localhost (request was for "
+                         f"{host!r}); set ASTER_DASHBOARD_TOKEN to serve other host names")
+        if method not in SAFE_METHODS:
+            if headers.get(CSRF_HEADER) != "1":
+                return 403, "cross-site request refused: the X-MrAster-CSRF header is missing"
+            origin = headers.get("origin")
+            if origin and origin != "null" and urlsplit(origin).netloc != host:
+                return 403, f"cross-site request refused: origin {origin} is not this dashboard"
+            if origin == "null":
+                return 403, "cross-site request refused: opaque origin"
+        if token and not (path in PUBLIC_PATHS or path.startswith("/static/")):
+            if not token_ok(headers, _cookies(headers.get("cookie", "")), token):
+                return 401, "this dashboard needs its access token (log in on the page, or send " \
+                            "Authorization: Bearer <ASTER_DASHBOARD_TOKEN>)"
+        return None

@@ -1,0 +1,98 @@
+"""Pure functions that turn the state file into what the page shows.
+
+Nothing here reads files or the network; the routes pass the documents in. Secrets are not in the
+state file, and the policy's matrices and the paper account's internals are left out on purpose:
+they are large and mean nothing on a screen.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from mraster.dashboard.context import alert_id
+from mraster.metrics import max_drawdown, trade_stats
+from mraster.strategy.filters import REASONS
+
+HISTORY_SHOWN = 500
+
+
+def positions_view(state: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]]:
+    out = []
+    for token, p in state.get("positions", {}).items():
+        out.append({"token": token, "symbol": p["symbol"], "side": p["side"], "qty": p.get("qty"),
+                    "entry": p.get("entry"), "mark": p.get("mark"), "pnl": p.get("unrealized"),
+                    "r": p.get("r_now"), "stop": p.get("stop"), "initial_stop": p.get("initial_stop"),
+                    "take_profit": p.get("take_profit"), "status": p.get("status"),
+                    "leverage": p.get("leverage"),
+                    "age_s": max(0, (now_ms - int(p.get("opened_at") or now_ms)) // 1000)})
+    return sorted(out, key=lambda x: x["symbol"])
+
+
+def alerts_view(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    dismissed = set(state.get("ui", {}).get("dismissed_alerts", []))
+    alerts = [{**a, "source": a.get("source", "bot")} for a in state.get("alerts", [])]
+    alerts += list(state.get("dashboard_alerts", []))
+    out = [{**a, "id": alert_id(a)} for a in alerts]
+    return sorted((a for a in out if a["id"] not in dismissed), key=lambda a: -a.get("time", 0))
+
+
+def decisions_view(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for sym, d in state.get("decisions", {}).items():
+        rows.append({"symbol": sym, "action": d.get("action"), "reason": d.get("reason"),
+                     "why": d.get("why") or REASONS.get(d.get("reason", ""), d.get("reason")),
+                     "side": d.get("side"), "rsi": d.get("rsi"), "htf_trend": d.get("htf_trend"),
+                     "expected_r": d.get("expected_r")})
+    return sorted(rows, key=lambda r: (r["action"] != "TAKE", r["symbol"]))
+
+
+def commands_view(state: Mapping[str, Any]) -> dict[str, Any]:
+    cmds = state.get("commands", {})
+    acks = state.get("command_acks", {})
+    inbox = [{**c, "ack": acks.get(c["id"])} for c in cmds.get("inbox", [])]
+    return {"paused": bool(cmds.get("paused", False)),
+            "paused_acknowledged": state.get("paused") == bool(cmds.get("paused", False)),
+            "recent": list(reversed(inbox[-10:])),
+            "pending": [c for c in inbox if c["ack"] is None]}
+
+
+def state_view(state: Mapping[str, Any], bot: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
+    history = list(state.get("history", []))
+    curve = state.get("equity_curve", [])
+    stats = dict(state.get("stats", {}))
+    return {
+        "mode": state.get("mode"), "market_source": state.get("market_source"), "bot": dict(bot),
+        "positions": positions_view(state, now_ms),
+        "external_positions": state.get("external_positions", []),
+        "history": list(reversed(history[-HISTORY_SHOWN:])), "history_total": len(history),
+        "equity_curve": curve,
+        "performance": {**trade_stats(history), **max_drawdown(curve),
+                        "equity": curve[-1][1] if curve else None},
+        "decisions": decisions_view(state),
+        "skip_reasons": [{"reason": k, "count": v, "why": REASONS.get(k, k)}
+                         for k, v in sorted(stats.get("skipped", {}).items(), key=lambda kv: -kv[1])],
+        "stats": stats, "telemetry": state.get("telemetry", {}),
+        "market": [{"symbol": k, **v} for k, v in state.get("market", {}).items()],
+        "alerts": alerts_view(state), "commands": commands_view(state),
+        "chart_symbol": state.get("ui", {}).get("chart_symbol"),
+    }
+
+
+def chart_view(state: Mapping[str, Any], symbol: str) -> dict[str, Any]:
+    """Candles with the bot's entry, exit, stop and take-profit levels for one symbol."""
+    candles = state.get("charts", {}).get(symbol, [])
+    markers, lines = [], []
+    for h in state.get("history", []):
+        if h["symbol"] != symbol:
+            continue
+        markers.append({"time": h["opened_at"], "kind": "entry", "side": h["side"], "price": h["entry"]})
+        if h.get("exit") is not None:
+            markers.append({"time": h["closed_at"], "kind": "exit", "side": h["side"],
+                            "price": h["exit"], "reason": h.get("reason"), "r": h.get("r")})
+    for p in state.get("positions", {}).values():
+        if p["symbol"] != symbol:
+            continue
+        markers.append({"time": p["opened_at"], "kind": "entry", "side": p["side"], "price": p["entry"]})
+        lines += [{"kind": "stop", "price": p["stop"]}, {"kind": "take_profit", "price": p["take_profit"]},
+                  {"kind": "entry", "price": p["entry"]}]
+    return {"symbol": symbol, "candles": candles, "markers": sorted(markers, key=lambda m: m["time"]),
+            "lines": lines, "available": sorted(state.get("charts", {}))}
