@@ -1,2 +1,452 @@
-const app = document.getElementById("app");
-fetch("/api/health").then(r => r.json()).then(h => { app.textContent = `Dashboard ready (v${h.version}).`; });
+// MrAster dashboard. Plain JavaScript, no build step; talks only to this server's /api.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null) e.setAttribute(k, v);
+  }
+  for (const kid of kids) e.append(kid instanceof Node ? kid : document.createTextNode(kid ?? ""));
+  return e;
+};
+const fmt = (x, d = 4) => (x === null || x === undefined) ? "–" : Number(x).toLocaleString(undefined, { maximumFractionDigits: d });
+const pct = (x) => (x === null || x === undefined) ? "–" : (100 * x).toFixed(1) + "%";
+const age = (s) => s < 90 ? `${s}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
+const time = (ms) => new Date(ms).toLocaleString();
+
+class HttpError extends Error {
+  constructor(status, body) {
+    super(body && body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : `HTTP ${status}`);
+    this.status = status; this.body = body;
+  }
+}
+
+async function api(method, path, body) {
+  const opts = { method, headers: { "X-MrAster-CSRF": "1" }, credentials: "same-origin" };
+  if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
+  const r = await fetch(path, opts);
+  const data = await r.json().catch(() => null);
+  if (r.status === 401) { showLogin(); throw new HttpError(401, data); }
+  if (!r.ok) throw new HttpError(r.status, data);
+  return data;
+}
+
+// ---- notices: every failure is shown on the page -------------------------------------------
+function notice(text, level = "error", id = null, dismissable = true) {
+  const box = $("#notices");
+  if (id && box.querySelector(`[data-id="${CSS.escape(id)}"]`)) return;
+  const n = el("div", { class: `notice ${level}`, "data-id": id || "" }, text);
+  if (dismissable) n.append(el("button", { class: "close", title: "dismiss", onclick: async () => {
+    if (id && !id.startsWith("local-")) { try { await api("POST", `/api/alerts/${encodeURIComponent(id)}/dismiss`); } catch (e) { /* shown on next refresh */ } }
+    n.remove();
+  } }, "×"));
+  box.append(n);
+}
+const fail = (e) => notice(e.message || String(e), "error", "local-" + Date.now());
+
+// ---- confirmation dialog (typed confirmation for anything that closes trades) -------------
+function confirmTyped(text, expected) {
+  return new Promise((resolve) => {
+    const d = $("#dialog");
+    $("#dialog-text").textContent = text;
+    const input = $("#dialog-input");
+    input.value = ""; input.placeholder = expected;
+    d.returnValue = "";
+    d.addEventListener("close", () => resolve(d.returnValue === "ok" ? input.value.trim() : null), { once: true });
+    d.showModal(); input.focus();
+  });
+}
+
+// ---- login and first-run wizard ------------------------------------------------------------
+function showLogin() { $("#overlay").hidden = false; $("#login-panel").hidden = false; $("#wizard").hidden = true; }
+$("#login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try { await api("POST", "/api/login", { token: $("#login-token").value }); location.reload(); }
+  catch (e) { $("#login-error").textContent = e.message; }
+});
+
+function secretInputs(form, config, onSaved) {
+  form.replaceChildren();
+  for (const s of config.settings.filter((x) => x.secret && x.key !== "ASTER_DASHBOARD_TOKEN")) {
+    const input = el("input", { type: "password", name: s.key, placeholder: s.is_set ? `set (${s.value}) – type to replace` : "not set", autocomplete: "off" });
+    form.append(el("div", { class: "row" }, el("label", {}, s.key), input,
+      el("button", { type: "button", onclick: async () => {
+        try { await api("PUT", "/api/config/secrets", { values: { [s.key]: input.value } }); onSaved(); }
+        catch (e) { fail(e); }
+      } }, "Save"),
+      s.is_set ? el("button", { type: "button", class: "danger", onclick: async () => {
+        try { await api("PUT", "/api/config/secrets", { values: { [s.key]: null } }); onSaved(); }
+        catch (e) { fail(e); }
+      } }, "Remove") : "",
+      el("small", { class: "muted" }, s.help)));
+  }
+}
+
+async function testConnection(target) {
+  target.textContent = "testing…";
+  try {
+    const r = await api("POST", "/api/setup/test-connection");
+    target.textContent = r.message; target.className = r.ok ? "ok" : "error";
+  } catch (e) { target.textContent = e.message; target.className = "error"; }
+}
+
+async function chooseMode(mode, confirm = "") {
+  await api("POST", "/api/setup", { mode, confirm });
+  await loadConfig();
+}
+
+function showWizard() {
+  $("#overlay").hidden = false; $("#wizard").hidden = false; $("#login-panel").hidden = true;
+  for (const b of document.querySelectorAll("#wizard [data-mode]")) {
+    b.onclick = async () => {
+      $("#wizard-error").textContent = "";
+      if (b.dataset.mode === "live") {
+        $("#wizard-live").hidden = false;
+        secretInputs($("#wizard-keys"), state.config, loadConfig);
+        return;
+      }
+      try { await chooseMode(b.dataset.mode); $("#overlay").hidden = true; }
+      catch (e) { $("#wizard-error").textContent = e.message; }
+    };
+  }
+  $("#wizard-test").onclick = () => testConnection($("#wizard-conn"));
+  $("#wizard-live-go").onclick = async () => {
+    try { await chooseMode("live", $("#wizard-confirm").value.trim()); $("#overlay").hidden = true; }
+    catch (e) { $("#wizard-error").textContent = e.message; }
+  };
+}
+
+// ---- state polling and the views -----------------------------------------------------------
+const state = { config: null, data: null, equityChart: null, equitySeries: null, candle: null };
+
+async function refresh() {
+  try {
+    const d = await api("GET", "/api/state");
+    state.data = d;
+    renderHeader(d); renderNotices(d); renderOverview(d); renderDecisions(d); renderMarket(d);
+    renderHistory(); renderChartSelect(d);
+  } catch (e) {
+    if (e.status !== 401) notice(`The dashboard cannot read the bot's state: ${e.message}`, "error", "local-state");
+  }
+}
+
+function renderHeader(d) {
+  const bot = d.bot;
+  const live = bot.paper === false;
+  const badge = $("#mode-badge");
+  badge.textContent = live ? "LIVE – real money" : "PAPER";
+  badge.className = "badge " + (live ? "live" : "paper");
+  let text = `bot: ${bot.state}`;
+  if (bot.running) text += ` · pid ${bot.pid} · up ${age(Math.round(bot.uptime_s))}`;
+  if (bot.restarts) text += ` · ${bot.restarts} restart(s)`;
+  if (bot.state === "backoff") text += ` · restarting in ${bot.next_restart_in_s}s`;
+  if (!bot.running && bot.last_exit_reason) text += ` · last exit: ${bot.last_exit_reason}`;
+  $("#bot-state").textContent = text;
+  $("#bot-state").className = "badge " + (bot.running ? "ok" : bot.state === "crash_loop" ? "bad" : "");
+  $("#btn-start").disabled = bot.running;
+  $("#btn-stop").disabled = !bot.running && bot.state !== "backoff";
+  $("#source-banner").hidden = d.market_source !== "simulator";
+  const c = d.commands;
+  const pb = $("#btn-pause");
+  pb.textContent = c.paused ? "Resume entries" : "Pause entries";
+  pb.title = c.paused ? (c.paused_acknowledged ? "paused: no new entries; stops and take-profits keep working" : "pause requested; the bot confirms within a second while running") : "";
+  pb.classList.toggle("active", c.paused);
+}
+
+function renderNotices(d) {
+  const shown = new Set([...document.querySelectorAll("#notices .notice")].map((n) => n.dataset.id));
+  for (const a of d.alerts.slice(0, 20).reverse()) {
+    if (!shown.has(a.id)) notice(`${time(a.time)} · ${a.message}`, a.level === "error" ? "error" : "warn", a.id);
+  }
+}
+
+function renderOverview(d) {
+  const p = d.performance;
+  const cards = [["Equity", fmt(p.equity, 2) + " USDT"], ["Closed trades", p.trades], ["Win rate", pct(p.win_rate)],
+    ["Profit factor", p.profit_factor === null ? "–" : fmt(p.profit_factor, 2)], ["Expectancy", p.expectancy_r === null ? "–" : fmt(p.expectancy_r, 2) + " R"],
+    ["Total PnL", fmt(p.total_pnl, 2) + " USDT"], ["Max drawdown", p.max_drawdown === null ? "–" : `${fmt(p.max_drawdown, 2)} (${pct(p.max_drawdown_pct)})`]];
+  $("#perf-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card" }, el("small", {}, k), el("b", {}, String(v)))));
+  const tb = $("#positions tbody");
+  tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol },
+    el("td", {}, x.symbol), el("td", { class: x.side === "BUY" ? "long" : "short" }, x.side === "BUY" ? "long" : "short"),
+    el("td", {}, fmt(x.qty)), el("td", {}, fmt(x.entry, 6)), el("td", {}, fmt(x.mark, 6)),
+    el("td", { class: x.pnl >= 0 ? "pos" : "neg" }, fmt(x.pnl, 2)), el("td", {}, fmt(x.r, 2)),
+    el("td", {}, fmt(x.stop, 6)), el("td", {}, fmt(x.take_profit, 6)), el("td", {}, x.status === "open" ? age(x.age_s) : x.status),
+    el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, "Close…")))));
+  if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 11, class: "muted" }, d.bot.running ? "No open positions." : "No open positions. Start the bot to trade.")));
+  $("#external").textContent = d.external_positions.length ? `Positions the bot did not open (left alone): ${d.external_positions.map((e) => `${e.symbol} ${e.amount}`).join(", ")}` : "";
+  const t = d.telemetry;
+  $("#telemetry").textContent = t.cycle ? `Cycle ${t.cycle}: ${t.symbols} symbols, ${t.evaluated} evaluated, ${fmt(t.duration_s, 2)} s, request weight ${t.weight ?? "–"}` : "";
+  drawEquity(d.equity_curve);
+}
+
+function drawEquity(curve) {
+  if (!window.LightweightCharts) return;
+  if (!state.equityChart) {
+    state.equityChart = LightweightCharts.createChart($("#equity-chart"), { height: 220, autoSize: true, timeScale: { timeVisible: true } });
+    state.equitySeries = state.equityChart.addSeries(LightweightCharts.LineSeries, { lineWidth: 2 });
+  }
+  const pts = []; let last = -1;
+  for (const [t, v] of curve) { const s = Math.floor(t / 1000); if (s > last) { pts.push({ time: s, value: v }); last = s; } }
+  state.equitySeries.setData(pts);
+}
+
+async function closePosition(symbol) {
+  const typed = await confirmTyped(`Close ${symbol} at market? Type the symbol to confirm.`, symbol);
+  if (typed === null) return;
+  try { await api("POST", `/api/positions/${symbol}/close`, { confirm: typed }); notice(`Close of ${symbol} sent to the bot.`, "info", "local-" + Date.now()); }
+  catch (e) { fail(e); }
+}
+
+$("#btn-flatten").addEventListener("click", async () => {
+  const typed = await confirmTyped("Close every position of the bot at market and pause new entries? Type FLATTEN to confirm.", "FLATTEN");
+  if (typed === null) return;
+  try { await api("POST", "/api/positions/flatten", { confirm: typed }); notice("Flatten sent to the bot; new entries are paused.", "info", "local-" + Date.now()); refresh(); }
+  catch (e) { fail(e); }
+});
+
+function renderDecisions(d) {
+  $("#decisions tbody").replaceChildren(...d.decisions.map((x) => el("tr", {},
+    el("td", {}, x.symbol), el("td", { class: x.action === "TAKE" ? "pos" : "" }, x.action), el("td", {}, x.why || ""),
+    el("td", {}, x.side || ""), el("td", {}, fmt(x.rsi, 1)), el("td", {}, x.htf_trend ?? ""), el("td", {}, fmt(x.expected_r, 2)))));
+  $("#skips tbody").replaceChildren(...d.skip_reasons.map((x) => el("tr", {}, el("td", {}, x.reason), el("td", {}, x.count), el("td", {}, x.why))));
+}
+
+function renderMarket(d) {
+  const box = $("#heatmap");
+  if (!d.market.length) { box.replaceChildren(el("p", { class: "muted" }, "No market data yet: the heatmap fills after the bot's first cycle.")); return; }
+  const maxLog = Math.max(...d.market.map((m) => Math.log10(1 + m.quote_volume)));
+  box.replaceChildren(...d.market.sort((a, b) => b.quote_volume - a.quote_volume).map((m) => {
+    const c = Math.max(-10, Math.min(10, m.change_pct)) / 10;
+    const bg = c >= 0 ? `rgba(22,163,74,${0.15 + 0.75 * c})` : `rgba(220,38,38,${0.15 + 0.75 * -c})`;
+    const size = 70 + 90 * Math.log10(1 + m.quote_volume) / (maxLog || 1);
+    const sig = m.action === "TAKE" ? `${m.side === "BUY" ? "▲ long" : "▼ short"} taken` : (m.reason ? m.reason.replace(/_/g, " ") : "");
+    return el("div", { class: "tile", style: `background:${bg};width:${size}px;height:${size * 0.7}px`, title: `${m.symbol}: ${m.change_pct}% in 24h, volume ${fmt(m.quote_volume, 0)} USDT`, "data-symbol": m.symbol },
+      el("b", {}, m.symbol), el("span", {}, `${m.change_pct >= 0 ? "+" : ""}${fmt(m.change_pct, 2)}%`), el("small", {}, sig));
+  }));
+}
+
+function renderHistory() {
+  const d = state.data; if (!d) return;
+  const sym = $("#hist-symbol").value.trim().toUpperCase(), res = $("#hist-result").value, reason = $("#hist-reason").value;
+  const rows = d.history.filter((h) => (!sym || h.symbol.includes(sym)) && (!res || (res === "win" ? h.pnl > 0 : h.pnl <= 0)) && (!reason || h.reason === reason));
+  $("#history tbody").replaceChildren(...rows.map((h) => el("tr", {},
+    el("td", {}, time(h.closed_at)), el("td", {}, h.symbol), el("td", {}, h.side === "BUY" ? "long" : "short"), el("td", {}, fmt(h.qty)),
+    el("td", {}, fmt(h.entry, 6)), el("td", {}, fmt(h.exit, 6)), el("td", {}, h.reason), el("td", { class: h.pnl > 0 ? "pos" : "neg" }, fmt(h.pnl, 2)),
+    el("td", {}, fmt(h.fees, 4)), el("td", {}, fmt(h.funding, 4)), el("td", {}, fmt(h.r, 2)))));
+  if (!rows.length) $("#history tbody").append(el("tr", {}, el("td", { colspan: 11, class: "muted" }, "No closed trades match.")));
+}
+for (const id of ["#hist-symbol", "#hist-result", "#hist-reason"]) $(id).addEventListener("input", renderHistory);
+
+// ---- candlestick chart -----------------------------------------------------------------------
+function renderChartSelect(d) {
+  const sel = $("#chart-symbol");
+  const held = [...new Set(d.positions.map((p) => p.symbol))].sort();
+  const symbols = [...held, ...d.market.map((m) => m.symbol).filter((s) => !held.includes(s)).sort()];
+  const want = sel.value || d.chart_symbol || symbols[0] || "";
+  if (sel.options.length !== symbols.length) {
+    sel.replaceChildren(...symbols.map((s) => el("option", { value: s }, s)));
+  }
+  sel.value = want;
+  if ($("#tab-chart").classList.contains("active")) drawCandles(want);
+}
+$("#chart-symbol").addEventListener("change", async () => {
+  const symbol = $("#chart-symbol").value;
+  try { await api("PUT", "/api/ui", { chart_symbol: symbol }); } catch (e) { fail(e); }
+  drawCandles(symbol);
+});
+
+async function drawCandles(symbol) {
+  if (!symbol || !window.LightweightCharts) return;
+  let c;
+  try { c = await api("GET", `/api/chart/${symbol}`); } catch (e) { fail(e); return; }
+  if (!state.candle) {
+    const chart = LightweightCharts.createChart($("#candle-chart"), { height: 420, autoSize: true, timeScale: { timeVisible: true } });
+    state.candle = { chart, series: chart.addSeries(LightweightCharts.CandlestickSeries, {}), lines: [], markers: null };
+  }
+  const { series } = state.candle;
+  series.setData(c.candles.map(([t, o, h, l, cl]) => ({ time: Math.floor(t / 1000), open: o, high: h, low: l, close: cl })));
+  for (const pl of state.candle.lines) series.removePriceLine(pl);
+  const colors = { stop: "#dc2626", take_profit: "#16a34a", entry: "#2563eb" };
+  state.candle.lines = c.lines.map((l) => series.createPriceLine({ price: l.price, color: colors[l.kind], title: l.kind.replace("_", " "), lineWidth: 1 }));
+  const first = c.candles.length ? c.candles[0][0] : 0;
+  const markers = c.markers.filter((m) => m.time >= first).map((m) => ({
+    time: Math.floor(m.time / 1000 / 300) * 300, position: m.kind === "entry" ? (m.side === "BUY" ? "belowBar" : "aboveBar") : "inBar",
+    color: m.kind === "entry" ? "#2563eb" : "#7c3aed", shape: m.kind === "entry" ? (m.side === "BUY" ? "arrowUp" : "arrowDown") : "circle",
+    text: m.kind === "entry" ? "entry" : `exit ${m.reason || ""} ${m.r !== undefined ? fmt(m.r, 2) + "R" : ""}` }));
+  if (state.candle.markers) state.candle.markers.setMarkers(markers);
+  else state.candle.markers = LightweightCharts.createSeriesMarkers(series, markers);
+  if (!c.candles.length && state.data && state.data.chart_symbol !== symbol) {
+    api("PUT", "/api/ui", { chart_symbol: symbol }).catch(fail);  // the bot sends its candles next cycle
+  }
+  $("#chart-note").textContent = c.candles.length ? "" : `No candles for ${symbol} yet: the bot sends them with its next cycle (while it runs).`;
+}
+
+// ---- live log (Server-Sent Events) -----------------------------------------------------------
+const logState = { paused: false, buffer: [] };
+function logLine(ev) {
+  const kinds = new Set([...document.querySelectorAll("#log-filters input[type=checkbox][value]:checked")].map((i) => i.value));
+  const text = ev.event === "log" || ev.event === "supervisor" ? `${ev.level || ""} ${ev.message}` :
+    `${ev.event} ${Object.entries(ev).filter(([k]) => !["event", "ts", "seq", "kind"].includes(k)).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ")}`;
+  const line = el("div", { class: `line ${ev.kind}`, "data-kind": ev.kind }, `${new Date(ev.ts || Date.now()).toLocaleTimeString()} ${text}`);
+  line.hidden = !kinds.has(ev.kind);
+  const box = $("#log");
+  box.append(line);
+  while (box.childElementCount > 2000) box.firstElementChild.remove();
+  if ($("#log-autoscroll").checked) box.scrollTop = box.scrollHeight;
+}
+function connectStream() {
+  const es = new EventSource("/api/stream");
+  es.onopen = () => { $("#log-status").textContent = "connected"; };
+  es.onerror = () => { $("#log-status").textContent = "disconnected – reconnecting…"; };
+  es.onmessage = (m) => {
+    const ev = JSON.parse(m.data);
+    if (logState.paused) logState.buffer.push(ev); else logLine(ev);
+  };
+}
+$("#btn-log-pause").addEventListener("click", () => {
+  logState.paused = !logState.paused;
+  $("#btn-log-pause").textContent = logState.paused ? `Resume (${logState.buffer.length} waiting)` : "Pause";
+  if (!logState.paused) { logState.buffer.splice(0).forEach(logLine); }
+});
+$("#log-filters").addEventListener("change", () => {
+  const kinds = new Set([...document.querySelectorAll("#log-filters input[type=checkbox][value]:checked")].map((i) => i.value));
+  for (const l of document.querySelectorAll("#log .line")) l.hidden = !kinds.has(l.dataset.kind);
+});
+
+// ---- bot controls ------------------------------------------------------------------------------
+async function botAction(action) {
+  try { await api("POST", `/api/bot/${action}`); }
+  catch (e) {
+    if (e.body && e.body.errors) notice(`${e.message}: ${e.body.errors.map((x) => x.message).join("; ")}`, "error", "local-" + Date.now());
+    else fail(e);
+  }
+  $("#restart-banner").hidden = action !== "stop" ? true : $("#restart-banner").hidden;
+  refresh();
+}
+$("#btn-start").addEventListener("click", () => botAction("start"));
+$("#btn-stop").addEventListener("click", () => botAction("stop"));
+$("#btn-restart").addEventListener("click", () => botAction("restart"));
+$("#btn-restart2").addEventListener("click", () => botAction("restart"));
+$("#btn-pause").addEventListener("click", async () => {
+  try { await api("POST", "/api/bot/pause", { paused: !state.data.commands.paused }); refresh(); } catch (e) { fail(e); }
+});
+
+// ---- settings: presets, mode, keys, pro editor ---------------------------------------------------
+async function loadConfig() {
+  const cfg = await api("GET", "/api/config");
+  state.config = cfg;
+  for (const e of cfg.errors) notice(`Saved setting not valid (ignored): ${e.message}`, "error", "cfg-" + e.field);
+  renderPresets(); renderModeChoice(); secretInputs($("#keys-form"), cfg, loadConfig); renderPro();
+  return cfg;
+}
+
+function afterSave(r) {
+  if (r.restart_needed) $("#restart-banner").hidden = false;
+}
+
+async function renderPresets() {
+  let p;
+  try { p = await api("GET", "/api/presets"); } catch (e) { $("#presets").replaceChildren(el("p", { class: "error" }, e.message)); return; }
+  $("#presets").replaceChildren(...p.presets.map((x) => el("div", { class: "card preset" + (x.name === p.current ? " current" : ""), "data-preset": x.name },
+    el("b", {}, x.name.toUpperCase()), el("small", {}, x.name === p.current ? "active" : `${x.changes.length} change(s)`),
+    el("button", { onclick: () => previewPreset(x) }, x.name === p.current ? "Details" : "Preview"))));
+}
+
+function previewPreset(x) {
+  const box = $("#preset-preview");
+  box.hidden = false;
+  const rows = x.changes.map((c) => el("tr", {}, el("td", {}, c.key), el("td", {}, JSON.stringify(c.from)), el("td", {}, "→"), el("td", {}, JSON.stringify(c.to))));
+  box.replaceChildren(el("h3", {}, `Preset ${x.name.toUpperCase()}`),
+    x.changes.length ? el("table", { "data-testid": "preset-changes" }, el("thead", {}, el("tr", {}, el("th", {}, "Setting"), el("th", {}, "Now"), el("th", {}), el("th", {}, "After"))), el("tbody", {}, ...rows))
+      : el("p", {}, "Nothing would change."),
+    x.kept_by_override.length ? el("p", { class: "warn" }, `Kept because .env or the environment sets them: ${x.kept_by_override.map((k) => `${k.key}=${k.value}`).join(", ")}`) : "",
+    x.ignores_ai_budget ? el("p", { class: "warn" }, "This preset ignores the AI daily budget (spending is still recorded).") : "",
+    el("button", { "data-testid": "apply-preset", disabled: x.changes.length ? null : "disabled", onclick: async () => {
+      try { const r = await api("POST", `/api/presets/${x.name}`); afterSave(r); box.hidden = true; notice(`Preset ${x.name.toUpperCase()} applied.`, "info", "local-" + Date.now()); loadConfig(); }
+      catch (e) { fail(e); }
+    } }, `Apply ${x.name.toUpperCase()}`),
+    el("button", { onclick: () => { box.hidden = true; } }, "Cancel"));
+}
+
+function renderModeChoice() {
+  const get = (k) => state.config.settings.find((s) => s.key === k).value;
+  const now = !get("ASTER_PAPER") ? "live" : get("ASTER_OFFLINE") ? "offline" : "paper";
+  const label = { paper: "Paper on the real market", offline: "Offline simulator", live: "Live trading" };
+  $("#mode-choice").replaceChildren(el("p", {}, `Now: ${label[now]}. `),
+    ...["paper", "offline"].filter((m) => m !== now).map((m) => el("button", { onclick: async () => {
+      try { await chooseMode(m); notice(`Mode set to ${label[m]}; restart the bot to use it.`, "info", "local-" + Date.now()); } catch (e) { fail(e); }
+    } }, `Switch to ${label[m]}`)),
+    now !== "live" ? el("button", { class: "danger", onclick: async () => {
+      const typed = await confirmTyped("Live trading sends real orders with real money. Type TRADE REAL MONEY to confirm.", "TRADE REAL MONEY");
+      if (typed === null) return;
+      try { await chooseMode("live", typed); notice("Live mode saved; restart the bot to use it.", "warn", "local-" + Date.now()); } catch (e) { fail(e); }
+    } }, "Switch to live…") : "");
+}
+
+function inputFor(s) {
+  if (s.kind === "bool") return el("input", { type: "checkbox", name: s.key, ...(s.value ? { checked: "" } : {}) });
+  if (s.kind === "choice") { const sel = el("select", { name: s.key }, ...s.choices.map((c) => el("option", { value: c }, c))); sel.value = s.value; return sel; }
+  const attrs = { name: s.key, value: Array.isArray(s.value) ? s.value.join(",") : s.value };
+  if (s.kind === "int" || s.kind === "float") Object.assign(attrs, { type: "number", step: s.kind === "int" ? "1" : "any", min: s.min ?? undefined, max: s.max ?? undefined });
+  return el("input", attrs);
+}
+
+function renderPro() {
+  const cfg = state.config;
+  const groups = $("#pro-groups");
+  groups.replaceChildren(...cfg.groups.map((g) => el("fieldset", {}, el("legend", {}, g),
+    ...cfg.settings.filter((s) => s.group === g && !s.secret).map((s) => el("div", { class: "row", "data-key": s.key },
+      el("label", { for: "" }, s.key), inputFor(s),
+      el("small", { class: "muted" }, `${s.help} Allowed: ${s.allowed}.${s.overridden ? ` Set in ${s.source}: that value wins.` : ""}${s.restart ? "" : " (no restart needed)"}`),
+      el("span", { class: "error field-error" }))))));
+}
+$("#pro-toggle").addEventListener("change", () => { $("#pro-form").hidden = !$("#pro-toggle").checked; });
+$("#pro-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const values = {};
+  for (const s of state.config.settings.filter((x) => !x.secret)) {
+    const input = $("#pro-form").querySelector(`[name="${s.key}"]`);
+    let v = s.kind === "bool" ? input.checked : input.value;
+    const cur = Array.isArray(s.value) ? s.value.join(",") : s.value;
+    if (s.kind === "bool" ? v !== cur : String(v) !== String(cur)) values[s.key] = v;
+  }
+  for (const e of document.querySelectorAll(".field-error")) e.textContent = "";
+  if (!Object.keys(values).length) { $("#pro-result").textContent = "Nothing changed."; return; }
+  try {
+    const r = await api("PUT", "/api/config", { values });
+    $("#pro-result").textContent = `Saved: ${r.changed.join(", ") || "no effective change"}.`;
+    afterSave(r); await loadConfig();
+  } catch (e) {
+    $("#pro-result").textContent = e.message;
+    for (const x of (e.body && e.body.errors) || []) {
+      const row = $("#pro-form").querySelector(`[data-key="${x.field}"] .field-error`);
+      if (row) row.textContent = x.message;
+    }
+  }
+});
+$("#btn-test-conn").addEventListener("click", () => testConnection($("#conn-result")));
+
+// ---- tabs and start-up -------------------------------------------------------------------------------
+for (const b of document.querySelectorAll("#tabs button")) {
+  b.addEventListener("click", () => {
+    for (const x of document.querySelectorAll("#tabs button, .tab")) x.classList.remove("active");
+    b.classList.add("active"); $(`#tab-${b.dataset.tab}`).classList.add("active");
+    if (b.dataset.tab === "chart") drawCandles($("#chart-symbol").value);
+  });
+}
+
+(async function start() {
+  try {
+    const health = await (await fetch("/api/health")).json();
+    const cfg = await loadConfig();
+    if (cfg.first_run) showWizard();
+    connectStream();
+    await refresh();
+    setInterval(refresh, 2000);
+    if (health.auth === false && location.hostname !== "127.0.0.1" && location.hostname !== "localhost") notice("This dashboard has no token.", "warn", "local-auth");
+  } catch (e) { if (e.status !== 401) fail(e); }
+})();

@@ -60,9 +60,12 @@ class DashboardContext:
                 return st.load(origin="dashboard", environ={}, env_file=Path("/nonexistent"),
                                config={}), exc.errors
 
-    def state_doc(self) -> JsonDocument:
+    def bot_files(self) -> tuple[str, str]:
         s, _ = self.settings_lenient()
-        return JsonDocument(s["ASTER_STATE_FILE"])
+        return s["ASTER_STATE_FILE"], s["ASTER_EVENTS_FILE"]
+
+    def state_doc(self) -> JsonDocument:
+        return JsonDocument(self.bot_files()[0])
 
     # -- bot launch ----------------------------------------------------------------------------
     def launch(self) -> Launch:
@@ -100,7 +103,8 @@ def make_context(environ: Mapping[str, str] | None = None, *, cwd: Path | None =
                            env_file=base / ".env", environ=environ)
     ctx.token = ctx.settings_lenient()[0]["ASTER_DASHBOARD_TOKEN"]
     kw = {"command": command} if command else {}
-    ctx.supervisor = BotSupervisor(ctx.hub, ctx.launch, policy=policy, alert=ctx.add_alert, **kw)
+    ctx.supervisor = BotSupervisor(ctx.hub, ctx.launch, ctx.bot_files, policy=policy,
+                                   alert=ctx.add_alert, **kw)
     return ctx
 
 

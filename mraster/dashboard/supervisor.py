@@ -68,16 +68,6 @@ def lock_holder(state_file: str) -> int | None:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 @dataclass
 class _Status:
     state: str = "stopped"  # stopped | running | stopping | backoff | crash_loop | adopted
@@ -91,13 +81,15 @@ class _Status:
 
 
 class BotSupervisor:
-    def __init__(self, hub: LogHub, launch: Callable[[], Launch], *,
+    def __init__(self, hub: LogHub, launch: Callable[[], Launch],
+                 files: Callable[[], tuple[str, str]], *,
                  command: tuple[str, ...] = BOT_COMMAND, policy: Policy | None = None,
                  alert: Callable[[str, str], None] = lambda level, msg: None) -> None:
         # ``command`` is a constructor argument for the supervisor's own tests only; the API
         # has no way to change it.
         self.hub = hub
         self.launch = launch
+        self.files = files  # (state file, events file), readable even when settings are invalid
         self.command = command
         self.policy = policy or Policy()
         self.alert = alert
@@ -130,15 +122,14 @@ class BotSupervisor:
     # -- adoption ------------------------------------------------------------------------------
     def adopt_existing(self) -> bool:
         """Called when the dashboard starts: take over a bot an earlier dashboard left running."""
-        launch = self.launch()
-        pid = lock_holder(launch.state_file)
+        state_file, events_file = self.files()
+        pid = lock_holder(state_file)
         if pid is None or self._proc is not None:
             return False
         self.st = _Status(state="adopted", pid=pid if pid > 0 else None, started=time.time())
         self._publish(f"adopted the bot already running (pid {pid}); its events are read from "
-                      f"{launch.events_file}")
-        self._tail_task = asyncio.get_running_loop().create_task(
-            self._tail(launch.events_file, launch.state_file))
+                      f"{events_file}")
+        self._tail_task = asyncio.get_running_loop().create_task(self._tail(events_file, state_file))
         return True
 
     async def _tail(self, events_file: str, state_file: str) -> None:
@@ -287,14 +278,16 @@ class BotSupervisor:
 
     async def _stop_adopted(self) -> None:
         pid = self.st.pid
+        state_file = self.files()[0]
         self.st.state = "stopping"
         if pid:
             try:
                 os.kill(pid, signal.SIGTERM)
                 deadline = time.monotonic() + self.policy.grace_s
-                while _alive(pid) and time.monotonic() < deadline:
+                # the bot lock is released the moment the process ends
+                while lock_holder(state_file) is not None and time.monotonic() < deadline:
                     await asyncio.sleep(0.1)
-                if _alive(pid):
+                if lock_holder(state_file) is not None:
                     os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass

@@ -1,0 +1,243 @@
+"""Every dashboard route over real HTTP: good input, bad input, and calls that must be refused."""
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from conftest import API_KEY, API_SECRET
+from dashboard_helpers import CSRF, Dashboard, dashboard_environ, read_stream
+from mraster.dashboard.security import SESSION_COOKIE
+
+SECRET_KEY = "sk-live-THIS-MUST-NEVER-LEAK-1234567890abcd"
+
+
+@pytest.fixture
+def dash(tmp_path):
+    with Dashboard(tmp_path, dashboard_environ(tmp_path)) as d:
+        yield d
+
+
+def test_page_health_and_openapi(dash):
+    assert dash.get("/api/health").json()["ok"] is True
+    page = dash.get("/")
+    assert page.status_code == 200 and "MrAster" in page.text
+    assert "content-security-policy" in page.headers and page.headers["x-frame-options"] == "DENY"
+    paths = dash.get("/openapi.json").json()["paths"]
+    for route in ("/api/health", "/api/bot/status", "/api/bot/start", "/api/bot/stop",
+                  "/api/bot/restart", "/api/config", "/api/state", "/api/stream"):
+        assert route in paths
+
+
+def test_secrets_are_masked_everywhere_and_replaced_only_through_the_keys_form(dash, tmp_path):
+    r = dash.put("/api/config/secrets", {"values": {"ASTER_OPENAI_API_KEY": SECRET_KEY}})
+    assert r.status_code == 200, r.text
+    for path in ("/api/config", "/api/state", "/api/bot/status", "/", "/api/presets"):
+        body = dash.get(path).text
+        assert SECRET_KEY not in body and SECRET_KEY[-20:] not in body, path
+    item = next(s for s in dash.get("/api/config").json()["settings"]
+                if s["key"] == "ASTER_OPENAI_API_KEY")
+    assert item["is_set"] is True and item["value"] == "••••abcd"
+    # the general editor refuses secrets; the error does not echo the value
+    r = dash.put("/api/config", {"values": {"ASTER_OPENAI_API_KEY": "sk-other-value-123456"}})
+    assert r.status_code == 422 and "sk-other" not in r.text
+    assert r.json()["errors"][0]["field"] == "ASTER_OPENAI_API_KEY"
+    # the saved file is readable only by its owner
+    assert (tmp_path / "dashboard_config.json").stat().st_mode & 0o077 == 0
+    assert dash.put("/api/config/secrets", {"values": {"ASTER_OPENAI_API_KEY": None}}).status_code == 200
+    item = next(s for s in dash.get("/api/config").json()["settings"]
+                if s["key"] == "ASTER_OPENAI_API_KEY")
+    assert item["is_set"] is False
+
+
+def test_bad_settings_get_422_naming_every_field_and_nothing_is_saved(dash, tmp_path):
+    assert dash.put("/api/config", {"values": {"ASTER_LEVERAGE": 5}}).status_code == 200
+    before = (tmp_path / "dashboard_config.json").read_text()
+    r = dash.put("/api/config", {"values": {"ASTER_LEVERAGE": 500, "ASTER_RISK_PER_TRADE": "abc",
+                                            "ASTER_NOT_A_SETTING": 1, "ASTER_INTERVAL": "7m"}})
+    assert r.status_code == 422
+    errors = {e["field"]: e for e in r.json()["errors"]}
+    assert set(errors) == {"ASTER_LEVERAGE", "ASTER_RISK_PER_TRADE", "ASTER_NOT_A_SETTING",
+                           "ASTER_INTERVAL"}
+    assert "[1, 125]" in errors["ASTER_LEVERAGE"]["allowed"]
+    assert (tmp_path / "dashboard_config.json").read_text() == before
+    # cross-field rule
+    r = dash.put("/api/config", {"values": {"ASTER_RSI_BUY_MIN": 40, "ASTER_RSI_SELL_MAX": 60}})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "ASTER_RSI_SELL_MAX"
+
+
+def test_saving_settings_and_resetting_one_to_its_default(dash):
+    r = dash.put("/api/config", {"values": {"ASTER_LEVERAGE": 7, "ASTER_SYMBOLS": "btcusdt,ETHUSDT"}})
+    assert r.status_code == 200
+    assert set(r.json()["changed"]) == {"ASTER_LEVERAGE", "ASTER_SYMBOLS"}
+    assert r.json()["restart_needed"] is False  # no bot running
+    cfg = {s["key"]: s for s in dash.get("/api/config").json()["settings"]}
+    assert cfg["ASTER_LEVERAGE"]["value"] == 7 and cfg["ASTER_LEVERAGE"]["source"] == "dashboard_config.json"
+    assert cfg["ASTER_SYMBOLS"]["value"] == ["BTCUSDT", "ETHUSDT"]
+    dash.put("/api/config", {"values": {"ASTER_LEVERAGE": None}})
+    cfg = {s["key"]: s for s in dash.get("/api/config").json()["settings"]}
+    assert cfg["ASTER_LEVERAGE"]["source"].startswith("preset")
+
+
+def test_preset_preview_shows_exactly_what_apply_changes(dash, tmp_path):
+    dash.put("/api/config", {"values": {"ASTER_LEVERAGE": 7}})
+    (tmp_path / ".env").write_text("ASTER_RISK_PER_TRADE=0.002\n")
+    presets = {p["name"]: p for p in dash.get("/api/presets").json()["presets"]}
+    low = presets["low"]
+    changes = {c["key"]: (c["from"], c["to"]) for c in low["changes"]}
+    assert changes["ASTER_LEVERAGE"] == (7, 4)  # the user's own value gives way to the preset
+    assert changes["ASTER_PRESET_MODE"] == ("mid", "low")
+    assert "ASTER_RISK_PER_TRADE" not in changes  # .env wins, and the preview says so
+    assert low["kept_by_override"] == [{"key": "ASTER_RISK_PER_TRADE", "value": 0.002, "source": ".env"}]
+    assert presets["att"]["ignores_ai_budget"] is True
+    r = dash.post("/api/presets/low")
+    assert r.status_code == 200
+    cfg = {s["key"]: s["value"] for s in dash.get("/api/config").json()["settings"]}
+    for key, (_, new) in changes.items():
+        assert cfg[key] == new
+    assert dash.post("/api/presets/yolo").status_code == 404
+
+
+def test_cross_site_and_rebinding_requests_are_refused(dash):
+    assert dash.client.post("/api/bot/start").status_code == 403  # no CSRF header
+    r = dash.post("/api/bot/pause", {"paused": True}, headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403
+    r = dash.get("/api/state", headers={"Host": "evil.example:8000"})
+    assert r.status_code == 403
+    r = dash.get("/api/state", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+    r = dash.client.options("/api/bot/start", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in r.headers
+    assert dash.post("/api/bot/pause", {"paused": True},
+                     headers={"Origin": dash.url}).status_code == 200
+
+
+def test_with_a_token_every_route_and_the_stream_need_it(tmp_path):
+    env = dashboard_environ(tmp_path, ASTER_DASHBOARD_TOKEN="correct-horse-battery-staple")
+    with Dashboard(tmp_path, env) as d:
+        assert d.get("/api/health").status_code == 200
+        assert d.get("/").status_code == 200  # the login form
+        for path in ("/api/state", "/api/config", "/api/bot/status", "/api/stream", "/openapi.json"):
+            assert d.get(path).status_code == 401, path
+        assert d.post("/api/bot/start").status_code == 401
+        bearer = {"Authorization": "Bearer correct-horse-battery-staple"}
+        assert d.get("/api/state", headers=bearer).status_code == 200
+        assert d.post("/api/login", {"token": "wrong"}).status_code == 401
+        r = d.post("/api/login", {"token": "correct-horse-battery-staple"})
+        assert r.status_code == 200
+        cookie = r.cookies[SESSION_COOKIE]
+        assert "correct-horse" not in cookie
+        assert "samesite=strict" in r.headers["set-cookie"].lower()
+        assert "httponly" in r.headers["set-cookie"].lower()
+        assert d.get("/api/config").status_code == 200  # the client keeps the cookie
+        token_field = next(s for s in d.get("/api/config").json()["settings"]
+                           if s["key"] == "ASTER_DASHBOARD_TOKEN")
+        assert "correct-horse" not in json.dumps(token_field)
+        with httpx.stream("GET", f"{d.url}/api/stream", timeout=10,
+                          headers={"Cookie": f"{SESSION_COOKIE}={cookie}"}) as r:
+            assert r.status_code == 200 and next(r.iter_lines()) == "retry: 2000"
+
+
+def test_actions_need_typed_confirmation_and_go_to_the_inbox(dash):
+    assert dash.post("/api/positions/BTCUSDT/close", {"confirm": "yes"}).status_code == 422
+    assert dash.post("/api/positions/btc;rm/close", {"confirm": "btc;rm"}).status_code in (404, 422)
+    r = dash.post("/api/positions/BTCUSDT/close", {"confirm": "BTCUSDT"})
+    assert r.status_code == 200 and "not running" in r.json()["note"]
+    assert dash.post("/api/positions/flatten", {"confirm": "flatten"}).status_code == 422
+    assert dash.post("/api/positions/flatten", {"confirm": "FLATTEN"}).status_code == 200
+    state = dash.state_file()
+    assert [c["kind"] for c in state["commands"]["inbox"]] == ["close", "flatten"]
+    assert state["commands"]["paused"] is True  # flattening also stops new entries
+    view = dash.get("/api/state").json()["commands"]
+    assert view["paused"] is True and len(view["pending"]) == 2
+    assert dash.post("/api/bot/pause", {"paused": "maybe"}).status_code == 422
+    assert dash.post("/api/bot/pause", {"paused": False}).json()["paused"] is False
+
+
+def test_notices_stay_until_dismissed(dash, tmp_path):
+    (tmp_path / "aster_state.json").write_text(json.dumps({"alerts": [
+        {"time": 1, "level": "error", "message": "BTCUSDT: stop could not be placed", "symbol": "BTCUSDT"}]}))
+    alerts = dash.get("/api/state").json()["alerts"]
+    assert [a["message"] for a in alerts] == ["BTCUSDT: stop could not be placed"]
+    assert dash.get("/api/state").json()["alerts"] == alerts  # still there on the next read
+    assert dash.post(f"/api/alerts/{alerts[0]['id']}/dismiss").status_code == 200
+    assert dash.get("/api/state").json()["alerts"] == []
+    assert dash.post("/api/alerts/nope/dismiss").status_code == 404
+
+
+def test_state_view_computes_performance_and_the_chart(dash, tmp_path):
+    t0 = 1_700_000_000_000
+    state = {
+        "mode": "paper", "market_source": "live",
+        "history": [
+            {"symbol": "XRPUSDT", "side": "BUY", "qty": 10, "entry": 1.0, "exit": 1.2, "pnl": 2.0,
+             "r": 2.0, "fees": 0.01, "funding": 0, "opened_at": t0, "closed_at": t0 + 60_000,
+             "reason": "take_profit", "initial_stop": 0.9, "stop": 0.9, "take_profit": 1.2},
+            {"symbol": "XRPUSDT", "side": "SELL", "qty": 10, "entry": 1.0, "exit": 1.1, "pnl": -1.0,
+             "r": -1.0, "fees": 0.01, "funding": 0, "opened_at": t0 + 120_000,
+             "closed_at": t0 + 180_000, "reason": "stop", "initial_stop": 1.1, "stop": 1.1,
+             "take_profit": 0.85}],
+        "equity_curve": [[t0, 100.0], [t0 + 1, 110.0], [t0 + 2, 99.0], [t0 + 3, 105.0]],
+        "charts": {"XRPUSDT": [[t0, 1, 1.1, 0.9, 1.05]]},
+    }
+    (tmp_path / "aster_state.json").write_text(json.dumps(state))
+    perf = dash.get("/api/state").json()["performance"]
+    assert perf["trades"] == 2 and perf["win_rate"] == 0.5 and perf["profit_factor"] == 2.0
+    assert perf["expectancy_r"] == 0.5 and perf["max_drawdown"] == 11.0
+    assert perf["max_drawdown_pct"] == pytest.approx(0.1)
+    chart = dash.get("/api/chart/XRPUSDT").json()
+    assert len(chart["candles"]) == 1
+    assert [m["kind"] for m in chart["markers"]] == ["entry", "exit", "entry", "exit"]
+    assert dash.get("/api/chart/bad symbol").status_code == 422
+    assert dash.put("/api/ui", {"chart_symbol": "ETHUSDT"}).json() == {"chart_symbol": "ETHUSDT"}
+    assert dash.put("/api/ui", {"chart_symbol": "../etc"}).status_code == 422
+    assert dash.state_file()["history"] == state["history"]  # the ui write kept the bot's data
+
+
+def test_first_run_wizard_modes_and_live_needs_keys_and_confirmation(dash, tmp_path):
+    assert dash.get("/api/config").json()["first_run"] is True
+    r = dash.post("/api/setup", {"mode": "offline"})
+    assert r.status_code == 200 and r.json()["first_run"] is False
+    cfg = json.loads((tmp_path / "dashboard_config.json").read_text())
+    assert cfg["ASTER_PAPER"] is True and cfg["ASTER_OFFLINE"] is True
+    r = dash.post("/api/setup", {"mode": "live", "confirm": "TRADE REAL MONEY"})
+    assert r.status_code == 422 and "ASTER_API_KEY" in r.text
+    dash.put("/api/config/secrets", {"values": {"ASTER_API_KEY": API_KEY, "ASTER_API_SECRET": API_SECRET}})
+    assert dash.post("/api/setup", {"mode": "live", "confirm": "yes"}).status_code == 422
+    assert dash.post("/api/setup", {"mode": "moon"}).status_code == 422
+    r = dash.post("/api/setup", {"mode": "live", "confirm": "TRADE REAL MONEY"})
+    assert r.status_code == 200
+    cfg = json.loads((tmp_path / "dashboard_config.json").read_text())
+    assert cfg["ASTER_PAPER"] is False and cfg["ASTER_OFFLINE"] is False
+
+
+def test_connection_test_explains_failures_in_plain_words(dash, sim_factory):
+    _, url, _ = sim_factory(n=2)
+    dash.put("/api/config", {"values": {"ASTER_EXCHANGE_BASE": url}})
+    r = dash.post("/api/setup/test-connection").json()
+    assert r["ok"] is False and "No API key" in r["message"]
+    dash.put("/api/config/secrets", {"values": {"ASTER_API_KEY": API_KEY, "ASTER_API_SECRET": API_SECRET}})
+    r = dash.post("/api/setup/test-connection").json()
+    assert r["ok"] is True and float(r["balance"]) > 0
+    dash.put("/api/config/secrets", {"values": {"ASTER_API_SECRET": "wrong-secret-0000000000"}})
+    r = dash.post("/api/setup/test-connection").json()
+    assert r["ok"] is False and "secret does not belong" in r["message"]
+    assert "wrong-secret" not in json.dumps(r)
+    dash.put("/api/config/secrets", {"values": {"ASTER_API_KEY": "unknown-key-00000000000"}})
+    r = dash.post("/api/setup/test-connection").json()
+    assert r["ok"] is False and "refused the API key" in r["message"]
+    dash.put("/api/config", {"values": {"ASTER_EXCHANGE_BASE": "http://127.0.0.1:9"}})
+    r = dash.post("/api/setup/test-connection").json()
+    assert r["ok"] is False and "cannot be reached" in r["message"]
+
+
+def test_stream_replays_recent_lines_and_resumes_after_last_event_id(dash):
+    hub = dash.ctx.hub
+    for i in range(600):
+        hub.publish({"event": "decision", "symbol": f"S{i}", "ts": i})
+    events = read_stream(dash.url, lambda ev: len(ev) >= 500)
+    assert len(events) == 500 and events[0]["symbol"] == "S100" and events[-1]["kind"] == "decisions"
+    events = read_stream(dash.url, lambda ev: len(ev) >= 10, headers={"Last-Event-ID": "590"})
+    assert [e["seq"] for e in events] == list(range(591, 601))
