@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import pytest
 
-from conftest import API_KEY, API_SECRET
+from conftest import API_KEY, API_SECRET, ROOT
 from dashboard_helpers import CSRF, Dashboard, dashboard_environ, read_stream
 from mraster.dashboard.security import SESSION_COOKIE
 
@@ -241,3 +244,10 @@ def test_stream_replays_recent_lines_and_resumes_after_last_event_id(dash):
     assert len(events) == 500 and events[0]["symbol"] == "S100" and events[-1]["kind"] == "decisions"
     events = read_stream(dash.url, lambda ev: len(ev) >= 10, headers={"Last-Event-ID": "590"})
     assert [e["seq"] for e in events] == list(range(591, 601))
+
+
+def test_non_loopback_bind_without_token_is_refused(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
+    p = subprocess.run([sys.executable, str(ROOT / "dashboard_server.py"), "--host", "0.0.0.0"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "ASTER_DASHBOARD_TOKEN" in p.stdout

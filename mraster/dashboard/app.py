@@ -87,7 +87,10 @@ def main(argv: list[str]) -> int:
 
     log.info("MrAster dashboard on http://%s:%s (%s mode)", args.host, args.port,
              "paper" if settings["ASTER_PAPER"] else "LIVE")
-    uvicorn.run("dashboard_server:app", host=args.host, port=args.port, log_config=None)
+    # open live-log streams never end by themselves: give them 2 s, then close them, so Ctrl-C
+    # (and the supervisor's stop of the bot) happen promptly
+    uvicorn.run("dashboard_server:app", host=args.host, port=args.port, log_config=None,
+                timeout_graceful_shutdown=2)
     return 0
 
 

@@ -17,7 +17,7 @@ from mraster.logs import mask
 
 # which filter on the page a line belongs to
 KIND_OF_EVENT = {"decision": "decisions", "order": "orders", "close": "orders", "guard": "orders",
-                 "fasttp": "orders", "command": "orders", "alert": "alerts", "supervisor": "alerts"}
+                 "fasttp": "orders", "command": "orders", "alert": "alerts"}
 _LOG_RE = re.compile(r"^\S+ \S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+(\S+): (.*)$")
 
 
@@ -25,7 +25,7 @@ def classify(event: dict[str, Any]) -> str:
     name = str(event.get("event", ""))
     if name.startswith("ai"):
         return "ai"
-    if name == "log" and event.get("level") in ("WARNING", "ERROR", "CRITICAL"):
+    if name in ("log", "supervisor") and event.get("level") in ("WARNING", "ERROR", "CRITICAL"):
         return "alerts"
     return KIND_OF_EVENT.get(name, "other")
 

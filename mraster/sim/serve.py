@@ -20,7 +20,8 @@ class ThreadedServer:
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(app, host=host, port=self.port, log_level="warning",
-                                log_config=None, lifespan=lifespan)
+                                log_config=None, lifespan=lifespan,
+                                timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
