@@ -183,3 +183,14 @@ def test_skips_explain_themselves_in_plain_words(sim_factory, tmp_path):
                  "min_notional", "data_error", "few_klines", "no_signal", "trend_misaligned",
                  "policy_skip", "alpha_veto", "order_failed", "no_quote", "edge_r"):
         assert code in REASONS
+
+
+def test_an_order_below_min_notional_is_skipped_never_rounded_up(sim_factory, tmp_path):
+    sim, url, _ = sim_factory(n=12, seed=11, balance=2.0)  # 2 USDT: risk-sized orders are tiny
+    s = settings_for(tmp_path, url)
+    assert asyncio.run(run_async(s)) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert state["positions"] == {} and not sim.accounts[API_KEY].orders
+    skipped = [d for d in state["decisions"].values() if d["reason"] == "min_notional"]
+    assert skipped, state["decisions"]
+    assert all(d["notional"] < 5.0 for d in skipped)  # the simulator's min notional is 5 USDT

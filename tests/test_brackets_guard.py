@@ -113,3 +113,28 @@ def test_standalone_once_runs_a_pass(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "bracket guard pass" in p.stderr
     assert (tmp_path / "brackets_queue.json").exists()
+
+
+def test_a_position_whose_stop_cannot_be_placed_is_closed_after_the_grace(sim_factory, tmp_path):
+    _, url, _ = sim_factory(n=2, seed=5, faults=Faults(reject_types=frozenset({"STOP_MARKET"})))
+    events, now = [], [1_000.0]
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())
+            sym = list(rules)[0]
+            guard = BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"),
+                                 lambda *a, **k: events.append(k), alert_after=2,
+                                 clock=lambda: now[0], stop_grace_s=60)
+            positions = {"tok-a001": await open_position(c, sym, rules, "tok-a001")}
+            assert (await guard.run(positions, await amounts(c)))["failed"] == 1
+            now[0] += 30  # within the grace: still open, still retrying, alert raised
+            assert (await guard.run(positions, await amounts(c)))["failed"] == 1
+            assert sym in await amounts(c)
+            assert any("could not be placed after 2 attempts" in e.get("message", "") for e in events)
+            now[0] += 40  # 70 s without a stop: closed at market
+            done = await guard.run(positions, await amounts(c))
+            assert done["closed"] == 1 and sym not in await amounts(c)
+            assert JsonDocument(tmp_path / "q.json").read()["items"] == {}
+    asyncio.run(go())
+    assert any("no stop could be placed within the 60 s grace" in e.get("message", "") for e in events)

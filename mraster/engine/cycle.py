@@ -18,6 +18,7 @@ from mraster.execution import ids
 from mraster.execution.brackets import BracketGuard
 from mraster.policy import BanditPolicy, build_features
 from mraster.risk import check_order, entry_gate
+from mraster.strategy.fasttp import fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot, market_filters, side_filters
 from mraster.strategy.signals import Candles, expected_r, features, rsi_signal, win_probability
 from mraster.strategy.sizing import plan_order, size_multiplier
@@ -516,31 +517,15 @@ class Engine:
 
     async def _manage(self, candles: dict[str, tuple[Candles, Candles]],
                       snaps: dict[str, Snapshot], now: int) -> None:
-        """FastTP: once a position is MIN_R in profit and the last one or three candles move
-        against it beyond RET1 / RET3, pull the take-profit to price ± SNAP_ATR × ATR."""
-        s = self.s
-        if not s["FAST_TP_ENABLED"]:
-            return
-        for token, pos in self.state["positions"].items():
+        """FastTP (see ``mraster.strategy.fasttp``); the guard then moves the order."""
+        for pos in self.state["positions"].values():
             sym = pos["symbol"]
-            if sym not in candles or sym not in snaps:
+            if sym not in candles or sym not in snaps or pos.get("status") != "open":
                 continue
-            if (now - pos.get("fasttp_at", 0)) / 1000 < s["FASTTP_COOLDOWN_S"]:
+            price = snaps[sym].bid if pos["side"] == "BUY" else snaps[sym].ask
+            hit = fasttp_target(pos, price, candles[sym][0].c, now, self.s)
+            if hit is None:
                 continue
-            ltf = candles[sym][0]
-            d = 1 if pos["side"] == "BUY" else -1
-            price = snaps[sym].bid if d > 0 else snaps[sym].ask
-            risk = abs(pos["entry"] - pos["initial_stop"])
-            r_now = d * (price - pos["entry"]) / risk if risk else 0
-            ret1 = d * (ltf.c[-1] / ltf.c[-2] - 1)
-            ret3 = d * (ltf.c[-1] / ltf.c[-4] - 1)
-            if r_now < s["FASTTP_MIN_R"] or not (ret1 <= s["FAST_TP_RET1"] or ret3 <= s["FAST_TP_RET3"]):
-                continue
-            new_tp = price + d * s["FASTTP_SNAP_ATR"] * pos["atr"]
-            if d * (new_tp - pos["take_profit"]) >= 0:
-                continue  # only ever pulls the target closer
-            old = pos["take_profit"]
-            pos["take_profit"] = new_tp
-            pos["fasttp_at"] = now
-            self.emit("fasttp", symbol=sym, old_tp=old, new_tp=new_tp, r=round(r_now, 3),
-                      ret1=round(ret1, 5), ret3=round(ret3, 5))
+            old, (new_tp, facts) = pos["take_profit"], hit
+            pos.update(take_profit=new_tp, fasttp_at=now)
+            self.emit("fasttp", symbol=sym, old_tp=old, new_tp=new_tp, **facts)

@@ -170,7 +170,7 @@ class BracketGuard:
                                 reduceOnly=True, newClientOrderId=ids.order_id("X", token))
         text = {"stop_passed": "price passed the stop before it could be placed",
                 "tp_passed": "price passed the take-profit before it could be placed",
-                "no_stop": f"no stop could be placed within the {self.stop_grace_s} s grace"}[why]
+                "no_stop": f"no stop could be placed within the {self.stop_grace_s or 0:g} s grace"}[why]
         self.emit("alert", level="warning", symbol=sym,
                   message=f"{sym}: {text}; position closed at market")
 

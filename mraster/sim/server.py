@@ -39,6 +39,7 @@ class Faults:
     unknown_rate: float = 0.0      # share of new orders accepted, then answered 503 / -1007
     hang_rate: float = 0.0         # share of new orders accepted, then answered after hang_s
     hang_s: float = 2.0
+    reject_types: frozenset[str] = frozenset()  # order types refused with -1116 (tests)
     skew_ms: int = 0               # server clock ahead (+) or behind (-) the wall clock
     weight_limit: int = BUDGET_PER_MINUTE
     window_s: float = 60.0         # weight window (60 s like the exchange; tests shorten it)
@@ -124,6 +125,8 @@ def create_sim_app(sim: SimExchange, keys: dict[str, str] | None = None,
                 return err(-1020, f"Unknown endpoint {path}.", 404, hdr)
             key = _authenticate(app, request, raw_query, raw_body, params, server_ms())
             accepted_order = path == "order" and request.method == "POST"
+            if accepted_order and params.get("type") in f.reject_types:
+                return err(-1116, "Invalid orderType.", 400, hdr)
             result = await asyncio.to_thread(sim.handle_signed, key, request.method, path, params)
             if accepted_order:
                 app.state.orders_seen += 1

@@ -1,0 +1,65 @@
+"""FastTP on real XRPUSDT 5m closes: a winner that starts to reverse gets its target pulled in."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA
+from mraster import settings as st
+from mraster.sim.market import read_candles_csv
+from mraster.strategy.fasttp import fasttp_target
+
+NOW = 2_000_000_000_000
+
+
+@pytest.fixture(scope="module")
+def closes():
+    return read_candles_csv(DATA / "XRPUSDT-5m-futures.csv")[4]
+
+
+def defaults(**over):
+    return st.load(environ={k: str(v) for k, v in over.items()}, env_file=Path("/none"))
+
+
+def first(closes, up: bool):
+    """Four real closes ending in a candle that moved at least 0.15% (down, or up)."""
+    for i in range(4, len(closes)):
+        r = closes[i] / closes[i - 1] - 1
+        if (r >= 0.0015) if up else (r <= -0.0015):
+            return list(closes[i - 3:i + 1])
+    raise AssertionError("no such candle in the data")
+
+
+def test_a_reversing_long_winner_gets_its_take_profit_pulled_in(closes):
+    s = defaults()
+    c = first(closes, up=False)
+    price, atr = c[-1], c[-1] * 0.004
+    pos = {"side": "BUY", "entry": price - 0.5 * atr, "initial_stop": price - 1.5 * atr,
+           "take_profit": price + 1.1 * atr, "atr": atr}
+    new_tp, facts = fasttp_target(pos, price, c, NOW, s)
+    assert new_tp == pytest.approx(price + s["FASTTP_SNAP_ATR"] * atr)
+    assert facts["ret1"] <= s["FAST_TP_RET1"] and facts["r"] == pytest.approx(0.5)
+    # below FASTTP_MIN_R profit: left alone
+    assert fasttp_target({**pos, "entry": price - 0.1 * atr}, price, c, NOW, s) is None
+    # within the cooldown of the last move: left alone
+    assert fasttp_target({**pos, "fasttp_at": NOW - 5_000}, price, c, NOW, s) is None
+    assert fasttp_target({**pos, "fasttp_at": NOW - 16_000}, price, c, NOW, s) is not None
+    # never moves the target further away
+    assert fasttp_target({**pos, "take_profit": price + 0.1 * atr}, price, c, NOW, s) is None
+    assert fasttp_target(pos, price, c, NOW, defaults(FAST_TP_ENABLED="false")) is None
+
+
+def test_a_reversing_short_winner_mirrors(closes):
+    s = defaults()
+    c = first(closes, up=True)
+    price, atr = c[-1], c[-1] * 0.004
+    pos = {"side": "SELL", "entry": price + 0.5 * atr, "initial_stop": price + 1.5 * atr,
+           "take_profit": price - 1.1 * atr, "atr": atr}
+    new_tp, _ = fasttp_target(pos, price, c, NOW, s)
+    assert new_tp == pytest.approx(price - s["FASTTP_SNAP_ATR"] * atr)
+    # the same closes do not trigger a long (the move is in its favour)
+    long = {"side": "BUY", "entry": price - 0.5 * atr, "initial_stop": price - 1.5 * atr,
+            "take_profit": price + 1.1 * atr, "atr": atr}
+    ret3_against = c[-1] / c[0] - 1 <= s["FAST_TP_RET3"]
+    assert (fasttp_target(long, price, c, NOW, s) is None) == (not ret3_against)
