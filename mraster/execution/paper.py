@@ -203,8 +203,10 @@ class PaperExchange(_SignedMixin):
         now = self.now_ms()
         for sym in {o.symbol for o in self.acct.open_orders()}:
             if sym in self.quotes and "bid" in self.quotes[sym]:
-                last = self._quote(sym)["last"]
-                self.matching.evaluate(self.acct, sym, last, last, now)
+                q = self._quote(sym)
+                last = q["last"]
+                self.matching.evaluate(self.acct, sym, last, last, now,
+                                       mark_factor=q["mark"] / last if last else 1.0)
         if self.persist:
             self.persist(self.acct.to_json())
 

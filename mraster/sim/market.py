@@ -58,6 +58,7 @@ class Series:
     v: np.ndarray
     spread: float = 0.0002  # fraction of mid
     premium: np.ndarray | None = None  # mark/index premium per candle
+    basis: np.ndarray | None = None    # mark/last − 1 per candle (None: mark equals last)
     funding: np.ndarray | None = None  # funding rate per candle (the rate due at the next settle)
     funding_times: np.ndarray | None = None  # explicit settlement times (replay) or None (8h grid)
     tick: float = 0.0
@@ -147,6 +148,13 @@ class Market:
             return 0.0
         return float(s.premium[max(self.index_at(sym, t_ms), 0)])
 
+    def basis_at(self, sym: str, t_ms: int) -> float:
+        """How far the mark price sits from the last traded price (mark = last × (1 + basis))."""
+        s = self.series[sym]
+        if s.basis is None or not len(s.basis):
+            return 0.0
+        return float(s.basis[min(max(self.index_at(sym, t_ms), 0), len(s.basis) - 1)])
+
     def funding_at(self, sym: str, t_ms: int) -> float:
         s = self.series[sym]
         if s.funding is None:
@@ -176,7 +184,8 @@ class Market:
             ask = bid + s.tick
         prem = self.premium_at(sym, t_ms)
         index = last / (1 + prem) if prem > -1 else last
-        return {"last": last, "bid": bid, "ask": ask, "mark": last, "index": index,
+        mark = last * (1 + self.basis_at(sym, t_ms))
+        return {"last": last, "bid": bid, "ask": ask, "mark": mark, "index": index,
                 "funding": self.funding_at(sym, t_ms)}
 
     # -- candles -----------------------------------------------------------------------------
@@ -310,6 +319,22 @@ def symbol_from_filename(name: str) -> tuple[str, str, str]:
 QUOTE_USD = {"USDT": 1.0, "USDC": 1.0, "USD1": 1.0, "BTC": 12_000.0, "ETH": 1_000.0}
 
 
+def mark_basis(t: np.ndarray, c: np.ndarray, mark: np.ndarray) -> np.ndarray:
+    """Per 5m candle, mark/last − 1 from an hourly mark-price file: the hour's mark close against
+    the close of the hour's last 5m candle, held for every candle of that hour. Hours the mark
+    file does not cover get 0 (mark = last)."""
+    basis = np.zeros(len(t))
+    hour = 3_600_000
+    for row in mark:
+        t0 = int(row[0])
+        inside = (t >= t0) & (t < t0 + hour)
+        if not inside.any():
+            continue
+        last_close = c[np.nonzero(inside)[0][-1]]
+        basis[inside] = row[4] / last_close - 1
+    return basis
+
+
 def replay_market(data_dir: Path, symbols: list[str] | None = None, *, speed: float = 1.0,
                   manual: bool = False, warmup: int = 400, spread: float = 0.0002,
                   interval: str = "5m") -> Market:
@@ -329,6 +354,9 @@ def replay_market(data_dir: Path, symbols: list[str] | None = None, *, speed: fl
         t, o, h, l, c, v = read_candles_csv(f)
         s = Series(sym, base, quote, t, o, h, l, c, v, spread=spread,
                    min_notional=5.0 / QUOTE_USD.get(quote, 1.0))
+        mark = data_dir / f"{sym}-1h-mark.csv"
+        if mark.exists():
+            s.basis = mark_basis(t, c, np.loadtxt(mark, delimiter=",", skiprows=1, ndmin=2))
         fund = data_dir / f"{sym}-8h-funding.csv"
         if fund.exists():
             arr = np.loadtxt(fund, delimiter=",", skiprows=1, ndmin=2)
@@ -378,7 +406,7 @@ class SyntheticMarket(Market):
             # state: price, variance, drift, premium, funding, volume scale
             self._state[sym] = [price0, vol0 ** 2, 0.0, 0.0, 0.0001, float(10 ** root.uniform(5, 8)) / price0 / 288]
             s = Series(sym, base, quote, np.zeros(0, np.int64), *(np.zeros(0) for _ in range(5)),
-                       spread=spread, premium=np.zeros(0), funding=np.zeros(0),
+                       spread=spread, premium=np.zeros(0), funding=np.zeros(0), basis=np.zeros(0),
                        tick=10.0 ** (math.floor(math.log10(price0)) - 4),
                        step=min(1.0, 10.0 ** math.floor(math.log10(5.0 / price0))),
                        max_leverage=int(root.choice([20, 50, 75, 125])))
@@ -392,7 +420,7 @@ class SyntheticMarket(Market):
         long_var = var
         t = np.arange(n, dtype=np.int64) * BASE_MS + t_start
         o = np.empty(n); h = np.empty(n); l = np.empty(n); c = np.empty(n); v = np.empty(n)
-        pr = np.empty(n); fr = np.empty(n)
+        pr = np.empty(n); fr = np.empty(n); bs = np.empty(n)
         z = rng.standard_normal((n, 4))
         for i in range(n):
             if rng.random() < 0.01:  # regime change: trend up, down or none
@@ -410,11 +438,13 @@ class SyntheticMarket(Market):
             prem = 0.95 * prem + 0.00008 * z[i, 3]
             fund = 0.999 * fund + 0.001 * (prem * 0.5 + 0.0001) + 0.00001 * z[i, 1]
             pr[i] = prem
+            bs[i] = 0.00002 * z[i, 2]  # mark a couple of basis points off the last trade
             fr[i] = max(-0.003, min(0.003, fund))
         self._state[s.symbol] = [price, var, drift, prem, fund, vscale]
         s.t = np.concatenate([s.t, t]); s.o = np.concatenate([s.o, o]); s.h = np.concatenate([s.h, h])
         s.l = np.concatenate([s.l, l]); s.c = np.concatenate([s.c, c]); s.v = np.concatenate([s.v, v])
         s.premium = np.concatenate([s.premium, pr]); s.funding = np.concatenate([s.funding, fr])
+        s.basis = np.concatenate([s.basis, bs])
 
     def ensure(self, sym: str, t_ms: int) -> None:
         s = self.series[sym]

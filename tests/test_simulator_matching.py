@@ -1,0 +1,120 @@
+"""Simulator matching details the bot relies on: LIMIT fills with the maker fee, triggers on mark
+or last price per workingType (with the real XRPUSDT mark-price basis), 300 synthetic symbols, and
+paper trading on market data fetched over HTTP."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from conftest import API_KEY, API_SECRET, DATA
+from mraster.exchange import errors as E
+from mraster.exchange.rest import AsterRest
+from mraster.execution.paper import PaperExchange
+from mraster.sim.exchange import SimExchange
+from mraster.sim.market import SyntheticMarket, replay_market
+from mraster.sim.matching import MAKER_FEE, Account, Matching, SimError
+
+
+def test_replayed_xrp_mark_price_uses_the_real_basis():
+    m = replay_market(DATA, ["XRPUSDT"], manual=True, warmup=0)
+    s = m.series["XRPUSDT"]
+    mark = __import__("numpy").loadtxt(DATA / "XRPUSDT-1h-mark.csv", delimiter=",", skiprows=1)
+    t0, mark_close = int(mark[30][0]), mark[30][4]
+    last_5m = int((s.t >= t0).argmax()) + 11  # the hour's last 5m candle
+    assert s.t[last_5m] == t0 + 55 * 60_000
+    q = m.quote("XRPUSDT", int(s.t[last_5m]) + 5 * 60_000 - 1)
+    assert q["mark"] / q["last"] - 1 == pytest.approx(mark_close / s.c[last_5m] - 1)
+    assert abs(q["mark"] / q["last"] - 1) < 0.01 and q["mark"] != q["last"]
+
+
+def test_stops_trigger_on_mark_or_last_price_per_working_type():
+    market = SyntheticMarket(2, seed=3, manual=True, history=300)
+    sym = next(iter(market.series))
+    market.quote(sym)  # the synthetic series is extended up to the clock first
+    market.series[sym].basis[:] = 0.01  # mark 1% above the last trade
+    sim = SimExchange(market)
+    m, acct, now = sim.matching, Account(balance=10_000), market.clock.now_ms()
+    q = market.quote(sym)
+    qty = str(sim.rules[sym].round_qty(100 / q["ask"], market=True))
+    m.new_order(acct, {"symbol": sym, "side": "BUY", "type": "MARKET", "quantity": qty}, now)
+    level = str(sim.rules[sym].round_price(q["last"] * 1.005, "down"))  # between last and mark
+    order = {"symbol": sym, "side": "SELL", "type": "STOP_MARKET", "stopPrice": level,
+             "closePosition": "true"}
+    with pytest.raises(SimError) as exc:  # on last price it would fire at once
+        m.new_order(acct, {**order, "workingType": "CONTRACT_PRICE"}, now)
+    assert exc.value.code == -2021
+    placed = m.new_order(acct, {**order, "workingType": "MARK_PRICE"}, now)
+    assert placed.status == "NEW"
+    low = float(level) / 1.01 * 1.001  # last dips to just above level/1.01: mark stays above level
+    assert m.evaluate(acct, sym, low, q["last"], now, mark_factor=1.01) == []
+    low = float(level) / 1.01 * 0.999  # now the mark crosses the level
+    assert m.evaluate(acct, sym, low, q["last"], now, mark_factor=1.01) == [placed]
+
+
+def test_limit_orders_rest_then_fill_at_their_price_with_the_maker_fee(sim_factory):
+    sim, url, _ = sim_factory(n=3, seed=4)
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            sym = next(iter(sim.market.series))
+            bid = float((await c.book_ticker(sym))["bidPrice"])
+            rules = sim.rules[sym]
+            price = rules.round_price(bid * 0.997, "down")
+            qty = rules.round_qty(50 / float(price))
+            o = await c.new_order(symbol=sym, side="BUY", type="LIMIT", price=str(price),
+                                  quantity=str(qty), timeInForce="GTC", newClientOrderId="lim-1")
+            assert o["status"] == "NEW"
+            for _ in range(2000):  # five-minute steps until the market trades down to the limit
+                if (await c.query_order(sym, client_id="lim-1"))["status"] == "FILLED":
+                    break
+                sim.step(5 * 60_000)
+            filled = await c.query_order(sym, client_id="lim-1")
+            assert filled["status"] == "FILLED" and float(filled["avgPrice"]) == float(price)
+            trade = (await c.user_trades(sym))[-1]
+            assert float(trade["commission"]) == pytest.approx(float(qty) * float(price) * MAKER_FEE)
+    asyncio.run(go())
+
+
+def test_three_hundred_synthetic_symbols_are_served(sim_factory):
+    _, url, _ = sim_factory(market=SyntheticMarket(300, seed=9, manual=True, history=300))
+
+    async def go():
+        async with AsterRest(url) as c:
+            info = await c.exchange_info()
+            assert len(info["symbols"]) == 300
+            assert len(await c.ticker_24h()) == 300 and len(await c.premium_index()) == 300
+            last = info["symbols"][-1]["symbol"]
+            assert last == "SYN299USDT" and len(await c.klines(last, "1h", limit=10)) == 10
+    asyncio.run(go())
+
+
+def test_paper_exchange_trades_on_market_data_from_http_and_survives_a_restart(sim_factory):
+    sim, url, _ = sim_factory(n=3, seed=6)
+    saved = {}
+
+    async def go():
+        market = AsterRest(url)
+        paper = PaperExchange(market, balance=1_000, persist=lambda a: saved.update(acct=a))
+        sym = next(iter(sim.market.series))
+        await paper.exchange_info()
+        book = await paper.book_ticker(sym)
+        await paper.premium_index(sym)
+        qty = sim.rules[sym].round_qty(100 / float(book["askPrice"]), market=True)
+        o = await paper.new_order(symbol=sym, side="BUY", type="MARKET", quantity=str(qty),
+                                  newClientOrderId="paper-1")
+        assert o["status"] == "FILLED" and float(o["avgPrice"]) >= float(book["askPrice"])
+        assert not sim.accounts  # nothing reached the simulator's own accounts: fills are local
+        with pytest.raises(E.WouldTrigger):  # the matching rules are the simulator's
+            await paper.new_order(symbol=sym, side="SELL", type="STOP_MARKET", closePosition=True,
+                                  stopPrice=str(sim.rules[sym].round_price(float(book["askPrice"]) * 1.05, "up")),
+                                  workingType="CONTRACT_PRICE", newClientOrderId="paper-2")
+        await paper.close()
+        again = PaperExchange(AsterRest(url), balance=1_000, saved=saved["acct"])
+        await again.exchange_info()
+        await again.book_ticker(sym)  # the bot refreshes quotes before it reconciles
+        await again.premium_index(sym)
+        rows = await again.position_risk(sym)
+        assert float(rows[0]["positionAmt"]) == float(qty)
+        await again.close()
+    asyncio.run(go())
