@@ -194,3 +194,27 @@ def test_an_order_below_min_notional_is_skipped_never_rounded_up(sim_factory, tm
     skipped = [d for d in state["decisions"].values() if d["reason"] == "min_notional"]
     assert skipped, state["decisions"]
     assert all(d["notional"] < 5.0 for d in skipped)  # the simulator's min notional is 5 USDT
+
+
+def test_klines_are_fetched_only_when_a_candle_has_closed(sim_factory, tmp_path):
+    from mraster.engine.cycle import Engine
+
+    sim, url, _ = sim_factory(n=6, seed=11)
+    s = settings_for(tmp_path, url)
+    counts = []
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            for step in (0, 0, 5 * 60_000):
+                if step:
+                    sim.step(step)
+                before = eng.cache.requests
+                await eng.cycle()
+                counts.append(eng.cache.requests - before)
+    asyncio.run(go())
+    evaluated = len(sim.market.series)
+    assert counts[0] == 2 * evaluated  # cold: both timeframes for every symbol
+    assert counts[1] == 0              # nothing closed since: nothing fetched
+    assert evaluated <= counts[2] <= 2 * evaluated  # a 5m candle closed (and maybe an hour)

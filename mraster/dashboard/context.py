@@ -32,6 +32,15 @@ class DashboardContext:
     hub: LogHub = field(default_factory=LogHub)
     supervisor: BotSupervisor | None = None
     token: str = ""  # ASTER_DASHBOARD_TOKEN as it was when the dashboard started
+    _memo: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    def cached(self, name: str, version: Any, compute):
+        """Recompute only when the files behind it changed: many pages poll every 2 s."""
+        hit = self._memo.get(name)
+        if hit is None or hit[0] != version:
+            hit = (version, compute())
+            self._memo[name] = hit
+        return hit[1]
 
     # -- settings ------------------------------------------------------------------------------
     @property
@@ -51,6 +60,10 @@ class DashboardContext:
     def settings_lenient(self) -> tuple[st.Settings, list[st.SettingError]]:
         """Settings for showing the page even when the saved configuration is broken: the bad
         layer is left out and its errors are returned for the editor to show."""
+        return self.cached("settings", (_stamp(self.config_path), _stamp(self.env_file)),
+                            self._settings_lenient)
+
+    def _settings_lenient(self) -> tuple[st.Settings, list[st.SettingError]]:
         try:
             return self.settings(), []
         except st.SettingsErrors as exc:
@@ -66,6 +79,13 @@ class DashboardContext:
 
     def state_doc(self) -> JsonDocument:
         return JsonDocument(self.bot_files()[0])
+
+    def read_state(self) -> tuple[dict[str, Any], Any]:
+        """The state file and a version stamp; parsed again only after it was replaced (the bot
+        writes it atomically, once per cycle). Callers must not modify the returned dict."""
+        doc = self.state_doc()
+        version = _stamp(doc.path)
+        return self.cached("state", version, doc.read), version
 
     # -- bot launch ----------------------------------------------------------------------------
     def launch(self) -> Launch:
@@ -88,6 +108,14 @@ class DashboardContext:
         self.state_doc().update(add)
 
 
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        s = path.stat()
+        return s.st_ino, s.st_mtime_ns, s.st_size  # atomic writes make a new inode
+    except OSError:
+        return None
+
+
 def alert_id(alert: Mapping[str, Any]) -> str:
     digest = hashlib.sha1(str(alert.get("message", "")).encode()).hexdigest()[:8]
     return f"{alert.get('time', 0)}-{digest}"
@@ -108,5 +136,6 @@ def make_context(environ: Mapping[str, str] | None = None, *, cwd: Path | None =
     return ctx
 
 
-def get_ctx(request: Request) -> DashboardContext:
+async def get_ctx(request: Request) -> DashboardContext:
+    """Async on purpose: a sync dependency would cost every request a thread-pool hop."""
     return request.app.state.ctx

@@ -55,12 +55,12 @@ def commands_view(state: Mapping[str, Any]) -> dict[str, Any]:
             "pending": [c for c in inbox if c["ack"] is None]}
 
 
-def state_view(state: Mapping[str, Any], bot: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
+def state_view(state: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
     history = list(state.get("history", []))
     curve = state.get("equity_curve", [])
     stats = dict(state.get("stats", {}))
     return {
-        "mode": state.get("mode"), "market_source": state.get("market_source"), "bot": dict(bot),
+        "mode": state.get("mode"), "market_source": state.get("market_source"),
         "positions": positions_view(state, now_ms),
         "external_positions": state.get("external_positions", []),
         "history": list(reversed(history[-HISTORY_SHOWN:])), "history_total": len(history),

@@ -32,14 +32,28 @@ CHART_SYMBOLS, CHART_CANDLES = 8, 150
 
 class KlineCache:
     """Per (symbol, interval) candles, refreshed incrementally: only candles from the last cached
-    open time on are requested (the last one may still have been forming)."""
+    open time on are requested (the last one may still have been forming). Signals use closed
+    candles only, so while the cached forming candle has not closed nothing is requested at all."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], list[list]] = {}
+        self.closed: dict[tuple[str, str], Candles] = {}
+        self.requests = 0
+
+    async def candles(self, ex, symbol: str, interval: str, limit: int, now: int) -> Candles:
+        """The closed candles of ``symbol`` at ``now`` (parsed once per new candle)."""
+        key = (symbol, interval)
+        have = self.rows.get(key)
+        if have and int(have[-1][6]) >= now and key in self.closed:
+            return self.closed[key]  # no candle closed since the last fetch
+        rows = await self.update(ex, symbol, interval, limit)
+        self.closed[key] = Candles.from_klines(rows, now)
+        return self.closed[key]
 
     async def update(self, ex, symbol: str, interval: str, limit: int) -> list[list]:
         key = (symbol, interval)
         have = self.rows.get(key)
+        self.requests += 1
         if have:
             new = await ex.klines(symbol, interval, limit=min(limit, 99), start_time=have[-1][0])
             if new and new[0][0] > have[-1][0] + INTERVAL_MS[interval] * 99:
@@ -93,6 +107,7 @@ class Engine:
         self._rules_at = 0.0
         self.guard: BracketGuard | None = None
         self.chart_symbols: tuple[str, ...] = ()  # symbols the dashboard asked to chart
+        self._feature_cache: dict[str, tuple] = {}
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
                              ("stats", {"taken": 0, "skipped": {}, "cycles": 0}), ("cooldowns", {})):
@@ -145,7 +160,9 @@ class Engine:
         tickers = {r["symbol"]: r for r in tick_rows}
         books = {r["symbol"]: r for r in book_rows}
         prems = {r["symbol"]: r for r in prem_rows}
-        now = self.now_ms()
+        # the market's own clock (the premium index is stamped by the exchange), so candle
+        # closes are judged on the exchange's time even when this machine's clock drifts
+        now = max([int(r.get("time") or 0) for r in prem_rows] + [0]) or self.now_ms()
         weight0 = self._weight()
         await self._sync_positions(res, now)
         universe = self.universe(tickers)
@@ -175,9 +192,10 @@ class Engine:
             if plan:
                 entries.append(plan)
         entries.sort(key=lambda e: -e["expected_r"])
-        for plan in entries:
+        if entries:
             equity, used = await self._equity()
-            await self._enter(res, plan, equity, used, now)
+            for plan in entries:
+                used = await self._enter(res, plan, equity, used, now)
         risk_rows = await self.ex.position_risk()
         amounts = {p["symbol"]: float(p["positionAmt"]) for p in risk_rows if float(p["positionAmt"])}
         self._mark_positions(risk_rows)
@@ -249,19 +267,29 @@ class Engine:
         async def one(sym: str) -> None:
             async with sem:
                 try:
-                    lt = await self.cache.update(self.ex, sym, self.s["ASTER_INTERVAL"], LTF_LIMIT)
-                    ht = await self.cache.update(self.ex, sym, self.s["ASTER_HTF_INTERVAL"], HTF_LIMIT)
+                    lt = await self.cache.candles(self.ex, sym, self.s["ASTER_INTERVAL"], LTF_LIMIT, now)
+                    ht = await self.cache.candles(self.ex, sym, self.s["ASTER_HTF_INTERVAL"],
+                                                  HTF_LIMIT, now)
                 except E.ExchangeError as exc:
                     log.warning("klines for %s failed: %s", sym, exc)
                     return  # the symbol is skipped with reason data_error
-            out[sym] = (Candles.from_klines(lt, now), Candles.from_klines(ht, now))
+            out[sym] = (lt, ht)
         await asyncio.gather(*(one(s) for s in dict.fromkeys(symbols)))
         return out
+
+    def _features(self, sym: str, ltf: Candles, htf: Candles):
+        """Indicators depend on closed candles only: computed once per new candle."""
+        key = (len(ltf) and int(ltf.t[-1]), len(htf) and int(htf.t[-1]), len(ltf), len(htf))
+        hit = self._feature_cache.get(sym)
+        if hit is None or hit[0] != key:
+            hit = (key, features(ltf, htf))
+            self._feature_cache[sym] = hit
+        return hit[1]
 
     def _evaluate(self, res: CycleResult, sym: str, snap: Snapshot, ltf: Candles, htf: Candles,
                   paused: bool) -> dict[str, Any] | None:
         s = self.s
-        f = features(ltf, htf)
+        f = self._features(sym, ltf, htf)
         if f is None:
             self._skip(res, sym, "few_klines")
             return None
@@ -307,12 +335,14 @@ class Engine:
                 "info": info}
 
     async def _enter(self, res: CycleResult, plan: dict[str, Any], equity: float, used: float,
-                     now: int) -> None:
+                     now: int) -> float:
+        """Open one planned trade; returns the margin in use afterwards, so the next entry in the
+        same cycle is sized against it without asking the exchange again."""
         s, sym, side = self.s, plan["symbol"], plan["side"]
         gate = entry_gate(sym, self.state["positions"], s)
         if gate:
             self._skip(res, sym, gate, side=side)
-            return
+            return used
         f, snap, rules = plan["features"], plan["snap"], self.rules[sym]
         mult = size_multiplier(plan["decision"].bucket, plan["confidence"], s)
         price = snap.ask if side == "BUY" else snap.bid
@@ -322,7 +352,7 @@ class Engine:
                 await self._set_leverage(sym, want)
             except E.ExchangeError as exc:
                 self._skip(res, sym, "order_failed", side=side, error=str(exc))
-                return
+                return used
         order = plan_order(side=side, price=price, atr=f.atr, equity=equity, used_margin=used,
                            rules=rules, mult=mult, max_leverage=self.leverage_set[sym], s=s)
         reason = order.reason or check_order(notional=order.notional, leverage=order.leverage,
@@ -331,7 +361,7 @@ class Engine:
         if reason:
             self._skip(res, sym, reason, side=side, qty=str(order.qty),
                        notional=round(order.notional, 4))
-            return
+            return used
         token = ids.new_token(now)
         cid = ids.order_id("E", token)
         pos = {"token": token, "symbol": sym, "side": side, "atr": f.atr, "opened_at": now,
@@ -350,12 +380,12 @@ class Engine:
         except E.OrderStatusUnknown as exc:
             self.alert("warning", f"{sym}: entry outcome unknown ({exc}); it is checked again "
                                   "next cycle", sym)
-            return
+            return used + order.notional / order.leverage  # counted as if filled: conservative
         except E.ExchangeError as exc:
             del self.state["positions"][token]
             self._skip(res, sym, "order_failed", side=side, error=str(exc))
             self.alert("error", f"{sym}: entry refused by the exchange: {exc}", sym)
-            return
+            return used
         self._fill(pos, float(filled.get("avgPrice") or 0) or price,
                    float(filled.get("executedQty") or order.qty), "open")
         entry, qty, stop, tp = pos["entry"], pos["qty"], pos["stop"], pos["take_profit"]
@@ -374,6 +404,7 @@ class Engine:
             if done["failed"]:
                 self.alert("error", f"{sym}: position opened but its brackets could not be "
                                     "placed yet; the guard keeps retrying", sym)
+        return used + pos["qty"] * pos["entry"] / order.leverage
 
     def _fill(self, pos: dict[str, Any], entry: float, qty: float, status: str) -> None:
         """Entry, size and bracket levels of a position from its (actual or intended) fill."""

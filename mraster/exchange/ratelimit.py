@@ -16,6 +16,7 @@ from mraster.exchange.weights import BUDGET_PER_MINUTE
 class WeightGovernor:
     def __init__(self, budget: int = BUDGET_PER_MINUTE, share: float = 0.8,
                  clock=time.monotonic, sleep=asyncio.sleep) -> None:
+        self.share = share
         self.limit = max(1, int(budget * share))
         self._clock = clock
         self._sleep = sleep
@@ -53,6 +54,10 @@ class WeightGovernor:
                     self.total_weight += weight
                     return
                 await self._sleep(wait)
+
+    def set_budget(self, budget: int) -> None:
+        """The exchange announces its per-minute weight budget in exchangeInfo; follow it."""
+        self.limit = max(1, int(budget * self.share))
 
     def observe(self, used_header: str | None) -> None:
         if not used_header:

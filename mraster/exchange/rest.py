@@ -79,6 +79,10 @@ class AsterRest:
         await self.close()
 
     # -- core ---------------------------------------------------------------------------------
+    def now_ms(self) -> int:
+        """The exchange's clock as best known (wall clock + the offset from the last sync)."""
+        return int(time.time() * 1000) + self.time_offset_ms
+
     async def sync_time(self) -> int:
         t0 = time.time() * 1000
         data = await self._request("GET", "/fapi/v1/time")
@@ -156,7 +160,11 @@ class AsterRest:
         return (await self._request("GET", "/fapi/v1/time"))["serverTime"]
 
     async def exchange_info(self) -> dict:
-        return await self._request("GET", "/fapi/v1/exchangeInfo")
+        info = await self._request("GET", "/fapi/v1/exchangeInfo")
+        for r in info.get("rateLimits", []):
+            if r.get("rateLimitType") == "REQUEST_WEIGHT" and r.get("interval") == "MINUTE":
+                self.governor.set_budget(int(r["limit"]) // max(1, int(r.get("intervalNum", 1))))
+        return info
 
     async def klines(self, symbol: str, interval: str, limit: int = 500,
                      start_time: int | None = None, end_time: int | None = None) -> list[list]:

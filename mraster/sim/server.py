@@ -120,7 +120,11 @@ def create_sim_app(sim: SimExchange, keys: dict[str, str] | None = None,
             return err(-1020, "This version is not supported by this simulator.", 404, hdr)
         try:
             if path in PUBLIC:
-                return JSONResponse(_public(sim, path, params, server_ms), headers=hdr)
+                body = _public(sim, path, params, server_ms)
+                if path == "exchangeInfo":  # announce the weight budget this server enforces
+                    body["rateLimits"] = [dict(r, limit=f.weight_limit) if r["rateLimitType"] ==
+                                          "REQUEST_WEIGHT" else r for r in body["rateLimits"]]
+                return JSONResponse(body, headers=hdr)
             if path not in SIGNED:
                 return err(-1020, f"Unknown endpoint {path}.", 404, hdr)
             key = _authenticate(app, request, raw_query, raw_body, params, server_ms())

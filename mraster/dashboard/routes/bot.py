@@ -15,14 +15,14 @@ router = APIRouter(prefix="/api/bot", tags=["bot"])
 
 def bot_status(ctx: DashboardContext) -> dict[str, Any]:
     s, _ = ctx.settings_lenient()
-    state = ctx.state_doc().read()
+    state, _ = ctx.read_state()
     return {**ctx.supervisor.status(), "paper": s["ASTER_PAPER"],
             "mode": state.get("mode") or ("paper" if s["ASTER_PAPER"] else "live"),
             "market_source": state.get("market_source")}
 
 
 @router.get("/status")
-def status(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+async def status(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
     return bot_status(ctx)
 
 

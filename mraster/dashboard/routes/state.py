@@ -1,11 +1,12 @@
 """What the bot knows, shaped for the page; UI preferences; dismissing notices."""
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, field_validator
 
 from mraster.dashboard.context import DashboardContext, get_ctx
@@ -35,17 +36,22 @@ class UiPrefs(BaseModel):
 
 
 @router.get("/state")
-def get_state(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
-    state = ctx.state_doc().read()
+async def get_state(ctx: DashboardContext = Depends(get_ctx)) -> Response:
+    """Serialised once per state change and second (every open page polls it); the bot's
+    status is spliced in fresh on every request."""
+    state, version = ctx.read_state()
     now = int(time.time() * 1000)
     if state.get("market_source") == "simulator":  # the simulator keeps its own clock
         now = state.get("telemetry", {}).get("time") or now
-    return state_view(state, bot_status(ctx), now)
+    body = ctx.cached("state_view", (version, now // 1000),
+                       lambda: json.dumps(state_view(state, now), default=str)[1:])
+    status = json.dumps({"bot": bot_status(ctx)})[:-1]
+    return Response(status + "," + body, media_type="application/json")
 
 
 @router.get("/chart/{symbol}")
 def get_chart(symbol: str, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
-    return chart_view(ctx.state_doc().read(), check_symbol(symbol))
+    return chart_view(ctx.read_state()[0], check_symbol(symbol))
 
 
 @router.put("/ui")
