@@ -218,3 +218,17 @@ def test_klines_are_fetched_only_when_a_candle_has_closed(sim_factory, tmp_path)
     assert counts[0] == 2 * evaluated  # cold: both timeframes for every symbol
     assert counts[1] == 0              # nothing closed since: nothing fetched
     assert evaluated <= counts[2] <= 2 * evaluated  # a 5m candle closed (and maybe an hour)
+
+
+def test_bracket_failures_become_notices_in_the_state(sim_factory, tmp_path):
+    from mraster.sim.server import Faults
+
+    sim, url, _ = sim_factory(n=12, seed=11, faults=Faults(reject_types=frozenset({"STOP_MARKET"})))
+    s = settings_for(tmp_path, url, ASTER_BRACKET_ALERT_AFTER="1")
+    asyncio.run(run_async(s))
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert state["positions"]
+    messages = [a["message"] for a in state["alerts"]]
+    assert any("could not be placed after 1 attempts" in m for m in messages), messages
+    queue = json.loads((tmp_path / "brackets_queue.json").read_text())["items"]
+    assert set(queue) == set(state["positions"])  # every unprotected position is queued

@@ -120,9 +120,16 @@ class Engine:
         info = await self.ex.exchange_info()
         self.rules = rules_from_exchange_info(info)
         self._rules_at = time.monotonic()
-        self.guard = BracketGuard(self.ex, self.rules, self.queue, self.emit,
+        self.guard = BracketGuard(self.ex, self.rules, self.queue, self._guard_event,
                                   self.s["ASTER_BRACKET_ALERT_AFTER"],
                                   stop_grace_s=self.s["ASTER_STOP_GRACE_SECONDS"])
+
+    def _guard_event(self, event: str, /, **data: Any) -> None:
+        """The guard's alerts become notices in the state (shown until dismissed)."""
+        if event == "alert":
+            self.alert(data.get("level", "error"), data.get("message", ""), data.get("symbol"))
+        else:
+            self.emit(event, **data)
 
     def universe(self, tickers: dict[str, dict]) -> list[str]:
         s = self.s
