@@ -220,7 +220,7 @@ def test_connection_test_explains_failures_in_plain_words(dash, sim_factory):
     _, url, _ = sim_factory(n=2)
     dash.put("/api/config", {"values": {"ASTER_EXCHANGE_BASE": url}})
     r = dash.post("/api/setup/test-connection").json()
-    assert r["ok"] is False and "No API key" in r["message"]
+    assert r["ok"] is False and "ASTER_API_KEY and ASTER_API_SECRET not set" in r["message"]
     dash.put("/api/config/secrets", {"values": {"ASTER_API_KEY": API_KEY, "ASTER_API_SECRET": API_SECRET}})
     r = dash.post("/api/setup/test-connection").json()
     assert r["ok"] is True and float(r["balance"]) > 0

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from mraster.engine.cycle import Engine
 from mraster.exchange import errors as E
+from mraster.exchange import auth
 from mraster.exchange.rest import AsterRest
 from mraster.exchange.rules import rules_from_exchange_info
 from mraster.execution.brackets import BracketGuard
@@ -73,12 +74,10 @@ async def make_exchange(s: Mapping[str, Any], state: dict[str, Any]):
         log.info("offline paper mode: trading the built-in simulator's synthetic market")
         return _local_simulator(s, state, persist), "simulator"
     if not s["ASTER_PAPER"]:
-        missing = [k for k in ("ASTER_API_KEY", "ASTER_API_SECRET") if not s[k]]
-        if missing:
-            raise StartupError(f"live mode needs {' and '.join(missing)}; set them (or keep "
-                               "ASTER_PAPER=true)")
-        ex = AsterRest(s["ASTER_EXCHANGE_BASE"], s["ASTER_API_KEY"], s["ASTER_API_SECRET"],
-                       recv_window=s["ASTER_RECV_WINDOW_MS"], rate_share=s["ASTER_RATE_LIMIT_SHARE"])
+        trouble = auth.problem(s)
+        if trouble:
+            raise StartupError(f"live mode cannot sign requests: {trouble} (or keep ASTER_PAPER=true)")
+        ex = auth.make_client(s)
         try:
             await ex.ping()
         except E.ExchangeError as exc:

@@ -14,13 +14,17 @@ import hashlib
 import hmac
 import logging
 import random
+import re
 import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
+from mraster.exchange import eip712
 from mraster.exchange import errors as E
+from mraster.exchange.eip712 import NonceSource
 from mraster.exchange.ratelimit import WeightGovernor
 from mraster.exchange.weights import weight
 
@@ -43,14 +47,34 @@ def _clean(params: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class V3Auth:
+    """An Aster API wallet: ``signer`` (its address) signs for the main wallet ``user``."""
+    user: str
+    signer: str
+    private_key: str = field(repr=False)
+    chain_id: int = 1666
+
+
+def v3_path(path: str) -> str:
+    """V1 paths (/fapi/v1, /fapi/v2, /fapi/v4) → their V3 names (/fapi/v3/...)."""
+    if path.startswith("/fapi/v3/"):
+        return path
+    rest = re.sub(r"^/fapi/v\d+/", "", path)
+    return "/fapi/v3/" + ("accountWithJoinMargin" if rest == "account" else rest)
+
+
 class AsterRest:
     def __init__(self, base_url: str, api_key: str = "", api_secret: str = "", *,
+                 v3: V3Auth | None = None,
                  recv_window: int = 5000, rate_share: float = 0.8, timeout: float = 10.0,
                  read_retries: int = 3, order_attempts: int = 3,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._key = api_key
         self._secret = api_secret
+        self.v3 = v3
+        self.nonces = NonceSource()
         self.recv_window = recv_window
         self.read_retries = read_retries
         self.order_attempts = order_attempts
@@ -63,11 +87,12 @@ class AsterRest:
         self.stats = {"requests": 0, "retries": 0, "recovered_orders": 0, "resyncs": 0}
 
     def __repr__(self) -> str:  # never show credentials
-        return f"AsterRest({self.base_url!r}, key={'set' if self._key else 'none'})"
+        auth = f"v3 signer {self.v3.signer}" if self.v3 else f"key={'set' if self._key else 'none'}"
+        return f"AsterRest({self.base_url!r}, {auth})"
 
     @property
     def has_credentials(self) -> bool:
-        return bool(self._key and self._secret)
+        return bool(self.v3 or (self._key and self._secret))
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -95,6 +120,8 @@ class AsterRest:
     async def _request(self, method: str, path: str, params: dict[str, Any] | None = None, *,
                        signed: bool = False, retry: bool = True) -> Any:
         params = _clean(params or {})
+        if self.v3:
+            path = v3_path(path)
         endpoint = path.split("/", 3)[-1]
         attempts = (self.read_retries + 1) if retry else 1
         resynced = False
@@ -108,12 +135,7 @@ class AsterRest:
             if signed:
                 if not self.has_credentials:
                     raise E.AuthError(0, "no API key configured", 0, path)
-                signed_params = dict(params)
-                signed_params["recvWindow"] = str(self.recv_window)
-                signed_params["timestamp"] = str(int(time.time() * 1000) + self.time_offset_ms)
-                query = urlencode(signed_params)
-                query += "&signature=" + hmac_signature(self._secret, query)
-                headers["X-MBX-APIKEY"] = self._key
+                query = self._sign(params, headers)
             url = path + ("?" + query if query else "")
             self.stats["requests"] += 1
             try:
@@ -147,6 +169,21 @@ class AsterRest:
                 continue
             raise err
         raise last_exc or E.ExchangeUnavailable(0, "no response", 0, path)
+
+    def _sign(self, params: dict[str, str], headers: dict[str, str]) -> str:
+        """The exact query string to send, signature last. Signed afresh on every attempt, so a
+        retried V3 request never reuses a nonce."""
+        signed = dict(params)
+        if self.v3:
+            signed.update(nonce=str(self.nonces.next(self.time_offset_ms)), user=self.v3.user,
+                          signer=self.v3.signer)
+            query = urlencode(signed)
+            return query + "&signature=" + eip712.sign(query, self.v3.private_key, self.v3.chain_id)
+        signed["recvWindow"] = str(self.recv_window)
+        signed["timestamp"] = str(int(time.time() * 1000) + self.time_offset_ms)
+        query = urlencode(signed)
+        headers["X-MBX-APIKEY"] = self._key
+        return query + "&signature=" + hmac_signature(self._secret, query)
 
     async def _backoff(self, attempt: int) -> None:
         self.stats["retries"] += 1
@@ -189,7 +226,13 @@ class AsterRest:
 
     # -- signed: account --------------------------------------------------------------------
     async def account(self) -> dict:
-        return await self._request("GET", "/fapi/v2/account", signed=True)
+        try:
+            return await self._request("GET", "/fapi/v2/account", signed=True)
+        except E.ExchangeError as exc:
+            if not (self.v3 and exc.http == 404):
+                raise
+            # an exchange from before the 2026-03-28 rename still calls it "account"
+            return await self._request("GET", "/fapi/v3/account", signed=True)
 
     async def balance(self) -> list:
         return await self._request("GET", "/fapi/v2/balance", signed=True)

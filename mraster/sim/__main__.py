@@ -42,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     keys = {}
     if os.environ.get("ASTER_API_KEY") and os.environ.get("ASTER_API_SECRET"):
         keys[os.environ["ASTER_API_KEY"]] = os.environ["ASTER_API_SECRET"]
+    agents = {}  # V3: the wallet in ASTER_USER_ADDRESS approved the API wallet ASTER_SIGNER_ADDRESS
+    if os.environ.get("ASTER_USER_ADDRESS") and os.environ.get("ASTER_SIGNER_ADDRESS"):
+        agents[os.environ["ASTER_USER_ADDRESS"]] = {os.environ["ASTER_SIGNER_ADDRESS"]}
     app = create_sim_app(sim, keys, Faults(latency_ms=args.latency_ms, jitter_ms=args.latency_ms / 5,
-                                           error_rate=args.error_rate, seed=args.seed))
+                                           error_rate=args.error_rate, seed=args.seed),
+                         agents=agents, chain_id=int(os.environ.get("ASTER_CHAIN_ID", "1666")))
     import uvicorn
 
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="off")

@@ -75,11 +75,16 @@ class WeightMeter:
 
 
 def create_sim_app(sim: SimExchange, keys: dict[str, str] | None = None,
-                   faults: Faults | None = None) -> FastAPI:
-    """``keys`` maps API key → secret for V1 signing."""
+                   faults: Faults | None = None, agents: dict[str, set[str]] | None = None,
+                   chain_id: int = 1666) -> FastAPI:
+    """``keys`` maps API key → secret for V1 signing; ``agents`` maps a wallet address to the
+    API-wallet (signer) addresses it approved, for V3 signing."""
     app = FastAPI(title="MrAster exchange simulator", docs_url=None, redoc_url=None)
     app.state.sim = sim
     app.state.keys = dict(keys or {})
+    app.state.agents = {u.lower(): {s.lower() for s in ss} for u, ss in (agents or {}).items()}
+    app.state.chain_id = chain_id
+    app.state.nonces = V3Nonces()
     app.state.faults = faults or Faults()
     app.state.meter = WeightMeter()
     app.state.orders_seen = 0
@@ -95,6 +100,11 @@ def create_sim_app(sim: SimExchange, keys: dict[str, str] | None = None,
         """Advance the simulated market clock (tests and demos)."""
         sim.step(ms)
         return {"time": sim.now()}
+
+    @app.get("/api/v3/exchangeInfo")
+    def spot_exchange_info() -> dict[str, Any]:
+        """Spot markets: none here, but common clients (ccxt) load this at start."""
+        return {"timezone": "UTC", "serverTime": server_ms(), "rateLimits": [], "symbols": []}
 
     @app.api_route("/fapi/{version}/{path:path}", methods=["GET", "POST", "DELETE", "PUT"])
     async def fapi(version: str, path: str, request: Request):
@@ -116,7 +126,7 @@ def create_sim_app(sim: SimExchange, keys: dict[str, str] | None = None,
         if f.error_rate and f.rng.random() < f.error_rate:
             return err(-1001, "Internal error; unable to process your request. Please try again.",
                        502, hdr)
-        if version not in V1_VERSIONS:
+        if version not in V1_VERSIONS and version != "v3":
             return err(-1020, "This version is not supported by this simulator.", 404, hdr)
         try:
             if path in PUBLIC:
@@ -127,7 +137,10 @@ def create_sim_app(sim: SimExchange, keys: dict[str, str] | None = None,
                 return JSONResponse(body, headers=hdr)
             if path not in SIGNED:
                 return err(-1020, f"Unknown endpoint {path}.", 404, hdr)
-            key = _authenticate(app, request, raw_query, raw_body, params, server_ms())
+            if version == "v3":
+                key = _authenticate_v3(app, raw_query, raw_body, params, server_ms())
+            else:
+                key = _authenticate(app, request, raw_query, raw_body, params, server_ms())
             accepted_order = path == "order" and request.method == "POST"
             if accepted_order and params.get("type") in f.reject_types:
                 return err(-1116, "Invalid orderType.", 400, hdr)
@@ -208,6 +221,62 @@ def _authenticate(app: FastAPI, request: Request, raw_query: str, raw_body: str,
     if not (ts < server_ms + 1000 and server_ms - ts <= recv):
         raise SimError(-1021, "Timestamp for this request is outside of the recvWindow.")
     return key
+
+
+class V3Nonces:
+    """Per user: nonces within ±10 s of the server clock, each used once; the last 100 kept."""
+
+    WINDOW_US = 10_000_000
+    KEEP = 100
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def use(self, user: str, nonce: int, server_ms: int) -> None:
+        if abs(nonce - server_ms * 1000) > self.WINDOW_US:
+            raise SimError(-4225, "Nonce Expired")
+        with self._lock:
+            seen = self._seen.setdefault(user, [])
+            if nonce in seen:
+                raise SimError(-4225, "Nonce Expired (duplicate nonce)")
+            if len(seen) >= self.KEEP and nonce < min(seen):
+                raise SimError(-4225, "Nonce Expired")
+            seen.append(nonce)
+            if len(seen) > self.KEEP:
+                seen.remove(min(seen))
+
+
+def _authenticate_v3(app: FastAPI, raw_query: str, raw_body: str, params: dict[str, str],
+                     server_ms: int) -> str:
+    """EIP-712 over the raw parameter string as received (never re-encoded); the signer must be
+    the wallet itself or an API wallet it approved. Returns the account (wallet address)."""
+    from mraster.exchange import eip712
+
+    sig = params.get("signature", "")
+    signer = params.get("signer", "").lower()
+    if not sig or not signer or not params.get("nonce"):
+        raise SimError(-1102, "Mandatory parameter 'signer', 'nonce' or 'signature' was not sent, "
+                              "was empty/null, or malformed.")
+    raw = raw_query if "signature=" in raw_query else raw_body
+    try:
+        recovered = eip712.recover(_strip_signature(raw), sig, app.state.chain_id).lower()
+    except Exception:  # malformed signature bytes
+        recovered = ""
+    if recovered != signer:
+        raise SimError(-1022, "Signature for this request is not valid.", 400)
+    user = params.get("user", "").lower()
+    if not user:  # requests may omit the wallet: the signer's wallet is implied
+        owners = [u for u, agents in app.state.agents.items() if signer in agents]
+        user = owners[0] if len(owners) == 1 else signer
+    if signer != user and signer not in app.state.agents.get(user, set()):
+        raise SimError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+    try:
+        nonce = int(params["nonce"])
+    except ValueError:
+        raise SimError(-1102, "Parameter 'nonce' is malformed.") from None
+    app.state.nonces.use(user, nonce, server_ms)
+    return user
 
 
 def _strip_signature(raw: str) -> str:

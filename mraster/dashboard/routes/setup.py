@@ -10,8 +10,8 @@ from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.config import config_view, save_config
 from mraster.dashboard.routes.errors import settings_error_response
+from mraster.exchange import auth
 from mraster.exchange import errors as E
-from mraster.exchange.rest import AsterRest
 
 router = APIRouter(prefix="/api/setup", tags=["setup"])
 LIVE_CONFIRMATION = "TRADE REAL MONEY"
@@ -31,9 +31,10 @@ def choose(body: SetupChoice, ctx: DashboardContext = Depends(get_ctx)):
     confirmation needed)."""
     if body.mode == "live":
         s, _ = ctx.settings_lenient()
-        if not (s["ASTER_API_KEY"] and s["ASTER_API_SECRET"]):
-            raise HTTPException(422, "live mode needs ASTER_API_KEY and ASTER_API_SECRET: enter "
-                                     "them in the API keys form first")
+        trouble = auth.problem(s)
+        if trouble:
+            raise HTTPException(422, f"live mode cannot sign orders yet: {trouble}. Enter the API "
+                                     "wallet (V3) or API key (V1) in the keys form first")
         if body.confirm != LIVE_CONFIRMATION:
             raise HTTPException(422, f"confirm: type {LIVE_CONFIRMATION} to trade real money")
     try:
@@ -43,13 +44,22 @@ def choose(body: SetupChoice, ctx: DashboardContext = Depends(get_ctx)):
     return config_view(ctx)
 
 
-def explain(exc: E.ExchangeError, base: str) -> str:
+def explain(exc: E.ExchangeError, base: str, v3: bool = False) -> str:
     """An exchange failure in the words a trader can act on."""
     if isinstance(exc, E.InvalidSignature):
+        if v3:
+            return ("The exchange rejected the signature: the private key does not sign as the "
+                    "configured API wallet (ASTER_SIGNER_ADDRESS), or the chain id is wrong.")
         return "The exchange rejected the signature: the API secret does not belong to this key."
     if isinstance(exc, E.AuthError):
+        if v3:
+            return ("The exchange refused the API wallet: it is not approved for the wallet in "
+                    "ASTER_USER_ADDRESS (approve it on Aster, or fix the address).")
         return ("The exchange refused the API key: it is wrong or deleted, this machine's IP "
                 "address is not on the key's allow-list, or the key lacks futures permission.")
+    if isinstance(exc, E.TimestampError) and exc.code == -4225:
+        return ("The exchange refused the request's nonce as expired: this computer's clock is "
+                "off by more than 10 seconds. Turn on automatic time synchronisation.")
     if isinstance(exc, E.TimestampError):
         return ("The exchange says this computer's clock is off. Turn on automatic time "
                 "synchronisation in your system settings and try again.")
@@ -69,16 +79,17 @@ async def test_connection(ctx: DashboardContext = Depends(get_ctx)) -> dict[str,
     except st.SettingsErrors as exc:
         return {"ok": False, "message": f"Fix the settings first: {exc}"}
     base = s["ASTER_EXCHANGE_BASE"]
-    if not (s["ASTER_API_KEY"] and s["ASTER_API_SECRET"]):
-        return {"ok": False, "message": "No API key is set: enter ASTER_API_KEY and "
-                                        "ASTER_API_SECRET in the API keys form."}
-    client = AsterRest(base, s["ASTER_API_KEY"], s["ASTER_API_SECRET"],
-                       recv_window=s["ASTER_RECV_WINDOW_MS"], timeout=5.0, read_retries=0)
+    trouble = auth.problem(s)
+    if trouble:
+        return {"ok": False, "message": f"Not ready to sign: {trouble}."}
+    v3 = auth.scheme(s) == "v3"
+    client = auth.make_client(s, timeout=5.0, read_retries=0)
     try:
         acct = await client.account()
     except E.ExchangeError as exc:
-        return {"ok": False, "message": explain(exc, base), "code": exc.code}
+        return {"ok": False, "message": explain(exc, base, v3), "code": exc.code}
     finally:
         await client.close()
-    return {"ok": True, "message": f"Connected to {base}: the key works.",
+    what = f"API wallet {client.v3.signer}" if v3 else "the API key"
+    return {"ok": True, "message": f"Connected to {base}: {what} works.", "scheme": auth.scheme(s),
             "balance": acct.get("totalWalletBalance"), "can_trade": acct.get("canTrade", True)}
