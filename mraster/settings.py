@@ -133,6 +133,12 @@ class Setting:
         if self.kind == "address":
             if value and not _ADDRESS_RE.match(value):
                 raise err
+            if value and value[2:] != value[2:].lower() and value[2:] != value[2:].upper():
+                from eth_utils import is_checksum_address  # mixed case must be EIP-55 exact
+
+                if not is_checksum_address(value):
+                    raise SettingError(self.name, value, "an address with a valid EIP-55 checksum "
+                                       "(or written in lower case)")
             return value
         if self.kind == "url":
             if value and not re.match(r"^https?://[^\s]+$", value):

@@ -68,21 +68,44 @@ $("#login-form").addEventListener("submit", async (ev) => {
   catch (e) { $("#login-error").textContent = e.message; }
 });
 
+const KEY_GROUPS = [
+  ["API wallet (V3, new accounts)", ["ASTER_USER_ADDRESS", "ASTER_SIGNER_ADDRESS", "ASTER_SIGNER_PRIVATE_KEY"]],
+  ["API key (V1, older accounts)", ["ASTER_API_KEY", "ASTER_API_SECRET"]],
+  ["AI services", ["ASTER_OPENAI_API_KEY", "ASTER_CHAT_OPENAI_API_KEY", "ASTER_AI_NEWS_API_KEY"]],
+];
+
 function secretInputs(form, config, onSaved) {
   form.replaceChildren();
-  for (const s of config.settings.filter((x) => x.secret && x.key !== "ASTER_DASHBOARD_TOKEN")) {
-    const input = el("input", { type: "password", name: s.key, placeholder: s.is_set ? `set (${s.value}) – type to replace` : "not set", autocomplete: "off" });
-    form.append(el("div", { class: "row" }, el("label", {}, s.key), input,
-      el("button", { type: "button", onclick: async () => {
-        try { await api("PUT", "/api/config/secrets", { values: { [s.key]: input.value } }); onSaved(); }
-        catch (e) { fail(e); }
-      } }, "Save"),
-      s.is_set ? el("button", { type: "button", class: "danger", onclick: async () => {
-        try { await api("PUT", "/api/config/secrets", { values: { [s.key]: null } }); onSaved(); }
-        catch (e) { fail(e); }
-      } }, "Remove") : "",
-      el("small", { class: "muted" }, s.help)));
+  const byKey = Object.fromEntries(config.settings.map((s) => [s.key, s]));
+  for (const [title, keys] of KEY_GROUPS) {
+    form.append(el("h3", {}, title));
+    for (const key of keys) {
+      const s = byKey[key];
+      if (!s) continue;
+      if (!s.secret) {  // an address: not secret, shown and saved like any setting
+        const input = el("input", { name: s.key, value: s.value || "", placeholder: "0x…", autocomplete: "off" });
+        form.append(el("div", { class: "row" }, el("label", {}, s.key), input,
+          el("button", { type: "button", onclick: async () => {
+            try { await api("PUT", "/api/config", { values: { [s.key]: input.value.trim() } }); onSaved(); }
+            catch (e) { fail(e.body && e.body.errors ? new Error(e.body.errors.map((x) => x.message).join("; ")) : e); }
+          } }, "Save"), "", el("small", { class: "muted" }, s.help)));
+        continue;
+      }
+      secretRow(form, s, onSaved);
+    }
   }
+}
+
+function secretRow(form, s, onSaved) {
+  const input = el("input", { type: "password", name: s.key, placeholder: s.is_set ? `set (${s.value}) – type to replace` : "not set", autocomplete: "off" });
+  const save = async (value) => {
+    try { await api("PUT", "/api/config/secrets", { values: { [s.key]: value } }); onSaved(); }
+    catch (e) { fail(e); }
+  };
+  form.append(el("div", { class: "row" }, el("label", {}, s.key), input,
+    el("button", { type: "button", onclick: () => save(input.value) }, "Save"),
+    s.is_set ? el("button", { type: "button", class: "danger", onclick: () => save(null) }, "Remove") : "",
+    el("small", { class: "muted" }, s.help)));
 }
 
 async function testConnection(target) {

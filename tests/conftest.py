@@ -11,6 +11,10 @@ sys.path.insert(0, str(ROOT))
 
 API_KEY = "test-key-0123456789abcdef"
 API_SECRET = "test-secret-fedcba9876543210"
+# V3: the demo key of Aster's docs (aster_api.md §1.4) signing for its demo wallet
+V3_KEY = "0x4fd0a42218f3eae43a6ce26d22544e986139a01e5b34a62db53757ffca81bae1"
+V3_SIGNER = "0x21cF8Ae13Bb72632562c6Fff438652Ba1a151bb0"
+V3_USER = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e"
 
 
 @pytest.fixture
@@ -28,10 +32,11 @@ def sim_factory():
 
     servers = []
 
-    def make(market=None, faults=None, balance=10_000.0, n=5, seed=3):
+    def make(market=None, faults=None, balance=10_000.0, n=5, seed=3, chain_id=1666):
         market = market or SyntheticMarket(n, seed=seed, manual=True, history=600)
         sim = SimExchange(market, balance=balance)
-        app = create_sim_app(sim, {API_KEY: API_SECRET}, faults or Faults())
+        app = create_sim_app(sim, {API_KEY: API_SECRET}, faults or Faults(),
+                             agents={V3_USER: {V3_SIGNER}}, chain_id=chain_id)
         srv = ThreadedServer(app).start()
         servers.append(srv)
         return sim, srv.url, app

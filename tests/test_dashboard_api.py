@@ -251,3 +251,24 @@ def test_non_loopback_bind_without_token_is_refused(tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / "dashboard_server.py"), "--host", "0.0.0.0"],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "ASTER_DASHBOARD_TOKEN" in p.stdout
+
+
+def test_connection_test_with_an_api_wallet(dash, sim_factory):
+    from conftest import V3_KEY, V3_SIGNER, V3_USER
+
+    _, url, _ = sim_factory(n=2)
+    dash.put("/api/config", {"values": {"ASTER_EXCHANGE_BASE": url, "ASTER_USER_ADDRESS": V3_USER,
+                                        "ASTER_SIGNER_ADDRESS": V3_SIGNER}})
+    dash.put("/api/config/secrets", {"values": {"ASTER_SIGNER_PRIVATE_KEY": V3_KEY}})
+    r = dash.post("/api/setup/test-connection").json()
+    assert r["ok"] is True and r["scheme"] == "v3" and V3_SIGNER in r["message"]
+    assert V3_KEY[2:] not in json.dumps(dash.get("/api/config").json())
+    # a wallet that never approved this API wallet
+    dash.put("/api/config", {"values": {"ASTER_USER_ADDRESS": "0x" + "ab" * 20}})
+    r = dash.post("/api/setup/test-connection").json()
+    assert r["ok"] is False and "not approved" in r["message"]
+    # a key of another API wallet than the configured signer: caught before any request
+    dash.put("/api/config/secrets", {"values": {"ASTER_SIGNER_PRIVATE_KEY": "0x" + "11" * 32}})
+    r = dash.post("/api/setup/test-connection").json()
+    assert r["ok"] is False and "belongs to API wallet" in r["message"]
+    assert dash.put("/api/config", {"values": {"ASTER_USER_ADDRESS": "0x123"}}).status_code == 422

@@ -173,3 +173,16 @@ def test_readme_tables_match_the_catalogue():
         "README settings table is stale: run `python -m mraster.settings` and paste it"
     presets = re.search(r"<!-- preset-table:start -->\n(.*?)\n<!-- preset-table:end -->", readme, re.S)
     assert presets and presets.group(1).strip() == st.preset_table().strip()
+
+
+def test_wallet_addresses_must_be_checksummed_or_lower_case():
+    from conftest import V3_USER
+
+    spec = st.BY_NAME["ASTER_USER_ADDRESS"]
+    assert spec.parse(V3_USER) == V3_USER  # EIP-55 checksummed
+    assert spec.parse(V3_USER.lower()) == V3_USER.lower()
+    broken = V3_USER[:2] + V3_USER[2:].swapcase()
+    with pytest.raises(st.SettingError, match="EIP-55"):
+        spec.parse(broken)
+    with pytest.raises(st.SettingError, match="40 hex digits"):
+        spec.parse("0x1234")
