@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
 from mraster.execution import ids
@@ -31,39 +33,49 @@ CHART_SYMBOLS, CHART_CANDLES = 8, 150
 
 
 class KlineCache:
-    """Per (symbol, interval) candles, refreshed incrementally: only candles from the last cached
-    open time on are requested (the last one may still have been forming). Signals use closed
-    candles only, so while the cached forming candle has not closed nothing is requested at all."""
+    """Per (symbol, interval) candles as a numpy array (open time, OHLCV, close time), refreshed
+    incrementally: only candles from the last cached open time on are requested and parsed (the
+    last one may still have been forming). Signals use closed candles only, so while the cached
+    forming candle has not closed nothing is requested at all."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], list[list]] = {}
+        self.rows: dict[tuple[str, str], np.ndarray] = {}
         self.closed: dict[tuple[str, str], Candles] = {}
         self.requests = 0
 
     async def candles(self, ex, symbol: str, interval: str, limit: int, now: int) -> Candles:
-        """The closed candles of ``symbol`` at ``now`` (parsed once per new candle)."""
+        """The closed candles of ``symbol`` at ``now``."""
         key = (symbol, interval)
         have = self.rows.get(key)
-        if have and int(have[-1][6]) >= now and key in self.closed:
+        if have is not None and len(have) and have[-1, 6] >= now and key in self.closed:
             return self.closed[key]  # no candle closed since the last fetch
-        rows = await self.update(ex, symbol, interval, limit)
-        self.closed[key] = Candles.from_klines(rows, now)
+        arr = await self.update(ex, symbol, interval, limit)
+        done = arr[arr[:, 6] < now] if len(arr) else arr
+        self.closed[key] = Candles(done[:, 0].astype(np.int64), done[:, 1], done[:, 2], done[:, 3],
+                                   done[:, 4], done[:, 5])
         return self.closed[key]
 
-    async def update(self, ex, symbol: str, interval: str, limit: int) -> list[list]:
+    async def update(self, ex, symbol: str, interval: str, limit: int) -> np.ndarray:
         key = (symbol, interval)
         have = self.rows.get(key)
         self.requests += 1
-        if have:
-            new = await ex.klines(symbol, interval, limit=min(limit, 99), start_time=have[-1][0])
-            if new and new[0][0] > have[-1][0] + INTERVAL_MS[interval] * 99:
-                have = []  # too far behind: start again
-            keep = [r for r in have if not new or r[0] < new[0][0]]
-            rows = (keep + new)[-limit:]
+        if have is not None and len(have):
+            new = _parse(await ex.klines(symbol, interval, limit=min(limit, 99),
+                                         start_time=int(have[-1, 0])))
+            if len(new) and new[0, 0] > have[-1, 0] + INTERVAL_MS[interval] * 99:
+                have = new[:0]  # too far behind: start again
+            keep = have[have[:, 0] < new[0, 0]] if len(new) else have
+            arr = np.concatenate([keep, new])[-limit:]
         else:
-            rows = await ex.klines(symbol, interval, limit=limit)
-        self.rows[key] = rows
-        return rows
+            arr = _parse(await ex.klines(symbol, interval, limit=limit))
+        self.rows[key] = arr
+        return arr
+
+
+def _parse(rows: list[list]) -> np.ndarray:
+    if not rows:
+        return np.zeros((0, 7))
+    return np.array([r[:7] for r in rows], dtype=float)
 
 
 def exit_reason(pos: dict[str, Any], exit_price: float | None) -> str:
@@ -258,8 +270,8 @@ class Engine:
             if sym in candles:
                 c = candles[sym][0]
                 n = min(len(c), CHART_CANDLES)
-                out[sym] = [[int(c.t[i]), float(c.o[i]), float(c.h[i]), float(c.l[i]), float(c.c[i])]
-                            for i in range(len(c) - n, len(c))]
+                out[sym] = np.column_stack([c.t[len(c) - n:], c.o[len(c) - n:], c.h[len(c) - n:],
+                                            c.l[len(c) - n:], c.c[len(c) - n:]]).tolist()
         return out
 
     def _weight(self) -> int | None:

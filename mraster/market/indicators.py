@@ -8,6 +8,21 @@ from __future__ import annotations
 import numpy as np
 
 
+def _recurse(seed: float, start: int, x: np.ndarray, a: float, b: float, n: int) -> np.ndarray:
+    """y[start] = seed; y[i] = a·y[i-1] + b·x[i] for i > start (NaN before start).
+
+    The recursion runs over plain Python floats: on the 100–200 values the bot keeps per symbol
+    that is several times faster than indexing numpy arrays element by element."""
+    out = [np.nan] * n
+    y = seed
+    out[start] = y
+    xs = x.tolist()
+    for i in range(start + 1, n):
+        y = a * y + b * xs[i]
+        out[i] = y
+    return np.array(out)
+
+
 def ema(x: np.ndarray, period: int) -> np.ndarray:
     """EMA with k = 2/(n+1), seeded by the SMA of the first n values (TA-Lib's default)."""
     x = np.asarray(x, dtype=float)
@@ -15,10 +30,7 @@ def ema(x: np.ndarray, period: int) -> np.ndarray:
     if len(x) < period:
         return out
     k = 2.0 / (period + 1)
-    out[period - 1] = x[:period].mean()
-    for i in range(period, len(x)):
-        out[i] = out[i - 1] + k * (x[i] - out[i - 1])
-    return out
+    return _recurse(float(x[:period].mean()), period - 1, x, 1.0 - k, k, len(x))
 
 
 def _wilder(x: np.ndarray, period: int, start: int) -> np.ndarray:
@@ -27,11 +39,8 @@ def _wilder(x: np.ndarray, period: int, start: int) -> np.ndarray:
     if len(x) - start < period:
         return out
     seed = start + period - 1
-    out[seed] = x[start:seed + 1].mean()
     a = 1.0 / period
-    for i in range(seed + 1, len(x)):
-        out[i] = out[i - 1] + a * (x[i] - out[i - 1])
-    return out
+    return _recurse(float(x[start:seed + 1].mean()), seed, x, 1.0 - a, a, len(x))
 
 
 def rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
@@ -75,11 +84,7 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
     tr = np.nan_to_num(true_range(high, low, close))
     # TA-Lib: Wilder sums (not means) seeded with the sum of the first period-1 values
     def wsum(x: np.ndarray) -> np.ndarray:
-        s = np.full(n, np.nan)
-        s[period - 1] = x[1:period].sum()
-        for i in range(period, n):
-            s[i] = s[i - 1] - s[i - 1] / period + x[i]
-        return s
+        return _recurse(float(x[1:period].sum()), period - 1, x, 1.0 - 1.0 / period, 1.0, n)
     str_, sp, sm = wsum(tr), wsum(plus_dm), wsum(minus_dm)
     with np.errstate(divide="ignore", invalid="ignore"):
         pdi = 100 * sp / str_
@@ -87,7 +92,5 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
         dx = 100 * np.abs(pdi - mdi) / (pdi + mdi)
     dx = np.nan_to_num(dx, nan=0.0)
     first = 2 * period - 1
-    out[first] = dx[period:first + 1].mean()
-    for i in range(first + 1, n):
-        out[i] = (out[i - 1] * (period - 1) + dx[i]) / period
-    return out
+    return _recurse(float(dx[period:first + 1].mean()), first, dx, (period - 1) / period,
+                    1.0 / period, n)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from mraster.exchange.rules import RuleViolation, SymbolRules
 
+KEEP_ORDERS = 1000  # finished orders kept queryable per account
 TAKER_FEE = 0.0004
 MAKER_FEE = 0.0002
 TRIGGER_TYPES = {"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT"}
@@ -210,6 +211,8 @@ class Matching:
         order = Order(oid, cid, sym, side, typ, qty, price, stop, reduce_only, close_pos, working,
                       p.get("timeInForce", "GTC").upper(), now, now)
         acct.orders[oid] = order
+        if len(acct.orders) > KEEP_ORDERS * 2:
+            self._forget_old_orders(acct)
         if typ == "MARKET":
             self._fill(acct, order, self._market_price(sym, side, qty, q), now, taker=True)
         elif typ == "LIMIT":
@@ -226,6 +229,14 @@ class Matching:
         need = qty * price / lev
         if need > self.available(acct) + 1e-9:
             raise SimError(-2019, "Margin is insufficient.")
+
+    @staticmethod
+    def _forget_old_orders(acct: Account) -> None:
+        """Like the exchange, keep only recent finished orders queryable (open ones always), so
+        a long run does not slow down every order lookup."""
+        done = [oid for oid, o in acct.orders.items() if o.status not in ("NEW", "PARTIALLY_FILLED")]
+        for oid in done[: len(acct.orders) - KEEP_ORDERS]:
+            del acct.orders[oid]
 
     def _market_price(self, sym: str, side: str, qty: float, q: Quote) -> float:
         touch = q["ask"] if side == "BUY" else q["bid"]

@@ -1,0 +1,1 @@
+"""Backtest: the live engine (``mraster.engine.cycle.Engine``) over replayed candles."""
