@@ -193,7 +193,7 @@ function renderOverview(d) {
     ["Total PnL", fmt(p.total_pnl, 2) + " USDT"], ["Max drawdown", p.max_drawdown === null ? "–" : `${fmt(p.max_drawdown, 2)} (${pct(p.max_drawdown_pct)})`]];
   $("#perf-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card" }, el("small", {}, k), el("b", {}, String(v)))));
   const tb = $("#positions tbody");
-  tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol },
+  tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-status": x.status },
     el("td", {}, x.symbol), el("td", { class: x.side === "BUY" ? "long" : "short" }, x.side === "BUY" ? "long" : "short"),
     el("td", {}, fmt(x.qty)), el("td", {}, fmt(x.entry, 6)), el("td", {}, fmt(x.mark, 6)),
     el("td", { class: x.pnl >= 0 ? "pos" : "neg" }, fmt(x.pnl, 2)), el("td", {}, fmt(x.r, 2)),

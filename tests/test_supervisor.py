@@ -31,12 +31,14 @@ def test_start_stream_commands_and_stop_with_the_real_bot(tmp_path):
         assert d.post("/api/bot/start").status_code == 409  # never a second bot
         events = read_stream(d.url, lambda ev: any(e["event"] == "cycle" for e in ev))
         assert any(e["event"] == "decision" for e in events)
-        state = wait_for(lambda: d.get("/api/state").json()["positions"] and d.get("/api/state").json(),
-                         what="a position")
+        def opened():  # an open position after a completed cycle (not an entry in flight)
+            v = d.get("/api/state").json()
+            return v["telemetry"].get("cycle") and any(p["status"] == "open" for p in v["positions"]) and v
+        state = wait_for(opened, what="a position")
         status = d.get("/api/bot/status").json()
         assert status["market_source"] == "simulator" and status["paper"] is True
         assert status["pid"] == pid and status["uptime_s"] >= 0
-        sym = state["positions"][0]["symbol"]
+        sym = next(p["symbol"] for p in state["positions"] if p["status"] == "open")
         # close one position through the inbox: acknowledged, booked as manual, no re-entry
         cmd = d.post(f"/api/positions/{sym}/close", {"confirm": sym}).json()["command"]
         ack = wait_for(lambda: next((c["ack"] for c in d.get("/api/state").json()["commands"]["recent"]

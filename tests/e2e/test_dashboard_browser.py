@@ -32,7 +32,7 @@ def test_first_session_from_wizard_to_stop(tmp_path, page_factory):
         shot(page, "02-logs")
 
         page.click("#tabs button[data-tab=overview]")
-        rows = page.locator("#positions tbody tr[data-symbol]")
+        rows = page.locator("#positions tbody tr[data-status=open]")
         expect(rows.first).to_be_visible(timeout=30_000)
         shot(page, "03-position")
 
