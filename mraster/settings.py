@@ -342,6 +342,8 @@ CATALOGUE: tuple[Setting, ...] = (
     S("ASTER_BRACKETS_QUEUE_FILE", "str", "brackets_queue.json", "files", "Queue of stop/take-profit "
       "repairs."),
     S("ASTER_EVENTS_FILE", "str", "events.jsonl", "files", "Rotating JSON-lines event log."),
+    S("ASTER_BACKTEST_DATA", "str", "", "files", "Folder of candle CSVs for the dashboard's "
+      "backtest (empty = the real Binance sample candles in tests/data).", restart=False),
     S("ASTER_LOGLEVEL", "choice", "info", "files", "Console log level.",
       choices=("debug", "info", "warning", "error"), restart=False),
     S("ASTER_DASHBOARD_HOST", "str", "127.0.0.1", "dashboard", "Address the dashboard binds to; "

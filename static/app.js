@@ -149,6 +149,8 @@ async function refresh() {
   try {
     const d = await api("GET", "/api/state");
     state.data = d;
+    const stale = document.querySelector('#notices [data-id="local-state"]');
+    if (stale) stale.remove();  // the state is readable again
     renderHeader(d); renderNotices(d); renderOverview(d); renderDecisions(d); renderMarket(d);
     renderHistory(); renderChartSelect(d);
   } catch (e) {
@@ -453,12 +455,56 @@ $("#pro-form").addEventListener("submit", async (ev) => {
 });
 $("#btn-test-conn").addEventListener("click", () => testConnection($("#conn-result")));
 
+// ---- backtest ------------------------------------------------------------------------------------
+const bt = { chart: null, series: null, timer: null };
+async function pollBacktest() {
+  let j;
+  try { j = await api("GET", "/api/backtest"); } catch (e) { fail(e); return; }
+  const bar = $("#bt-progress");
+  bar.hidden = j.state !== "running";
+  bar.value = j.progress || 0;
+  $("#btn-backtest").disabled = j.state === "running";
+  $("#bt-status").textContent = j.state === "running" ? `${(100 * (j.progress || 0)).toFixed(0)}% · ${j.trades} trades so far`
+    : j.state === "error" ? `Failed: ${j.error}` : j.state === "done" ? `Done (${j.preset} settings, data ${j.data}).` : "";
+  $("#bt-status").className = j.state === "error" ? "error" : "muted";
+  if (j.state === "running") { bt.timer = setTimeout(pollBacktest, 700); return; }
+  if (j.state === "done") renderBacktest(j.report);
+}
+function renderBacktest(r) {
+  const s = r.summary;
+  const cards = [["Trades", s.trades], ["Return", pct(s.total_return)], ["Win rate", pct(s.win_rate)],
+    ["Profit factor", s.profit_factor === null ? "–" : fmt(s.profit_factor, 2)], ["Expectancy", s.expectancy_r === null ? "–" : fmt(s.expectancy_r, 2) + " R"],
+    ["Max drawdown", pct(s.max_drawdown_pct)], ["Sharpe", s.sharpe === null ? "–" : fmt(s.sharpe, 2)], ["Sortino", s.sortino === null ? "–" : fmt(s.sortino, 2)],
+    ["Exposure", pct(s.exposure)], ["Fees", fmt(s.fees, 6)]];
+  $("#bt-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card", "data-testid": "bt-card" }, el("small", {}, k), el("b", {}, String(v)))));
+  if (window.LightweightCharts) {
+    if (!bt.chart) {
+      bt.chart = LightweightCharts.createChart($("#bt-chart"), { height: 220, autoSize: true, timeScale: { timeVisible: true } });
+      bt.series = bt.chart.addSeries(LightweightCharts.LineSeries, { lineWidth: 2 });
+    }
+    const pts = []; let last = -1;
+    for (const [t, v] of r.equity_curve) { const x = Math.floor(t / 1000); if (x > last) { pts.push({ time: x, value: v }); last = x; } }
+    bt.series.setData(pts); bt.chart.timeScale().fitContent();
+  }
+  $("#bt-symbols-table tbody").replaceChildren(...Object.entries(r.per_symbol).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.trades), el("td", {}, pct(v.win_rate)), el("td", {}, fmt(v.total_pnl, 6)))));
+  $("#bt-skips tbody").replaceChildren(...Object.entries(r.skipped_signals).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.count), el("td", {}, v.why))));
+}
+$("#btn-backtest").addEventListener("click", async () => {
+  const body = { preset: $("#bt-preset").value || null };
+  const syms = $("#bt-symbols").value.split(",").map((x) => x.trim().toUpperCase()).filter(Boolean);
+  if (syms.length) body.symbols = syms;
+  if ($("#bt-days").value) body.days = Number($("#bt-days").value);
+  try { await api("POST", "/api/backtest", body); clearTimeout(bt.timer); pollBacktest(); }
+  catch (e) { fail(e); }
+});
+
 // ---- tabs and start-up -------------------------------------------------------------------------------
 for (const b of document.querySelectorAll("#tabs button")) {
   b.addEventListener("click", () => {
     for (const x of document.querySelectorAll("#tabs button, .tab")) x.classList.remove("active");
     b.classList.add("active"); $(`#tab-${b.dataset.tab}`).classList.add("active");
     if (b.dataset.tab === "chart") drawCandles($("#chart-symbol").value);
+    if (b.dataset.tab === "backtest") pollBacktest();
   });
 }
 

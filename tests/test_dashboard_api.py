@@ -272,3 +272,23 @@ def test_connection_test_with_an_api_wallet(dash, sim_factory):
     r = dash.post("/api/setup/test-connection").json()
     assert r["ok"] is False and "belongs to API wallet" in r["message"]
     assert dash.put("/api/config", {"values": {"ASTER_USER_ADDRESS": "0x123"}}).status_code == 422
+
+
+def test_backtest_from_the_dashboard_with_a_preset(dash):
+    from dashboard_helpers import wait_for
+
+    assert dash.post("/api/backtest", {"preset": "yolo"}).status_code == 422
+    assert dash.post("/api/backtest", {"symbols": ["ETH/BTC"]}).status_code == 422
+    r = dash.post("/api/backtest", {"preset": "low", "symbols": ["ETHBTC"], "days": 2})
+    assert r.status_code == 200 and r.json()["state"] == "running"
+    assert dash.post("/api/backtest", {"days": 2}).status_code == 409  # one at a time
+    job = wait_for(lambda: (j := dash.get("/api/backtest").json())["state"] != "running" and j,
+                   what="the backtest")
+    assert job["state"] == "done", job.get("error")
+    rep = job["report"]
+    assert rep["symbols"] == ["ETHBTC"] and rep["settings"]["ASTER_LEVERAGE"] == 4
+    assert 2 * 288 <= rep["candles_per_symbol"] <= 2 * 288 + 1 and rep["equity_curve"]
+    r = dash.post("/api/backtest", {"symbols": ["DOGEBTC"]})
+    job = wait_for(lambda: (j := dash.get("/api/backtest").json())["state"] != "running" and j,
+                   what="the failing backtest")
+    assert job["state"] == "error" and "DOGEBTC" in job["error"]

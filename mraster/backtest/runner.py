@@ -68,20 +68,27 @@ def backtest_settings(base: Mapping[str, Any], quote: str) -> dict[str, Any]:
 def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] | None = None,
                  start_ms: int | None = None, end_ms: int | None = None,
                  balance_usdt: float | None = None, progress: Progress | None = None,
-                 market: Market | None = None) -> BacktestResult:
+                 market: Market | None = None, last_days: float | None = None) -> BacktestResult:
     market = market or replay_market(Path(data), symbols, manual=True, warmup=WARMUP_CANDLES)
-    quotes = {s.quote for s in market.series.values()}
-    if len(quotes) != 1:
-        raise DataError(f"{data}: symbols quoted in different currencies ({', '.join(sorted(quotes))}); "
-                        "choose symbols of one quote with --symbols")
-    quote = quotes.pop()
+    quotes = sorted({s.quote for s in market.series.values()})
+    if len(quotes) > 1:
+        if symbols:
+            raise DataError(f"{data}: the chosen symbols are quoted in different currencies "
+                            f"({', '.join(quotes)}); choose symbols of one quote currency")
+        # no choice made: the quote currency with the most symbols (one account, one currency)
+        counts = {q: sum(s.quote == q for s in market.series.values()) for q in quotes}
+        keep = max(quotes, key=lambda q: (counts[q], q == "USDT"))
+        market.series = {k: v for k, v in market.series.items() if v.quote == keep}
+    quote = next(iter(market.series.values())).quote
     first = max(int(s.t[min(WARMUP_CANDLES, len(s.t) - 1)]) for s in market.series.values())
     last = max(int(s.t[-1]) for s in market.series.values()) + BASE_MS
-    start = max(first, start_ms or first) // BASE_MS * BASE_MS
     end = min(last, end_ms or last)
+    if last_days:
+        start_ms = max(start_ms or 0, end - int(last_days * 86_400_000))
+    start = max(first, start_ms or first) // BASE_MS * BASE_MS
     if end <= start:
-        raise DataError(f"{data}: the range {start} → {end} holds no candles after the "
-                        f"{WARMUP_CANDLES}-candle warm-up; widen --from/--to")
+        raise DataError(f"{data}: the chosen range holds no candles after the "
+                        f"{WARMUP_CANDLES}-candle warm-up; choose a wider date range")
     s = backtest_settings(settings, quote)
     balance = (balance_usdt or s["ASTER_PAPER_BALANCE"]) / QUOTE_USD.get(quote, 1.0)
     market.clock.set(start)

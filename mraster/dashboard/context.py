@@ -32,6 +32,7 @@ class DashboardContext:
     hub: LogHub = field(default_factory=LogHub)
     supervisor: BotSupervisor | None = None
     token: str = ""  # ASTER_DASHBOARD_TOKEN as it was when the dashboard started
+    backtest_job: Any = None  # the dashboard's one backtest run (routes/backtest.py)
     _memo: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     def cached(self, name: str, version: Any, compute):

@@ -45,13 +45,14 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         base = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "dashboard_server.py"), "--port", str(self.port)],
-            cwd=folder, env={**base, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
+        self.log = folder / "dashboard.log"  # a file, not a pipe nobody reads (it would fill up)
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "dashboard_server.py"), "--port", str(self.port)],
+                cwd=folder, env={**base, **env}, stdout=out, stderr=subprocess.STDOUT, text=True)
 
         def up() -> bool:
-            assert self.proc.poll() is None, self.proc.stdout.read()
+            assert self.proc.poll() is None, self.log.read_text()
             try:
                 return httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200
             except httpx.HTTPError:

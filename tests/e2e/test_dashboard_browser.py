@@ -62,9 +62,16 @@ def test_first_session_from_wizard_to_stop(tmp_path, page_factory):
         expect(page.locator("#history tbody tr", has_text=symbol).first).to_contain_text("manual")
         shot(page, "05-history")
 
+        page.click("#tabs button[data-tab=backtest]")
+        page.fill("#bt-days", "1")
+        page.get_by_test_id("run-backtest").click()
+        expect(page.get_by_test_id("bt-card").first).to_be_visible(timeout=60_000)
+        expect(page.locator("#bt-status")).to_contain_text("Done")
+        shot(page, "06-backtest")
+
         page.get_by_test_id("stop").click()
         expect(page.locator("#bot-state")).to_contain_text("stopped", timeout=30_000)
-        shot(page, "06-stopped")
+        shot(page, "07-stopped")
         assert page.errors == []
     finally:
         server.stop()

@@ -1,0 +1,95 @@
+"""Run a backtest from the dashboard: current settings or a preset, progress while it runs."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+
+from mraster import settings as st
+from mraster.backtest import report
+from mraster.backtest.runner import run_backtest
+from mraster.dashboard.context import DashboardContext, get_ctx
+from mraster.dashboard.routes.errors import settings_error_response
+from mraster.dashboard.routes.state import SYMBOL_RE
+from mraster.sim.market import DataError
+
+router = APIRouter(prefix="/api", tags=["backtest"])
+SAMPLE_DATA = Path(__file__).resolve().parents[3] / "tests" / "data"
+
+
+class BacktestRequest(BaseModel):
+    preset: str | None = Field(None, description="low, mid, high or att; empty = current settings")
+    symbols: list[str] | None = None
+    days: float | None = Field(None, gt=0, le=3650, description="only the last N days of the data")
+
+
+class Job:
+    """One backtest at a time, in a worker thread (it is CPU work; the API stays responsive)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.status: dict[str, Any] = {"state": "idle"}
+
+    def view(self) -> dict[str, Any]:
+        with self.lock:
+            return dict(self.status)
+
+    def update(self, **kw: Any) -> None:
+        with self.lock:
+            self.status.update(kw)
+
+
+def _job(ctx: DashboardContext) -> Job:
+    job = getattr(ctx, "backtest_job", None)
+    if job is None:
+        job = ctx.backtest_job = Job()
+    return job
+
+
+@router.get("/backtest")
+async def get_backtest(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    return _job(ctx).view()
+
+
+@router.post("/backtest")
+def start_backtest(body: BacktestRequest, ctx: DashboardContext = Depends(get_ctx)):
+    job = _job(ctx)
+    if job.view()["state"] == "running":
+        raise HTTPException(409, "a backtest is already running; wait for it to finish")
+    if body.preset is not None and body.preset not in st.PRESETS:
+        raise HTTPException(422, f"preset: {body.preset!r} is not allowed; expected one of "
+                                 f"{', '.join(st.PRESETS)}")
+    config = ctx.read_config()
+    if body.preset:
+        config = {k: v for k, v in config.items() if k not in st.PRESETS[body.preset]}
+        config["ASTER_PRESET_MODE"] = body.preset
+    try:
+        s = ctx.settings(config=config)
+    except st.SettingsErrors as exc:
+        return settings_error_response(exc, "fix these settings before running a backtest")
+    bad = [x for x in body.symbols or [] if not SYMBOL_RE.match(x.upper())]
+    if bad:
+        raise HTTPException(422, f"symbols: {bad[0]!r} is not allowed; expected 2-30 characters "
+                                 "A-Z and 0-9, e.g. ETHBTC")
+    data = Path(s["ASTER_BACKTEST_DATA"]) if s["ASTER_BACKTEST_DATA"] else SAMPLE_DATA
+    symbols = [x.upper() for x in body.symbols] if body.symbols else None
+    job.update(state="running", progress=0.0, trades=0, started=time.time(), error=None,
+               report=None, preset=s["ASTER_PRESET_MODE"], data=str(data))
+
+    def work() -> None:
+        try:
+            result = run_backtest(data, s, symbols=symbols, last_days=body.days,
+                                  progress=lambda d, n, o: job.update(progress=d, trades=n))
+            rep = report.build(result)
+            rep["trades"] = rep["trades"][-300:]
+            job.update(state="done", progress=1.0, report=rep, finished=time.time())
+        except (DataError, ValueError) as exc:
+            job.update(state="error", error=str(exc))
+        except Exception as exc:  # shown on the page, not only in a log
+            job.update(state="error", error=f"{type(exc).__name__}: {exc}")
+    threading.Thread(target=work, name="backtest", daemon=True).start()
+    return job.view()
