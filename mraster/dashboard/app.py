@@ -89,8 +89,10 @@ def main(argv: list[str]) -> int:
              "paper" if settings["ASTER_PAPER"] else "LIVE")
     # open live-log streams never end by themselves: give them 2 s, then close them, so Ctrl-C
     # (and the supervisor's stop of the bot) happen promptly
+    # one access-log line per request would flood the console (every open page polls every 2 s);
+    # ASTER_LOGLEVEL=debug turns them on
     uvicorn.run("dashboard_server:app", host=args.host, port=args.port, log_config=None,
-                timeout_graceful_shutdown=2)
+                timeout_graceful_shutdown=2, access_log=settings["ASTER_LOGLEVEL"] == "debug")
     return 0
 
 

@@ -49,8 +49,8 @@ def rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
     if len(close) <= period:
         return out
     d = np.diff(close)
-    gain = np.r_[0.0, np.where(d > 0, d, 0.0)]
-    loss = np.r_[0.0, np.where(d < 0, -d, 0.0)]
+    gain = np.concatenate(([0.0], np.where(d > 0, d, 0.0)))
+    loss = np.concatenate(([0.0], np.where(d < 0, -d, 0.0)))
     ag = _wilder(gain, period, 1)
     al = _wilder(loss, period, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -60,7 +60,7 @@ def rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
 
 
 def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
-    prev = np.r_[np.nan, close[:-1]]
+    prev = np.concatenate(([np.nan], close[:-1]))
     tr = np.maximum(high - low, np.maximum(np.abs(high - prev), np.abs(low - prev)))
     tr[0] = np.nan
     return tr
@@ -77,8 +77,8 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
     out = np.full(n, np.nan)
     if n < 2 * period:
         return out
-    up = np.r_[0.0, high[1:] - high[:-1]]
-    down = np.r_[0.0, low[:-1] - low[1:]]
+    up = np.concatenate(([0.0], high[1:] - high[:-1]))
+    down = np.concatenate(([0.0], low[:-1] - low[1:]))
     plus_dm = np.where((up > down) & (up > 0), up, 0.0)
     minus_dm = np.where((down > up) & (down > 0), down, 0.0)
     tr = np.nan_to_num(true_range(high, low, close))
