@@ -120,6 +120,7 @@ class Engine:
         self.guard: BracketGuard | None = None
         self.chart_symbols: tuple[str, ...] = ()  # symbols the dashboard asked to chart
         self._feature_cache: dict[str, tuple] = {}
+        self.advisor = None  # mraster.ai.advisor.Advisor when AI mode is on (set by the runner)
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
                              ("stats", {"taken": 0, "skipped": {}, "cycles": 0}), ("cooldowns", {})):
@@ -237,6 +238,9 @@ class Engine:
         st["charts"] = self._charts(candles)
         st["stats"]["cycles"] += 1
         st["policy"] = self.policy.to_dict()
+        if self.advisor is not None:
+            self.advisor.forget_old()
+            st["ai"] = self.advisor.snapshot()
         st["telemetry"] = {
             "cycle": st["stats"]["cycles"], "time": now, "duration_s": round(time.perf_counter() - t0, 4),
             "cpu_s": round(time.process_time() - cpu0, 4), "symbols": len(universe),
@@ -349,7 +353,21 @@ class Engine:
         # confidence: the alpha model's probability once it speaks, else the prior's distance
         # above a coin flip scaled to [0, 1] (the prior tops out at 0.65)
         conf = decision.alpha_prob if decision.alpha_prob is not None else max(0.0, (p - 0.5) / 0.15)
-        return {"symbol": sym, "side": sig.side, "features": f, "snap": snap, "expected_r": er,
+        plan = None
+        if self.advisor is not None:
+            payload = {"symbol": sym, "side": sig.side, "price": f.price, "atr": f.atr,
+                       "rsi": f.rsi, "adx": f.adx, "htf_trend": f.htf_trend, "spread": snap.spread,
+                       "funding": snap.funding, "expected_r": er, "win_prob": p,
+                       "policy_bucket": decision.bucket, "open_positions": len(self.state["positions"]),
+                       "max_leverage": s["ASTER_LEVERAGE"], "risk_per_trade": s["ASTER_RISK_PER_TRADE"]}
+            plan = self.advisor.verdict(f"{sym}:{sig.side}:{int(ltf.t[-1])}", sym, payload)
+            if plan is None:
+                self._skip(res, sym, "ai_pending", side=sig.side, **info)
+                return None
+            if not plan.take:
+                self._skip(res, sym, "ai_veto", side=sig.side, ai=plan.explanation, **info)
+                return None
+        return {"ai": plan, "symbol": sym, "side": sig.side, "features": f, "snap": snap, "expected_r": er,
                 "win_prob": p, "decision": decision, "feats": feats, "confidence": conf,
                 "info": info}
 
@@ -366,6 +384,13 @@ class Engine:
         mult = size_multiplier(plan["decision"].bucket, plan["confidence"], s)
         price = snap.ask if side == "BUY" else snap.bid
         want = min(int(s["ASTER_LEVERAGE"]), self.max_lev.get(sym, 125))
+        ai = plan.get("ai")
+        sl_mult, tp_mult = s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"]
+        if ai is not None and ai.source != "fallback":  # clamped: it can only lower the risk
+            mult *= ai.size_multiplier
+            want = min(want, ai.leverage or want)
+            sl_mult, tp_mult = sl_mult * ai.sl_multiplier, tp_mult * ai.tp_multiplier
+            s = {**s, "ASTER_SL_ATR_MULT": sl_mult, "ASTER_TP_ATR_MULT": tp_mult}
         if self.leverage_set.get(sym) != want:
             try:  # leverage is set on the exchange before the sizing relies on it
                 await self._set_leverage(sym, want)
@@ -386,7 +411,9 @@ class Engine:
         pos = {"token": token, "symbol": sym, "side": side, "atr": f.atr, "opened_at": now,
                "entry_client_id": cid, "leverage": order.leverage, "arm": plan["decision"].arm,
                "policy_features": plan["feats"], "expected_r": plan["expected_r"],
-               "bucket": plan["decision"].bucket, "fasttp_at": 0}
+               "bucket": plan["decision"].bucket, "fasttp_at": 0,
+               "sl_atr_mult": sl_mult, "tp_atr_mult": tp_mult,
+               "ai": ai.explanation if ai is not None else None}
         self._fill(pos, price, float(order.qty), "pending")
         # Crash-only: the intent is on disk before the order leaves, so a crash at any line
         # leaves a position the next start adopts (by its client id) instead of an unknown one.
@@ -414,7 +441,8 @@ class Engine:
         res.decisions[sym] = {"action": "TAKE", "reason": "signal", "side": side, "qty": qty,
                               "entry": entry, "stop": stop, "take_profit": tp,
                               "expected_r": round(plan["expected_r"], 3),
-                              "policy": plan["decision"].to_dict(), **plan["info"]}
+                              "policy": plan["decision"].to_dict(), **plan["info"],
+                              **({"ai": ai.explanation, "ai_source": ai.source} if ai else {})}
         self.emit("order", action="entry", symbol=sym, side=side, qty=qty, price=entry,
                   client_id=cid)
         if self.guard:
@@ -428,9 +456,9 @@ class Engine:
     def _fill(self, pos: dict[str, Any], entry: float, qty: float, status: str) -> None:
         """Entry, size and bracket levels of a position from its (actual or intended) fill."""
         d = 1 if pos["side"] == "BUY" else -1
-        stop = entry - d * self.s["ASTER_SL_ATR_MULT"] * pos["atr"]
+        stop = entry - d * pos.get("sl_atr_mult", self.s["ASTER_SL_ATR_MULT"]) * pos["atr"]
         pos.update(entry=entry, qty=qty, initial_stop=stop, stop=stop, status=status,
-                   take_profit=entry + d * self.s["ASTER_TP_ATR_MULT"] * pos["atr"],
+                   take_profit=entry + d * pos.get("tp_atr_mult", self.s["ASTER_TP_ATR_MULT"]) * pos["atr"],
                    risk_usdt=qty * abs(entry - stop))
 
     async def _set_leverage(self, sym: str, lev: int) -> None:

@@ -16,6 +16,7 @@ import time
 from logging.handlers import RotatingFileHandler
 from typing import Any, Mapping
 
+from mraster.ai.advisor import advisor_from_settings
 from mraster.engine.cycle import Engine
 from mraster.exchange import errors as E
 from mraster.exchange import auth
@@ -30,7 +31,7 @@ log = logging.getLogger("mraster.bot")
 
 BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
             "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account",
-            "market", "charts", "command_acks", "paused", "cooldowns")
+            "market", "charts", "command_acks", "paused", "cooldowns", "ai", "ai_ledger")
 
 
 class EventSink:
@@ -59,6 +60,12 @@ class EventSink:
                 self._stdout = False
         if self._file:
             self._file.info(line)
+
+
+def ai_off_reason(s: Mapping[str, Any]) -> str:
+    if not (s["ASTER_AI_MODE"] or s["ASTER_MODE"] == "ai"):
+        return "AI mode is off (ASTER_MODE=ai or ASTER_AI_MODE=true turns it on); rule-based decisions"
+    return "no ASTER_OPENAI_API_KEY and no ASTER_AI_BASE_URL; rule-based decisions"
 
 
 class StartupError(Exception):
@@ -208,6 +215,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
         except (NotImplementedError, RuntimeError):
             pass
     engine = Engine(ex, s, state, queue, emit, save=lambda: _save(doc, state))
+    engine.advisor = advisor_from_settings(s, state.setdefault("ai_ledger", {}), emit)
+    state["ai"] = {"status": "on"} if engine.advisor else {"status": "off", "why": ai_off_reason(s)}
     state["bot"] = {"pid": os.getpid(), "started": int(time.time() * 1000)}
     log.info("MrAster bot started: %s mode, market source %s", state["mode"], source)
     emit("start", mode=state["mode"], market_source=source)
@@ -236,6 +245,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
     finally:
         _save(doc, state)
         await ex.close()
+        if engine.advisor:
+            await engine.advisor.close()
         emit("stop", code=code)
         lock.release()
         log.info("MrAster bot stopped")

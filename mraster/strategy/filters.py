@@ -27,6 +27,8 @@ REASONS = {
     "policy_skip": "the bandit policy chose SKIP",
     "alpha_veto": "the alpha model's win probability is below ASTER_ALPHA_THRESHOLD",
     "paused": "autonomy paused by the user",
+    "ai_pending": "waiting for the AI advisor's review (decided on a following cycle)",
+    "ai_veto": "the AI advisor advised against this trade",
     "cooldown": "closed by hand recently (ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES)",
     "order_failed": "the exchange refused the entry",
     "no_quote": "no book ticker or premium data for the symbol",

@@ -1,0 +1,174 @@
+"""AITradeAdvisor: asks the LLM about each trade candidate without ever blocking the scan loop.
+
+A candidate (symbol, side, candle) is submitted once; the request runs as an asyncio task under
+``ASTER_AI_CONCURRENCY`` with ``ASTER_AI_GLOBAL_COOLDOWN_SECONDS`` between dispatches, at most
+``ASTER_AI_PENDING_LIMIT`` waiting. The engine asks for the verdict on later cycles: pending, a plan
+(clamped to the user's limits), or — after ``ASTER_AI_PLAN_TIMEOUT_SECONDS``, when the queue is full,
+the budget is used up or the reply is unusable — the rule-based plan. Identical payloads are answered
+from a cache at no cost.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from mraster.ai import budget as B
+from mraster.ai.llm import AIUnavailable, LLMClient
+from mraster.ai.plan import Plan, clamp, fallback
+
+log = logging.getLogger("mraster.ai")
+CACHE_SIZE = 64
+SYSTEM = (
+    "You review one crypto perpetual-futures trade candidate for a risk-managed bot. Reply with a "
+    "single JSON object: {\"take\": bool, \"size_multiplier\": number 0..1 (share of the planned "
+    "size), \"sl_multiplier\": number (stop distance vs planned), \"tp_multiplier\": number, "
+    "\"leverage\": integer or null, \"confidence\": number 0..1, \"explanation\": string of 12-70 "
+    "words}. You may reduce risk or veto; limits above the user's are ignored.")
+
+
+@dataclass
+class Job:
+    key: str
+    symbol: str
+    created: float
+    task: asyncio.Task | None = None
+    plan: Plan | None = None
+    state: str = "queued"  # queued | inflight | done
+
+
+@dataclass
+class Advisor:
+    llm: LLMClient
+    settings: Mapping[str, Any]
+    budget: B.DailyBudget
+    emit: Callable[..., None] = lambda *a, **k: None
+    timeout_s: float | None = None
+    jobs: dict[str, Job] = field(default_factory=dict)
+    cache: "OrderedDict[str, Plan]" = field(default_factory=OrderedDict)
+    _last_dispatch: float = 0.0
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.timeout_s = self.timeout_s or s["ASTER_AI_PLAN_TIMEOUT_SECONDS"]
+        self._sem = asyncio.Semaphore(s["ASTER_AI_CONCURRENCY"])
+        self._dispatch_lock = asyncio.Lock()
+        self.pending_limit = s.ai_pending_limit if hasattr(s, "ai_pending_limit") else 12
+
+    # -- the engine's side --------------------------------------------------------------------
+    def verdict(self, key: str, symbol: str, payload: dict[str, Any]) -> Plan | None:
+        """The plan for this candidate, or None while it is still being reviewed."""
+        payload_key = _payload_key(self.llm.model, payload)
+        if payload_key in self.cache:
+            self.cache.move_to_end(payload_key)
+            return self.cache[payload_key].model_copy(update={"source": "cache"})
+        job = self.jobs.get(key)
+        if job is None:
+            if self._pending() >= self.pending_limit:
+                return fallback("the AI queue is full")
+            job = self.jobs[key] = Job(key, symbol, time.monotonic())
+            job.task = asyncio.get_running_loop().create_task(self._run(job, payload, payload_key))
+            self.emit("ai_request", symbol=symbol, key=key)
+            return None
+        if job.plan is not None:
+            return job.plan
+        if time.monotonic() - job.created > self.timeout_s:
+            job.task.cancel()
+            job.plan, job.state = fallback(f"no AI answer within {self.timeout_s:g} s"), "done"
+            return job.plan
+        return None
+
+    def _pending(self) -> int:
+        return sum(1 for j in self.jobs.values() if j.state != "done")
+
+    # -- the request ----------------------------------------------------------------------------
+    async def _run(self, job: Job, payload: dict[str, Any], payload_key: str) -> None:
+        user = json.dumps(payload, default=str, sort_keys=True)
+        res = None
+        try:
+            async with self._sem:
+                async with self._dispatch_lock:  # the global cooldown between dispatches
+                    wait = self._last_dispatch + self.settings["ASTER_AI_GLOBAL_COOLDOWN_SECONDS"] \
+                        - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    self._last_dispatch = time.monotonic()
+                res = self.budget.reserve(B.estimate(self.llm.model, len(SYSTEM) + len(user)) * 2)
+                if res is None:
+                    job.plan = fallback("the daily AI budget is used up")
+                    return
+                job.state = "inflight"
+                try:
+                    plan, usages = await self.llm.ask(SYSTEM, user, Plan)
+                except AIUnavailable as exc:
+                    self.budget.settle(res, self.llm.model, None)  # an error may still be billed
+                    res = None
+                    job.plan = fallback(str(exc))
+                    self.emit("ai_error", symbol=job.symbol, error=str(exc))
+                    return
+                actual = sum(B.cost(self.llm.model, u.prompt_tokens, u.completion_tokens)
+                             for u in usages) if usages else None
+                charged = self.budget.settle(res, self.llm.model, actual)
+                res = None
+                job.plan = clamp(plan, self.settings)
+                self.cache[payload_key] = job.plan
+                while len(self.cache) > CACHE_SIZE:
+                    self.cache.popitem(last=False)
+                self.emit("ai_plan", symbol=job.symbol, take=job.plan.take,
+                          size=job.plan.size_multiplier, cost=round(charged, 6),
+                          explanation=job.plan.explanation)
+        except asyncio.CancelledError:
+            if res is not None:  # cut off by the timeout: assume the call was billed
+                self.budget.settle(res, self.llm.model, None)
+            raise
+        finally:
+            job.state = "done"
+
+    def snapshot(self) -> dict[str, Any]:
+        """For the state file and the dashboard."""
+        now = time.monotonic()
+        recent = [j for j in self.jobs.values() if j.plan is not None][-20:]
+        return {"status": "on", "model": self.llm.model, "budget": self.budget.snapshot(),
+                "pending": [{"symbol": j.symbol, "state": j.state, "age_s": round(now - j.created, 1)}
+                            for j in self.jobs.values() if j.state != "done"],
+                "recent_plans": [{"symbol": j.symbol, **j.plan.model_dump()} for j in recent]}
+
+    def forget_old(self, max_jobs: int = 200) -> None:
+        done = [k for k, j in self.jobs.items() if j.state == "done"]
+        for k in done[: max(0, len(self.jobs) - max_jobs)]:
+            del self.jobs[k]
+
+    async def close(self) -> None:
+        for j in self.jobs.values():
+            if j.task and not j.task.done():
+                j.task.cancel()
+        await self.llm.close()
+
+
+def _payload_key(model: str, payload: Mapping[str, Any]) -> str:
+    def rnd(v: Any) -> Any:
+        return round(v, 6) if isinstance(v, float) else v
+    text = json.dumps({k: rnd(v) for k, v in payload.items()}, sort_keys=True, default=str)
+    return hashlib.sha1(f"{model}|{text}".encode()).hexdigest()
+
+
+def advisor_from_settings(s: Mapping[str, Any], ledger: dict[str, Any],
+                          emit: Callable[..., None]) -> Advisor | None:
+    """None (rule-based decisions everywhere) unless AI mode is on and there is a key or a
+    compatible server to ask."""
+    if not (s["ASTER_AI_MODE"] or s["ASTER_MODE"] == "ai"):
+        return None
+    if not (s["ASTER_OPENAI_API_KEY"] or s["ASTER_AI_BASE_URL"]):
+        return None
+    llm = LLMClient(api_key=s["ASTER_OPENAI_API_KEY"], model=s["ASTER_AI_MODEL"],
+                    base_url=s["ASTER_AI_BASE_URL"], temperature=s["ASTER_AI_TEMPERATURE"],
+                    timeout=s["ASTER_AI_PLAN_TIMEOUT_SECONDS"])
+    enforced = s.ai_budget_enforced if hasattr(s, "ai_budget_enforced") else True
+    return Advisor(llm, s, B.DailyBudget(ledger, s["ASTER_AI_DAILY_BUDGET_USD"],
+                                         strict=s["ASTER_AI_STRICT_BUDGET"], enforced=enforced),
+                   emit=emit)

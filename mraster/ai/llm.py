@@ -1,0 +1,81 @@
+"""LLM access through the ``openai`` client, for OpenAI or any compatible server.
+
+Replies must be one JSON object that validates against the caller's pydantic model; a malformed
+reply gets one more try, then ``AIUnavailable`` (the caller's rule-based plan decides). Retries on
+429/5xx are not done here: every attempt costs money and goes through the budget first.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class AIUnavailable(Exception):
+    """No usable answer: the message says why (never with a key in it)."""
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def parse_json(text: str) -> Any:
+    """A JSON object from a reply: plain, in a ```json fence, or the first {...} in the text."""
+    text = text.strip()
+    for candidate in (text, *re.findall(r"```(?:json)?\s*(\{.*?\})\s*```", text, re.S)):
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            pass
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        return json.loads(text[start:end + 1])
+    raise ValueError("no JSON object in the reply")
+
+
+class LLMClient:
+    def __init__(self, *, api_key: str, model: str, base_url: str = "", temperature: float = 0.3,
+                 timeout: float = 45.0) -> None:
+        from openai import AsyncOpenAI
+
+        self.model = model
+        self.temperature = temperature
+        # a local server needs no key, but the client insists on one
+        self._client = AsyncOpenAI(api_key=api_key or "not-needed", base_url=base_url or None,
+                                   timeout=timeout, max_retries=0)
+
+    async def ask(self, system: str, user: str, schema: type[T]) -> tuple[T, list[Usage]]:
+        """The validated reply and the token usage of every attempt (each one is paid for)."""
+        from openai import APIError
+
+        usages: list[Usage] = []
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        last = "no reply"
+        for _ in range(2):
+            try:
+                reply = await self._client.chat.completions.create(
+                    model=self.model, messages=messages, temperature=self.temperature,
+                    response_format={"type": "json_object"})
+            except APIError as exc:
+                raise AIUnavailable(f"the AI service answered {type(exc).__name__}") from None
+            if reply.usage:
+                usages.append(Usage(reply.usage.prompt_tokens, reply.usage.completion_tokens))
+            content = reply.choices[0].message.content or ""
+            try:
+                return schema.model_validate(parse_json(content)), usages
+            except (ValueError, ValidationError) as exc:
+                last = str(exc).splitlines()[0]
+                messages = messages + [{"role": "assistant", "content": content[:2000]},
+                                       {"role": "user", "content": "That was not valid. Reply "
+                                        "with one JSON object matching the schema, nothing else."}]
+        raise AIUnavailable(f"the AI reply was not a valid plan twice ({last})")
+
+    async def close(self) -> None:
+        await self._client.close()
