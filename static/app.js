@@ -151,7 +151,7 @@ async function refresh() {
     state.data = d;
     const stale = document.querySelector('#notices [data-id="local-state"]');
     if (stale) stale.remove();  // the state is readable again
-    renderHeader(d); renderNotices(d); renderOverview(d); renderDecisions(d); renderMarket(d);
+    renderHeader(d); renderNotices(d); renderOverview(d); renderDecisions(d); renderMarket(d); renderAI(d);
     renderHistory(); renderChartSelect(d);
   } catch (e) {
     if (e.status !== 401) notice(`The dashboard cannot read the bot's state: ${e.message}`, "error", "local-state");
@@ -232,6 +232,21 @@ $("#btn-flatten").addEventListener("click", async () => {
   try { await api("POST", "/api/positions/flatten", { confirm: typed }); notice("Flatten sent to the bot; new entries are paused.", "info", "local-" + Date.now()); refresh(); }
   catch (e) { fail(e); }
 });
+
+function renderAI(d) {
+  const ai = d.ai || {};
+  $("#ai-status").textContent = ai.status === "on"
+    ? `On: model ${ai.model}. Each trade candidate is reviewed before entry; the AI can lower size and leverage or veto, never raise them.`
+    : `Off — ${ai.why || "rule-based decisions"}.`;
+  const b = ai.budget;
+  $("#ai-cards").replaceChildren(...(b ? [["Spent today", `$${fmt(b.spent, 4)}`], ["Daily budget", b.limit > 0 ? `$${fmt(b.limit, 2)}` : "unlimited"],
+    ["Remaining", b.remaining === null ? "–" : `$${fmt(b.remaining, 4)}`], ["Calls today", b.calls], ["Budget", b.enforced ? (b.strict ? "strict" : "soft") : "ignored by preset"]] : [])
+    .map(([k, v]) => el("div", { class: "card" }, el("small", {}, k), el("b", {}, String(v)))));
+  $("#ai-pending tbody").replaceChildren(...(ai.pending || []).map((p) => el("tr", {}, el("td", {}, p.symbol), el("td", {}, p.state), el("td", {}, `${p.age_s}s`))));
+  $("#ai-plans tbody").replaceChildren(...(ai.recent_plans || []).slice().reverse().map((p) => el("tr", {},
+    el("td", {}, p.symbol), el("td", { class: p.take ? "pos" : "neg" }, p.take ? "yes" : "no"), el("td", {}, fmt(p.size_multiplier, 2)),
+    el("td", {}, p.leverage ?? "–"), el("td", {}, p.source), el("td", {}, p.explanation))));
+}
 
 function renderDecisions(d) {
   $("#decisions tbody").replaceChildren(...d.decisions.map((x) => el("tr", {},

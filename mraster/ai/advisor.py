@@ -63,11 +63,11 @@ class Advisor:
     # -- the engine's side --------------------------------------------------------------------
     def verdict(self, key: str, symbol: str, payload: dict[str, Any]) -> Plan | None:
         """The plan for this candidate, or None while it is still being reviewed."""
+        job = self.jobs.get(key)
         payload_key = _payload_key(self.llm.model, payload)
-        if payload_key in self.cache:
+        if job is None and payload_key in self.cache:
             self.cache.move_to_end(payload_key)
             return self.cache[payload_key].model_copy(update={"source": "cache"})
-        job = self.jobs.get(key)
         if job is None:
             if self._pending() >= self.pending_limit:
                 return fallback("the AI queue is full")

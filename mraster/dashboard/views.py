@@ -74,6 +74,7 @@ def state_view(state: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
         "market": [{"symbol": k, **v} for k, v in state.get("market", {}).items()],
         "alerts": alerts_view(state), "commands": commands_view(state),
         "chart_symbol": state.get("ui", {}).get("chart_symbol"),
+        "ai": state.get("ai", {"status": "off", "why": "the bot has not run yet"}),
     }
 
 

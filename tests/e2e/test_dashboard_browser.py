@@ -62,6 +62,9 @@ def test_first_session_from_wizard_to_stop(tmp_path, page_factory):
         expect(page.locator("#history tbody tr", has_text=symbol).first).to_contain_text("manual")
         shot(page, "05-history")
 
+        page.click("#tabs button[data-tab=ai]")
+        expect(page.get_by_test_id("ai-status")).to_contain_text("rule-based")  # no key: said so
+
         page.click("#tabs button[data-tab=backtest]")
         page.fill("#bt-days", "1")
         page.get_by_test_id("run-backtest").click()

@@ -1,0 +1,244 @@
+"""The AI advisor through the real openai client against an OpenAI-compatible test server on
+127.0.0.1: validated and clamped plans, the strict daily budget under concurrency, timeouts,
+cache, pending limit; and the bot in AI mode (with and without a key)."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from mraster import settings as st
+from mraster.ai import budget as B
+from mraster.ai.advisor import Advisor
+from mraster.ai.llm import LLMClient
+from mraster.sim.serve import ThreadedServer
+from openai_stub import PLAN, create_stub, script
+
+MODEL = "gpt-4.1"
+CALL_COST = B.cost(MODEL, 1000, 200)  # what the stub's usage numbers cost
+
+
+@pytest.fixture
+def stub():
+    app = create_stub()
+    with ThreadedServer(app) as srv:
+        yield app, f"{srv.url}/v1"
+
+
+def settings(**over) -> st.Settings:
+    env = {"ASTER_AI_MODE": "true", "ASTER_AI_GLOBAL_COOLDOWN_SECONDS": "0",
+           **{k: str(v) for k, v in over.items()}}
+    return st.load(environ=env, env_file=Path("/none"))
+
+
+def advisor(url: str, s: st.Settings, ledger: dict | None = None, timeout: float | None = None):
+    llm = LLMClient(api_key="sk-test-not-a-real-key", model=MODEL, base_url=url, timeout=10)
+    budget = B.DailyBudget({} if ledger is None else ledger, s["ASTER_AI_DAILY_BUDGET_USD"],
+                           strict=s["ASTER_AI_STRICT_BUDGET"], enforced=s.ai_budget_enforced)
+    return Advisor(llm, s, budget, timeout_s=timeout)
+
+
+async def settle(adv: Advisor, keys: list[str], payloads: list[dict], limit_s: float = 20):
+    """Ask for verdicts until every candidate has one (the engine does this once per cycle)."""
+    out: dict[str, object] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while len(out) < len(keys):
+        for k, p in zip(keys, payloads):
+            if k not in out:
+                v = adv.verdict(k, p["symbol"], p)
+                if v is not None:
+                    out[k] = v
+        if loop.time() > deadline:
+            raise AssertionError(f"no verdict for {set(keys) - set(out)}")
+        await asyncio.sleep(0.01)  # yield to the request tasks (the scan loop's next cycle)
+    return out
+
+
+def payload(i: int) -> dict:
+    return {"symbol": f"SYM{i}USDT", "side": "BUY", "price": 100.0 + i, "rsi": 60.0}
+
+
+def test_plans_are_validated_and_clamped_to_the_users_limits(stub):
+    app, url = stub
+    script(app, {"kind": "ok", "plan": {**PLAN, "size_multiplier": 9, "leverage": 125,
+                                        "sl_multiplier": 10, "confidence": "80%"}})
+    s = settings(ASTER_LEVERAGE=7)
+
+    async def go():
+        adv = advisor(url, s)
+        v = (await settle(adv, ["a"], [payload(1)]))["a"]
+        await adv.close()
+        return v, adv.budget.snapshot()
+    plan, snap = asyncio.run(go())
+    assert plan.take and plan.source == "ai"
+    assert plan.size_multiplier == 1.0 and plan.leverage == 7 and plan.sl_multiplier == 2.0
+    assert plan.confidence == pytest.approx(0.8)
+    assert snap["spent"] == pytest.approx(CALL_COST) and snap["calls"] == 1
+    sent = app.state.requests[0]
+    assert sent["model"] == MODEL and sent["response_format"] == {"type": "json_object"}
+
+
+def test_a_malformed_reply_gets_one_retry_then_the_rule_based_plan(stub):
+    app, url = stub
+    script(app, {"kind": "malformed"}, {"kind": "ok"}, {"kind": "malformed"}, {"kind": "malformed"})
+
+    async def go():
+        adv = advisor(url, settings())
+        first = (await settle(adv, ["a"], [payload(1)]))["a"]
+        second = (await settle(adv, ["b"], [payload(2)]))["b"]
+        await adv.close()
+        return first, second, adv.budget.snapshot()
+    first, second, snap = asyncio.run(go())
+    assert first.source == "ai"            # the retry succeeded
+    assert second.source == "fallback" and "not a valid plan" in second.explanation
+    assert len(app.state.requests) == 4
+    assert snap["spent"] == pytest.approx(3 * CALL_COST + 0, abs=CALL_COST)  # every attempt is paid
+
+
+def test_the_strict_budget_is_never_exceeded_with_concurrent_requests(stub):
+    app, url = stub
+    for _ in range(10):
+        script(app, {"kind": "ok", "delay": 0.2})
+    # room for a few calls, not for ten; all ten are asked for at the same moment
+    s = settings(ASTER_AI_DAILY_BUDGET_USD=round(CALL_COST * 4.5, 6), ASTER_AI_CONCURRENCY=10,
+                 ASTER_AI_PENDING_LIMIT=20)
+
+    async def go():
+        adv = advisor(url, s)
+        verdicts = await settle(adv, [str(i) for i in range(10)], [payload(i) for i in range(10)])
+        await adv.close()
+        return verdicts, adv.budget.snapshot()
+    verdicts, snap = asyncio.run(go())
+    assert snap["spent"] <= s["ASTER_AI_DAILY_BUDGET_USD"]  # reserved before, settled after
+    assert 1 <= len(app.state.requests) <= 4
+    refused = [v for v in verdicts.values() if v.source == "fallback" and "budget" in v.explanation]
+    assert len(refused) == 10 - len(app.state.requests)
+
+
+def test_high_and_att_ignore_the_limit_but_record_the_spend(stub):
+    app, url = stub
+    s = settings(ASTER_PRESET_MODE="att", ASTER_AI_DAILY_BUDGET_USD=0.0001)
+
+    async def go():
+        adv = advisor(url, s)
+        await settle(adv, ["a", "b"], [payload(1), payload(2)])
+        await adv.close()
+        return adv.budget.snapshot()
+    snap = asyncio.run(go())
+    assert snap["enforced"] is False and snap["calls"] == 2 and snap["spent"] > snap["limit"]
+
+
+def test_a_slow_answer_times_out_to_the_rule_based_plan_and_the_loop_never_waits(stub):
+    app, url = stub
+    script(app, {"kind": "ok", "delay": 3})
+
+    async def go():
+        adv = advisor(url, settings(), timeout=0.3)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert adv.verdict("a", "SYM1USDT", payload(1)) is None  # returns at once: pending
+        assert loop.time() - t0 < 0.05
+        v = (await settle(adv, ["a"], [payload(1)]))["a"]
+        await adv.close()
+        return v, adv.budget.snapshot()
+    plan, snap = asyncio.run(go())
+    assert plan.source == "fallback" and "within 0.3 s" in plan.explanation
+    assert snap["spent"] > 0  # the cut-off call is assumed billed
+
+
+def test_identical_requests_are_served_from_the_cache_at_no_cost(stub):
+    app, url = stub
+
+    async def go():
+        adv = advisor(url, settings())
+        await settle(adv, ["a"], [payload(1)])
+        spent = adv.budget.snapshot()["spent"]
+        again = adv.verdict("a-next-candle", "SYM1USDT", payload(1))
+        await adv.close()
+        return spent, again, adv.budget.snapshot()["spent"]
+    spent, again, after = asyncio.run(go())
+    assert again is not None and again.source == "cache"
+    assert after == spent and len(app.state.requests) == 1
+
+
+def test_the_pending_limit_holds(stub):
+    app, url = stub
+    app.state.default = {"kind": "ok", "delay": 0.5, "plan": PLAN}
+    s = settings(ASTER_AI_CONCURRENCY=1, ASTER_AI_PENDING_LIMIT=2)
+
+    async def go():
+        adv = advisor(url, s)
+        first = [adv.verdict(str(i), f"SYM{i}USDT", payload(i)) for i in range(6)]
+        pending = adv._pending()
+        await adv.close()
+        return first, pending
+    first, pending = asyncio.run(go())
+    assert pending == 2 and first[:2] == [None, None]
+    assert all(v.source == "fallback" and "queue is full" in v.explanation for v in first[2:])
+
+
+def _bot_settings(tmp_path: Path, url: str, **extra) -> st.Settings:
+    from conftest import API_KEY, API_SECRET
+
+    env = {"ASTER_PAPER": "false", "ASTER_EXCHANGE_BASE": url, "ASTER_API_KEY": API_KEY,
+           "ASTER_API_SECRET": API_SECRET, "ASTER_RUN_ONCE": "true", "ASTER_MIN_QUOTE_VOL_USDT": "0",
+           "ASTER_STATE_FILE": str(tmp_path / "aster_state.json"),
+           "ASTER_BRACKETS_QUEUE_FILE": str(tmp_path / "brackets_queue.json"),
+           "ASTER_EVENTS_FILE": str(tmp_path / "events.jsonl"), "ASTER_MIN_EDGE_R": "0",
+           "ASTER_NON_ARB_FILTER_ENABLED": "false", "ASTER_FUNDING_FILTER_ENABLED": "false",
+           "ASTER_SPREAD_BPS_MAX": "0.01", "ASTER_WICKINESS_MAX": "1", "ASTER_MODE": "ai",
+           "ASTER_AI_GLOBAL_COOLDOWN_SECONDS": "0", **{k: str(v) for k, v in extra.items()}}
+    return st.load(environ=env, env_file=tmp_path / "none.env")
+
+
+def test_the_bot_in_ai_mode_waits_for_the_review_then_trades_the_clamped_plan(sim_factory, stub,
+                                                                               tmp_path):
+    from mraster.engine.cycle import Engine
+    from mraster.engine.runner import run_async
+    from mraster.exchange.rest import AsterRest
+    from mraster.store import JsonDocument
+
+    app, ai_url = stub
+    script(app, {"kind": "ok", "plan": {**PLAN, "take": False, "explanation": "Funding against."}})
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = _bot_settings(tmp_path, url, ASTER_AI_BASE_URL=ai_url)
+
+    async def go():
+        from mraster.ai.advisor import advisor_from_settings
+        async with AsterRest(url, s["ASTER_API_KEY"], s["ASTER_API_SECRET"]) as c:
+            state: dict = {}
+            eng = Engine(c, s, state, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            eng.advisor = advisor_from_settings(s, {}, lambda *a, **k: None)
+            await eng.cycle()
+            first = dict(state["decisions"])
+            while eng.advisor._pending():
+                await asyncio.sleep(0.01)  # the reviews finish while the loop waits for its next cycle
+            await eng.cycle()
+            await eng.advisor.close()
+            return first, state
+    first, state = asyncio.run(go())
+    pending = [k for k, d in first.items() if d["reason"] == "ai_pending"]
+    assert pending and not any(d["action"] == "TAKE" for d in first.values())
+    vetoed = [d for d in state["decisions"].values() if d["reason"] == "ai_veto"]
+    taken = [d for d in state["decisions"].values() if d["action"] == "TAKE"]
+    assert len(vetoed) == 1 and vetoed[0]["ai"] == "Funding against."
+    assert taken and all(d["ai_source"] in ("ai", "cache") for d in taken)
+    for p in state["positions"].values():
+        assert p["leverage"] <= 5  # the plan's leverage, below the user's 10
+        assert p["ai"]
+    assert state["ai"]["budget"]["calls"] == len(app.state.requests)
+
+
+def test_without_a_key_ai_mode_is_rule_based_and_says_so(sim_factory, tmp_path):
+    from mraster.engine.runner import run_async
+
+    _, url, _ = sim_factory(n=12, seed=11)
+    s = _bot_settings(tmp_path, url)
+    assert asyncio.run(run_async(s)) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert state["ai"]["status"] == "off" and "rule-based" in state["ai"]["why"]
+    assert state["positions"]  # the rule-based decisions trade as usual
