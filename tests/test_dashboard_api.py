@@ -292,3 +292,32 @@ def test_backtest_from_the_dashboard_with_a_preset(dash):
     job = wait_for(lambda: (j := dash.get("/api/backtest").json())["state"] != "running" and j,
                    what="the failing backtest")
     assert job["state"] == "error" and "DOGEBTC" in job["error"]
+
+
+def test_without_a_token_other_machines_are_refused_even_with_a_forged_host():
+    """The middleware called as ASGI with a peer address from the network (a second machine
+    cannot be simulated on this one's loopback)."""
+    import asyncio as aio
+
+    from mraster.dashboard.security import SecurityMiddleware
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def call(client: str, token: str) -> int:
+        sent = []
+
+        async def send(msg):
+            sent.append(msg)
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+        scope = {"type": "http", "path": "/api/state", "method": "GET", "client": (client, 5555),
+                 "headers": [(b"host", b"127.0.0.1:8000"),
+                             (b"authorization", f"Bearer {token}".encode())]}
+        aio.run(SecurityMiddleware(app, lambda: token)(scope, receive, send))
+        return sent[0]["status"]
+    assert call("192.168.1.20", "") == 403
+    assert call("127.0.0.1", "") == 200
+    assert call("192.168.1.20", "a-long-dashboard-token") == 200

@@ -48,6 +48,17 @@ def _host_name(host_header: str) -> str:
     return urlsplit(f"//{host_header}").hostname or ""
 
 
+def _is_loopback_ip(addr: str) -> bool:
+    import ipaddress
+
+    if not addr:  # no peer address (a unix socket or an in-process test client): local
+        return True
+    try:
+        return ipaddress.ip_address(addr.split("%")[0]).is_loopback
+    except ValueError:
+        return addr == "testclient"
+
+
 def _cookies(raw: str) -> dict[str, str]:
     out = {}
     for part in raw.split(";"):
@@ -70,7 +81,8 @@ class SecurityMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path, method = scope["path"], scope["method"]
         token = self.token()
-        problem = self._check(headers, path, method, token)
+        client = (scope.get("client") or ("", 0))[0]
+        problem = self._check(headers, path, method, token, client)
         if problem:
             status, message = problem
             body = json.dumps({"detail": message}).encode()
@@ -91,9 +103,14 @@ class SecurityMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
-    def _check(self, headers: dict[str, str], path: str, method: str, token: str
-               ) -> tuple[int, str] | None:
+    def _check(self, headers: dict[str, str], path: str, method: str, token: str,
+               client: str = "127.0.0.1") -> tuple[int, str] | None:
         host = headers.get("host", "")
+        if not token and not _is_loopback_ip(client):
+            # e.g. `uvicorn dashboard_server:app --host 0.0.0.0` without a token: the Host header
+            # can be forged, the peer address cannot
+            return 403, ("this dashboard has no ASTER_DASHBOARD_TOKEN, so it only answers this "
+                         "machine; set a token to use it from elsewhere")
         if not token and _host_name(host) not in LOOPBACK_NAMES:
             return 403, (f"this dashboard answers only on 127.0.0.1/localhost (request was for "
                          f"{host!r}); set ASTER_DASHBOARD_TOKEN to serve other host names")
