@@ -139,3 +139,31 @@ def test_a_key_that_is_not_the_configured_signer_is_refused_at_start(tmp_path, s
     assert "0x1234" not in auth.problem(s)
     s = settings_v3(tmp_path, url, ASTER_USER_ADDRESS="")
     assert "ASTER_USER_ADDRESS" in auth.problem(s)
+
+
+def test_an_exchange_without_account_with_join_margin_falls_back_to_account(sim_factory):
+    """An exchange from before the 2026-03-28 rename: the simulator app behind a thin ASGI layer
+    that answers 404 for the new name, as such an exchange would."""
+    from mraster.sim.serve import ThreadedServer
+
+    _, _, app = sim_factory(n=2)
+    seen = []
+
+    async def older_exchange(scope, receive, send):
+        if scope["type"] == "http":
+            seen.append(scope["path"])
+            if scope["path"].endswith("/accountWithJoinMargin"):
+                body = b'{"code":-1020,"msg":"Unknown endpoint."}'
+                await send({"type": "http.response.start", "status": 404,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await app(scope, receive, send)
+
+    async def go(url):
+        async with v3_client(url) as c:
+            return await c.account()
+    with ThreadedServer(older_exchange) as srv:
+        acct = asyncio.run(go(srv.url))
+    assert float(acct["totalWalletBalance"]) == 10_000
+    assert [p for p in seen if "account" in p] == ["/fapi/v3/accountWithJoinMargin", "/fapi/v3/account"]
