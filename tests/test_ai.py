@@ -242,3 +242,18 @@ def test_without_a_key_ai_mode_is_rule_based_and_says_so(sim_factory, tmp_path):
     state = json.loads((tmp_path / "aster_state.json").read_text())
     assert state["ai"]["status"] == "off" and "rule-based" in state["ai"]["why"]
     assert state["positions"]  # the rule-based decisions trade as usual
+
+
+@pytest.mark.parametrize("fault,error", [("429", "RateLimitError"), ("500", "InternalServerError")])
+def test_service_errors_fall_back_to_the_rule_based_plan(stub, fault, error):
+    app, url = stub
+    script(app, {"kind": fault})
+
+    async def go():
+        adv = advisor(url, settings())
+        v = (await settle(adv, ["a"], [payload(1)]))["a"]
+        await adv.close()
+        return v
+    plan = asyncio.run(go())
+    assert plan.source == "fallback" and error in plan.explanation
+    assert len(app.state.requests) == 1  # no silent retries: every attempt would be paid for
