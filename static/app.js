@@ -242,6 +242,9 @@ function renderAI(d) {
   $("#ai-cards").replaceChildren(...(b ? [["Spent today", `$${fmt(b.spent, 4)}`], ["Daily budget", b.limit > 0 ? `$${fmt(b.limit, 2)}` : "unlimited"],
     ["Remaining", b.remaining === null ? "–" : `$${fmt(b.remaining, 4)}`], ["Calls today", b.calls], ["Budget", b.enforced ? (b.strict ? "strict" : "soft") : "ignored by preset"]] : [])
     .map(([k, v]) => el("div", { class: "card" }, el("small", {}, k), el("b", {}, String(v)))));
+  $("#ai-sentinel tbody").replaceChildren(...(d.sentinel || []).map((a) => el("tr", {}, el("td", {}, a.symbol),
+    el("td", { class: a.label === "red" ? "neg" : "warn" }, a.label), el("td", {}, fmt(a.event_risk, 2)), el("td", {}, `${fmt(a.change_pct, 1)}%`))));
+  if (!(d.sentinel || []).length) $("#ai-sentinel tbody").append(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No warnings (the sentinel runs in AI mode).")));
   $("#ai-pending tbody").replaceChildren(...(ai.pending || []).map((p) => el("tr", {}, el("td", {}, p.symbol), el("td", {}, p.state), el("td", {}, `${p.age_s}s`))));
   $("#ai-plans tbody").replaceChildren(...(ai.recent_plans || []).slice().reverse().map((p) => el("tr", {},
     el("td", {}, p.symbol), el("td", { class: p.take ? "pos" : "neg" }, p.take ? "yes" : "no"), el("td", {}, fmt(p.size_multiplier, 2)),

@@ -75,6 +75,8 @@ def state_view(state: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
         "alerts": alerts_view(state), "commands": commands_view(state),
         "chart_symbol": state.get("ui", {}).get("chart_symbol"),
         "ai": state.get("ai", {"status": "off", "why": "the bot has not run yet"}),
+        "sentinel": sorted(({"symbol": k, **v} for k, v in state.get("sentinel", {}).items()
+                            if v.get("label") != "green"), key=lambda a: -a.get("event_risk", 0)),
     }
 
 

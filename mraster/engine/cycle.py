@@ -17,6 +17,7 @@ import numpy as np
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
 from mraster.execution import ids
+from mraster.ai import sentinel
 from mraster.execution.brackets import BracketGuard
 from mraster.policy import BanditPolicy, build_features
 from mraster.risk import check_order, entry_gate
@@ -186,6 +187,7 @@ class Engine:
         weight0 = self._weight()
         await self._sync_positions(res, now)
         universe = self.universe(tickers)
+        self._watch_markets(universe, tickers, now)
         snaps: dict[str, Snapshot] = {}
         for sym in universe:
             if sym not in books or sym not in prems:
@@ -300,6 +302,27 @@ class Engine:
         await asyncio.gather(*(one(s) for s in dict.fromkeys(symbols)))
         return out
 
+    @property
+    def sentinel_on(self) -> bool:
+        """The sentinel belongs to the AI copilots: on in AI mode, with or without an API key."""
+        s = self.s
+        return bool(s["ASTER_AI_SENTINEL_ENABLED"] and (s["ASTER_AI_MODE"] or s["ASTER_MODE"] == "ai"))
+
+    def _watch_markets(self, universe: list[str], tickers: dict[str, dict], now: int) -> None:
+        if not self.sentinel_on:
+            return
+        labels = self.state.setdefault("sentinel", {})
+        for sym in universe:
+            if sym not in tickers:
+                continue
+            before = labels.get(sym)
+            labels[sym] = sentinel.update(before, tickers[sym], now,
+                                          self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"])
+            if labels[sym]["label"] == "red" and (before is None or before["label"] != "red"):
+                self.alert("warning", f"{sym}: market shock ({labels[sym]['change_pct']:+.1f}% in "
+                                      f"24 h, event risk {labels[sym]['event_risk']:.2f}); no new "
+                                      "entries until it fades", sym)
+
     def _features(self, sym: str, ltf: Candles, htf: Candles):
         """Indicators depend on closed candles only: computed once per new candle."""
         key = (len(ltf) and int(ltf.t[-1]), len(htf) and int(htf.t[-1]), len(ltf), len(htf))
@@ -336,6 +359,10 @@ class Engine:
         if er < s["ASTER_MIN_EDGE_R"]:
             self._skip(res, sym, "edge_r", side=sig.side, expected_r=round(er, 3), **info)
             return None
+        label = self.state.get("sentinel", {}).get(sym) if self.sentinel_on else None
+        if label and label["label"] == "red":
+            self._skip(res, sym, "sentinel_block", side=sig.side, event_risk=label["event_risk"], **info)
+            return None
         gate = entry_gate(sym, self.state["positions"], s, paused=paused,
                           cooldown_until=self.state["cooldowns"].get(sym, 0), now_ms=self.now_ms())
         if gate:
@@ -359,7 +386,8 @@ class Engine:
                        "rsi": f.rsi, "adx": f.adx, "htf_trend": f.htf_trend, "spread": snap.spread,
                        "funding": snap.funding, "expected_r": er, "win_prob": p,
                        "policy_bucket": decision.bucket, "open_positions": len(self.state["positions"]),
-                       "max_leverage": s["ASTER_LEVERAGE"], "risk_per_trade": s["ASTER_RISK_PER_TRADE"]}
+                       "max_leverage": s["ASTER_LEVERAGE"], "risk_per_trade": s["ASTER_RISK_PER_TRADE"],
+                       "sentinel": label and {k: label[k] for k in ("label", "event_risk", "hype")}}
             plan = self.advisor.verdict(f"{sym}:{sig.side}:{int(ltf.t[-1])}", sym, payload)
             if plan is None:
                 self._skip(res, sym, "ai_pending", side=sig.side, **info)
@@ -382,6 +410,8 @@ class Engine:
             return used
         f, snap, rules = plan["features"], plan["snap"], self.rules[sym]
         mult = size_multiplier(plan["decision"].bucket, plan["confidence"], s)
+        if self.sentinel_on:  # yellow: smaller; the sentinel never makes a trade larger
+            mult *= self.state.get("sentinel", {}).get(sym, {}).get("size_factor", 1.0)
         price = snap.ask if side == "BUY" else snap.bid
         want = min(int(s["ASTER_LEVERAGE"]), self.max_lev.get(sym, 125))
         ai = plan.get("ai")

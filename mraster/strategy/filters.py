@@ -29,6 +29,7 @@ REASONS = {
     "paused": "autonomy paused by the user",
     "ai_pending": "waiting for the AI advisor's review (decided on a following cycle)",
     "ai_veto": "the AI advisor advised against this trade",
+    "sentinel_block": "market shock: the sentinel's red label blocks new entries for a while",
     "cooldown": "closed by hand recently (ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES)",
     "order_failed": "the exchange refused the entry",
     "no_quote": "no book ticker or premium data for the symbol",

@@ -1,0 +1,51 @@
+"""NewsTrendSentinel, rule-based: market shocks from 24h data become a risk label per symbol.
+
+From the 24h ticker: volatility = (high − low) / last, trend = min(|change %| / 18, 1) and a volume
+factor log10(quote volume) / 9. Event risk = clamp(1.2·volatility + 0.5·trend), at least 0.72 after a
+fall of more than 9 %; hype = clamp(0.55·volume factor + 0.55·trend). Red (risk ≥ 0.9): no new
+entries. Yellow (risk ≥ 0.6, or hype ≥ 0.74 with a rise of 4 % or more): size × 0.7. Green: size
+unchanged — the sentinel only ever lowers risk. A warning stays for ``ASTER_AI_SENTINEL_DECAY_MINUTES``
+after the last time its condition held, so a calm hour right after a crash does not clear it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+SIZE = {"green": 1.0, "yellow": 0.7, "red": 0.0}
+RANK = {"green": 0, "yellow": 1, "red": 2}
+
+
+def _clamp(x: float) -> float:
+    return min(max(x, 0.0), 1.0)
+
+
+def assess(ticker: Mapping[str, Any]) -> dict[str, Any]:
+    """The label for one 24h ticker row (exchange JSON)."""
+    last = float(ticker.get("lastPrice") or 0)
+    high, low = float(ticker.get("highPrice") or 0), float(ticker.get("lowPrice") or 0)
+    change = float(ticker.get("priceChangePercent") or 0)
+    qvol = float(ticker.get("quoteVolume") or 0)
+    vol = (high - low) / last if last > 0 else 0.0
+    trend = min(abs(change) / 18, 1.0)
+    risk = _clamp(1.2 * vol + 0.5 * trend)
+    if change < -9:
+        risk = max(risk, 0.72)
+    hype = _clamp(0.55 * (math.log10(qvol) / 9 if qvol > 1 else 0.0) + 0.55 * trend)
+    label = "red" if risk >= 0.9 else "yellow" if risk >= 0.6 or (hype >= 0.74 and change >= 4) \
+        else "green"
+    return {"label": label, "event_risk": round(risk, 4), "hype": round(hype, 4),
+            "size_factor": SIZE[label], "change_pct": change, "volatility": round(vol, 5)}
+
+
+def update(previous: Mapping[str, Any] | None, ticker: Mapping[str, Any], now_ms: int,
+           decay_minutes: float) -> dict[str, Any]:
+    """Today's assessment, unless an earlier, stronger warning has not faded yet."""
+    fresh = {**assess(ticker), "since": now_ms, "until": now_ms + int(decay_minutes * 60_000)}
+    if fresh["label"] == "green":
+        fresh["until"] = now_ms
+    if previous and RANK[previous["label"]] > RANK[fresh["label"]] and previous["until"] > now_ms:
+        return {**previous, "event_risk": fresh["event_risk"], "hype": fresh["hype"]}
+    if previous and previous["label"] == fresh["label"]:
+        fresh["since"] = previous["since"]
+    return fresh

@@ -1,0 +1,70 @@
+"""The rule-based market sentinel on real 24h windows of XRPUSDT, and in the bot's AI mode."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA
+from mraster.ai.sentinel import assess, update
+from mraster.sim.market import read_candles_csv
+
+DAY = 288  # 5m candles
+
+
+@pytest.fixture(scope="module")
+def xrp():
+    return read_candles_csv(DATA / "XRPUSDT-5m-futures.csv")
+
+
+def ticker(candles, end: int, crash: float = 1.0) -> dict:
+    """The 24h ticker the exchange would show after candle ``end`` (optionally with its lows
+    pushed down by a planted crash)."""
+    t, o, h, l, c, v = candles
+    s = slice(end - DAY, end)
+    last = c[end - 1] * crash
+    return {"lastPrice": str(last), "highPrice": str(h[s].max()), "lowPrice": str(min(l[s].min(), last)),
+            "priceChangePercent": str((last / o[end - DAY] - 1) * 100),
+            "quoteVolume": str((v[s] * c[s]).sum())}
+
+
+def test_real_days_are_labelled_and_only_ever_lower_size(xrp):
+    calm = assess(ticker(xrp, 288))                 # -1.4 % day
+    fall = assess(ticker(xrp, 420))                 # -9.7 % day
+    crash = assess(ticker(xrp, 420, crash=0.55))    # the same day with a planted 45 % crash
+    assert calm["label"] == "green" and calm["size_factor"] == 1.0
+    assert fall["label"] == "yellow" and fall["size_factor"] == 0.7 and fall["event_risk"] >= 0.72
+    assert crash["label"] == "red" and crash["size_factor"] == 0.0
+    for a in (calm, fall, crash):
+        assert 0 <= a["event_risk"] <= 1 and 0 <= a["hype"] <= 1 and a["size_factor"] <= 1
+
+
+def test_a_warning_fades_only_after_the_decay(xrp):
+    t0 = 1_700_000_000_000
+    red = update(None, ticker(xrp, 420, crash=0.55), t0, decay_minutes=60)
+    calm_soon = update(red, ticker(xrp, 288), t0 + 30 * 60_000, decay_minutes=60)
+    assert calm_soon["label"] == "red"  # 30 minutes after a crash it still holds
+    calm_later = update(calm_soon, ticker(xrp, 288), t0 + 61 * 60_000, decay_minutes=60)
+    assert calm_later["label"] == "green"
+
+
+def test_in_ai_mode_without_a_key_the_sentinel_blocks_shocked_symbols(sim_factory, tmp_path):
+    from mraster.engine.runner import run_async
+    from test_ai import _bot_settings
+
+    sim, url, _ = sim_factory(n=30, seed=7)
+    s = _bot_settings(tmp_path, url)
+    assert asyncio.run(run_async(s)) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    labels = state["sentinel"]
+    assert set(labels) == set(state["decisions"])  # every symbol of the universe is watched
+    red = {sym for sym, a in labels.items() if a["label"] == "red"}
+    assert red, {k: (a["change_pct"], a["event_risk"]) for k, a in labels.items()}
+    opened = {p["symbol"] for p in state["positions"].values()}
+    assert not (red & opened)  # nothing opened into a shock
+    blocked = {sym for sym, d in state["decisions"].items() if d["reason"] == "sentinel_block"}
+    assert blocked <= red
+    assert all(any(a["symbol"] == sym and "market shock" in a["message"] for a in state["alerts"])
+               for sym in red)
