@@ -85,10 +85,6 @@ class DailyBudget:
         m["cost"] += charged
         return charged
 
-    def release(self, res: Reservation) -> None:
-        """The call never went out: nothing was spent."""
-        self.reserved = max(0.0, self.reserved - res.amount)
-
     def snapshot(self) -> dict[str, Any]:
         today = self._today()
         return {"day": today["day"], "spent": round(today["spent"], 6), "limit": self.limit,

@@ -72,7 +72,3 @@ class LogHub:
 
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self._subs.discard(q)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subs)
