@@ -257,3 +257,29 @@ def test_service_errors_fall_back_to_the_rule_based_plan(stub, fault, error):
     plan = asyncio.run(go())
     assert plan.source == "fallback" and error in plan.explanation
     assert len(app.state.requests) == 1  # no silent retries: every attempt would be paid for
+
+
+def test_the_budget_learner_pauses_calls_for_symbols_where_the_ai_did_not_pay(stub):
+    app, url = stub
+    learner = B.BudgetLearner({}, min_trades=3, pause_hours=24)
+    now = 1_700_000_000_000
+    learner.spent("LOSERUSDT", 0.05)
+    for pnl in (0.01, -0.02, 0.015):  # three reviewed trades earned 0.005 against 0.05 of calls
+        learner.traded("LOSERUSDT", pnl, now)
+    learner.spent("WINNERUSDT", 0.05)
+    for pnl in (1.0, -0.2, 0.5):
+        learner.traded("WINNERUSDT", pnl, now)
+    assert not learner.allows("LOSERUSDT", now) and learner.allows("WINNERUSDT", now)
+    assert learner.allows("LOSERUSDT", now + 25 * 3_600_000)  # then a clean slate
+
+    async def go():
+        adv = advisor(url, settings())
+        adv.learner = B.BudgetLearner({"SYM1USDT": {"cost": 0, "pnl": 0, "trades": 0,
+                                                    "paused_until": 2**62}})
+        v = adv.verdict("a", "SYM1USDT", payload(1))
+        snap = adv.snapshot()
+        await adv.close()
+        return v, snap
+    plan, snap = asyncio.run(go())
+    assert plan.source == "fallback" and "paused" in plan.explanation
+    assert app.state.requests == [] and snap["paused_symbols"] == ["SYM1USDT"]

@@ -49,6 +49,7 @@ class Advisor:
     budget: B.DailyBudget
     emit: Callable[..., None] = lambda *a, **k: None
     timeout_s: float | None = None
+    learner: B.BudgetLearner | None = None
     jobs: dict[str, Job] = field(default_factory=dict)
     cache: "OrderedDict[str, Plan]" = field(default_factory=OrderedDict)
     _last_dispatch: float = 0.0
@@ -69,6 +70,9 @@ class Advisor:
             self.cache.move_to_end(payload_key)
             return self.cache[payload_key].model_copy(update={"source": "cache"})
         if job is None:
+            if self.learner and not self.learner.allows(symbol, int(time.time() * 1000)):
+                return fallback(f"AI calls for {symbol} are paused: its AI-reviewed trades earned "
+                                "less than the calls cost")
             if self._pending() >= self.pending_limit:
                 return fallback("the AI queue is full")
             job = self.jobs[key] = Job(key, symbol, time.monotonic())
@@ -115,6 +119,8 @@ class Advisor:
                              for u in usages) if usages else None
                 charged = self.budget.settle(res, self.llm.model, actual)
                 res = None
+                if self.learner:
+                    self.learner.spent(job.symbol, charged)
                 job.plan = clamp(plan, self.settings)
                 self.cache[payload_key] = job.plan
                 while len(self.cache) > CACHE_SIZE:
@@ -133,7 +139,11 @@ class Advisor:
         """For the state file and the dashboard."""
         now = time.monotonic()
         recent = [j for j in self.jobs.values() if j.plan is not None][-20:]
+        now_ms = int(time.time() * 1000)
+        paused = sorted(sym for sym, e in (self.learner.book.items() if self.learner else [])
+                        if e.get("paused_until", 0) > now_ms)
         return {"status": "on", "model": self.llm.model, "budget": self.budget.snapshot(),
+                "paused_symbols": paused,
                 "pending": [{"symbol": j.symbol, "state": j.state, "age_s": round(now - j.created, 1)}
                             for j in self.jobs.values() if j.state != "done"],
                 "recent_plans": [{"symbol": j.symbol, **j.plan.model_dump()} for j in recent]}
@@ -169,6 +179,7 @@ def advisor_from_settings(s: Mapping[str, Any], ledger: dict[str, Any],
                     base_url=s["ASTER_AI_BASE_URL"], temperature=s["ASTER_AI_TEMPERATURE"],
                     timeout=s["ASTER_AI_PLAN_TIMEOUT_SECONDS"])
     enforced = s.ai_budget_enforced if hasattr(s, "ai_budget_enforced") else True
-    return Advisor(llm, s, B.DailyBudget(ledger, s["ASTER_AI_DAILY_BUDGET_USD"],
+    return Advisor(llm, s, B.DailyBudget(ledger.setdefault("budget", {}),
+                                         s["ASTER_AI_DAILY_BUDGET_USD"],
                                          strict=s["ASTER_AI_STRICT_BUDGET"], enforced=enforced),
-                   emit=emit)
+                   emit=emit, learner=B.BudgetLearner(ledger.setdefault("learner", {})))

@@ -91,3 +91,31 @@ class DailyBudget:
                 "remaining": None if self.limit <= 0 else round(max(0.0, self.limit - today["spent"]), 6),
                 "calls": today["calls"], "enforced": self.enforced, "strict": self.strict,
                 "models": today["models"]}
+
+
+class BudgetLearner:
+    """Per symbol: what trades the AI reviewed earned against what its calls for that symbol
+    cost. After ``min_trades`` such trades, a symbol whose trades did not pay for the calls gets
+    no AI calls for ``pause_hours`` (its candidates are decided by the rules); then it starts
+    over with a clean slate."""
+
+    def __init__(self, book: dict[str, Any], min_trades: int = 5, pause_hours: float = 24.0) -> None:
+        self.book = book  # kept in the state file
+        self.min_trades = min_trades
+        self.pause_ms = int(pause_hours * 3_600_000)
+
+    def _sym(self, symbol: str) -> dict[str, Any]:
+        return self.book.setdefault(symbol, {"cost": 0.0, "pnl": 0.0, "trades": 0, "paused_until": 0})
+
+    def spent(self, symbol: str, usd: float) -> None:
+        self._sym(symbol)["cost"] += usd
+
+    def traded(self, symbol: str, pnl_usd: float, now_ms: int) -> None:
+        e = self._sym(symbol)
+        e["pnl"] += pnl_usd
+        e["trades"] += 1
+        if e["trades"] >= self.min_trades and e["pnl"] < e["cost"]:
+            e.update(paused_until=now_ms + self.pause_ms, cost=0.0, pnl=0.0, trades=0)
+
+    def allows(self, symbol: str, now_ms: int) -> bool:
+        return self.book.get(symbol, {}).get("paused_until", 0) <= now_ms

@@ -443,7 +443,8 @@ class Engine:
                "policy_features": plan["feats"], "expected_r": plan["expected_r"],
                "bucket": plan["decision"].bucket, "fasttp_at": 0,
                "sl_atr_mult": sl_mult, "tp_atr_mult": tp_mult,
-               "ai": ai.explanation if ai is not None else None}
+               "ai": ai.explanation if ai is not None else None,
+               "ai_source": ai.source if ai is not None else None}
         self._fill(pos, price, float(order.qty), "pending")
         # Crash-only: the intent is on disk before the order leaves, so a crash at any line
         # leaves a position the next start adopts (by its client id) instead of an unknown one.
@@ -620,6 +621,8 @@ class Engine:
         del self.state["positions"][token]
         if pos.get("policy_features") and pos.get("arm"):
             self.policy.learn(pos["policy_features"], pos["arm"], r_mult)
+        if pos.get("ai_source") in ("ai", "cache") and self.advisor and self.advisor.learner:
+            self.advisor.learner.traded(sym, pnl, int(time.time() * 1000))
         self.emit("close", **rec)
         return rec
 
