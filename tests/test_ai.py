@@ -283,3 +283,24 @@ def test_the_budget_learner_pauses_calls_for_symbols_where_the_ai_did_not_pay(st
     plan, snap = asyncio.run(go())
     assert plan.source == "fallback" and "paused" in plan.explanation
     assert app.state.requests == [] and snap["paused_symbols"] == ["SYM1USDT"]
+
+
+def test_debug_state_dumps_payloads_and_plans_without_secrets(stub, tmp_path):
+    from mraster.ai.advisor import advisor_from_settings
+    from mraster.logs import register_secrets
+
+    app, url = stub
+    key = "sk-proj-SECRETSECRETSECRET1234"
+    register_secrets([key])
+    s = settings(ASTER_AI_BASE_URL=url, ASTER_OPENAI_API_KEY=key, ASTER_AI_DEBUG_STATE="true",
+                 ASTER_STATE_FILE=str(tmp_path / "aster_state.json"))
+
+    async def go():
+        adv = advisor_from_settings(s, {}, lambda *a, **k: None)
+        await settle(adv, ["a"], [{**payload(1), "note": f"key {key}"}])
+        await adv.close()
+    asyncio.run(go())
+    lines = (tmp_path / "ai_debug.jsonl").read_text().splitlines()
+    entry = json.loads(lines[0])
+    assert entry["symbol"] == "SYM1USDT" and entry["reply"]["take"] is True and entry["cost"] > 0
+    assert key not in lines[0]

@@ -16,6 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mraster.ai import budget as B
@@ -50,6 +51,7 @@ class Advisor:
     emit: Callable[..., None] = lambda *a, **k: None
     timeout_s: float | None = None
     learner: B.BudgetLearner | None = None
+    debug_file: str | None = None  # ASTER_AI_DEBUG_STATE: every payload and plan, secrets masked
     jobs: dict[str, Job] = field(default_factory=dict)
     cache: "OrderedDict[str, Plan]" = field(default_factory=OrderedDict)
     _last_dispatch: float = 0.0
@@ -122,6 +124,7 @@ class Advisor:
                 if self.learner:
                     self.learner.spent(job.symbol, charged)
                 job.plan = clamp(plan, self.settings)
+                self._debug(job, payload, plan, charged)
                 self.cache[payload_key] = job.plan
                 while len(self.cache) > CACHE_SIZE:
                     self.cache.popitem(last=False)
@@ -134,6 +137,17 @@ class Advisor:
             raise
         finally:
             job.state = "done"
+
+    def _debug(self, job: Job, payload: dict[str, Any], raw: Plan, charged: float) -> None:
+        if not self.debug_file:
+            return
+        from mraster.logs import mask
+
+        line = json.dumps({"time": int(time.time() * 1000), "symbol": job.symbol, "key": job.key,
+                           "system": SYSTEM, "payload": payload, "reply": raw.model_dump(),
+                           "clamped": job.plan.model_dump(), "cost": charged}, default=str)
+        with open(self.debug_file, "a", encoding="utf-8") as f:
+            f.write(mask(line) + "\n")
 
     def snapshot(self) -> dict[str, Any]:
         """For the state file and the dashboard."""
@@ -182,4 +196,6 @@ def advisor_from_settings(s: Mapping[str, Any], ledger: dict[str, Any],
     return Advisor(llm, s, B.DailyBudget(ledger.setdefault("budget", {}),
                                          s["ASTER_AI_DAILY_BUDGET_USD"],
                                          strict=s["ASTER_AI_STRICT_BUDGET"], enforced=enforced),
-                   emit=emit, learner=B.BudgetLearner(ledger.setdefault("learner", {})))
+                   emit=emit, learner=B.BudgetLearner(ledger.setdefault("learner", {})),
+                   debug_file=str(Path(s["ASTER_STATE_FILE"]).with_name("ai_debug.jsonl"))
+                   if s["ASTER_AI_DEBUG_STATE"] else None)
