@@ -304,3 +304,21 @@ def test_debug_state_dumps_payloads_and_plans_without_secrets(stub, tmp_path):
     entry = json.loads(lines[0])
     assert entry["symbol"] == "SYM1USDT" and entry["reply"]["take"] is True and entry["cost"] > 0
     assert key not in lines[0]
+
+
+def test_the_same_symbol_is_not_asked_again_within_the_min_interval(stub):
+    app, url = stub
+    s = settings(ASTER_AI_MIN_INTERVAL_SECONDS=0.3)
+
+    async def go():
+        adv = advisor(url, s)
+        await settle(adv, ["c1"], [payload(1)])
+        p2 = {**payload(1), "rsi": 61.0}  # the next candle: a new question about the same symbol
+        early = adv.verdict("c2", "SYM1USDT", p2)
+        asked_early = len(app.state.requests)
+        later = (await settle(adv, ["c2"], [p2]))["c2"]
+        await adv.close()
+        return early, asked_early, later
+    early, asked_early, later = asyncio.run(go())
+    assert early is None and asked_early == 1  # waited instead of asking again at once
+    assert later.source == "ai" and len(app.state.requests) == 2

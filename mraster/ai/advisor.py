@@ -62,6 +62,7 @@ class Advisor:
         self._sem = asyncio.Semaphore(s["ASTER_AI_CONCURRENCY"])
         self._dispatch_lock = asyncio.Lock()
         self.pending_limit = s.ai_pending_limit if hasattr(s, "ai_pending_limit") else 12
+        self._last_ask: dict[str, float] = {}
 
     # -- the engine's side --------------------------------------------------------------------
     def verdict(self, key: str, symbol: str, payload: dict[str, Any]) -> Plan | None:
@@ -75,8 +76,12 @@ class Advisor:
             if self.learner and not self.learner.allows(symbol, int(time.time() * 1000)):
                 return fallback(f"AI calls for {symbol} are paused: its AI-reviewed trades earned "
                                 "less than the calls cost")
+            last = self._last_ask.get(symbol)
+            if last is not None and time.monotonic() - last < self.settings["ASTER_AI_MIN_INTERVAL_SECONDS"]:
+                return None  # asked about this symbol moments ago: wait for the interval
             if self._pending() >= self.pending_limit:
                 return fallback("the AI queue is full")
+            self._last_ask[symbol] = time.monotonic()
             job = self.jobs[key] = Job(key, symbol, time.monotonic())
             job.task = asyncio.get_running_loop().create_task(self._run(job, payload, payload_key))
             self.emit("ai_request", symbol=symbol, key=key)
