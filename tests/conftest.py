@@ -17,6 +17,22 @@ V3_SIGNER = "0x21cF8Ae13Bb72632562c6Fff438652Ba1a151bb0"
 V3_USER = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e"
 
 
+def bot_settings(tmp_path: Path, url: str, **extra):
+    """Settings for one bot run against the simulator at ``url``: live mode with the test key,
+    files in ``tmp_path``, filters opened up so a seeded market trades; ``extra`` overrides."""
+    from mraster import settings as st
+
+    env = {"ASTER_PAPER": "false", "ASTER_EXCHANGE_BASE": url, "ASTER_API_KEY": API_KEY,
+           "ASTER_API_SECRET": API_SECRET, "ASTER_RUN_ONCE": "true", "ASTER_MIN_QUOTE_VOL_USDT": "0",
+           "ASTER_STATE_FILE": str(tmp_path / "aster_state.json"),
+           "ASTER_BRACKETS_QUEUE_FILE": str(tmp_path / "brackets_queue.json"),
+           "ASTER_EVENTS_FILE": str(tmp_path / "events.jsonl"), "ASTER_MIN_EDGE_R": "0",
+           "ASTER_NON_ARB_FILTER_ENABLED": "false", "ASTER_FUNDING_FILTER_ENABLED": "false",
+           "ASTER_SPREAD_BPS_MAX": "0.01", "ASTER_WICKINESS_MAX": "1",
+           **{k: str(v) for k, v in extra.items()}}
+    return st.load(environ=env, env_file=tmp_path / "none.env")
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return DATA

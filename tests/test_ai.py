@@ -181,23 +181,15 @@ def test_the_pending_limit_holds(stub):
 
 
 def _bot_settings(tmp_path: Path, url: str, **extra) -> st.Settings:
-    from conftest import API_KEY, API_SECRET
+    from conftest import bot_settings
 
-    env = {"ASTER_PAPER": "false", "ASTER_EXCHANGE_BASE": url, "ASTER_API_KEY": API_KEY,
-           "ASTER_API_SECRET": API_SECRET, "ASTER_RUN_ONCE": "true", "ASTER_MIN_QUOTE_VOL_USDT": "0",
-           "ASTER_STATE_FILE": str(tmp_path / "aster_state.json"),
-           "ASTER_BRACKETS_QUEUE_FILE": str(tmp_path / "brackets_queue.json"),
-           "ASTER_EVENTS_FILE": str(tmp_path / "events.jsonl"), "ASTER_MIN_EDGE_R": "0",
-           "ASTER_NON_ARB_FILTER_ENABLED": "false", "ASTER_FUNDING_FILTER_ENABLED": "false",
-           "ASTER_SPREAD_BPS_MAX": "0.01", "ASTER_WICKINESS_MAX": "1", "ASTER_MODE": "ai",
-           "ASTER_AI_GLOBAL_COOLDOWN_SECONDS": "0", **{k: str(v) for k, v in extra.items()}}
-    return st.load(environ=env, env_file=tmp_path / "none.env")
+    return bot_settings(tmp_path, url, **{"ASTER_MODE": "ai", "ASTER_AI_GLOBAL_COOLDOWN_SECONDS": 0,
+                                          **extra})
 
 
 def test_the_bot_in_ai_mode_waits_for_the_review_then_trades_the_clamped_plan(sim_factory, stub,
                                                                                tmp_path):
     from mraster.engine.cycle import Engine
-    from mraster.engine.runner import run_async
     from mraster.exchange.rest import AsterRest
     from mraster.store import JsonDocument
 

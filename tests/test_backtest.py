@@ -12,13 +12,12 @@ import pytest
 
 from conftest import API_KEY, API_SECRET, DATA
 from mraster import settings as st
-from mraster.backtest import report
 from mraster.backtest.__main__ import main as backtest_main
 from mraster.backtest.runner import WARMUP_CANDLES, backtest_settings, run_backtest
 from mraster.engine.cycle import Engine
 from mraster.exchange.rest import AsterRest
 from mraster.sim.exchange import SimExchange
-from mraster.sim.market import BASE_MS, QUOTE_USD, DataError, replay_market
+from mraster.sim.market import BASE_MS, QUOTE_USD, replay_market
 from mraster.sim.serve import ThreadedServer
 from mraster.sim.server import Faults, create_sim_app
 from mraster.store import JsonDocument

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import API_KEY, API_SECRET, ROOT
+from conftest import API_KEY, API_SECRET, ROOT, bot_settings
 from mraster import settings as st
 from mraster.engine.runner import run_async
 from mraster.exchange.rest import AsterRest
@@ -19,16 +19,7 @@ from mraster.store import JsonDocument
 from mraster.strategy.filters import Snapshot, market_filters, side_filters
 
 
-def settings_for(tmp_path: Path, url: str, **extra) -> st.Settings:
-    env = {"ASTER_PAPER": "false", "ASTER_EXCHANGE_BASE": url, "ASTER_API_KEY": API_KEY,
-           "ASTER_API_SECRET": API_SECRET, "ASTER_RUN_ONCE": "true", "ASTER_MIN_QUOTE_VOL_USDT": "0",
-           "ASTER_STATE_FILE": str(tmp_path / "aster_state.json"),
-           "ASTER_BRACKETS_QUEUE_FILE": str(tmp_path / "brackets_queue.json"),
-           "ASTER_EVENTS_FILE": str(tmp_path / "events.jsonl"), "ASTER_MIN_EDGE_R": "0",
-           "ASTER_NON_ARB_FILTER_ENABLED": "false", "ASTER_FUNDING_FILTER_ENABLED": "false",
-           "ASTER_SPREAD_BPS_MAX": "0.01", "ASTER_WICKINESS_MAX": "1",
-           **{k: str(v) for k, v in extra.items()}}
-    return st.load(environ=env, env_file=tmp_path / "none.env")
+settings_for = bot_settings
 
 
 def brackets_by_symbol(sim):

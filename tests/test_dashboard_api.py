@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conftest import API_KEY, API_SECRET, ROOT
-from dashboard_helpers import CSRF, Dashboard, dashboard_environ, read_stream
+from dashboard_helpers import Dashboard, dashboard_environ, read_stream
 from mraster.dashboard.security import SESSION_COOKIE
 
 SECRET_KEY = "sk-live-THIS-MUST-NEVER-LEAK-1234567890abcd"

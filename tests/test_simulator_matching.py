@@ -13,7 +13,7 @@ from mraster.exchange.rest import AsterRest
 from mraster.execution.paper import PaperExchange
 from mraster.sim.exchange import SimExchange
 from mraster.sim.market import SyntheticMarket, replay_market
-from mraster.sim.matching import MAKER_FEE, Account, Matching, SimError
+from mraster.sim.matching import MAKER_FEE, Account, SimError
 
 
 def test_replayed_xrp_mark_price_uses_the_real_basis():

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from eth_utils import keccak
 
-from conftest import V3_KEY, V3_SIGNER, V3_USER
+from conftest import V3_KEY, V3_SIGNER, V3_USER, bot_settings
 from mraster import settings as st
 from mraster.engine.runner import run_async
 from mraster.exchange import auth, eip712
@@ -102,14 +102,9 @@ def test_fifty_concurrent_signed_requests_use_fifty_fresh_nonces(sim_factory):
 
 
 def settings_v3(tmp_path: Path, url: str, **extra: str) -> st.Settings:
-    env = {"ASTER_PAPER": "false", "ASTER_EXCHANGE_BASE": url, "ASTER_SIGNER_PRIVATE_KEY": V3_KEY,
-           "ASTER_USER_ADDRESS": V3_USER, "ASTER_SIGNER_ADDRESS": V3_SIGNER, "ASTER_RUN_ONCE": "true",
-           "ASTER_MIN_QUOTE_VOL_USDT": "0", "ASTER_STATE_FILE": str(tmp_path / "aster_state.json"),
-           "ASTER_BRACKETS_QUEUE_FILE": str(tmp_path / "brackets_queue.json"),
-           "ASTER_EVENTS_FILE": str(tmp_path / "events.jsonl"), "ASTER_MIN_EDGE_R": "0",
-           "ASTER_NON_ARB_FILTER_ENABLED": "false", "ASTER_FUNDING_FILTER_ENABLED": "false",
-           "ASTER_SPREAD_BPS_MAX": "0.01", "ASTER_WICKINESS_MAX": "1", **extra}
-    return st.load(environ=env, env_file=tmp_path / "none.env")
+    wallet = {"ASTER_API_KEY": "", "ASTER_API_SECRET": "", "ASTER_SIGNER_PRIVATE_KEY": V3_KEY,
+              "ASTER_USER_ADDRESS": V3_USER, "ASTER_SIGNER_ADDRESS": V3_SIGNER}
+    return bot_settings(tmp_path, url, **{**wallet, **extra})
 
 
 def test_the_bot_trades_live_with_an_api_wallet_and_protects_the_position(sim_factory, tmp_path):

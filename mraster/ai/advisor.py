@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from mraster import settings as st
 from mraster.ai import budget as B
 from mraster.ai.llm import AIUnavailable, LLMClient
 from mraster.ai.plan import Plan, clamp, fallback
@@ -46,7 +47,7 @@ class Job:
 @dataclass
 class Advisor:
     llm: LLMClient
-    settings: Mapping[str, Any]
+    settings: st.Settings  # its ai_pending_limit / ai_budget_enforced are used
     budget: B.DailyBudget
     emit: Callable[..., None] = lambda *a, **k: None
     timeout_s: float | None = None
@@ -61,7 +62,7 @@ class Advisor:
         self.timeout_s = self.timeout_s or s["ASTER_AI_PLAN_TIMEOUT_SECONDS"]
         self._sem = asyncio.Semaphore(s["ASTER_AI_CONCURRENCY"])
         self._dispatch_lock = asyncio.Lock()
-        self.pending_limit = s.ai_pending_limit if hasattr(s, "ai_pending_limit") else 12
+        self.pending_limit = s.ai_pending_limit
         self._last_ask: dict[str, float] = {}
 
     # -- the engine's side --------------------------------------------------------------------
@@ -186,7 +187,7 @@ def _payload_key(model: str, payload: Mapping[str, Any]) -> str:
     return hashlib.sha1(f"{model}|{text}".encode()).hexdigest()
 
 
-def advisor_from_settings(s: Mapping[str, Any], ledger: dict[str, Any],
+def advisor_from_settings(s: st.Settings, ledger: dict[str, Any],
                           emit: Callable[..., None]) -> Advisor | None:
     """None (rule-based decisions everywhere) unless AI mode is on and there is a key or a
     compatible server to ask."""
@@ -197,10 +198,10 @@ def advisor_from_settings(s: Mapping[str, Any], ledger: dict[str, Any],
     llm = LLMClient(api_key=s["ASTER_OPENAI_API_KEY"], model=s["ASTER_AI_MODEL"],
                     base_url=s["ASTER_AI_BASE_URL"], temperature=s["ASTER_AI_TEMPERATURE"],
                     timeout=s["ASTER_AI_PLAN_TIMEOUT_SECONDS"])
-    enforced = s.ai_budget_enforced if hasattr(s, "ai_budget_enforced") else True
     return Advisor(llm, s, B.DailyBudget(ledger.setdefault("budget", {}),
                                          s["ASTER_AI_DAILY_BUDGET_USD"],
-                                         strict=s["ASTER_AI_STRICT_BUDGET"], enforced=enforced),
+                                         strict=s["ASTER_AI_STRICT_BUDGET"],
+                                         enforced=s.ai_budget_enforced),
                    emit=emit, learner=B.BudgetLearner(ledger.setdefault("learner", {})),
                    debug_file=str(Path(s["ASTER_STATE_FILE"]).with_name("ai_debug.jsonl"))
                    if s["ASTER_AI_DEBUG_STATE"] else None)

@@ -146,19 +146,16 @@ class BotLock:
             self._fd = None
 
 
-async def handle_commands(engine: Engine, doc: JsonDocument, state: dict[str, Any],
-                          emit: EventSink) -> bool:
-    """Run the dashboard's commands not yet acknowledged (durable inbox in the state file:
-    ``commands.inbox``; acknowledgements in ``command_acks``). True when something ran."""
-    commands = doc.read().get("commands", {})
+async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: dict[str, Any],
+                          emit: EventSink) -> None:
+    """Run the dashboard's commands not yet acknowledged (``commands``: the durable inbox section
+    of the state file; acknowledgements go to ``command_acks``)."""
     inbox = commands.get("inbox", [])
     acks = state.setdefault("command_acks", {})
     state["paused"] = bool(commands.get("paused", False))
-    ran = False
     for cmd in inbox:
         if cmd.get("id") in acks:
             continue
-        ran = True
         try:
             if cmd.get("kind") == "close":
                 ok, message = True, await engine.close_positions(cmd.get("symbol"))
@@ -175,11 +172,9 @@ async def handle_commands(engine: Engine, doc: JsonDocument, state: dict[str, An
     live_ids = {c.get("id") for c in inbox}
     for cid in [c for c in acks if c not in live_ids]:
         del acks[cid]
-    return ran
 
 
-def _has_new_commands(doc: JsonDocument, state: dict[str, Any]) -> bool:
-    commands = doc.read().get("commands", {})
+def _has_new_commands(commands: Mapping[str, Any], state: dict[str, Any]) -> bool:
     acks = state.get("command_acks", {})
     return bool(commands.get("paused", False)) != state.get("paused", False) or any(
         c.get("id") not in acks for c in commands.get("inbox", []))
@@ -225,8 +220,9 @@ async def run_async(s: Mapping[str, Any]) -> int:
     try:
         while not stop.is_set():
             try:
-                await handle_commands(engine, doc, state, emit)
-                engine.chart_symbols = tuple(filter(None, [doc.read().get("ui", {}).get("chart_symbol")]))
+                shared = doc.read()  # the dashboard's part of the state file: commands, ui
+                await handle_commands(engine, shared.get("commands", {}), state, emit)
+                engine.chart_symbols = tuple(filter(None, [shared.get("ui", {}).get("chart_symbol")]))
                 res = await engine.cycle(paused=state["paused"])
                 reasons: dict[str, int] = {}
                 for d in res.decisions.values():
@@ -266,9 +262,10 @@ async def _pause_between_cycles(engine: Engine, doc: JsonDocument, state: dict[s
             await asyncio.wait_for(stop.wait(), timeout=min(1.0, left))
         except asyncio.TimeoutError:
             pass
-        if not stop.is_set() and _has_new_commands(doc, state):
+        commands = doc.read().get("commands", {}) if not stop.is_set() else {}
+        if commands and _has_new_commands(commands, state):
             try:
-                await handle_commands(engine, doc, state, emit)
+                await handle_commands(engine, commands, state, emit)
             except E.ExchangeError as exc:
                 engine.alert("error", f"commands failed: {exc}")
             _save(doc, state)

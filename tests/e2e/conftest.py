@@ -65,6 +65,19 @@ class Server:
 
 
 @pytest.fixture
+def dashboard(tmp_path):
+    """Start the dashboard process with these settings; it is stopped after the test."""
+    servers: list[Server] = []
+
+    def start(**env: str) -> Server:
+        servers.append(Server(tmp_path, **env))
+        return servers[-1]
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
 def page_factory(browser, request):
     pages = []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

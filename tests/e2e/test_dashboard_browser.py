@@ -8,90 +8,84 @@ import re
 import httpx
 from playwright.sync_api import expect
 
-from e2e.conftest import Server, shot
+from e2e.conftest import shot
 
 
-def test_first_session_from_wizard_to_stop(tmp_path, page_factory):
-    server = Server(tmp_path, ASTER_SCAN_INTERVAL_SECONDS="1")
-    try:
-        page = page_factory()
-        page.goto(server.url)
-        expect(page.get_by_test_id("wizard")).to_be_visible()
-        shot(page, "01-wizard")
-        page.get_by_test_id("wizard-offline").click()
-        expect(page.get_by_test_id("wizard")).to_be_hidden()
-        assert json.loads((tmp_path / "dashboard_config.json").read_text())["ASTER_OFFLINE"] is True
+def test_first_session_from_wizard_to_stop(tmp_path, dashboard, page_factory):
+    server = dashboard(ASTER_SCAN_INTERVAL_SECONDS="1")
+    page = page_factory()
+    page.goto(server.url)
+    expect(page.get_by_test_id("wizard")).to_be_visible()
+    shot(page, "01-wizard")
+    page.get_by_test_id("wizard-offline").click()
+    expect(page.get_by_test_id("wizard")).to_be_hidden()
+    assert json.loads((tmp_path / "dashboard_config.json").read_text())["ASTER_OFFLINE"] is True
 
-        page.get_by_test_id("start").click()
-        expect(page.locator("#bot-state")).to_contain_text("running")
-        expect(page.locator("#source-banner")).to_be_visible()  # simulator market is announced
-        expect(page.locator("#mode-badge")).to_have_text("PAPER")
+    page.get_by_test_id("start").click()
+    expect(page.locator("#bot-state")).to_contain_text("running")
+    expect(page.locator("#source-banner")).to_be_visible()  # simulator market is announced
+    expect(page.locator("#mode-badge")).to_have_text("PAPER")
 
-        page.click("#tabs button[data-tab=logs]")
-        expect(page.locator("#log .line", has_text="cycle").first).to_be_attached(timeout=30_000)
-        shot(page, "02-logs")
+    page.click("#tabs button[data-tab=logs]")
+    expect(page.locator("#log .line", has_text="cycle").first).to_be_attached(timeout=30_000)
+    shot(page, "02-logs")
 
-        page.click("#tabs button[data-tab=overview]")
-        rows = page.locator("#positions tbody tr[data-status=open]")
-        expect(rows.first).to_be_visible(timeout=30_000)
-        shot(page, "03-position")
+    page.click("#tabs button[data-tab=overview]")
+    rows = page.locator("#positions tbody tr[data-status=open]")
+    expect(rows.first).to_be_visible(timeout=30_000)
+    shot(page, "03-position")
 
-        page.click("#tabs button[data-tab=market]")
-        expect(page.locator("#heatmap .tile").first).to_be_visible()
-        page.click("#tabs button[data-tab=decisions]")
-        expect(page.locator("#decisions tbody tr").first).to_be_visible()
+    page.click("#tabs button[data-tab=market]")
+    expect(page.locator("#heatmap .tile").first).to_be_visible()
+    page.click("#tabs button[data-tab=decisions]")
+    expect(page.locator("#decisions tbody tr").first).to_be_visible()
 
-        page.click("#tabs button[data-tab=settings]")
-        page.locator("[data-preset=low] button").click()
-        changes = page.get_by_test_id("preset-changes")
-        expect(changes).to_contain_text("ASTER_LEVERAGE")
-        expect(changes).to_contain_text("ASTER_RISK_PER_TRADE")
-        shot(page, "04-preset-preview")
-        page.get_by_test_id("apply-preset").click()
-        expect(page.locator("#restart-banner")).to_be_visible()  # the running bot uses old values
-        cfg = {s["key"]: s["value"] for s in httpx.get(f"{server.url}/api/config").json()["settings"]}
-        assert cfg["ASTER_PRESET_MODE"] == "low" and cfg["ASTER_LEVERAGE"] == 4
+    page.click("#tabs button[data-tab=settings]")
+    page.locator("[data-preset=low] button").click()
+    changes = page.get_by_test_id("preset-changes")
+    expect(changes).to_contain_text("ASTER_LEVERAGE")
+    expect(changes).to_contain_text("ASTER_RISK_PER_TRADE")
+    shot(page, "04-preset-preview")
+    page.get_by_test_id("apply-preset").click()
+    expect(page.locator("#restart-banner")).to_be_visible()  # the running bot uses old values
+    cfg = {s["key"]: s["value"] for s in httpx.get(f"{server.url}/api/config").json()["settings"]}
+    assert cfg["ASTER_PRESET_MODE"] == "low" and cfg["ASTER_LEVERAGE"] == 4
 
-        page.click("#tabs button[data-tab=overview]")
-        symbol = rows.first.get_attribute("data-symbol")
-        rows.first.get_by_role("button", name=re.compile("Close")).click()
-        page.fill("#dialog-input", symbol)
-        page.click("#dialog-ok")
-        expect(page.locator(f"#positions tbody tr[data-symbol={symbol}]")).to_have_count(0, timeout=30_000)
-        page.click("#tabs button[data-tab=history]")
-        expect(page.locator("#history tbody tr", has_text=symbol).first).to_contain_text("manual")
-        shot(page, "05-history")
+    page.click("#tabs button[data-tab=overview]")
+    symbol = rows.first.get_attribute("data-symbol")
+    rows.first.get_by_role("button", name=re.compile("Close")).click()
+    page.fill("#dialog-input", symbol)
+    page.click("#dialog-ok")
+    expect(page.locator(f"#positions tbody tr[data-symbol={symbol}]")).to_have_count(0, timeout=30_000)
+    page.click("#tabs button[data-tab=history]")
+    expect(page.locator("#history tbody tr", has_text=symbol).first).to_contain_text("manual")
+    shot(page, "05-history")
 
-        page.click("#tabs button[data-tab=ai]")
-        expect(page.get_by_test_id("ai-status")).to_contain_text("rule-based")  # no key: said so
+    page.click("#tabs button[data-tab=ai]")
+    expect(page.get_by_test_id("ai-status")).to_contain_text("rule-based")  # no key: said so
 
-        page.click("#tabs button[data-tab=backtest]")
-        page.fill("#bt-days", "1")
-        page.get_by_test_id("run-backtest").click()
-        expect(page.get_by_test_id("bt-card").first).to_be_visible(timeout=60_000)
-        expect(page.locator("#bt-status")).to_contain_text("Done")
-        shot(page, "06-backtest")
+    page.click("#tabs button[data-tab=backtest]")
+    page.fill("#bt-days", "1")
+    page.get_by_test_id("run-backtest").click()
+    expect(page.get_by_test_id("bt-card").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#bt-status")).to_contain_text("Done")
+    shot(page, "06-backtest")
 
-        page.get_by_test_id("stop").click()
-        expect(page.locator("#bot-state")).to_contain_text("stopped", timeout=30_000)
-        shot(page, "07-stopped")
-        assert page.errors == []
-    finally:
-        server.stop()
+    page.get_by_test_id("stop").click()
+    expect(page.locator("#bot-state")).to_contain_text("stopped", timeout=30_000)
+    shot(page, "07-stopped")
+    assert page.errors == []
 
 
-def test_token_protected_dashboard_asks_for_login(tmp_path, page_factory):
-    server = Server(tmp_path, ASTER_DASHBOARD_TOKEN="e2e-token-123456789")
-    try:
-        page = page_factory()
-        page.goto(server.url)
-        expect(page.locator("#login-panel")).to_be_visible()
-        page.fill("#login-token", "wrong")
-        page.click("#login-form button")
-        expect(page.locator("#login-error")).to_contain_text("wrong token")
-        page.fill("#login-token", "e2e-token-123456789")
-        page.click("#login-form button")
-        expect(page.get_by_test_id("wizard")).to_be_visible()  # logged in: first-run wizard
-        assert "e2e-token" not in page.content()
-    finally:
-        server.stop()
+def test_token_protected_dashboard_asks_for_login(dashboard, page_factory):
+    server = dashboard(ASTER_DASHBOARD_TOKEN="e2e-token-123456789")
+    page = page_factory()
+    page.goto(server.url)
+    expect(page.locator("#login-panel")).to_be_visible()
+    page.fill("#login-token", "wrong")
+    page.click("#login-form button")
+    expect(page.locator("#login-error")).to_contain_text("wrong token")
+    page.fill("#login-token", "e2e-token-123456789")
+    page.click("#login-form button")
+    expect(page.get_by_test_id("wizard")).to_be_visible()  # logged in: first-run wizard
+    assert "e2e-token" not in page.content()

@@ -44,10 +44,9 @@ class Job:
 
 
 def _job(ctx: DashboardContext) -> Job:
-    job = getattr(ctx, "backtest_job", None)
-    if job is None:
-        job = ctx.backtest_job = Job()
-    return job
+    if ctx.backtest_job is None:
+        ctx.backtest_job = Job()
+    return ctx.backtest_job
 
 
 @router.get("/backtest")
