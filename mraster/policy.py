@@ -25,7 +25,7 @@ VERSION = 1
 FEATURES: tuple[str, ...] = (
     "bias", "side", "trend_agree", "htf_slope", "rsi_dist", "atr_pct", "adx", "spread", "funding",
     "premium_gap", "volume_score", "wickiness", "ret1", "ret3", "win_prob", "expected_r",
-    "sentinel_risk", "missing",
+    "sentinel_risk", "pm_edge", "missing",
 )
 
 
@@ -62,6 +62,8 @@ def build_features(ctx: Mapping[str, Any]) -> dict[str, float]:
         "win_prob": (g("win_prob") - 0.5) * 4,
         "expected_r": _squash(g("expected_r"), 1),
         "sentinel_risk": g("sentinel_risk") * 2 - 1 if "sentinel_risk" in ctx else 0.0,
+        # the symbol's postmortem edge (AI mode; 0 before its first reviewed trade)
+        "pm_edge": float(ctx.get("pm_edge") or 0.0),
     }
     f["missing"] = min(missing / 3, 1.0)
     return {k: min(max(v, -1.0), 1.0) for k, v in f.items()}

@@ -332,6 +332,11 @@ CATALOGUE: tuple[Setting, ...] = (
     S("ASTER_AI_NEWS_API_KEY", "str", "", "ai", "Token for the news source.", secret=True),
     S("ASTER_AI_TEMPERATURE", "float", 0.3, "ai", "Sampling temperature (1.0 = provider default).",
       min=0, max=2),
+    S("ASTER_AI_PLAYBOOK_REFRESH_MINUTES", "float", 20.0, "ai", "How often the playbook (market "
+      "regime, directives, size factors) is rebuilt in AI mode.", min=1, max=1440),
+    S("ASTER_AI_TUNER_MIN_TRADES", "int", 20, "ai", "Closed trades before the parameter tuner asks "
+      "the LLM for suggestions (its rule-based biases apply from the first trade, weighted by "
+      "evidence).", min=1, max=1000),
     S("ASTER_AI_DEBUG_STATE", "bool", False, "ai", "Verbose AI logging and payload dumps (secrets "
       "masked)."),
     # --- files, logging, dashboard -----------------------------------------------------

@@ -22,6 +22,7 @@ def create_stub() -> FastAPI:
     app.state.script = deque()      # per request: dict(kind=ok|slow|malformed|429|500, plan=..., delay=...)
     app.state.default = {"kind": "ok", "plan": PLAN}
     app.state.requests = []         # bodies received
+    app.state.by_topic = {}         # words of the system prompt → reply (postmortem, playbook...)
     app.state.inflight = 0
     app.state.max_inflight = 0
 
@@ -29,7 +30,9 @@ def create_stub() -> FastAPI:
     async def chat(request: Request):
         body = await request.json()
         app.state.requests.append(body)
-        step = app.state.script.popleft() if app.state.script else app.state.default
+        system = body["messages"][0]["content"]
+        topic = next((v for k, v in app.state.by_topic.items() if k in system), None)
+        step = app.state.script.popleft() if app.state.script else topic or app.state.default
         app.state.inflight += 1
         app.state.max_inflight = max(app.state.max_inflight, app.state.inflight)
         try:

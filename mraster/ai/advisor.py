@@ -21,7 +21,9 @@ from typing import Any, Callable, Mapping
 
 from mraster import settings as st
 from mraster.ai import budget as B
-from mraster.ai.llm import AIUnavailable, LLMClient
+from mraster.ai.calls import paid_call
+from mraster.ai.copilots import ai_mode
+from mraster.ai.llm import LLMClient, client_for
 from mraster.ai.plan import Plan, clamp, fallback
 
 log = logging.getLogger("mraster.ai")
@@ -101,7 +103,6 @@ class Advisor:
     # -- the request ----------------------------------------------------------------------------
     async def _run(self, job: Job, payload: dict[str, Any], payload_key: str) -> None:
         user = json.dumps(payload, default=str, sort_keys=True)
-        res = None
         try:
             async with self._sem:
                 async with self._dispatch_lock:  # the global cooldown between dispatches
@@ -110,37 +111,23 @@ class Advisor:
                     if wait > 0:
                         await asyncio.sleep(wait)
                     self._last_dispatch = time.monotonic()
-                res = self.budget.reserve(B.estimate(self.llm.model, len(SYSTEM) + len(user)) * 2)
-                if res is None:
-                    job.plan = fallback("the daily AI budget is used up")
-                    return
                 job.state = "inflight"
-                try:
-                    plan, usages = await self.llm.ask(SYSTEM, user, Plan)
-                except AIUnavailable as exc:
-                    self.budget.settle(res, self.llm.model, None)  # an error may still be billed
-                    res = None
-                    job.plan = fallback(str(exc))
-                    self.emit("ai_error", symbol=job.symbol, error=str(exc))
+                ans = await paid_call(self.llm, self.budget, SYSTEM, user, Plan, "plan")
+                if ans.value is None:
+                    job.plan = fallback(ans.why)
+                    if ans.cost:
+                        self.emit("ai_error", symbol=job.symbol, error=ans.why)
                     return
-                actual = sum(B.cost(self.llm.model, u.prompt_tokens, u.completion_tokens)
-                             for u in usages) if usages else None
-                charged = self.budget.settle(res, self.llm.model, actual)
-                res = None
                 if self.learner:
-                    self.learner.spent(job.symbol, charged)
-                job.plan = clamp(plan, self.settings)
-                self._debug(job, payload, plan, charged)
+                    self.learner.spent(job.symbol, ans.cost)
+                job.plan = clamp(ans.value, self.settings)
+                self._debug(job, payload, ans.value, ans.cost)
                 self.cache[payload_key] = job.plan
                 while len(self.cache) > CACHE_SIZE:
                     self.cache.popitem(last=False)
                 self.emit("ai_plan", symbol=job.symbol, take=job.plan.take,
-                          size=job.plan.size_multiplier, cost=round(charged, 6),
+                          size=job.plan.size_multiplier, cost=round(ans.cost, 6),
                           explanation=job.plan.explanation)
-        except asyncio.CancelledError:
-            if res is not None:  # cut off by the timeout: assume the call was billed
-                self.budget.settle(res, self.llm.model, None)
-            raise
         finally:
             job.state = "done"
 
@@ -187,21 +174,15 @@ def _payload_key(model: str, payload: Mapping[str, Any]) -> str:
     return hashlib.sha1(f"{model}|{text}".encode()).hexdigest()
 
 
-def advisor_from_settings(s: st.Settings, ledger: dict[str, Any],
-                          emit: Callable[..., None]) -> Advisor | None:
+def advisor_from_settings(s: st.Settings, ledger: dict[str, Any], emit: Callable[..., None],
+                          budget: B.DailyBudget | None = None) -> Advisor | None:
     """None (rule-based decisions everywhere) unless AI mode is on and there is a key or a
-    compatible server to ask."""
-    if not (s["ASTER_AI_MODE"] or s["ASTER_MODE"] == "ai"):
+    compatible server to ask. ``ledger`` keeps the budget learner (and, without ``budget``, a
+    budget of this process alone)."""
+    llm = client_for(s) if ai_mode(s) else None
+    if llm is None:
         return None
-    if not (s["ASTER_OPENAI_API_KEY"] or s["ASTER_AI_BASE_URL"]):
-        return None
-    llm = LLMClient(api_key=s["ASTER_OPENAI_API_KEY"], model=s["ASTER_AI_MODEL"],
-                    base_url=s["ASTER_AI_BASE_URL"], temperature=s["ASTER_AI_TEMPERATURE"],
-                    timeout=s["ASTER_AI_PLAN_TIMEOUT_SECONDS"])
-    return Advisor(llm, s, B.DailyBudget(ledger.setdefault("budget", {}),
-                                         s["ASTER_AI_DAILY_BUDGET_USD"],
-                                         strict=s["ASTER_AI_STRICT_BUDGET"],
-                                         enforced=s.ai_budget_enforced),
+    return Advisor(llm, s, budget or B.daily_budget(s, ledger.setdefault("budget", {})),
                    emit=emit, learner=B.BudgetLearner(ledger.setdefault("learner", {})),
                    debug_file=str(Path(s["ASTER_STATE_FILE"]).with_name("ai_debug.jsonl"))
                    if s["ASTER_AI_DEBUG_STATE"] else None)

@@ -8,9 +8,12 @@ chose that) but every call is still recorded.
 """
 from __future__ import annotations
 
+import json
+import threading
 import time
+import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 # USD per token (input, output); editable: ASTER users can add models here
 PRICES: dict[str, tuple[float, float]] = {
@@ -20,6 +23,7 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 DEFAULT_PRICE = (6e-6, 18e-6)  # unknown model: priced like the dearest in the table
 OUTPUT_TOKENS_ESTIMATE = 400
+RESERVATION_TTL_MS = 10 * 60_000
 
 
 def price(model: str) -> tuple[float, float]:
@@ -42,55 +46,108 @@ def utc_day(now: float | None = None) -> str:
 
 @dataclass
 class Reservation:
+    id: str
     amount: float
     day: str
 
 
-class DailyBudget:
-    """Ledger kept in the state file (``state["ai"]["budget"]``) so a restart does not reset it."""
+class MemoryLedger:
+    """A ledger held in a dict (tests, backtests): the same interface as ``SectionLedger``."""
 
-    def __init__(self, ledger: dict[str, Any], limit_usd: float, *, strict: bool = True,
-                 enforced: bool = True) -> None:
-        self.ledger = ledger
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        self.data = {} if data is None else data
+        self._lock = threading.Lock()
+
+    def update(self, fn: Callable[[dict[str, Any]], Any]) -> Any:
+        with self._lock:
+            return fn(self.data)
+
+
+class SectionLedger:
+    """The ledger as one section of a ``JsonDocument`` (``aster_state.json`` → ``ai_budget``):
+    every reservation and settlement is a locked read-modify-write of the file, so the bot's
+    advisor and the dashboard's chat share one limit that neither can cross."""
+
+    def __init__(self, doc, key: str = "ai_budget") -> None:
+        self.doc, self.key = doc, key
+
+    def update(self, fn: Callable[[dict[str, Any]], Any]) -> Any:
+        out: list[Any] = []
+
+        def change(d: dict[str, Any]) -> None:
+            out.append(fn(d.setdefault(self.key, {})))
+        self.doc.update(change)
+        return out[0]
+
+
+class DailyBudget:
+    """The day's spending and the reservations of calls in flight, in a ledger that several
+    processes may share. A reservation left by a process that died mid-call expires after
+    ``RESERVATION_TTL_MS`` (longer than any call may take), counted as spent meanwhile."""
+
+    def __init__(self, ledger: dict[str, Any] | MemoryLedger | SectionLedger, limit_usd: float,
+                 *, strict: bool = True, enforced: bool = True) -> None:
+        self.ledger = MemoryLedger(ledger) if isinstance(ledger, dict) else ledger
         self.limit = limit_usd
         self.strict = strict
         self.enforced = enforced
-        self.reserved = 0.0
 
-    def _today(self) -> dict[str, Any]:
+    @staticmethod
+    def _today(d: dict[str, Any]) -> dict[str, Any]:
         day = utc_day()
-        if self.ledger.get("day") != day:
-            self.ledger.clear()
-            self.ledger.update(day=day, spent=0.0, calls=0, models={})
-        return self.ledger
+        if d.get("day") != day:
+            d.clear()
+            d.update(day=day, spent=0.0, calls=0, models={}, reservations={})
+        now = int(time.time() * 1000)
+        res = d.setdefault("reservations", {})
+        for rid in [k for k, (_, until) in res.items() if until < now]:
+            del res[rid]
+        return d
 
     def reserve(self, amount: float) -> Reservation | None:
         """A reservation, or None when the call would cross the daily limit."""
-        today = self._today()
-        if self.enforced and self.strict and self.limit > 0 and \
-                today["spent"] + self.reserved + amount > self.limit:
-            return None
-        self.reserved += amount
-        return Reservation(amount, today["day"])
+        rid = uuid.uuid4().hex[:12]
 
-    def settle(self, res: Reservation, model: str, actual: float | None) -> float:
+        def take(d: dict[str, Any]) -> Reservation | None:
+            today = self._today(d)
+            held = sum(a for a, _ in today["reservations"].values())
+            if self.enforced and self.strict and self.limit > 0 and \
+                    today["spent"] + held + amount > self.limit:
+                return None
+            today["reservations"][rid] = [amount, int(time.time() * 1000) + RESERVATION_TTL_MS]
+            return Reservation(rid, amount, today["day"])
+        return self.ledger.update(take)
+
+    def settle(self, res: Reservation, model: str, actual: float | None, kind: str = "plan") -> float:
         """Replace the reservation with the real cost (the estimate when usage is unknown)."""
-        self.reserved = max(0.0, self.reserved - res.amount)
         charged = res.amount if actual is None else actual
-        today = self._today()
-        today["spent"] += charged
-        today["calls"] += 1
-        m = today["models"].setdefault(model, {"calls": 0, "cost": 0.0})
-        m["calls"] += 1
-        m["cost"] += charged
+
+        def book(d: dict[str, Any]) -> None:
+            today = self._today(d)
+            today["reservations"].pop(res.id, None)
+            today["spent"] += charged
+            today["calls"] += 1
+            m = today["models"].setdefault(model, {"calls": 0, "cost": 0.0})
+            m["calls"] += 1
+            m["cost"] += charged
+            k = today.setdefault("kinds", {}).setdefault(kind, {"calls": 0, "cost": 0.0})
+            k["calls"] += 1
+            k["cost"] += charged
+        self.ledger.update(book)
         return charged
 
     def snapshot(self) -> dict[str, Any]:
-        today = self._today()
+        today = self.ledger.update(lambda d: json.loads(json.dumps(self._today(d))))
         return {"day": today["day"], "spent": round(today["spent"], 6), "limit": self.limit,
                 "remaining": None if self.limit <= 0 else round(max(0.0, self.limit - today["spent"]), 6),
                 "calls": today["calls"], "enforced": self.enforced, "strict": self.strict,
-                "models": today["models"]}
+                "models": today["models"], "kinds": today.get("kinds", {})}
+
+
+def daily_budget(s, ledger: dict[str, Any] | MemoryLedger | SectionLedger) -> DailyBudget:
+    """The budget the settings ask for (the High and ATT presets record but do not enforce)."""
+    return DailyBudget(ledger, s["ASTER_AI_DAILY_BUDGET_USD"], strict=s["ASTER_AI_STRICT_BUDGET"],
+                       enforced=s.ai_budget_enforced)
 
 
 class BudgetLearner:

@@ -79,3 +79,14 @@ class LLMClient:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def client_for(s, *, chat: bool = False, timeout: float | None = None) -> LLMClient | None:
+    """The configured client, or None when there is neither a key nor a compatible server (then
+    every copilot is rule-based). Chat prefers ``ASTER_CHAT_OPENAI_API_KEY``."""
+    key = (s["ASTER_CHAT_OPENAI_API_KEY"] if chat else "") or s["ASTER_OPENAI_API_KEY"]
+    if not (key or s["ASTER_AI_BASE_URL"]):
+        return None
+    return LLMClient(api_key=key, model=s["ASTER_AI_MODEL"], base_url=s["ASTER_AI_BASE_URL"],
+                     temperature=s["ASTER_AI_TEMPERATURE"],
+                     timeout=timeout or s["ASTER_AI_PLAN_TIMEOUT_SECONDS"])

@@ -18,8 +18,9 @@ from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
 from mraster.execution import ids
 from mraster.ai import sentinel
+from mraster.ai.copilots import ai_mode
 from mraster.execution.brackets import BracketGuard
-from mraster.policy import BanditPolicy, build_features
+from mraster.policy import BanditPolicy, Decision, build_features
 from mraster.risk import check_order, entry_gate
 from mraster.strategy.fasttp import fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot, market_filters, side_filters
@@ -79,6 +80,17 @@ def _parse(rows: list[list]) -> np.ndarray:
     return np.array([r[:7] for r in rows], dtype=float)
 
 
+def _snapshot(sym: str, tickers: dict[str, dict], books: dict[str, dict],
+              prems: dict[str, dict]) -> Snapshot | None:
+    if sym not in books or sym not in prems:
+        return None
+    b, p = books[sym], prems[sym]
+    return Snapshot(bid=float(b["bidPrice"]), ask=float(b["askPrice"]),
+                    quote_volume=float(tickers.get(sym, {}).get("quoteVolume", 0)),
+                    mark=float(p["markPrice"]), index=float(p["indexPrice"]),
+                    funding=float(p["lastFundingRate"]))
+
+
 def exit_reason(pos: dict[str, Any], exit_price: float | None) -> str:
     """stop / take_profit when the exit is within a fifth of the risk distance of that level,
     else "closed" (liquidation, a hand-made close on the exchange...)."""
@@ -122,6 +134,7 @@ class Engine:
         self.chart_symbols: tuple[str, ...] = ()  # symbols the dashboard asked to chart
         self._feature_cache: dict[str, tuple] = {}
         self.advisor = None  # mraster.ai.advisor.Advisor when AI mode is on (set by the runner)
+        self.copilots = None  # mraster.ai.copilots.Copilots in AI mode (set by the runner)
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
                              ("stats", {"taken": 0, "skipped": {}, "cycles": 0}), ("cooldowns", {})):
@@ -188,16 +201,17 @@ class Engine:
         await self._sync_positions(res, now)
         universe = self.universe(tickers)
         self._watch_markets(universe, tickers, now)
+        if self.copilots is not None:
+            self.copilots.refresh_playbook(
+                now, {sym: {"change_pct": float(tickers.get(sym, {}).get("priceChangePercent", 0))}
+                      for sym in universe}, self.state.get("sentinel", {}), self.state["history"])
         snaps: dict[str, Snapshot] = {}
         for sym in universe:
-            if sym not in books or sym not in prems:
+            snap = _snapshot(sym, tickers, books, prems)
+            if snap is None:
                 self._skip(res, sym, "no_quote")
                 continue
-            b, p = books[sym], prems[sym]
-            snaps[sym] = Snapshot(bid=float(b["bidPrice"]), ask=float(b["askPrice"]),
-                                  quote_volume=float(tickers.get(sym, {}).get("quoteVolume", 0)),
-                                  mark=float(p["markPrice"]), index=float(p["indexPrice"]),
-                                  funding=float(p["lastFundingRate"]))
+            snaps[sym] = snap
         liquid = [x for x in snaps if snaps[x].quote_volume >= self.s["ASTER_MIN_QUOTE_VOL_USDT"]]
         for sym in snaps:
             if sym not in liquid:
@@ -306,7 +320,7 @@ class Engine:
     def sentinel_on(self) -> bool:
         """The sentinel belongs to the AI copilots: on in AI mode, with or without an API key."""
         s = self.s
-        return bool(s["ASTER_AI_SENTINEL_ENABLED"] and (s["ASTER_AI_MODE"] or s["ASTER_MODE"] == "ai"))
+        return bool(s["ASTER_AI_SENTINEL_ENABLED"] and ai_mode(s))
 
     def _watch_markets(self, universe: list[str], tickers: dict[str, dict], now: int) -> None:
         if not self.sentinel_on:
@@ -371,6 +385,8 @@ class Engine:
         ctx = {**f.to_dict(), "side": sig.side, "spread": snap.spread, "funding": snap.funding,
                "premium_gap": (snap.mark - snap.index) / snap.index if snap.index else None,
                "quote_volume": snap.quote_volume, "win_prob": p, "expected_r": er}
+        if self.copilots is not None:
+            ctx["pm_edge"] = self.copilots.pm_edge(sym)
         feats = build_features(ctx)
         decision = self.policy.decide(feats)
         if decision.action == "SKIP":
@@ -387,7 +403,8 @@ class Engine:
                        "funding": snap.funding, "expected_r": er, "win_prob": p,
                        "policy_bucket": decision.bucket, "open_positions": len(self.state["positions"]),
                        "max_leverage": s["ASTER_LEVERAGE"], "risk_per_trade": s["ASTER_RISK_PER_TRADE"],
-                       "sentinel": label and {k: label[k] for k in ("label", "event_risk", "hype")}}
+                       "sentinel": label and {k: label[k] for k in ("label", "event_risk", "hype")},
+                       **(self.copilots.payload(sym) if self.copilots is not None else {})}
             plan = self.advisor.verdict(f"{sym}:{sig.side}:{int(ltf.t[-1])}", sym, payload)
             if plan is None:
                 self._skip(res, sym, "ai_pending", side=sig.side, **info)
@@ -416,10 +433,15 @@ class Engine:
         want = min(int(s["ASTER_LEVERAGE"]), self.max_lev.get(sym, 125))
         ai = plan.get("ai")
         sl_mult, tp_mult = s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"]
+        if self.copilots is not None:  # playbook and tuner: size factors of at most 1
+            mult *= self.copilots.size_factor(side, plan["decision"].bucket)
+            sl_bias, tp_bias = self.copilots.stop_target_bias()
+            sl_mult, tp_mult = sl_mult * sl_bias, tp_mult * tp_bias
         if ai is not None and ai.source != "fallback":  # clamped: it can only lower the risk
             mult *= ai.size_multiplier
             want = min(want, ai.leverage or want)
             sl_mult, tp_mult = sl_mult * ai.sl_multiplier, tp_mult * ai.tp_multiplier
+        if (sl_mult, tp_mult) != (s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"]):
             s = {**s, "ASTER_SL_ATR_MULT": sl_mult, "ASTER_TP_ATR_MULT": tp_mult}
         if self.leverage_set.get(sym) != want:
             try:  # leverage is set on the exchange before the sizing relies on it
@@ -444,7 +466,8 @@ class Engine:
                "bucket": plan["decision"].bucket, "fasttp_at": 0,
                "sl_atr_mult": sl_mult, "tp_atr_mult": tp_mult,
                "ai": ai.explanation if ai is not None else None,
-               "ai_source": ai.source if ai is not None else None}
+               "ai_source": ai.source if ai is not None else None,
+               "origin": plan.get("origin", "bot")}
         self._fill(pos, price, float(order.qty), "pending")
         # Crash-only: the intent is on disk before the order leaves, so a crash at any line
         # leaves a position the next start adopts (by its client id) instead of an unknown one.
@@ -512,6 +535,48 @@ class Engine:
         self.state["alerts"] = (self.state["alerts"] + [a])[-100:]
         self.emit("alert", level=level, message=message, symbol=symbol)
         (log.error if level == "error" else log.warning)(message)
+
+    async def manual_entry(self, symbol: str, side: str) -> tuple[bool, str]:
+        """A trade the user confirmed (a chat proposal). Only the signal and the policy are the
+        user's: the market filters, the sentinel, the entry gate, the risk sizing (the smallest
+        bucket), the order checks and the brackets are the bot's own. Returns (opened, sentence)."""
+        s = self.s
+        await self._load_rules()
+        r = self.rules.get(symbol)
+        if r is None or r.status != "TRADING" or r.quote != s["ASTER_QUOTE"]:
+            return False, f"not opened: {symbol} is not a tradable {s['ASTER_QUOTE']} perpetual here"
+        tick_rows, book_rows, prem_rows = await asyncio.gather(
+            self.ex.ticker_24h(symbol), self.ex.book_ticker(symbol), self.ex.premium_index(symbol))
+        one = lambda rows: {x["symbol"]: x for x in (rows if isinstance(rows, list) else [rows])}  # noqa: E731
+        prems = one(prem_rows)
+        now = int(prems.get(symbol, {}).get("time") or 0) or self.now_ms()
+        snap = _snapshot(symbol, one(tick_rows), one(book_rows), prems)
+        ltf, htf = (await self._fetch_candles([symbol], now)).get(symbol, (None, None))
+        f = self._features(symbol, ltf, htf) if ltf is not None else None
+        if snap is None or f is None:
+            return False, f"not opened: no usable market data for {symbol} yet"
+        label = self.state.get("sentinel", {}).get(symbol) if self.sentinel_on else None
+        reason = market_filters(snap, f.wickiness, s) or side_filters(snap, side, s) or \
+            ("sentinel_block" if label and label["label"] == "red" else None) or \
+            entry_gate(symbol, self.state["positions"], s,
+                       cooldown_until=self.state["cooldowns"].get(symbol, 0), now_ms=now)
+        if reason:
+            return False, f"not opened: {REASONS.get(reason, reason)}"
+        p = win_probability(f, side)
+        er = expected_r(p, s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"], f.atr, f.price,
+                        snap.spread, snap.funding, side)
+        plan = {"symbol": symbol, "side": side, "features": f, "snap": snap, "expected_r": er,
+                "win_prob": p, "decision": Decision("TAKE", "S", "", "manual"), "feats": None,
+                "confidence": 0.5, "info": {"rsi": round(f.rsi, 2), "htf_trend": f.htf_trend},
+                "origin": "chat"}
+        res = CycleResult()
+        equity, used = await self._equity()
+        await self._enter(res, plan, equity, used, now)
+        d = res.decisions.get(symbol, {})
+        if d.get("action") != "TAKE":
+            return False, f"not opened: {d.get('why') or d.get('reason', 'refused')}"
+        return True, (f"opened {side} {d['qty']:g} {symbol} at {d['entry']:g}, stop {d['stop']:g}, "
+                      f"take-profit {d['take_profit']:g}")
 
     async def close_positions(self, symbol: str | None = None) -> str:
         """Close the bot's positions at market (one symbol, or all when ``symbol`` is None), then
@@ -615,7 +680,7 @@ class Engine:
                "take_profit": pos["take_profit"], "opened_at": pos["opened_at"], "closed_at": now,
                "pnl": round(pnl, 8), "fees": round(fees, 8), "funding": round(funding, 8),
                "r": round(r_mult, 4), "reason": reason, "arm": pos.get("arm"),
-               "client_id": pos["entry_client_id"]}
+               "client_id": pos["entry_client_id"], "origin": pos.get("origin", "bot")}
         hist = self.state["history"] + [rec]
         self.state["history"] = hist[-self.s["ASTER_HISTORY_MAX"]:]
         del self.state["positions"][token]
@@ -623,6 +688,8 @@ class Engine:
             self.policy.learn(pos["policy_features"], pos["arm"], r_mult)
         if pos.get("ai_source") in ("ai", "cache") and self.advisor and self.advisor.learner:
             self.advisor.learner.traded(sym, pnl, int(time.time() * 1000))
+        if self.copilots is not None:
+            self.copilots.after_close(rec, pos.get("bucket"))
         self.emit("close", **rec)
         return rec
 

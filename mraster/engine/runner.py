@@ -17,6 +17,8 @@ from logging.handlers import RotatingFileHandler
 from typing import Any, Mapping
 
 from mraster.ai.advisor import advisor_from_settings
+from mraster.ai.budget import SectionLedger, daily_budget
+from mraster.ai.copilots import Copilots, ai_mode
 from mraster.engine.cycle import Engine
 from mraster.exchange import errors as E
 from mraster.exchange import auth
@@ -32,7 +34,7 @@ log = logging.getLogger("mraster.bot")
 BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
             "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account",
             "market", "charts", "command_acks", "paused", "cooldowns", "ai", "ai_ledger",
-            "sentinel")
+            "sentinel", "copilots")
 
 
 class EventSink:
@@ -64,9 +66,10 @@ class EventSink:
 
 
 def ai_off_reason(s: Mapping[str, Any]) -> str:
-    if not (s["ASTER_AI_MODE"] or s["ASTER_MODE"] == "ai"):
+    if not ai_mode(s):
         return "AI mode is off (ASTER_MODE=ai or ASTER_AI_MODE=true turns it on); rule-based decisions"
-    return "no ASTER_OPENAI_API_KEY and no ASTER_AI_BASE_URL; rule-based decisions"
+    return ("no ASTER_OPENAI_API_KEY and no ASTER_AI_BASE_URL; rule-based decisions, postmortems, "
+            "tuner and playbook")
 
 
 class StartupError(Exception):
@@ -161,6 +164,8 @@ async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: di
                 ok, message = True, await engine.close_positions(cmd.get("symbol"))
             elif cmd.get("kind") == "flatten":
                 ok, message = True, await engine.close_positions(None)
+            elif cmd.get("kind") == "enter" and cmd.get("side") in ("BUY", "SELL"):
+                ok, message = await engine.manual_entry(cmd.get("symbol") or "", cmd["side"])
             else:
                 ok, message = False, f"unknown command {cmd.get('kind')!r}"
         except E.ExchangeError as exc:
@@ -211,8 +216,16 @@ async def run_async(s: Mapping[str, Any]) -> int:
         except (NotImplementedError, RuntimeError):
             pass
     engine = Engine(ex, s, state, queue, emit, save=lambda: _save(doc, state))
-    engine.advisor = advisor_from_settings(s, state.setdefault("ai_ledger", {}), emit)
-    state["ai"] = {"status": "on"} if engine.advisor else {"status": "off", "why": ai_off_reason(s)}
+    # one budget for the advisor, the copilots and the dashboard's chat: a locked section of the
+    # state file, so no process can cross the daily limit the others have reserved
+    budget = daily_budget(s, SectionLedger(doc, "ai_budget"))
+    engine.advisor = advisor_from_settings(s, state.setdefault("ai_ledger", {}), emit, budget)
+    if ai_mode(s):
+        engine.copilots = Copilots(s, state.setdefault("copilots", {}), budget=budget, emit=emit,
+                                   llm=engine.advisor.llm if engine.advisor else None)
+    state["ai"] = {"status": "on"} if engine.advisor else {
+        "status": "off", "why": ai_off_reason(s), "budget": budget.snapshot(),
+        "copilots": "rules" if engine.copilots else None}
     state["bot"] = {"pid": os.getpid(), "started": int(time.time() * 1000)}
     log.info("MrAster bot started: %s mode, market source %s", state["mode"], source)
     emit("start", mode=state["mode"], market_source=source)
@@ -244,6 +257,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
         await ex.close()
         if engine.advisor:
             await engine.advisor.close()
+        if engine.copilots:
+            await engine.copilots.close()
         emit("stop", code=code)
         lock.release()
         log.info("MrAster bot stopped")

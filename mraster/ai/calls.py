@@ -1,0 +1,41 @@
+"""One paid LLM call: reserve the estimate in the daily budget, ask, settle the real cost.
+
+Every copilot (advisor, postmortems, tuner, playbook, chat) goes through here, so no call starts
+that the budget has not reserved and every attempt is booked, also when it fails or is cut off.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
+
+from mraster.ai import budget as B
+from mraster.ai.llm import AIUnavailable, LLMClient
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass
+class Answer(Generic[T]):
+    value: T | None     # None: use the rule-based result (``why`` says why)
+    cost: float = 0.0
+    why: str = ""
+
+
+async def paid_call(llm: LLMClient, budget: B.DailyBudget, system: str, user: str,
+                    schema: type[T], kind: str) -> Answer[T]:
+    res = budget.reserve(B.estimate(llm.model, len(system) + len(user)) * 2)
+    if res is None:
+        return Answer(None, 0.0, "the daily AI budget is used up")
+    try:
+        value, usages = await llm.ask(system, user, schema)
+    except AIUnavailable as exc:
+        return Answer(None, budget.settle(res, llm.model, None, kind), str(exc))  # may be billed
+    except asyncio.CancelledError:
+        budget.settle(res, llm.model, None, kind)  # cut off by a timeout: assume it was billed
+        raise
+    actual = sum(B.cost(llm.model, u.prompt_tokens, u.completion_tokens) for u in usages) \
+        if usages else None
+    return Answer(value, budget.settle(res, llm.model, actual, kind))

@@ -1,0 +1,163 @@
+"""The copilots around the advisor: postmortems, the parameter tuner and the playbook.
+
+They run in AI mode, with or without an LLM: the rule-based versions decide at once, and when an LLM
+is configured its answer (paid through the shared daily budget, never awaited by the scan loop)
+refines them when it arrives. Their memory lives in the state file (``copilots``) and survives
+restarts. They may only lower risk: the playbook and tuner factors are at most 1 for size, and every
+order still passes the sizing and risk checks with the user's limits.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from mraster.ai import playbook as PB
+from mraster.ai import postmortem as PM
+from mraster.ai import tuner as TU
+from mraster.ai.budget import DailyBudget
+from mraster.ai.calls import paid_call
+from mraster.ai.llm import LLMClient
+
+log = logging.getLogger("mraster.ai")
+TRADES_KEPT, REVIEWS_KEPT, LOG_KEPT = 220, 50, 50
+
+
+def ai_mode(s: Mapping[str, Any]) -> bool:
+    return bool(s["ASTER_AI_MODE"] or s["ASTER_MODE"] == "ai")
+
+
+@dataclass
+class Copilots:
+    settings: Mapping[str, Any]
+    book: dict[str, Any]  # state["copilots"]
+    llm: LLMClient | None = None
+    budget: DailyBudget | None = None
+    emit: Callable[..., None] = lambda *a, **k: None
+    tasks: set = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for key, default in (("postmortem", {}), ("reviews", []), ("trades", []), ("tuner", {}),
+                             ("tuner_log", []), ("playbook", None)):
+            self.book.setdefault(key, default)
+        if not self.book["tuner"]:
+            self.book["tuner"] = TU.tune(self.book["trades"])
+
+    # -- what the engine asks ---------------------------------------------------------------------
+    def pm_edge(self, symbol: str) -> float:
+        return PM.features(self.book["postmortem"], symbol)["edge"]
+
+    def payload(self, symbol: str) -> dict[str, Any]:
+        """Added to every advisor payload."""
+        t = self.book["tuner"]
+        return {"playbook": PB.payload_view(self.book["playbook"]),
+                "postmortem": PM.features(self.book["postmortem"], symbol),
+                "tuning": {k: t[k] for k in ("size_bias", "sl_bias", "tp_bias", "confidence")}}
+
+    def size_factor(self, side: str, bucket: str | None) -> float:
+        pb = self.book["playbook"] or {}
+        return min(1.0, pb.get("size_factor", {}).get(side, 1.0)) * \
+            min(1.0, self.book["tuner"]["size_bias"].get(bucket or "S", 1.0))
+
+    def stop_target_bias(self) -> tuple[float, float]:
+        t = self.book["tuner"]
+        return t["sl_bias"], t["tp_bias"]
+
+    # -- the playbook -----------------------------------------------------------------------------
+    def refresh_playbook(self, now_ms: int, market: Mapping[str, Mapping[str, Any]],
+                         labels: Mapping[str, Mapping[str, Any]], history: list[dict]) -> None:
+        """Every ``ASTER_AI_PLAYBOOK_REFRESH_MINUTES`` (and at the first cycle)."""
+        pb = self.book["playbook"]
+        every = int(self.settings["ASTER_AI_PLAYBOOK_REFRESH_MINUTES"] * 60_000)
+        if pb and now_ms - pb.get("at", 0) < every:
+            return
+        ov = PB.overview(market, labels, history)
+        self.book["playbook"] = {**PB.rule_playbook(ov), "at": now_ms}
+        self.emit("playbook", regime=self.book["playbook"]["regime"], source="rules")
+        if self.llm:
+            self._spawn(self._llm_playbook(ov, now_ms))
+
+    async def _llm_playbook(self, ov: dict[str, Any], now_ms: int) -> None:
+        ans = await paid_call(self.llm, self.budget, PB.SYSTEM, json.dumps(ov), PB.LLMPlaybook,
+                              "playbook")
+        if ans.value is None:
+            self.book["playbook"]["why_rules"] = ans.why
+            return
+        self.book["playbook"] = {**PB.from_llm(ans.value, ov), "at": now_ms}
+        self.emit("playbook", regime=ans.value.regime, source="ai", cost=round(ans.cost, 6))
+
+    # -- after a trade ----------------------------------------------------------------------------
+    def after_close(self, trade: dict[str, Any], bucket: str | None) -> None:
+        """Review the trade and retune (the LLM parts finish later, in the background)."""
+        review = PM.rule_review(trade)
+        if self.llm:
+            self._spawn(self._llm_review(review, trade))
+        else:
+            self._learn(review)
+        self.book["trades"] = (self.book["trades"] + [{"r": trade["r"], "bucket": bucket,
+                                                      "reason": trade["reason"]}])[-TRADES_KEPT:]
+        self._retune()
+
+    def _learn(self, review: dict[str, Any]) -> None:
+        PM.learn(self.book["postmortem"], review)
+        self.book["reviews"] = (self.book["reviews"] + [review])[-REVIEWS_KEPT:]
+        self.emit("postmortem", symbol=review["symbol"], score=review["score"],
+                  lesson=review["lesson"], source=review["source"])
+
+    async def _llm_review(self, review: dict[str, Any], trade: dict[str, Any]) -> None:
+        user = json.dumps({k: trade.get(k) for k in ("symbol", "side", "entry", "exit", "initial_stop",
+                                                      "take_profit", "r", "reason", "opened_at",
+                                                      "closed_at", "fees", "funding")})
+        ans = await paid_call(self.llm, self.budget, PM.SYSTEM, user, PM.Review, "postmortem")
+        self._learn(PM.with_llm(review, ans.value) if ans.value else review)
+
+    def _retune(self) -> None:
+        rules = TU.tune(self.book["trades"])
+        suggestion = self.book["tuner"].get("llm")
+        current = {**rules, **({k: suggestion[k] for k in ("size_bias", "sl_bias", "tp_bias")}
+                               if suggestion else {}),
+                   "source": "ai" if suggestion else "rules", "llm": suggestion,
+                   "llm_at": self.book["tuner"].get("llm_at", 0)}
+        if any(current[k] != self.book["tuner"].get(k) for k in ("size_bias", "sl_bias", "tp_bias")):
+            self._log_tuning(current)
+        self.book["tuner"] = current
+        due = time.time() * 1000 - current["llm_at"] >= TU.LLM_EVERY_MS
+        if self.llm and due and len(self.book["trades"]) >= self.settings["ASTER_AI_TUNER_MIN_TRADES"]:
+            current["llm_at"] = int(time.time() * 1000)
+            self._spawn(self._llm_tune(rules))
+
+    async def _llm_tune(self, rules: dict[str, Any]) -> None:
+        recent = self.book["trades"][-TU.WINDOW:]
+        user = json.dumps({"rules": {k: rules[k] for k in ("size_bias", "sl_bias", "tp_bias")},
+                           "trades": recent})
+        ans = await paid_call(self.llm, self.budget, TU.SYSTEM, user, TU.Suggestion, "tuning")
+        if ans.value is None:
+            return
+        self.book["tuner"]["llm"] = TU.bounded(ans.value)
+        self._retune()
+
+    def _log_tuning(self, t: dict[str, Any]) -> None:
+        entry = {"time": int(time.time() * 1000), "source": t["source"], "size_bias": t["size_bias"],
+                 "sl_bias": t["sl_bias"], "tp_bias": t["tp_bias"], "trades": t["trades"],
+                 "note": (t.get("llm") or {}).get("note")}
+        self.book["tuner_log"] = (self.book["tuner_log"] + [entry])[-LOG_KEPT:]
+        log.info("tuner: %s", entry)
+        self.emit("tuning", **entry)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception():
+            log.error("copilot task failed: %s", task.exception())
+
+    async def close(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
