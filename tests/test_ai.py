@@ -200,11 +200,13 @@ def test_the_bot_in_ai_mode_waits_for_the_review_then_trades_the_clamped_plan(si
 
     async def go():
         from mraster.ai.advisor import advisor_from_settings
+        from mraster.ai.copilots import Copilots
         async with AsterRest(url, s["ASTER_API_KEY"], s["ASTER_API_SECRET"]) as c:
             state: dict = {}
             eng = Engine(c, s, state, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
                          lambda *a, **k: None)
             eng.advisor = advisor_from_settings(s, {}, lambda *a, **k: None)
+            eng.copilots = Copilots(s, state.setdefault("copilots", {}))
             await eng.cycle()
             first = dict(state["decisions"])
             while eng.advisor._pending():
@@ -223,6 +225,10 @@ def test_the_bot_in_ai_mode_waits_for_the_review_then_trades_the_clamped_plan(si
         assert p["leverage"] <= 5  # the plan's leverage, below the user's 10
         assert p["ai"]
     assert state["ai"]["budget"]["calls"] == len(app.state.requests)
+    sent = json.loads(app.state.requests[0]["messages"][1]["content"])
+    assert sent["playbook"]["regime"] == state["copilots"]["playbook"]["regime"]  # with every payload
+    assert set(sent["postmortem"]) == {"edge", "quick_stop_rate", "trades", "lesson"}
+    assert set(sent["tuning"]["size_bias"]) == {"S", "M", "L"}
 
 
 def test_without_a_key_ai_mode_is_rule_based_and_says_so(sim_factory, tmp_path):

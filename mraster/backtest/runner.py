@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mraster import settings as st
+from mraster.ai.copilots import Copilots, ai_mode
 from mraster.engine.cycle import Engine
 from mraster.execution.paper import LocalExchange
 from mraster.sim.exchange import SimExchange
@@ -99,6 +100,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     with tempfile.TemporaryDirectory() as tmp:
         queue = JsonDocument(Path(tmp) / "brackets_queue.json", default=lambda: {"items": {}})
         engine = Engine(ex, s, state, queue, lambda *a, **k: None)
+        if ai_mode(s):  # the copilots' rule-based forms; no LLM is asked during a backtest
+            engine.copilots = Copilots(s, state.setdefault("copilots", {}))
         steps = max(1, (end - start) // BASE_MS)
         exposure = 0
         curve: list[tuple[int, float]] = []

@@ -1,0 +1,142 @@
+"""Postmortems, the parameter tuner and the playbook: rule-based over real candles (backtest in AI
+mode, no key), refined by an LLM through the real openai client against the OpenAI-compatible test
+server on 127.0.0.1; and the daily budget shared by separate processes."""
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings as hsettings, strategies as hs
+
+from mraster import settings as st
+from mraster.ai import budget as B
+from mraster.ai import playbook as PB
+from mraster.ai import tuner as TU
+from mraster.ai.copilots import Copilots
+from mraster.ai.llm import LLMClient
+from mraster.sim.serve import ThreadedServer
+from mraster.store import JsonDocument
+from openai_stub import create_stub
+
+
+def settings(**over) -> st.Settings:
+    env = {"ASTER_MODE": "ai", **{k: str(v) for k, v in over.items()}}
+    return st.load(environ=env, env_file=Path("/none"))
+
+
+def test_rule_based_copilots_learn_from_every_trade_of_a_backtest(data_dir):
+    from mraster.backtest.runner import run_backtest
+
+    res = run_backtest(data_dir, settings(), symbols=["ETHBTC", "ADABTC"], last_days=2)
+    hist, book = res.state["history"], res.state["copilots"]
+    assert len(hist) >= 5
+    # every closed trade was reviewed; its symbol carries the distilled features
+    assert len(book["trades"]) == len(hist)
+    assert {r["symbol"] for r in book["reviews"]} == {t["symbol"] for t in hist}
+    for sym, e in book["postmortem"].items():
+        assert -1 <= e["edge"] <= 1 and e["trades"] >= 1 and e["lesson"] and e["source"] == "rules"
+    losers = [r for r in book["reviews"] if r["r"] < 0]
+    assert losers and all(r["score"] < 0 for r in losers)
+    # the tuner only shrinks, the playbook is current and only lowers size
+    t = book["tuner"]
+    assert t["trades"] == len(hist) and all(0.5 <= v <= 1.0 for v in t["size_bias"].values())
+    pb = book["playbook"]
+    assert pb["regime"] in ("bullish", "bearish", "mixed", "shock") and pb["directives"]
+    assert all(0 < v <= 1 for v in pb["size_factor"].values())
+    assert res.end_ms - pb["at"] <= 20 * 60_000 + 5 * 60_000  # refreshed every 20 minutes
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(hs.lists(hs.fixed_dictionaries({
+    "r": hs.floats(-50, 50), "bucket": hs.sampled_from(["S", "M", "L", None]),
+    "reason": hs.sampled_from(["stop", "take_profit", "closed", "manual"])}), max_size=120))
+def test_the_tuner_stays_inside_its_ranges_whatever_the_trades(trades):
+    t = TU.tune(trades)
+    assert all(TU.SIZE_RANGE[0] <= v <= TU.SIZE_RANGE[1] for v in t["size_bias"].values())
+    assert TU.SL_RANGE[0] <= t["sl_bias"] <= TU.SL_RANGE[1]
+    assert TU.TP_RANGE[0] <= t["tp_bias"] <= TU.TP_RANGE[1]
+
+
+def test_the_playbook_rules_cut_the_side_against_the_market_and_both_in_a_shock():
+    up = {f"S{i}": {"change_pct": 3.0} for i in range(8)} | {"S9": {"change_pct": -1.0}}
+    pb = PB.rule_playbook(PB.overview(up, {}, []))
+    assert pb["regime"] == "bullish" and pb["size_factor"] == {"BUY": 1.0, "SELL": 0.7}
+    shock = PB.rule_playbook(PB.overview(up, {"S1": {"label": "red"}}, [{"r": -1}] * 5))
+    assert shock["regime"] == "shock" and shock["size_factor"]["BUY"] == pytest.approx(0.48)
+
+
+@pytest.fixture
+def stub():
+    app = create_stub()
+    with ThreadedServer(app) as srv:
+        yield app, f"{srv.url}/v1"
+
+
+def trade(i: int, r: float) -> dict:
+    return {"symbol": "XRPUSDT", "side": "BUY", "entry": 1.0, "exit": 1.0 + r / 100,
+            "initial_stop": 0.99, "take_profit": 1.02, "r": r, "opened_at": i * 3_600_000,
+            "closed_at": i * 3_600_000 + 5 * 60_000, "reason": "stop" if r < 0 else "take_profit",
+            "fees": 0.01, "funding": 0.0}
+
+
+def test_llm_reviews_tuning_and_playbook_are_paid_clamped_and_logged(stub):
+    app, url = stub
+    app.state.by_topic = {
+        "review one closed": {"kind": "ok", "plan": {"score": -0.5, "lesson": "Entered after a "
+                                                     "three-candle run; wait for a pullback."}},
+        "You tune": {"kind": "ok", "plan": {"size_bias": {"S": 5, "M": 0.2, "L": 0.9},
+                                            "sl_bias": 0.1, "tp_bias": 9, "note": "be bolder"}},
+        "keep the trading playbook": {"kind": "ok", "plan": {
+            "regime": "bearish", "directives": ["Prefer shorts."], "size_factor": {"BUY": 3, "SELL": 0.1},
+            "note": "breadth is weak"}},
+    }
+    s = settings(ASTER_AI_TUNER_MIN_TRADES=3)
+    ledger: dict = {}
+
+    async def go():
+        llm = LLMClient(api_key="sk-test-not-a-real-key", model="gpt-4.1", base_url=url, timeout=10)
+        cp = Copilots(s, {}, llm=llm, budget=B.daily_budget(s, ledger))
+        for i, r in enumerate((-1.0, 0.5, -1.2)):
+            cp.after_close(trade(i, r), "S")
+        cp.refresh_playbook(10_000_000, {"XRPUSDT": {"change_pct": -2.0}}, {}, [])
+        while cp.tasks:  # background requests; the scan loop never waits for them
+            await asyncio.gather(*cp.tasks)
+        await llm.close()
+        return cp.book
+    book = asyncio.run(go())
+    assert [r["source"] for r in book["reviews"]] == ["ai"] * 3
+    assert book["postmortem"]["XRPUSDT"]["lesson"].startswith("Entered after")
+    t = book["tuner"]
+    assert t["source"] == "ai" and t["size_bias"] == {"S": 1.0, "M": 0.5, "L": 0.9}
+    assert (t["sl_bias"], t["tp_bias"]) == (0.8, 1.3)  # clamped to the tuner's ranges
+    assert book["tuner_log"][-1]["note"] == "be bolder"
+    pb = book["playbook"]
+    assert pb["source"] == "ai" and pb["size_factor"] == {"BUY": 1.0, "SELL": 0.3}
+    kinds = B.DailyBudget(ledger, 0).snapshot()["kinds"]
+    assert kinds["postmortem"]["calls"] == 3 and kinds["tuning"]["calls"] == 1
+    assert kinds["playbook"]["calls"] == 1 and len(app.state.requests) == 5
+
+
+def _reserve_many(path: str, limit: float, n: int, out) -> None:
+    budget = B.DailyBudget(B.SectionLedger(JsonDocument(path)), limit)
+    out.put(sum(1 for _ in range(n) if budget.reserve(1.0) is not None))
+
+
+def test_one_daily_limit_holds_across_processes(tmp_path):
+    """The bot's advisor and the dashboard's chat are separate processes sharing the limit."""
+    path = str(tmp_path / "aster_state.json")
+    JsonDocument(path).write({"positions": {"keep": 1}})
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_reserve_many, args=(path, 10.0, 8, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    granted = sum(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert granted == 10  # 24 asked for, exactly the 10 the limit allows
+    doc = json.loads(Path(path).read_text())
+    assert doc["positions"] == {"keep": 1} and len(doc["ai_budget"]["reservations"]) == 10
