@@ -237,18 +237,71 @@ function renderAI(d) {
   const ai = d.ai || {};
   $("#ai-status").textContent = ai.status === "on"
     ? `On: model ${ai.model}. Each trade candidate is reviewed before entry; the AI can lower size and leverage or veto, never raise them.`
+    : ai.copilots === "rules" ? `AI mode without an LLM — ${ai.why}. Plans, postmortems, tuner and playbook run on rules.`
     : `Off — ${ai.why || "rule-based decisions"}.`;
-  const b = ai.budget;
+  const b = d.ai_budget;
   $("#ai-cards").replaceChildren(...(b ? [["Spent today", `$${fmt(b.spent, 4)}`], ["Daily budget", b.limit > 0 ? `$${fmt(b.limit, 2)}` : "unlimited"],
     ["Remaining", b.remaining === null ? "–" : `$${fmt(b.remaining, 4)}`], ["Calls today", b.calls], ["Budget", b.enforced ? (b.strict ? "strict" : "soft") : "ignored by preset"]] : [])
     .map(([k, v]) => el("div", { class: "card" }, el("small", {}, k), el("b", {}, String(v)))));
   $("#ai-sentinel tbody").replaceChildren(...(d.sentinel || []).map((a) => el("tr", {}, el("td", {}, a.symbol),
-    el("td", { class: a.label === "red" ? "neg" : "warn" }, a.label), el("td", {}, fmt(a.event_risk, 2)), el("td", {}, `${fmt(a.change_pct, 1)}%`))));
-  if (!(d.sentinel || []).length) $("#ai-sentinel tbody").append(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No warnings (the sentinel runs in AI mode).")));
+    el("td", { class: a.label === "red" ? "neg" : "warn" }, a.label), el("td", {}, fmt(a.event_risk, 2)), el("td", {}, `${fmt(a.change_pct, 1)}%`),
+    el("td", {}, (a.news || []).join(" · ")))));
+  if (!(d.sentinel || []).length) $("#ai-sentinel tbody").append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No warnings (the sentinel runs in AI mode).")));
   $("#ai-pending tbody").replaceChildren(...(ai.pending || []).map((p) => el("tr", {}, el("td", {}, p.symbol), el("td", {}, p.state), el("td", {}, `${p.age_s}s`))));
   $("#ai-plans tbody").replaceChildren(...(ai.recent_plans || []).slice().reverse().map((p) => el("tr", {},
     el("td", {}, p.symbol), el("td", { class: p.take ? "pos" : "neg" }, p.take ? "yes" : "no"), el("td", {}, fmt(p.size_multiplier, 2)),
     el("td", {}, p.leverage ?? "–"), el("td", {}, p.source), el("td", {}, p.explanation))));
+  renderChat(d.chat || { log: [], proposals: [] });
+  renderCopilots(d.copilots);
+}
+
+function renderChat(ch) {
+  const log = $("#chat-log");
+  const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+  log.replaceChildren(...ch.log.map((m) => el("div", { class: `msg ${m.role}` }, m.content,
+    m.note ? el("small", { class: "muted" }, ` (${m.note})`) : "")));
+  if (stick) log.scrollTop = log.scrollHeight;
+  $("#chat-proposals tbody").replaceChildren(...ch.proposals.slice().reverse().map((p) => el("tr", {},
+    el("td", {}, p.symbol), el("td", {}, p.side), el("td", {}, p.reason),
+    el("td", {}, p.ack ? `${p.ack.ok ? "done" : "refused"}: ${p.ack.message}` : p.status),
+    el("td", {}, p.status === "proposed" ? el("span", {},
+      el("button", { onclick: () => confirmProposal(p) }, "Confirm…"), " ",
+      el("button", { class: "secondary", onclick: () => api("POST", `/api/ai/proposals/${p.id}/dismiss`).then(refresh, fail) }, "Dismiss")) : ""))));
+}
+
+async function confirmProposal(p) {
+  const typed = await confirmTyped(`Send ${p.side === "BUY" ? "a long" : "a short"} on ${p.symbol} to the bot? It is sized by your risk per trade with the bot's stop and take-profit, and still passes every filter and limit. Type ${p.symbol} to confirm.`, p.symbol);
+  if (typed === null) return;
+  try { await api("POST", `/api/ai/proposals/${p.id}/confirm`, { confirm: typed }); notice(`${p.symbol} sent to the bot.`, "info", "local-" + Date.now()); refresh(); }
+  catch (e) { fail(e); }
+}
+
+$("#chat-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const input = $("#chat-input");
+  const message = input.value.trim();
+  if (!message) return;
+  input.disabled = true;
+  $("#chat-mode").textContent = "thinking…";
+  try { const r = await api("POST", "/api/ai/chat", { message }); input.value = ""; $("#chat-mode").textContent = r.source === "ai" ? "answered by the AI" : "answered by rules"; refresh(); }
+  catch (e) { fail(e); $("#chat-mode").textContent = ""; }
+  finally { input.disabled = false; input.focus(); }
+});
+
+function renderCopilots(c) {
+  if (!c) {
+    $("#playbook").replaceChildren(el("p", { class: "muted" }, "The playbook, the tuner and postmortems run in AI mode (ASTER_MODE=ai)."));
+    $("#tuner").replaceChildren(); $("#postmortems tbody").replaceChildren();
+    return;
+  }
+  const pb = c.playbook;
+  $("#playbook").replaceChildren(...(pb ? [el("p", {}, el("b", {}, `Regime: ${pb.regime}`), ` — longs ×${fmt(pb.size_factor.BUY, 2)}, shorts ×${fmt(pb.size_factor.SELL, 2)} (${pb.source}, ${time(pb.at)})`),
+    el("ul", {}, ...pb.directives.map((x) => el("li", {}, x))), pb.note ? el("p", { class: "muted" }, pb.note) : ""] : [el("p", { class: "muted" }, "No playbook yet.")]));
+  const t = c.tuner;
+  $("#tuner").replaceChildren(...(t ? [el("p", {}, `From ${t.trades} trades (confidence ${pct(t.confidence)}, ${t.source}): size S ×${fmt(t.size_bias.S, 2)}, M ×${fmt(t.size_bias.M, 2)}, L ×${fmt(t.size_bias.L, 2)}; stop ×${fmt(t.sl_bias, 2)}; target ×${fmt(t.tp_bias, 2)}.`),
+    ...c.tuner_log.slice().reverse().slice(0, 3).map((x) => el("p", { class: "muted" }, `${time(x.time)}: ${x.source}${x.note ? " — " + x.note : ""}`))] : []));
+  $("#postmortems tbody").replaceChildren(...c.postmortem.map((p) => el("tr", {}, el("td", {}, p.symbol), el("td", {}, p.trades),
+    el("td", { class: p.edge >= 0 ? "pos" : "neg" }, fmt(p.edge, 2)), el("td", {}, pct(p.quick_stop_rate)), el("td", {}, p.lesson || ""), el("td", {}, p.source))));
 }
 
 function renderDecisions(d) {

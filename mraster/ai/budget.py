@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 # USD per token (input, output); editable: ASTER users can add models here
 PRICES: dict[str, tuple[float, float]] = {
@@ -137,11 +137,19 @@ class DailyBudget:
         return charged
 
     def snapshot(self) -> dict[str, Any]:
-        today = self.ledger.update(lambda d: json.loads(json.dumps(self._today(d))))
-        return {"day": today["day"], "spent": round(today["spent"], 6), "limit": self.limit,
-                "remaining": None if self.limit <= 0 else round(max(0.0, self.limit - today["spent"]), 6),
-                "calls": today["calls"], "enforced": self.enforced, "strict": self.strict,
-                "models": today["models"], "kinds": today.get("kinds", {})}
+        return budget_view(self.ledger.update(lambda d: json.loads(json.dumps(self._today(d)))),
+                           self.limit, strict=self.strict, enforced=self.enforced)
+
+
+def budget_view(ledger: Mapping[str, Any] | None, limit: float, *, strict: bool,
+                enforced: bool) -> dict[str, Any]:
+    """The day's figures for the page (a ledger of an earlier day counts as nothing spent)."""
+    today = ledger if ledger and ledger.get("day") == utc_day() else {}
+    spent = float(today.get("spent", 0.0))
+    return {"day": utc_day(), "spent": round(spent, 6), "limit": limit,
+            "remaining": None if limit <= 0 else round(max(0.0, limit - spent), 6),
+            "calls": today.get("calls", 0), "enforced": enforced, "strict": strict,
+            "models": today.get("models", {}), "kinds": today.get("kinds", {})}
 
 
 def daily_budget(s, ledger: dict[str, Any] | MemoryLedger | SectionLedger) -> DailyBudget:

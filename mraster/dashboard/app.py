@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from mraster import __version__
 from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, make_context
-from mraster.dashboard.routes import actions, auth, backtest, bot, config, setup, state, stream
+from mraster.dashboard.routes import actions, ai, auth, backtest, bot, config, setup, state, stream
 from mraster.dashboard.security import SecurityMiddleware
 from mraster.logs import setup_logging
 
@@ -44,7 +44,7 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
     app.add_middleware(SecurityMiddleware, token=lambda: context().token)
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
-    for module in (auth, bot, actions, backtest, config, setup, state, stream):
+    for module in (auth, bot, actions, ai, backtest, config, setup, state, stream):
         app.include_router(module.router)
 
     @app.get("/api/health", tags=["health"])

@@ -55,7 +55,27 @@ def commands_view(state: Mapping[str, Any]) -> dict[str, Any]:
             "pending": [c for c in inbox if c["ack"] is None]}
 
 
-def state_view(state: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
+def chat_view(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The conversation and the proposals, each with the bot's answer once it acted."""
+    ch = state.get("chat", {})
+    acks = state.get("command_acks", {})
+    return {"log": ch.get("log", [])[-40:],
+            "proposals": [{**p, "ack": acks.get(p.get("command_id"))}
+                          for p in ch.get("proposals", [])[-10:]]}
+
+
+def copilots_view(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    cop = state.get("copilots")
+    if not cop:
+        return None
+    return {"playbook": cop.get("playbook"), "tuner": cop.get("tuner"),
+            "tuner_log": cop.get("tuner_log", [])[-10:],
+            "postmortem": [{"symbol": k, **v} for k, v in sorted(cop.get("postmortem", {}).items())],
+            "reviews": cop.get("reviews", [])[-10:]}
+
+
+def state_view(state: Mapping[str, Any], now_ms: int,
+               budget: dict[str, Any] | None = None) -> dict[str, Any]:
     history = list(state.get("history", []))
     curve = state.get("equity_curve", [])
     stats = dict(state.get("stats", {}))
@@ -75,6 +95,7 @@ def state_view(state: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
         "alerts": alerts_view(state), "commands": commands_view(state),
         "chart_symbol": state.get("ui", {}).get("chart_symbol"),
         "ai": state.get("ai", {"status": "off", "why": "the bot has not run yet"}),
+        "ai_budget": budget, "chat": chat_view(state), "copilots": copilots_view(state),
         "sentinel": sorted(({"symbol": k, **v} for k, v in state.get("sentinel", {}).items()
                             if v.get("label") != "green"), key=lambda a: -a.get("event_risk", 0)),
     }

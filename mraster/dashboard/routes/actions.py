@@ -30,17 +30,27 @@ class Confirm(BaseModel):
     confirm: str
 
 
-def _enqueue(ctx: DashboardContext, kind: str, symbol: str | None = None) -> dict[str, Any]:
-    cmd = {"id": f"{int(time.time() * 1000)}-{secrets.token_hex(3)}", "kind": kind,
-           "symbol": symbol, "created": int(time.time() * 1000)}
+def new_command(kind: str, symbol: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"id": f"{int(time.time() * 1000)}-{secrets.token_hex(3)}", "kind": kind,
+            "symbol": symbol, "created": int(time.time() * 1000), **extra}
 
-    def change(d: dict[str, Any]) -> None:
-        c = d.setdefault("commands", {})
-        c["inbox"] = (c.get("inbox", []) + [cmd])[-INBOX_MAX:]
-    ctx.state_doc().update(change)
+
+def append_command(d: dict[str, Any], cmd: dict[str, Any]) -> None:
+    """Inside a state-file update: put ``cmd`` into the bot's inbox."""
+    c = d.setdefault("commands", {})
+    c["inbox"] = (c.get("inbox", []) + [cmd])[-INBOX_MAX:]
+
+
+def queued(ctx: DashboardContext, cmd: dict[str, Any]) -> dict[str, Any]:
     running = ctx.supervisor.status()["running"]
     return {"command": cmd, "queued": True,
             "note": None if running else "the bot is not running; it will act on this when it starts"}
+
+
+def _enqueue(ctx: DashboardContext, kind: str, symbol: str | None = None) -> dict[str, Any]:
+    cmd = new_command(kind, symbol)
+    ctx.state_doc().update(lambda d: append_command(d, cmd))
+    return queued(ctx, cmd)
 
 
 @router.post("/bot/pause")

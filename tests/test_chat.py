@@ -1,0 +1,122 @@
+"""The copilot chat over real HTTP: rule-based answers without a key, LLM answers through the real
+openai client against the OpenAI-compatible test server (127.0.0.1), paid from the shared budget;
+proposals that trade only after the user confirms — through the bot's inbox and risk gate."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from conftest import API_KEY, bot_settings
+from dashboard_helpers import Dashboard, dashboard_environ
+from mraster.sim.serve import ThreadedServer
+from mraster.store import JsonDocument
+from openai_stub import create_stub
+
+KEY = "sk-chat-NEVER-SHOWN-0123456789abcdef"
+STATE = {
+    "mode": "paper",
+    "market": {"XRPUSDT": {"change_pct": 1.0}, "ETHUSDT": {"change_pct": -2.0}},
+    "positions": {"t1": {"symbol": "ETHUSDT", "side": "SELL", "qty": 0.5, "entry": 3000.0,
+                         "stop": 3050.0, "take_profit": 2900.0, "r_now": 0.4, "opened_at": 1,
+                         "initial_stop": 3050.0, "status": "open"}},
+    "decisions": {"XRPUSDT": {"action": "SKIP", "reason": "no_signal", "why": "RSI and trend give no entry"}},
+}
+
+
+def seeded(tmp_path, **env) -> Dashboard:
+    JsonDocument(tmp_path / "aster_state.json").write(json.loads(json.dumps(STATE)))
+    return Dashboard(tmp_path, dashboard_environ(tmp_path, **env))
+
+
+def test_without_a_key_chat_answers_from_the_bots_context_and_says_so(tmp_path):
+    with seeded(tmp_path) as d:
+        r = d.post("/api/ai/chat", {"message": "Which positions are open?"}).json()
+        assert r["source"] == "rules" and "ASTER_CHAT_OPENAI_API_KEY" in r["note"]
+        assert "SELL 0.5 ETHUSDT" in r["reply"] and r["proposal"] is None
+        why = d.post("/api/ai/chat", {"message": "why not xrp?"}).json()["reply"]
+        assert "XRPUSDT: SKIP" in why and "RSI and trend" in why
+        bad = d.post("/api/ai/chat", {"message": ""})
+        assert bad.status_code == 422 and "message" in bad.text
+        unknown = d.post("/api/ai/chat", {"message": "long DOGEUSDT"}).json()
+        assert unknown["proposal"] is None  # only symbols the bot trades
+        log = d.get("/api/state").json()["chat"]["log"]
+        assert [m["role"] for m in log] == ["user", "assistant"] * 3
+
+
+def test_a_proposal_trades_nothing_until_confirmed_and_is_sent_once(tmp_path):
+    with seeded(tmp_path) as d:
+        p = d.post("/api/ai/chat", {"message": "go long XRPUSDT"}).json()["proposal"]
+        assert p["symbol"] == "XRPUSDT" and p["side"] == "BUY" and p["status"] == "proposed"
+        assert "commands" not in d.state_file()  # a proposal is only shown
+        wrong = d.post(f"/api/ai/proposals/{p['id']}/confirm", {"confirm": "yes"})
+        assert wrong.status_code == 422 and "type the symbol (XRPUSDT)" in wrong.text
+        ok = d.post(f"/api/ai/proposals/{p['id']}/confirm", {"confirm": "XRPUSDT"})
+        assert ok.status_code == 200
+        again = d.post(f"/api/ai/proposals/{p['id']}/confirm", {"confirm": "XRPUSDT"})
+        assert again.status_code == 409 and "already sent" in again.text
+        inbox = d.state_file()["commands"]["inbox"]
+        assert [(c["kind"], c["symbol"], c["side"]) for c in inbox] == [("enter", "XRPUSDT", "BUY")]
+        assert d.post("/api/ai/proposals/nope/confirm", {"confirm": "X"}).status_code == 404
+
+
+@pytest.fixture
+def stub():
+    app = create_stub()
+    with ThreadedServer(app) as srv:
+        yield app, f"{srv.url}/v1"
+
+
+def test_llm_chat_is_paid_from_the_shared_budget_and_never_shows_the_key(tmp_path, stub):
+    app, url = stub
+    app.state.by_topic = {"MrAster's copilot": {"kind": "ok", "plan": {
+        "reply": "ETHUSDT short is 0.4 R up; XRPUSDT has no signal. A small short on XRPUSDT fits.",
+        "proposal": {"symbol": "XRPUSDT", "side": "SELL", "reason": "weak breadth"}}}}
+    with seeded(tmp_path, ASTER_AI_BASE_URL=url, ASTER_CHAT_OPENAI_API_KEY=KEY) as d:
+        r = d.post("/api/ai/chat", {"message": "any idea?"})
+        body = r.json()
+        assert body["source"] == "ai" and body["proposal"]["side"] == "SELL"
+        sent = json.loads(app.state.requests[0]["messages"][1]["content"])
+        assert sent["context"]["positions"][0]["symbol"] == "ETHUSDT"  # answers with the bot's context
+        ledger = d.state_file()["ai_budget"]
+        assert ledger["kinds"]["chat"]["calls"] == 1 and ledger["spent"] > 0
+        assert ledger["reservations"] == {}
+        page = d.get("/api/state").text
+        assert KEY not in r.text and KEY not in page and KEY not in (tmp_path / "aster_state.json").read_text()
+        assert body["budget"]["spent"] == pytest.approx(ledger["spent"])
+
+
+def test_chat_does_not_call_the_llm_when_the_budget_is_used_up(tmp_path, stub):
+    app, url = stub
+    with seeded(tmp_path, ASTER_AI_BASE_URL=url, ASTER_AI_DAILY_BUDGET_USD="0.0001") as d:
+        r = d.post("/api/ai/chat", {"message": "budget?"}).json()
+        assert r["source"] == "rules" and "budget is used up" in r["note"]
+        assert "AI spending today" in r["reply"] and app.state.requests == []
+
+
+def test_a_confirmed_proposal_is_opened_by_the_bot_with_its_brackets(sim_factory, tmp_path):
+    from mraster.engine.runner import run_async
+
+    sim, url, _ = sim_factory(n=8, seed=11)
+    first = bot_settings(tmp_path, url, ASTER_MAX_OPEN_GLOBAL=2, ASTER_MAX_OPEN_PER_SYMBOL=1)
+    assert asyncio.run(run_async(first)) == 0  # a first cycle: the bot's market is known
+    s = bot_settings(tmp_path, url, ASTER_MAX_OPEN_GLOBAL=50, ASTER_MAX_OPEN_PER_SYMBOL=1)
+    with Dashboard(tmp_path, dashboard_environ(tmp_path)) as d:
+        held = {p["symbol"] for p in d.state_file()["positions"].values()}
+        free = sorted(set(d.state_file()["market"]) - held)[0]
+        taken = sorted(held)[0]
+        p1 = d.post("/api/ai/chat", {"message": f"short {free}"}).json()["proposal"]
+        p2 = d.post("/api/ai/chat", {"message": f"long {taken}"}).json()["proposal"]
+        for p in (p1, p2):
+            assert d.post(f"/api/ai/proposals/{p['id']}/confirm", {"confirm": p["symbol"]}).status_code == 200
+        assert asyncio.run(run_async(s)) == 0  # the bot acts on its inbox
+        props = {p["symbol"]: p for p in d.get("/api/state").json()["chat"]["proposals"]}
+    ok, refused = props[free]["ack"], props[taken]["ack"]
+    assert ok["ok"] and ok["message"].startswith(f"opened SELL") and "stop" in ok["message"]
+    assert not refused["ok"] and "already holding this symbol" in refused["message"]
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    pos = [p for p in state["positions"].values() if p["symbol"] == free]
+    assert len(pos) == 1 and pos[0]["origin"] == "chat" and pos[0]["side"] == "SELL"
+    orders = [o for o in sim.accounts[API_KEY].orders.values() if o.symbol == free]
+    assert {o.type for o in orders} >= {"STOP_MARKET", "TAKE_PROFIT_MARKET"}  # never without a stop
