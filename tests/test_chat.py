@@ -113,7 +113,7 @@ def test_a_confirmed_proposal_is_opened_by_the_bot_with_its_brackets(sim_factory
         assert asyncio.run(run_async(s)) == 0  # the bot acts on its inbox
         props = {p["symbol"]: p for p in d.get("/api/state").json()["chat"]["proposals"]}
     ok, refused = props[free]["ack"], props[taken]["ack"]
-    assert ok["ok"] and ok["message"].startswith(f"opened SELL") and "stop" in ok["message"]
+    assert ok["ok"] and ok["message"].startswith("opened SELL") and "stop" in ok["message"]
     assert not refused["ok"] and "already holding this symbol" in refused["message"]
     state = json.loads((tmp_path / "aster_state.json").read_text())
     pos = [p for p in state["positions"].values() if p["symbol"] == free]

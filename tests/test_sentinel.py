@@ -5,6 +5,8 @@ import asyncio
 import json
 
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from conftest import DATA
 from mraster.ai.sentinel import assess, update
@@ -67,3 +69,58 @@ def test_in_ai_mode_without_a_key_the_sentinel_blocks_shocked_symbols(sim_factor
     assert blocked <= red
     assert all(any(a["symbol"] == sym and "market shock" in a["message"] for a in state["alerts"])
                for sym in red)
+
+
+NEWS_KEY = "news-token-NEVER-SHOWN-42"
+
+
+def news_server(status: int, items: list):
+    """A breaking-news source on 127.0.0.1 (the real feed is on the internet)."""
+    app = FastAPI()
+    app.state.auth = []
+
+    @app.get("/news")
+    async def feed(request: Request):
+        app.state.auth.append(request.headers.get("authorization"))
+        return JSONResponse(items if status == 200 else {"error": "down"}, status_code=status)
+    return app
+
+
+def test_breaking_news_turns_a_symbol_red_and_blocks_it(sim_factory, tmp_path):
+    from mraster.engine.runner import run_async
+    from mraster.sim.serve import ThreadedServer
+    from test_ai import _bot_settings
+
+    items = [{"title": "Exchange halts XRP withdrawals", "symbol": "XRP", "severity": "critical"},
+             {"title": "ETH upgrade delayed", "symbol": "ETHUSDT", "severity": "warning"},
+             {"title": "Markets calm", "severity": "info"}, {"severity": "critical"}]  # last: no title
+    app = news_server(200, items)
+    sim, url, _ = sim_factory(n=8, seed=11)
+    with ThreadedServer(app) as news:
+        s = _bot_settings(tmp_path, url, ASTER_AI_NEWS_ENDPOINT=f"{news.url}/news",
+                          ASTER_AI_NEWS_API_KEY=NEWS_KEY)
+        assert asyncio.run(run_async(s)) == 0
+    assert app.state.auth == [f"Bearer {NEWS_KEY}"]
+    text = (tmp_path / "aster_state.json").read_text()
+    state = json.loads(text)
+    xrp, eth = state["sentinel"]["XRPUSDT"], state["sentinel"]["ETHUSDT"]
+    assert xrp["label"] == "red" and xrp["news"] == ["critical: Exchange halts XRP withdrawals"]
+    assert eth["label"] in ("yellow", "red") and eth["event_risk"] >= 0.6
+    assert state["decisions"]["XRPUSDT"]["reason"] in ("sentinel_block", "no_signal", "trend_misaligned")
+    assert "XRPUSDT" not in {p["symbol"] for p in state["positions"].values()}
+    assert any("Exchange halts XRP withdrawals" in a["message"] for a in state["alerts"])
+    assert NEWS_KEY not in text
+
+
+def test_a_failing_news_source_is_reported_and_market_data_still_counts(sim_factory, tmp_path):
+    from mraster.engine.runner import run_async
+    from mraster.sim.serve import ThreadedServer
+    from test_ai import _bot_settings
+
+    sim, url, _ = sim_factory(n=8, seed=11)
+    with ThreadedServer(news_server(500, [])) as news:
+        s = _bot_settings(tmp_path, url, ASTER_AI_NEWS_ENDPOINT=f"{news.url}/news")
+        assert asyncio.run(run_async(s)) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert any("news source answered HTTP 500" in a["message"] for a in state["alerts"])
+    assert set(state["sentinel"]) == set(state["decisions"])  # every symbol still labelled

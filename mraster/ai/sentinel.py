@@ -10,7 +10,7 @@ after the last time its condition held, so a calm hour right after a crash does 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 SIZE = {"green": 1.0, "yellow": 0.7, "red": 0.0}
 RANK = {"green": 0, "yellow": 1, "red": 2}
@@ -20,8 +20,9 @@ def _clamp(x: float) -> float:
     return min(max(x, 0.0), 1.0)
 
 
-def assess(ticker: Mapping[str, Any]) -> dict[str, Any]:
-    """The label for one 24h ticker row (exchange JSON)."""
+def assess(ticker: Mapping[str, Any], news: Sequence[Any] = ()) -> dict[str, Any]:
+    """The label for one 24h ticker row (exchange JSON) and the news items about the symbol
+    (``mraster.ai.news.NewsItem``): a critical item makes it red, a warning at least yellow."""
     last = float(ticker.get("lastPrice") or 0)
     high, low = float(ticker.get("highPrice") or 0), float(ticker.get("lowPrice") or 0)
     change = float(ticker.get("priceChangePercent") or 0)
@@ -31,17 +32,21 @@ def assess(ticker: Mapping[str, Any]) -> dict[str, Any]:
     risk = _clamp(1.2 * vol + 0.5 * trend)
     if change < -9:
         risk = max(risk, 0.72)
+    for item in news:
+        risk = max(risk, 0.9 if item.severity == "critical" else 0.6 if item.severity == "warning"
+                   else risk)
     hype = _clamp(0.55 * (math.log10(qvol) / 9 if qvol > 1 else 0.0) + 0.55 * trend)
     label = "red" if risk >= 0.9 else "yellow" if risk >= 0.6 or (hype >= 0.74 and change >= 4) \
         else "green"
     return {"label": label, "event_risk": round(risk, 4), "hype": round(hype, 4),
-            "size_factor": SIZE[label], "change_pct": change, "volatility": round(vol, 5)}
+            "size_factor": SIZE[label], "change_pct": change, "volatility": round(vol, 5),
+            "news": [f"{i.severity}: {i.title}" for i in news if i.severity != "info"][:3]}
 
 
 def update(previous: Mapping[str, Any] | None, ticker: Mapping[str, Any], now_ms: int,
-           decay_minutes: float) -> dict[str, Any]:
+           decay_minutes: float, news: Sequence[Any] = ()) -> dict[str, Any]:
     """Today's assessment, unless an earlier, stronger warning has not faded yet."""
-    fresh = {**assess(ticker), "since": now_ms, "until": now_ms + int(decay_minutes * 60_000)}
+    fresh = {**assess(ticker, news), "since": now_ms, "until": now_ms + int(decay_minutes * 60_000)}
     if fresh["label"] == "green":
         fresh["until"] = now_ms
     if previous and RANK[previous["label"]] > RANK[fresh["label"]] and previous["until"] > now_ms:

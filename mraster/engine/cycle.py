@@ -17,7 +17,7 @@ import numpy as np
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
 from mraster.execution import ids
-from mraster.ai import sentinel
+from mraster.ai import news, sentinel
 from mraster.ai.copilots import ai_mode
 from mraster.execution.brackets import BracketGuard
 from mraster.policy import BanditPolicy, Decision, build_features
@@ -135,6 +135,8 @@ class Engine:
         self._feature_cache: dict[str, tuple] = {}
         self.advisor = None  # mraster.ai.advisor.Advisor when AI mode is on (set by the runner)
         self.copilots = None  # mraster.ai.copilots.Copilots in AI mode (set by the runner)
+        self.news = None  # mraster.ai.news.NewsFeed when ASTER_AI_NEWS_ENDPOINT is set
+        self._news_failing = False
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
                              ("stats", {"taken": 0, "skipped": {}, "cycles": 0}), ("cooldowns", {})):
@@ -200,7 +202,7 @@ class Engine:
         weight0 = self._weight()
         await self._sync_positions(res, now)
         universe = self.universe(tickers)
-        self._watch_markets(universe, tickers, now)
+        await self._watch_markets(universe, tickers, now)
         if self.copilots is not None:
             self.copilots.refresh_playbook(
                 now, {sym: {"change_pct": float(tickers.get(sym, {}).get("priceChangePercent", 0))}
@@ -322,19 +324,29 @@ class Engine:
         s = self.s
         return bool(s["ASTER_AI_SENTINEL_ENABLED"] and ai_mode(s))
 
-    def _watch_markets(self, universe: list[str], tickers: dict[str, dict], now: int) -> None:
+    async def _watch_markets(self, universe: list[str], tickers: dict[str, dict], now: int) -> None:
         if not self.sentinel_on:
             return
+        decay = self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"]
+        items: list = []
+        if self.news is not None:
+            items, why = await self.news.latest()
+            if why and not self._news_failing:
+                self.alert("warning", f"{why}; the sentinel works from market data alone until "
+                                      "it answers again")
+            self._news_failing = bool(why)
         labels = self.state.setdefault("sentinel", {})
         for sym in universe:
             if sym not in tickers:
                 continue
             before = labels.get(sym)
-            labels[sym] = sentinel.update(before, tickers[sym], now,
-                                          self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"])
-            if labels[sym]["label"] == "red" and (before is None or before["label"] != "red"):
-                self.alert("warning", f"{sym}: market shock ({labels[sym]['change_pct']:+.1f}% in "
-                                      f"24 h, event risk {labels[sym]['event_risk']:.2f}); no new "
+            about = news.for_symbol(items, sym, now, int(decay * 60_000)) if items else []
+            labels[sym] = sentinel.update(before, tickers[sym], now, decay, about)
+            lab = labels[sym]
+            if lab["label"] == "red" and (before is None or before["label"] != "red"):
+                cause = lab["news"][0] if lab.get("news") else \
+                    f"market shock ({lab['change_pct']:+.1f}% in 24 h)"
+                self.alert("warning", f"{sym}: {cause}, event risk {lab['event_risk']:.2f}; no new "
                                       "entries until it fades", sym)
 
     def _features(self, sym: str, ltf: Candles, htf: Candles):

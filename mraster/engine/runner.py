@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from mraster.ai.advisor import advisor_from_settings
 from mraster.ai.budget import SectionLedger, daily_budget
 from mraster.ai.copilots import Copilots, ai_mode
+from mraster.ai.news import NewsFeed
 from mraster.engine.cycle import Engine
 from mraster.exchange import errors as E
 from mraster.exchange import auth
@@ -223,6 +224,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
     if ai_mode(s):
         engine.copilots = Copilots(s, state.setdefault("copilots", {}), budget=budget, emit=emit,
                                    llm=engine.advisor.llm if engine.advisor else None)
+        if s["ASTER_AI_NEWS_ENDPOINT"] and s["ASTER_AI_SENTINEL_ENABLED"]:
+            engine.news = NewsFeed(s["ASTER_AI_NEWS_ENDPOINT"], s["ASTER_AI_NEWS_API_KEY"])
     state["ai"] = {"status": "on"} if engine.advisor else {
         "status": "off", "why": ai_off_reason(s), "budget": budget.snapshot(),
         "copilots": "rules" if engine.copilots else None}
@@ -259,6 +262,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
             await engine.advisor.close()
         if engine.copilots:
             await engine.copilots.close()
+        if engine.news:
+            await engine.news.close()
         emit("stop", code=code)
         lock.release()
         log.info("MrAster bot stopped")
