@@ -571,7 +571,7 @@ class Engine:
         reason = market_filters(snap, f.wickiness, s) or side_filters(snap, side, s) or \
             ("sentinel_block" if label and label["label"] == "red" else None) or \
             entry_gate(symbol, self.state["positions"], s,
-                       cooldown_until=self.state["cooldowns"].get(symbol, 0), now_ms=now)
+                       cooldown_until=self.state["cooldowns"].get(symbol, 0), now_ms=self.now_ms())
         if reason:
             return False, f"not opened: {REASONS.get(reason, reason)}"
         p = win_probability(f, side)

@@ -63,17 +63,28 @@ def test_first_session_from_wizard_to_stop(tmp_path, dashboard, page_factory):
 
     page.click("#tabs button[data-tab=ai]")
     expect(page.get_by_test_id("ai-status")).to_contain_text("rule-based")  # no key: said so
+    page.fill("#chat-input", f"long {symbol}")
+    page.press("#chat-input", "Enter")
+    expect(page.get_by_test_id("chat-log")).to_contain_text(f"Proposal: long {symbol}")
+    expect(page.locator("#chat-mode")).to_have_text("answered by rules")
+    proposal = page.locator("#chat-proposals tbody tr", has_text=symbol)
+    proposal.get_by_role("button", name="Confirm…").click()
+    page.fill("#dialog-input", symbol)
+    page.click("#dialog-ok")
+    # the bot's risk gate answers: this symbol was just closed by hand
+    expect(proposal).to_contain_text("refused: not opened: closed by hand recently", timeout=30_000)
+    shot(page, "06-chat")
 
     page.click("#tabs button[data-tab=backtest]")
     page.fill("#bt-days", "1")
     page.get_by_test_id("run-backtest").click()
     expect(page.get_by_test_id("bt-card").first).to_be_visible(timeout=60_000)
     expect(page.locator("#bt-status")).to_contain_text("Done")
-    shot(page, "06-backtest")
+    shot(page, "07-backtest")
 
     page.get_by_test_id("stop").click()
     expect(page.locator("#bot-state")).to_contain_text("stopped", timeout=30_000)
-    shot(page, "07-stopped")
+    shot(page, "08-stopped")
     assert page.errors == []
 
 
