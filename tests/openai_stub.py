@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 
 PLAN = {"take": True, "size_multiplier": 0.5, "sl_multiplier": 1.0, "tp_multiplier": 1.2,
         "leverage": 5, "confidence": 0.7,
-        "explanation": "Trend and momentum agree; funding is neutral, so half size is enough."}
+        "explanation": "Trend and momentum agree; funding is neutral, so half size is enough.",
+        "fasttp": {"min_r": 0.2}}
 
 
 def create_stub() -> FastAPI:

@@ -64,7 +64,8 @@ def payload(i: int) -> dict:
 def test_plans_are_validated_and_clamped_to_the_users_limits(stub):
     app, url = stub
     script(app, {"kind": "ok", "plan": {**PLAN, "size_multiplier": 9, "leverage": 125,
-                                        "sl_multiplier": 10, "confidence": "80%"}})
+                                        "sl_multiplier": 10, "confidence": "80%",
+                                        "fasttp": {"enabled": False, "min_r": 0.01, "snap_atr": 5}}})
     s = settings(ASTER_LEVERAGE=7)
 
     async def go():
@@ -76,6 +77,8 @@ def test_plans_are_validated_and_clamped_to_the_users_limits(stub):
     assert plan.take and plan.source == "ai"
     assert plan.size_multiplier == 1.0 and plan.leverage == 7 and plan.sl_multiplier == 2.0
     assert plan.confidence == pytest.approx(0.8)
+    # FastTP may be switched on but not off (it only takes profit earlier); thresholds bounded
+    assert plan.fasttp.model_dump() == {"enabled": True, "min_r": 0.1, "snap_atr": 1.0}
     assert snap["spent"] == pytest.approx(CALL_COST) and snap["calls"] == 1
     sent = app.state.requests[0]
     assert sent["model"] == MODEL and sent["response_format"] == {"type": "json_object"}
@@ -223,12 +226,13 @@ def test_the_bot_in_ai_mode_waits_for_the_review_then_trades_the_clamped_plan(si
     assert taken and all(d["ai_source"] in ("ai", "cache") for d in taken)
     for p in state["positions"].values():
         assert p["leverage"] <= 5  # the plan's leverage, below the user's 10
-        assert p["ai"]
+        assert p["ai"] and p["fasttp"] == {"enabled": True, "min_r": 0.2}  # the plan's FastTP
     assert state["ai"]["budget"]["calls"] == len(app.state.requests)
     sent = json.loads(app.state.requests[0]["messages"][1]["content"])
     assert sent["playbook"]["regime"] == state["copilots"]["playbook"]["regime"]  # with every payload
     assert set(sent["postmortem"]) == {"edge", "quick_stop_rate", "trades", "lesson"}
     assert set(sent["tuning"]["size_bias"]) == {"S", "M", "L"}
+    assert sent["orderbook"]["imbalance"] == 0.0 and sent["orderbook"]["spread_bps"] > 0
 
 
 def test_without_a_key_ai_mode_is_rule_based_and_says_so(sim_factory, tmp_path):

@@ -63,3 +63,33 @@ def test_a_reversing_short_winner_mirrors(closes):
             "take_profit": price + 1.1 * atr, "atr": atr}
     ret3_against = c[-1] / c[0] - 1 <= s["FAST_TP_RET3"]
     assert (fasttp_target(long, price, c, NOW, s) is None) == (not ret3_against)
+
+
+def test_the_engine_applies_an_ai_plans_fasttp_overrides(closes):
+    """The user switched FastTP off; the AI plan switched it on for this trade (it only takes
+    profit earlier), with a lower profit threshold."""
+    import asyncio
+
+    import numpy as np
+
+    from mraster.engine.cycle import Engine
+    from mraster.strategy.filters import Snapshot
+    from mraster.strategy.signals import Candles
+
+    s = defaults(FAST_TP_ENABLED="false")
+    c = first(closes, up=False)
+    price, atr = c[-1], c[-1] * 0.004
+    pos = {"symbol": "XRPUSDT", "side": "BUY", "status": "open", "entry": price - 0.15 * atr,
+           "initial_stop": price - 1.15 * atr, "take_profit": price + 1.1 * atr, "atr": atr}
+    arr = np.array(c, dtype=float)
+    candles = {"XRPUSDT": (Candles(np.arange(4), arr, arr, arr, arr, arr), None)}
+    snaps = {"XRPUSDT": Snapshot(bid=price, ask=price, quote_volume=1e9, mark=price, index=price,
+                                 funding=0.0)}
+
+    def manage(p):
+        eng = Engine(None, s, {"positions": {"t": p}}, None, lambda *a, **k: None)
+        asyncio.run(eng._manage(candles, snaps, NOW))
+        return p["take_profit"]
+    assert manage(dict(pos)) == pos["take_profit"]  # the user's setting: off
+    moved = manage({**pos, "fasttp": {"enabled": True, "min_r": 0.1}})
+    assert moved == pytest.approx(price + s["FASTTP_SNAP_ATR"] * atr)

@@ -33,7 +33,9 @@ SYSTEM = (
     "single JSON object: {\"take\": bool, \"size_multiplier\": number 0..1 (share of the planned "
     "size), \"sl_multiplier\": number (stop distance vs planned), \"tp_multiplier\": number, "
     "\"leverage\": integer or null, \"confidence\": number 0..1, \"explanation\": string of 12-70 "
-    "words}. You may reduce risk or veto; limits above the user's are ignored.")
+    "words, \"fasttp\": null or {\"enabled\": bool, \"min_r\": number, \"snap_atr\": number} (when "
+    "to pull the take-profit in early)}. You may reduce risk or veto; limits above the user's are "
+    "ignored.")
 
 
 @dataclass

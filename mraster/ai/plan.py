@@ -11,6 +11,17 @@ from pydantic import BaseModel, Field, field_validator
 
 SL_RANGE = (0.5, 2.0)  # the plan's stop distance as a multiple of the configured one
 TP_RANGE = (0.5, 3.0)
+FASTTP_MIN_R_RANGE, FASTTP_SNAP_RANGE = (0.1, 3.0), (0.05, 1.0)
+FASTTP_KEYS = {"enabled": "FAST_TP_ENABLED", "min_r": "FASTTP_MIN_R", "snap_atr": "FASTTP_SNAP_ATR"}
+
+
+class FastTPOverride(BaseModel):
+    """How FastTP should treat this trade: it may be switched on, never off (it only takes profit
+    earlier), and its thresholds stay in bounds."""
+
+    enabled: bool | None = None
+    min_r: float | None = None
+    snap_atr: float | None = None
 
 
 class Plan(BaseModel):
@@ -21,6 +32,7 @@ class Plan(BaseModel):
     leverage: int | None = Field(None, ge=1)
     confidence: float = Field(0.5)
     explanation: str = Field("", max_length=2000)
+    fasttp: FastTPOverride | None = None
     source: str = "ai"  # ai | cache | fallback
 
     @field_validator("confidence", mode="before")
@@ -31,14 +43,22 @@ class Plan(BaseModel):
         return v
 
 
+def _bound(x: float | None, lo_hi: tuple[float, float]) -> float | None:
+    return None if x is None else min(max(x, lo_hi[0]), lo_hi[1])
+
+
 def clamp(plan: Plan, s: Mapping[str, Any]) -> Plan:
     """Every number inside the user's limits."""
     size = min(max(plan.size_multiplier, 0.0), 1.0)  # a share of the risk the user set, never more
     lev = min(plan.leverage or s["ASTER_LEVERAGE"], s["ASTER_LEVERAGE"])
+    ftp = plan.fasttp and FastTPOverride(
+        enabled=True if plan.fasttp.enabled or s["FAST_TP_ENABLED"] else None,
+        min_r=_bound(plan.fasttp.min_r, FASTTP_MIN_R_RANGE),
+        snap_atr=_bound(plan.fasttp.snap_atr, FASTTP_SNAP_RANGE))
     return plan.model_copy(update={
-        "size_multiplier": size, "leverage": lev,
-        "sl_multiplier": min(max(plan.sl_multiplier, SL_RANGE[0]), SL_RANGE[1]),
-        "tp_multiplier": min(max(plan.tp_multiplier, TP_RANGE[0]), TP_RANGE[1]),
+        "size_multiplier": size, "leverage": lev, "fasttp": ftp,
+        "sl_multiplier": _bound(plan.sl_multiplier, SL_RANGE),
+        "tp_multiplier": _bound(plan.tp_multiplier, TP_RANGE),
         "confidence": min(max(plan.confidence, 0.0), 1.0)})
 
 

@@ -22,6 +22,7 @@ from mraster.ai.copilots import ai_mode
 from mraster.execution.brackets import BracketGuard
 from mraster.policy import BanditPolicy, Decision, build_features
 from mraster.risk import check_order, entry_gate
+from mraster.ai.plan import FASTTP_KEYS
 from mraster.strategy.fasttp import fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot, market_filters, side_filters
 from mraster.strategy.signals import Candles, expected_r, features, rsi_signal, win_probability
@@ -88,7 +89,8 @@ def _snapshot(sym: str, tickers: dict[str, dict], books: dict[str, dict],
     return Snapshot(bid=float(b["bidPrice"]), ask=float(b["askPrice"]),
                     quote_volume=float(tickers.get(sym, {}).get("quoteVolume", 0)),
                     mark=float(p["markPrice"]), index=float(p["indexPrice"]),
-                    funding=float(p["lastFundingRate"]))
+                    funding=float(p["lastFundingRate"]), bid_qty=float(b.get("bidQty") or 0),
+                    ask_qty=float(b.get("askQty") or 0))
 
 
 def exit_reason(pos: dict[str, Any], exit_price: float | None) -> str:
@@ -415,6 +417,11 @@ class Engine:
                        "funding": snap.funding, "expected_r": er, "win_prob": p,
                        "policy_bucket": decision.bucket, "open_positions": len(self.state["positions"]),
                        "max_leverage": s["ASTER_LEVERAGE"], "risk_per_trade": s["ASTER_RISK_PER_TRADE"],
+                       "orderbook": {"spread_bps": round(snap.spread * 1e4, 3), "bid_qty": snap.bid_qty,
+                                     "ask_qty": snap.ask_qty,
+                                     "imbalance": round((snap.bid_qty - snap.ask_qty)
+                                                        / (snap.bid_qty + snap.ask_qty), 4)
+                                     if snap.bid_qty + snap.ask_qty > 0 else None},
                        "sentinel": label and {k: label[k] for k in ("label", "event_risk", "hype")},
                        **(self.copilots.payload(sym) if self.copilots is not None else {})}
             plan = self.advisor.verdict(f"{sym}:{sig.side}:{int(ltf.t[-1])}", sym, payload)
@@ -479,6 +486,8 @@ class Engine:
                "sl_atr_mult": sl_mult, "tp_atr_mult": tp_mult,
                "ai": ai.explanation if ai is not None else None,
                "ai_source": ai.source if ai is not None else None,
+               "fasttp": ai.fasttp.model_dump(exclude_none=True)
+               if ai is not None and ai.source != "fallback" and ai.fasttp else None,
                "origin": plan.get("origin", "bot")}
         self._fill(pos, price, float(order.qty), "pending")
         # Crash-only: the intent is on disk before the order leaves, so a crash at any line
@@ -713,7 +722,10 @@ class Engine:
             if sym not in candles or sym not in snaps or pos.get("status") != "open":
                 continue
             price = snaps[sym].bid if pos["side"] == "BUY" else snaps[sym].ask
-            hit = fasttp_target(pos, price, candles[sym][0].c, now, self.s)
+            s = self.s
+            if pos.get("fasttp"):  # the AI plan's overrides (clamped when the plan arrived)
+                s = {**s, **{FASTTP_KEYS[k]: v for k, v in pos["fasttp"].items()}}
+            hit = fasttp_target(pos, price, candles[sym][0].c, now, s)
             if hit is None:
                 continue
             old, (new_tp, facts) = pos["take_profit"], hit

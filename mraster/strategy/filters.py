@@ -46,6 +46,8 @@ class Snapshot:
     mark: float
     index: float
     funding: float
+    bid_qty: float = 0.0  # top-of-book sizes: the advisor's order-book context
+    ask_qty: float = 0.0
 
     @property
     def mid(self) -> float:
