@@ -77,6 +77,9 @@ class JsonDocument:
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
 
     # -- public API -------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.path.exists()
+
     def read(self) -> dict[str, Any]:
         """The current document (defaults when missing or corrupt)."""
         with self._lock:
@@ -157,3 +160,26 @@ def _jsonable(obj: Any) -> Any:
 
         return dataclasses.asdict(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+class MemoryDocument:
+    """A ``JsonDocument`` that lives in memory, for a backtest's bracket queue: nobody else reads
+    it and nothing has to survive the run."""
+
+    def __init__(self, default: Callable[[], dict[str, Any]] = dict) -> None:
+        self._doc = default()
+
+    def exists(self) -> bool:
+        return True
+
+    def read(self) -> dict[str, Any]:
+        return copy.deepcopy(self._doc)
+
+    def write(self, doc: dict[str, Any]) -> None:
+        self._doc = copy.deepcopy(doc)
+
+    def update(self, fn: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        doc = self.read()
+        result = fn(doc)
+        self._doc = doc if result is None else result
+        return self.read()

@@ -41,7 +41,7 @@ def window():
     return start, start + STEPS * BASE_MS
 
 
-def live_loop_over_http(tmp_path: Path, start: int, end: int) -> list[dict]:
+def live_loop_over_http(tmp_path: Path, start: int, end: int) -> dict:
     """The live bot's engine and REST client against the simulator replaying the same candles."""
     market = replay_market(DATA, SYMBOLS, manual=True, warmup=WARMUP_CANDLES)
     market.clock.set(start)
@@ -59,7 +59,7 @@ def live_loop_over_http(tmp_path: Path, start: int, end: int) -> list[dict]:
                 await eng.cycle()
     with ThreadedServer(app) as srv:
         asyncio.run(go())
-    return state["history"]
+    return state
 
 
 def test_backtest_and_live_loop_make_the_same_trades(tmp_path):
@@ -67,7 +67,10 @@ def test_backtest_and_live_loop_make_the_same_trades(tmp_path):
     bt = run_backtest(DATA, defaults(), symbols=SYMBOLS, start_ms=start, end_ms=end)
     live = live_loop_over_http(tmp_path, start, end)
     assert len(bt.state["history"]) >= 5, "the slice should trade"
-    assert trade_keys(bt.state["history"]) == trade_keys(live)
+    assert trade_keys(bt.state["history"]) == trade_keys(live["history"])
+    # every decision of every step alike: the backtest's bulk features equal the live ones
+    assert bt.state["stats"]["skipped"] == live["stats"]["skipped"]
+    assert bt.state["stats"]["taken"] == live["stats"]["taken"]
 
 
 def test_a_future_spike_changes_nothing_before_it_happens(tmp_path):
@@ -142,3 +145,28 @@ def test_bad_input_gets_a_clear_message_naming_file_and_line(tmp_path, capsys, p
     if problem in ("unsorted", "garbage"):
         assert "ETH_BTC-5m.csv:" in err  # file and line
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_bulk_features_equal_the_live_features_on_every_window():
+    """The backtest's features for all windows at once (strategy.batch) against features() on
+    each window, as the live engine computes them, over real ETHBTC and XRPUSDT candles."""
+    from mraster.backtest.data import ReplayData
+    from mraster.strategy.signals import features
+
+    market = replay_market(DATA, ["ETHBTC", "XRPUSDT"], manual=True, warmup=WARMUP_CANDLES)
+    data = ReplayData(market, "5m", "1h")
+    checked = 0
+    for sym, s in market.series.items():
+        for t in s.t[::19]:
+            now = int(t) + BASE_MS
+            got = data.candles(sym, now)
+            ltf, htf = got
+            assert ltf.t[-1] < now and (len(htf) == 0 or htf.t[-1] + 3_600_000 <= now)  # closed only
+            fast, ref = data.features(sym, ltf, htf), features(ltf, htf)
+            if ref is None:
+                assert fast is None
+                continue
+            for k, v in vars(ref).items():
+                assert getattr(fast, k) == pytest.approx(v, rel=1e-9, abs=1e-12), (sym, now, k)
+            checked += 1
+    assert checked > 200

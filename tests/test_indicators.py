@@ -26,3 +26,19 @@ def test_indicators_equal_talib(data_dir, name):
 def test_short_series_are_all_nan():
     x = np.arange(10, dtype=float)
     assert np.isnan(rsi(x, 14)).all() and np.isnan(atr(x, x, x, 14)).all()
+
+
+def test_the_bots_last_value_functions_equal_the_whole_series(data_dir):
+    """features() uses the *_last functions on its 200-candle window; they must give the last
+    value of the whole-series ones (on that window) at every position of real data."""
+    from mraster.market.indicators import adx_last, atr_last, ema_last, rsi_last
+
+    df = pd.read_csv(data_dir / "XRPUSDT-5m-futures.csv")
+    h, l, c = (df[k].to_numpy(float) for k in ("high", "low", "close"))
+    for end in range(200, len(c), 97):
+        w = slice(end - 200, end)
+        hw, lw, cw = h[w], l[w], c[w]
+        for ours, ref in ((rsi_last(cw), rsi(cw)[-1]), (atr_last(hw, lw, cw), atr(hw, lw, cw)[-1]),
+                          (adx_last(hw, lw, cw), adx(hw, lw, cw)[-1]), (ema_last(cw, 21), ema(cw, 21)[-1]),
+                          (ema_last(cw[:-4], 55), ema(cw, 55)[-5])):
+            assert ours == pytest.approx(ref, rel=1e-10)

@@ -10,7 +10,6 @@ The engine sees only candles closed at the step's time, like the live bot: no lo
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,12 @@ from typing import Any, Callable, Mapping
 
 from mraster import settings as st
 from mraster.ai.copilots import Copilots, ai_mode
+from mraster.backtest.data import ReplayData
 from mraster.engine.cycle import Engine
 from mraster.execution.paper import LocalExchange
 from mraster.sim.exchange import SimExchange
 from mraster.sim.market import BASE_MS, QUOTE_USD, DataError, Market, replay_market
-from mraster.store import JsonDocument
+from mraster.store import MemoryDocument
 
 WARMUP_CANDLES = 400  # 5m candles before the start so the 1h trend has history
 Progress = Callable[[float, int, int], None]  # (fraction done, trades, open positions)
@@ -97,25 +97,28 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     ex = LocalExchange(sim)
     state: dict[str, Any] = {}
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        queue = JsonDocument(Path(tmp) / "brackets_queue.json", default=lambda: {"items": {}})
-        engine = Engine(ex, s, state, queue, lambda *a, **k: None)
-        if ai_mode(s):  # the copilots' rule-based forms; no LLM is asked during a backtest
-            engine.copilots = Copilots(s, state.setdefault("copilots", {}))
-        steps = max(1, (end - start) // BASE_MS)
-        exposure = 0
-        curve: list[tuple[int, float]] = []
+    queue = MemoryDocument(default=lambda: {"items": {}})
+    engine = Engine(ex, s, state, queue, lambda *a, **k: None)
+    engine.charts_enabled = False  # nobody looks at the dashboard's chart during a replay
+    data = ReplayData(market, s["ASTER_INTERVAL"], s["ASTER_HTF_INTERVAL"])
+    if data.ok:
+        engine.data = data
+    if ai_mode(s):  # the copilots' rule-based forms; no LLM is asked during a backtest
+        engine.copilots = Copilots(s, state.setdefault("copilots", {}))
+    steps = max(1, (end - start) // BASE_MS)
+    exposure = 0
+    curve: list[tuple[int, float]] = []
 
-        async def loop() -> None:
-            nonlocal exposure
-            for i in range(steps):
-                sim.step(BASE_MS)  # fills what the candle crossed, settles funding
-                await engine.cycle()
-                exposure += bool(state["positions"])
-                curve.append((market.clock.now_ms(), state["telemetry"]["equity"]))
-                if progress and (i % max(1, steps // 50) == 0 or i == steps - 1):
-                    progress((i + 1) / steps, len(state["history"]), len(state["positions"]))
-        asyncio.run(loop())
+    async def loop() -> None:
+        nonlocal exposure
+        for i in range(steps):
+            sim.step(BASE_MS)  # fills what the candle crossed, settles funding
+            await engine.cycle()
+            exposure += bool(state["positions"])
+            curve.append((market.clock.now_ms(), state["telemetry"]["equity"]))
+            if progress and (i % max(1, steps // 50) == 0 or i == steps - 1):
+                progress((i + 1) / steps, len(state["history"]), len(state["positions"]))
+    asyncio.run(loop())
     return BacktestResult(settings={k: v for k, v in s.items() if k not in st.SECRET_NAMES},
                           symbols=sorted(market.series), start_ms=start, end_ms=end, steps=steps,
                           state=state, exposure_steps=exposure, equity=curve, gaps=find_gaps(market),

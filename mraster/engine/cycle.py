@@ -25,13 +25,13 @@ from mraster.risk import check_order, entry_gate
 from mraster.ai.plan import FASTTP_KEYS
 from mraster.strategy.fasttp import fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot, market_filters, side_filters
-from mraster.strategy.signals import Candles, expected_r, features, rsi_signal, win_probability
+from mraster.strategy.signals import (HTF_WINDOW, LTF_WINDOW, Candles, expected_r, features,
+                                      rsi_signal, win_probability)
 from mraster.strategy.sizing import plan_order, size_multiplier
 from mraster.sim.market import INTERVAL_MS
 
 log = logging.getLogger("mraster.engine")
 Emit = Callable[..., None]
-LTF_LIMIT, HTF_LIMIT = 200, 120
 CHART_SYMBOLS, CHART_CANDLES = 8, 150
 
 
@@ -46,14 +46,15 @@ class KlineCache:
         self.closed: dict[tuple[str, str], Candles] = {}
         self.requests = 0
 
-    async def candles(self, ex, symbol: str, interval: str, limit: int, now: int) -> Candles:
-        """The closed candles of ``symbol`` at ``now``."""
+    async def candles(self, ex, symbol: str, interval: str, window: int, now: int) -> Candles:
+        """The last ``window`` closed candles of ``symbol`` at ``now`` (fewer while the market is
+        younger): always the same window, so the indicators are the same wherever they run."""
         key = (symbol, interval)
         have = self.rows.get(key)
         if have is not None and len(have) and have[-1, 6] >= now and key in self.closed:
             return self.closed[key]  # no candle closed since the last fetch
-        arr = await self.update(ex, symbol, interval, limit)
-        done = arr[arr[:, 6] < now] if len(arr) else arr
+        arr = await self.update(ex, symbol, interval, window + 1)  # + the forming candle
+        done = (arr[arr[:, 6] < now] if len(arr) else arr)[-window:]
         self.closed[key] = Candles(done[:, 0].astype(np.int64), done[:, 1], done[:, 2], done[:, 3],
                                    done[:, 4], done[:, 5])
         return self.closed[key]
@@ -134,6 +135,8 @@ class Engine:
         self._rules_at = 0.0
         self.guard: BracketGuard | None = None
         self.chart_symbols: tuple[str, ...] = ()  # symbols the dashboard asked to chart
+        self.charts_enabled = True
+        self.data = None  # a backtest's ReplayData: windows and features precomputed in bulk
         self._feature_cache: dict[str, tuple] = {}
         self.advisor = None  # mraster.ai.advisor.Advisor when AI mode is on (set by the runner)
         self.copilots = None  # mraster.ai.copilots.Copilots in AI mode (set by the runner)
@@ -255,7 +258,8 @@ class Engine:
                               "side": res.decisions.get(sym, {}).get("side"),
                               "reason": res.decisions.get(sym, {}).get("reason")}
                         for sym in universe}
-        st["charts"] = self._charts(candles)
+        if self.charts_enabled:
+            st["charts"] = self._charts(candles)
         st["stats"]["cycles"] += 1
         st["policy"] = self.policy.to_dict()
         if self.advisor is not None:
@@ -304,15 +308,18 @@ class Engine:
         return gov.total_weight if gov else None
 
     async def _fetch_candles(self, symbols: list[str], now: int) -> dict[str, tuple[Candles, Candles]]:
+        if self.data is not None:  # a backtest: the same windows, straight from the replay
+            return {sym: c for sym in dict.fromkeys(symbols)
+                    if (c := self.data.candles(sym, now)) is not None}
         sem = asyncio.Semaphore(8)
         out: dict[str, tuple[Candles, Candles]] = {}
 
         async def one(sym: str) -> None:
             async with sem:
                 try:
-                    lt = await self.cache.candles(self.ex, sym, self.s["ASTER_INTERVAL"], LTF_LIMIT, now)
+                    lt = await self.cache.candles(self.ex, sym, self.s["ASTER_INTERVAL"], LTF_WINDOW, now)
                     ht = await self.cache.candles(self.ex, sym, self.s["ASTER_HTF_INTERVAL"],
-                                                  HTF_LIMIT, now)
+                                                  HTF_WINDOW, now)
                 except E.ExchangeError as exc:
                     log.warning("klines for %s failed: %s", sym, exc)
                     return  # the symbol is skipped with reason data_error
@@ -353,6 +360,8 @@ class Engine:
 
     def _features(self, sym: str, ltf: Candles, htf: Candles):
         """Indicators depend on closed candles only: computed once per new candle."""
+        if self.data is not None:
+            return self.data.features(sym, ltf, htf)
         key = (len(ltf) and int(ltf.t[-1]), len(htf) and int(htf.t[-1]), len(ltf), len(htf))
         hit = self._feature_cache.get(sym)
         if hit is None or hit[0] != key:

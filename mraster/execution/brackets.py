@@ -97,7 +97,7 @@ class BracketGuard:
         if full:
             for token in [t for t in queue if t not in positions]:
                 queue.pop(token)
-        if repr(queue) != before or not self.queue.path.exists():  # write only on change
+        if repr(queue) != before or not self.queue.exists():  # write only on change
             self.queue.update(lambda d: {"items": queue})
         return done
 

@@ -1,26 +1,50 @@
 """Indicators in numpy, with TA-Lib's definitions (Wilder smoothing seeded by a simple mean).
 
-Values before the warm-up are NaN. Each function takes whole arrays, so the live bot (last value)
-and the backtest (the whole series) compute identical numbers.
+Values before the warm-up are NaN. The ``*_last`` functions give the value at the last candle only,
+as the bot needs it once per closed candle, at a fraction of the cost; a test holds them equal to
+the last value of the whole-series functions.
 """
 from __future__ import annotations
 
+import math
+from functools import lru_cache
+
 import numpy as np
+
+
+@lru_cache(maxsize=128)
+def _powers(a: float, n: int) -> np.ndarray:
+    return a ** np.arange(n)
 
 
 def _recurse(seed: float, start: int, x: np.ndarray, a: float, b: float, n: int) -> np.ndarray:
     """y[start] = seed; y[i] = a·y[i-1] + b·x[i] for i > start (NaN before start).
 
-    The recursion runs over plain Python floats: on the 100–200 values the bot keeps per symbol
-    that is several times faster than indexing numpy arrays element by element."""
-    out = [np.nan] * n
-    y = seed
-    out[start] = y
-    xs = x.tolist()
-    for i in range(start + 1, n):
-        y = a * y + b * xs[i]
-        out[i] = y
-    return np.array(out)
+    In closed form, y[start+k] = a^k·(seed + b·Σ_{j=1..k} a^-j·x[start+j]). For the non-negative
+    inputs every indicator here smooths (prices, gains, ranges), the sum has no cancellation, so a
+    cumulative sum is exact to about k·1e-16; otherwise (or where a^-k could overflow) a
+    convolution is used. Both equal the step-by-step loop within float rounding."""
+    out = np.full(n, np.nan)
+    out[start] = seed
+    m = n - start - 1
+    if m <= 0:
+        return out
+    xs = x[start + 1:n]
+    p = _powers(a, m + 1)
+    if m * -math.log(a) < 600 and seed >= 0 and xs.min() >= 0:
+        out[start + 1:] = p[1:] * (seed + b * np.cumsum(xs / p[1:]))
+    else:
+        out[start + 1:] = p[1:] * seed + b * np.convolve(xs, p[:m])[:m]
+    return out
+
+
+def _recurse_last(seed: float, start: int, x: np.ndarray, a: float, b: float, n: int) -> float:
+    """The last value of ``_recurse`` alone: one dot product (what the bot needs per candle)."""
+    m = n - start - 1
+    if m <= 0:
+        return seed
+    p = _powers(a, m + 1)
+    return float(p[m] * seed + b * np.dot(x[start + 1:n], p[m - 1::-1]))
 
 
 def ema(x: np.ndarray, period: int) -> np.ndarray:
@@ -71,7 +95,8 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
     return _wilder(np.nan_to_num(tr), period, 1)
 
 
-def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
+def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14,
+        last_only: bool = False) -> np.ndarray | float:
     high, low, close = (np.asarray(a, dtype=float) for a in (high, low, close))
     n = len(close)
     out = np.full(n, np.nan)
@@ -81,16 +106,53 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
     down = np.concatenate(([0.0], low[:-1] - low[1:]))
     plus_dm = np.where((up > down) & (up > 0), up, 0.0)
     minus_dm = np.where((down > up) & (down > 0), down, 0.0)
-    tr = np.nan_to_num(true_range(high, low, close))
     # TA-Lib: Wilder sums (not means) seeded with the sum of the first period-1 values
     def wsum(x: np.ndarray) -> np.ndarray:
         return _recurse(float(x[1:period].sum()), period - 1, x, 1.0 - 1.0 / period, 1.0, n)
-    str_, sp, sm = wsum(tr), wsum(plus_dm), wsum(minus_dm)
+    sp, sm = wsum(plus_dm), wsum(minus_dm)
     with np.errstate(divide="ignore", invalid="ignore"):
-        pdi = 100 * sp / str_
-        mdi = 100 * sm / str_
-        dx = 100 * np.abs(pdi - mdi) / (pdi + mdi)
-    dx = np.nan_to_num(dx, nan=0.0)
+        dx = 100 * np.abs(sp - sm) / (sp + sm)  # = 100·|+DI − −DI| / (+DI + −DI): TR cancels
+    dx[np.isnan(dx)] = 0.0
     first = 2 * period - 1
-    return _recurse(float(dx[period:first + 1].mean()), first, dx, (period - 1) / period,
-                    1.0 / period, n)
+    smooth = _recurse_last if last_only else _recurse
+    return smooth(float(dx[period:first + 1].mean()), first, dx, (period - 1) / period,
+                  1.0 / period, n)
+
+
+# -- the last value only ----------------------------------------------------------------------
+def ema_last(x: np.ndarray, period: int) -> float:
+    if len(x) < period:
+        return float("nan")
+    k = 2.0 / (period + 1)
+    return _recurse_last(float(x[:period].mean()), period - 1, x, 1.0 - k, k, len(x))
+
+
+def _wilder_last(x: np.ndarray, period: int, start: int) -> float:
+    if len(x) - start < period:
+        return float("nan")
+    seed = start + period - 1
+    a = 1.0 / period
+    return _recurse_last(float(x[start:seed + 1].mean()), seed, x, 1.0 - a, a, len(x))
+
+
+def rsi_last(close: np.ndarray, period: int = 14) -> float:
+    if len(close) <= period:
+        return float("nan")
+    d = np.diff(close)
+    gain = np.concatenate(([0.0], np.where(d > 0, d, 0.0)))
+    loss = np.concatenate(([0.0], np.where(d < 0, -d, 0.0)))
+    ag, al = _wilder_last(gain, period, 1), _wilder_last(loss, period, 1)
+    if al == 0:
+        return 50.0 if ag == 0 else 100.0
+    return 100.0 - 100.0 / (1.0 + ag / al)
+
+
+def atr_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> float:
+    return _wilder_last(np.nan_to_num(true_range(high, low, close)), period, 1)
+
+
+def adx_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> float:
+    n = len(close)
+    if n < 2 * period:
+        return float("nan")
+    return float(adx(high, low, close, period, last_only=True))

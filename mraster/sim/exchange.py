@@ -44,6 +44,7 @@ class SimExchange:
         self.lock = threading.RLock()
         self._last_eval: dict[str, int] = {}
         self._last_funding: int = market.clock.now_ms() // FUNDING_MS
+        self._advanced_at: int | None = None
 
     def now(self) -> int:
         return self.market.clock.now_ms()
@@ -62,6 +63,9 @@ class SimExchange:
         """Bring every account up to the clock: triggers over the traversed range, funding."""
         with self.lock:
             now = self.now()
+            if now == self._advanced_at:
+                return  # the clock has not moved: nothing can have triggered since
+            self._advanced_at = now
             for acct in self.accounts.values():
                 for sym in {o.symbol for o in acct.open_orders()}:
                     t0 = self._last_eval.get(sym, now)

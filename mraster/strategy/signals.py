@@ -11,10 +11,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from mraster.market.indicators import adx, atr, ema, rsi
+from mraster.market.indicators import adx_last, atr_last, ema_last, rsi_last
 
 MIN_LTF = 60
 MIN_HTF = 60
+LTF_WINDOW = 200  # closed candles the indicators see (signal timeframe)
+HTF_WINDOW = 120  # closed candles of the higher timeframe
 
 
 @dataclass
@@ -68,12 +70,12 @@ def features(ltf: Candles, htf: Candles) -> Features | None:
     if len(ltf) < MIN_LTF or len(htf) < MIN_HTF:
         return None
     c = ltf.c
-    r = rsi(c, 14)[-1]
-    a = atr(ltf.h, ltf.l, c, 14)[-1]
-    x = adx(ltf.h, ltf.l, c, 14)[-1]
-    ef, es = ema(c, 21)[-1], ema(c, 55)[-1]
-    eh = ema(htf.c, 55)
-    slope = eh[-1] / eh[-5] - 1 if eh[-5] > 0 else 0.0
+    r = rsi_last(c, 14)
+    a = atr_last(ltf.h, ltf.l, c, 14)
+    x = adx_last(ltf.h, ltf.l, c, 14)
+    ef, es = ema_last(c, 21), ema_last(c, 55)
+    eh1, eh5 = ema_last(htf.c, 55), ema_last(htf.c[:-4], 55)  # the HTF EMA now and 4 candles ago
+    slope = eh1 / eh5 - 1 if eh5 > 0 else 0.0
     rng = ltf.h[-1] - ltf.l[-1]
     body = abs(ltf.c[-1] - ltf.o[-1])
     wick = (rng - body) / rng if rng > 0 else 0.0
