@@ -6,7 +6,7 @@ can say "why not" for each symbol.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -62,7 +62,7 @@ class Features:
     ret3: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 10) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {k: (round(v, 10) if isinstance(v, float) else v) for k, v in vars(self).items()}
 
 
 def features(ltf: Candles, htf: Candles) -> Features | None:
