@@ -62,6 +62,10 @@ class MemoryLedger:
         with self._lock:
             return fn(self.data)
 
+    def read(self) -> dict[str, Any]:
+        with self._lock:
+            return json.loads(json.dumps(self.data))
+
 
 class SectionLedger:
     """The ledger as one section of a ``JsonDocument`` (``aster_state.json`` → ``ai_budget``):
@@ -78,6 +82,9 @@ class SectionLedger:
             out.append(fn(d.setdefault(self.key, {})))
         self.doc.update(change)
         return out[0]
+
+    def read(self) -> dict[str, Any]:
+        return self.doc.read().get(self.key, {})
 
 
 class DailyBudget:
@@ -137,8 +144,8 @@ class DailyBudget:
         return charged
 
     def snapshot(self) -> dict[str, Any]:
-        return budget_view(self.ledger.update(lambda d: json.loads(json.dumps(self._today(d)))),
-                           self.limit, strict=self.strict, enforced=self.enforced)
+        """A read: no write to the ledger (the bot shows it every cycle)."""
+        return budget_view(self.ledger.read(), self.limit, strict=self.strict, enforced=self.enforced)
 
 
 def budget_view(ledger: Mapping[str, Any] | None, limit: float, *, strict: bool,
