@@ -243,6 +243,8 @@ function renderAI(d) {
   $("#ai-cards").replaceChildren(...(b ? [["Spent today", `$${fmt(b.spent, 4)}`], ["Daily budget", b.limit > 0 ? `$${fmt(b.limit, 2)}` : "unlimited"],
     ["Remaining", b.remaining === null ? "–" : `$${fmt(b.remaining, 4)}`], ["Calls today", b.calls], ["Budget", b.enforced ? (b.strict ? "strict" : "soft") : "ignored by preset"]] : [])
     .map(([k, v]) => el("div", { class: "card" }, el("small", {}, k), el("b", {}, String(v)))));
+  const avg = (o) => Object.entries(o || {}).map(([k, v]) => `${k} ${v.calls} × avg $${fmt(v.cost / v.calls, 5)}`).join(" · ");
+  $("#ai-costs").textContent = b && b.calls ? `Today by use: ${avg(b.kinds)}. By model: ${avg(b.models)}.` : "";
   $("#ai-sentinel tbody").replaceChildren(...(d.sentinel || []).map((a) => el("tr", {}, el("td", {}, a.symbol),
     el("td", { class: a.label === "red" ? "neg" : "warn" }, a.label), el("td", {}, fmt(a.event_risk, 2)), el("td", {}, `${fmt(a.change_pct, 1)}%`),
     el("td", {}, (a.news || []).join(" · ")))));

@@ -233,6 +233,7 @@ def test_the_bot_in_ai_mode_waits_for_the_review_then_trades_the_clamped_plan(si
     assert set(sent["postmortem"]) == {"edge", "quick_stop_rate", "trades", "lesson"}
     assert set(sent["tuning"]["size_bias"]) == {"S", "M", "L"}
     assert sent["orderbook"]["imbalance"] == 0.0 and sent["orderbook"]["spread_bps"] > 0
+    assert sent["budget"]["limit"] == s["ASTER_AI_DAILY_BUDGET_USD"] and "remaining" in sent["budget"]
 
 
 def test_without_a_key_ai_mode_is_rule_based_and_says_so(sim_factory, tmp_path):

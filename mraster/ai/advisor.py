@@ -104,7 +104,9 @@ class Advisor:
 
     # -- the request ----------------------------------------------------------------------------
     async def _run(self, job: Job, payload: dict[str, Any], payload_key: str) -> None:
-        user = json.dumps(payload, default=str, sort_keys=True)
+        b = self.budget.snapshot()  # the budget state goes with the request, not into the cache key
+        user = json.dumps({**payload, "budget": {k: b[k] for k in ("spent", "limit", "remaining")}},
+                          default=str, sort_keys=True)
         try:
             async with self._sem:
                 async with self._dispatch_lock:  # the global cooldown between dispatches
