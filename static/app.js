@@ -237,7 +237,7 @@ function renderAI(d) {
   const ai = d.ai || {};
   $("#ai-status").textContent = ai.status === "on"
     ? `On: model ${ai.model}. Each trade candidate is reviewed before entry; the AI can lower size and leverage or veto, never raise them.`
-    : ai.copilots === "rules" ? `AI mode without an LLM — ${ai.why}. Plans, postmortems, tuner and playbook run on rules.`
+    : ai.copilots === "rules" ? `AI mode without an LLM — ${ai.why}.`
     : `Off — ${ai.why || "rule-based decisions"}.`;
   const b = d.ai_budget;
   $("#ai-cards").replaceChildren(...(b ? [["Spent today", `$${fmt(b.spent, 4)}`], ["Daily budget", b.limit > 0 ? `$${fmt(b.limit, 2)}` : "unlimited"],

@@ -69,8 +69,8 @@ class EventSink:
 def ai_off_reason(s: Mapping[str, Any]) -> str:
     if not ai_mode(s):
         return "AI mode is off (ASTER_MODE=ai or ASTER_AI_MODE=true turns it on); rule-based decisions"
-    return ("no ASTER_OPENAI_API_KEY and no ASTER_AI_BASE_URL; rule-based decisions, postmortems, "
-            "tuner and playbook")
+    return ("no ASTER_OPENAI_API_KEY and no ASTER_AI_BASE_URL: plans, postmortems, tuner and "
+            "playbook are rule-based")
 
 
 class StartupError(Exception):

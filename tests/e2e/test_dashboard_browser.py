@@ -100,3 +100,25 @@ def test_token_protected_dashboard_asks_for_login(dashboard, page_factory):
     page.click("#login-form button")
     expect(page.get_by_test_id("wizard")).to_be_visible()  # logged in: first-run wizard
     assert "e2e-token" not in page.content()
+
+
+def test_ai_mode_without_a_key_shows_the_rule_based_copilots(tmp_path, dashboard, page_factory):
+    (tmp_path / "dashboard_config.json").write_text(json.dumps(
+        {"schema_version": 1, "ASTER_OFFLINE": True, "ASTER_MODE": "ai"}))
+    server = dashboard(ASTER_SCAN_INTERVAL_SECONDS="1")
+    page = page_factory()
+    page.goto(server.url)
+    page.get_by_test_id("start").click()
+    expect(page.locator("#bot-state")).to_contain_text("running")
+    page.click("#tabs button[data-tab=ai]")
+    expect(page.get_by_test_id("ai-status")).to_contain_text("AI mode without an LLM", timeout=30_000)
+    expect(page.get_by_test_id("ai-status")).to_contain_text("rule-based")
+    expect(page.get_by_test_id("playbook")).to_contain_text("Regime:", timeout=30_000)
+    expect(page.locator("#tuner")).to_contain_text("size S ×")
+    page.fill("#chat-input", "what is the playbook?")
+    page.press("#chat-input", "Enter")
+    expect(page.get_by_test_id("chat-log")).to_contain_text("Regime:")
+    shot(page, "ai-rules")
+    page.get_by_test_id("stop").click()
+    expect(page.locator("#bot-state")).to_contain_text("stopped", timeout=30_000)
+    assert page.errors == []
