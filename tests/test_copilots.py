@@ -140,3 +140,19 @@ def test_one_daily_limit_holds_across_processes(tmp_path):
     assert granted == 10  # 24 asked for, exactly the 10 the limit allows
     doc = json.loads(Path(path).read_text())
     assert doc["positions"] == {"keep": 1} and len(doc["ai_budget"]["reservations"]) == 10
+
+
+def test_todays_spend_from_an_older_state_file_still_counts(sim_factory, tmp_path):
+    """Before the shared ledger the bot kept its budget in ai_ledger; an upgrade on the same day
+    must not hand out the limit a second time."""
+    from conftest import bot_settings
+    from mraster.engine.runner import run_async
+
+    _, url, _ = sim_factory(n=6, seed=11)
+    s = bot_settings(tmp_path, url, ASTER_MODE="ai", ASTER_AI_DAILY_BUDGET_USD=1)
+    JsonDocument(s["ASTER_STATE_FILE"]).write({"ai_ledger": {"budget": {
+        "day": B.utc_day(), "spent": 0.75, "calls": 30, "models": {}}}})
+    assert asyncio.run(run_async(s)) == 0
+    state = json.loads(Path(s["ASTER_STATE_FILE"]).read_text())
+    assert state["ai_budget"]["spent"] == 0.75 and "budget" not in state["ai_ledger"]
+    assert B.daily_budget(s, B.SectionLedger(JsonDocument(s["ASTER_STATE_FILE"]))).reserve(0.3) is None

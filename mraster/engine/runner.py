@@ -17,7 +17,7 @@ from logging.handlers import RotatingFileHandler
 from typing import Any, Mapping
 
 from mraster.ai.advisor import advisor_from_settings
-from mraster.ai.budget import SectionLedger, daily_budget
+from mraster.ai.budget import SectionLedger, daily_budget, utc_day
 from mraster.ai.copilots import Copilots, ai_mode
 from mraster.ai.news import NewsFeed
 from mraster.engine.cycle import Engine
@@ -219,7 +219,16 @@ async def run_async(s: Mapping[str, Any]) -> int:
     engine = Engine(ex, s, state, queue, emit, save=lambda: _save(doc, state))
     # one budget for the advisor, the copilots and the dashboard's chat: a locked section of the
     # state file, so no process can cross the daily limit the others have reserved
-    budget = daily_budget(s, SectionLedger(doc, "ai_budget"))
+    ledger = SectionLedger(doc, "ai_budget")
+    old = state.get("ai_ledger", {}).pop("budget", None)  # before the shared ledger: keep today's spend
+
+    def adopt(d: dict[str, Any]) -> None:
+        if not d:
+            d.update(day=old["day"], spent=old.get("spent", 0.0), calls=old.get("calls", 0),
+                     models=old.get("models", {}), reservations={})
+    if old and old.get("day") == utc_day():
+        ledger.update(adopt)
+    budget = daily_budget(s, ledger)
     engine.advisor = advisor_from_settings(s, state.setdefault("ai_ledger", {}), emit, budget)
     if ai_mode(s):
         engine.copilots = Copilots(s, state.setdefault("copilots", {}), budget=budget, emit=emit,
