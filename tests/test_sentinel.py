@@ -112,6 +112,15 @@ def test_breaking_news_turns_a_symbol_red_and_blocks_it(sim_factory, tmp_path):
     assert NEWS_KEY not in text
 
 
+def test_news_for_a_base_asset_does_not_spill_onto_longer_names():
+    from mraster.ai.news import NewsItem, for_symbol
+
+    items = [NewsItem(title="XRP halted", symbol="XRP", severity="critical"),
+             NewsItem(title="all markets", severity="warning")]
+    assert [i.title for i in for_symbol(items, "XRPUSDT", 0, 10**9)] == ["XRP halted", "all markets"]
+    assert [i.title for i in for_symbol(items, "XRPLUSDT", 0, 10**9)] == ["all markets"]
+
+
 def test_a_failing_news_source_is_reported_and_market_data_still_counts(sim_factory, tmp_path):
     from mraster.engine.runner import run_async
     from mraster.sim.serve import ThreadedServer

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, Field
 
+from mraster.ai.news import QUOTES
 from mraster.strategy.filters import REASONS
 
 SYSTEM = (
@@ -70,7 +71,7 @@ def find_symbol(text: str, known: list[str]) -> str | None:
         if w in known:
             return w
     for w in words:
-        hits = [k for k in known if k.startswith(w) and k[len(w):] in ("USDT", "USDC", "USD", "BTC")]
+        hits = [k for k in known if k.startswith(w) and k[len(w):] in QUOTES]
         if hits:
             return hits[0]
     return None

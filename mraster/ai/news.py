@@ -16,6 +16,7 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 REFRESH_S = 120.0
+QUOTES = ("USDT", "USDC", "USD", "BTC", "ETH", "BUSD")  # XRP names XRPUSDT, not XRPLUSDT
 MAX_ITEMS = 200
 
 
@@ -44,7 +45,7 @@ def for_symbol(items: list[NewsItem], symbol: str, now_ms: int, max_age_ms: int)
         if it.time is not None and now_ms - it.time > max_age_ms:
             continue
         s = (it.symbol or "").upper()
-        if not s or s == symbol or (symbol.startswith(s) and len(symbol) > len(s)):
+        if not s or s == symbol or (symbol.startswith(s) and symbol[len(s):] in QUOTES):
             hits.append(it)
     return hits
 
