@@ -103,6 +103,8 @@ class Market:
     def __init__(self, series: list[Series], clock: SimClock) -> None:
         self.series = {s.symbol: s for s in series}
         self.clock = clock
+        self._at: dict[str, tuple[int, int, int]] = {}  # symbol → (time, candles, index)
+        self._cum: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # running volume sums
 
     # -- time & price ------------------------------------------------------------------------
     def symbols(self) -> list[str]:
@@ -112,7 +114,12 @@ class Market:
         """Index of the candle containing t (the last one opened at or before t), -1 if none."""
         s = self.series[sym]
         self.ensure(sym, t_ms)
-        return int(np.searchsorted(s.t, t_ms, side="right")) - 1
+        hit = self._at.get(sym)  # one moment is asked about many times (quote, book, premium...)
+        if hit is not None and hit[0] == t_ms and hit[1] == len(s.t):
+            return hit[2]
+        i = int(s.t.searchsorted(t_ms, side="right")) - 1
+        self._at[sym] = (t_ms, len(s.t), i)
+        return i
 
     def ensure(self, sym: str, t_ms: int) -> None:
         """Extend generated series up to t (replay series simply end)."""
@@ -246,10 +253,15 @@ class Market:
         if i < 0:
             return {"open": last, "high": last, "low": last, "last": last, "volume": 0.0,
                     "quote_volume": 0.0}
-        vol = float(s.v[j:i + 1].sum())
+        cum = self._cum.get(sym)
+        if cum is None or cum[0] != len(s.t):  # running sums, rebuilt when the series grows
+            cum = (len(s.t), np.concatenate(([0.0], np.cumsum(s.v))),
+                   np.concatenate(([0.0], np.cumsum(s.v * s.c))))
+            self._cum[sym] = cum
         return {"open": float(s.o[j]), "high": float(max(s.h[j:i].max(initial=last), last)),
                 "low": float(min(s.l[j:i].min(initial=last), last)), "last": last,
-                "volume": vol, "quote_volume": float((s.v[j:i + 1] * s.c[j:i + 1]).sum())}
+                "volume": float(cum[1][i + 1] - cum[1][j]),
+                "quote_volume": float(cum[2][i + 1] - cum[2][j])}
 
 
 def _num(x: float) -> str:
