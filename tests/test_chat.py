@@ -120,3 +120,28 @@ def test_a_confirmed_proposal_is_opened_by_the_bot_with_its_brackets(sim_factory
     assert len(pos) == 1 and pos[0]["origin"] == "chat" and pos[0]["side"] == "SELL"
     orders = [o for o in sim.accounts[API_KEY].orders.values() if o.symbol == free]
     assert {o.type for o in orders} >= {"STOP_MARKET", "TAKE_PROFIT_MARKET"}  # never without a stop
+
+
+def test_a_confirmed_trade_is_marked_on_disk_before_its_order_can_leave(sim_factory, tmp_path):
+    """A crash between sending the order and saving the answer must not send it again on restart:
+    the command is acknowledged as interrupted on disk first."""
+    from mraster.engine.runner import INTERRUPTED, handle_commands
+
+    path = tmp_path / "aster_state.json"
+    seen = []
+
+    class Recorder:  # stands in for the engine: records what is on disk when the order would leave
+        def save(self):
+            JsonDocument(path).write(state)
+
+        async def manual_entry(self, symbol, side):
+            seen.append(json.loads(path.read_text())["command_acks"])
+            return True, "opened"
+
+    state: dict = {}
+    commands = {"inbox": [{"id": "c1", "kind": "enter", "symbol": "XRPUSDT", "side": "BUY"}]}
+    asyncio.run(handle_commands(Recorder(), commands, state, lambda *a, **k: None))
+    assert seen == [{"c1": {"ok": False, "message": INTERRUPTED, "time": seen[0]["c1"]["time"]}}]
+    assert state["command_acks"]["c1"]["message"] == "opened"
+    asyncio.run(handle_commands(Recorder(), commands, state, lambda *a, **k: None))
+    assert len(seen) == 1  # acknowledged: never run twice

@@ -38,6 +38,10 @@ BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decis
             "sentinel", "copilots")
 
 
+INTERRUPTED = ("interrupted: the bot stopped while opening this trade and did not retry it; check "
+               "the positions")
+
+
 class EventSink:
     """One JSON line per event on stdout (the dashboard streams it) and in a rotating file."""
 
@@ -166,6 +170,10 @@ async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: di
             elif cmd.get("kind") == "flatten":
                 ok, message = True, await engine.close_positions(None)
             elif cmd.get("kind") == "enter" and cmd.get("side") in ("BUY", "SELL"):
+                # on disk before the order can leave: after a crash in between, the trade is
+                # reported as interrupted, never sent a second time
+                acks[cmd["id"]] = {"ok": False, "message": INTERRUPTED, "time": int(time.time() * 1000)}
+                engine.save()
                 ok, message = await engine.manual_entry(cmd.get("symbol") or "", cmd["side"])
             else:
                 ok, message = False, f"unknown command {cmd.get('kind')!r}"
