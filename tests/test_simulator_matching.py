@@ -118,3 +118,16 @@ def test_paper_exchange_trades_on_market_data_from_http_and_survives_a_restart(s
         assert float(rows[0]["positionAmt"]) == float(qty)
         await again.close()
     asyncio.run(go())
+
+
+def test_the_24h_ticker_counts_only_volume_already_traded():
+    """At a candle's open, none of its volume has traded yet; halfway, half of it has."""
+    m = replay_market(DATA, ["XRPUSDT"], manual=True, warmup=0)
+    s = m.series["XRPUSDT"]
+    i = 400
+    expect = float((s.v[i - 287:i] * s.c[i - 287:i]).sum())
+    at_open = m.stats_24h("XRPUSDT", int(s.t[i]))
+    assert at_open["quote_volume"] == pytest.approx(expect, rel=1e-12)
+    assert at_open["volume"] == pytest.approx(float(s.v[i - 287:i].sum()), rel=1e-12)
+    half = m.stats_24h("XRPUSDT", int(s.t[i]) + 150_000)
+    assert half["volume"] == pytest.approx(float(s.v[i - 287:i].sum() + s.v[i] / 2), rel=1e-12)

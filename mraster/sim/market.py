@@ -258,10 +258,12 @@ class Market:
             cum = (len(s.t), np.concatenate(([0.0], np.cumsum(s.v))),
                    np.concatenate(([0.0], np.cumsum(s.v * s.c))))
             self._cum[sym] = cum
+        # the candle still forming counts with the share of its volume traded so far
+        done = float(s.v[i]) * min(1.0, max(0.0, (t_ms - s.t[i]) / BASE_MS))
         return {"open": float(s.o[j]), "high": float(max(s.h[j:i].max(initial=last), last)),
                 "low": float(min(s.l[j:i].min(initial=last), last)), "last": last,
-                "volume": float(cum[1][i + 1] - cum[1][j]),
-                "quote_volume": float(cum[2][i + 1] - cum[2][j])}
+                "volume": float(cum[1][i] - cum[1][j]) + done,
+                "quote_volume": float(cum[2][i] - cum[2][j]) + done * last}
 
 
 def _num(x: float) -> str:
