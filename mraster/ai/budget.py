@@ -4,7 +4,8 @@ Prices are USD per token (input, output). A model not in the table is charged th
 default. Before a call, its estimated cost is *reserved*; with ``ASTER_AI_STRICT_BUDGET`` a call
 whose reservation would cross the limit does not start. After the call the reservation is replaced
 by the real cost from the reply's token usage. The High and ATT presets ignore the limit (the user
-chose that) but every call is still recorded.
+chose that) but every call is still recorded. The ledger may be shared by processes (the bot and
+the dashboard's chat): reservations live in it, not in one process's memory.
 """
 from __future__ import annotations
 
@@ -48,7 +49,6 @@ def utc_day(now: float | None = None) -> str:
 class Reservation:
     id: str
     amount: float
-    day: str
 
 
 class MemoryLedger:
@@ -122,7 +122,7 @@ class DailyBudget:
                     today["spent"] + held + amount > self.limit:
                 return None
             today["reservations"][rid] = [amount, int(time.time() * 1000) + RESERVATION_TTL_MS]
-            return Reservation(rid, amount, today["day"])
+            return Reservation(rid, amount)
         return self.ledger.update(take)
 
     def settle(self, res: Reservation, model: str, actual: float | None, kind: str = "plan") -> float:
