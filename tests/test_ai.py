@@ -236,6 +236,25 @@ def test_the_bot_in_ai_mode_waits_for_the_review_then_trades_the_clamped_plan(si
     assert sent["budget"]["limit"] == s["ASTER_AI_DAILY_BUDGET_USD"] and "remaining" in sent["budget"]
 
 
+def test_a_single_run_waits_for_the_reviews_it_paid_for_and_acts_on_them(sim_factory, stub, tmp_path):
+    """ASTER_RUN_ONCE in AI mode: without the wait every candidate would stay ai_pending and the
+    process would exit with paid answers nobody reads."""
+    from mraster.engine.runner import run_async
+
+    app, ai_url = stub
+    _, url, _ = sim_factory(n=8, seed=11)
+    s = _bot_settings(tmp_path, url, ASTER_AI_BASE_URL=ai_url)
+    assert asyncio.run(run_async(s)) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    plans = [r for r in app.state.requests if "trade candidate" in r["messages"][0]["content"]]
+    asked = {json.loads(r["messages"][1]["content"])["symbol"] for r in plans}
+    assert asked and state["ai_budget"]["kinds"]["plan"]["calls"] == len(plans)
+    for sym in asked:  # every paid review was acted on
+        assert state["decisions"][sym]["reason"] != "ai_pending", state["decisions"][sym]
+    taken = [p for p in state["positions"].values()]
+    assert taken and all(p["ai_source"] in ("ai", "cache") for p in taken)
+
+
 def test_without_a_key_ai_mode_is_rule_based_and_says_so(sim_factory, tmp_path):
     from mraster.engine.runner import run_async
 

@@ -156,3 +156,21 @@ def test_todays_spend_from_an_older_state_file_still_counts(sim_factory, tmp_pat
     state = json.loads(Path(s["ASTER_STATE_FILE"]).read_text())
     assert state["ai_budget"]["spent"] == 0.75 and "budget" not in state["ai_ledger"]
     assert B.daily_budget(s, B.SectionLedger(JsonDocument(s["ASTER_STATE_FILE"]))).reserve(0.3) is None
+
+
+def test_a_review_cut_off_by_shutdown_is_still_learned_by_the_rules(stub):
+    app, url = stub
+    app.state.by_topic = {"review one closed": {"kind": "ok", "delay": 30,
+                                               "plan": {"score": 0.9, "lesson": "late"}}}
+    s = settings()
+
+    async def go():
+        llm = LLMClient(api_key="sk-test-not-a-real-key", model="gpt-4.1", base_url=url, timeout=60)
+        cp = Copilots(s, {}, llm=llm, budget=B.daily_budget(s, {}))
+        cp.after_close(trade(1, -1.0), "S")
+        await cp.close(grace_s=0.2)  # the bot stops while the review is still on its way
+        await llm.close()
+        return cp.book
+    book = asyncio.run(go())
+    assert [r["source"] for r in book["reviews"]] == ["rules"]
+    assert book["postmortem"]["XRPUSDT"]["trades"] == 1

@@ -68,6 +68,7 @@ class Advisor:
         self._dispatch_lock = asyncio.Lock()
         self.pending_limit = s.ai_pending_limit
         self._last_ask: dict[str, float] = {}
+        self.accepting = True
 
     # -- the engine's side --------------------------------------------------------------------
     def verdict(self, key: str, symbol: str, payload: dict[str, Any]) -> Plan | None:
@@ -81,6 +82,8 @@ class Advisor:
             if self.learner and not self.learner.allows(symbol, int(time.time() * 1000)):
                 return fallback(f"AI calls for {symbol} are paused: its AI-reviewed trades earned "
                                 "less than the calls cost")
+            if not self.accepting:
+                return None  # the run is ending: no new paid request whose answer nobody reads
             last = self._last_ask.get(symbol)
             if last is not None and time.monotonic() - last < self.settings["ASTER_AI_MIN_INTERVAL_SECONDS"]:
                 return None  # asked about this symbol moments ago: wait for the interval
@@ -98,6 +101,15 @@ class Advisor:
             job.plan, job.state = fallback(f"no AI answer within {self.timeout_s:g} s"), "done"
             return job.plan
         return None
+
+    async def wait_pending(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) for the reviews in flight and take no new ones (a single
+        run ends after the next pass); True when any review was asked for."""
+        self.accepting = False
+        tasks = [j.task for j in self.jobs.values() if j.state != "done" and j.task]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+        return bool(self.jobs)
 
     def _pending(self) -> int:
         return sum(1 for j in self.jobs.values() if j.state != "done")

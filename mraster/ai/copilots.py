@@ -111,7 +111,11 @@ class Copilots:
         user = json.dumps({k: trade.get(k) for k in ("symbol", "side", "entry", "exit", "initial_stop",
                                                       "take_profit", "r", "reason", "opened_at",
                                                       "closed_at", "fees", "funding")})
-        ans = await paid_call(self.llm, self.budget, PM.SYSTEM, user, PM.Review, "postmortem")
+        try:
+            ans = await paid_call(self.llm, self.budget, PM.SYSTEM, user, PM.Review, "postmortem")
+        except asyncio.CancelledError:
+            self._learn(review)  # the bot is stopping: the trade is still learned, by the rules
+            raise
         self._learn(PM.with_llm(review, ans.value) if ans.value else review)
 
     def _retune(self) -> None:
@@ -158,6 +162,11 @@ class Copilots:
         if not task.cancelled() and task.exception():
             log.error("copilot task failed: %s", task.exception())
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Let answers on their way arrive (they are paid for), then cancel what is left."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=grace_s)
         for t in list(self.tasks):
             t.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=1.0)

@@ -257,6 +257,11 @@ async def run_async(s: Mapping[str, Any]) -> int:
                 await handle_commands(engine, shared.get("commands", {}), state, emit)
                 engine.chart_symbols = tuple(filter(None, [shared.get("ui", {}).get("chart_symbol")]))
                 res = await engine.cycle(paused=state["paused"])
+                if s["ASTER_RUN_ONCE"] and engine.advisor and await engine.advisor.wait_pending(
+                        s["ASTER_AI_PLAN_TIMEOUT_SECONDS"]):
+                    # one scan asked for reviews: wait for them and act on them, instead of
+                    # exiting with paid answers nobody reads
+                    res = await engine.cycle(paused=state["paused"])
                 reasons: dict[str, int] = {}
                 for d in res.decisions.values():
                     reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
