@@ -49,7 +49,7 @@ class SettingsErrors(ValueError):
 @dataclass(frozen=True)
 class Setting:
     name: str
-    kind: str  # bool | int | float | str | choice | list | address | url
+    kind: str  # bool | int | float | str | choice | list | address | url | prices
     default: Any
     group: str
     help: str
@@ -76,6 +76,9 @@ class Setting:
             return "an http:// or https:// URL (or empty)"
         if self.kind == "list":
             return "a comma-separated list of symbols (A-Z, 0-9)"
+        if self.kind == "prices":
+            return ("comma-separated model=input/output prices in USD per million tokens, e.g. "
+                    "gpt-4.1=3/9,llama3=0/0 (or empty)")
         if self.kind in ("int", "float"):
             word = "an integer" if self.kind == "int" else "a number"
             lo = "-inf" if self.min is None else _fmt(self.min)
@@ -144,6 +147,12 @@ class Setting:
             if value and not re.match(r"^https?://[^\s]+$", value):
                 raise err
             return value.rstrip("/")
+        if self.kind == "prices":
+            try:
+                prices = parse_prices(value)
+            except ValueError:
+                raise err from None
+            return ",".join(f"{m}={_fmt(a * 1e6)}/{_fmt(b * 1e6)}" for m, (a, b) in prices.items())
         return value
 
     def to_env(self, value: Any) -> str:
@@ -152,6 +161,21 @@ class Setting:
         if self.kind == "list":
             return ",".join(value)
         return str(value)
+
+
+def parse_prices(text: str) -> dict[str, tuple[float, float]]:
+    """``model=in/out,...`` in USD per million tokens → USD per token (ValueError when malformed)."""
+    out: dict[str, tuple[float, float]] = {}
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        model, _, pair = part.partition("=")
+        a, _, b = pair.partition("/")
+        if not re.fullmatch(r"[A-Za-z0-9._:/-]{1,80}", model.strip()):
+            raise ValueError(part)
+        pin, pout = float(a), float(b)
+        if not (math.isfinite(pin) and math.isfinite(pout) and 0 <= pin <= 1000 and 0 <= pout <= 1000):
+            raise ValueError(part)
+        out[model.strip()] = (pin / 1e6, pout / 1e6)
+    return out
 
 
 def _fmt(x: float) -> str:
@@ -332,6 +356,9 @@ CATALOGUE: tuple[Setting, ...] = (
     S("ASTER_AI_NEWS_API_KEY", "str", "", "ai", "Token for the news source.", secret=True),
     S("ASTER_AI_TEMPERATURE", "float", 0.3, "ai", "Sampling temperature (1.0 = provider default).",
       min=0, max=2),
+    S("ASTER_AI_PRICES", "prices", "", "ai", "Your prices per model in USD per million tokens "
+      "(input/output), over the built-in table: e.g. llama3=0/0 for a local model, or a new "
+      "model's price. A model in neither is charged like the dearest one."),
     S("ASTER_AI_PLAYBOOK_REFRESH_MINUTES", "float", 20.0, "ai", "How often the playbook (market "
       "regime, directives, size factors) is rebuilt in AI mode.", min=1, max=1440),
     S("ASTER_AI_TUNER_MIN_TRADES", "int", 20, "ai", "Closed trades before the parameter tuner asks "

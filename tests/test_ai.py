@@ -344,3 +344,25 @@ def test_the_same_symbol_is_not_asked_again_within_the_min_interval(stub):
     early, asked_early, later = asyncio.run(go())
     assert early is None and asked_early == 1  # waited instead of asking again at once
     assert later.source == "ai" and len(app.state.requests) == 2
+
+
+def test_your_own_prices_make_a_local_model_free_and_bad_ones_are_refused(stub):
+    from mraster.ai.advisor import advisor_from_settings
+
+    app, url = stub
+    with pytest.raises(st.SettingsErrors) as e:
+        settings(ASTER_AI_PRICES="gpt-4.1=3/nine")
+    assert "ASTER_AI_PRICES" in str(e.value) and "USD per million tokens" in str(e.value)
+    s = settings(ASTER_AI_BASE_URL=url, ASTER_AI_MODEL="local-llama",
+                 ASTER_AI_PRICES="local-llama=0/0, gpt-4.1=3/9", ASTER_AI_DAILY_BUDGET_USD=0.0001)
+    assert s["ASTER_AI_PRICES"] == "local-llama=0/0,gpt-4.1=3/9"
+
+    async def go():
+        adv = advisor_from_settings(s, {}, lambda *a, **k: None)
+        plans = await settle(adv, ["a", "b"], [payload(1), payload(2)])
+        await adv.close()
+        return plans, adv.budget.snapshot()
+    plans, snap = asyncio.run(go())
+    assert all(p.source == "ai" for p in plans.values())  # a tiny limit, but these calls cost nothing
+    assert snap["calls"] == 2 and snap["spent"] == 0
+    assert B.price("some-new-model") == B.DEFAULT_PRICE  # unknown: the conservative default

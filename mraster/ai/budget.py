@@ -27,18 +27,20 @@ OUTPUT_TOKENS_ESTIMATE = 400
 RESERVATION_TTL_MS = 10 * 60_000
 
 
-def price(model: str) -> tuple[float, float]:
-    return PRICES.get(model, DEFAULT_PRICE)
+def price(model: str, own: Mapping[str, tuple[float, float]] | None = None) -> tuple[float, float]:
+    """The user's price (``ASTER_AI_PRICES``), else the table's, else the conservative default."""
+    return (own or {}).get(model) or PRICES.get(model, DEFAULT_PRICE)
 
 
-def cost(model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    pin, pout = price(model)
+def cost(model: str, prompt_tokens: int, completion_tokens: int,
+         own: Mapping[str, tuple[float, float]] | None = None) -> float:
+    pin, pout = price(model, own)
     return prompt_tokens * pin + completion_tokens * pout
 
 
-def estimate(model: str, prompt_chars: int) -> float:
+def estimate(model: str, prompt_chars: int, own: Mapping[str, tuple[float, float]] | None = None) -> float:
     """Before the call: about four characters per token in, a full-length answer out."""
-    return cost(model, prompt_chars // 4 + 1, OUTPUT_TOKENS_ESTIMATE)
+    return cost(model, prompt_chars // 4 + 1, OUTPUT_TOKENS_ESTIMATE, own)
 
 
 def utc_day(now: float | None = None) -> str:

@@ -26,7 +26,7 @@ class Answer(Generic[T]):
 
 async def paid_call(llm: LLMClient, budget: B.DailyBudget, system: str, user: str,
                     schema: type[T], kind: str) -> Answer[T]:
-    res = budget.reserve(B.estimate(llm.model, len(system) + len(user)) * 2)
+    res = budget.reserve(B.estimate(llm.model, len(system) + len(user), llm.prices) * 2)
     if res is None:
         return Answer(None, 0.0, "the daily AI budget is used up")
     try:
@@ -36,6 +36,6 @@ async def paid_call(llm: LLMClient, budget: B.DailyBudget, system: str, user: st
     except asyncio.CancelledError:
         budget.settle(res, llm.model, None, kind)  # cut off by a timeout: assume it was billed
         raise
-    actual = sum(B.cost(llm.model, u.prompt_tokens, u.completion_tokens) for u in usages) \
-        if usages else None
+    actual = sum(B.cost(llm.model, u.prompt_tokens, u.completion_tokens, llm.prices)
+                 for u in usages) if usages else None
     return Answer(value, budget.settle(res, llm.model, actual, kind))

@@ -42,10 +42,11 @@ def parse_json(text: str) -> Any:
 
 class LLMClient:
     def __init__(self, *, api_key: str, model: str, base_url: str = "", temperature: float = 0.3,
-                 timeout: float = 45.0) -> None:
+                 timeout: float = 45.0, prices: dict[str, tuple[float, float]] | None = None) -> None:
         from openai import AsyncOpenAI
 
         self.model = model
+        self.prices = prices or {}  # the user's own per-token prices (ASTER_AI_PRICES)
         self.temperature = temperature
         # a local server needs no key, but the client insists on one
         self._client = AsyncOpenAI(api_key=api_key or "not-needed", base_url=base_url or None,
@@ -87,6 +88,9 @@ def client_for(s, *, chat: bool = False, timeout: float | None = None) -> LLMCli
     key = (s["ASTER_CHAT_OPENAI_API_KEY"] if chat else "") or s["ASTER_OPENAI_API_KEY"]
     if not (key or s["ASTER_AI_BASE_URL"]):
         return None
+    from mraster.settings import parse_prices
+
     return LLMClient(api_key=key, model=s["ASTER_AI_MODEL"], base_url=s["ASTER_AI_BASE_URL"],
                      temperature=s["ASTER_AI_TEMPERATURE"],
-                     timeout=timeout or s["ASTER_AI_PLAN_TIMEOUT_SECONDS"])
+                     timeout=timeout or s["ASTER_AI_PLAN_TIMEOUT_SECONDS"],
+                     prices=parse_prices(s["ASTER_AI_PRICES"]))
