@@ -24,6 +24,7 @@ def create_stub() -> FastAPI:
     app.state.default = {"kind": "ok", "plan": PLAN}
     app.state.requests = []         # bodies received
     app.state.by_topic = {}         # words of the system prompt → reply (postmortem, playbook...)
+    app.state.schema_support = True  # False: refuse JSON-schema output with 400, like some servers
     app.state.inflight = 0
     app.state.max_inflight = 0
 
@@ -31,6 +32,9 @@ def create_stub() -> FastAPI:
     async def chat(request: Request):
         body = await request.json()
         app.state.requests.append(body)
+        if body.get("response_format", {}).get("type") == "json_schema" and not app.state.schema_support:
+            return JSONResponse({"error": {"message": "response_format json_schema is not supported",
+                                           "type": "invalid_request_error"}}, status_code=400)
         system = body["messages"][0]["content"]
         topic = next((v for k, v in app.state.by_topic.items() if k in system), None)
         step = app.state.script.popleft() if app.state.script else topic or app.state.default

@@ -81,7 +81,27 @@ def test_plans_are_validated_and_clamped_to_the_users_limits(stub):
     assert plan.fasttp.model_dump() == {"enabled": True, "min_r": 0.1, "snap_atr": 1.0}
     assert snap["spent"] == pytest.approx(CALL_COST) and snap["calls"] == 1
     sent = app.state.requests[0]
-    assert sent["model"] == MODEL and sent["response_format"] == {"type": "json_object"}
+    assert sent["model"] == MODEL and sent["response_format"]["type"] == "json_schema"
+    fields = sent["response_format"]["json_schema"]["schema"]["properties"]
+    assert {"take", "size_multiplier", "leverage", "fasttp"} <= set(fields) and "source" not in fields
+
+
+def test_a_server_without_structured_output_gets_plain_json_and_it_is_validated(stub):
+    app, url = stub
+    app.state.schema_support = False
+    script(app, {"kind": "ok", "plan": {**PLAN, "source": "cache"}})
+
+    async def go():
+        adv = advisor(url, settings())
+        first = (await settle(adv, ["a"], [payload(1)]))["a"]
+        second = (await settle(adv, ["b"], [payload(2)]))["b"]
+        await adv.close()
+        return first, second, adv.budget.snapshot()
+    first, second, snap = asyncio.run(go())
+    assert first.source == second.source == "ai"  # the model cannot claim another source
+    kinds = [r["response_format"]["type"] for r in app.state.requests]
+    assert kinds == ["json_schema", "json_object", "json_object"]  # refused once, then remembered
+    assert snap["calls"] == 2 and snap["spent"] == pytest.approx(2 * CALL_COST)
 
 
 def test_a_malformed_reply_gets_one_retry_then_the_rule_based_plan(stub):

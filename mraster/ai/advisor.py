@@ -136,7 +136,7 @@ class Advisor:
                     return
                 if self.learner:
                     self.learner.spent(job.symbol, ans.cost)
-                job.plan = clamp(ans.value, self.settings)
+                job.plan = clamp(ans.value.model_copy(update={"source": "ai"}), self.settings)
                 self._debug(job, payload, ans.value, ans.cost)
                 self.cache[payload_key] = job.plan
                 while len(self.cache) > CACHE_SIZE:

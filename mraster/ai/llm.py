@@ -48,24 +48,35 @@ class LLMClient:
         self.model = model
         self.prices = prices or {}  # the user's own per-token prices (ASTER_AI_PRICES)
         self.temperature = temperature
+        self.structured = True  # ask for JSON-schema output until the server refuses it
         # a local server needs no key, but the client insists on one
         self._client = AsyncOpenAI(api_key=api_key or "not-needed", base_url=base_url or None,
                                    timeout=timeout, max_retries=0)
 
     async def ask(self, system: str, user: str, schema: type[T]) -> tuple[T, list[Usage]]:
-        """The validated reply and the token usage of every attempt (each one is paid for)."""
-        from openai import APIError
+        """The validated reply and the token usage of every attempt (each one is paid for).
+
+        Structured output (a JSON schema) is asked for first; a server that refuses it (HTTP 400)
+        is asked for a plain JSON object from then on, and the reply is validated here."""
+        from openai import APIError, BadRequestError
 
         usages: list[Usage] = []
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         last = "no reply"
-        for _ in range(2):
+        attempts = 0
+        while attempts < 2:
             try:
                 reply = await self._client.chat.completions.create(
                     model=self.model, messages=messages, temperature=self.temperature,
-                    response_format={"type": "json_object"})
+                    response_format=self._format(schema))
+            except BadRequestError:
+                if not self.structured:
+                    raise AIUnavailable("the AI service answered BadRequestError") from None
+                self.structured = False  # no JSON-schema support here: plain JSON from now on
+                continue
             except APIError as exc:
                 raise AIUnavailable(f"the AI service answered {type(exc).__name__}") from None
+            attempts += 1
             if reply.usage:
                 usages.append(Usage(reply.usage.prompt_tokens, reply.usage.completion_tokens))
             content = reply.choices[0].message.content or ""
@@ -77,6 +88,13 @@ class LLMClient:
                                        {"role": "user", "content": "That was not valid. Reply "
                                         "with one JSON object matching the schema, nothing else."}]
         raise AIUnavailable(f"the AI reply was not a valid plan twice ({last})")
+
+    def _format(self, schema: type[BaseModel]) -> dict[str, Any]:
+        if not self.structured:
+            return {"type": "json_object"}
+        js = schema.model_json_schema()
+        js.get("properties", {}).pop("source", None)  # set by us, not by the model
+        return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": js}}
 
     async def close(self) -> None:
         await self._client.close()
