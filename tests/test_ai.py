@@ -337,15 +337,25 @@ def test_debug_state_dumps_payloads_and_plans_without_secrets(stub, tmp_path):
     s = settings(ASTER_AI_BASE_URL=url, ASTER_OPENAI_API_KEY=key, ASTER_AI_DEBUG_STATE="true",
                  ASTER_STATE_FILE=str(tmp_path / "aster_state.json"))
 
+    app.state.by_topic = {"review one closed": {"kind": "ok", "plan": {"score": 0.1, "lesson": "ok"}}}
+
     async def go():
+        from mraster.ai.copilots import Copilots
+
         adv = advisor_from_settings(s, {}, lambda *a, **k: None)
         await settle(adv, ["a"], [{**payload(1), "note": f"key {key}"}])
+        cp = Copilots(s, {}, llm=adv.llm, budget=adv.budget)  # the copilots' calls are dumped too
+        cp.after_close({"symbol": "SYM1USDT", "r": 1.0, "reason": "take_profit", "opened_at": 0,
+                        "closed_at": 600_000}, "S")
+        await cp.close()
         await adv.close()
     asyncio.run(go())
-    lines = (tmp_path / "ai_debug.jsonl").read_text().splitlines()
-    entry = json.loads(lines[0])
-    assert entry["symbol"] == "SYM1USDT" and entry["reply"]["take"] is True and entry["cost"] > 0
-    assert key not in lines[0]
+    text = (tmp_path / "ai_debug.jsonl").read_text()
+    plan, review = (json.loads(x) for x in text.splitlines())
+    assert plan["kind"] == "plan" and plan["symbol"] == "SYM1USDT" and plan["cost"] > 0
+    assert plan["reply"]["take"] is True and "SYM1USDT" in plan["user"]
+    assert review["kind"] == "postmortem" and review["reply"]["lesson"] == "ok"
+    assert key not in text
 
 
 def test_the_same_symbol_is_not_asked_again_within_the_min_interval(stub):

@@ -16,7 +16,6 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mraster import settings as st
@@ -56,7 +55,6 @@ class Advisor:
     emit: Callable[..., None] = lambda *a, **k: None
     timeout_s: float | None = None
     learner: B.BudgetLearner | None = None
-    debug_file: str | None = None  # ASTER_AI_DEBUG_STATE: every payload and plan, secrets masked
     jobs: dict[str, Job] = field(default_factory=dict)
     cache: "OrderedDict[str, Plan]" = field(default_factory=OrderedDict)
     _last_dispatch: float = 0.0
@@ -128,7 +126,8 @@ class Advisor:
                         await asyncio.sleep(wait)
                     self._last_dispatch = time.monotonic()
                 job.state = "inflight"
-                ans = await paid_call(self.llm, self.budget, SYSTEM, user, Plan, "plan")
+                ans = await paid_call(self.llm, self.budget, SYSTEM, user, Plan, "plan",
+                                      note={"symbol": job.symbol, "key": job.key})
                 if ans.value is None:
                     job.plan = fallback(ans.why)
                     if ans.cost:
@@ -137,7 +136,6 @@ class Advisor:
                 if self.learner:
                     self.learner.spent(job.symbol, ans.cost)
                 job.plan = clamp(ans.value.model_copy(update={"source": "ai"}), self.settings)
-                self._debug(job, payload, ans.value, ans.cost)
                 self.cache[payload_key] = job.plan
                 while len(self.cache) > CACHE_SIZE:
                     self.cache.popitem(last=False)
@@ -146,17 +144,6 @@ class Advisor:
                           explanation=job.plan.explanation)
         finally:
             job.state = "done"
-
-    def _debug(self, job: Job, payload: dict[str, Any], raw: Plan, charged: float) -> None:
-        if not self.debug_file:
-            return
-        from mraster.logs import mask
-
-        line = json.dumps({"time": int(time.time() * 1000), "symbol": job.symbol, "key": job.key,
-                           "system": SYSTEM, "payload": payload, "reply": raw.model_dump(),
-                           "clamped": job.plan.model_dump(), "cost": charged}, default=str)
-        with open(self.debug_file, "a", encoding="utf-8") as f:
-            f.write(mask(line) + "\n")
 
     def snapshot(self) -> dict[str, Any]:
         """For the state file and the dashboard."""
@@ -199,6 +186,4 @@ def advisor_from_settings(s: st.Settings, ledger: dict[str, Any], emit: Callable
     if llm is None:
         return None
     return Advisor(llm, s, budget or B.daily_budget(s, ledger.setdefault("budget", {})),
-                   emit=emit, learner=B.BudgetLearner(ledger.setdefault("learner", {})),
-                   debug_file=str(Path(s["ASTER_STATE_FILE"]).with_name("ai_debug.jsonl"))
-                   if s["ASTER_AI_DEBUG_STATE"] else None)
+                   emit=emit, learner=B.BudgetLearner(ledger.setdefault("learner", {})))

@@ -6,8 +6,10 @@ that the budget has not reserved and every attempt is booked, also when it fails
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -25,7 +27,8 @@ class Answer(Generic[T]):
 
 
 async def paid_call(llm: LLMClient, budget: B.DailyBudget, system: str, user: str,
-                    schema: type[T], kind: str) -> Answer[T]:
+                    schema: type[T], kind: str, note: dict[str, Any] | None = None) -> Answer[T]:
+    """``note`` goes into the debug dump (``ASTER_AI_DEBUG_STATE``) with the call."""
     res = budget.reserve(B.estimate(llm.model, len(system) + len(user), llm.prices) * 2)
     if res is None:
         return Answer(None, 0.0, "the daily AI budget is used up")
@@ -38,4 +41,16 @@ async def paid_call(llm: LLMClient, budget: B.DailyBudget, system: str, user: st
         raise
     actual = sum(B.cost(llm.model, u.prompt_tokens, u.completion_tokens, llm.prices)
                  for u in usages) if usages else None
-    return Answer(value, budget.settle(res, llm.model, actual, kind))
+    charged = budget.settle(res, llm.model, actual, kind)
+    if llm.debug_file:
+        _dump(llm.debug_file, {"time": int(time.time() * 1000), "kind": kind, "model": llm.model,
+                               **(note or {}), "system": system, "user": user,
+                               "reply": value.model_dump(), "cost": charged})
+    return Answer(value, charged)
+
+
+def _dump(path: str, entry: dict[str, Any]) -> None:
+    from mraster.logs import mask
+
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(mask(json.dumps(entry, default=str)) + "\n")

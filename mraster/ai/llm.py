@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -42,11 +43,13 @@ def parse_json(text: str) -> Any:
 
 class LLMClient:
     def __init__(self, *, api_key: str, model: str, base_url: str = "", temperature: float = 0.3,
-                 timeout: float = 45.0, prices: dict[str, tuple[float, float]] | None = None) -> None:
+                 timeout: float = 45.0, prices: dict[str, tuple[float, float]] | None = None,
+                 debug_file: str | None = None) -> None:
         from openai import AsyncOpenAI
 
         self.model = model
         self.prices = prices or {}  # the user's own per-token prices (ASTER_AI_PRICES)
+        self.debug_file = debug_file  # ASTER_AI_DEBUG_STATE: every call dumped, secrets masked
         self.temperature = temperature
         self.structured = True  # ask for JSON-schema output until the server refuses it
         # a local server needs no key, but the client insists on one
@@ -111,4 +114,6 @@ def client_for(s, *, chat: bool = False, timeout: float | None = None) -> LLMCli
     return LLMClient(api_key=key, model=s["ASTER_AI_MODEL"], base_url=s["ASTER_AI_BASE_URL"],
                      temperature=s["ASTER_AI_TEMPERATURE"],
                      timeout=timeout or s["ASTER_AI_PLAN_TIMEOUT_SECONDS"],
-                     prices=parse_prices(s["ASTER_AI_PRICES"]))
+                     prices=parse_prices(s["ASTER_AI_PRICES"]),
+                     debug_file=str(Path(s["ASTER_STATE_FILE"]).with_name("ai_debug.jsonl"))
+                     if s["ASTER_AI_DEBUG_STATE"] else None)
