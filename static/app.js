@@ -246,9 +246,9 @@ function renderAI(d) {
   const avg = (o) => Object.entries(o || {}).map(([k, v]) => `${k} ${v.calls} × avg $${fmt(v.cost / v.calls, 5)}`).join(" · ");
   $("#ai-costs").textContent = b && b.calls ? `Today by use: ${avg(b.kinds)}. By model: ${avg(b.models)}.` : "";
   $("#ai-sentinel tbody").replaceChildren(...(d.sentinel || []).map((a) => el("tr", {}, el("td", {}, a.symbol),
-    el("td", { class: a.label === "red" ? "neg" : "warn" }, a.label), el("td", {}, fmt(a.event_risk, 2)), el("td", {}, `${fmt(a.change_pct, 1)}%`),
+    el("td", { class: a.label === "red" ? "neg" : "warn" }, a.label), el("td", {}, fmt(a.event_risk, 2)), el("td", {}, fmt(a.hype, 2)), el("td", {}, `${fmt(a.change_pct, 1)}%`),
     el("td", {}, (a.news || []).join(" · ")))));
-  if (!(d.sentinel || []).length) $("#ai-sentinel tbody").append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No warnings (the sentinel runs in AI mode).")));
+  if (!(d.sentinel || []).length) $("#ai-sentinel tbody").append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No warnings (the sentinel runs in AI mode).")));
   $("#ai-pending tbody").replaceChildren(...(ai.pending || []).map((p) => el("tr", {}, el("td", {}, p.symbol), el("td", {}, p.state), el("td", {}, `${p.age_s}s`))));
   $("#ai-plans tbody").replaceChildren(...(ai.recent_plans || []).slice().reverse().map((p) => el("tr", {},
     el("td", {}, p.symbol), el("td", { class: p.take ? "pos" : "neg" }, p.take ? "yes" : "no"), el("td", {}, fmt(p.size_multiplier, 2)),
