@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import API_KEY, API_SECRET
+from conftest import API_KEY, API_SECRET, bot_settings
 from mraster.exchange.rest import AsterRest
 from mraster.exchange.rules import rules_from_exchange_info
 from mraster.execution import ids
@@ -99,7 +99,7 @@ def test_with_errors_and_a_restart_every_position_ends_protected_once(sim_factor
         assert kinds(orders, sym) == ["stop", "tp"], sym
 
 
-def test_standalone_once_runs_a_pass(tmp_path):
+def _guard(tmp_path, env_over: dict) -> "subprocess.CompletedProcess":
     import os
     import subprocess
     import sys
@@ -107,12 +107,38 @@ def test_standalone_once_runs_a_pass(tmp_path):
     from conftest import ROOT
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
-    env["ASTER_EXCHANGE_BASE"] = "http://127.0.0.1:9"  # offline: the in-process simulator
-    p = subprocess.run([sys.executable, str(ROOT / "brackets_guard.py"), "--once"], cwd=tmp_path,
-                       env=env, capture_output=True, text=True, timeout=120)
+    env.update(env_over)
+    return subprocess.run([sys.executable, str(ROOT / "brackets_guard.py"), "--once"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_standalone_once_repairs_a_live_accounts_brackets(sim_factory, tmp_path):
+    """The bot opened protected positions, then someone cancelled every bracket on the exchange:
+    ``brackets_guard.py --once`` (its own process, over HTTP) puts them back."""
+    from mraster.engine.runner import run_async
+
+    sim, url, _ = sim_factory(n=6, seed=11)
+    s = bot_settings(tmp_path, url)
+    assert asyncio.run(run_async(s)) == 0
+    acct = sim.accounts[API_KEY]
+    held = {sym for sym, p in acct.positions.items() if p.amt}
+    assert held
+    for o in acct.open_orders():
+        o.status = "CANCELED"
+    env = {k: v for k, v in s.to_env().items() if k in (
+        "ASTER_PAPER", "ASTER_EXCHANGE_BASE", "ASTER_API_KEY", "ASTER_API_SECRET",
+        "ASTER_STATE_FILE", "ASTER_BRACKETS_QUEUE_FILE")}
+    p = _guard(tmp_path, env)
     assert p.returncode == 0, p.stderr
-    assert "bracket guard pass" in p.stderr
-    assert (tmp_path / "brackets_queue.json").exists()
+    protected = {(o.symbol, o.type) for o in acct.open_orders()}
+    for sym in held:
+        assert {(sym, "STOP_MARKET"), (sym, "TAKE_PROFIT_MARKET")} <= protected
+
+
+def test_standalone_in_paper_mode_says_there_is_nothing_to_repair(tmp_path):
+    p = _guard(tmp_path, {"ASTER_PAPER": "true"})
+    assert p.returncode == 0 and "the bot guards its simulated positions itself" in p.stderr
+    assert not (tmp_path / "brackets_queue.json").exists()
 
 
 def test_a_position_whose_stop_cannot_be_placed_is_closed_after_the_grace(sim_factory, tmp_path):

@@ -324,6 +324,11 @@ async def guard_command(loop_seconds: float | None) -> int:
     s = startup("brackets_guard")
     if s is None:
         return 2
+    if s["ASTER_PAPER"]:
+        # simulated fills live inside the bot's process: there is no exchange account to repair
+        print("brackets_guard: paper mode — the bot guards its simulated positions itself; this "
+              "command repairs brackets on a live account (ASTER_PAPER=false)", file=sys.stderr)
+        return 0
     doc = JsonDocument(s["ASTER_STATE_FILE"])
     state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
     try:
