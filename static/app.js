@@ -334,8 +334,9 @@ function renderHistory() {
   $("#history tbody").replaceChildren(...rows.map((h) => el("tr", {},
     el("td", {}, time(h.closed_at)), el("td", {}, h.symbol), el("td", {}, h.side === "BUY" ? "long" : "short"), el("td", {}, fmt(h.qty)),
     el("td", {}, fmt(h.entry, 6)), el("td", {}, fmt(h.exit, 6)), el("td", {}, h.reason), el("td", { class: h.pnl > 0 ? "pos" : "neg" }, fmt(h.pnl, 2)),
-    el("td", {}, fmt(h.fees, 4)), el("td", {}, fmt(h.funding, 4)), el("td", {}, fmt(h.r, 2)))));
-  if (!rows.length) $("#history tbody").append(el("tr", {}, el("td", { colspan: 11, class: "muted" }, "No closed trades match.")));
+    el("td", {}, fmt(h.fees, 4)), el("td", {}, fmt(h.funding, 4)), el("td", {}, fmt(h.r, 2)),
+    el("td", { class: "notes" }, (h.notes || []).join(" · ")))));
+  if (!rows.length) $("#history tbody").append(el("tr", {}, el("td", { colspan: 12, class: "muted" }, "No closed trades match.")));
 }
 for (const id of ["#hist-symbol", "#hist-result", "#hist-reason"]) $(id).addEventListener("input", renderHistory);
 

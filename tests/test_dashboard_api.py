@@ -181,7 +181,9 @@ def test_state_view_computes_performance_and_the_chart(dash, tmp_path):
             {"symbol": "XRPUSDT", "side": "SELL", "qty": 10, "entry": 1.0, "exit": 1.1, "pnl": -1.0,
              "r": -1.0, "fees": 0.01, "funding": 0, "opened_at": t0 + 120_000,
              "closed_at": t0 + 180_000, "reason": "stop", "initial_stop": 1.1, "stop": 1.1,
-             "take_profit": 0.85}],
+             "take_profit": 0.85, "ai": "Momentum fading; half size.", "origin": "bot"}],
+        "copilots": {"reviews": [{"symbol": "XRPUSDT", "closed_at": t0 + 180_000,
+                                  "lesson": "stopped out after 1 min"}]},
         "equity_curve": [[t0, 100.0], [t0 + 1, 110.0], [t0 + 2, 99.0], [t0 + 3, 105.0]],
         "charts": {"XRPUSDT": [[t0, 1, 1.1, 0.9, 1.05]]},
     }
@@ -190,6 +192,8 @@ def test_state_view_computes_performance_and_the_chart(dash, tmp_path):
     assert perf["trades"] == 2 and perf["win_rate"] == 0.5 and perf["profit_factor"] == 2.0
     assert perf["expectancy_r"] == 0.5 and perf["max_drawdown"] == 11.0
     assert perf["max_drawdown_pct"] == pytest.approx(0.1)
+    latest = dash.get("/api/state").json()["history"][0]  # newest first, with its trade notes
+    assert latest["notes"] == ["Momentum fading; half size.", "lesson: stopped out after 1 min"]
     chart = dash.get("/api/chart/XRPUSDT").json()
     assert len(chart["candles"]) == 1
     assert [m["kind"] for m in chart["markers"]] == ["entry", "exit", "entry", "exit"]

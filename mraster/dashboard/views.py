@@ -55,6 +55,23 @@ def commands_view(state: Mapping[str, Any]) -> dict[str, Any]:
             "pending": [c for c in inbox if c["ack"] is None]}
 
 
+def history_view(state: Mapping[str, Any], trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Newest first, each with its trade notes: why it was taken (the AI's explanation, or who
+    asked for it) and what its postmortem taught."""
+    lessons = {(r.get("symbol"), r.get("closed_at")): r.get("lesson")
+               for r in state.get("copilots", {}).get("reviews", [])}
+    out = []
+    for h in reversed(trades):
+        notes = [h["ai"]] if h.get("ai") else []
+        if h.get("origin") == "chat":
+            notes.append("opened from a chat proposal you confirmed")
+        lesson = lessons.get((h["symbol"], h.get("closed_at")))
+        if lesson:
+            notes.append(f"lesson: {lesson}")
+        out.append({**h, "notes": notes})
+    return out
+
+
 def chat_view(state: Mapping[str, Any]) -> dict[str, Any]:
     """The conversation and the proposals, each with the bot's answer once it acted."""
     ch = state.get("chat", {})
@@ -83,7 +100,7 @@ def state_view(state: Mapping[str, Any], now_ms: int,
         "mode": state.get("mode"), "market_source": state.get("market_source"),
         "positions": positions_view(state, now_ms),
         "external_positions": state.get("external_positions", []),
-        "history": list(reversed(history[-HISTORY_SHOWN:])), "history_total": len(history),
+        "history": history_view(state, history[-HISTORY_SHOWN:]), "history_total": len(history),
         "equity_curve": curve,
         "performance": {**trade_stats(history), **max_drawdown(curve),
                         "equity": curve[-1][1] if curve else None},

@@ -710,7 +710,8 @@ class Engine:
                "take_profit": pos["take_profit"], "opened_at": pos["opened_at"], "closed_at": now,
                "pnl": round(pnl, 8), "fees": round(fees, 8), "funding": round(funding, 8),
                "r": round(r_mult, 4), "reason": reason, "arm": pos.get("arm"),
-               "client_id": pos["entry_client_id"], "origin": pos.get("origin", "bot")}
+               "client_id": pos["entry_client_id"], "origin": pos.get("origin", "bot"),
+               "ai": pos.get("ai")}
         hist = self.state["history"] + [rec]
         self.state["history"] = hist[-self.s["ASTER_HISTORY_MAX"]:]
         del self.state["positions"][token]
