@@ -57,6 +57,17 @@ async def settle(adv: Advisor, keys: list[str], payloads: list[dict], limit_s: f
     return out
 
 
+def two_in_a_row(url: str):
+    """Two candidates reviewed one after the other: (first plan, second plan, budget)."""
+    async def go():
+        adv = advisor(url, settings())
+        first = (await settle(adv, ["a"], [payload(1)]))["a"]
+        second = (await settle(adv, ["b"], [payload(2)]))["b"]
+        await adv.close()
+        return first, second, adv.budget.snapshot()
+    return asyncio.run(go())
+
+
 def payload(i: int) -> dict:
     return {"symbol": f"SYM{i}USDT", "side": "BUY", "price": 100.0 + i, "rsi": 60.0}
 
@@ -91,13 +102,7 @@ def test_a_server_without_structured_output_gets_plain_json_and_it_is_validated(
     app.state.schema_support = False
     script(app, {"kind": "ok", "plan": {**PLAN, "source": "cache"}})
 
-    async def go():
-        adv = advisor(url, settings())
-        first = (await settle(adv, ["a"], [payload(1)]))["a"]
-        second = (await settle(adv, ["b"], [payload(2)]))["b"]
-        await adv.close()
-        return first, second, adv.budget.snapshot()
-    first, second, snap = asyncio.run(go())
+    first, second, snap = two_in_a_row(url)
     assert first.source == second.source == "ai"  # the model cannot claim another source
     kinds = [r["response_format"]["type"] for r in app.state.requests]
     assert kinds == ["json_schema", "json_object", "json_object"]  # refused once, then remembered
@@ -108,13 +113,7 @@ def test_a_malformed_reply_gets_one_retry_then_the_rule_based_plan(stub):
     app, url = stub
     script(app, {"kind": "malformed"}, {"kind": "ok"}, {"kind": "malformed"}, {"kind": "malformed"})
 
-    async def go():
-        adv = advisor(url, settings())
-        first = (await settle(adv, ["a"], [payload(1)]))["a"]
-        second = (await settle(adv, ["b"], [payload(2)]))["b"]
-        await adv.close()
-        return first, second, adv.budget.snapshot()
-    first, second, snap = asyncio.run(go())
+    first, second, snap = two_in_a_row(url)
     assert first.source == "ai"            # the retry succeeded
     assert second.source == "fallback" and "not a valid plan" in second.explanation
     assert len(app.state.requests) == 4

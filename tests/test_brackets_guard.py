@@ -99,7 +99,8 @@ def test_with_errors_and_a_restart_every_position_ends_protected_once(sim_factor
         assert kinds(orders, sym) == ["stop", "tp"], sym
 
 
-def _guard(tmp_path, env_over: dict) -> "subprocess.CompletedProcess":
+def _guard(tmp_path, env_over: dict):
+    """``brackets_guard.py --once`` in its own process with these settings."""
     import os
     import subprocess
     import sys
