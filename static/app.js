@@ -293,10 +293,11 @@ $("#chat-form").addEventListener("submit", async (ev) => {
 function renderCopilots(c) {
   if (!c) {
     $("#playbook").replaceChildren(el("p", { class: "muted" }, "The playbook, the tuner and postmortems run in AI mode (ASTER_MODE=ai)."));
-    $("#tuner").replaceChildren(); $("#postmortems tbody").replaceChildren();
+    $("#tuner").replaceChildren(); $("#postmortems tbody").replaceChildren(); $("#copilot-problem").textContent = "";
     return;
   }
-  const pb = c.playbook;
+  const pb = c.playbook, bad = c.llm_problem;
+  $("#copilot-problem").textContent = bad ? `Last LLM problem (${bad.kind}, ${time(bad.time)}): ${bad.why}; the rules stood in.` : "";
   $("#playbook").replaceChildren(...(pb ? [el("p", {}, el("b", {}, `Regime: ${pb.regime}`), ` — longs ×${fmt(pb.size_factor.BUY, 2)}, shorts ×${fmt(pb.size_factor.SELL, 2)} (${pb.source}, ${time(pb.at)})`),
     el("ul", {}, ...pb.directives.map((x) => el("li", {}, x))), pb.note ? el("p", { class: "muted" }, pb.note) : ""] : [el("p", { class: "muted" }, "No playbook yet.")]));
   const t = c.tuner;

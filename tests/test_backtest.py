@@ -148,7 +148,7 @@ def test_bad_input_gets_a_clear_message_naming_file_and_line(tmp_path, capsys, p
 
 
 def test_bulk_features_equal_the_live_features_on_every_window():
-    """The backtest's features for all windows at once (strategy.batch) against features() on
+    """The backtest's features for all windows at once (backtest.data) against features() on
     each window, as the live engine computes them, over real ETHBTC and XRPUSDT candles."""
     from mraster.backtest.data import ReplayData
     from mraster.strategy.signals import features

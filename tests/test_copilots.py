@@ -174,3 +174,28 @@ def test_a_review_cut_off_by_shutdown_is_still_learned_by_the_rules(stub):
     book = asyncio.run(go())
     assert [r["source"] for r in book["reviews"]] == ["rules"]
     assert book["postmortem"]["XRPUSDT"]["trades"] == 1
+
+
+def test_llm_problems_and_task_failures_are_shown_not_only_logged(stub):
+    app, url = stub
+    app.state.by_topic = {"keep the trading playbook": {"kind": "malformed"}}
+    s = settings()
+    notices = []
+
+    async def go():
+        llm = LLMClient(api_key="sk-test-not-a-real-key", model="gpt-4.1", base_url=url, timeout=10)
+        cp = Copilots(s, {}, llm=llm, budget=B.daily_budget(s, {}),
+                      alert=lambda level, message, symbol=None: notices.append((level, message)))
+        cp.refresh_playbook(10_000_000, {"XRPUSDT": {"change_pct": 1.0}}, {}, [])
+
+        async def broken():
+            raise RuntimeError("boom")
+        cp._spawn(broken())
+        while cp.tasks:
+            await asyncio.wait(list(cp.tasks))
+        await llm.close()
+        return cp.book
+    book = asyncio.run(go())
+    assert book["playbook"]["source"] == "rules"  # the rules stood in
+    assert book["llm_problem"]["kind"] == "playbook" and "not a valid plan" in book["llm_problem"]["why"]
+    assert notices and notices[0][0] == "error" and "boom" in notices[0][1]

@@ -147,7 +147,11 @@ class DailyBudget:
 
     def snapshot(self) -> dict[str, Any]:
         """A read: no write to the ledger (the bot shows it every cycle)."""
-        return budget_view(self.ledger.read(), self.limit, strict=self.strict, enforced=self.enforced)
+        return self.view(self.ledger.read())
+
+    def view(self, ledger: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The figures of a ledger already read (e.g. with the rest of the state file)."""
+        return budget_view(ledger, self.limit, strict=self.strict, enforced=self.enforced)
 
 
 def budget_view(ledger: Mapping[str, Any] | None, limit: float, *, strict: bool,

@@ -37,6 +37,7 @@ class Copilots:
     llm: LLMClient | None = None
     budget: DailyBudget | None = None
     emit: Callable[..., None] = lambda *a, **k: None
+    alert: Callable[..., None] | None = None  # Engine.alert: a notice on the dashboard
     tasks: set = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -84,7 +85,7 @@ class Copilots:
         ans = await paid_call(self.llm, self.budget, PB.SYSTEM, json.dumps(ov), PB.LLMPlaybook,
                               "playbook")
         if ans.value is None:
-            self.book["playbook"]["why_rules"] = ans.why
+            self._llm_failed("playbook", ans.why)
             return
         self.book["playbook"] = {**PB.from_llm(ans.value, ov), "at": now_ms}
         self.emit("playbook", regime=ans.value.regime, source="ai", cost=round(ans.cost, 6))
@@ -116,6 +117,8 @@ class Copilots:
         except asyncio.CancelledError:
             self._learn(review)  # the bot is stopping: the trade is still learned, by the rules
             raise
+        if ans.value is None:
+            self._llm_failed("postmortem", ans.why)
         self._learn(PM.with_llm(review, ans.value) if ans.value else review)
 
     def _retune(self) -> None:
@@ -139,6 +142,7 @@ class Copilots:
                            "trades": recent})
         ans = await paid_call(self.llm, self.budget, TU.SYSTEM, user, TU.Suggestion, "tuning")
         if ans.value is None:
+            self._llm_failed("tuning", ans.why)
             return
         self.book["tuner"]["llm"] = TU.bounded(ans.value)
         self._retune()
@@ -152,6 +156,11 @@ class Copilots:
         self.emit("tuning", **entry)
 
     # -- plumbing ---------------------------------------------------------------------------------
+    def _llm_failed(self, kind: str, why: str) -> None:
+        """The rules stand in; the AI tab says why (the budget used up is expected, not a notice)."""
+        self.book["llm_problem"] = {"time": int(time.time() * 1000), "kind": kind, "why": why}
+        self.emit("ai_error", kind=kind, error=why)
+
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
@@ -160,7 +169,11 @@ class Copilots:
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception():
-            log.error("copilot task failed: %s", task.exception())
+            message = f"an AI copilot task failed: {task.exception()!r}"
+            if self.alert:
+                self.alert("error", message)
+            else:
+                log.error(message)
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Let answers on their way arrive (they are paid for), then cancel what is left."""

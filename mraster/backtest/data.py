@@ -3,28 +3,50 @@
 Live, the engine asks the exchange for candles and computes the indicators once per closed
 candle. A backtest knows the whole history in advance, so it cuts the same windows (the last
 ``LTF_WINDOW`` / ``HTF_WINDOW`` closed candles at each step) as array views and takes their features
-from tables computed for all windows at once (``strategy.batch``). Only candles closed at the
+from tables computed for all windows at once: the indicators' ``*_last`` functions take many
+windows as the rows of one matrix, so it is the live code, run in bulk. Only candles closed at the
 step's time are ever returned: no look-ahead.
 """
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from mraster.sim.market import BASE_MS, INTERVAL_MS, Market
-from mraster.strategy import batch
+from mraster.market.indicators import (adx_from_moves, atr_from_moves, ema_last, moves,
+                                       rsi_from_moves)
+from mraster.sim.market import BASE_MS, INTERVAL_MS, Market, aggregate
 from mraster.strategy.signals import (HTF_WINDOW, LTF_WINDOW, MIN_HTF, MIN_LTF, Candles, Features,
                                       features)
 
 
-def aggregate(t, o, h, l, c, v, iv: int) -> tuple[np.ndarray, ...]:
-    """Base candles → candles of ``iv`` ms, grouped by open time as the simulator serves them."""
-    if iv == BASE_MS:
-        return t, o, h, l, c, v
-    bucket = t // iv
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:] - 1, len(t) - 1]
-    return (bucket[starts] * iv, o[starts], np.maximum.reduceat(h, starts),
-            np.minimum.reduceat(l, starts), c[ends], np.add.reduceat(v, starts))
+def ltf_table(h: np.ndarray, l: np.ndarray, c: np.ndarray, window: int,
+              chunk: int = 512) -> dict[str, np.ndarray]:
+    """RSI, ATR, ADX, EMA21 and EMA55 of every ``window``-candle window (entry ``k`` ends at
+    candle ``k + window - 1``): the moves between candles are computed once for the whole
+    history, then the live functions run on ``chunk`` windows at a time (memory stays a few MB)."""
+    mv = {k: sliding_window_view(v, window - 1) for k, v in moves(h, l, c).items()}
+    cw = sliding_window_view(c, window)
+    n = len(cw)
+    out = {k: np.empty(n) for k in ("rsi", "atr", "adx", "ema_fast", "ema_slow")}
+    for lo in range(0, n, chunk):
+        part = slice(lo, min(n, lo + chunk))
+        out["rsi"][part] = rsi_from_moves(mv["gain"][part], mv["loss"][part])
+        out["atr"][part] = atr_from_moves(mv["tr"][part])
+        out["adx"][part] = adx_from_moves(mv["pdm"][part], mv["mdm"][part])
+        out["ema_fast"][part] = ema_last(cw[part], 21)
+        out["ema_slow"][part] = ema_last(cw[part], 55)
+    return out
+
+
+def htf_slopes(closes: np.ndarray, window: int, min_len: int) -> np.ndarray:
+    """The higher timeframe's EMA55 slope over 4 candles for the window ending at each candle
+    (NaN while fewer than ``min_len`` exist); a twelfth as many candles, so one at a time."""
+    out = np.full(len(closes), np.nan)
+    for j in range(min_len - 1, len(closes)):
+        w = closes[max(0, j + 1 - window):j + 1]
+        eh1, eh5 = ema_last(w, 55), ema_last(w[:-4], 55)
+        out[j] = eh1 / eh5 - 1 if eh5 > 0 else 0.0
+    return out
 
 
 class _Symbol:
@@ -33,8 +55,8 @@ class _Symbol:
         self.ltf = aggregate(s.t, s.o, s.h, s.l, s.c, s.v, ltf_ms)
         self.htf = aggregate(s.t, s.o, s.h, s.l, s.c, s.v, htf_ms)
         t, o, h, l, c, v = self.ltf
-        self.table = batch.ltf_table(h, l, c, LTF_WINDOW) if len(c) >= LTF_WINDOW else None
-        self.slope = batch.htf_slopes(self.htf[4], HTF_WINDOW, MIN_HTF)
+        self.table = ltf_table(h, l, c, LTF_WINDOW) if len(c) >= LTF_WINDOW else None
+        self.slope = htf_slopes(self.htf[4], HTF_WINDOW, MIN_HTF)
         self.at: tuple[int, int] = (-1, -1)  # indices of the last windows handed out
 
     def window(self, arrays, i: int, n: int) -> Candles:

@@ -86,6 +86,7 @@ def copilots_view(state: Mapping[str, Any]) -> dict[str, Any] | None:
     if not cop:
         return None
     return {"playbook": cop.get("playbook"), "tuner": cop.get("tuner"),
+            "llm_problem": cop.get("llm_problem"),
             "tuner_log": cop.get("tuner_log", [])[-10:],
             "postmortem": [{"symbol": k, **v} for k, v in sorted(cop.get("postmortem", {}).items())],
             "reviews": cop.get("reviews", [])[-10:]}

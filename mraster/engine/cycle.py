@@ -82,6 +82,16 @@ def _parse(rows: list[list]) -> np.ndarray:
     return np.array([r[:7] for r in rows], dtype=float)
 
 
+def by_symbol(rows: list[dict] | dict) -> dict[str, dict]:
+    """Exchange rows (the bulk list, or the one row asked for) keyed by symbol."""
+    return {r["symbol"]: r for r in (rows if isinstance(rows, list) else [rows])}
+
+
+def position_amounts(rows: list[dict]) -> dict[str, float]:
+    """Signed position sizes of the symbols with a position (from positionRisk rows)."""
+    return {r["symbol"]: float(r["positionAmt"]) for r in rows if float(r["positionAmt"])}
+
+
 def _snapshot(sym: str, tickers: dict[str, dict], books: dict[str, dict],
               prems: dict[str, dict]) -> Snapshot | None:
     if sym not in books or sym not in prems:
@@ -198,9 +208,7 @@ class Engine:
         await self._load_rules()
         tick_rows, book_rows, prem_rows = await asyncio.gather(
             self.ex.ticker_24h(), self.ex.book_ticker(), self.ex.premium_index())
-        tickers = {r["symbol"]: r for r in tick_rows}
-        books = {r["symbol"]: r for r in book_rows}
-        prems = {r["symbol"]: r for r in prem_rows}
+        tickers, books, prems = by_symbol(tick_rows), by_symbol(book_rows), by_symbol(prem_rows)
         # the market's own clock (the premium index is stamped by the exchange), so candle
         # closes are judged on the exchange's time even when this machine's clock drifts
         now = max([int(r.get("time") or 0) for r in prem_rows] + [0]) or self.now_ms()
@@ -240,7 +248,7 @@ class Engine:
             for plan in entries:
                 used = await self._enter(res, plan, equity, used, now)
         risk_rows = await self.ex.position_risk()
-        amounts = {p["symbol"]: float(p["positionAmt"]) for p in risk_rows if float(p["positionAmt"])}
+        amounts = position_amounts(risk_rows)
         self._mark_positions(risk_rows)
         await self._manage(candles, snaps, now)
         if self.guard:
@@ -577,10 +585,9 @@ class Engine:
             return False, f"not opened: {symbol} is not a tradable {s['ASTER_QUOTE']} perpetual here"
         tick_rows, book_rows, prem_rows = await asyncio.gather(
             self.ex.ticker_24h(symbol), self.ex.book_ticker(symbol), self.ex.premium_index(symbol))
-        one = lambda rows: {x["symbol"]: x for x in (rows if isinstance(rows, list) else [rows])}  # noqa: E731
-        prems = one(prem_rows)
+        prems = by_symbol(prem_rows)
         now = int(prems.get(symbol, {}).get("time") or 0) or self.now_ms()
-        snap = _snapshot(symbol, one(tick_rows), one(book_rows), prems)
+        snap = _snapshot(symbol, by_symbol(tick_rows), by_symbol(book_rows), prems)
         ltf, htf = (await self._fetch_candles([symbol], now)).get(symbol, (None, None))
         f = self._features(symbol, ltf, htf) if ltf is not None else None
         if snap is None or f is None:
@@ -613,8 +620,7 @@ class Engine:
         book the closes and cancel the brackets left behind. Positions the bot did not open are
         left alone. Returns a plain sentence for the dashboard."""
         await self._load_rules()
-        amounts = {r["symbol"]: float(r["positionAmt"]) for r in await self.ex.position_risk()
-                   if float(r["positionAmt"])}
+        amounts = position_amounts(await self.ex.position_risk())
         closed = []
         for token, pos in list(self.state["positions"].items()):
             sym = pos["symbol"]
@@ -634,8 +640,7 @@ class Engine:
             closed.append(sym)
         await self._sync_positions(CycleResult(), self.now_ms())
         if self.guard and closed:
-            left = {r["symbol"]: float(r["positionAmt"]) for r in await self.ex.position_risk()
-                    if float(r["positionAmt"])}
+            left = position_amounts(await self.ex.position_risk())
             await self.guard.run(self.state["positions"], left)
         if not closed:
             return f"no open position of the bot on {symbol}" if symbol else \
@@ -650,7 +655,7 @@ class Engine:
         """Reconcile with the exchange: adopt or drop pending entries, book vanished positions
         as closed, and report positions the bot did not open (left alone, alerted once)."""
         rows = await self.ex.position_risk()
-        amounts = {r["symbol"]: float(r["positionAmt"]) for r in rows if float(r["positionAmt"])}
+        amounts = position_amounts(rows)
         known = {p["symbol"] for p in self.state["positions"].values()}
         reported = {e["symbol"] for e in self.state["external_positions"]}
         external = [{"symbol": sym, "amount": amt} for sym, amt in amounts.items()

@@ -20,7 +20,7 @@ from mraster.ai.advisor import advisor_from_settings
 from mraster.ai.budget import SectionLedger, daily_budget, utc_day
 from mraster.ai.copilots import Copilots, ai_mode
 from mraster.ai.news import NewsFeed
-from mraster.engine.cycle import Engine
+from mraster.engine.cycle import Engine, position_amounts
 from mraster.exchange import errors as E
 from mraster.exchange import auth
 from mraster.exchange.rest import AsterRest
@@ -225,27 +225,7 @@ async def run_async(s: Mapping[str, Any]) -> int:
         except (NotImplementedError, RuntimeError):
             pass
     engine = Engine(ex, s, state, queue, emit, save=lambda: _save(doc, state))
-    # one budget for the advisor, the copilots and the dashboard's chat: a locked section of the
-    # state file, so no process can cross the daily limit the others have reserved
-    ledger = SectionLedger(doc, "ai_budget")
-    old = state.get("ai_ledger", {}).pop("budget", None)  # before the shared ledger: keep today's spend
-
-    def adopt(d: dict[str, Any]) -> None:
-        if not d:
-            d.update(day=old["day"], spent=old.get("spent", 0.0), calls=old.get("calls", 0),
-                     models=old.get("models", {}), reservations={})
-    if old and old.get("day") == utc_day():
-        ledger.update(adopt)
-    budget = daily_budget(s, ledger)
-    engine.advisor = advisor_from_settings(s, state.setdefault("ai_ledger", {}), emit, budget)
-    if ai_mode(s):
-        engine.copilots = Copilots(s, state.setdefault("copilots", {}), budget=budget, emit=emit,
-                                   llm=engine.advisor.llm if engine.advisor else None)
-        if s["ASTER_AI_NEWS_ENDPOINT"] and s["ASTER_AI_SENTINEL_ENABLED"]:
-            engine.news = NewsFeed(s["ASTER_AI_NEWS_ENDPOINT"], s["ASTER_AI_NEWS_API_KEY"])
-    state["ai"] = {"status": "on"} if engine.advisor else {
-        "status": "off", "why": ai_off_reason(s), "budget": budget.snapshot(),
-        "copilots": "rules" if engine.copilots else None}
+    _wire_ai(engine, s, state, doc, emit)
     state["bot"] = {"pid": os.getpid(), "started": int(time.time() * 1000)}
     log.info("MrAster bot started: %s mode, market source %s", state["mode"], source)
     emit("start", mode=state["mode"], market_source=source)
@@ -290,6 +270,33 @@ async def run_async(s: Mapping[str, Any]) -> int:
         lock.release()
         log.info("MrAster bot stopped")
     return code
+
+
+def _wire_ai(engine: Engine, s: Mapping[str, Any], state: dict[str, Any], doc: JsonDocument,
+             emit: EventSink) -> None:
+    """Advisor (with a key or a compatible server), copilots and news (in AI mode), all paying
+    from one budget: a locked section of the state file, so neither the bot nor the dashboard's
+    chat can cross the daily limit the other has reserved."""
+    ledger = SectionLedger(doc, "ai_budget")
+    old = state.get("ai_ledger", {}).pop("budget", None)  # before the shared ledger: keep today's spend
+
+    def adopt(d: dict[str, Any]) -> None:
+        if not d:
+            d.update(day=old["day"], spent=old.get("spent", 0.0), calls=old.get("calls", 0),
+                     models=old.get("models", {}), reservations={})
+    if old and old.get("day") == utc_day():
+        ledger.update(adopt)
+    budget = daily_budget(s, ledger)
+    engine.advisor = advisor_from_settings(s, state.setdefault("ai_ledger", {}), emit, budget)
+    if ai_mode(s):
+        engine.copilots = Copilots(s, state.setdefault("copilots", {}), budget=budget, emit=emit,
+                                   alert=engine.alert,
+                                   llm=engine.advisor.llm if engine.advisor else None)
+        if s["ASTER_AI_NEWS_ENDPOINT"] and s["ASTER_AI_SENTINEL_ENABLED"]:
+            engine.news = NewsFeed(s["ASTER_AI_NEWS_ENDPOINT"], s["ASTER_AI_NEWS_API_KEY"])
+    # the page shows the budget from the ledger itself (always current), not a copy from here
+    state["ai"] = {"status": "on"} if engine.advisor else {
+        "status": "off", "why": ai_off_reason(s), "copilots": "rules" if engine.copilots else None}
 
 
 async def _pause_between_cycles(engine: Engine, doc: JsonDocument, state: dict[str, Any],
@@ -341,8 +348,7 @@ async def guard_command(loop_seconds: float | None) -> int:
         rules = rules_from_exchange_info(await ex.exchange_info())
         guard = BracketGuard(ex, rules, queue, EventSink(None), s["ASTER_BRACKET_ALERT_AFTER"])
         while True:
-            amounts = {p["symbol"]: float(p["positionAmt"]) for p in await ex.position_risk()
-                       if float(p["positionAmt"])}
+            amounts = position_amounts(await ex.position_risk())
             done = await guard.run(doc.read().get("positions", {}), amounts)
             log.info("bracket guard pass: %s", done)
             if not loop_seconds:

@@ -38,15 +38,6 @@ def _recurse(seed: float, start: int, x: np.ndarray, a: float, b: float, n: int)
     return out
 
 
-def _recurse_last(seed: float, start: int, x: np.ndarray, a: float, b: float, n: int) -> float:
-    """The last value of ``_recurse`` alone: one dot product (what the bot needs per candle)."""
-    m = n - start - 1
-    if m <= 0:
-        return seed
-    p = _powers(a, m + 1)
-    return float(p[m] * seed + b * np.dot(x[start + 1:n], p[m - 1::-1]))
-
-
 def ema(x: np.ndarray, period: int) -> np.ndarray:
     """EMA with k = 2/(n+1), seeded by the SMA of the first n values (TA-Lib's default)."""
     x = np.asarray(x, dtype=float)
@@ -95,8 +86,7 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
     return _wilder(np.nan_to_num(tr), period, 1)
 
 
-def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14,
-        last_only: bool = False) -> np.ndarray | float:
+def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
     high, low, close = (np.asarray(a, dtype=float) for a in (high, low, close))
     n = len(close)
     out = np.full(n, np.nan)
@@ -114,45 +104,104 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14,
         dx = 100 * np.abs(sp - sm) / (sp + sm)  # = 100·|+DI − −DI| / (+DI + −DI): TR cancels
     dx[np.isnan(dx)] = 0.0
     first = 2 * period - 1
-    smooth = _recurse_last if last_only else _recurse
-    return smooth(float(dx[period:first + 1].mean()), first, dx, (period - 1) / period,
-                  1.0 / period, n)
+    return _recurse(float(dx[period:first + 1].mean()), first, dx, (period - 1) / period,
+                    1.0 / period, n)
 
 
-# -- the last value only ----------------------------------------------------------------------
-def ema_last(x: np.ndarray, period: int) -> float:
-    if len(x) < period:
-        return float("nan")
+# -- the last value only: of one window (1-D) or of many windows at once (2-D, one per row) -------
+def _last(x: np.ndarray, seed, s: int, a: float, b: float):
+    """The value of ``_recurse`` at the end of each window, seeded at position ``s``:
+    a^m·seed + b·Σ a^(m-1-j)·x[s+1+j] — a dot product per window instead of a loop."""
+    m = x.shape[-1] - 1 - s
+    if m <= 0:
+        return seed
+    p = _powers(a, m + 1)
+    return p[m] * seed + b * (x[..., s + 1:] @ p[m - 1::-1])
+
+
+def _nan(x: np.ndarray):
+    return np.full(x.shape[:-1], np.nan) if x.ndim > 1 else float("nan")
+
+
+def _out(v):
+    return float(v) if np.ndim(v) == 0 else v
+
+
+def ema_last(x: np.ndarray, period: int):
+    x = np.asarray(x, dtype=float)
+    if x.shape[-1] < period:
+        return _nan(x)
     k = 2.0 / (period + 1)
-    return _recurse_last(float(x[:period].mean()), period - 1, x, 1.0 - k, k, len(x))
+    return _out(_last(x, x[..., :period].mean(axis=-1), period - 1, 1.0 - k, k))
 
 
-def _wilder_last(x: np.ndarray, period: int, start: int) -> float:
-    if len(x) - start < period:
-        return float("nan")
-    seed = start + period - 1
-    a = 1.0 / period
-    return _recurse_last(float(x[start:seed + 1].mean()), seed, x, 1.0 - a, a, len(x))
+def _wilder_last(x: np.ndarray, period: int):
+    """Wilder's average, seeded by the mean of the first ``period`` values."""
+    return _last(x, x[..., :period].mean(axis=-1), period - 1, 1.0 - 1.0 / period, 1.0 / period)
 
 
-def rsi_last(close: np.ndarray, period: int = 14) -> float:
-    if len(close) <= period:
-        return float("nan")
-    d = np.diff(close)
-    gain = np.concatenate(([0.0], np.where(d > 0, d, 0.0)))
-    loss = np.concatenate(([0.0], np.where(d < 0, -d, 0.0)))
-    ag, al = _wilder_last(gain, period, 1), _wilder_last(loss, period, 1)
-    if al == 0:
-        return 50.0 if ag == 0 else 100.0
-    return 100.0 - 100.0 / (1.0 + ag / al)
+# The moves between candles (gains, losses, true ranges, directional moves) are one fewer than the
+# candles. The public functions compute them from a window; the backtest computes them once for
+# its whole history and hands in windows of them (``*_from_moves``): the same arithmetic.
+def moves(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
+    h, l, c = (np.asarray(a, dtype=float) for a in (high, low, close))
+    d = np.diff(c, axis=-1)
+    prev = c[..., :-1]
+    up, down = np.diff(h, axis=-1), -np.diff(l, axis=-1)
+    return {"gain": np.where(d > 0, d, 0.0), "loss": np.where(d < 0, -d, 0.0),
+            "tr": np.maximum(h[..., 1:] - l[..., 1:],
+                             np.maximum(np.abs(h[..., 1:] - prev), np.abs(l[..., 1:] - prev))),
+            "pdm": np.where((up > down) & (up > 0), up, 0.0),
+            "mdm": np.where((down > up) & (down > 0), down, 0.0)}
 
 
-def atr_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> float:
-    return _wilder_last(np.nan_to_num(true_range(high, low, close)), period, 1)
+def rsi_from_moves(gain: np.ndarray, loss: np.ndarray, period: int = 14):
+    if gain.shape[-1] < period:
+        return _nan(gain)
+    ag, al = _wilder_last(gain, period), _wilder_last(loss, period)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _out(np.where(al == 0, np.where(ag == 0, 50.0, 100.0),
+                             100.0 - 100.0 / (1.0 + ag / al)))
 
 
-def adx_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> float:
-    n = len(close)
-    if n < 2 * period:
-        return float("nan")
-    return float(adx(high, low, close, period, last_only=True))
+def atr_from_moves(tr: np.ndarray, period: int = 14):
+    return _nan(tr) if tr.shape[-1] < period else _out(_wilder_last(tr, period))
+
+
+def _wsum_series(x: np.ndarray, period: int) -> np.ndarray:
+    """TA-Lib's Wilder sums along each window of moves (NaN before position period-2), by a
+    scaled cumulative sum: directional moves are never negative, so nothing cancels."""
+    a = 1.0 - 1.0 / period
+    out = np.full(x.shape, np.nan)
+    seed = x[..., :period - 1].sum(axis=-1)
+    tail = x[..., period - 1:]
+    p = _powers(a, tail.shape[-1] + 1)
+    out[..., period - 2] = seed
+    out[..., period - 1:] = p[1:] * (np.expand_dims(seed, -1) + np.cumsum(tail / p[1:], axis=-1))
+    return out
+
+
+def adx_from_moves(pdm: np.ndarray, mdm: np.ndarray, period: int = 14):
+    if pdm.shape[-1] < 2 * period - 1:
+        return _nan(pdm)
+    sp, sm = _wsum_series(pdm, period), _wsum_series(mdm, period)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx = 100 * np.abs(sp - sm) / (sp + sm)  # = 100·|+DI − −DI| / (+DI + −DI): TR cancels
+    dx[np.isnan(dx)] = 0.0
+    first = 2 * period - 2
+    return _out(_last(dx, dx[..., period - 1:first + 1].mean(axis=-1), first,
+                      (period - 1) / period, 1.0 / period))
+
+
+def rsi_last(close: np.ndarray, period: int = 14):
+    d = np.diff(np.asarray(close, dtype=float), axis=-1)
+    return rsi_from_moves(np.where(d > 0, d, 0.0), np.where(d < 0, -d, 0.0), period)
+
+
+def atr_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14):
+    return atr_from_moves(moves(high, low, close)["tr"], period)
+
+
+def adx_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14):
+    m = moves(high, low, close)
+    return adx_from_moves(m["pdm"], m["mdm"], period)

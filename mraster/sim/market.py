@@ -225,14 +225,7 @@ class Market:
             c[-1] = path_value(o[-1], h[-1], l[-1], c[-1], frac)
             h[-1], l[-1] = hi_p, lo_p
             v[-1] = v[-1] * frac
-        bucket = t // iv
-        starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-        ot = bucket[starts] * iv
-        oo = o[starts]
-        hh = np.maximum.reduceat(h, starts)
-        ll = np.minimum.reduceat(l, starts)
-        cc = c[np.r_[starts[1:] - 1, len(c) - 1]]
-        vv = np.add.reduceat(v, starts)
+        ot, oo, hh, ll, cc, vv = aggregate(t, o, h, l, c, v, iv)
         if start is not None:
             keep = ot >= start
             ot, oo, hh, ll, cc, vv = ot[keep], oo[keep], hh[keep], ll[keep], cc[keep], vv[keep]
@@ -264,6 +257,17 @@ class Market:
                 "low": float(min(s.l[j:i].min(initial=last), last)), "last": last,
                 "volume": float(cum[1][i] - cum[1][j]) + done,
                 "quote_volume": float(cum[2][i] - cum[2][j]) + done * last}
+
+
+def aggregate(t, o, h, l, c, v, iv: int) -> tuple[np.ndarray, ...]:
+    """Base candles → candles of ``iv`` ms, grouped by open time (missing candles stay missing)."""
+    if iv == BASE_MS:
+        return t, o, h, l, c, v
+    bucket = t // iv
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:] - 1, len(t) - 1]
+    return (bucket[starts] * iv, o[starts], np.maximum.reduceat(h, starts),
+            np.minimum.reduceat(l, starts), c[ends], np.add.reduceat(v, starts))
 
 
 def _num(x: float) -> str:

@@ -30,17 +30,6 @@ class Candles:
     c: np.ndarray
     v: np.ndarray
 
-    @classmethod
-    def from_klines(cls, rows: list[list], now_ms: int | None = None) -> "Candles":
-        """Exchange kline arrays → arrays, dropping candles not closed at ``now_ms``."""
-        if now_ms is not None:
-            rows = [r for r in rows if int(r[6]) < now_ms]
-        if not rows:
-            z = np.zeros(0)
-            return cls(np.zeros(0, np.int64), z, z, z, z, z)
-        a = np.array([[float(x) for x in r[:6]] for r in rows])
-        return cls(a[:, 0].astype(np.int64), a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5])
-
     def __len__(self) -> int:
         return len(self.c)
 

@@ -41,8 +41,8 @@ async def post_chat(body: ChatIn, ctx: DashboardContext = Depends(get_ctx)) -> d
     s = ctx.settings_lenient()[0]
     doc = ctx.state_doc()
     budget = daily_budget(s, SectionLedger(doc, "ai_budget"))
-    state = await run_in_threadpool(doc.read)
-    c = chat.context(state, await run_in_threadpool(budget.snapshot))
+    state = ctx.read_state()[0]  # parsed once per change of the file, shared with the page
+    c = chat.context(state, budget.view(state.get("ai_budget")))
     known = sorted(set(state.get("market", {})) |
                    {p["symbol"] for p in state.get("positions", {}).values()})
     reply, source, note = None, "rules", NO_KEY

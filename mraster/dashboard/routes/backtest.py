@@ -42,6 +42,15 @@ class Job:
         with self.lock:
             self.status.update(kw)
 
+    def start(self, **kw: Any) -> bool:
+        """Claim the one slot: False when a run is already going (checked and set at once)."""
+        with self.lock:
+            if self.status["state"] == "running":
+                return False
+            self.status = {"state": "running", "progress": 0.0, "trades": 0, "error": None,
+                           "report": None, "started": time.time(), **kw}
+            return True
+
 
 def _job(ctx: DashboardContext) -> Job:
     if ctx.backtest_job is None:
@@ -57,8 +66,6 @@ async def get_backtest(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, An
 @router.post("/backtest")
 def start_backtest(body: BacktestRequest, ctx: DashboardContext = Depends(get_ctx)):
     job = _job(ctx)
-    if job.view()["state"] == "running":
-        raise HTTPException(409, "a backtest is already running; wait for it to finish")
     if body.preset is not None and body.preset not in st.PRESETS:
         raise HTTPException(422, f"preset: {body.preset!r} is not allowed; expected one of "
                                  f"{', '.join(st.PRESETS)}")
@@ -76,8 +83,8 @@ def start_backtest(body: BacktestRequest, ctx: DashboardContext = Depends(get_ct
                                  "A-Z and 0-9, e.g. ETHBTC")
     data = Path(s["ASTER_BACKTEST_DATA"]) if s["ASTER_BACKTEST_DATA"] else SAMPLE_DATA
     symbols = [x.upper() for x in body.symbols] if body.symbols else None
-    job.update(state="running", progress=0.0, trades=0, started=time.time(), error=None,
-               report=None, preset=s["ASTER_PRESET_MODE"], data=str(data))
+    if not job.start(preset=s["ASTER_PRESET_MODE"], data=str(data)):
+        raise HTTPException(409, "a backtest is already running; wait for it to finish")
 
     def work() -> None:
         try:

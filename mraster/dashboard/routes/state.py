@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, field_validator
 
-from mraster.ai.budget import budget_view
+from mraster.ai.budget import daily_budget
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.bot import bot_status
 from mraster.dashboard.views import alerts_view, chart_view, state_view
@@ -44,11 +44,10 @@ async def get_state(ctx: DashboardContext = Depends(get_ctx)) -> Response:
     now = int(time.time() * 1000)
     if state.get("market_source") == "simulator":  # the simulator keeps its own clock
         now = state.get("telemetry", {}).get("time") or now
-    s = ctx.settings_lenient()[0]
-    limits = (s["ASTER_AI_DAILY_BUDGET_USD"], s["ASTER_AI_STRICT_BUDGET"], s.ai_budget_enforced)
-    body = ctx.cached("state_view", (version, now // 1000, limits), lambda: json.dumps(state_view(
-        state, now, budget_view(state.get("ai_budget"), limits[0], strict=limits[1],
-                                enforced=limits[2])), default=str)[1:])
+    budget = daily_budget(ctx.settings_lenient()[0], {})  # its limits; the figures are the state's
+    body = ctx.cached("state_view", (version, now // 1000, budget.limit, budget.strict, budget.enforced),
+                      lambda: json.dumps(state_view(state, now, budget.view(state.get("ai_budget"))),
+                                         default=str)[1:])
     status = json.dumps({"bot": bot_status(ctx)})[:-1]
     return Response(status + "," + body, media_type="application/json")
 
