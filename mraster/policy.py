@@ -29,25 +29,37 @@ FEATURES: tuple[str, ...] = (
 )
 
 
-def _squash(x: float, scale: float) -> float:
-    return math.tanh(x / scale)
+def _squash(x, scale: float):
+    return np.tanh(x / scale)
 
 
-def build_features(ctx: Mapping[str, Any]) -> dict[str, float]:
-    """Decision context → named features, each in [-1, 1]."""
+def build_features(ctx: Mapping[str, Any]) -> dict[str, Any]:
+    """Decision context → named features, each in [-1, 1]. Context values may be numbers (one
+    decision: floats come back) or arrays (a backtest's many candidates: arrays come back),
+    computed by the same numpy arithmetic either way."""
+    many = any(isinstance(v, np.ndarray) for v in ctx.values())
     missing = 0
-    def g(key: str) -> float:
+
+    def g(key: str):
         nonlocal missing
         v = ctx.get(key)
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if v is None:
             missing += 1
             return 0.0
-        return float(v)
-    side = 1.0 if ctx.get("side") == "BUY" else -1.0
+        if not many:
+            v = float(v)
+            missing += math.isnan(v)
+            return 0.0 if math.isnan(v) else v
+        v = np.asarray(v, dtype=float)
+        missing = missing + np.isnan(v)
+        return np.nan_to_num(v, nan=0.0)
+
+    side = np.where(np.asarray(ctx.get("side")) == "BUY", 1.0, -1.0)
+    pm_edge = ctx.get("pm_edge")
     f = {
         "bias": 1.0,
         "side": side,
-        "trend_agree": 1.0 if g("ltf_trend") == g("htf_trend") else -1.0,
+        "trend_agree": np.where(g("ltf_trend") == g("htf_trend"), 1.0, -1.0),
         "htf_slope": _squash(side * g("htf_slope"), 0.01),
         "rsi_dist": _squash(side * (g("rsi") - 50), 15),
         "atr_pct": _squash(g("atr_pct"), 0.01),
@@ -55,7 +67,7 @@ def build_features(ctx: Mapping[str, Any]) -> dict[str, float]:
         "spread": _squash(g("spread"), 0.002),
         "funding": _squash(side * g("funding"), 0.001),
         "premium_gap": _squash(side * g("premium_gap"), 0.002),
-        "volume_score": _squash(math.log10(max(g("quote_volume"), 1.0)) - 6, 2),
+        "volume_score": _squash(np.log10(np.maximum(g("quote_volume"), 1.0)) - 6, 2),
         "wickiness": g("wickiness") * 2 - 1,
         "ret1": _squash(side * g("ret1"), 0.005),
         "ret3": _squash(side * g("ret3"), 0.01),
@@ -63,14 +75,21 @@ def build_features(ctx: Mapping[str, Any]) -> dict[str, float]:
         "expected_r": _squash(g("expected_r"), 1),
         "sentinel_risk": g("sentinel_risk") * 2 - 1 if "sentinel_risk" in ctx else 0.0,
         # the symbol's postmortem edge (AI mode; 0 before its first reviewed trade)
-        "pm_edge": float(ctx.get("pm_edge") or 0.0),
+        "pm_edge": np.asarray(0.0 if pm_edge is None else pm_edge, dtype=float),
     }
-    f["missing"] = min(missing / 3, 1.0)
-    return {k: min(max(v, -1.0), 1.0) for k, v in f.items()}
+    f["missing"] = np.minimum(missing / 3, 1.0)
+    if not many:
+        return {k: min(max(float(v), -1.0), 1.0) for k, v in f.items()}
+    return {k: np.clip(v, -1.0, 1.0) for k, v in f.items()}
 
 
-def vectorize(feats: Mapping[str, float], names: tuple[str, ...] = FEATURES) -> np.ndarray:
-    return np.array([float(feats.get(n, 0.0)) for n in names])
+def vectorize(feats: Mapping[str, Any], names: tuple[str, ...] = FEATURES) -> np.ndarray:
+    """Named features → one vector, or a matrix (one row per candidate) when they are arrays."""
+    cols = [feats.get(n, 0.0) for n in names]
+    if any(np.ndim(c) for c in cols):
+        n = max(np.size(c) for c in cols)
+        return np.column_stack([np.broadcast_to(np.asarray(c, dtype=float), (n,)) for c in cols])
+    return np.array([float(c) for c in cols])
 
 
 class LinUCBArm:
@@ -79,10 +98,12 @@ class LinUCBArm:
         self.b = np.zeros(d)
         self.n = 0
 
-    def score(self, x: np.ndarray, alpha: float) -> tuple[float, float]:
+    def score(self, x: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """Mean reward and exploration bonus of each context (the rows of a 2-D array). Row-wise
+        products and sums, so a row scores the same alone as in a backtest's batch of many."""
         theta = self.A_inv @ self.b
-        Ax = self.A_inv @ x
-        return float(theta @ x), float(alpha * math.sqrt(max(x @ Ax, 0.0)))
+        ax = (x[:, None, :] * self.A_inv[None]).sum(axis=-1)  # A⁻¹x per row
+        return (x * theta).sum(axis=-1), alpha * np.sqrt(np.maximum((x * ax).sum(axis=-1), 0.0))
 
     def update(self, x: np.ndarray, reward: float) -> None:
         Ax = self.A_inv @ x
@@ -105,11 +126,12 @@ class AlphaModel:
         std = np.sqrt(self.m2 / max(self.count, 1))
         std[std < 1e-6] = 1.0
         z = (x - self.mean) / std
-        z[0] = 1.0  # the bias term stays a bias
+        z[..., 0] = 1.0  # the bias term stays a bias
         return z
 
-    def prob(self, x: np.ndarray) -> float:
-        return float(1 / (1 + math.exp(-float(np.clip(self.w @ self._z(x), -30, 30)))))
+    def prob(self, x: np.ndarray) -> np.ndarray:
+        """P(win) of each context (rows of a 2-D array)."""
+        return 1 / (1 + np.exp(-np.clip((self._z(x) * self.w).sum(axis=-1), -30, 30)))
 
     @property
     def confidence(self) -> float:
@@ -168,22 +190,45 @@ class BanditPolicy:
                    threshold=s["ASTER_ALPHA_THRESHOLD"], promote_delta=s["ASTER_ALPHA_PROMOTE_DELTA"],
                    warmup=s["ASTER_ALPHA_WARMUP"])
 
+    def verdicts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Upper confidence bounds (one column per arm, SKIP first), P(win) and the verdict of
+        each context (rows of ``x``): TAKE, policy_skip, alpha_veto, or tie when chance must
+        pick between equal arms. A backtest asks this for many contexts at once to find the
+        moments that need the engine; ``decide`` asks it for one."""
+        n = len(x)
+        if self.bandit_enabled:
+            ucb = np.column_stack([np.zeros(n)] + [m + b for m, b in
+                                                   (a.score(x, self.alpha) for a in self.arms.values())])
+        else:  # the rule: always the default TAKE arm
+            ucb = np.column_stack([np.full(n, -np.inf), np.zeros((n, len(self.arms)))])
+        p = self.alpha_model.prob(x) if self.alpha_enabled and self.alpha_model.active else None
+        vetoed = p < self.threshold if p is not None else np.zeros(n, bool)
+        best = ucb.max(axis=1)
+        skip_top = ucb[:, 0] == best
+        tied = (ucb == best[:, None]).sum(axis=1) > 1
+        verdict = np.where(skip_top, "policy_skip", np.where(vetoed, "alpha_veto", "TAKE"))
+        if self.bandit_enabled:  # a veto settles a tie between TAKE arms: each would be vetoed
+            verdict = np.where(tied & (skip_top | ~vetoed), "tie", verdict)
+        return ucb, p, verdict
+
     def decide(self, feats: Mapping[str, float], default_bucket: str = "S") -> Decision:
-        x = vectorize(feats, self.names)
+        x = vectorize(feats, self.names)[None]
+        ucb, probs, verdict = self.verdicts(x)
+        p = None if probs is None else float(probs[0])
         scores: dict[str, dict[str, float]] = {"SKIP": {"mean": 0.0, "bonus": 0.0, "ucb": 0.0}}
         if self.bandit_enabled:
-            for name, arm in self.arms.items():
-                mean, bonus = arm.score(x, self.alpha)
-                scores[name] = {"mean": mean, "bonus": bonus, "ucb": mean + bonus}
-            best = max(scores, key=lambda a: (scores[a]["ucb"], self.rng.random()))
-            arm = best
+            for k, (name, a) in enumerate(self.arms.items(), start=1):
+                mean, bonus = a.score(x, self.alpha)
+                scores[name] = {"mean": float(mean[0]), "bonus": float(bonus[0]),
+                                "ucb": float(ucb[0, k])}
+            top = [a for k, a in enumerate(ARMS) if ucb[0, k] == ucb[0].max()]
+            # chance only breaks real ties (untrained arms, or exploration switched off)
+            arm = top[int(self.rng.integers(len(top)))] if verdict[0] == "tie" else top[0]
             reason = "bandit: highest upper confidence bound"
         else:
             arm = f"TAKE-{default_bucket}"
             reason = "rule-based (bandit off)"
-        p = None
-        if self.alpha_enabled and self.alpha_model.active:
-            p = self.alpha_model.prob(x)
+        if p is not None:
             if arm != "SKIP" and p < self.threshold:
                 reason = f"alpha veto: P(win)={p:.2f} < {self.threshold:.2f}"
                 arm = "SKIP"

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import API_KEY, API_SECRET, DATA
@@ -90,7 +91,8 @@ def test_a_future_spike_changes_nothing_before_it_happens(tmp_path):
         return [x for x in trade_keys(result.state["history"]) if x[3] <= spike_t]
     assert before(plain) and before(plain) == before(spiked)
     assert [e for e in plain.equity if e[0] <= spike_t] == [e for e in spiked.equity if e[0] <= spike_t]
-    assert plain.equity != spiked.equity  # the spike does change what happens after it
+    # the spike does change the decisions after it
+    assert plain.state["stats"]["skipped"] != spiked.state["stats"]["skipped"]
 
 
 def test_report_files_and_figures(tmp_path, capsys):
@@ -170,3 +172,80 @@ def test_bulk_features_equal_the_live_features_on_every_window():
                 assert getattr(fast, k) == pytest.approx(v, rel=1e-9, abs=1e-12), (sym, now, k)
             checked += 1
     assert checked > 200
+
+
+@pytest.mark.parametrize("overrides", [
+    {},  # the defaults: the bandit explores, the alpha model speaks after 30 trades
+    # no exploration bonus: untrained arms tie with SKIP, so chance decides (engine steps);
+    # an early alpha model vetoes from the fifth trade on
+    {"ASTER_BANDIT_ALPHA": 0.0, "ASTER_ALPHA_WARMUP": 5},
+])
+def test_skipping_idle_steps_changes_nothing(overrides):
+    """The engine runs only where something can happen; the rest is screened in bulk. Both ways
+    over the same history give the same trades, skip counts, equity curve and learned policy."""
+    symbols = SYMBOLS
+    s = {**defaults(), **overrides}
+    m = replay_market(DATA, symbols, manual=True, warmup=WARMUP_CANDLES)
+    start = max(int(x.t[WARMUP_CANDLES]) for x in m.series.values()) // BASE_MS * BASE_MS
+    end = start + 2500 * BASE_MS
+    fast = run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end)
+    full = run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end, skip_idle=False)
+    assert len(full.state["history"]) >= 4, "the slice should trade"
+    assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
+    assert fast.state["stats"] == full.state["stats"]
+    skipped = full.state["stats"]["skipped"]
+    assert skipped.get("policy_skip", 0) + skipped.get("alpha_veto", 0) > 50  # the policy spoke
+    assert fast.equity == full.equity
+    assert fast.state["equity_curve"] == full.state["equity_curve"]
+    assert fast.state["policy"] == full.state["policy"]
+    assert full.engine_steps == full.steps and fast.engine_steps < full.steps / 4
+
+
+def test_screen_of_many_moments_equals_screen_of_each():
+    """The bulk screen (features and quotes as arrays over the whole history) gives every
+    moment the reason, side, win probability and edge the engine's one-at-a-time screen gives,
+    on real candles with funding and a mark/index gap (XRPUSDT) and without (ETHBTC)."""
+    from mraster.backtest.data import ReplayData
+    from mraster.engine.cycle import _snapshot, by_symbol
+    from mraster.strategy.filters import Snapshot
+    from mraster.strategy.screen import screen
+    from mraster.strategy.signals import Features
+
+    s = {**defaults(), "ASTER_MIN_EDGE_R": 0.1, "ASTER_NON_ARB_SKIP_GAP": 0.0015}
+    market = replay_market(DATA, ["ETHBTC", "XRPUSDT"], manual=True, warmup=WARMUP_CANDLES)
+    sim = SimExchange(market)
+    data = ReplayData(market, "5m", "1h")
+    seen: dict[str, int] = {}
+    for sym, series in market.series.items():
+        times = series.t[WARMUP_CANDLES::7] + BASE_MS
+        f, ok = data.feature_table(sym, times)
+        data.fill_adx(sym, times, f, ok)
+        q = sim.parsed_quotes(sym, times)
+        bulk = screen(f, Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
+                                  mark=q["mark"], index=q["index"], funding=q["funding"]), s)
+        for n, t in enumerate(times.tolist()):
+            if not ok[n]:
+                continue
+            market.clock.set(t)
+            snap = _snapshot(sym, by_symbol(sim.ticker_24h()), by_symbol(sim.book_ticker()),
+                             by_symbol(sim.premium_index()))
+            assert (snap.bid, snap.ask, snap.quote_volume, snap.mark, snap.index, snap.funding) == \
+                (q["bid"][n], q["ask"][n], q["quote_volume"][n], q["mark"][n], q["index"][n],
+                 q["funding"][n]), (sym, t)
+            one = screen(Features(**{k: np.asarray(v)[n].item() for k, v in vars(f).items()}),
+                         snap, s)
+            assert (one.reason, one.side) == (bulk.reason[n], bulk.side[n]), (sym, t)
+            assert one.win_prob == bulk.win_prob[n] and one.expected_r == bulk.expected_r[n]
+            seen[one.reason or "pass"] = seen.get(one.reason or "pass", 0) + 1
+    # the comparison covered passes and the reasons of every stage
+    assert {"pass", "no_signal", "wicky", "edge_r", "oracle_gap"} <= set(seen), seen
+
+
+def test_a_clean_file_reads_the_same_fast_as_line_by_line():
+    from mraster.sim.market import _parse_clean, _parse_lines
+    path = DATA / "ETH_BTC-5m.csv"
+    lines = path.read_text().splitlines()
+    fast, slow = _parse_clean(lines), _parse_lines(path, lines)
+    assert all(np.array_equal(a, b) for a, b in zip(fast, slow)) and fast[0].dtype == np.int64
+    unsorted = lines[:2] + lines[3:4] + lines[2:3] + lines[4:]
+    assert _parse_clean(unsorted) is None  # bad files go the slow way, which names the line

@@ -118,3 +118,31 @@ def test_build_features_bounded_and_missing_flagged():
     f = build_features({"side": "BUY", "rsi": 80, "adx": None, "funding": 0.01})
     assert all(-1 <= v <= 1 for v in f.values())
     assert f["missing"] > 0 and list(FEATURES) == [n for n in FEATURES if n in f]
+
+
+def test_verdicts_for_many_contexts_agree_with_each_decision():
+    """A backtest asks ``verdicts`` for thousands of contexts at once and runs the engine only
+    where one says TAKE or tie; every other verdict must be the SKIP ``decide`` gives, with the
+    same reason, and only a real tie may draw on the random generator."""
+    rng = np.random.default_rng(3)
+    for policy, expect in ((BanditPolicy(seed=2, warmup=10), {"TAKE", "tie", "alpha_veto"}),
+                           (BanditPolicy(seed=2, alpha=0.0, warmup=10), {"tie", "policy_skip"})):
+        seen = set()
+        for step in range(400):
+            feats, r = synthetic_round(rng)
+            verdict = policy.verdicts(np.array([[feats[n] for n in FEATURES]]))[2][0]
+            before = json.dumps(policy.rng.bit_generator.state)
+            d = policy.decide(feats)
+            drew = json.dumps(policy.rng.bit_generator.state) != before
+            seen.add(verdict)
+            assert drew == (verdict == "tie")
+            if verdict == "TAKE":
+                assert d.action == "TAKE"
+            elif verdict != "tie":
+                assert d.action == "SKIP" and ("veto" in d.reason) == (verdict == "alpha_veto")
+            if d.action == "TAKE":
+                policy.learn(feats, d.arm, r)
+        assert expect <= seen, seen
+    many = np.array([[synthetic_round(rng)[0][n] for n in FEATURES] for _ in range(300)])
+    one_by_one = np.concatenate([policy.verdicts(row[None])[0] for row in many])
+    assert np.array_equal(policy.verdicts(many)[0], one_by_one)  # the same bounds in a batch

@@ -21,31 +21,71 @@ from mraster.strategy.signals import (HTF_WINDOW, LTF_WINDOW, MIN_HTF, MIN_LTF, 
 
 def ltf_table(h: np.ndarray, l: np.ndarray, c: np.ndarray, window: int,
               chunk: int = 512) -> dict[str, np.ndarray]:
-    """RSI, ATR, ADX, EMA21 and EMA55 of every ``window``-candle window (entry ``k`` ends at
-    candle ``k + window - 1``): the moves between candles are computed once for the whole
-    history, then the live functions run on ``chunk`` windows at a time (memory stays a few MB)."""
+    """RSI, ATR, EMA21 and EMA55 of every ``window``-candle window (entry ``k`` ends at
+    candle ``k + window - 1``), and its ADX on demand: the moves between candles are computed
+    once for the whole history, then the live functions run on ``chunk`` windows at a time
+    (memory stays a few MB)."""
     mv = {k: sliding_window_view(v, window - 1) for k, v in moves(h, l, c).items()}
     cw = sliding_window_view(c, window)
     n = len(cw)
-    out = {k: np.empty(n) for k in ("rsi", "atr", "adx", "ema_fast", "ema_slow")}
+    out = {k: np.empty(n) for k in ("rsi", "atr", "ema_fast", "ema_slow")}
     for lo in range(0, n, chunk):
         part = slice(lo, min(n, lo + chunk))
         out["rsi"][part] = rsi_from_moves(mv["gain"][part], mv["loss"][part])
         out["atr"][part] = atr_from_moves(mv["tr"][part])
-        out["adx"][part] = adx_from_moves(mv["pdm"][part], mv["mdm"][part])
         out["ema_fast"][part] = ema_last(cw[part], 21)
         out["ema_slow"][part] = ema_last(cw[part], 55)
+    out["adx"] = LazyAdx(mv["pdm"], mv["mdm"], chunk)
     return out
+
+
+AHEAD = 64  # windows computed at once when the engine asks for one
+
+
+class LazyAdx:
+    """ADX of each window, computed when first asked for. It costs as much as the other
+    indicators together, and most moments never need it: without a signal the edge, the only
+    user of ADX, is never computed."""
+
+    def __init__(self, pdm: np.ndarray, mdm: np.ndarray, chunk: int) -> None:
+        self.pdm, self.mdm, self.chunk = pdm, mdm, chunk
+        self.values = np.full(len(pdm), np.nan)
+        self.done = np.zeros(len(pdm), bool)
+        self.last = -2  # the window the engine asked for last
+
+    def __getitem__(self, k):
+        if np.ndim(k):
+            need = np.unique(np.atleast_1d(k)[~self.done[k]])
+        elif self.done[k]:
+            need = []
+        elif k - 1 == self.last:  # the engine steps candle by candle: take the next ones too
+            block = np.arange(k, min(len(self.done), k + AHEAD))
+            need = block[~self.done[block]]
+        else:
+            need = [k]
+        if not np.ndim(k):
+            self.last = k
+        for lo in range(0, len(need), self.chunk):
+            part = np.asarray(need[lo:lo + self.chunk])
+            self.values[part] = adx_from_moves(self.pdm[part], self.mdm[part])
+            self.done[part] = True
+        return self.values[k]
 
 
 def htf_slopes(closes: np.ndarray, window: int, min_len: int) -> np.ndarray:
     """The higher timeframe's EMA55 slope over 4 candles for the window ending at each candle
-    (NaN while fewer than ``min_len`` exist); a twelfth as many candles, so one at a time."""
+    (NaN while fewer than ``min_len`` exist): full windows as the rows of one matrix, the first
+    growing ones one at a time."""
     out = np.full(len(closes), np.nan)
-    for j in range(min_len - 1, len(closes)):
-        w = closes[max(0, j + 1 - window):j + 1]
-        eh1, eh5 = ema_last(w, 55), ema_last(w[:-4], 55)
-        out[j] = eh1 / eh5 - 1 if eh5 > 0 else 0.0
+
+    def slope(w: np.ndarray):
+        eh1, eh5 = ema_last(w, 55), ema_last(w[..., :-4], 55)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(eh5 > 0, eh1 / eh5 - 1, 0.0)
+    for j in range(min_len - 1, min(window - 1, len(closes))):
+        out[j] = slope(closes[:j + 1])
+    if len(closes) >= window:
+        out[window - 1:] = slope(sliding_window_view(closes, window))
     return out
 
 
@@ -72,13 +112,18 @@ class ReplayData:
         self.symbols = {sym: _Symbol(s, INTERVAL_MS[interval], INTERVAL_MS[htf_interval])
                         for sym, s in market.series.items()} if self.ok else {}
 
+    @staticmethod
+    def _indices(x: _Symbol, now):
+        """Indices of the last closed signal and trend candles at ``now`` (one moment or many):
+        closed means open time + interval − 1 < now."""
+        return (np.searchsorted(x.ltf[0], now - x.ltf_ms, side="right") - 1,
+                np.searchsorted(x.htf[0], now - x.htf_ms, side="right") - 1)
+
     def candles(self, sym: str, now: int) -> tuple[Candles, Candles] | None:
         x = self.symbols.get(sym)
         if x is None:
             return None
-        # closed: open time + interval - 1 < now
-        i = int(np.searchsorted(x.ltf[0], now - x.ltf_ms, side="right")) - 1
-        j = int(np.searchsorted(x.htf[0], now - x.htf_ms, side="right")) - 1
+        i, j = (int(v) for v in self._indices(x, now))
         x.at = (i, j)
         return x.window(x.ltf, i, LTF_WINDOW), x.window(x.htf, j, HTF_WINDOW)
 
@@ -89,15 +134,39 @@ class ReplayData:
             return None
         if x.table is None or len(ltf) < LTF_WINDOW:
             return features(ltf, htf)  # the first windows of the data, still growing
-        k = i - LTF_WINDOW + 1
-        tb = x.table
-        c = ltf.c
-        price, a, ef, es, slope = float(c[-1]), float(tb["atr"][k]), float(tb["ema_fast"][k]), \
-            float(tb["ema_slow"][k]), float(x.slope[j])
-        rng = ltf.h[-1] - ltf.l[-1]
-        body = abs(ltf.c[-1] - ltf.o[-1])
-        return Features(price=price, rsi=float(tb["rsi"][k]), atr=a, atr_pct=float(a / price),
-                        adx=float(tb["adx"][k]), ema_fast=ef, ema_slow=es,
-                        ltf_trend=1 if ef > es else -1, htf_trend=1 if slope > 0 else -1,
-                        htf_slope=slope, wickiness=float((rng - body) / rng if rng > 0 else 0.0),
-                        ret1=float(c[-1] / c[-2] - 1), ret3=float(c[-1] / c[-4] - 1))
+        f = _from_tables(x, i, j)
+        return Features(**{k: int(v) if k.endswith("_trend") else float(v) for k, v in vars(f).items()})
+
+    def feature_table(self, sym: str, times: np.ndarray) -> tuple[Features, np.ndarray]:
+        """Features at many moments at once (arrays), and where they are valid: full windows
+        only; the first, still growing windows are left to ``features``. ADX stays NaN until
+        ``fill_adx`` is asked for the moments that need it."""
+        x = self.symbols[sym]
+        i, j = self._indices(x, times)
+        ok = (i + 1 >= LTF_WINDOW) & (j + 1 >= MIN_HTF) if x.table is not None else \
+            np.zeros(len(times), bool)
+        return _from_tables(x, np.where(ok, i, LTF_WINDOW - 1), np.where(ok, j, 0), adx=False), ok
+
+    def fill_adx(self, sym: str, times: np.ndarray, f: Features, need: np.ndarray) -> None:
+        x = self.symbols[sym]
+        k = self._indices(x, times[need])[0] - LTF_WINDOW + 1
+        adx = np.full(len(times), np.nan)
+        adx[need] = x.table["adx"][k]
+        f.adx = adx
+
+
+def _from_tables(x: _Symbol, i, j, adx: bool = True) -> Features:
+    """Features of the full windows ending at signal candle ``i`` and trend candle ``j`` (numbers,
+    or arrays of indices), from the bulk tables."""
+    t, o, h, l, c, v = x.ltf
+    k = i - LTF_WINDOW + 1
+    tb = x.table
+    price, a, ef, es, slope = c[i], tb["atr"][k], tb["ema_fast"][k], tb["ema_slow"][k], x.slope[j]
+    rng, body = h[i] - l[i], np.abs(c[i] - o[i])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wick = np.where(rng > 0, (rng - body) / rng, 0.0)
+    return Features(price=price, rsi=tb["rsi"][k], atr=a, atr_pct=a / price,
+                    adx=tb["adx"][k] if adx else np.full(np.shape(k), np.nan),
+                    ema_fast=ef, ema_slow=es, ltf_trend=np.where(ef > es, 1, -1),
+                    htf_trend=np.where(slope > 0, 1, -1), htf_slope=slope, wickiness=wick,
+                    ret1=c[i] / c[i - 1] - 1, ret3=c[i] / c[i - 3] - 1)

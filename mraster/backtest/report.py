@@ -45,6 +45,7 @@ def build(result: BacktestResult) -> dict[str, Any]:
     return {
         "symbols": result.symbols, "start_ms": result.start_ms, "end_ms": result.end_ms,
         "candles_per_symbol": result.steps, "seconds": round(result.seconds, 3),
+        "engine_steps": result.engine_steps,
         "summary": {**trade_stats(trades), **max_drawdown(curve), **ratios(curve, 365 * 288),
                     "start_equity": start_eq, "end_equity": end_eq,
                     "total_return": (end_eq / start_eq - 1) if start_eq else None,

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from mraster import settings as st
 from mraster.ai.copilots import Copilots, ai_mode
 from mraster.backtest.data import ReplayData
+from mraster.backtest.idle import IdleSteps
 from mraster.engine.cycle import Engine
 from mraster.execution.paper import LocalExchange
 from mraster.sim.exchange import SimExchange
@@ -40,6 +43,7 @@ class BacktestResult:
     equity: list[tuple[int, float]] = field(default_factory=list)
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     seconds: float = 0.0
+    engine_steps: int = 0  # steps the engine ran; the others were idle (see backtest.idle)
 
 
 def find_gaps(market: Market) -> dict[str, list[tuple[int, int]]]:
@@ -69,7 +73,8 @@ def backtest_settings(base: Mapping[str, Any], quote: str) -> dict[str, Any]:
 def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] | None = None,
                  start_ms: int | None = None, end_ms: int | None = None,
                  balance_usdt: float | None = None, progress: Progress | None = None,
-                 market: Market | None = None, last_days: float | None = None) -> BacktestResult:
+                 market: Market | None = None, last_days: float | None = None,
+                 skip_idle: bool = True) -> BacktestResult:
     market = market or replay_market(Path(data), symbols, manual=True, warmup=WARMUP_CANDLES)
     quotes = sorted({s.quote for s in market.series.values()})
     if len(quotes) > 1:
@@ -106,20 +111,56 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     if ai_mode(s):  # the copilots' rule-based forms; no LLM is asked during a backtest
         engine.copilots = Copilots(s, state.setdefault("copilots", {}))
     steps = max(1, (end - start) // BASE_MS)
+    times = start + BASE_MS * np.arange(1, steps + 1, dtype=np.int64)  # each step's clock
     exposure = 0
     curve: list[tuple[int, float]] = []
+    idle: IdleSteps | None = None
+    ran = 0
+
+    def flat() -> bool:
+        """Nothing for the engine to manage: no position, order, repair or cooldown."""
+        now = market.clock.now_ms()
+        return not state["positions"] and not queue.read()["items"] and \
+            not any(until > now for until in state["cooldowns"].values()) and \
+            not any(a.open_orders() or any(p.amt for p in a.positions.values())
+                    for a in sim.accounts.values())
+
+    def report(i: int) -> None:
+        if progress and (i % max(1, steps // 50) == 0 or i == steps - 1):
+            progress((i + 1) / steps, len(state["history"]), len(state["positions"]))
 
     async def loop() -> None:
-        nonlocal exposure
-        for i in range(steps):
+        nonlocal exposure, idle, ran
+        i = 0
+        while i < steps:
+            if idle is not None and flat():
+                k, counts = idle.next_busy(i, engine.policy)
+                if k > i:  # idle steps: what the engine would record, without running it
+                    equity = float((await ex.account())["totalMarginBalance"])
+                    skipped = state["stats"]["skipped"]
+                    for reason, n in counts.items():
+                        skipped[reason] = skipped.get(reason, 0) + n
+                    state["stats"]["cycles"] += k - i
+                    points = [(t, equity) for t in times[i:k].tolist()]
+                    curve.extend(points)
+                    state["equity_curve"] = (state["equity_curve"] +
+                                             [[t, round(equity, 6)] for t, _ in points])[-2000:]
+                    sim.step((k - i) * BASE_MS)
+                    report(k - 1)
+                    i = k
             sim.step(BASE_MS)  # fills what the candle crossed, settles funding
             await engine.cycle()
+            ran += 1
             exposure += bool(state["positions"])
             curve.append((market.clock.now_ms(), state["telemetry"]["equity"]))
-            if progress and (i % max(1, steps // 50) == 0 or i == steps - 1):
-                progress((i + 1) / steps, len(state["history"]), len(state["positions"]))
+            report(i)
+            if i == 0 and skip_idle and data.ok and engine.copilots is None:
+                universe = engine.universe({})
+                if not s["ASTER_UNIVERSE_MAX"] or s["ASTER_UNIVERSE_MAX"] >= len(universe):
+                    idle = IdleSteps(data, sim, s, universe, times)
+            i += 1
     asyncio.run(loop())
     return BacktestResult(settings={k: v for k, v in s.items() if k not in st.SECRET_NAMES},
                           symbols=sorted(market.series), start_ms=start, end_ms=end, steps=steps,
                           state=state, exposure_steps=exposure, equity=curve, gaps=find_gaps(market),
-                          seconds=time.perf_counter() - t0)
+                          seconds=time.perf_counter() - t0, engine_steps=ran)

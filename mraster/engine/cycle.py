@@ -25,8 +25,9 @@ from mraster.risk import check_order, entry_gate
 from mraster.ai.plan import FASTTP_KEYS
 from mraster.strategy.fasttp import fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot, market_filters, side_filters
+from mraster.strategy.screen import MARKET_REASONS, SIGNAL_REASONS, screen
 from mraster.strategy.signals import (HTF_WINDOW, LTF_WINDOW, Candles, expected_r, features,
-                                      rsi_signal, win_probability)
+                                      win_probability)
 from mraster.strategy.sizing import plan_order, size_multiplier
 from mraster.sim.market import INTERVAL_MS
 
@@ -385,25 +386,23 @@ class Engine:
             self._skip(res, sym, "few_klines")
             return None
         info = {"rsi": round(f.rsi, 2), "htf_trend": f.htf_trend}
-        reason = market_filters(snap, f.wickiness, s)
-        if reason:
-            self._skip(res, sym, reason, spread=round(snap.spread, 6), wickiness=round(f.wickiness, 3), **info)
+        sc = screen(f, snap, s)
+        gap = snap.premium_gap
+        if sc.reason in MARKET_REASONS:
+            self._skip(res, sym, sc.reason, spread=round(snap.spread, 6),
+                       wickiness=round(f.wickiness, 3), **info)
             return None
-        sig = rsi_signal(f, s)
-        if sig.side is None:
-            self._skip(res, sym, sig.reason, **info)
+        if sc.reason in SIGNAL_REASONS:
+            self._skip(res, sym, sc.reason, **info)
             return None
-        reason = side_filters(snap, sig.side, s)
-        if reason:
-            self._skip(res, sym, reason, side=sig.side, funding=snap.funding,
-                       gap=round((snap.mark - snap.index) / snap.index, 6) if snap.index else None, **info)
+        if sc.reason == "edge_r":
+            self._skip(res, sym, "edge_r", side=sc.side, expected_r=round(sc.expected_r, 3), **info)
             return None
-        p = win_probability(f, sig.side)
-        er = expected_r(p, s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"], f.atr, f.price,
-                        snap.spread, snap.funding, sig.side)
-        if er < s["ASTER_MIN_EDGE_R"]:
-            self._skip(res, sym, "edge_r", side=sig.side, expected_r=round(er, 3), **info)
+        if sc.reason:  # funding and non-arbitrage
+            self._skip(res, sym, sc.reason, side=sc.side, funding=snap.funding,
+                       gap=None if gap is None else round(gap, 6), **info)
             return None
+        sig, p, er = sc, sc.win_prob, sc.expected_r
         label = self.state.get("sentinel", {}).get(sym) if self.sentinel_on else None
         if label and label["label"] == "red":
             self._skip(res, sym, "sentinel_block", side=sig.side, event_risk=label["event_risk"], **info)
@@ -414,7 +413,7 @@ class Engine:
             self._skip(res, sym, gate, side=sig.side, **info)
             return None
         ctx = {**f.to_dict(), "side": sig.side, "spread": snap.spread, "funding": snap.funding,
-               "premium_gap": (snap.mark - snap.index) / snap.index if snap.index else None,
+               "premium_gap": gap,
                "quote_volume": snap.quote_volume, "win_prob": p, "expected_r": er}
         if self.copilots is not None:
             ctx["pm_edge"] = self.copilots.pm_edge(sym)

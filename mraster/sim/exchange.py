@@ -9,6 +9,8 @@ import threading
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+
 from mraster.exchange.rules import D, SymbolRules
 from mraster.sim.market import FUNDING_MS, Market, _num
 from mraster.sim.matching import Account, Matching, SimError
@@ -29,6 +31,10 @@ def rules_for_market(market: Market) -> dict[str, SymbolRules]:
                                min_notional=D(f"{s.min_notional:.6g}"), min_price=tick,
                                base=s.base, quote=s.quote)
     return out
+
+
+def _rate(x: float) -> str:
+    return f"{x:.8f}"
 
 
 class SimExchange:
@@ -122,6 +128,20 @@ class SimExchange:
                     "count": 2}
         return self._per_symbol(symbol, row)
 
+    def parsed_quotes(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
+        """What a client reads from the bulk ticker, book and premium rows at each of these
+        moments (the quotes after the exchange's decimal formatting): a backtest's whole
+        history in one call."""
+        q = self.market.quotes(sym, times)
+
+        def dec(a: np.ndarray, fmt=_num) -> np.ndarray:
+            values, where = np.unique(a, return_inverse=True)  # prices repeat: format each once
+            return np.array([float(fmt(x)) for x in values.tolist()])[where]
+        out = {k: dec(q[k]) for k in ("bid", "ask", "quote_volume", "mark")}
+        out["index"] = out["mark"] if np.array_equal(q["index"], q["mark"]) else dec(q["index"])
+        out["funding"] = dec(q["funding"], _rate)
+        return out
+
     def book_ticker(self, symbol: str | None = None) -> Any:
         def row(sym: str, now: int) -> dict[str, Any]:
             q = self.market.quote(sym, now)
@@ -134,7 +154,7 @@ class SimExchange:
             q = self.market.quote(sym, now)
             return {"symbol": sym, "markPrice": _num(q["mark"]), "indexPrice": _num(q["index"]),
                     "estimatedSettlePrice": _num(q["index"]),
-                    "lastFundingRate": f"{q['funding']:.8f}",
+                    "lastFundingRate": _rate(q["funding"]),
                     "nextFundingTime": self.market.next_funding_time(sym, now),
                     "interestRate": "0.00010000", "time": now}
         return self._per_symbol(symbol, row)

@@ -184,16 +184,37 @@ class Market:
         t_ms = self.clock.now_ms() if t_ms is None else t_ms
         s = self.series[sym]
         last = self.price_at(sym, t_ms)
-        half = max(s.spread * last / 2, s.tick / 2)
-        bid = math.floor((last - half) / s.tick) * s.tick
-        ask = math.ceil((last + half) / s.tick) * s.tick
-        if ask <= bid:
-            ask = bid + s.tick
-        prem = self.premium_at(sym, t_ms)
-        index = last / (1 + prem) if prem > -1 else last
-        mark = last * (1 + self.basis_at(sym, t_ms))
+        bid, ask, mark, index = _book(s, last, self.premium_at(sym, t_ms), self.basis_at(sym, t_ms))
+        return {"last": last, "bid": float(bid), "ask": float(ask), "mark": float(mark),
+                "index": float(index), "funding": self.funding_at(sym, t_ms)}
+
+    def quotes(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
+        """``quote`` and the 24h quote volume at many moments at once (a backtest's steps)."""
+        s = self.series[sym]
+        self.ensure(sym, int(times[-1]))
+        i = s.t.searchsorted(times, side="right") - 1
+        at = np.maximum(i, 0)
+        frac = (times - s.t[at]) / BASE_MS
+        # at a candle's open the price is its open; in a gap or after the data, the last close
+        last = np.where(i < 0, s.o[0], np.where(frac >= 1, s.c[at], s.o[at]))
+        for k in np.flatnonzero((i >= 0) & (frac > 0) & (frac < 1)):  # inside a candle
+            last[k] = self.price_at(sym, int(times[k]))
+        prem = s.premium[at] if s.premium is not None else np.zeros(len(times))
+        basis = s.basis[np.minimum(at, len(s.basis) - 1)] if s.basis is not None and len(s.basis) \
+            else np.zeros(len(times))
+        if s.funding is None:
+            funding = np.zeros(len(times))
+        elif s.funding_times is not None:
+            funding = s.funding[np.minimum(s.funding_times.searchsorted(times, side="right"),
+                                           len(s.funding) - 1)]
+        else:
+            funding = s.funding[at]
+        bid, ask, mark, index = _book(s, last, prem, basis)
+        cum = self._sums(sym)[2]
+        done = s.v[at] * np.clip(frac, 0.0, 1.0)  # as stats_24h: the forming candle's share
+        qv = np.where(i < 0, 0.0, cum[at] - cum[np.maximum(0, at - 287)] + done * last)
         return {"last": last, "bid": bid, "ask": ask, "mark": mark, "index": index,
-                "funding": self.funding_at(sym, t_ms)}
+                "funding": funding, "quote_volume": qv}
 
     # -- candles -----------------------------------------------------------------------------
     def candles(self, sym: str, interval: str, t_ms: int, limit: int = 500,
@@ -238,6 +259,16 @@ class Market:
                         _num(qv / 2), "0"])
         return out
 
+    def _sums(self, sym: str) -> tuple[int, np.ndarray, np.ndarray]:
+        """Running volume and quote-volume sums, rebuilt when the series grows."""
+        s = self.series[sym]
+        cum = self._cum.get(sym)
+        if cum is None or cum[0] != len(s.t):
+            cum = (len(s.t), np.concatenate(([0.0], np.cumsum(s.v))),
+                   np.concatenate(([0.0], np.cumsum(s.v * s.c))))
+            self._cum[sym] = cum
+        return cum
+
     def stats_24h(self, sym: str, t_ms: int) -> dict[str, float]:
         s = self.series[sym]
         i = self.index_at(sym, t_ms)
@@ -246,17 +277,30 @@ class Market:
         if i < 0:
             return {"open": last, "high": last, "low": last, "last": last, "volume": 0.0,
                     "quote_volume": 0.0}
-        cum = self._cum.get(sym)
-        if cum is None or cum[0] != len(s.t):  # running sums, rebuilt when the series grows
-            cum = (len(s.t), np.concatenate(([0.0], np.cumsum(s.v))),
-                   np.concatenate(([0.0], np.cumsum(s.v * s.c))))
-            self._cum[sym] = cum
+        cum = self._sums(sym)
         # the candle still forming counts with the share of its volume traded so far
         done = float(s.v[i]) * min(1.0, max(0.0, (t_ms - s.t[i]) / BASE_MS))
         return {"open": float(s.o[j]), "high": float(max(s.h[j:i].max(initial=last), last)),
                 "low": float(min(s.l[j:i].min(initial=last), last)), "last": last,
                 "volume": float(cum[1][i] - cum[1][j]) + done,
                 "quote_volume": float(cum[2][i] - cum[2][j]) + done * last}
+
+
+def _book(s: Series, last, prem, basis) -> tuple:
+    """Bid, ask, mark and index around the last price (one price or an array of them): half
+    the spread each side, at least half a tick, on the tick grid and never crossed."""
+    if np.ndim(last):
+        half = np.maximum(s.spread * last / 2, s.tick / 2)
+        bid = np.floor((last - half) / s.tick) * s.tick
+        ask = np.ceil((last + half) / s.tick) * s.tick
+        with np.errstate(divide="ignore", invalid="ignore"):
+            index = np.where(prem > -1, np.true_divide(last, 1 + prem), last)
+        return bid, np.where(ask <= bid, bid + s.tick, ask), last * (1 + basis), index
+    half = max(s.spread * last / 2, s.tick / 2)  # the same arithmetic, one price
+    bid = math.floor((last - half) / s.tick) * s.tick
+    ask = math.ceil((last + half) / s.tick) * s.tick
+    index = last / (1 + prem) if prem > -1 else last
+    return bid, bid + s.tick if ask <= bid else ask, last * (1 + basis), index
 
 
 def aggregate(t, o, h, l, c, v, iv: int) -> tuple[np.ndarray, ...]:
@@ -291,6 +335,11 @@ def read_candles_csv(path: Path) -> tuple[np.ndarray, ...]:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not lines or not lines[0].lower().startswith("open_time"):
         raise DataError(f"{path}:1: expected the header open_time_ms,open,high,low,close,volume")
+    return _parse_clean(lines) or _parse_lines(path, lines)
+
+
+def _parse_lines(path: Path, lines: list[str]) -> tuple[np.ndarray, ...]:
+    """Line by line: slow, but names the first bad line."""
     rows = []
     prev = None
     for n, line in enumerate(lines[1:], start=2):
@@ -315,6 +364,23 @@ def read_candles_csv(path: Path) -> tuple[np.ndarray, ...]:
         raise DataError(f"{path}: no candles")
     arr = np.array(rows, dtype=float)
     return (arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5])
+
+
+def _parse_clean(lines: list[str]) -> tuple[np.ndarray, ...] | None:
+    """The whole file at C speed when it is clean (numbers, sorted, high/low enclosing
+    open/close); None sends it to the line-by-line reader, which names the bad line."""
+    try:
+        arr = np.loadtxt(lines[1:], delimiter=",", usecols=range(6), ndmin=2, dtype=float)
+    except ValueError:
+        return None
+    if not len(arr):
+        return None
+    t = arr[:, 0].astype(np.int64)
+    o, h, l, c, v = (arr[:, k] for k in range(1, 6))
+    if (np.diff(t) <= 0).any() or not ((h >= np.maximum(o, c)) & (l <= np.minimum(o, c)) &
+                                       (l > 0)).all():
+        return None
+    return t, o.copy(), h.copy(), l.copy(), c.copy(), v.copy()
 
 
 def symbol_from_filename(name: str) -> tuple[str, str, str]:

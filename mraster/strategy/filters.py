@@ -1,9 +1,14 @@
 """Market-hygiene filters and the oracle-aware non-arbitrage guard. Each returns a reason code
-(None = passes) so that every skipped symbol carries a named reason."""
+(None = passes) so that every skipped symbol carries a named reason.
+
+The filters take one symbol's numbers, or arrays of many moments at once (a backtest screens its
+whole history in one pass): the same expressions, elementwise, with an array of reasons back."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+import numpy as np
 
 REASONS = {
     "min_qvol": "24h quote volume below ASTER_MIN_QUOTE_VOL_USDT",
@@ -36,6 +41,23 @@ REASONS = {
 }
 
 
+def first_reason(*checks: tuple[str, Any]) -> Any:
+    """The first reason whose condition holds, None when none does; for array conditions an
+    object array of reasons (None where every check passes)."""
+    if not any(isinstance(c, np.ndarray) and c.ndim for _, c in checks):
+        return next((reason for reason, cond in checks if cond), None)
+    shape = np.broadcast_shapes(*(np.shape(c) for _, c in checks))
+    out = np.full(shape, None, dtype=object)
+    for reason, cond in reversed(checks):
+        out[np.broadcast_to(cond, shape)] = reason
+    return out
+
+
+def pick(cond: Any, a: Any, b: Any) -> Any:
+    """``a if cond else b``, elementwise when ``cond`` is an array."""
+    return np.where(cond, a, b) if np.ndim(cond) else (a if cond else b)
+
+
 @dataclass
 class Snapshot:
     """Per-symbol market data from the cycle's bulk requests."""
@@ -54,38 +76,45 @@ class Snapshot:
         return (self.bid + self.ask) / 2
 
     @property
-    def spread(self) -> float:
-        return (self.ask - self.bid) / self.mid if self.mid > 0 else 1.0
+    def spread(self) -> Any:
+        mid = self.mid
+        if np.ndim(mid):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(mid > 0, (self.ask - self.bid) / mid, 1.0)
+        return (self.ask - self.bid) / mid if mid > 0 else 1.0
+
+    @property
+    def premium_gap(self) -> Any:
+        """(mark − index) / index; None (NaN in arrays) without an index price."""
+        if np.ndim(self.index):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(self.index > 0, (self.mark - self.index) / self.index, np.nan)
+        return (self.mark - self.index) / self.index if self.index > 0 else None
 
 
-def market_filters(snap: Snapshot, wickiness: float, s: Mapping[str, Any]) -> str | None:
+def market_filters(snap: Snapshot, wickiness: Any, s: Mapping[str, Any]) -> Any:
     """Side-independent checks."""
-    if snap.quote_volume < s["ASTER_MIN_QUOTE_VOL_USDT"]:
-        return "min_qvol"
-    if snap.spread > s["ASTER_SPREAD_BPS_MAX"]:
-        return "spread"
-    if wickiness > s["ASTER_WICKINESS_MAX"]:
-        return "wicky"
-    return None
+    return first_reason(("min_qvol", snap.quote_volume < s["ASTER_MIN_QUOTE_VOL_USDT"]),
+                        ("spread", snap.spread > s["ASTER_SPREAD_BPS_MAX"]),
+                        ("wicky", wickiness > s["ASTER_WICKINESS_MAX"]))
 
 
-def side_filters(snap: Snapshot, side: str, s: Mapping[str, Any]) -> str | None:
+def side_filters(snap: Snapshot, side: Any, s: Mapping[str, Any]) -> Any:
     """Funding and non-arbitrage checks for a trade's side."""
+    buy, sell = side == "BUY", side == "SELL"
+    checks: list[tuple[str, Any]] = []
     if s["ASTER_FUNDING_FILTER_ENABLED"]:
-        if side == "BUY" and snap.funding > s["ASTER_FUNDING_MAX_LONG"]:
-            return "funding_long"
-        if side == "SELL" and snap.funding < -s["ASTER_FUNDING_MAX_SHORT"]:
-            return "funding_short"
-    if s["ASTER_NON_ARB_FILTER_ENABLED"] and snap.index > 0:
-        gap = (snap.mark - snap.index) / snap.index
-        if abs(gap) > s["ASTER_NON_ARB_SKIP_GAP"]:
-            return "oracle_gap"
+        checks += [("funding_long", buy & (snap.funding > s["ASTER_FUNDING_MAX_LONG"])),
+                   ("funding_short", sell & (snap.funding < -s["ASTER_FUNDING_MAX_SHORT"]))]
+    gap = snap.premium_gap
+    if s["ASTER_NON_ARB_FILTER_ENABLED"] and gap is not None:
+        has = ~np.isnan(gap)  # an index price to compare with
         clamp = s["ASTER_NON_ARB_CLAMP_BPS"]
-        clamped = min(max(gap, -clamp), clamp)
-        edge = snap.funding - clamped  # what the side pays (long) or earns (short) beyond premium
+        # what the side pays (long) or earns (short) beyond the premium
+        edge = snap.funding - np.clip(gap, -clamp, clamp)
         thr = s["ASTER_NON_ARB_EDGE_THRESHOLD"]
-        if side == "BUY" and edge > thr:
-            return "non_arb_bias_long"
-        if side == "SELL" and edge < -thr:
-            return "non_arb_bias_short"
-    return None
+        with np.errstate(invalid="ignore"):
+            checks += [("oracle_gap", has & (np.abs(gap) > s["ASTER_NON_ARB_SKIP_GAP"])),
+                       ("non_arb_bias_long", has & buy & (edge > thr)),
+                       ("non_arb_bias_short", has & sell & (edge < -thr))]
+    return first_reason(*checks)

@@ -5,13 +5,13 @@ can say "why not" for each symbol.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
 from mraster.market.indicators import adx_last, atr_last, ema_last, rsi_last
+from mraster.strategy.filters import first_reason, pick
 
 MIN_LTF = 60
 MIN_HTF = 60
@@ -85,46 +85,51 @@ class Signal:
 
 
 def rsi_signal(f: Features, s: Mapping[str, Any]) -> Signal:
-    """RSI beyond its bound in the direction of the higher timeframe's trend."""
-    side = None
-    if f.rsi > s["ASTER_RSI_BUY_MIN"] and f.htf_trend > 0:
-        side = "BUY"
-    elif f.rsi < s["ASTER_RSI_SELL_MAX"] and f.htf_trend < 0:
-        side = "SELL"
-    if side is None:
-        return Signal(None, "no_signal")
-    if s["ASTER_ALLOW_TREND_ALIGN"] and f.ltf_trend != f.htf_trend:
-        return Signal(None, "trend_misaligned")
+    """RSI beyond its bound in the direction of the higher timeframe's trend. Features may hold
+    arrays (many moments at once); side and reason are then arrays too."""
+    buy = (f.rsi > s["ASTER_RSI_BUY_MIN"]) & (f.htf_trend > 0)
+    sell = (f.rsi < s["ASTER_RSI_SELL_MAX"]) & (f.htf_trend < 0)  # never both: SELL_MAX ≤ BUY_MIN
     if s["ASTER_TREND_BIAS"] == "against":
-        side = "SELL" if side == "BUY" else "BUY"
-    return Signal(side, "signal")
+        buy, sell = sell, buy
+    reason = first_reason(("no_signal", np.logical_not(buy | sell)),
+                          ("trend_misaligned", np.logical_and(bool(s["ASTER_ALLOW_TREND_ALIGN"]),
+                                                              f.ltf_trend != f.htf_trend)))
+    if np.ndim(reason):
+        passed = np.equal(reason, None)
+        return Signal(np.where(passed, np.where(buy, "BUY", "SELL"), None),
+                      np.where(passed, "signal", reason))
+    return Signal(("BUY" if buy else "SELL") if reason is None else None, reason or "signal")
 
 
-def win_probability(f: Features, side: str) -> float:
+def _direction(side: Any) -> Any:
+    return pick(side == "BUY", 1, -1)
+
+
+def _out(x: Any) -> Any:
+    return float(x) if np.ndim(x) == 0 else x
+
+
+def win_probability(f: Features, side: Any) -> Any:
     """A documented prior for P(take-profit before stop), before any learning:
     0.50, +0.05 when both timeframes agree with the side, +up to 0.05 for trend strength (ADX
     15→40), +up to 0.03 for RSI momentum in the side's direction. Bounded to [0.35, 0.65]."""
-    d = 1 if side == "BUY" else -1
-    p = 0.50
-    if f.ltf_trend == d and f.htf_trend == d:
-        p += 0.05
-    p += 0.05 * min(max((f.adx - 15) / 25, 0.0), 1.0) if not math.isnan(f.adx) else 0.0
-    p += 0.03 * math.tanh(d * (f.rsi - 50) / 10)
-    return min(max(p, 0.35), 0.65)
+    d = _direction(side)
+    p = 0.50 + 0.05 * ((f.ltf_trend == d) & (f.htf_trend == d))
+    p = p + np.where(np.isnan(f.adx), 0.0, 0.05 * np.clip((f.adx - 15) / 25, 0.0, 1.0))
+    p = p + 0.03 * np.tanh(d * (f.rsi - 50) / 10)
+    return _out(np.clip(p, 0.35, 0.65))
 
 
-def expected_r(p: float, sl_mult: float, tp_mult: float, atr_abs: float, price: float,
-               spread: float, funding: float, side: str, fee: float = 0.0004,
-               hold_hours: float = 4.0) -> float:
+def expected_r(p: Any, sl_mult: float, tp_mult: float, atr_abs: Any, price: Any,
+               spread: Any, funding: Any, side: Any, fee: float = 0.0004,
+               hold_hours: float = 4.0) -> Any:
     """Expected R = p × reward/risk − (1 − p) − costs in R.
 
     Costs: taker fees on entry and exit plus the spread, and funding over an assumed holding time
     (``hold_hours``; funding settles every 8 h), each divided by the stop distance."""
-    stop_dist = sl_mult * atr_abs
-    if stop_dist <= 0:
-        return -math.inf
+    stop_dist = np.asarray(sl_mult * atr_abs, dtype=float)
     rr = tp_mult / sl_mult
-    cost = (2 * fee + spread) * price
-    d = 1 if side == "BUY" else -1
-    cost += max(0.0, d * funding) * price * hold_hours / 8
-    return p * rr - (1 - p) - cost / stop_dist
+    cost = (2 * fee + spread) * price + np.maximum(0.0, _direction(side) * funding) * price * \
+        hold_hours / 8
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _out(np.where(stop_dist > 0, p * rr - (1 - p) - cost / stop_dist, -np.inf))

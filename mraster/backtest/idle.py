@@ -1,0 +1,92 @@
+"""Idle steps: where a backtest can skip the engine, and what the engine would have recorded.
+
+Most replay steps end the same way: no position is open, and every symbol is skipped — by the
+volume floor, the screen (market filters, the RSI signal, funding, the non-arbitrage guard, the
+edge) or the policy. Nothing changes on such a step but the skip counters and the equity curve,
+so the backtest runs the engine only where something can happen:
+
+- a position, an order or a bracket repair exists (the engine manages it);
+- the policy would TAKE a candidate, or chance must break a tie between its arms;
+- a window is still growing, a cooldown is running: the cases left to the engine.
+
+Everything here is the engine's own decision code run over arrays: ``screen`` over the whole
+history once, and the policy's ``verdicts`` over the candidates after each engine step (the
+policy only learns when a position closes, which happens on an engine step). A test runs the
+same history both ways and gets the same trades, skip counts and equity curve.
+
+Not used in AI mode: the sentinel and the copilots keep state on every step.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Mapping
+
+import numpy as np
+
+from mraster.backtest.data import ReplayData
+from mraster.policy import BanditPolicy, build_features, vectorize
+from mraster.sim.exchange import SimExchange
+from mraster.strategy.filters import Snapshot, market_filters
+from mraster.strategy.screen import screen
+from mraster.strategy.signals import rsi_signal
+
+ENGINE = "engine"  # marks a symbol's step that only the engine can decide
+CHUNK = 288  # steps whose candidates get their verdicts at once (a day of 5m steps)
+
+
+class IdleSteps:
+    def __init__(self, data: ReplayData, sim: SimExchange, s: Mapping[str, Any],
+                 symbols: list[str], times: np.ndarray) -> None:
+        self.times = times
+        n, m = len(times), len(symbols)
+        self.reasons = np.full((n, m), None, dtype=object)
+        steps, rows = [], []
+        for col, sym in enumerate(symbols):
+            f, ok = data.feature_table(sym, times)
+            q = sim.parsed_quotes(sym, times)
+            snap = Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
+                            mark=q["mark"], index=q["index"], funding=q["funding"])
+            # ADX only feeds the edge: needed where the market filters pass and a signal fired
+            data.fill_adx(sym, times, f, ok & np.equal(market_filters(snap, f.wickiness, s), None)
+                          & np.not_equal(rsi_signal(f, s).side, None))
+            sc = screen(f, snap, s)
+            liquid = q["quote_volume"] >= s["ASTER_MIN_QUOTE_VOL_USDT"]
+            reason = np.where(liquid, np.where(ok, sc.reason, ENGINE), "min_qvol")
+            self.reasons[:, col] = reason
+            cand = np.flatnonzero(np.equal(reason, None))
+            if not len(cand):
+                continue
+            ctx = {**{k: np.asarray(v)[cand] for k, v in vars(f).items()},
+                   "side": sc.side[cand], "spread": snap.spread[cand], "funding": q["funding"][cand],
+                   "premium_gap": snap.premium_gap[cand], "quote_volume": q["quote_volume"][cand],
+                   "win_prob": sc.win_prob[cand], "expected_r": sc.expected_r[cand]}
+            steps.append(cand)
+            rows.append(vectorize(build_features(ctx)))
+        order = np.argsort(np.concatenate(steps), kind="stable") if steps else np.zeros(0, int)
+        self.cand_step = np.concatenate(steps)[order] if steps else np.zeros(0, int)
+        self.cand_x = np.concatenate(rows)[order] if rows else np.zeros((0, 1))
+        self.engine_steps = np.flatnonzero((self.reasons == ENGINE).any(axis=1))
+
+    def next_busy(self, i: int, policy: BanditPolicy) -> tuple[int, Counter]:
+        """The first step from ``i`` on that needs the engine (the last step at the latest),
+        and the skip reasons of the idle steps before it, as the engine would count them."""
+        last = len(self.times) - 1
+        at = self.engine_steps.searchsorted(i)
+        stop = min(last, int(self.engine_steps[at]) if at < len(self.engine_steps) else last)
+        counts: Counter = Counter()
+        lo = i
+        while lo < stop:
+            hi = min(stop, lo + CHUNK)
+            a, b = self.cand_step.searchsorted(lo), self.cand_step.searchsorted(hi)
+            verdict = policy.verdicts(self.cand_x[a:b])[2] if b > a else np.zeros(0, str)
+            busy = np.flatnonzero((verdict == "TAKE") | (verdict == "tie"))
+            if len(busy):
+                hi = int(self.cand_step[a + busy[0]])
+                verdict = verdict[self.cand_step[a:b] < hi]
+            counts.update(verdict.tolist())
+            r = self.reasons[lo:hi].ravel()
+            counts.update(r[np.not_equal(r, None)].tolist())
+            lo = hi
+            if len(busy):
+                break
+        return lo, counts

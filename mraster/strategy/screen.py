@@ -1,0 +1,45 @@
+"""The screen: every check a symbol passes before the sentinel, the entry gate and the policy.
+
+Market hygiene, the RSI signal, the side's funding and non-arbitrage checks and the expected
+edge, in that order; the first failing check names the reason. The live engine screens one
+symbol at a time; a backtest screens its whole history at once (features and snapshots as
+arrays) to find the moments where the policy has something to decide.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from mraster.strategy.filters import Snapshot, market_filters, pick, side_filters
+from mraster.strategy.signals import Features, expected_r, rsi_signal, win_probability
+
+MARKET_REASONS = frozenset({"min_qvol", "spread", "wicky"})
+SIGNAL_REASONS = frozenset({"no_signal", "trend_misaligned"})
+
+
+@dataclass
+class Screen:
+    reason: Any      # None when the symbol goes on to the gate and the policy (arrays: per row)
+    side: Any        # BUY / SELL once the signal fired, else None
+    win_prob: Any
+    expected_r: Any
+
+
+def _first_of(*reasons: Any) -> Any:
+    out = reasons[-1]
+    for r in reversed(reasons[:-1]):
+        out = pick(np.equal(r, None), out, r) if np.ndim(r) else (out if r is None else r)
+    return out
+
+
+def screen(f: Features, snap: Snapshot, s: Mapping[str, Any]) -> Screen:
+    sig = rsi_signal(f, s)
+    p = win_probability(f, sig.side)
+    er = expected_r(p, s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"], f.atr, f.price, snap.spread,
+                    snap.funding, sig.side)
+    signal = pick(np.equal(sig.reason, "signal"), None, sig.reason)
+    reason = _first_of(market_filters(snap, f.wickiness, s), signal, side_filters(snap, sig.side, s),
+                       pick(er < s["ASTER_MIN_EDGE_R"], "edge_r", None))
+    return Screen(reason, sig.side, p, er)
