@@ -190,15 +190,19 @@ class BanditPolicy:
                    threshold=s["ASTER_ALPHA_THRESHOLD"], promote_delta=s["ASTER_ALPHA_PROMOTE_DELTA"],
                    warmup=s["ASTER_ALPHA_WARMUP"])
 
-    def verdicts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Upper confidence bounds (one column per arm, SKIP first), P(win) and the verdict of
-        each context (rows of ``x``): TAKE, policy_skip, alpha_veto, or tie when chance must
-        pick between equal arms. A backtest asks this for many contexts at once to find the
-        moments that need the engine; ``decide`` asks it for one."""
+    def verdicts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray,
+                                               np.ndarray]:
+        """Upper confidence bounds (one column per arm, SKIP first), P(win), the verdict of
+        each context (rows of ``x``: TAKE, policy_skip, alpha_veto, or tie when chance must
+        pick between equal arms) and the bounds' means. A backtest asks this for many contexts
+        at once to find the moments that need the engine; ``decide`` asks it for one."""
         n = len(x)
+        means = np.zeros((n, len(ARMS)))
         if self.bandit_enabled:
-            ucb = np.column_stack([np.zeros(n)] + [m + b for m, b in
-                                                   (a.score(x, self.alpha) for a in self.arms.values())])
+            ucb = np.zeros((n, len(ARMS)))
+            for k, a in enumerate(self.arms.values(), start=1):
+                means[:, k], bonus = a.score(x, self.alpha)
+                ucb[:, k] = means[:, k] + bonus
         else:  # the rule: always the default TAKE arm
             ucb = np.column_stack([np.full(n, -np.inf), np.zeros((n, len(self.arms)))])
         p = self.alpha_model.prob(x) if self.alpha_enabled and self.alpha_model.active else None
@@ -209,18 +213,17 @@ class BanditPolicy:
         verdict = np.where(skip_top, "policy_skip", np.where(vetoed, "alpha_veto", "TAKE"))
         if self.bandit_enabled:  # a veto settles a tie between TAKE arms: each would be vetoed
             verdict = np.where(tied & (skip_top | ~vetoed), "tie", verdict)
-        return ucb, p, verdict
+        return ucb, p, verdict, means
 
     def decide(self, feats: Mapping[str, float], default_bucket: str = "S") -> Decision:
         x = vectorize(feats, self.names)[None]
-        ucb, probs, verdict = self.verdicts(x)
+        ucb, probs, verdict, means = self.verdicts(x)
         p = None if probs is None else float(probs[0])
         scores: dict[str, dict[str, float]] = {"SKIP": {"mean": 0.0, "bonus": 0.0, "ucb": 0.0}}
         if self.bandit_enabled:
-            for k, (name, a) in enumerate(self.arms.items(), start=1):
-                mean, bonus = a.score(x, self.alpha)
-                scores[name] = {"mean": float(mean[0]), "bonus": float(bonus[0]),
-                                "ucb": float(ucb[0, k])}
+            for k, name in enumerate(self.arms, start=1):
+                mean, top = float(means[0, k]), float(ucb[0, k])
+                scores[name] = {"mean": mean, "bonus": top - mean, "ucb": top}
             top = [a for k, a in enumerate(ARMS) if ucb[0, k] == ucb[0].max()]
             # chance only breaks real ties (untrained arms, or exploration switched off)
             arm = top[int(self.rng.integers(len(top)))] if verdict[0] == "tie" else top[0]

@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from mraster.market.indicators import (adx_from_moves, atr_from_moves, ema_last, moves,
                                        rsi_from_moves)
+from mraster.strategy.elementwise import ops
 from mraster.sim.market import BASE_MS, INTERVAL_MS, Market, aggregate
 from mraster.strategy.signals import (HTF_WINDOW, LTF_WINDOW, MIN_HTF, MIN_LTF, Candles, Features,
                                       features)
@@ -161,12 +162,13 @@ def _from_tables(x: _Symbol, i, j, adx: bool = True) -> Features:
     t, o, h, l, c, v = x.ltf
     k = i - LTF_WINDOW + 1
     tb = x.table
+    xp = ops(i)
     price, a, ef, es, slope = c[i], tb["atr"][k], tb["ema_fast"][k], tb["ema_slow"][k], x.slope[j]
-    rng, body = h[i] - l[i], np.abs(c[i] - o[i])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        wick = np.where(rng > 0, (rng - body) / rng, 0.0)
+    rng, body = h[i] - l[i], xp.abs(c[i] - o[i])
+    with xp.errstate(divide="ignore", invalid="ignore"):
+        wick = xp.where(rng > 0, (rng - body) / rng if xp is np or rng > 0 else 0.0, 0.0)
     return Features(price=price, rsi=tb["rsi"][k], atr=a, atr_pct=a / price,
                     adx=tb["adx"][k] if adx else np.full(np.shape(k), np.nan),
-                    ema_fast=ef, ema_slow=es, ltf_trend=np.where(ef > es, 1, -1),
-                    htf_trend=np.where(slope > 0, 1, -1), htf_slope=slope, wickiness=wick,
+                    ema_fast=ef, ema_slow=es, ltf_trend=xp.where(ef > es, 1, -1),
+                    htf_trend=xp.where(slope > 0, 1, -1), htf_slope=slope, wickiness=wick,
                     ret1=c[i] / c[i - 1] - 1, ret3=c[i] / c[i - 3] - 1)

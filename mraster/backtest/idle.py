@@ -31,7 +31,7 @@ from mraster.strategy.screen import screen
 from mraster.strategy.signals import rsi_signal
 
 ENGINE = "engine"  # marks a symbol's step that only the engine can decide
-CHUNK = 288  # steps whose candidates get their verdicts at once (a day of 5m steps)
+FIRST_CHUNK, MAX_CHUNK = 32, 1024  # steps whose candidates get their verdicts at once
 
 
 class IdleSteps:
@@ -74,9 +74,10 @@ class IdleSteps:
         at = self.engine_steps.searchsorted(i)
         stop = min(last, int(self.engine_steps[at]) if at < len(self.engine_steps) else last)
         counts: Counter = Counter()
-        lo = i
+        lo, chunk = i, FIRST_CHUNK
         while lo < stop:
-            hi = min(stop, lo + CHUNK)
+            hi = min(stop, lo + chunk)
+            chunk = min(2 * chunk, MAX_CHUNK)  # a TAKE is often near: look close first
             a, b = self.cand_step.searchsorted(lo), self.cand_step.searchsorted(hi)
             verdict = policy.verdicts(self.cand_x[a:b])[2] if b > a else np.zeros(0, str)
             busy = np.flatnonzero((verdict == "TAKE") | (verdict == "tie"))

@@ -168,28 +168,31 @@ def atr_from_moves(tr: np.ndarray, period: int = 14):
     return _nan(tr) if tr.shape[-1] < period else _out(_wilder_last(tr, period))
 
 
-def _wsum_series(x: np.ndarray, period: int) -> np.ndarray:
-    """TA-Lib's Wilder sums along each window of moves (NaN before position period-2), by a
-    scaled cumulative sum: directional moves are never negative, so nothing cancels."""
+def _wsum_tail(x: np.ndarray, period: int) -> np.ndarray:
+    """TA-Lib's Wilder sums along each window of moves, from position period-2 (the seed) on,
+    by a scaled cumulative sum: directional moves are never negative, so nothing cancels."""
     a = 1.0 - 1.0 / period
-    out = np.full(x.shape, np.nan)
     seed = x[..., :period - 1].sum(axis=-1)
     tail = x[..., period - 1:]
     p = _powers(a, tail.shape[-1] + 1)
-    out[..., period - 2] = seed
-    out[..., period - 1:] = p[1:] * (np.expand_dims(seed, -1) + np.cumsum(tail / p[1:], axis=-1))
+    out = np.empty(tail.shape[:-1] + (tail.shape[-1] + 1,))
+    out[..., 0] = seed
+    np.cumsum(tail / p[1:], axis=-1, out=out[..., 1:])
+    out[..., 1:] += np.expand_dims(seed, -1)
+    out[..., 1:] *= p[1:]
     return out
 
 
 def adx_from_moves(pdm: np.ndarray, mdm: np.ndarray, period: int = 14):
     if pdm.shape[-1] < 2 * period - 1:
         return _nan(pdm)
-    sp, sm = _wsum_series(pdm, period), _wsum_series(mdm, period)
+    sp, sm = _wsum_tail(pdm, period), _wsum_tail(mdm, period)  # position 0 = period-2
+    total = sp + sm
     with np.errstate(divide="ignore", invalid="ignore"):
-        dx = 100 * np.abs(sp - sm) / (sp + sm)  # = 100·|+DI − −DI| / (+DI + −DI): TR cancels
-    dx[np.isnan(dx)] = 0.0
-    first = 2 * period - 2
-    return _out(_last(dx, dx[..., period - 1:first + 1].mean(axis=-1), first,
+        # = 100·|+DI − −DI| / (+DI + −DI): TR cancels; no movement at all counts as 0
+        dx = np.where(total > 0, 100 * np.abs(sp - sm) / total, 0.0)
+    first = period  # 2·period − 2 in moves, counted from position period − 2
+    return _out(_last(dx, dx[..., 1:first + 1].mean(axis=-1), first,
                       (period - 1) / period, 1.0 / period))
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from mraster.exchange.rules import D, SymbolRules
-from mraster.sim.market import FUNDING_MS, Market, _num
+from mraster.sim.market import FUNDING_MS, Market, _num, as_sent
 from mraster.sim.matching import Account, Matching, SimError
 
 RATE_LIMITS = [
@@ -133,13 +133,9 @@ class SimExchange:
         moments (the quotes after the exchange's decimal formatting): a backtest's whole
         history in one call."""
         q = self.market.quotes(sym, times)
-
-        def dec(a: np.ndarray, fmt=_num) -> np.ndarray:
-            values, where = np.unique(a, return_inverse=True)  # prices repeat: format each once
-            return np.array([float(fmt(x)) for x in values.tolist()])[where]
-        out = {k: dec(q[k]) for k in ("bid", "ask", "quote_volume", "mark")}
-        out["index"] = out["mark"] if np.array_equal(q["index"], q["mark"]) else dec(q["index"])
-        out["funding"] = dec(q["funding"], _rate)
+        out = {k: as_sent(q[k]) for k in ("bid", "ask", "quote_volume", "mark")}
+        out["index"] = out["mark"] if np.array_equal(q["index"], q["mark"]) else as_sent(q["index"])
+        out["funding"] = as_sent(q["funding"], _rate, places=8)
         return out
 
     def book_ticker(self, symbol: str | None = None) -> Any:

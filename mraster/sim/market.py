@@ -11,6 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -317,6 +318,37 @@ def aggregate(t, o, h, l, c, v, iv: int) -> tuple[np.ndarray, ...]:
 def _num(x: float) -> str:
     """Exchange-style decimal string."""
     return f"{float(x):.10g}"
+
+
+def as_sent(values: np.ndarray, fmt: Callable[[float], str] = _num,
+            places: int | None = None) -> np.ndarray:
+    """``float(fmt(x))`` for every x: the numbers a client reads from the exchange's strings,
+    10 significant digits (``_num``) or a fixed number of decimal ``places``. Exact and fast:
+    the digits are rounded as integers and divided once by a power of ten (both exact, so the
+    division lands on the nearest double, as parsing the string does); near-ties and extreme
+    exponents take the string route."""
+    x = np.asarray(values, dtype=float)
+    out = x.copy()
+    nz = np.flatnonzero((x != 0) & np.isfinite(x))
+    v = x[nz]
+    if places is None:
+        k = 9 - np.floor(np.log10(np.abs(v))).astype(int)  # ten digits before the point
+    else:
+        k = np.full(len(v), places)
+    ok = np.abs(k) <= 22  # powers of ten exact in float
+    scale = 10.0 ** np.where(ok, k, 0)
+    scaled = v * scale
+    n = np.rint(scaled)
+    frac = np.abs(scaled - np.trunc(scaled))
+    ok &= np.abs(frac - 0.5) > 1e-5  # not a near-tie
+    ok &= np.abs(n) < 2.0 ** 53
+    if places is None:
+        ok &= (np.abs(n) >= 1e9) & (np.abs(n) <= 1e10)  # the exponent guess was right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[nz] = np.where(k > 0, n / scale, n * 10.0 ** np.where(ok, -k, 0).clip(0))
+    for i in nz[~ok]:
+        out[i] = float(fmt(x[i]))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from mraster.strategy.elementwise import many, ops
+
 REASONS = {
     "min_qvol": "24h quote volume below ASTER_MIN_QUOTE_VOL_USDT",
     "spread": "bid/ask spread wider than ASTER_SPREAD_BPS_MAX",
@@ -44,7 +46,7 @@ REASONS = {
 def first_reason(*checks: tuple[str, Any]) -> Any:
     """The first reason whose condition holds, None when none does; for array conditions an
     object array of reasons (None where every check passes)."""
-    if not any(isinstance(c, np.ndarray) and c.ndim for _, c in checks):
+    if not many(*(c for _, c in checks)):
         return next((reason for reason, cond in checks if cond), None)
     shape = np.broadcast_shapes(*(np.shape(c) for _, c in checks))
     out = np.full(shape, None, dtype=object)
@@ -55,7 +57,7 @@ def first_reason(*checks: tuple[str, Any]) -> Any:
 
 def pick(cond: Any, a: Any, b: Any) -> Any:
     """``a if cond else b``, elementwise when ``cond`` is an array."""
-    return np.where(cond, a, b) if np.ndim(cond) else (a if cond else b)
+    return ops(cond).where(cond, a, b)
 
 
 @dataclass
@@ -108,13 +110,14 @@ def side_filters(snap: Snapshot, side: Any, s: Mapping[str, Any]) -> Any:
                    ("funding_short", sell & (snap.funding < -s["ASTER_FUNDING_MAX_SHORT"]))]
     gap = snap.premium_gap
     if s["ASTER_NON_ARB_FILTER_ENABLED"] and gap is not None:
-        has = ~np.isnan(gap)  # an index price to compare with
+        xp = ops(gap)
+        has = xp.logical_not(xp.isnan(gap))  # an index price to compare with
         clamp = s["ASTER_NON_ARB_CLAMP_BPS"]
         # what the side pays (long) or earns (short) beyond the premium
-        edge = snap.funding - np.clip(gap, -clamp, clamp)
+        edge = snap.funding - xp.clip(gap, -clamp, clamp)
         thr = s["ASTER_NON_ARB_EDGE_THRESHOLD"]
-        with np.errstate(invalid="ignore"):
-            checks += [("oracle_gap", has & (np.abs(gap) > s["ASTER_NON_ARB_SKIP_GAP"])),
+        with xp.errstate(invalid="ignore"):
+            checks += [("oracle_gap", has & (xp.abs(gap) > s["ASTER_NON_ARB_SKIP_GAP"])),
                        ("non_arb_bias_long", has & buy & (edge > thr)),
                        ("non_arb_bias_short", has & sell & (edge < -thr))]
     return first_reason(*checks)

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from mraster.strategy.elementwise import many
 from mraster.strategy.filters import Snapshot, market_filters, pick, side_filters
 from mraster.strategy.signals import Features, expected_r, rsi_signal, win_probability
 
@@ -28,9 +29,11 @@ class Screen:
 
 
 def _first_of(*reasons: Any) -> Any:
+    if not many(*reasons):
+        return next((r for r in reasons if r is not None), None)
     out = reasons[-1]
     for r in reversed(reasons[:-1]):
-        out = pick(np.equal(r, None), out, r) if np.ndim(r) else (out if r is None else r)
+        out = np.where(np.equal(r, None), out, r) if np.ndim(r) else (out if r is None else r)
     return out
 
 
@@ -39,7 +42,7 @@ def screen(f: Features, snap: Snapshot, s: Mapping[str, Any]) -> Screen:
     p = win_probability(f, sig.side)
     er = expected_r(p, s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"], f.atr, f.price, snap.spread,
                     snap.funding, sig.side)
-    signal = pick(np.equal(sig.reason, "signal"), None, sig.reason)
+    signal = pick(sig.reason == "signal", None, sig.reason)
     reason = _first_of(market_filters(snap, f.wickiness, s), signal, side_filters(snap, sig.side, s),
                        pick(er < s["ASTER_MIN_EDGE_R"], "edge_r", None))
     return Screen(reason, sig.side, p, er)

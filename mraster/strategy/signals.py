@@ -5,12 +5,14 @@ can say "why not" for each symbol.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
 from mraster.market.indicators import adx_last, atr_last, ema_last, rsi_last
+from mraster.strategy.elementwise import ops
 from mraster.strategy.filters import first_reason, pick
 
 MIN_LTF = 60
@@ -91,10 +93,11 @@ def rsi_signal(f: Features, s: Mapping[str, Any]) -> Signal:
     sell = (f.rsi < s["ASTER_RSI_SELL_MAX"]) & (f.htf_trend < 0)  # never both: SELL_MAX ≤ BUY_MIN
     if s["ASTER_TREND_BIAS"] == "against":
         buy, sell = sell, buy
-    reason = first_reason(("no_signal", np.logical_not(buy | sell)),
-                          ("trend_misaligned", np.logical_and(bool(s["ASTER_ALLOW_TREND_ALIGN"]),
+    xp = ops(buy, sell)
+    reason = first_reason(("no_signal", xp.logical_not(buy | sell)),
+                          ("trend_misaligned", xp.logical_and(bool(s["ASTER_ALLOW_TREND_ALIGN"]),
                                                               f.ltf_trend != f.htf_trend)))
-    if np.ndim(reason):
+    if xp is np:
         passed = np.equal(reason, None)
         return Signal(np.where(passed, np.where(buy, "BUY", "SELL"), None),
                       np.where(passed, "signal", reason))
@@ -105,19 +108,16 @@ def _direction(side: Any) -> Any:
     return pick(side == "BUY", 1, -1)
 
 
-def _out(x: Any) -> Any:
-    return float(x) if np.ndim(x) == 0 else x
-
-
 def win_probability(f: Features, side: Any) -> Any:
     """A documented prior for P(take-profit before stop), before any learning:
     0.50, +0.05 when both timeframes agree with the side, +up to 0.05 for trend strength (ADX
     15→40), +up to 0.03 for RSI momentum in the side's direction. Bounded to [0.35, 0.65]."""
+    xp = ops(f.rsi, f.adx, side)
     d = _direction(side)
     p = 0.50 + 0.05 * ((f.ltf_trend == d) & (f.htf_trend == d))
-    p = p + np.where(np.isnan(f.adx), 0.0, 0.05 * np.clip((f.adx - 15) / 25, 0.0, 1.0))
-    p = p + 0.03 * np.tanh(d * (f.rsi - 50) / 10)
-    return _out(np.clip(p, 0.35, 0.65))
+    p = p + xp.where(xp.isnan(f.adx), 0.0, 0.05 * xp.clip((f.adx - 15) / 25, 0.0, 1.0))
+    p = p + 0.03 * xp.tanh(d * (f.rsi - 50) / 10)
+    return xp.clip(p, 0.35, 0.65)
 
 
 def expected_r(p: Any, sl_mult: float, tp_mult: float, atr_abs: Any, price: Any,
@@ -127,9 +127,12 @@ def expected_r(p: Any, sl_mult: float, tp_mult: float, atr_abs: Any, price: Any,
 
     Costs: taker fees on entry and exit plus the spread, and funding over an assumed holding time
     (``hold_hours``; funding settles every 8 h), each divided by the stop distance."""
-    stop_dist = np.asarray(sl_mult * atr_abs, dtype=float)
+    stop_dist = sl_mult * atr_abs
+    xp = ops(stop_dist, p, spread, funding, side)
     rr = tp_mult / sl_mult
-    cost = (2 * fee + spread) * price + np.maximum(0.0, _direction(side) * funding) * price * \
+    cost = (2 * fee + spread) * price + xp.maximum(0.0, _direction(side) * funding) * price * \
         hold_hours / 8
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return _out(np.where(stop_dist > 0, p * rr - (1 - p) - cost / stop_dist, -np.inf))
+    if xp is np:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(stop_dist > 0, p * rr - (1 - p) - cost / stop_dist, -np.inf)
+    return p * rr - (1 - p) - cost / stop_dist if stop_dist > 0 else -math.inf
