@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from conftest import API_KEY, API_SECRET, DATA
@@ -131,3 +132,17 @@ def test_the_24h_ticker_counts_only_volume_already_traded():
     assert at_open["volume"] == pytest.approx(float(s.v[i - 287:i].sum()), rel=1e-12)
     half = m.stats_24h("XRPUSDT", int(s.t[i]) + 150_000)
     assert half["volume"] == pytest.approx(float(s.v[i - 287:i].sum() + s.v[i] / 2), rel=1e-12)
+
+
+def test_bulk_decimals_equal_the_exchange_strings_parsed_one_by_one():
+    """A backtest parses the exchange's decimal strings for its whole history at once; every
+    number must equal what a client gets from the string (10 significant digits, or 8 decimal
+    places for funding), across magnitudes, signs, exact ties and values already round."""
+    from mraster.sim.exchange import _rate
+    from mraster.sim.market import _num, as_sent
+    rng = np.random.default_rng(11)
+    parts = [rng.random(20_000) * 10.0 ** e * rng.choice([-1, 1], 20_000) for e in range(-12, 16, 3)]
+    x = np.concatenate(parts + [np.round(parts[3], 8), np.array([0.0, -0.0, 0.125, 2.5e-9,
+                                                                 1.0000000005, 123456789012345.0])])
+    assert np.array_equal(as_sent(x), [float(_num(v)) for v in x.tolist()])
+    assert np.array_equal(as_sent(x, _rate, places=8), [float(_rate(v)) for v in x.tolist()])
