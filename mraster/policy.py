@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 ARMS = ("SKIP", "TAKE-S", "TAKE-M", "TAKE-L")
+VERDICTS = np.array(["TAKE", "policy_skip", "alpha_veto", "tie"])
 VERSION = 1
 
 # name → how the raw context value is mapped to a bounded scale (missing values become 0 and set
@@ -86,7 +87,7 @@ def build_features(ctx: Mapping[str, Any]) -> dict[str, Any]:
 def vectorize(feats: Mapping[str, Any], names: tuple[str, ...] = FEATURES) -> np.ndarray:
     """Named features → one vector, or a matrix (one row per candidate) when they are arrays."""
     cols = [feats.get(n, 0.0) for n in names]
-    if any(np.ndim(c) for c in cols):
+    if any(isinstance(c, np.ndarray) and c.ndim for c in cols):
         n = max(np.size(c) for c in cols)
         return np.column_stack([np.broadcast_to(np.asarray(c, dtype=float), (n,)) for c in cols])
     return np.array([float(c) for c in cols])
@@ -210,10 +211,10 @@ class BanditPolicy:
         best = ucb.max(axis=1)
         skip_top = ucb[:, 0] == best
         tied = (ucb == best[:, None]).sum(axis=1) > 1
-        verdict = np.where(skip_top, "policy_skip", np.where(vetoed, "alpha_veto", "TAKE"))
+        code = np.where(skip_top, 1, 2 * vetoed)  # TAKE, policy_skip, alpha_veto
         if self.bandit_enabled:  # a veto settles a tie between TAKE arms: each would be vetoed
-            verdict = np.where(tied & (skip_top | ~vetoed), "tie", verdict)
-        return ucb, p, verdict, means
+            code[tied & (skip_top | ~vetoed)] = 3
+        return ucb, p, VERDICTS[code], means
 
     def decide(self, feats: Mapping[str, float], default_bucket: str = "S") -> Decision:
         x = vectorize(feats, self.names)[None]
@@ -224,7 +225,8 @@ class BanditPolicy:
             for k, name in enumerate(self.arms, start=1):
                 mean, top = float(means[0, k]), float(ucb[0, k])
                 scores[name] = {"mean": mean, "bonus": top - mean, "ucb": top}
-            top = [a for k, a in enumerate(ARMS) if ucb[0, k] == ucb[0].max()]
+            row = ucb[0].tolist()
+            top = [a for a, u in zip(ARMS, row) if u == max(row)]
             # chance only breaks real ties (untrained arms, or exploration switched off)
             arm = top[int(self.rng.integers(len(top)))] if verdict[0] == "tie" else top[0]
             reason = "bandit: highest upper confidence bound"
