@@ -165,8 +165,11 @@ def _from_tables(x: _Symbol, i, j, adx: bool = True) -> Features:
     xp = ops(i)
     price, a, ef, es, slope = c[i], tb["atr"][k], tb["ema_fast"][k], tb["ema_slow"][k], x.slope[j]
     rng, body = h[i] - l[i], xp.abs(c[i] - o[i])
-    with xp.errstate(divide="ignore", invalid="ignore"):
-        wick = xp.where(rng > 0, (rng - body) / rng if xp is np or rng > 0 else 0.0, 0.0)
+    if xp is np:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wick = np.where(rng > 0, (rng - body) / rng, 0.0)
+    else:
+        wick = (rng - body) / rng if rng > 0 else 0.0
     return Features(price=price, rsi=tb["rsi"][k], atr=a, atr_pct=a / price,
                     adx=tb["adx"][k] if adx else np.full(np.shape(k), np.nan),
                     ema_fast=ef, ema_slow=es, ltf_trend=xp.where(ef > es, 1, -1),

@@ -412,7 +412,7 @@ class Engine:
         if gate:
             self._skip(res, sym, gate, side=sig.side, **info)
             return None
-        ctx = {**f.to_dict(), "side": sig.side, "spread": snap.spread, "funding": snap.funding,
+        ctx = {**vars(f), "side": sig.side, "spread": snap.spread, "funding": snap.funding,
                "premium_gap": gap,
                "quote_volume": snap.quote_volume, "win_prob": p, "expected_r": er}
         if self.copilots is not None:

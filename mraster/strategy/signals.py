@@ -38,6 +38,9 @@ class Candles:
 
 @dataclass
 class Features:
+    """Indicator values at the last closed candle: numbers, or arrays (one entry per moment)
+    in a backtest's bulk screen."""
+
     price: float
     rsi: float
     atr: float
