@@ -40,7 +40,7 @@ def ltf_table(h: np.ndarray, l: np.ndarray, c: np.ndarray, window: int,
     return out
 
 
-AHEAD = 64  # windows computed at once when the engine asks for one
+FIRST_AHEAD, MAX_AHEAD = 8, 512  # windows computed at once when the engine asks for one
 
 
 class LazyAdx:
@@ -53,17 +53,20 @@ class LazyAdx:
         self.values = np.full(len(pdm), np.nan)
         self.done = np.zeros(len(pdm), bool)
         self.last = -2  # the window the engine asked for last
+        self.ahead = FIRST_AHEAD
 
     def __getitem__(self, k):
         if np.ndim(k):
             need = np.unique(np.atleast_1d(k)[~self.done[k]])
         elif self.done[k]:
             need = []
-        elif k - 1 == self.last:  # the engine steps candle by candle: take the next ones too
-            block = np.arange(k, min(len(self.done), k + AHEAD))
+        elif k - 1 == self.last:  # the engine steps candle by candle: take the next ones too,
+            block = np.arange(k, min(len(self.done), k + self.ahead))  # more the longer it goes
             need = block[~self.done[block]]
+            self.ahead = min(2 * self.ahead, MAX_AHEAD)
         else:
             need = [k]
+            self.ahead = FIRST_AHEAD
         if not np.ndim(k):
             self.last = k
         for lo in range(0, len(need), self.chunk):

@@ -26,11 +26,13 @@ import numpy as np
 from mraster.backtest.data import ReplayData
 from mraster.policy import BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
-from mraster.strategy.filters import Snapshot, market_filters
+from mraster.strategy.filters import REASONS, Snapshot, market_filters
 from mraster.strategy.screen import screen
 from mraster.strategy.signals import rsi_signal
 
 ENGINE = "engine"  # marks a symbol's step that only the engine can decide
+NAMES = (None, ENGINE, *REASONS)  # reason codes as one byte each; 0 = candidate for the policy
+CODE = {name: code for code, name in enumerate(NAMES)}
 FIRST_CHUNK, MAX_CHUNK = 32, 1024  # steps whose candidates get their verdicts at once
 
 
@@ -39,7 +41,8 @@ class IdleSteps:
                  symbols: list[str], times: np.ndarray) -> None:
         self.times = times
         n, m = len(times), len(symbols)
-        self.reasons = np.full((n, m), None, dtype=object)
+        # one byte per symbol and step: an index into NAMES (0: a candidate for the policy)
+        self.reasons = np.zeros((n, m), dtype=np.uint8)
         steps, rows = [], []
         for col, sym in enumerate(symbols):
             f, ok = data.feature_table(sym, times)
@@ -52,8 +55,8 @@ class IdleSteps:
             sc = screen(f, snap, s)
             liquid = q["quote_volume"] >= s["ASTER_MIN_QUOTE_VOL_USDT"]
             reason = np.where(liquid, np.where(ok, sc.reason, ENGINE), "min_qvol")
-            self.reasons[:, col] = reason
-            cand = np.flatnonzero(np.equal(reason, None))
+            self.reasons[:, col] = np.fromiter((CODE[r] for r in reason.tolist()), np.uint8, n)
+            cand = np.flatnonzero(self.reasons[:, col] == 0)
             if not len(cand):
                 continue
             ctx = {**{k: np.asarray(v)[cand] for k, v in vars(f).items()},
@@ -65,7 +68,7 @@ class IdleSteps:
         order = np.argsort(np.concatenate(steps), kind="stable") if steps else np.zeros(0, int)
         self.cand_step = np.concatenate(steps)[order] if steps else np.zeros(0, int)
         self.cand_x = np.concatenate(rows)[order] if rows else np.zeros((0, 1))
-        self.engine_steps = np.flatnonzero((self.reasons == ENGINE).any(axis=1))
+        self.engine_steps = np.flatnonzero((self.reasons == CODE[ENGINE]).any(axis=1))
 
     def next_busy(self, i: int, policy: BanditPolicy) -> tuple[int, Counter]:
         """The first step from ``i`` on that needs the engine (the last step at the latest),
@@ -85,8 +88,8 @@ class IdleSteps:
                 hi = int(self.cand_step[a + busy[0]])
                 verdict = verdict[self.cand_step[a:b] < hi]
             counts.update(verdict.tolist())
-            r = self.reasons[lo:hi].ravel()
-            counts.update(r[np.not_equal(r, None)].tolist())
+            per = np.bincount(self.reasons[lo:hi].ravel(), minlength=len(NAMES))
+            counts.update({NAMES[c]: int(k) for c, k in enumerate(per) if k and c})
             lo = hi
             if len(busy):
                 break

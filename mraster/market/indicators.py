@@ -168,31 +168,25 @@ def atr_from_moves(tr: np.ndarray, period: int = 14):
     return _nan(tr) if tr.shape[-1] < period else _out(_wilder_last(tr, period))
 
 
-def _wsum_tail(x: np.ndarray, period: int) -> np.ndarray:
-    """TA-Lib's Wilder sums along each window of moves, from position period-2 (the seed) on,
-    by a scaled cumulative sum: directional moves are never negative, so nothing cancels."""
-    a = 1.0 - 1.0 / period
-    seed = x[..., :period - 1].sum(axis=-1)
-    tail = x[..., period - 1:]
-    p = _powers(a, tail.shape[-1] + 1)
-    out = np.empty(tail.shape[:-1] + (tail.shape[-1] + 1,))
-    out[..., 0] = seed
-    np.cumsum(tail / p[1:], axis=-1, out=out[..., 1:])
-    out[..., 1:] += np.expand_dims(seed, -1)
-    out[..., 1:] *= p[1:]
-    return out
-
-
 def adx_from_moves(pdm: np.ndarray, mdm: np.ndarray, period: int = 14):
+    """ADX at the end of each window of directional moves. TA-Lib's Wilder sums of +DM and −DM
+    share their decay, and DX is a ratio of the two, so the decay cancels: DX comes from the
+    undecayed running sums (a scaled cumulative sum over the window, seeded with the sum of the
+    first period − 1 moves), their difference and their total."""
     if pdm.shape[-1] < 2 * period - 1:
         return _nan(pdm)
-    sp, sm = _wsum_tail(pdm, period), _wsum_tail(mdm, period)  # position 0 = period-2
-    total = sp + sm
+    k = period - 1
+    grow = _powers(period / (period - 1), pdm.shape[-1] - k + 1)[1:]  # 1 / decay^t
+    p_seed, m_seed = pdm[..., :k].sum(axis=-1), mdm[..., :k].sum(axis=-1)
+    diff = np.cumsum((pdm[..., k:] - mdm[..., k:]) * grow, axis=-1)
+    diff += np.expand_dims(p_seed - m_seed, -1)
+    total = np.cumsum((pdm[..., k:] + mdm[..., k:]) * grow, axis=-1)
+    total += np.expand_dims(p_seed + m_seed, -1)
     with np.errstate(divide="ignore", invalid="ignore"):
         # = 100·|+DI − −DI| / (+DI + −DI): TR cancels; no movement at all counts as 0
-        dx = np.where(total > 0, 100 * np.abs(sp - sm) / total, 0.0)
-    first = period  # 2·period − 2 in moves, counted from position period − 2
-    return _out(_last(dx, dx[..., 1:first + 1].mean(axis=-1), first,
+        dx = np.where(total > 0, 100 * np.abs(diff) / total, 0.0)
+    # dx[0] is the first DX (2·period − 2 moves in); ADX is seeded with the mean of period DX
+    return _out(_last(dx, dx[..., :period].mean(axis=-1), period - 1,
                       (period - 1) / period, 1.0 / period))
 
 
