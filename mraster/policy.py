@@ -100,11 +100,13 @@ class LinUCBArm:
         self.n = 0
 
     def score(self, x: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-        """Mean reward and exploration bonus of each context (the rows of a 2-D array). Row-wise
-        products and sums, so a row scores the same alone as in a backtest's batch of many."""
+        """Mean reward and exploration bonus of each context (the rows of a 2-D array). Each
+        row's sums run in einsum's own loop, so a row scores the same alone as in a backtest's
+        batch of thousands (a BLAS product may not)."""
         theta = self.A_inv @ self.b
-        ax = (x[:, None, :] * self.A_inv[None]).sum(axis=-1)  # A⁻¹x per row
-        return (x * theta).sum(axis=-1), alpha * np.sqrt(np.maximum((x * ax).sum(axis=-1), 0.0))
+        ax = np.einsum("ij,kj->ik", x, self.A_inv)  # A⁻¹x per row
+        quad = np.einsum("ij,ij->i", x, ax)
+        return np.einsum("ij,j->i", x, theta), alpha * np.sqrt(np.maximum(quad, 0.0))
 
     def update(self, x: np.ndarray, reward: float) -> None:
         Ax = self.A_inv @ x

@@ -54,14 +54,15 @@ class LazyAdx:
         self.done = np.zeros(len(pdm), bool)
         self.last = -2  # the window the engine asked for last
         self.ahead = FIRST_AHEAD
+        self.prefetch = True  # off once the moments that need ADX were filled in bulk
 
     def __getitem__(self, k):
         if np.ndim(k):
             need = np.unique(np.atleast_1d(k)[~self.done[k]])
         elif self.done[k]:
             need = []
-        elif k - 1 == self.last:  # the engine steps candle by candle: take the next ones too,
-            block = np.arange(k, min(len(self.done), k + self.ahead))  # more the longer it goes
+        elif k - 1 == self.last and self.prefetch:  # stepping candle by candle: take the next
+            block = np.arange(k, min(len(self.done), k + self.ahead))  # ones, more and more
             need = block[~self.done[block]]
             self.ahead = min(2 * self.ahead, MAX_AHEAD)
         else:
@@ -157,6 +158,7 @@ class ReplayData:
         adx = np.full(len(times), np.nan)
         adx[need] = x.table["adx"][k]
         f.adx = adx
+        x.table["adx"].prefetch = False  # the engine's other moments never use their ADX
 
 
 def _from_tables(x: _Symbol, i, j, adx: bool = True) -> Features:

@@ -116,7 +116,8 @@ def _last(x: np.ndarray, seed, s: int, a: float, b: float):
     if m <= 0:
         return seed
     p = _powers(a, m + 1)
-    return p[m] * seed + b * (x[..., s + 1:] @ p[m - 1::-1])
+    # einsum sums each window in its own loop: the same value alone or among thousands
+    return p[m] * seed + b * np.einsum("...j,j->...", x[..., s + 1:], p[m - 1::-1])
 
 
 def _nan(x: np.ndarray):
