@@ -55,9 +55,6 @@ class Features:
     ret1: float
     ret3: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 10) if isinstance(v, float) else v) for k, v in vars(self).items()}
-
 
 def features(ltf: Candles, htf: Candles) -> Features | None:
     """Indicator values at the last closed candle; None when there is not enough history."""
