@@ -197,5 +197,5 @@ def test_llm_problems_and_task_failures_are_shown_not_only_logged(stub):
         return cp.book
     book = asyncio.run(go())
     assert book["playbook"]["source"] == "rules"  # the rules stood in
-    assert book["llm_problem"]["kind"] == "playbook" and "not a valid plan" in book["llm_problem"]["why"]
+    assert book["llm_problem"]["kind"] == "playbook" and "not a valid playbook" in book["llm_problem"]["why"]
     assert notices and notices[0][0] == "error" and "boom" in notices[0][1]

@@ -26,6 +26,9 @@ class Answer(Generic[T]):
     why: str = ""
 
 
+WHAT = {"tuning": "tuning suggestion", "postmortem": "trade review", "chat": "chat reply"}
+
+
 async def paid_call(llm: LLMClient, budget: B.DailyBudget, system: str, user: str,
                     schema: type[T], kind: str, note: dict[str, Any] | None = None) -> Answer[T]:
     """``note`` goes into the debug dump (``ASTER_AI_DEBUG_STATE``) with the call."""
@@ -33,7 +36,7 @@ async def paid_call(llm: LLMClient, budget: B.DailyBudget, system: str, user: st
     if res is None:
         return Answer(None, 0.0, "the daily AI budget is used up")
     try:
-        value, usages = await llm.ask(system, user, schema)
+        value, usages = await llm.ask(system, user, schema, WHAT.get(kind, kind))
     except AIUnavailable as exc:
         return Answer(None, budget.settle(res, llm.model, None, kind), str(exc))  # may be billed
     except asyncio.CancelledError:

@@ -56,8 +56,10 @@ class LLMClient:
         self._client = AsyncOpenAI(api_key=api_key or "not-needed", base_url=base_url or None,
                                    timeout=timeout, max_retries=0)
 
-    async def ask(self, system: str, user: str, schema: type[T]) -> tuple[T, list[Usage]]:
-        """The validated reply and the token usage of every attempt (each one is paid for).
+    async def ask(self, system: str, user: str, schema: type[T],
+                  what: str = "plan") -> tuple[T, list[Usage]]:
+        """The validated reply (``what`` names it in the error) and the token usage of every
+        attempt (each one is paid for).
 
         Structured output (a JSON schema) is asked for first; a server that refuses it (HTTP 400)
         is asked for a plain JSON object from then on, and the reply is validated here."""
@@ -90,7 +92,7 @@ class LLMClient:
                 messages = messages + [{"role": "assistant", "content": content[:2000]},
                                        {"role": "user", "content": "That was not valid. Reply "
                                         "with one JSON object matching the schema, nothing else."}]
-        raise AIUnavailable(f"the AI reply was not a valid plan twice ({last})")
+        raise AIUnavailable(f"the AI reply was not a valid {what} twice ({last})")
 
     def _format(self, schema: type[BaseModel]) -> dict[str, Any]:
         if not self.structured:
