@@ -125,8 +125,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             not any(a.open_orders() or any(p.amt for p in a.positions.values())
                     for a in sim.accounts.values())
 
-    def report(i: int) -> None:
-        if progress and (i % max(1, steps // 50) == 0 or i == steps - 1):
+    def report(i: int, jumped: bool = False) -> None:
+        if progress and (jumped or i % max(1, steps // 50) == 0 or i == steps - 1):
             progress((i + 1) / steps, len(state["history"]), len(state["positions"]))
 
     async def loop() -> None:
@@ -146,7 +146,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                     state["equity_curve"] = (state["equity_curve"] +
                                              [[t, round(equity, 6)] for t, _ in points])[-2000:]
                     sim.step((k - i) * BASE_MS)
-                    report(k - 1)
+                    report(k - 1, jumped=True)
                     i = k
             sim.step(BASE_MS)  # fills what the candle crossed, settles funding
             await engine.cycle()
@@ -154,7 +154,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             exposure += bool(state["positions"])
             curve.append((market.clock.now_ms(), state["telemetry"]["equity"]))
             report(i)
-            if i == 0 and skip_idle and data.ok and engine.copilots is None:
+            # AI mode steps every candle: its sentinel and copilots change state on each one
+            if i == 0 and skip_idle and data.ok and not ai_mode(s):
                 universe = engine.universe({})
                 if not s["ASTER_UNIVERSE_MAX"] or s["ASTER_UNIVERSE_MAX"] >= len(universe):
                     idle = IdleSteps(data, sim, s, universe, times)
