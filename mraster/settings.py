@@ -163,6 +163,11 @@ class Setting:
         return str(value)
 
 
+def ai_mode(s: Mapping[str, Any]) -> bool:
+    """AI mode: ``ASTER_AI_MODE`` or ``ASTER_MODE=ai`` (the copilots run, with or without a key)."""
+    return bool(s["ASTER_AI_MODE"] or s["ASTER_MODE"] == "ai")
+
+
 def parse_prices(text: str) -> dict[str, tuple[float, float]]:
     """``model=in/out,...`` in USD per million tokens → USD per token (ValueError when malformed)."""
     out: dict[str, tuple[float, float]] = {}
@@ -327,7 +332,7 @@ CATALOGUE: tuple[Setting, ...] = (
       min=0, max=10000),
     S("ASTER_HISTORY_MAX", "int", 250, "policy", "Closed trades kept in the history.", min=10,
       max=100000),
-    S("ASTER_SEED", "int", 7, "policy", "Random seed for exploration (reproducible runs).", min=0,
+    S("ASTER_SEED", "int", 7, "policy", "Random seed for breaking ties between equally scored policy arms (reproducible runs).", min=0,
       max=2**31),
     # --- AI -----------------------------------------------------------------------------
     S("ASTER_OPENAI_API_KEY", "str", "", "ai", "API key for the AI trade advisor.", secret=True),

@@ -541,7 +541,8 @@ async function pollBacktest() {
   $("#btn-backtest").disabled = j.state === "running";
   $("#bt-status").textContent = j.state === "running" ? `${(100 * (j.progress || 0)).toFixed(0)}% · ${j.trades} trades so far`
     : j.state === "error" ? `Failed: ${j.error}` : j.state === "done" ? `Done (${j.preset} settings, data ${j.data}) in ${fmt(j.report.seconds, 2)} s: `
-      + `the engine ran on ${j.report.engine_steps} of ${j.report.candles_per_symbol} steps, the others had nothing to do.` : "";
+      + `the engine ran on ${j.report.engine_steps} of ${j.report.candles_per_symbol} steps`
+      + (j.report.engine_steps < j.report.candles_per_symbol ? ", the others had nothing to do." : " (AI mode and a capped universe run it on every step).") : "";
   $("#bt-status").className = j.state === "error" ? "error" : "muted";
   if (j.state === "running") { bt.timer = setTimeout(pollBacktest, 700); return; }
   if (j.state === "done") renderBacktest(j.report);

@@ -21,7 +21,6 @@ from typing import Any, Callable, Mapping
 from mraster import settings as st
 from mraster.ai import budget as B
 from mraster.ai.calls import paid_call
-from mraster.ai.copilots import ai_mode
 from mraster.ai.llm import LLMClient, client_for
 from mraster.ai.plan import Plan, clamp, fallback
 
@@ -182,7 +181,7 @@ def advisor_from_settings(s: st.Settings, ledger: dict[str, Any], emit: Callable
     """None (rule-based decisions everywhere) unless AI mode is on and there is a key or a
     compatible server to ask. ``ledger`` keeps the budget learner (and, without ``budget``, a
     budget of this process alone)."""
-    llm = client_for(s) if ai_mode(s) else None
+    llm = client_for(s) if st.ai_mode(s) else None
     if llm is None:
         return None
     return Advisor(llm, s, budget or B.daily_budget(s, ledger.setdefault("budget", {})),

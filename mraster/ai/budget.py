@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-# USD per token (input, output); editable: ASTER users can add models here
+# USD per token (input, output); ASTER_AI_PRICES adds models or overrides these
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o": (5e-6, 15e-6), "gpt-4o-mini": (6e-7, 2.4e-6), "o4-mini": (1.2e-6, 3.6e-6),
     "gpt-4.1": (3e-6, 9e-6), "gpt-4.1-mini": (6e-7, 2.4e-6), "gpt-4-turbo": (6e-6, 18e-6),

@@ -26,10 +26,6 @@ log = logging.getLogger("mraster.ai")
 TRADES_KEPT, REVIEWS_KEPT, LOG_KEPT = 220, 50, 50
 
 
-def ai_mode(s: Mapping[str, Any]) -> bool:
-    return bool(s["ASTER_AI_MODE"] or s["ASTER_MODE"] == "ai")
-
-
 @dataclass
 class Copilots:
     settings: Mapping[str, Any]

@@ -102,7 +102,6 @@ class _Symbol:
         t, o, h, l, c, v = self.ltf
         self.table = ltf_table(h, l, c, LTF_WINDOW) if len(c) >= LTF_WINDOW else None
         self.slope = htf_slopes(self.htf[4], HTF_WINDOW, MIN_HTF)
-        self.at: tuple[int, int] = (-1, -1)  # indices of the last windows handed out
 
     def window(self, arrays, i: int, n: int) -> Candles:
         lo = max(0, i + 1 - n)
@@ -129,16 +128,16 @@ class ReplayData:
         if x is None:
             return None
         i, j = (int(v) for v in self._indices(x, now))
-        x.at = (i, j)
         return x.window(x.ltf, i, LTF_WINDOW), x.window(x.htf, j, HTF_WINDOW)
 
     def features(self, sym: str, ltf: Candles, htf: Candles) -> Features | None:
         x = self.symbols[sym]
-        i, j = x.at
         if len(ltf) < MIN_LTF or len(htf) < MIN_HTF:
             return None
         if x.table is None or len(ltf) < LTF_WINDOW:
             return features(ltf, htf)  # the first windows of the data, still growing
+        # the windows end at these candles (``candles`` cut them from the same arrays)
+        i, j = int(x.ltf[0].searchsorted(ltf.t[-1])), int(x.htf[0].searchsorted(htf.t[-1]))
         f = _from_tables(x, i, j)
         return Features(**{k: int(v) if k.endswith("_trend") else float(v) for k, v in vars(f).items()})
 

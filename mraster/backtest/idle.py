@@ -27,7 +27,7 @@ from mraster.backtest.data import ReplayData
 from mraster.policy import BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
 from mraster.strategy.filters import REASONS, Snapshot, market_filters
-from mraster.strategy.screen import screen
+from mraster.strategy.screen import policy_context, screen
 from mraster.strategy.signals import rsi_signal
 
 ENGINE = "engine"  # marks a symbol's step that only the engine can decide
@@ -59,10 +59,7 @@ class IdleSteps:
             cand = np.flatnonzero(self.reasons[:, col] == 0)
             if not len(cand):
                 continue
-            ctx = {**{k: np.asarray(v)[cand] for k, v in vars(f).items()},
-                   "side": sc.side[cand], "spread": snap.spread[cand], "funding": q["funding"][cand],
-                   "premium_gap": snap.premium_gap[cand], "quote_volume": q["quote_volume"][cand],
-                   "win_prob": sc.win_prob[cand], "expected_r": sc.expected_r[cand]}
+            ctx = {k: np.asarray(v)[cand] for k, v in policy_context(f, snap, sc).items()}
             steps.append(cand)
             rows.append(vectorize(build_features(ctx)))
         order = np.argsort(np.concatenate(steps), kind="stable") if steps else np.zeros(0, int)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from mraster import settings as st
-from mraster.ai.copilots import Copilots, ai_mode
+from mraster.ai.copilots import Copilots
 from mraster.backtest.data import ReplayData
 from mraster.backtest.idle import IdleSteps
 from mraster.engine.cycle import Engine
@@ -108,7 +108,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     data = ReplayData(market, s["ASTER_INTERVAL"], s["ASTER_HTF_INTERVAL"])
     if data.ok:
         engine.data = data
-    if ai_mode(s):  # the copilots' rule-based forms; no LLM is asked during a backtest
+    if st.ai_mode(s):  # the copilots' rule-based forms; no LLM is asked during a backtest
         engine.copilots = Copilots(s, state.setdefault("copilots", {}))
     steps = max(1, (end - start) // BASE_MS)
     times = start + BASE_MS * np.arange(1, steps + 1, dtype=np.int64)  # each step's clock
@@ -155,7 +155,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             curve.append((market.clock.now_ms(), state["telemetry"]["equity"]))
             report(i)
             # AI mode steps every candle: its sentinel and copilots change state on each one
-            if i == 0 and skip_idle and data.ok and not ai_mode(s):
+            if i == 0 and skip_idle and data.ok and not st.ai_mode(s):
                 universe = engine.universe({})
                 if not s["ASTER_UNIVERSE_MAX"] or s["ASTER_UNIVERSE_MAX"] >= len(universe):
                     idle = IdleSteps(data, sim, s, universe, times)

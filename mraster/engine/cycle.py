@@ -18,14 +18,14 @@ from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
 from mraster.execution import ids
 from mraster.ai import news, sentinel
-from mraster.ai.copilots import ai_mode
+from mraster.settings import ai_mode
 from mraster.execution.brackets import BracketGuard
 from mraster.policy import BanditPolicy, Decision, build_features
 from mraster.risk import check_order, entry_gate
 from mraster.ai.plan import FASTTP_KEYS
 from mraster.strategy.fasttp import fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot, market_filters, side_filters
-from mraster.strategy.screen import MARKET_REASONS, SIGNAL_REASONS, screen
+from mraster.strategy.screen import MARKET_REASONS, SIGNAL_REASONS, policy_context, screen
 from mraster.strategy.signals import (HTF_WINDOW, LTF_WINDOW, Candles, expected_r, features,
                                       win_probability)
 from mraster.strategy.sizing import plan_order, size_multiplier
@@ -342,6 +342,10 @@ class Engine:
         s = self.s
         return bool(s["ASTER_AI_SENTINEL_ENABLED"] and ai_mode(s))
 
+    def _label(self, sym: str) -> dict[str, Any] | None:
+        """The symbol's sentinel label while the sentinel is on."""
+        return self.state.get("sentinel", {}).get(sym) if self.sentinel_on else None
+
     async def _watch_markets(self, universe: list[str], tickers: dict[str, dict], now: int) -> None:
         if not self.sentinel_on:
             return
@@ -387,7 +391,6 @@ class Engine:
             return None
         info = {"rsi": round(f.rsi, 2), "htf_trend": f.htf_trend}
         sc = screen(f, snap, s)
-        gap = snap.premium_gap
         if sc.reason in MARKET_REASONS:
             self._skip(res, sym, sc.reason, spread=round(snap.spread, 6),
                        wickiness=round(f.wickiness, 3), **info)
@@ -399,36 +402,35 @@ class Engine:
             self._skip(res, sym, "edge_r", side=sc.side, expected_r=round(sc.expected_r, 3), **info)
             return None
         if sc.reason:  # funding and non-arbitrage
+            gap = snap.premium_gap
             self._skip(res, sym, sc.reason, side=sc.side, funding=snap.funding,
                        gap=None if gap is None else round(gap, 6), **info)
             return None
-        sig, p, er = sc, sc.win_prob, sc.expected_r
-        label = self.state.get("sentinel", {}).get(sym) if self.sentinel_on else None
+        p, er = sc.win_prob, sc.expected_r
+        label = self._label(sym)
         if label and label["label"] == "red":
-            self._skip(res, sym, "sentinel_block", side=sig.side, event_risk=label["event_risk"], **info)
+            self._skip(res, sym, "sentinel_block", side=sc.side, event_risk=label["event_risk"], **info)
             return None
         gate = entry_gate(sym, self.state["positions"], s, paused=paused,
                           cooldown_until=self.state["cooldowns"].get(sym, 0), now_ms=self.now_ms())
         if gate:
-            self._skip(res, sym, gate, side=sig.side, **info)
+            self._skip(res, sym, gate, side=sc.side, **info)
             return None
-        ctx = {**vars(f), "side": sig.side, "spread": snap.spread, "funding": snap.funding,
-               "premium_gap": gap,
-               "quote_volume": snap.quote_volume, "win_prob": p, "expected_r": er}
+        ctx = policy_context(f, snap, sc)
         if self.copilots is not None:
             ctx["pm_edge"] = self.copilots.pm_edge(sym)
         feats = build_features(ctx)
         decision = self.policy.decide(feats)
         if decision.action == "SKIP":
             self._skip(res, sym, "alpha_veto" if "veto" in decision.reason else "policy_skip",
-                       side=sig.side, policy=decision.to_dict(), **info)
+                       side=sc.side, policy=decision.to_dict(), **info)
             return None
         # confidence: the alpha model's probability once it speaks, else the prior's distance
         # above a coin flip scaled to [0, 1] (the prior tops out at 0.65)
         conf = decision.alpha_prob if decision.alpha_prob is not None else max(0.0, (p - 0.5) / 0.15)
         plan = None
         if self.advisor is not None:
-            payload = {"symbol": sym, "side": sig.side, "price": f.price, "atr": f.atr,
+            payload = {"symbol": sym, "side": sc.side, "price": f.price, "atr": f.atr,
                        "rsi": f.rsi, "adx": f.adx, "htf_trend": f.htf_trend, "spread": snap.spread,
                        "funding": snap.funding, "expected_r": er, "win_prob": p,
                        "policy_bucket": decision.bucket, "open_positions": len(self.state["positions"]),
@@ -440,14 +442,14 @@ class Engine:
                                      if snap.bid_qty + snap.ask_qty > 0 else None},
                        "sentinel": label and {k: label[k] for k in ("label", "event_risk", "hype")},
                        **(self.copilots.payload(sym) if self.copilots is not None else {})}
-            plan = self.advisor.verdict(f"{sym}:{sig.side}:{int(ltf.t[-1])}", sym, payload)
+            plan = self.advisor.verdict(f"{sym}:{sc.side}:{int(ltf.t[-1])}", sym, payload)
             if plan is None:
-                self._skip(res, sym, "ai_pending", side=sig.side, **info)
+                self._skip(res, sym, "ai_pending", side=sc.side, **info)
                 return None
             if not plan.take:
-                self._skip(res, sym, "ai_veto", side=sig.side, ai=plan.explanation, **info)
+                self._skip(res, sym, "ai_veto", side=sc.side, ai=plan.explanation, **info)
                 return None
-        return {"ai": plan, "symbol": sym, "side": sig.side, "features": f, "snap": snap, "expected_r": er,
+        return {"ai": plan, "symbol": sym, "side": sc.side, "features": f, "snap": snap, "expected_r": er,
                 "win_prob": p, "decision": decision, "feats": feats, "confidence": conf,
                 "info": info}
 
@@ -462,8 +464,8 @@ class Engine:
             return used
         f, snap, rules = plan["features"], plan["snap"], self.rules[sym]
         mult = size_multiplier(plan["decision"].bucket, plan["confidence"], s)
-        if self.sentinel_on:  # yellow: smaller; the sentinel never makes a trade larger
-            mult *= self.state.get("sentinel", {}).get(sym, {}).get("size_factor", 1.0)
+        # yellow: smaller; the sentinel never makes a trade larger
+        mult *= (self._label(sym) or {}).get("size_factor", 1.0)
         price = snap.ask if side == "BUY" else snap.bid
         want = min(int(s["ASTER_LEVERAGE"]), self.max_lev.get(sym, 125))
         ai = plan.get("ai")
@@ -591,7 +593,7 @@ class Engine:
         f = self._features(symbol, ltf, htf) if ltf is not None else None
         if snap is None or f is None:
             return False, f"not opened: no usable market data for {symbol} yet"
-        label = self.state.get("sentinel", {}).get(symbol) if self.sentinel_on else None
+        label = self._label(symbol)
         reason = market_filters(snap, f.wickiness, s) or side_filters(snap, side, s) or \
             ("sentinel_block" if label and label["label"] == "red" else None) or \
             entry_gate(symbol, self.state["positions"], s,

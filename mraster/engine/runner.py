@@ -18,7 +18,8 @@ from typing import Any, Mapping
 
 from mraster.ai.advisor import advisor_from_settings
 from mraster.ai.budget import SectionLedger, daily_budget, utc_day
-from mraster.ai.copilots import Copilots, ai_mode
+from mraster.ai.copilots import Copilots
+from mraster.settings import ai_mode
 from mraster.ai.news import NewsFeed
 from mraster.engine.cycle import Engine, position_amounts
 from mraster.exchange import errors as E

@@ -46,3 +46,11 @@ def screen(f: Features, snap: Snapshot, s: Mapping[str, Any]) -> Screen:
     reason = _first_of(market_filters(snap, f.wickiness, s), signal, side_filters(snap, sig.side, s),
                        pick(er < s["ASTER_MIN_EDGE_R"], "edge_r", None))
     return Screen(reason, sig.side, p, er)
+
+
+def policy_context(f: Features, snap: Snapshot, sc: Screen) -> dict[str, Any]:
+    """What the policy's features are built from, for a candidate the screen passed (numbers, or
+    arrays of many): one definition for the engine and a backtest's bulk verdicts."""
+    return {**vars(f), "side": sc.side, "spread": snap.spread, "funding": snap.funding,
+            "premium_gap": snap.premium_gap, "quote_volume": snap.quote_volume,
+            "win_prob": sc.win_prob, "expected_r": sc.expected_r}
