@@ -22,6 +22,14 @@ from filelock import FileLock
 log = logging.getLogger("mraster.store")
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
+CORRUPT = ".corrupt-"  # a file that could not be parsed is moved to <name>.corrupt-<UTC time>
+
+
+def set_aside(path: str | Path) -> list[Path]:
+    """The unreadable versions of ``path`` moved aside so far, oldest first (the dashboard shows
+    each as a notice until the user dismisses it)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{path.name}{CORRUPT}*")) if path.parent.is_dir() else []
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -135,10 +143,10 @@ class JsonDocument:
 
     def _quarantine(self, exc: Exception) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        aside = self.path.with_name(f"{self.path.name}{CORRUPT}{stamp}")
         n = 1
         while aside.exists():
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+            aside = self.path.with_name(f"{self.path.name}{CORRUPT}{stamp}-{n}")
             n += 1
         os.replace(self.path, aside)
         log.error("%s could not be read (%s); it was moved to %s and defaults are used",

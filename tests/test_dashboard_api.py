@@ -170,6 +170,20 @@ def test_notices_stay_until_dismissed(dash, tmp_path):
     assert dash.post("/api/alerts/nope/dismiss").status_code == 404
 
 
+def test_an_unreadable_file_moved_aside_is_a_notice_until_dismissed(dash, tmp_path):
+    """A torn or hand-broken state file is moved aside (never overwritten) and the page says so:
+    which file, where it went, and that defaults are used."""
+    (tmp_path / "aster_state.json").write_text('{"positions": {"t1": ')  # cut off mid-write
+    alerts = dash.get("/api/state").json()["alerts"]
+    moved = [p.name for p in tmp_path.glob("aster_state.json.corrupt-*")]
+    assert len(moved) == 1 and len(alerts) == 1
+    assert alerts[0]["level"] == "error" and "aster_state.json could not be read" in alerts[0]["message"]
+    assert moved[0] in alerts[0]["message"]
+    assert dash.post(f"/api/alerts/{alerts[0]['id']}/dismiss").status_code == 200
+    assert dash.get("/api/state").json()["alerts"] == []
+    assert (tmp_path / moved[0]).read_text() == '{"positions": {"t1": '  # the user's bytes kept
+
+
 def test_state_view_computes_performance_and_the_chart(dash, tmp_path):
     t0 = 1_700_000_000_000
     state = {

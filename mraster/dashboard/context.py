@@ -17,7 +17,7 @@ from fastapi import Request
 from mraster import settings as st
 from mraster.dashboard.hub import LogHub
 from mraster.dashboard.supervisor import BotSupervisor, Launch, Policy
-from mraster.store import JsonDocument
+from mraster.store import JsonDocument, set_aside
 
 # names the bot owns in aster_state.json; the dashboard writes only "commands", "ui" and
 # "dashboard_alerts", each under the file lock, so neither side loses the other's writes
@@ -98,6 +98,21 @@ class DashboardContext:
                    ASTER_CONFIG_FILE=str(self.config_path))
         return Launch(env=env, state_file=s["ASTER_STATE_FILE"], events_file=s["ASTER_EVENTS_FILE"],
                       paper=s["ASTER_PAPER"])
+
+    def file_alerts(self) -> list[dict[str, Any]]:
+        """A notice for every file of the user's that could not be read and was moved aside
+        (state, configuration, bracket queue), derived from the files themselves, so a corrupt
+        file met by the bot or by the dashboard shows up alike."""
+        s, _ = self.settings_lenient()
+        out = []
+        for path in (s["ASTER_STATE_FILE"], self.config_path, s["ASTER_BRACKETS_QUEUE_FILE"]):
+            for aside in set_aside(path):
+                out.append({"time": int(aside.stat().st_mtime * 1000), "level": "error",
+                            "source": "dashboard",
+                            "message": f"{Path(path).name} could not be read and was moved to "
+                                       f"{aside.name}; defaults were used from then on. Check "
+                                       "that file and restore what you need, then dismiss this."})
+        return out
 
     def add_alert(self, level: str, message: str) -> None:
         """A notice raised by the dashboard itself (crash loop...): kept until dismissed."""

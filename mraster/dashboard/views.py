@@ -27,10 +27,12 @@ def positions_view(state: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]
     return sorted(out, key=lambda x: x["symbol"])
 
 
-def alerts_view(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+def alerts_view(state: Mapping[str, Any], extra: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The bot's and the dashboard's notices, and ``extra`` ones (files moved aside), less the
+    dismissed ones."""
     dismissed = set(state.get("ui", {}).get("dismissed_alerts", []))
     alerts = [{**a, "source": a.get("source", "bot")} for a in state.get("alerts", [])]
-    alerts += list(state.get("dashboard_alerts", []))
+    alerts += list(state.get("dashboard_alerts", [])) + list(extra)
     out = [{**a, "id": alert_id(a)} for a in alerts]
     return sorted((a for a in out if a["id"] not in dismissed), key=lambda a: -a.get("time", 0))
 
@@ -92,8 +94,8 @@ def copilots_view(state: Mapping[str, Any]) -> dict[str, Any] | None:
             "reviews": cop.get("reviews", [])[-10:]}
 
 
-def state_view(state: Mapping[str, Any], now_ms: int,
-               budget: dict[str, Any] | None = None) -> dict[str, Any]:
+def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | None = None,
+               file_alerts: list[dict[str, Any]] = ()) -> dict[str, Any]:
     history = list(state.get("history", []))
     curve = state.get("equity_curve", [])
     stats = dict(state.get("stats", {}))
@@ -110,7 +112,7 @@ def state_view(state: Mapping[str, Any], now_ms: int,
                          for k, v in sorted(stats.get("skipped", {}).items(), key=lambda kv: -kv[1])],
         "stats": stats, "telemetry": state.get("telemetry", {}),
         "market": [{"symbol": k, **v} for k, v in state.get("market", {}).items()],
-        "alerts": alerts_view(state), "commands": commands_view(state),
+        "alerts": alerts_view(state, file_alerts), "commands": commands_view(state),
         "chart_symbol": state.get("ui", {}).get("chart_symbol"),
         "ai": state.get("ai", {"status": "off", "why": "the bot has not run yet"}),
         "ai_budget": budget, "chat": chat_view(state), "copilots": copilots_view(state),

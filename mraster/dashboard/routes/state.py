@@ -45,9 +45,11 @@ async def get_state(ctx: DashboardContext = Depends(get_ctx)) -> Response:
     if state.get("market_source") == "simulator":  # the simulator keeps its own clock
         now = state.get("telemetry", {}).get("time") or now
     budget = daily_budget(ctx.settings_lenient()[0], {})  # its limits; the figures are the state's
-    body = ctx.cached("state_view", (version, now // 1000, budget.limit, budget.strict, budget.enforced),
-                      lambda: json.dumps(state_view(state, now, budget.view(state.get("ai_budget"))),
-                                         default=str)[1:])
+    files = ctx.file_alerts()
+    body = ctx.cached("state_view", (version, now // 1000, budget.limit, budget.strict, budget.enforced,
+                                     tuple(a["message"] for a in files)),
+                      lambda: json.dumps(state_view(state, now, budget.view(state.get("ai_budget")),
+                                                    files), default=str)[1:])
     status = json.dumps({"bot": bot_status(ctx)})[:-1]
     return Response(status + "," + body, media_type="application/json")
 
@@ -68,7 +70,7 @@ def put_ui(body: UiPrefs, ctx: DashboardContext = Depends(get_ctx)) -> dict[str,
 @router.post("/alerts/{alert_id}/dismiss")
 def dismiss(alert_id: str, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
     doc = ctx.state_doc()
-    if alert_id not in {a["id"] for a in alerts_view(doc.read())}:
+    if alert_id not in {a["id"] for a in alerts_view(doc.read(), ctx.file_alerts())}:
         raise HTTPException(404, f"no open notice with id {alert_id!r}")
 
     def change(d: dict[str, Any]) -> None:
