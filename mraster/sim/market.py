@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 BASE_MS = 5 * 60_000
+DAY_CANDLES = 86_400_000 // BASE_MS  # the 24h ticker's window
 INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
                "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000,
                "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000}
@@ -213,7 +214,8 @@ class Market:
         bid, ask, mark, index = _book(s, last, prem, basis)
         cum = self._sums(sym)[2]
         done = s.v[at] * np.clip(frac, 0.0, 1.0)  # as stats_24h: the forming candle's share
-        qv = np.where(i < 0, 0.0, cum[at] - cum[np.maximum(0, at - 287)] + done * last)
+        day_ago = cum[np.maximum(0, at - (DAY_CANDLES - 1))]
+        qv = np.where(i < 0, 0.0, cum[at] - day_ago + done * last)
         return {"last": last, "bid": bid, "ask": ask, "mark": mark, "index": index,
                 "funding": funding, "quote_volume": qv}
 
@@ -273,7 +275,7 @@ class Market:
     def stats_24h(self, sym: str, t_ms: int) -> dict[str, float]:
         s = self.series[sym]
         i = self.index_at(sym, t_ms)
-        j = max(0, i - 287)
+        j = max(0, i - (DAY_CANDLES - 1))
         last = self.price_at(sym, t_ms)
         if i < 0:
             return {"open": last, "high": last, "low": last, "last": last, "volume": 0.0,
