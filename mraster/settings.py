@@ -304,7 +304,8 @@ CATALOGUE: tuple[Setting, ...] = (
     S("ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES", "float", 60.0, "risk", "After you close a position "
       "from the dashboard, no new entry on that symbol for this long.", min=0, max=10080),
     S("ASTER_STOP_GRACE_SECONDS", "float", 60.0, "risk", "A position still without a stop after "
-      "this long is closed at market.", min=5, max=3600),
+      "this long (in market time: the replay's clock in a backtest) is closed at market.", min=5,
+      max=3600),
     S("ASTER_BRACKET_ALERT_AFTER", "int", 3, "risk", "Raise an alert after this many failed "
       "bracket repairs.", min=1, max=100),
     # --- FastTP -------------------------------------------------------------------------

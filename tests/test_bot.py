@@ -223,3 +223,29 @@ def test_bracket_failures_become_notices_in_the_state(sim_factory, tmp_path):
     assert any("could not be placed after 1 attempts" in m for m in messages), messages
     queue = json.loads((tmp_path / "brackets_queue.json").read_text())["items"]
     assert set(queue) == set(state["positions"])  # every unprotected position is queued
+
+
+def test_the_stop_grace_runs_on_the_market_clock_so_replays_close_unprotected_positions(sim_factory,
+                                                                                      tmp_path):
+    """On a replay (the simulator's clock stepped by hand, five minutes a cycle), a position whose
+    stop the exchange refuses is closed once the grace has passed in market time — not after a
+    minute of this machine's time, which a fast replay never waits for."""
+    from mraster.engine.cycle import Engine, position_amounts
+    from mraster.sim.server import Faults
+
+    sim, url, _ = sim_factory(n=12, seed=11, faults=Faults(reject_types=frozenset({"STOP_MARKET"})))
+    s = settings_for(tmp_path, url, ASTER_STOP_GRACE_SECONDS="60")
+    state: dict = {}
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, state, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            await eng.cycle()  # entries; their stops are refused
+            opened = {p["symbol"] for p in state["positions"].values()}
+            sim.step(5 * 60_000)  # the next replay step: 300 s of market time later
+            await eng.cycle()
+            return opened, position_amounts(await c.position_risk())
+    opened, held = asyncio.run(go())
+    assert opened, "the first cycle should open positions"
+    assert not opened & set(held)  # every unprotected position was closed at market

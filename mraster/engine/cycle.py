@@ -153,6 +153,7 @@ class Engine:
         self.copilots = None  # mraster.ai.copilots.Copilots in AI mode (set by the runner)
         self.news = None  # mraster.ai.news.NewsFeed when ASTER_AI_NEWS_ENDPOINT is set
         self._news_failing = False
+        self.market_ms = 0  # the market's time at the last cycle (the premium index's stamp)
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
                              ("stats", {"taken": 0, "skipped": {}, "cycles": 0}), ("cooldowns", {})):
@@ -165,8 +166,11 @@ class Engine:
         info = await self.ex.exchange_info()
         self.rules = rules_from_exchange_info(info)
         self._rules_at = time.monotonic()
+        # the guard's retry back-off and stop grace run on the market's clock: the wall clock
+        # live, the replay's in a backtest (so a replay never depends on how fast it runs)
         self.guard = BracketGuard(self.ex, self.rules, self.queue, self._guard_event,
                                   self.s["ASTER_BRACKET_ALERT_AFTER"],
+                                  clock=lambda: (self.market_ms or self.now_ms()) / 1000,
                                   stop_grace_s=self.s["ASTER_STOP_GRACE_SECONDS"])
 
     def _guard_event(self, event: str, /, **data: Any) -> None:
@@ -213,6 +217,7 @@ class Engine:
         # the market's own clock (the premium index is stamped by the exchange), so candle
         # closes are judged on the exchange's time even when this machine's clock drifts
         now = max([int(r.get("time") or 0) for r in prem_rows] + [0]) or self.now_ms()
+        self.market_ms = now
         weight0 = self._weight()
         await self._sync_positions(res, now)
         universe = self.universe(tickers)
