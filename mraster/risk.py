@@ -1,12 +1,17 @@
 """The one gate before money moves: every entry is checked here against the user's limits."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 
 def entry_gate(symbol: str, open_positions: Mapping[str, Any], s: Mapping[str, Any], *,
-               paused: bool = False, cooldown_until: int = 0, now_ms: int = 0) -> str | None:
-    """Reason code when a new entry on ``symbol`` is not allowed now, else None."""
+               paused: bool = False, cooldown_until: int = 0, now_ms: int = 0,
+               off_limits: Collection[str] = ()) -> str | None:
+    """Reason code when a new entry on ``symbol`` is not allowed now, else None.
+    ``off_limits``: symbols holding a position the bot does not own (never entered, added to
+    or flipped, whatever the other limits say)."""
+    if symbol in off_limits:
+        return "external_position"
     if paused:
         return "paused"
     if cooldown_until > now_ms:

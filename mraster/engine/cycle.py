@@ -16,7 +16,10 @@ import numpy as np
 
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
+from mraster.domain import Owner, PositionStatus, Side
 from mraster.execution import ids
+from mraster.execution.booking import book_trade, join_fills, position_fills
+from mraster.execution.ownership import Ownership, owner_of
 from mraster.ai import news, sentinel
 from mraster.settings import ai_mode
 from mraster.execution.brackets import BracketGuard
@@ -34,6 +37,9 @@ from mraster.sim.market import INTERVAL_MS
 log = logging.getLogger("mraster.engine")
 Emit = Callable[..., None]
 CHART_SYMBOLS, CHART_CANDLES = 8, 150
+# How long an order the exchange says "does not exist" may still be on its way to the lookup
+# (wall time: it is the exchange's own propagation, not the market's clock)
+CONSISTENCY_MS = 10_000
 
 
 class KlineCache:
@@ -105,19 +111,6 @@ def _snapshot(sym: str, tickers: dict[str, dict], books: dict[str, dict],
                     ask_qty=float(b.get("askQty") or 0))
 
 
-def exit_reason(pos: dict[str, Any], exit_price: float | None) -> str:
-    """stop / take_profit when the exit is within a fifth of the risk distance of that level,
-    else "closed" (liquidation, a hand-made close on the exchange...)."""
-    if exit_price is None:
-        return "closed"
-    band = abs(pos["entry"] - pos["initial_stop"]) * 0.2
-    if abs(exit_price - pos["stop"]) <= band:
-        return "stop"
-    if abs(exit_price - pos["take_profit"]) <= band:
-        return "take_profit"
-    return "closed"
-
-
 @dataclass
 class CycleResult:
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -154,6 +147,7 @@ class Engine:
         self.news = None  # mraster.ai.news.NewsFeed when ASTER_AI_NEWS_ENDPOINT is set
         self._news_failing = False
         self.market_ms = 0  # the market's time at the last cycle (the premium index's stamp)
+        self._owners: dict[str, tuple[float, Ownership]] = {}  # symbol → (size, verdict)
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
                              ("stats", {"taken": 0, "skipped": {}, "cycles": 0}), ("cooldowns", {})):
@@ -417,7 +411,8 @@ class Engine:
             self._skip(res, sym, "sentinel_block", side=sc.side, event_risk=label["event_risk"], **info)
             return None
         gate = entry_gate(sym, self.state["positions"], s, paused=paused,
-                          cooldown_until=self.state["cooldowns"].get(sym, 0), now_ms=self.now_ms())
+                          cooldown_until=self.state["cooldowns"].get(sym, 0), now_ms=self.now_ms(),
+                          off_limits=self.off_limits)
         if gate:
             self._skip(res, sym, gate, side=sc.side, **info)
             return None
@@ -463,7 +458,7 @@ class Engine:
         """Open one planned trade; returns the margin in use afterwards, so the next entry in the
         same cycle is sized against it without asking the exchange again."""
         s, sym, side = self.s, plan["symbol"], plan["side"]
-        gate = entry_gate(sym, self.state["positions"], s)
+        gate = entry_gate(sym, self.state["positions"], s, off_limits=self.off_limits)
         if gate:
             self._skip(res, sym, gate, side=side)
             return used
@@ -513,6 +508,7 @@ class Engine:
                if ai is not None and ai.source != "fallback" and ai.fasttp else None,
                "origin": plan.get("origin", "bot")}
         self._fill(pos, price, float(order.qty), "pending")
+        pos["sent_ms"] = int(time.time() * 1000)  # for the exchange's consistency window
         # Crash-only: the intent is on disk before the order leaves, so a crash at any line
         # leaves a position the next start adopts (by its client id) instead of an unknown one.
         self.state["positions"][token] = pos
@@ -521,11 +517,14 @@ class Engine:
             filled = await self.ex.new_order(symbol=sym, side=side, type="MARKET",
                                              quantity=str(order.qty), newClientOrderId=cid,
                                              newOrderRespType="RESULT")
-        except E.OrderStatusUnknown as exc:
-            self.alert("warning", f"{sym}: entry outcome unknown ({exc}); it is checked again "
-                                  "next cycle", sym)
-            return used + order.notional / order.leverage  # counted as if filled: conservative
         except E.ExchangeError as exc:
+            if not E.is_refusal(exc):
+                # unknown is not refused: the order may have filled; it stays pending (the
+                # symbol blocked) until the exchange says what happened
+                self._skip(res, sym, "entry_unknown", side=side, error=str(exc))
+                self.alert("warning", f"{sym}: entry outcome unknown ({exc}); it is looked up "
+                                      "on the exchange every cycle until known", sym)
+                return used + order.notional / order.leverage  # counted as if filled
             del self.state["positions"][token]
             self._skip(res, sym, "order_failed", side=side, error=str(exc))
             self.alert("error", f"{sym}: entry refused by the exchange: {exc}", sym)
@@ -602,7 +601,8 @@ class Engine:
         reason = market_filters(snap, f.wickiness, s) or side_filters(snap, side, s) or \
             ("sentinel_block" if label and label["label"] == "red" else None) or \
             entry_gate(symbol, self.state["positions"], s,
-                       cooldown_until=self.state["cooldowns"].get(symbol, 0), now_ms=self.now_ms())
+                       cooldown_until=self.state["cooldowns"].get(symbol, 0), now_ms=self.now_ms(),
+                       off_limits=self.off_limits)
         if reason:
             return False, f"not opened: {REASONS.get(reason, reason)}"
         p = win_probability(f, side)
@@ -657,79 +657,183 @@ class Engine:
             if external and not symbol else "")
 
     # -- positions ----------------------------------------------------------------------------
+    @property
+    def off_limits(self) -> frozenset[str]:
+        """Symbols holding a position the bot does not own: never entered, added to or flipped."""
+        return frozenset(e["symbol"] for e in self.state["external_positions"])
+
+    async def reconcile(self) -> CycleResult:
+        """Crash-only start: before the first scan, bring the state in line with the exchange
+        (adopt, resolve, book) and put every missing stop and take-profit back."""
+        await self._load_rules()
+        res = CycleResult()
+        await self._sync_positions(res, self.market_ms or self.now_ms())
+        if self.guard:
+            rows = await self.ex.position_risk()
+            done = await self.guard.run(self.state["positions"], position_amounts(rows))
+            if any(done.values()):
+                self.emit("guard", **done)
+        return res
+
     async def _sync_positions(self, res: CycleResult, now: int) -> None:
-        """Reconcile with the exchange: adopt or drop pending entries, book vanished positions
-        as closed, and report positions the bot did not open (left alone, alerted once)."""
+        """Reconcile with the exchange, which is the truth: resolve entries whose outcome was
+        not seen, adopt positions the bot's own orders opened (whatever the state file says),
+        book vanished positions from their fills, and keep the rest off limits."""
         rows = await self.ex.position_risk()
         amounts = position_amounts(rows)
+        for token, pos in list(self.state["positions"].items()):
+            if pos.get("status") == "pending":
+                await self._resolve_pending(token, pos)
         known = {p["symbol"] for p in self.state["positions"].values()}
-        reported = {e["symbol"] for e in self.state["external_positions"]}
-        external = [{"symbol": sym, "amount": amt} for sym, amt in amounts.items()
-                    if sym not in known]
-        for e in external:
-            if e["symbol"] not in reported:
-                self.alert("warning", f"{e['symbol']}: a position the bot did not open "
-                                      "(external); it is left alone", e["symbol"])
+        reported = {e["symbol"]: e for e in self.state["external_positions"]}
+        external = []
+        for sym, amt in amounts.items():
+            if sym in known:
+                continue
+            own = await self._ownership(sym, amt)
+            if own is not None and own.owner is Owner.BOT and sym in self.rules:
+                await self._adopt(sym, amt, rows, own, now)
+                continue
+            why = own.why if own is not None else "its orders could not be read this cycle"
+            external.append({"symbol": sym, "amount": amt, "why": why})
+            if sym not in reported:
+                self.alert("warning", f"{sym}: a position the bot did not open ({why}); it is "
+                                      "left alone: no entry, add, flip or brackets", sym)
         self.state["external_positions"] = external
         for token, pos in list(self.state["positions"].items()):
             amt = amounts.get(pos["symbol"], 0.0)
-            if pos.get("status") == "pending":
-                await self._resolve_pending(token, pos)
-                continue
-            if amt == 0 or (amt > 0) != (pos["side"] == "BUY"):
-                res.closed.append(await self._record_close(token, pos, now))
+            if pos.get("status") == "open" and (amt == 0 or (amt > 0) != (pos["side"] == "BUY")):
+                rec = await self._record_close(token, pos, now)
+                if rec is not None:
+                    res.closed.append(rec)
+
+    async def _ownership(self, sym: str, amount: float) -> Ownership | None:
+        """Who opened ``sym``'s position, from the exchange's order history; remembered while
+        the size stays the same (None when the history could not be read: off limits for now)."""
+        hit = self._owners.get(sym)
+        if hit is not None and hit[0] == amount:
+            return hit[1]
+        try:
+            orders = await self.ex.all_orders(sym, limit=1000)
+        except E.ExchangeError as exc:
+            log.warning("order history of %s could not be read: %s", sym, exc)
+            return None
+        own = owner_of(amount, orders)
+        self._owners[sym] = (amount, own)
+        return own
+
+    async def _adopt(self, sym: str, amount: float, rows: list[dict], own: Ownership,
+                     now: int) -> None:
+        """Take back a position the bot's own entry opened but the state does not know (a lost
+        state file, a lost answer): entry and size from the exchange, stop and take-profit from
+        its open brackets when they are there, else re-derived from the ATR as at entry."""
+        side = Side.of_amount(amount)
+        row = by_symbol(rows)[sym]
+        entry = float(row.get("entryPrice") or 0)
+        qty = abs(amount)
+        token = own.token or ids.new_token(now)
+        s = self.s
+        levels: dict[str, float] = {}
+        for o in await self.ex.open_orders(sym):
+            kind = ids.bracket_kind(o)
+            if kind and ids.parse(o.get("clientOrderId", "")) and o["side"] == side.opposite.value:
+                levels[kind] = float(o["stopPrice"])
+        atr = 0.0
+        ltf, htf = (await self._fetch_candles([sym], now)).get(sym, (None, None))
+        f = self._features(sym, ltf, htf) if ltf is not None else None
+        if f is not None:
+            atr = f.atr
+        if not atr:  # no candles: the stop the user's risk budget allows at today's equity
+            equity, _ = await self._equity()
+            atr = equity * s["ASTER_RISK_PER_TRADE"] / qty / s["ASTER_SL_ATR_MULT"]
+        d = side.sign
+        stop = levels.get("stop", entry - d * s["ASTER_SL_ATR_MULT"] * atr)
+        tp = levels.get("tp", entry + d * s["ASTER_TP_ATR_MULT"] * atr)
+        pos = {"token": token, "symbol": sym, "side": side.value, "atr": atr,
+               "opened_at": own.opened_at or now, "entry_client_id": own.entry_client_id,
+               "leverage": int(float(row.get("leverage") or s["ASTER_LEVERAGE"])), "arm": None,
+               "policy_features": None, "expected_r": None, "bucket": None, "fasttp_at": 0,
+               "sl_atr_mult": s["ASTER_SL_ATR_MULT"], "tp_atr_mult": s["ASTER_TP_ATR_MULT"],
+               "ai": None, "ai_source": None, "fasttp": None, "origin": "adopted",
+               "entry": entry, "qty": qty, "initial_stop": stop, "stop": stop,
+               "take_profit": tp, "status": PositionStatus.OPEN.value,
+               "risk_usdt": qty * abs(entry - stop)}
+        self.state["positions"][token] = pos
+        self.state["stats"]["taken"] += 1
+        self.alert("warning", f"{sym}: the bot's own {side.value} position ({qty:g} at {entry:g}) "
+                              "was missing from the state; adopted from the exchange and "
+                              "protected", sym)
+        self.emit("order", action="entry_adopted", symbol=sym, side=side.value, qty=qty,
+                  price=entry, client_id=own.entry_client_id)
 
     async def _resolve_pending(self, token: str, pos: dict[str, Any]) -> None:
-        """An entry whose outcome was not seen (lost answer, crash): look it up by client id."""
+        """An entry whose outcome was not seen (lost answer, crash): only the exchange can say.
+        A failed lookup leaves it pending; "does not exist" is believed only after the exchange's
+        consistency window has passed since it was sent."""
         try:
             o = await self.ex.query_order(pos["symbol"], client_id=pos["entry_client_id"])
         except E.UnknownOrder:
             o = None
+        except E.ExchangeError as exc:
+            log.warning("%s: entry %s still unknown (lookup failed: %s)", pos["symbol"],
+                        pos["entry_client_id"], exc)
+            return
         if o and float(o.get("executedQty") or 0) > 0:
             self._fill(pos, float(o["avgPrice"]), float(o["executedQty"]), "open")
             self.state["stats"]["taken"] += 1
             self.emit("order", action="entry_adopted", symbol=pos["symbol"], side=pos["side"],
                       qty=pos["qty"], price=pos["entry"], client_id=pos["entry_client_id"])
-        elif o is None or o.get("status") in ("CANCELED", "EXPIRED", "REJECTED"):
+        elif (o is None and time.time() * 1000 - pos.get("sent_ms", 0) >= CONSISTENCY_MS) or \
+                (o is not None and o.get("status") in ("CANCELED", "EXPIRED", "REJECTED")):
             del self.state["positions"][token]
             self.emit("order", action="entry_not_placed", symbol=pos["symbol"],
                       client_id=pos["entry_client_id"])
 
-    async def _record_close(self, token: str, pos: dict[str, Any], now: int) -> dict[str, Any]:
-        """The position is gone: find its real exit in the fills, book PnL (fees and funding
-        included) and R against the initial stop, and teach the policy."""
-        sym = pos["symbol"]
-        trades = await self.ex.user_trades(sym, start_time=pos["opened_at"])
-        close_side = "SELL" if pos["side"] == "BUY" else "BUY"
-        exits = [t for t in trades if t["side"] == close_side]
-        fees = sum(float(t["commission"]) for t in trades)
-        realized = sum(float(t["realizedPnl"]) for t in exits)
-        qty = sum(float(t["qty"]) for t in exits)
-        exit_price = (sum(float(t["price"]) * float(t["qty"]) for t in exits) / qty) if qty else None
+    async def _record_close(self, token: str, pos: dict[str, Any], now: int) -> dict[str, Any] | None:
+        """The position is gone: book it from the exchange's fills of its own orders (see
+        ``execution.booking``), teach the policy. None (booked on a later cycle) while the
+        fills cannot be read."""
+        sym, side = pos["symbol"], Side(pos["side"])
+        since = int(pos["opened_at"]) - 60_000
+        try:
+            trades = await self.ex.user_trades(sym, start_time=since, limit=1000)
+            orders = await self.ex.all_orders(sym, start_time=since - 86_400_000, limit=1000)
+        except E.ExchangeError as exc:
+            log.warning("%s: fills of the closed position could not be read (%s); booked next "
+                        "cycle", sym, exc)
+            return None
+        entries, exits = position_fills(join_fills(trades, orders), token, side, pos["qty"])
         funding = 0.0
         try:
             funding = sum(float(r["income"]) for r in await self.ex.income(
                 sym, "FUNDING_FEE", start_time=pos["opened_at"]))
         except E.ExchangeError:
             pass
-        pnl = realized - fees + funding
-        risk = abs(pos["entry"] - pos["initial_stop"]) * pos["qty"]
-        r_mult = pnl / risk if risk > 0 else 0.0
-        reason = pos.get("close_reason") or exit_reason(pos, exit_price)
-        rec = {"symbol": sym, "side": pos["side"], "qty": pos["qty"], "entry": pos["entry"],
-               "exit": exit_price, "initial_stop": pos["initial_stop"], "stop": pos["stop"],
-               "take_profit": pos["take_profit"], "opened_at": pos["opened_at"], "closed_at": now,
-               "pnl": round(pnl, 8), "fees": round(fees, 8), "funding": round(funding, 8),
-               "r": round(r_mult, 4), "reason": reason, "arm": pos.get("arm"),
+        b = book_trade(side, entries, exits, entry_hint=pos["entry"], qty_hint=pos["qty"],
+                       initial_stop=pos["initial_stop"], funding=funding,
+                       guard_reason=pos.get("close_reason"))
+        rec = {"symbol": sym, "side": side.value, "qty": b.qty, "entry": b.entry, "exit": b.exit,
+               "initial_stop": pos["initial_stop"], "stop": pos["stop"],
+               "take_profit": pos["take_profit"], "opened_at": pos["opened_at"],
+               "closed_at": b.closed_at or now, "pnl": b.pnl, "fees": b.fees,
+               "funding": b.funding, "r": b.r, "reason": b.reason, "arm": pos.get("arm"),
                "client_id": pos["entry_client_id"], "origin": pos.get("origin", "bot"),
                "ai": pos.get("ai")}
+        if b.reason in ("unknown", "liquidation", "manual") and pos.get("close_reason") != "manual":
+            what = {"unknown": "closed on the exchange, but no closing fill was found (reason "
+                               "unknown); pnl counts fees and funding only",
+                    "liquidation": "LIQUIDATED by the exchange",
+                    "manual": "closed on the exchange by an order the bot did not place"}[b.reason]
+            self.alert("error" if b.reason != "manual" else "warning",
+                       f"{sym}: {what} (pnl {b.pnl:+.4f})", sym)
         hist = self.state["history"] + [rec]
         self.state["history"] = hist[-self.s["ASTER_HISTORY_MAX"]:]
         del self.state["positions"][token]
+        r_mult = b.r
         if pos.get("policy_features") and pos.get("arm"):
             self.policy.learn(pos["policy_features"], pos["arm"], r_mult)
         if pos.get("ai_source") in ("ai", "cache") and self.advisor and self.advisor.learner:
-            self.advisor.learner.traded(sym, pnl, int(time.time() * 1000))
+            self.advisor.learner.traded(sym, b.pnl, int(time.time() * 1000))
         if self.copilots is not None:
             self.copilots.after_close(rec, pos.get("bucket"))
         self.emit("close", **rec)

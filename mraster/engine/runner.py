@@ -232,6 +232,11 @@ async def run_async(s: Mapping[str, Any]) -> int:
     emit("start", mode=state["mode"], market_source=source)
     code = 0
     try:
+        try:  # crash-only: adopt, book and re-protect before the first scan
+            await engine.reconcile()
+            _save(doc, state)
+        except E.ExchangeError as exc:
+            engine.alert("error", f"start-up reconciliation failed: {exc}; retried every cycle")
         while not stop.is_set():
             try:
                 shared = doc.read()  # the dashboard's part of the state file: commands, ui

@@ -74,6 +74,11 @@ class OrderStatusUnknown(ExchangeError):
     plain = "The order was sent but its outcome is unknown; it will be looked up before any retry."
 
 
+class DuplicateClientId(BadRequest):
+    """The client order id was used before: the order it names exists (look it up)."""
+    plain = "An order with this client order id already exists."
+
+
 _BY_CODE: dict[int, type[ExchangeError]] = {
     -2019: InsufficientMargin, -2018: InsufficientMargin, -4050: InsufficientMargin,
     -4051: InsufficientMargin, -1111: PrecisionError, -4014: PrecisionError,
@@ -82,8 +87,19 @@ _BY_CODE: dict[int, type[ExchangeError]] = {
     -2022: ReduceOnlyRejected, -4118: ReduceOnlyRejected, -2013: UnknownOrder,
     -2011: UnknownOrder, -1022: InvalidSignature, -2014: AuthError, -2015: AuthError,
     -1002: AuthError, -1021: TimestampError, -4225: TimestampError, -1003: RateLimited,
-    -1121: BadSymbol, -1007: OrderStatusUnknown,
+    -1121: BadSymbol, -1007: OrderStatusUnknown, -4116: DuplicateClientId,
 }
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """True only when the exchange explicitly refused the request itself, so it cannot have
+    acted on it: a 4xx answer that carries an exchange error code. A transport error, a timeout,
+    a 5xx, -1007 (execution status unknown) or a failed lookup is *not* a refusal: the order may
+    exist, and only the exchange can say (ccxt splits ExchangeError from NetworkError the same way).
+    A 429/418 is a refusal too (rejected before processing), though callers retry it."""
+    if not isinstance(exc, ExchangeError) or isinstance(exc, (OrderStatusUnknown, ExchangeUnavailable)):
+        return False
+    return 400 <= exc.http < 500 and exc.code != 0
 
 
 def from_response(status: int, code: int, msg: str, path: str = "") -> ExchangeError:

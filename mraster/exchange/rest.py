@@ -68,7 +68,7 @@ class AsterRest:
     def __init__(self, base_url: str, api_key: str = "", api_secret: str = "", *,
                  v3: V3Auth | None = None,
                  recv_window: int = 5000, rate_share: float = 0.8, timeout: float = 10.0,
-                 read_retries: int = 3, order_attempts: int = 3,
+                 read_retries: int = 3, order_attempts: int = 3, consistency_s: float = 1.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._key = api_key
@@ -78,6 +78,7 @@ class AsterRest:
         self.recv_window = recv_window
         self.read_retries = read_retries
         self.order_attempts = order_attempts
+        self.consistency_s = consistency_s  # how long "order does not exist" may still be stale
         self.governor = WeightGovernor(share=rate_share)
         self.time_offset_ms = 0
         self._synced_at = 0.0
@@ -276,32 +277,67 @@ class AsterRest:
             "limit": limit}, signed=True)
 
     # -- signed: orders (idempotent) --------------------------------------------------------
+    async def _lookup_after_consistency(self, symbol: str, cid: str) -> dict | None:
+        """The order by client id, or None when the exchange still says "does not exist" after
+        its consistency window (an order just accepted may not be visible at once)."""
+        for i in range(2):
+            try:
+                return await self.query_order(symbol, client_id=cid)
+            except E.UnknownOrder:
+                if i == 0:
+                    await asyncio.sleep(self.consistency_s)
+        return None
+
+    async def all_orders(self, symbol: str, start_time: int | None = None,
+                         limit: int = 500) -> list:
+        """Recent orders of ``symbol`` in every state (the exchange keeps about 7 days)."""
+        return await self._request("GET", "/fapi/v1/allOrders", {
+            "symbol": symbol, "startTime": start_time, "limit": limit}, signed=True)
+
     async def new_order(self, **params: Any) -> dict:
         """Place an order exactly once. ``newClientOrderId`` is required: it is how an order whose
-        answer was lost is found again instead of being sent a second time."""
+        answer was lost is found again instead of being sent a second time.
+
+        Outcomes: the order (placed, or found by its id after a lost answer); an exchange error
+        for which ``errors.is_refusal`` holds (it was refused, nothing happened); or
+        ``OrderStatusUnknown`` whenever neither could be established (lost answer and a failed
+        lookup, 5xx, -1007): the caller keeps the order pending and asks again later."""
         cid = params.get("newClientOrderId")
         if not cid:
             raise ValueError("new_order needs newClientOrderId (see mraster.execution.ids)")
         symbol = params["symbol"]
+        why = "not sent"
         for attempt in range(self.order_attempts):
             try:
                 return await self._request("POST", "/fapi/v1/order", params, signed=True,
                                            retry=False)
-            except (E.ExchangeUnavailable, E.OrderStatusUnknown) as exc:
-                log.warning("order %s %s: outcome unknown (%s); looking it up before any retry",
-                            symbol, cid, exc.msg or type(exc).__name__)
+            except E.DuplicateClientId:
+                why = "its client id exists already"  # an earlier attempt did arrive
             except E.RateLimited:
                 # rejected before processing; the governor pause applies to the next attempt
+                why = "rate limited"
                 continue
+            except E.ExchangeError as exc:
+                if E.is_refusal(exc):
+                    raise
+                why = exc.msg or type(exc).__name__
+                log.warning("order %s %s: outcome unknown (%s); looking it up before any retry",
+                            symbol, cid, why)
             try:
-                found = await self.query_order(symbol, client_id=cid)
-                self.stats["recovered_orders"] += 1
-                log.info("order %s %s was placed after all (status %s)", symbol, cid,
-                         found.get("status"))
-                return found
-            except E.UnknownOrder:
+                found = await self._lookup_after_consistency(symbol, cid)
+            except E.ExchangeError as exc:  # the lookup failed too: only the exchange knows
+                raise E.OrderStatusUnknown(0, f"order {cid}: {why}; lookup failed "
+                                              f"({exc.msg or type(exc).__name__})", 0,
+                                           "/fapi/v1/order") from None
+            if found is None:
                 log.info("order %s %s was not placed; sending it again", symbol, cid)
-        raise E.OrderStatusUnknown(0, f"order {cid} could not be confirmed", 0, "/fapi/v1/order")
+                continue
+            self.stats["recovered_orders"] += 1
+            log.info("order %s %s was placed after all (status %s)", symbol, cid,
+                     found.get("status"))
+            return found
+        raise E.OrderStatusUnknown(0, f"order {cid} could not be confirmed ({why})", 0,
+                                   "/fapi/v1/order")
 
 
 def _error_body(resp: httpx.Response) -> tuple[int, str]:

@@ -20,7 +20,8 @@ def weight(path: str, params: dict[str, str] | None = None) -> int:
         return 1 if has_symbol else 2
     if path == "openOrders":
         return 1 if has_symbol else 40
-    if path in ("balance", "positionRisk", "account", "accountWithJoinMargin", "userTrades"):
+    if path in ("balance", "positionRisk", "account", "accountWithJoinMargin", "userTrades",
+                "allOrders"):
         return 5
     if path == "income":
         return 30

@@ -166,6 +166,8 @@ class BracketGuard:
     async def close_at_market(self, token: str, pos: dict[str, Any], close_side: str, why: str) -> None:
         sym = pos["symbol"]
         qty = self.rules[sym].round_qty(pos["qty"], market=True)
+        # the trade is booked from the fills; this names why the guard's close happened
+        pos["close_reason"] = {"stop_passed": "stop", "tp_passed": "take_profit"}.get(why, why)
         await self.ex.new_order(symbol=sym, side=close_side, type="MARKET", quantity=str(qty),
                                 reduceOnly=True, newClientOrderId=ids.order_id("X", token))
         text = {"stop_passed": "price passed the stop before it could be placed",

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from mraster.exchange import errors as E
 from mraster.exchange.rules import rules_from_exchange_info
-from mraster.sim.exchange import SimExchange
+from mraster.sim.exchange import SimExchange, all_orders
 from mraster.sim.matching import Account, Matching, SimError
 
 Persist = Callable[[dict[str, Any]], None]
@@ -57,6 +57,10 @@ class _SignedMixin:
     async def user_trades(self, symbol: str, start_time: int | None = None, limit: int = 500) -> list:
         return self._signed("GET", "userTrades", {"symbol": symbol, "startTime": str(start_time or 0),
                                                   "limit": str(limit)})
+
+    async def all_orders(self, symbol: str, start_time: int | None = None, limit: int = 500) -> list:
+        return self._signed("GET", "allOrders", {"symbol": symbol, "startTime": str(start_time or 0),
+                                                 "limit": str(limit)})
 
     async def income(self, symbol: str | None = None, income_type: str | None = None,
                      start_time: int | None = None, limit: int = 100) -> list:
@@ -242,6 +246,9 @@ class PaperExchange(_SignedMixin):
             elif path == "userTrades":
                 out = [t for t in acct.trades if t["symbol"] == p["symbol"]
                        and t["time"] >= int(p.get("startTime") or 0)]
+            elif path == "allOrders":
+                out = all_orders(acct, p["symbol"], int(p.get("startTime") or 0),
+                                 int(p.get("limit") or 500))
             elif path == "income":
                 out = [r for r in acct.income if (not p.get("symbol") or r["symbol"] == p["symbol"])
                        and (not p.get("incomeType") or r["incomeType"] == p["incomeType"])]

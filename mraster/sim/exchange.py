@@ -231,6 +231,11 @@ class SimExchange:
                 return m.balance_rows(acct, now)
             if path in ("account", "accountWithJoinMargin"):
                 return m.account_info(acct, now)
+            if path == "allOrders":
+                sym = p.get("symbol", "")
+                self._check_symbol(sym)
+                return all_orders(acct, sym, _int(p.get("startTime")) or 0,
+                                  min(1000, _int(p.get("limit")) or 500))
             if path == "userTrades":
                 sym = p.get("symbol", "")
                 self._check_symbol(sym)
@@ -243,6 +248,13 @@ class SimExchange:
                         and r["time"] >= (_int(p.get("startTime")) or 0)]
                 return rows[-(_int(p.get("limit")) or 100):]
             raise SimError(-1020, "This operation is not supported.", http=404)
+
+
+def all_orders(acct: Account, symbol: str, start: int, limit: int) -> list[dict[str, Any]]:
+    """``GET allOrders``: the symbol's kept orders (any status) created from ``start`` on, oldest
+    first, the most recent ``limit`` of them (orders are kept in creation order)."""
+    rows = [o.to_api() for o in acct.orders.values() if o.symbol == symbol and o.time >= start]
+    return rows[-limit:]
 
 
 def _int(x: Any) -> int | None:

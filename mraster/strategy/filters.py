@@ -39,6 +39,9 @@ REASONS = {
     "sentinel_block": "market shock: the sentinel's red label blocks new entries for a while",
     "cooldown": "closed by hand recently (ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES)",
     "order_failed": "the exchange refused the entry",
+    "external_position": "a position the bot did not open is held on this symbol: it is left "
+                         "alone (no entry, add, flip or brackets)",
+    "entry_unknown": "an earlier entry's outcome is not known yet; it is looked up first",
     "no_quote": "no book ticker or premium data for the symbol",
 }
 
