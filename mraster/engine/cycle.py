@@ -389,6 +389,9 @@ class Engine:
             self._skip(res, sym, "few_klines")
             return None
         info = {"rsi": round(f.rsi, 2), "htf_trend": f.htf_trend}
+        if sym in self.off_limits:  # the user's position: said first, whatever the signal
+            self._skip(res, sym, "external_position", **info)
+            return None
         sc = screen(f, snap, s)
         if sc.reason in MARKET_REASONS:
             self._skip(res, sym, sc.reason, spread=round(snap.spread, 6),
