@@ -168,9 +168,10 @@ function renderHeader(d) {
   if (bot.running) text += ` · pid ${bot.pid} · up ${age(Math.round(bot.uptime_s))}`;
   if (bot.restarts) text += ` · ${bot.restarts} restart(s)`;
   if (bot.state === "backoff") text += ` · restarting in ${bot.next_restart_in_s}s`;
+  if (bot.waiting) text += ` · waiting for the exchange (${bot.waiting}); positions are guarded again once it answers`;
   if (!bot.running && bot.last_exit_reason) text += ` · last exit: ${bot.last_exit_reason}`;
   $("#bot-state").textContent = text;
-  $("#bot-state").className = "badge " + (bot.running ? "ok" : bot.state === "crash_loop" ? "bad" : "");
+  $("#bot-state").className = "badge " + (bot.waiting ? "warn" : bot.running ? "ok" : bot.state === "crash_loop" ? "bad" : "");
   $("#btn-start").disabled = bot.running;
   $("#btn-stop").disabled = !bot.running && bot.state !== "backoff";
   $("#source-banner").hidden = d.market_source !== "simulator";

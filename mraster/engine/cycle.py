@@ -138,6 +138,7 @@ class Engine:
             self.policy.load(state["policy"])
         self._rules_at = 0.0
         self.guard: BracketGuard | None = None
+        self.stopping: Callable[[], bool] = lambda: False  # the runner's stop request
         self.chart_symbols: tuple[str, ...] = ()  # symbols the dashboard asked to chart
         self.charts_enabled = True
         self.data = None  # a backtest's ReplayData: windows and features precomputed in bulk
@@ -461,7 +462,8 @@ class Engine:
         """Open one planned trade; returns the margin in use afterwards, so the next entry in the
         same cycle is sized against it without asking the exchange again."""
         s, sym, side = self.s, plan["symbol"], plan["side"]
-        gate = entry_gate(sym, self.state["positions"], s, off_limits=self.off_limits)
+        gate = "stopping" if self.stopping() else entry_gate(
+            sym, self.state["positions"], s, off_limits=self.off_limits)
         if gate:
             self._skip(res, sym, gate, side=side)
             return used

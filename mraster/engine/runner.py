@@ -94,14 +94,9 @@ async def make_exchange(s: Mapping[str, Any], state: dict[str, Any]):
         trouble = auth.problem(s)
         if trouble:
             raise StartupError(f"live mode cannot sign requests: {trouble} (or keep ASTER_PAPER=true)")
-        ex = auth.make_client(s)
-        try:
-            await ex.ping()
-        except E.ExchangeError as exc:
-            await ex.close()
-            raise StartupError(f"live mode: the exchange at {s['ASTER_EXCHANGE_BASE']} cannot "
-                               f"be reached ({exc}); not trading") from None
-        return ex, "live"
+        # not pinged here: an exchange that is down is waited for (``wait_for_exchange``),
+        # never a reason to refuse to start
+        return auth.make_client(s), "live"
     market = AsterRest(s["ASTER_EXCHANGE_BASE"], rate_share=s["ASTER_RATE_LIMIT_SHARE"],
                        timeout=5.0, read_retries=1)
     try:
@@ -114,6 +109,25 @@ async def make_exchange(s: Mapping[str, Any], state: dict[str, Any]):
                     "SIMULATOR'S MARKET (synthetic prices, not the real market)",
                     s["ASTER_EXCHANGE_BASE"], exc.msg or type(exc).__name__)
         return _local_simulator(s, state, persist), "simulator"
+
+
+async def wait_for_exchange(ex, stop: asyncio.Event, on_wait=lambda why: None) -> bool:
+    """Ask for exchangeInfo until the exchange answers (True) or stop is asked for (False): the
+    first answer also tells the client the exchange's weight budget. Back-off grows from 1 s to
+    30 s; ``on_wait`` hears each failure in words (shown on the dashboard)."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await ex.exchange_info()
+            return True
+        except E.ExchangeError as exc:
+            on_wait(exc.msg or exc.plain)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except asyncio.TimeoutError:
+            pass
+        delay = min(30.0, delay * 2)
+    return False
 
 
 def _local_simulator(s: Mapping[str, Any], state: dict[str, Any], persist) -> LocalExchange:
@@ -209,15 +223,6 @@ async def run_async(s: Mapping[str, Any]) -> int:
     state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
     emit = EventSink(s["ASTER_EVENTS_FILE"])
     lock = BotLock(s["ASTER_STATE_FILE"])
-    try:
-        lock.acquire()
-        ex, source = await make_exchange(s, state)
-    except StartupError as exc:
-        lock.release()
-        print(f"aster_multi_bot: {exc}", file=sys.stderr)
-        return 2
-    state["market_source"] = source
-    state["mode"] = "paper" if s["ASTER_PAPER"] else "live"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -225,7 +230,32 @@ async def run_async(s: Mapping[str, Any]) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    try:
+        lock.acquire()
+        ex, source = await make_exchange(s, state)
+    except StartupError as exc:
+        lock.release()
+        print(f"aster_multi_bot: {exc}", file=sys.stderr)
+        return 2
+    if source == "live" and not s["ASTER_PAPER"]:
+        def waiting(why: str) -> None:
+            log.warning("waiting for the exchange at %s: %s", s["ASTER_EXCHANGE_BASE"], why)
+            state["bot"] = {"pid": os.getpid(), "started": int(time.time() * 1000),
+                            "waiting": f"waiting for the exchange: {why}"}
+            emit("waiting", why=why)
+            _save(doc, state)
+        if not await wait_for_exchange(ex, stop, waiting):
+            await ex.close()
+            lock.release()
+            emit("stop", code=0)
+            return 0
+    state["market_source"] = source
+    state["mode"] = "paper" if s["ASTER_PAPER"] else "live"
     engine = Engine(ex, s, state, queue, emit, save=lambda: _save(doc, state))
+    engine.stopping = stop.is_set
+    for client in (ex, getattr(ex, "market", None)):
+        if isinstance(client, AsterRest):
+            client.stop = stop  # rate-limit and back-off waits end at once on SIGTERM
     _wire_ai(engine, s, state, doc, emit)
     state["bot"] = {"pid": os.getpid(), "started": int(time.time() * 1000)}
     log.info("MrAster bot started: %s mode, market source %s", state["mode"], source)
@@ -254,6 +284,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
                 log.info("cycle %d: %d symbols, opened %s, closed %d, reasons %s",
                          state["stats"]["cycles"], len(res.decisions), res.opened or "none",
                          len(res.closed), reasons)
+            except E.Interrupted:
+                log.info("cycle cut short: stopping")
             except E.ExchangeError as exc:
                 engine.alert("error", f"cycle failed: {exc}")
                 if s["ASTER_RUN_ONCE"]:
@@ -331,7 +363,9 @@ def run(s: Mapping[str, Any]) -> int:
 
 
 async def guard_command(loop_seconds: float | None) -> int:
-    """``brackets_guard.py``: repair brackets of the positions in the state file."""
+    """``brackets_guard.py``: repair brackets of the positions in the state file. ``--once``
+    exits 1 with one line when the exchange fails; ``--loop`` backs off and carries on (an
+    outage is waited for), and stops within a second of SIGTERM."""
     from mraster.bot import startup
 
     s = startup("brackets_guard")
@@ -349,16 +383,41 @@ async def guard_command(loop_seconds: float | None) -> int:
     except StartupError as exc:
         print(f"brackets_guard: {exc}", file=sys.stderr)
         return 2
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    ex.stop = stop
     queue = JsonDocument(s["ASTER_BRACKETS_QUEUE_FILE"], default=lambda: {"items": {}})
+    guard: BracketGuard | None = None
+    backoff = 1.0
     try:
-        rules = rules_from_exchange_info(await ex.exchange_info())
-        guard = BracketGuard(ex, rules, queue, EventSink(None), s["ASTER_BRACKET_ALERT_AFTER"])
-        while True:
-            amounts = position_amounts(await ex.position_risk())
-            done = await guard.run(doc.read().get("positions", {}), amounts)
-            log.info("bracket guard pass: %s", done)
+        while not stop.is_set():
+            try:
+                if guard is None:
+                    rules = rules_from_exchange_info(await ex.exchange_info())
+                    guard = BracketGuard(ex, rules, queue, EventSink(None),
+                                         s["ASTER_BRACKET_ALERT_AFTER"])
+                amounts = position_amounts(await ex.position_risk())
+                done = await guard.run(doc.read().get("positions", {}), amounts)
+                log.info("bracket guard pass: %s", done)
+                backoff, wait = 1.0, loop_seconds
+            except E.Interrupted:
+                break
+            except E.ExchangeError as exc:
+                if not loop_seconds:
+                    print(f"brackets_guard: the exchange failed: {exc}", file=sys.stderr)
+                    return 1
+                log.warning("bracket guard pass failed (%s); retrying in %.0f s", exc, backoff)
+                wait, backoff = backoff, min(30.0, backoff * 2)
             if not loop_seconds:
                 return 0
-            await asyncio.sleep(loop_seconds)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+            except asyncio.TimeoutError:
+                pass
+        return 0
     finally:
         await ex.close()

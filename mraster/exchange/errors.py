@@ -74,6 +74,12 @@ class OrderStatusUnknown(ExchangeError):
     plain = "The order was sent but its outcome is unknown; it will be looked up before any retry."
 
 
+class Interrupted(ExchangeUnavailable):
+    """The bot is stopping: a wait (rate limit, back-off) was cut short and the request it was
+    waiting for was not sent. Like any unsent request it changes nothing on the exchange."""
+    plain = "Stopping: the request was not sent."
+
+
 class DuplicateClientId(BadRequest):
     """The client order id was used before: the order it names exists (look it up)."""
     plain = "An order with this client order id already exists."

@@ -79,7 +79,9 @@ class AsterRest:
         self.read_retries = read_retries
         self.order_attempts = order_attempts
         self.consistency_s = consistency_s  # how long "order does not exist" may still be stale
-        self.governor = WeightGovernor(share=rate_share)
+        self.stop: asyncio.Event | None = None  # set by the bot on SIGTERM: every wait ends
+        self.governor = WeightGovernor(share=rate_share, sleep=self._wait,
+                                       wall=lambda: self.now_ms() / 1000)
         self.time_offset_ms = 0
         self._synced_at = 0.0
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
@@ -186,9 +188,22 @@ class AsterRest:
         headers["X-MBX-APIKEY"] = self._key
         return query + "&signature=" + hmac_signature(self._secret, query)
 
+    async def _wait(self, seconds: float) -> None:
+        """Every wait of the client (rate limit, back-off, consistency window): cut short with
+        ``Interrupted`` as soon as the bot is asked to stop, so a stop never waits out a minute."""
+        if self.stop is None:
+            await asyncio.sleep(seconds)
+            return
+        if not self.stop.is_set():
+            try:
+                await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+            except asyncio.TimeoutError:
+                return
+        raise E.Interrupted(0, "stop requested", 0, "")
+
     async def _backoff(self, attempt: int) -> None:
         self.stats["retries"] += 1
-        await asyncio.sleep(min(2.0, 0.1 * (2 ** attempt)) * (0.5 + random.random() / 2))
+        await self._wait(min(2.0, 0.1 * (2 ** attempt)) * (0.5 + random.random() / 2))
 
     # -- public market data ----------------------------------------------------------------
     async def ping(self) -> dict:
@@ -285,7 +300,7 @@ class AsterRest:
                 return await self.query_order(symbol, client_id=cid)
             except E.UnknownOrder:
                 if i == 0:
-                    await asyncio.sleep(self.consistency_s)
+                    await self._wait(self.consistency_s)
         return None
 
     async def all_orders(self, symbol: str, start_time: int | None = None,

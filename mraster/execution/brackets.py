@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, bracket_rounding
+from mraster.exchange.ratelimit import urgent
 from mraster.execution import ids
 from mraster.store import JsonDocument
 
@@ -40,7 +41,13 @@ class BracketGuard:
                   full: bool = True) -> dict[str, Any]:
         """One pass. ``positions``: the bot's positions by token; ``amounts``: signed position
         size per symbol on the exchange. ``full=False`` protects just the given positions (right
-        after an entry) without touching other symbols. Returns counters of what was done."""
+        after an entry) without touching other symbols. Returns counters of what was done.
+        Its requests may use the rate-limit reserve a scan cannot touch (``urgent``)."""
+        with urgent():
+            return await self._run(positions, amounts, full=full)
+
+    async def _run(self, positions: dict[str, dict[str, Any]], amounts: dict[str, float], *,
+                   full: bool) -> dict[str, Any]:
         done = {"placed": 0, "replaced": 0, "cancelled": 0, "closed": 0, "failed": 0}
         orders = await self.ex.open_orders()
         by_symbol: dict[str, list[dict]] = {}

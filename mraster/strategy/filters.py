@@ -41,6 +41,7 @@ REASONS = {
     "order_failed": "the exchange refused the entry",
     "external_position": "a position the bot did not open is held on this symbol: it is left "
                          "alone (no entry, add, flip or brackets)",
+    "stopping": "the bot is stopping: no new trades",
     "entry_unknown": "an earlier entry's outcome is not known yet; it is looked up first",
     "no_quote": "no book ticker or premium data for the symbol",
 }
