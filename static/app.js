@@ -203,7 +203,7 @@ function renderOverview(d) {
     el("td", {}, fmt(x.stop, 6)), el("td", {}, fmt(x.take_profit, 6)), el("td", {}, x.status === "open" ? age(x.age_s) : x.status),
     el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, "Close…")))));
   if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 11, class: "muted" }, d.bot.running ? "No open positions." : "No open positions. Start the bot to trade.")));
-  $("#external").textContent = d.external_positions.length ? `Positions the bot did not open (left alone): ${d.external_positions.map((e) => `${e.symbol} ${e.amount}`).join(", ")}` : "";
+  $("#external").textContent = d.external_positions.length ? `Positions the bot did not open (left alone): ${d.external_positions.map((e) => `${e.symbol} ${e.amount}${e.why ? ` (${e.why})` : ""}`).join("; ")}. No entry, add, flip, brackets or close on these symbols.` : "";
   const t = d.telemetry;
   $("#telemetry").textContent = t.cycle ? `Cycle ${t.cycle}: ${t.symbols} symbols, ${t.evaluated} evaluated, ${fmt(t.duration_s, 2)} s, request weight ${t.weight ?? "–"}` : "";
   drawEquity(d.equity_curve);
