@@ -261,3 +261,56 @@ def test_invariants_hold_through_lost_answers_and_refusals(sim_factory, proxy_fa
     cids = proxy.forwarded_client_ids()
     assert len(cids) == len(set(cids)), "a client order id reached the exchange twice"
     assert_pnl_identity(state_of(tmp_path)["history"])
+
+
+def test_kill_minus_nine_at_random_points_loses_nothing(sim_factory, proxy_factory, tmp_path):
+    """The bot as a real process, killed with SIGKILL at seeded points of its event stream (right
+    after an entry order, before its brackets; after a bracket; after a close; mid-cycle), with
+    the proxy's faults on and the market moving between restarts. After the last restart with the
+    network healed: the same invariants."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from conftest import ROOT
+    from mraster.sim.server import Faults
+
+    sim, url, _ = sim_factory(n=12, seed=12, faults=Faults(weight_limit=100_000))
+    hand = asyncio.run(open_by_hand(url, [(sorted(sim.market.series)[1], "BUY", 300)]))
+    proxy = proxy_factory(url, seed=7)
+    proxy.set_rules(Rule(drop=0.15, refuse=0.10))
+    s = bot_settings(tmp_path, proxy.url, ASTER_RUN_ONCE="false", ASTER_SCAN_INTERVAL_SECONDS=1)
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("ASTER_")}
+    env.update(s.to_env())
+    rng = random.Random(5)
+    kills = []
+    for _ in range(6):
+        point, nth = rng.choice([('"action": "entry"', 1), ('"action": "bracket"', 1),
+                                 ('"event": "close"', 1), ('"event": "decision"', 5)]), 0
+        point, nth = point
+        proc = subprocess.Popen([sys.executable, str(ROOT / "aster_multi_bot.py")], env=env,
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
+        timer = threading.Timer(60, proc.kill)  # a run that never reaches its point still ends
+        timer.start()
+        seen, cycles = 0, 0
+        for line in proc.stdout:
+            seen += point in line
+            cycles += '"event": "cycle"' in line
+            if seen >= nth or cycles >= 2:
+                proc.send_signal(signal.SIGKILL)
+                kills.append((point, seen >= nth))
+                break
+        proc.wait()
+        timer.cancel()
+        proc.stdout.close()
+        sim.step(5 * 60_000)
+    assert any(hit for _, hit in kills), kills
+    proxy.heal()
+    asyncio.run(run_async(bot_settings(tmp_path, proxy.url)))
+    assert_every_position_is_the_bots_and_protected(sim, tmp_path, hand=hand)
+    cids = proxy.forwarded_client_ids()
+    assert len(cids) == len(set(cids)), "a client order id reached the exchange twice"
+    assert_pnl_identity(state_of(tmp_path)["history"])
