@@ -11,11 +11,11 @@ log = logging.getLogger("mraster.bot")
 
 
 def load_settings(origin: str = "cli") -> st.Settings:
-    from mraster.store import JsonDocument
+    from mraster.files import config_document
     import os
 
     config_path = os.environ.get("ASTER_CONFIG_FILE", "dashboard_config.json")
-    config = JsonDocument(config_path).read() if os.path.exists(config_path) else {}
+    config = config_document(config_path).read() if os.path.exists(config_path) else {}
     config.pop("schema_version", None)
     return st.load(origin=os.environ.get("ASTER_ORIGIN", origin), config=config)
 

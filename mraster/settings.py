@@ -32,7 +32,12 @@ class SettingError(ValueError):
     """A setting value was rejected; the message names the key, the value and what is allowed."""
 
     def __init__(self, key: str, value: Any, allowed: str, secret: bool = False) -> None:
-        shown = "••••" if secret else repr(value)
+        try:
+            shown = "••••" if secret else repr(value)
+        except ValueError:  # an integer with more digits than Python will print
+            shown = "a number too large"
+        if len(shown) > 60:
+            shown = shown[:57] + "…"
         self.key = key
         self.allowed = allowed
         super().__init__(f"{key}: {shown} is not allowed; expected {allowed}")
@@ -59,6 +64,12 @@ class Setting:
     secret: bool = False
     restart: bool = True
     dashboard_default: Any = None  # default when the dashboard starts the bot, if it differs
+    max_len: int | None = None  # longest text accepted (None: by kind, see ``limit``)
+
+    @property
+    def limit(self) -> int:
+        """Every value is bounded: a 20 MB model name once made the bot unstartable."""
+        return self.max_len or {"list": 4000, "prices": 1000, "url": 500}.get(self.kind, 200)
 
     def default_for(self, origin: Origin) -> Any:
         if origin == "dashboard" and self.dashboard_default is not None:
@@ -84,11 +95,14 @@ class Setting:
             lo = "-inf" if self.min is None else _fmt(self.min)
             hi = "inf" if self.max is None else _fmt(self.max)
             return f"{word} in [{lo}, {hi}]"
-        return "a single-line text"
+        return f"a single-line text of at most {self.limit} characters"
 
     def parse(self, value: Any) -> Any:
         """Turn a raw value (string from the environment, or JSON value) into a checked value."""
         err = SettingError(self.name, value, self.allowed(), self.secret)
+        if isinstance(value, str) and len(value) > self.limit:
+            raise SettingError(self.name, value, f"{self.allowed()}; at most "
+                               f"{self.limit} characters", self.secret)
         if isinstance(value, str) and ("\n" in value or "\r" in value or "\x00" in value):
             raise SettingError(self.name, value, "a single line without newlines or NUL bytes",
                                self.secret)
@@ -105,7 +119,7 @@ class Setting:
                 raise err
             try:
                 num = float(value.strip()) if isinstance(value, str) else float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise err from None
             if not math.isfinite(num):
                 raise err

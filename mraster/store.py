@@ -66,7 +66,8 @@ class JsonDocument:
     """One JSON document on disk with a schema version and migrations.
 
     ``migrations[n]`` turns a version-``n`` document into version ``n+1``. The document is always a
-    JSON object carrying ``"schema_version"``.
+    JSON object carrying ``"schema_version"``. ``shape`` checks a parsed document (see
+    ``mraster.files``); one that fails is set aside like one that cannot be parsed.
     """
 
     def __init__(
@@ -77,11 +78,13 @@ class JsonDocument:
         default: Callable[[], dict[str, Any]] = dict,
         migrations: dict[int, Migration] | None = None,
         lock_timeout: float = 30.0,
+        shape: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.version = version
         self._default = default
         self._migrations = migrations or {}
+        self._shape = shape  # raises ValueError when a parsed document has the wrong shape
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
 
     # -- public API -------------------------------------------------------------------------
@@ -123,7 +126,10 @@ class JsonDocument:
             doc = json.loads(text)
             if not isinstance(doc, dict):
                 raise ValueError("top level is not a JSON object")
-            return self._migrate(doc)
+            doc = self._migrate(doc)
+            if self._shape is not None:
+                self._shape(doc)
+            return doc
         except (ValueError, KeyError, TypeError) as exc:
             self._quarantine(exc)
             return self._fresh()

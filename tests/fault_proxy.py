@@ -1,7 +1,8 @@
 """A fault-injecting HTTP proxy for tests: it sits on 127.0.0.1 between the bot and the simulator
 and, per request, forwards it, forwards it and then drops the answer (the exchange acted, the
-client never hears), refuses it before forwarding (503), or forwards it and holds the answer past
-the client's timeout. Seeded and switchable at run time, so a test can break the network for one
+client never hears), refuses it before forwarding (503), forwards it and holds the answer past
+the client's timeout, or forwards it and answers with every row stripped of its fields (a
+malformed reply). Seeded and switchable at run time, so a test can break the network for one
 cycle and heal it for the next.
 
 It records every request it forwarded upstream, so a test can check that no order's client id
@@ -19,7 +20,7 @@ import httpx
 
 from mraster.sim.serve import free_port
 
-ACTIONS = ("forward", "drop", "refuse", "hang")
+ACTIONS = ("forward", "drop", "refuse", "hang", "mangle")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Rule:
     drop: float = 0.0
     refuse: float = 0.0
     hang: float = 0.0
+    mangle: float = 0.0
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and (
@@ -96,6 +98,8 @@ class FaultProxy:
                 return "drop"
             if x < rule.refuse + rule.drop + rule.hang:
                 return "hang"
+            if x < rule.refuse + rule.drop + rule.hang + rule.mangle:
+                return "mangle"
             return "forward"
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -170,12 +174,15 @@ class FaultProxy:
                     except asyncio.TimeoutError:
                         pass
                     return
+                content = resp.content
+                if action == "mangle":
+                    content = b"[{}]" if content.startswith(b"[") else b"{}"
                 out = [f"HTTP/1.1 {resp.status_code} {resp.reason_phrase}"]
                 out += [f"{k}: {v}" for k, v in resp.headers.items()
                         if k.lower() not in ("content-length", "transfer-encoding", "connection",
                                              "content-encoding")]
-                out.append(f"Content-Length: {len(resp.content)}")
-                writer.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + resp.content)
+                out.append(f"Content-Length: {len(content)}")
+                writer.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + content)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return

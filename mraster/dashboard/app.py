@@ -17,6 +17,7 @@ from mraster import __version__
 from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, make_context
 from mraster.dashboard.routes import actions, ai, auth, backtest, bot, config, setup, state, stream
+from mraster.dashboard.limits import BodyLimitMiddleware
 from mraster.dashboard.security import SecurityMiddleware
 from mraster.logs import setup_logging
 
@@ -41,6 +42,7 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
         await app.state.ctx.supervisor.shutdown()
 
     app = FastAPI(title="MrAster dashboard", version=__version__, lifespan=lifespan)
+    app.add_middleware(BodyLimitMiddleware)  # inner: only requests that passed security
     app.add_middleware(SecurityMiddleware, token=lambda: context().token)
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")

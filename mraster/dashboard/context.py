@@ -17,6 +17,7 @@ from fastapi import Request
 from mraster import settings as st
 from mraster.dashboard.hub import LogHub
 from mraster.dashboard.supervisor import BotSupervisor, Launch, Policy
+from mraster.files import config_document, state_document
 from mraster.store import JsonDocument, set_aside
 
 # names the bot owns in aster_state.json; the dashboard writes only "commands", "ui" and
@@ -46,7 +47,7 @@ class DashboardContext:
     # -- settings ------------------------------------------------------------------------------
     @property
     def config_doc(self) -> JsonDocument:
-        return JsonDocument(self.config_path)
+        return config_document(self.config_path)
 
     def read_config(self) -> dict[str, Any]:
         doc = self.config_doc.read()
@@ -79,7 +80,7 @@ class DashboardContext:
         return s["ASTER_STATE_FILE"], s["ASTER_EVENTS_FILE"]
 
     def state_doc(self) -> JsonDocument:
-        return JsonDocument(self.bot_files()[0])
+        return state_document(self.bot_files()[0])
 
     def read_state(self) -> tuple[dict[str, Any], Any]:
         """The state file and a version stamp; parsed again only after it was replaced (the bot

@@ -82,7 +82,7 @@ class SecurityMiddleware:
         path, method = scope["path"], scope["method"]
         token = self.token()
         client = (scope.get("client") or ("", 0))[0]
-        problem = self._check(headers, path, method, token, client)
+        problem = self._check(headers, path, method, token, client, scope.get("scheme", "http"))
         if problem:
             status, message = problem
             body = json.dumps({"detail": message}).encode()
@@ -104,8 +104,10 @@ class SecurityMiddleware:
         await self.app(scope, receive, send_with_headers)
 
     def _check(self, headers: dict[str, str], path: str, method: str, token: str,
-               client: str = "127.0.0.1") -> tuple[int, str] | None:
+               client: str = "127.0.0.1", scheme: str = "http") -> tuple[int, str] | None:
         host = headers.get("host", "")
+        if "@" in host or "/" in host or "\\" in host:
+            return 400, "malformed Host header"
         if not token and not _is_loopback_ip(client):
             # e.g. `uvicorn dashboard_server:app --host 0.0.0.0` without a token: the Host header
             # can be forged, the peer address cannot
@@ -118,7 +120,8 @@ class SecurityMiddleware:
             if headers.get(CSRF_HEADER) != "1":
                 return 403, "cross-site request refused: the X-MrAster-CSRF header is missing"
             origin = headers.get("origin")
-            if origin and origin != "null" and urlsplit(origin).netloc != host:
+            if origin and origin != "null" and (urlsplit(origin).netloc != host or
+                                                urlsplit(origin).scheme != scheme):
                 return 403, f"cross-site request refused: origin {origin} is not this dashboard"
             if origin == "null":
                 return 403, "cross-site request refused: opaque origin"

@@ -687,6 +687,8 @@ class Engine:
         rows = await self.ex.position_risk()
         amounts = position_amounts(rows)
         for token, pos in list(self.state["positions"].items()):
+            if not pos.get("entry_client_id"):
+                pos["entry_client_id"] = ids.order_id("E", token)
             if pos.get("status") == "pending":
                 await self._resolve_pending(token, pos)
         known = {p["symbol"] for p in self.state["positions"].values()}

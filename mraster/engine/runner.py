@@ -29,6 +29,7 @@ from mraster.exchange.rules import rules_from_exchange_info
 from mraster.execution.brackets import BracketGuard
 from mraster.execution.paper import LocalExchange, PaperExchange
 from mraster.logs import mask
+from mraster.files import queue_document, state_document
 from mraster.store import JsonDocument
 
 log = logging.getLogger("mraster.bot")
@@ -218,8 +219,8 @@ def _save(doc: JsonDocument, state: dict[str, Any]) -> None:
 
 
 async def run_async(s: Mapping[str, Any]) -> int:
-    doc = JsonDocument(s["ASTER_STATE_FILE"])
-    queue = JsonDocument(s["ASTER_BRACKETS_QUEUE_FILE"], default=lambda: {"items": {}})
+    doc = state_document(s["ASTER_STATE_FILE"])
+    queue = queue_document(s["ASTER_BRACKETS_QUEUE_FILE"])
     state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
     emit = EventSink(s["ASTER_EVENTS_FILE"])
     lock = BotLock(s["ASTER_STATE_FILE"])
@@ -376,7 +377,7 @@ async def guard_command(loop_seconds: float | None) -> int:
         print("brackets_guard: paper mode — the bot guards its simulated positions itself; this "
               "command repairs brackets on a live account (ASTER_PAPER=false)", file=sys.stderr)
         return 0
-    doc = JsonDocument(s["ASTER_STATE_FILE"])
+    doc = state_document(s["ASTER_STATE_FILE"])
     state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
     try:
         ex, _ = await make_exchange(s, state)
@@ -390,7 +391,7 @@ async def guard_command(loop_seconds: float | None) -> int:
         except (NotImplementedError, RuntimeError):
             pass
     ex.stop = stop
-    queue = JsonDocument(s["ASTER_BRACKETS_QUEUE_FILE"], default=lambda: {"items": {}})
+    queue = queue_document(s["ASTER_BRACKETS_QUEUE_FILE"])
     guard: BracketGuard | None = None
     backoff = 1.0
     try:

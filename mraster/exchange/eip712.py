@@ -6,12 +6,19 @@ are sent. The cryptography is eth-account's (keccak, secp256k1, recovery), never
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
+_LIMIT = sys.getrecursionlimit()
+from eth_account import Account  # noqa: E402
+from eth_account.messages import SignableMessage, encode_typed_data  # noqa: E402
+
+# py_ecc (imported by eth-account) raises the interpreter's recursion limit to 100,000; deep
+# recursion then overflows the C stack instead of raising RecursionError (a 200 KB body of
+# nested brackets crashed the dashboard). Signing does not need it: put the limit back.
+sys.setrecursionlimit(_LIMIT)
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 

@@ -74,6 +74,12 @@ class OrderStatusUnknown(ExchangeError):
     plain = "The order was sent but its outcome is unknown; it will be looked up before any retry."
 
 
+class MalformedReply(ExchangeUnavailable):
+    """The exchange answered, but not in the shape its protocol promises (a missing field, not
+    JSON): treated like no answer, never as a crash."""
+    plain = "The exchange sent a malformed answer."
+
+
 class Interrupted(ExchangeUnavailable):
     """The bot is stopping: a wait (rate limit, back-off) was cut short and the request it was
     waiting for was not sent. Like any unsent request it changes nothing on the exchange."""

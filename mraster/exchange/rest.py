@@ -151,7 +151,7 @@ class AsterRest:
                 continue
             self.governor.observe(resp.headers.get("X-MBX-USED-WEIGHT-1M"))
             if resp.status_code < 400:
-                return resp.json()
+                return _checked(resp, endpoint, path)
             code, msg = _error_body(resp)
             err = E.from_response(resp.status_code, code, msg, path)
             if resp.status_code in (429, 418):
@@ -353,6 +353,33 @@ class AsterRest:
             return found
         raise E.OrderStatusUnknown(0, f"order {cid} could not be confirmed ({why})", 0,
                                    "/fapi/v1/order")
+
+
+# the fields the bot relies on, per endpoint (every row of a list answer)
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "positionRisk": ("symbol", "positionAmt", "entryPrice"),
+    "openOrders": ("symbol", "orderId", "clientOrderId", "side", "type", "status"),
+    "order": ("symbol", "orderId", "clientOrderId", "status", "executedQty"),
+    "allOrders": ("symbol", "orderId", "clientOrderId", "side", "status", "executedQty"),
+    "userTrades": ("id", "orderId", "side", "price", "qty", "commission", "time"),
+    "ticker/24hr": ("symbol",), "ticker/bookTicker": ("symbol", "bidPrice", "askPrice"),
+    "premiumIndex": ("symbol", "markPrice"), "time": ("serverTime",),
+    "exchangeInfo": ("symbols",),
+}
+
+
+def _checked(resp: httpx.Response, endpoint: str, path: str) -> Any:
+    try:
+        data = resp.json()
+    except ValueError:
+        raise E.MalformedReply(0, "not JSON", resp.status_code, path) from None
+    fields = REQUIRED.get(endpoint)
+    if fields:
+        for row in data if isinstance(data, list) else [data]:
+            missing = [f for f in fields if not isinstance(row, dict) or f not in row]
+            if missing:
+                raise E.MalformedReply(0, f"missing {', '.join(missing)}", resp.status_code, path)
+    return data
 
 
 def _error_body(resp: httpx.Response) -> tuple[int, str]:

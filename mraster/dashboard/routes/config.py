@@ -6,6 +6,7 @@ file is replaced atomically, so a refused or interrupted write leaves the old on
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -61,9 +62,38 @@ def save_config(ctx: DashboardContext, change) -> tuple[dict[str, Any], dict[str
     Returns (old effective settings, new effective settings); raises SettingsErrors."""
     old, _ = ctx.settings_lenient()
     new_config = change(dict(ctx.read_config()))
+    problems = confined_paths(ctx, new_config)
+    if problems:
+        raise st.SettingsErrors(problems)
     new = ctx.settings(config=new_config)
     ctx.config_doc.write(new_config)
     return dict(old), dict(new)
+
+
+ENV_ONLY = {"ASTER_CONFIG_FILE"}  # the file cannot name itself
+
+
+def confined_paths(ctx: DashboardContext, cfg: dict[str, Any]) -> list[st.SettingError]:
+    """File and folder settings saved from the dashboard stay inside the working folder (or the
+    folder ``ASTER_DATA_DIR`` names in the environment): a setting must never make the bot or
+    the dashboard read or overwrite another file of the user's."""
+    roots = [ctx.env_file.parent.resolve()]
+    if ctx.environ.get("ASTER_DATA_DIR"):
+        roots.append(Path(ctx.environ["ASTER_DATA_DIR"]).resolve())
+    errors = []
+    for key in ENV_ONLY & cfg.keys():
+        errors.append(st.SettingError(key, cfg[key], "to be set in the environment only"))
+    for spec in st.CATALOGUE:
+        value = cfg.get(spec.name)
+        if spec.group != "files" or spec.name in ENV_ONLY or not isinstance(value, str) or not value:
+            continue
+        path = Path(value)
+        resolved = (path if path.is_absolute() else roots[0] / path).resolve()
+        if not any(resolved == r or r in resolved.parents for r in roots):
+            errors.append(st.SettingError(spec.name, value, "a path inside the working folder "
+                                          f"{roots[0]}" + (" or ASTER_DATA_DIR" if len(roots) > 1
+                                                           else "")))
+    return errors
 
 
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
