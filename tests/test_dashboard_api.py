@@ -334,7 +334,9 @@ def test_without_a_token_other_machines_are_refused_even_with_a_forged_host():
         scope = {"type": "http", "path": "/api/state", "method": "GET", "client": (client, 5555),
                  "headers": [(b"host", b"127.0.0.1:8000"),
                              (b"authorization", f"Bearer {token}".encode())]}
-        aio.run(SecurityMiddleware(app, lambda: token)(scope, receive, send))
+        from mraster.dashboard.sessions import LoginThrottle, SessionStore
+        mw = SecurityMiddleware(app, lambda: token, sessions=SessionStore, throttle=LoginThrottle)
+        aio.run(mw(scope, receive, send))
         return sent[0]["status"]
     assert call("192.168.1.20", "") == 403
     assert call("127.0.0.1", "") == 200

@@ -101,3 +101,74 @@ def test_file_settings_from_the_dashboard_stay_in_the_working_folder(tmp_path):
         assert ok.status_code == 200
         assert d.put("/api/ui", {"chart_symbol": "BTCUSDT"}).status_code == 200
     assert victim.read_text() == "password=hunter2\n"
+
+
+def test_keys_go_only_to_the_host_they_were_entered_for(tmp_path):
+    """The exchange keys go only to Aster's hosts, this machine or a host from the environment:
+    pointing ASTER_EXCHANGE_BASE elsewhere from the dashboard stops both the connection test
+    and the bot before a signed request leaves. Changing the AI host forgets the AI key."""
+    from dashboard_helpers import Dashboard, dashboard_environ
+
+    env = dashboard_environ(tmp_path)
+    with Dashboard(tmp_path, env) as d:
+        assert d.put("/api/config/secrets", {"values": {
+            "ASTER_API_KEY": "k" * 64, "ASTER_API_SECRET": "s" * 64,
+            "ASTER_OPENAI_API_KEY": "sk-test-0123456789"}}).status_code == 200
+        assert d.put("/api/config", {"values": {"ASTER_PAPER": False, "ASTER_EXCHANGE_BASE":
+                                                "https://collector.example.net"}}).status_code == 200
+        r = d.post("/api/setup/test-connection").json()
+        assert r["ok"] is False and "not an Aster host" in r["message"]
+        r = d.post("/api/bot/start")
+        assert r.status_code == 422 and "ASTER_EXCHANGE_BASE" in r.text
+        assert d.get("/api/bot/status").json()["running"] is False
+        r = d.put("/api/config", {"values": {"ASTER_AI_BASE_URL": "https://llm.example.net/v1"}})
+        assert r.status_code == 200
+        items = {i["key"]: i for i in r.json()["config"]["settings"]}
+        assert items["ASTER_OPENAI_API_KEY"]["is_set"] is False
+        assert "sk-test" not in (tmp_path / "dashboard_config.json").read_text()
+
+
+def test_wrong_tokens_lock_the_peer_out_and_sessions_end_at_logout(tmp_path):
+    from dashboard_helpers import Dashboard, dashboard_environ
+    from mraster.dashboard.security import SESSION_COOKIE
+    from mraster.dashboard.sessions import FREE_TRIES
+
+    token = "correct-horse-battery-staple"
+    with Dashboard(tmp_path, dashboard_environ(tmp_path, ASTER_DASHBOARD_TOKEN=token)) as d:
+        first = d.post("/api/login", {"token": token})
+        second = d.post("/api/login", {"token": token})
+        assert first.cookies[SESSION_COOKIE] != second.cookies[SESSION_COOKIE]  # random, not a hash
+        cookie = {SESSION_COOKIE: second.cookies[SESSION_COOKIE]}
+        d.client.cookies.clear()
+        assert httpx.get(d.url + "/api/state", cookies=cookie).status_code == 200
+        d.client.cookies.set(SESSION_COOKIE, cookie[SESSION_COOKIE])
+        assert d.post("/api/logout").status_code == 200
+        assert httpx.get(d.url + "/api/state", cookies=cookie).status_code == 401  # ended
+        for _ in range(FREE_TRIES - 1):
+            assert d.post("/api/login", {"token": "guess"}).status_code == 401
+        assert httpx.get(d.url + "/api/state", headers={"Authorization": "Bearer guess"}
+                         ).status_code == 401  # header guesses count too
+        r = d.post("/api/login", {"token": token})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1  # even the right one
+
+
+def test_a_short_token_is_refused_off_loopback(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
+    env["ASTER_DASHBOARD_TOKEN"] = "short-token"
+    p = subprocess.run([sys.executable, str(ROOT / "dashboard_server.py"), "--host", "0.0.0.0"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "at least 16 characters" in p.stdout
+
+
+def test_a_world_readable_env_file_with_a_secret_is_a_notice(tmp_path):
+    from dashboard_helpers import Dashboard, dashboard_environ
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("ASTER_OPENAI_API_KEY=sk-secret-value-123\n")
+    env_file.chmod(0o644)
+    with Dashboard(tmp_path, dashboard_environ(tmp_path)) as d:
+        body = d.get("/api/state").text
+        assert "ASTER_OPENAI_API_KEY" in body and "chmod 600" in body
+        assert "sk-secret-value" not in body
+        env_file.chmod(0o600)
+        assert "chmod 600" not in d.get("/api/state").text

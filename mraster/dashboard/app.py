@@ -18,6 +18,7 @@ from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, make_context
 from mraster.dashboard.routes import actions, ai, auth, backtest, bot, config, setup, state, stream
 from mraster.dashboard.limits import BodyLimitMiddleware
+from mraster.dashboard.sessions import token_problem
 from mraster.dashboard.security import SecurityMiddleware
 from mraster.logs import setup_logging
 
@@ -43,7 +44,8 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
 
     app = FastAPI(title="MrAster dashboard", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimitMiddleware)  # inner: only requests that passed security
-    app.add_middleware(SecurityMiddleware, token=lambda: context().token)
+    app.add_middleware(SecurityMiddleware, token=lambda: context().token,
+                       sessions=lambda: context().sessions, throttle=lambda: context().throttle)
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     for module in (auth, bot, actions, ai, backtest, config, setup, state, stream):
@@ -84,6 +86,10 @@ def main(argv: list[str]) -> int:
         print(f"dashboard_server: refusing to listen on {args.host}: binding a non-loopback "
               "address needs ASTER_DASHBOARD_TOKEN, or anyone on the network could trade your "
               "account. Set a token or use --host 127.0.0.1.")
+        return 2
+    weak = token_problem(settings["ASTER_DASHBOARD_TOKEN"], is_loopback(args.host))
+    if weak:
+        print(f"dashboard_server: refusing to listen on {args.host}: {weak}")
         return 2
     import uvicorn
 

@@ -16,6 +16,8 @@ from fastapi import Request
 
 from mraster import settings as st
 from mraster.dashboard.hub import LogHub
+from mraster.dashboard.sessions import LoginThrottle, SessionStore
+from mraster.exchange import auth
 from mraster.dashboard.supervisor import BotSupervisor, Launch, Policy
 from mraster.files import config_document, state_document
 from mraster.store import JsonDocument, set_aside
@@ -34,6 +36,8 @@ class DashboardContext:
     supervisor: BotSupervisor | None = None
     token: str = ""  # ASTER_DASHBOARD_TOKEN as it was when the dashboard started
     backtest_job: Any = None  # the dashboard's one backtest run (routes/backtest.py)
+    sessions: SessionStore = field(default_factory=SessionStore)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _memo: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     def cached(self, name: str, version: Any, compute):
@@ -93,6 +97,10 @@ class DashboardContext:
     def launch(self) -> Launch:
         """The bot's environment: the validated settings, exactly as the dashboard sees them."""
         s = self.settings()
+        if not s["ASTER_PAPER"] and auth.host_problem(s):
+            # the bot sees every setting as its environment: the host check happens here
+            raise st.SettingsErrors([st.SettingError("ASTER_EXCHANGE_BASE", s["ASTER_EXCHANGE_BASE"],
+                                                     auth.host_problem(s))])
         env = {k: v for k, v in os.environ.items() if k not in st.BY_NAME}
         env.update(s.to_env())
         env.update(ASTER_ORIGIN="dashboard", PYTHONUNBUFFERED="1",
@@ -113,6 +121,12 @@ class DashboardContext:
                             "message": f"{Path(path).name} could not be read and was moved to "
                                        f"{aside.name}; defaults were used from then on. Check "
                                        "that file and restore what you need, then dismiss this."})
+        exposed = exposed_secrets(self.env_file)
+        if exposed:
+            out.append({"time": int(self.env_file.stat().st_mtime * 1000), "level": "warning",
+                        "source": "dashboard",
+                        "message": f"{self.env_file} holds {', '.join(exposed)} and other users of "
+                                   f"this computer can read it: run chmod 600 {self.env_file}"})
         return out
 
     def add_alert(self, level: str, message: str) -> None:
@@ -123,6 +137,16 @@ class DashboardContext:
         def add(d: dict[str, Any]) -> None:
             d["dashboard_alerts"] = (d.get("dashboard_alerts", []) + [alert])[-50:]
         self.state_doc().update(add)
+
+
+def exposed_secrets(env_file: Path) -> list[str]:
+    """The secret settings a .env file readable by group or others holds (names only)."""
+    try:
+        if not env_file.stat().st_mode & 0o044:
+            return []
+    except OSError:
+        return []
+    return sorted(k for k, v in st.read_env_file(env_file).items() if k in st.SECRET_NAMES and v)
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

@@ -4,7 +4,8 @@ The old dashboard had no authentication and answered any web page (CORS ``*``). 
 
 - **Token**: with ``ASTER_DASHBOARD_TOKEN`` set, every API route, the stream and the API docs need
   it, as ``Authorization: Bearer <token>``, ``X-MrAster-Token`` or the session cookie that the login
-  form sets (HttpOnly, SameSite=Strict; it holds an HMAC of the token, never the token).
+  form sets (HttpOnly, SameSite=Strict; a random session id the server remembers for 12 h, ended
+  by logging out). Wrong tokens are counted per peer and lock it out for a growing time (429).
 - **Cross-site requests**: a request that changes something must carry the ``X-MrAster-CSRF``
   header (a foreign page cannot add it without a CORS preflight, which is never granted) and, when
   the browser sends an Origin, come from the dashboard's own origin.
@@ -14,11 +15,12 @@ The old dashboard had no authentication and answered any web page (CORS ``*``). 
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from typing import Any, Callable
 from urllib.parse import urlsplit
+
+from mraster.dashboard.sessions import LoginThrottle, SessionStore
 
 SESSION_COOKIE = "mraster_session"
 CSRF_HEADER = "x-mraster-csrf"
@@ -29,19 +31,15 @@ CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inlin
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
-def session_value(token: str) -> str:
-    return hmac.new(token.encode(), b"mraster-dashboard-session", hashlib.sha256).hexdigest()
-
-
-def token_ok(headers: dict[str, str], cookies: dict[str, str], token: str) -> bool:
-    given = headers.get("x-mraster-token", "")
+def given_token(headers: dict[str, str]) -> str:
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    if given and hmac.compare_digest(given.encode(), token.encode()):
-        return True
-    cookie = cookies.get(SESSION_COOKIE, "")
-    return bool(cookie) and hmac.compare_digest(cookie, session_value(token))
+        return auth[7:].strip()
+    return headers.get("x-mraster-token", "")
+
+
+def token_matches(given: str, token: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
 
 
 def _host_name(host_header: str) -> str:
@@ -71,9 +69,12 @@ def _cookies(raw: str) -> dict[str, str]:
 class SecurityMiddleware:
     """Pure ASGI, so the event stream is passed through untouched."""
 
-    def __init__(self, app, token: Callable[[], str]) -> None:
+    def __init__(self, app, token: Callable[[], str], sessions: Callable[[], SessionStore],
+                 throttle: Callable[[], LoginThrottle]) -> None:
         self.app = app
         self.token = token
+        self.sessions = sessions
+        self.throttle = throttle
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -126,7 +127,17 @@ class SecurityMiddleware:
             if origin == "null":
                 return 403, "cross-site request refused: opaque origin"
         if token and not (path in PUBLIC_PATHS or path.startswith("/static/")):
-            if not token_ok(headers, _cookies(headers.get("cookie", "")), token):
-                return 401, "this dashboard needs its access token (log in on the page, or send " \
-                            "Authorization: Bearer <ASTER_DASHBOARD_TOKEN>)"
+            given = given_token(headers)
+            if given:
+                wait = self.throttle().retry_after(client)
+                if wait > 0:
+                    return 429, f"too many wrong tokens from this address; try again in {wait:.0f} s"
+                if token_matches(given, token):
+                    self.throttle().succeeded(client)
+                    return None
+                self.throttle().failed(client)
+            elif self.sessions().valid(_cookies(headers.get("cookie", "")).get(SESSION_COOKIE, "")):
+                return None
+            return 401, "this dashboard needs its access token (log in on the page, or send " \
+                        "Authorization: Bearer <ASTER_DASHBOARD_TOKEN>)"
         return None

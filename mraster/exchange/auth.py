@@ -2,7 +2,9 @@
 client that uses them. Messages name the setting to fix and never contain a secret."""
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from mraster.exchange.eip712 import address_of
 from mraster.exchange.rest import AsterRest, V3Auth
@@ -15,8 +17,40 @@ def scheme(s: Mapping[str, Any]) -> str:
     return "v3" if s["ASTER_SIGNER_PRIVATE_KEY"] else "hmac"
 
 
+# the hosts Aster's documentation names (mainnet, its V3 demo host, testnet)
+ASTER_HOSTS = frozenset({"fapi.asterdex.com", "fapi3.asterdex.com", "fapi.asterdex-testnet.com"})
+MACHINE_LAYERS = ("environment", ".env")  # set on this machine, not through the dashboard
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_problem(s: Mapping[str, Any]) -> str | None:
+    """The exchange keys go only to Aster's own hosts, to this machine, or to a host the user set
+    in the environment / .env: a setting changed through the dashboard must never send them to
+    someone else's server."""
+    base = s["ASTER_EXCHANGE_BASE"]
+    host = (urlsplit(base).hostname or "").lower()
+    if host in ASTER_HOSTS or _loopback(host):
+        return None
+    if getattr(s, "sources", {}).get("ASTER_EXCHANGE_BASE") in MACHINE_LAYERS:
+        return None
+    return (f"ASTER_EXCHANGE_BASE points to {host or base!r}, which is not an Aster host: the API "
+            f"keys are sent only to {', '.join(sorted(ASTER_HOSTS))}, to this machine, or to a "
+            "host set in the environment or .env")
+
+
 def problem(s: Mapping[str, Any]) -> str | None:
     """What is missing or inconsistent for signed requests, in one sentence (None when fine)."""
+    trouble = host_problem(s)
+    if trouble:
+        return trouble
     if scheme(s) == "hmac":
         missing = [k for k in ("ASTER_API_KEY", "ASTER_API_SECRET") if not s[k]]
         return f"{' and '.join(missing)} not set (V1 API key)" if missing else None

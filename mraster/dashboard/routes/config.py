@@ -62,7 +62,7 @@ def save_config(ctx: DashboardContext, change) -> tuple[dict[str, Any], dict[str
     Returns (old effective settings, new effective settings); raises SettingsErrors."""
     old, _ = ctx.settings_lenient()
     new_config = change(dict(ctx.read_config()))
-    problems = confined_paths(ctx, new_config)
+    problems = confined_paths(ctx, new_config) + rebind_secrets(old, new_config)
     if problems:
         raise st.SettingsErrors(problems)
     new = ctx.settings(config=new_config)
@@ -93,6 +93,32 @@ def confined_paths(ctx: DashboardContext, cfg: dict[str, Any]) -> list[st.Settin
             errors.append(st.SettingError(spec.name, value, "a path inside the working folder "
                                           f"{roots[0]}" + (" or ASTER_DATA_DIR" if len(roots) > 1
                                                            else "")))
+    return errors
+
+
+# a secret belongs to the host it was entered for: setting → the keys sent to it
+HOST_KEYS = {"ASTER_AI_BASE_URL": ("ASTER_OPENAI_API_KEY", "ASTER_CHAT_OPENAI_API_KEY"),
+             "ASTER_AI_NEWS_ENDPOINT": ("ASTER_AI_NEWS_API_KEY",)}
+
+
+def rebind_secrets(old: st.Settings, cfg: dict[str, Any]) -> list[st.SettingError]:
+    """When the dashboard changes the host a key is sent to, the saved key is forgotten (it was
+    entered for the old host; enter it again for the new one). A key from the environment or
+    .env cannot be forgotten from here, so the change is refused. The exchange's keys are bound
+    by ``auth.host_problem`` instead (Aster's hosts, this machine, or the environment's)."""
+    errors = []
+    for host_key, keys in HOST_KEYS.items():
+        if host_key not in cfg or str(cfg[host_key] or "").rstrip("/") == old[host_key]:
+            continue
+        for key in keys:
+            if not old[key]:
+                continue
+            if old.sources.get(key) in (".env", "environment"):
+                errors.append(st.SettingError(host_key, cfg[host_key], f"the host {key} was set "
+                                              "for; that key comes from the environment or .env, "
+                                              "so change the host there too"))
+            else:
+                cfg.pop(key, None)  # enter it again for the new host
     return errors
 
 
