@@ -6,12 +6,18 @@ from typing import Any, Collection, Mapping
 
 def entry_gate(symbol: str, open_positions: Mapping[str, Any], s: Mapping[str, Any], *,
                paused: bool = False, cooldown_until: int = 0, now_ms: int = 0,
-               off_limits: Collection[str] = ()) -> str | None:
+               off_limits: Collection[str] = (), reducing: bool = False,
+               locked: Collection[str] = ()) -> str | None:
     """Reason code when a new entry on ``symbol`` is not allowed now, else None.
     ``off_limits``: symbols holding a position the bot does not own (never entered, added to
-    or flipped, whatever the other limits say)."""
+    or flipped, whatever the other limits say); ``reducing``: an account-level breaker is on;
+    ``locked``: symbols a per-symbol breaker locked (``mraster.protections``)."""
     if symbol in off_limits:
         return "external_position"
+    if reducing:
+        return "reducing"
+    if symbol in locked:
+        return "symbol_locked"
     if paused:
         return "paused"
     if cooldown_until > now_ms:
@@ -22,6 +28,29 @@ def entry_gate(symbol: str, open_positions: Mapping[str, Any], s: Mapping[str, A
     total = s["ASTER_MAX_OPEN_GLOBAL"]
     if total and len(open_positions) >= total:
         return "max_open_global"
+    return None
+
+
+def open_risk(positions: Mapping[str, Any]) -> tuple[float, float]:
+    """(Σ |entry − stop| × qty, Σ entry × qty) of the positions open or being opened."""
+    risk = sum(abs(float(p["entry"]) - float(p["stop"])) * float(p["qty"]) for p in positions.values())
+    notional = sum(float(p["entry"]) * float(p["qty"]) for p in positions.values())
+    return risk, notional
+
+
+def exposure_cap(positions: Mapping[str, Any], *, risk_usdt: float, notional: float,
+                 equity: float, s: Mapping[str, Any]) -> tuple[str, dict[str, float]] | None:
+    """(reason, figures) when adding this entry to the open positions (including the entries
+    earlier in the same cycle, which are in ``positions`` already) would cross a total cap."""
+    risk_now, notional_now = open_risk(positions)
+    cap = s["ASTER_MAX_OPEN_RISK"]
+    if cap > 0 and risk_now + risk_usdt > cap * equity * 1.0001:
+        return "open_risk_cap", {"open_risk": round(risk_now, 4), "this_risk": round(risk_usdt, 4),
+                                 "cap": round(cap * equity, 4)}
+    cap_x = s["ASTER_MAX_TOTAL_NOTIONAL_X"]
+    if cap_x > 0 and notional_now + notional > cap_x * equity * 1.0001:
+        return "notional_cap", {"open_notional": round(notional_now, 2),
+                                "this_notional": round(notional, 2), "cap": round(cap_x * equity, 2)}
     return None
 
 

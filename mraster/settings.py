@@ -322,6 +322,26 @@ CATALOGUE: tuple[Setting, ...] = (
       max=3600),
     S("ASTER_BRACKET_ALERT_AFTER", "int", 3, "risk", "Raise an alert after this many failed "
       "bracket repairs.", min=1, max=100),
+    # --- account-level limits (circuit breakers and total exposure) ------------------------
+    S("ASTER_DAILY_LOSS_LIMIT", "float", 0.03, "risk", "Stop opening trades for the rest of the "
+      "UTC day once the day's loss reaches this fraction of its starting equity (0 = off).",
+      min=0, max=1),
+    S("ASTER_MAX_DRAWDOWN", "float", 0.10, "risk", "Stop opening trades once equity is this "
+      "fraction below its peak, until you lift it on the dashboard (0 = off).", min=0, max=1),
+    S("ASTER_STREAK_STOPS", "int", 3, "risk", "This many stop-outs within the streak window "
+      "pause entries (0 = off).", min=0, max=100),
+    S("ASTER_STREAK_WINDOW_MINUTES", "float", 120.0, "risk", "Window in which stop-outs are "
+      "counted, for the streak and per symbol.", min=1, max=10080),
+    S("ASTER_STREAK_PAUSE_MINUTES", "float", 60.0, "risk", "How long a losing streak pauses "
+      "entries, from the last stop-out.", min=1, max=10080),
+    S("ASTER_SYMBOL_STOPS", "int", 2, "risk", "This many stop-outs on one symbol within the window "
+      "lock that symbol (0 = off).", min=0, max=100),
+    S("ASTER_SYMBOL_LOCK_MINUTES", "float", 240.0, "risk", "How long a symbol stays locked, from "
+      "its last stop-out.", min=1, max=10080),
+    S("ASTER_MAX_OPEN_RISK", "float", 0.03, "risk", "Cap on the sum of all open positions' risk to "
+      "their stops, as a fraction of equity (0 = off).", min=0, max=1),
+    S("ASTER_MAX_TOTAL_NOTIONAL_X", "float", 3.0, "risk", "Cap on the total notional of all open "
+      "positions, as a multiple of equity (0 = off).", min=0, max=125),
     # --- FastTP -------------------------------------------------------------------------
     S("FAST_TP_ENABLED", "bool", True, "fasttp", "Pull the take-profit in when a winning move "
       "reverses."),

@@ -175,6 +175,9 @@ function renderHeader(d) {
   $("#btn-start").disabled = bot.running;
   $("#btn-stop").disabled = !bot.running && bot.state !== "backoff";
   $("#source-banner").hidden = d.market_source !== "simulator";
+  const br = d.breakers || [];
+  $("#breaker-banner").hidden = !br.length;
+  $("#breaker-text").textContent = br.map((b) => `${b.message}; ${b.symbol ? "no new trades on " + b.symbol : "no new trades (stops and take-profits keep working)"}${b.until ? ", lifts " + new Date(b.until).toLocaleString() : ", until you lift it"}`).join(" · ");
   const c = d.commands;
   const pb = $("#btn-pause");
   pb.textContent = c.paused ? "Resume entries" : "Pause entries";
@@ -194,6 +197,9 @@ function renderOverview(d) {
   const cards = [["Equity", fmt(p.equity, 2) + " USDT"], ["Closed trades", p.trades], ["Win rate", pct(p.win_rate)],
     ["Profit factor", p.profit_factor === null ? "–" : fmt(p.profit_factor, 2)], ["Expectancy", p.expectancy_r === null ? "–" : fmt(p.expectancy_r, 2) + " R"],
     ["Total PnL", fmt(p.total_pnl, 2) + " USDT"], ["Max drawdown", p.max_drawdown === null ? "–" : `${fmt(p.max_drawdown, 2)} (${pct(p.max_drawdown_pct)})`]];
+  const x = d.exposure || {};
+  cards.push(["Unrealised PnL", fmt(x.unrealized, 2) + " USDT"], ["Margin used", x.margin_used == null ? "–" : fmt(x.margin_used, 2) + " USDT"],
+    ["Notional / equity", x.notional_x == null ? "–" : fmt(x.notional_x, 2) + "×"], ["Open risk / equity", x.open_risk_pct == null ? "–" : pct(x.open_risk_pct)]);
   $("#perf-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card" }, el("small", {}, k), el("b", {}, String(v)))));
   const tb = $("#positions tbody");
   tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-status": x.status },
@@ -226,6 +232,13 @@ async function closePosition(symbol) {
   try { await api("POST", `/api/positions/${symbol}/close`, { confirm: typed }); notice(`Close of ${symbol} sent to the bot.`, "info", "local-" + Date.now()); }
   catch (e) { fail(e); }
 }
+
+$("#btn-lift").addEventListener("click", async () => {
+  const typed = await confirmTyped("Allow new trades again before the circuit breaker lifts by itself? Type LIFT to confirm.", "LIFT");
+  if (typed === null) return;
+  try { await api("POST", "/api/protections/lift", { confirm: typed }); notice("Sent to the bot: the circuit breakers are lifted.", "info", "local-" + Date.now()); refresh(); }
+  catch (e) { fail(e); }
+});
 
 $("#btn-flatten").addEventListener("click", async () => {
   const typed = await confirmTyped("Close every position of the bot at market and pause new entries? Type FLATTEN to confirm.", "FLATTEN");

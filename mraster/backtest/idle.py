@@ -91,3 +91,23 @@ class IdleSteps:
             if len(busy):
                 break
         return lo, counts
+
+    def next_busy_reducing(self, i: int, until_ms: int | None) -> tuple[int, Counter]:
+        """Like ``next_busy`` while an account-wide circuit breaker is on: no candidate can be
+        taken (the engine's gate says ``reducing`` before the policy is asked), so the stretch
+        runs to the next step only the engine can decide, or to two candles before the breaker
+        lifts by itself (the engine takes the steps around that moment)."""
+        last = len(self.times) - 1
+        at = self.engine_steps.searchsorted(i)
+        stop = min(last, int(self.engine_steps[at]) if at < len(self.engine_steps) else last)
+        if until_ms is not None:
+            base = int(self.times[1] - self.times[0]) if len(self.times) > 1 else 0
+            stop = min(stop, int(self.times.searchsorted(until_ms - 2 * base)))
+        if stop <= i:
+            return i, Counter()
+        per = np.bincount(self.reasons[i:stop].ravel(), minlength=len(NAMES))
+        counts: Counter = Counter({NAMES[c]: int(k) for c, k in enumerate(per) if k and c})
+        if per[0]:
+            counts["reducing"] += int(per[0])
+        return stop, counts
+

@@ -21,6 +21,7 @@ from mraster import settings as st
 from mraster.ai.copilots import Copilots
 from mraster.backtest.data import ReplayData
 from mraster.backtest.idle import IdleSteps
+from mraster.protections import reducing
 from mraster.engine.cycle import Engine
 from mraster.execution.paper import LocalExchange
 from mraster.sim.exchange import SimExchange
@@ -133,8 +134,12 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
         nonlocal exposure, idle, ran
         i = 0
         while i < steps:
-            if idle is not None and flat():
-                k, counts = idle.next_busy(i, engine.policy)
+            blocking = reducing(engine.breakers)
+            if idle is not None and flat() and (blocking or not engine.breakers):
+                # a symbol lock alone leaves the steps to the engine; an account-wide breaker
+                # turns every candidate into "reducing" until it lifts
+                k, counts = idle.next_busy_reducing(i, blocking.until) if blocking else \
+                    idle.next_busy(i, engine.policy)
                 if k > i:  # idle steps: what the engine would record, without running it
                     equity = float((await ex.account())["totalMarginBalance"])
                     skipped = state["stats"]["skipped"]

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from mraster.dashboard.context import alert_id
 from mraster.metrics import max_drawdown, trade_stats
+from mraster.risk import open_risk
 from mraster.strategy.filters import REASONS
 
 HISTORY_SHOWN = 500
@@ -118,7 +119,22 @@ def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | N
         "ai_budget": budget, "chat": chat_view(state), "copilots": copilots_view(state),
         "sentinel": sorted(({"symbol": k, **v} for k, v in state.get("sentinel", {}).items()
                             if v.get("label") != "green"), key=lambda a: -a.get("event_risk", 0)),
+        "breakers": state.get("protections", {}).get("active", []),
+        "exposure": exposure_view(state),
     }
+
+
+def exposure_view(state: Mapping[str, Any]) -> dict[str, Any]:
+    """What the account holds right now, against equity: the figures the caps check."""
+    positions = state.get("positions", {})
+    risk, notional = open_risk(positions) if positions else (0.0, 0.0)
+    t = state.get("telemetry", {})
+    equity = t.get("equity") or 0.0
+    return {"unrealized": round(sum(float(p.get("unrealized") or 0) for p in positions.values()), 6),
+            "margin_used": t.get("used_margin"), "notional": round(notional, 2),
+            "open_risk": round(risk, 4),
+            "notional_x": round(notional / equity, 3) if equity else None,
+            "open_risk_pct": round(risk / equity, 5) if equity else None}
 
 
 def chart_view(state: Mapping[str, Any], symbol: str) -> dict[str, Any]:

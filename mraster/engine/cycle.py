@@ -24,7 +24,8 @@ from mraster.ai import news, sentinel
 from mraster.settings import ai_mode
 from mraster.execution.brackets import BracketGuard
 from mraster.policy import BanditPolicy, Decision, build_features
-from mraster.risk import check_order, entry_gate
+from mraster.protections import Trip, lift, locked_symbols, reducing, roll_ledger, trips
+from mraster.risk import check_order, entry_gate, exposure_cap
 from mraster.ai.plan import FASTTP_KEYS
 from mraster.strategy.fasttp import fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot, market_filters, side_filters
@@ -139,6 +140,7 @@ class Engine:
         self._rules_at = 0.0
         self.guard: BracketGuard | None = None
         self.stopping: Callable[[], bool] = lambda: False  # the runner's stop request
+        self.breakers: list[Trip] = [Trip(**t) for t in state.get("protections", {}).get("active", [])]
         self.chart_symbols: tuple[str, ...] = ()  # symbols the dashboard asked to chart
         self.charts_enabled = True
         self.data = None  # a backtest's ReplayData: windows and features precomputed in bulk
@@ -215,6 +217,7 @@ class Engine:
         self.market_ms = now
         weight0 = self._weight()
         await self._sync_positions(res, now)
+        self._update_breakers((await self._equity())[0], now)
         universe = self.universe(tickers)
         await self._watch_markets(universe, tickers, now)
         if self.copilots is not None:
@@ -416,7 +419,7 @@ class Engine:
             return None
         gate = entry_gate(sym, self.state["positions"], s, paused=paused,
                           cooldown_until=self.state["cooldowns"].get(sym, 0), now_ms=self.now_ms(),
-                          off_limits=self.off_limits)
+                          **self._limits())
         if gate:
             self._skip(res, sym, gate, side=sc.side, **info)
             return None
@@ -463,7 +466,7 @@ class Engine:
         same cycle is sized against it without asking the exchange again."""
         s, sym, side = self.s, plan["symbol"], plan["side"]
         gate = "stopping" if self.stopping() else entry_gate(
-            sym, self.state["positions"], s, off_limits=self.off_limits)
+            sym, self.state["positions"], s, **self._limits())
         if gate:
             self._skip(res, sym, gate, side=side)
             return used
@@ -499,6 +502,11 @@ class Engine:
         if reason:
             self._skip(res, sym, reason, side=side, qty=str(order.qty),
                        notional=round(order.notional, 4))
+            return used
+        capped = exposure_cap(self.state["positions"], risk_usdt=order.risk_usdt,
+                              notional=order.notional, equity=equity, s=s)
+        if capped:
+            self._skip(res, sym, capped[0], side=side, **capped[1])
             return used
         token = ids.new_token(now)
         cid = ids.order_id("E", token)
@@ -607,7 +615,7 @@ class Engine:
             ("sentinel_block" if label and label["label"] == "red" else None) or \
             entry_gate(symbol, self.state["positions"], s,
                        cooldown_until=self.state["cooldowns"].get(symbol, 0), now_ms=self.now_ms(),
-                       off_limits=self.off_limits)
+                       **self._limits())
         if reason:
             return False, f"not opened: {REASONS.get(reason, reason)}"
         p = win_probability(f, side)
@@ -660,6 +668,45 @@ class Engine:
         return f"closed {', '.join(closed)} at market" + (
             f"; positions the bot did not open were left alone: {', '.join(external)}"
             if external and not symbol else "")
+
+    # -- account-level limits -----------------------------------------------------------------
+    def _limits(self) -> dict[str, Any]:
+        """What the entry gate needs to know beyond the symbol: the user's positions, and the
+        circuit breakers that are on."""
+        return {"off_limits": self.off_limits, "reducing": reducing(self.breakers) is not None,
+                "locked": locked_symbols(self.breakers)}
+
+    def _update_breakers(self, equity: float, now: int) -> None:
+        """Roll the breakers' ledger and work out which are on; a breaker that just tripped is
+        an alert (and the dashboard's banner says which, the figures and when it lifts)."""
+        ledger = roll_ledger(self.state.get("protections", {}).get("ledger", {}), equity, now)
+        before = {(t.name, t.symbol) for t in self.breakers}
+        self.breakers = trips(self.state["history"], ledger, equity, now, self.s)
+        for t in self.breakers:
+            if (t.name, t.symbol) not in before:
+                self.alert("warning" if t.symbol else "error",
+                           f"circuit breaker {t.name}: {t.message}; "
+                           + ("no new trades on this symbol" if t.symbol else
+                              "no new trades; stops and take-profits keep working"), t.symbol)
+                self.emit("breaker", name=t.name, symbol=t.symbol, message=t.message,
+                          until=t.until)
+        self.state["protections"] = {"ledger": ledger,
+                                     "active": [t.to_dict() for t in self.breakers]}
+
+    def lift_breakers(self) -> str:
+        """The user lifted the breakers early (a typed confirmation on the dashboard)."""
+        if not self.breakers:
+            return "no circuit breaker is on"
+        p = self.state.setdefault("protections", {})
+        names = ", ".join(t.name + (f" ({t.symbol})" if t.symbol else "") for t in self.breakers)
+        curve = self.state.get("equity_curve") or [[0, 0.0]]
+        equity = float(curve[-1][1])
+        now = self.market_ms or self.now_ms()
+        p["ledger"] = lift(p.get("ledger", {}), self.breakers, equity, now)
+        self.breakers = []
+        p["active"] = []
+        self.alert("warning", f"circuit breakers lifted by hand: {names}")
+        return f"lifted: {names}"
 
     # -- positions ----------------------------------------------------------------------------
     @property

@@ -37,7 +37,7 @@ log = logging.getLogger("mraster.bot")
 BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
             "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account",
             "market", "charts", "command_acks", "paused", "cooldowns", "ai", "ai_ledger",
-            "sentinel", "copilots")
+            "sentinel", "copilots", "protections")
 
 
 INTERRUPTED = ("interrupted: the bot stopped while opening this trade and did not retry it; check "
@@ -185,6 +185,8 @@ async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: di
                 ok, message = True, await engine.close_positions(cmd.get("symbol"))
             elif cmd.get("kind") == "flatten":
                 ok, message = True, await engine.close_positions(None)
+            elif cmd.get("kind") == "lift_breakers":
+                ok, message = True, engine.lift_breakers()
             elif cmd.get("kind") == "enter" and cmd.get("side") in ("BUY", "SELL"):
                 # on disk before the order can leave: after a crash in between, the trade is
                 # reported as interrupted, never sent a second time

@@ -41,6 +41,12 @@ REASONS = {
     "order_failed": "the exchange refused the entry",
     "external_position": "a position the bot did not open is held on this symbol: it is left "
                          "alone (no entry, add, flip or brackets)",
+    "reducing": "a circuit breaker is on (daily loss, drawdown or losing streak): no new trades "
+                "until it lifts; stops and take-profits keep working",
+    "symbol_locked": "repeated stop-outs on this symbol: it is locked for a while",
+    "open_risk_cap": "the total risk of the open positions would pass ASTER_MAX_OPEN_RISK",
+    "notional_cap": "the total notional of the open positions would pass "
+                    "ASTER_MAX_TOTAL_NOTIONAL_X times equity",
     "stopping": "the bot is stopping: no new trades",
     "entry_unknown": "an earlier entry's outcome is not known yet; it is looked up first",
     "no_quote": "no book ticker or premium data for the symbol",

@@ -75,3 +75,15 @@ def flatten(body: Confirm, ctx: DashboardContext = Depends(get_ctx)) -> dict[str
         raise HTTPException(422, "confirm: type FLATTEN to close every position of the bot")
     pause(Pause(paused=True), ctx)  # the user wants out: no new entries until they resume
     return _enqueue(ctx, "flatten")
+
+
+LIFT_CONFIRMATION = "LIFT"
+
+
+@router.post("/protections/lift")
+def lift_breakers(body: Confirm, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    """Lift the circuit breakers that are on before they lift by themselves."""
+    if body.confirm != LIFT_CONFIRMATION:
+        raise HTTPException(422, f"confirm: type {LIFT_CONFIRMATION} to allow new trades again "
+                                 "before the circuit breaker lifts by itself")
+    return _enqueue(ctx, "lift_breakers")
