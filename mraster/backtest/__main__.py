@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rep['symbols'])} symbols, {rep['candles_per_symbol']} candles each, "
           f"{rep['seconds']:.1f} s: {sm['trades']} trades, win rate {pct('win_rate')}, "
           f"return {pct('total_return')}, max drawdown {pct('max_drawdown_pct')}")
+    for b in rep["breakers"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(b["at"] / 1000))
+        print(f"circuit breaker {b['name']} tripped {when} UTC: {b['message']}")
     print("report: " + ", ".join(str(x) for x in paths))
     return 0
 

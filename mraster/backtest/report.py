@@ -57,6 +57,7 @@ def build(result: BacktestResult) -> dict[str, Any]:
         "skipped_signals": {k: {"count": v, "why": REASONS.get(k, k)}
                             for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])},
         "taken": st.get("stats", {}).get("taken", 0),
+        "breakers": st.get("protections", {}).get("log", []),  # when each one tripped, and why
         "gaps": {k: [list(g) for g in v] for k, v in result.gaps.items()},
         "trades": [{k: t.get(k) for k in TRADE_FIELDS} for t in trades],
         "equity_curve": [list(p) for p in curve],

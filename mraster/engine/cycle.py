@@ -679,18 +679,21 @@ class Engine:
     def _update_breakers(self, equity: float, now: int) -> None:
         """Roll the breakers' ledger and work out which are on; a breaker that just tripped is
         an alert (and the dashboard's banner says which, the figures and when it lifts)."""
-        ledger = roll_ledger(self.state.get("protections", {}).get("ledger", {}), equity, now)
+        prot = self.state.get("protections", {})
+        ledger = roll_ledger(prot.get("ledger", {}), equity, now)
+        log_ = list(prot.get("log", []))
         before = {(t.name, t.symbol) for t in self.breakers}
         self.breakers = trips(self.state["history"], ledger, equity, now, self.s)
         for t in self.breakers:
             if (t.name, t.symbol) not in before:
+                log_ = (log_ + [{"at": now, **t.to_dict()}])[-200:]
                 self.alert("warning" if t.symbol else "error",
                            f"circuit breaker {t.name}: {t.message}; "
                            + ("no new trades on this symbol" if t.symbol else
                               "no new trades; stops and take-profits keep working"), t.symbol)
                 self.emit("breaker", name=t.name, symbol=t.symbol, message=t.message,
                           until=t.until)
-        self.state["protections"] = {"ledger": ledger,
+        self.state["protections"] = {"ledger": ledger, "log": log_,
                                      "active": [t.to_dict() for t in self.breakers]}
 
     def lift_breakers(self) -> str:
