@@ -355,6 +355,22 @@ CATALOGUE: tuple[Setting, ...] = (
       min=0.01, max=10),
     S("FASTTP_COOLDOWN_S", "float", 15.0, "fasttp", "Minimum seconds between FastTP moves.",
       min=0, max=86400),
+    S("FASTTP_LOCK_STOP", "bool", True, "fasttp", "When FastTP pulls the target in, also move the "
+      "stop behind price (at least breakeven plus ASTER_BREAKEVEN_OFFSET_R), so the reversal it "
+      "saw cannot turn the trade into a loss."),
+    S("FASTTP_LOCK_ATR", "float", 0.25, "fasttp", "Distance of FastTP's stop behind price, in ATRs.",
+      min=0.01, max=10),
+    # --- stops that lock in profit ------------------------------------------------------
+    S("ASTER_BREAKEVEN_R", "float", 1.0, "risk", "Move the stop to breakeven (plus the offset) once "
+      "a trade is this many R in profit (0 = off).", min=0, max=20),
+    S("ASTER_BREAKEVEN_OFFSET_R", "float", 0.05, "risk", "How far past the entry the breakeven "
+      "stop sits, in R (covers the fees).", min=0, max=5),
+    S("ASTER_TRAIL_ACTIVATION_R", "float", 1.5, "risk", "Start trailing the stop once a trade is "
+      "this many R in profit (0 = off).", min=0, max=50),
+    S("ASTER_TRAIL_ATR", "float", 1.0, "risk", "Distance of the trailing stop behind price, in "
+      "ATRs.", min=0.05, max=20),
+    S("ASTER_STOP_MIN_GAP_ATR", "float", 0.1, "risk", "A moved stop stays at least this far from "
+      "the current price, in ATRs, so it does not trigger on the spot.", min=0.01, max=5),
     # --- policy -------------------------------------------------------------------------
     S("ASTER_BANDIT_ENABLED", "bool", True, "policy", "LinUCB bandit decides TAKE/SKIP and size."),
     S("ASTER_BANDIT_ALPHA", "float", 0.5, "policy", "LinUCB exploration strength.", min=0, max=10),

@@ -80,7 +80,8 @@ def test_the_engine_applies_an_ai_plans_fasttp_overrides(closes):
     c = first(closes, up=False)
     price, atr = c[-1], c[-1] * 0.004
     pos = {"symbol": "XRPUSDT", "side": "BUY", "status": "open", "entry": price - 0.15 * atr,
-           "initial_stop": price - 1.15 * atr, "take_profit": price + 1.1 * atr, "atr": atr}
+           "initial_stop": price - 1.15 * atr, "stop": price - 1.15 * atr,
+           "take_profit": price + 1.1 * atr, "atr": atr}
     arr = np.array(c, dtype=float)
     candles = {"XRPUSDT": (Candles(np.arange(4), arr, arr, arr, arr, arr), None)}
     snaps = {"XRPUSDT": Snapshot(bid=price, ask=price, quote_volume=1e9, mark=price, index=price,

@@ -180,7 +180,8 @@ def test_stops_and_take_profits_are_booked_with_their_reason_and_add_up(sim_fact
         sim.step(5 * 60_000)
     asyncio.run(run_async(s))
     hist = state_of(tmp_path)["history"]
-    assert hist and {t["reason"] for t in hist} <= {"stop", "take_profit"}
+    assert hist and {t["reason"] for t in hist} <= {"stop", "take_profit", "breakeven_stop",
+                                                 "trailing_stop", "fasttp_stop"}
     assert_pnl_identity(hist)
     for t in hist:
         risk = abs(t["entry"] - t["initial_stop"]) * t["qty"]

@@ -27,6 +27,7 @@ from mraster.policy import BanditPolicy, Decision, build_features
 from mraster.protections import Trip, lift, locked_symbols, reducing, roll_ledger, trips
 from mraster.risk import check_order, entry_gate, exposure_cap
 from mraster.ai.plan import FASTTP_KEYS
+from mraster.strategy.exits import locked_stop, r_multiple
 from mraster.strategy.fasttp import fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot, market_filters, side_filters
 from mraster.strategy.screen import MARKET_REASONS, SIGNAL_REASONS, policy_context, screen
@@ -41,6 +42,9 @@ CHART_SYMBOLS, CHART_CANDLES = 8, 150
 # How long an order the exchange says "does not exist" may still be on its way to the lookup
 # (wall time: it is the exchange's own propagation, not the market's clock)
 CONSISTENCY_MS = 10_000
+# the exit reason of a stop that a profit-locking rule had moved (not a stop-out)
+STOP_RULE_REASONS = {"breakeven": "breakeven_stop", "trailing": "trailing_stop",
+                     "fasttp": "fasttp_stop"}
 
 
 class KlineCache:
@@ -869,11 +873,14 @@ class Engine:
         b = book_trade(side, entries, exits, entry_hint=pos["entry"], qty_hint=pos["qty"],
                        initial_stop=pos["initial_stop"], funding=funding,
                        guard_reason=pos.get("close_reason"))
+        reason = b.reason
+        if reason == "stop" and pos.get("stop_rule"):  # a stop moved to lock in profit
+            reason = STOP_RULE_REASONS[pos["stop_rule"]]
         rec = {"symbol": sym, "side": side.value, "qty": b.qty, "entry": b.entry, "exit": b.exit,
                "initial_stop": pos["initial_stop"], "stop": pos["stop"],
                "take_profit": pos["take_profit"], "opened_at": pos["opened_at"],
                "closed_at": b.closed_at or now, "pnl": b.pnl, "fees": b.fees,
-               "funding": b.funding, "r": b.r, "reason": b.reason, "arm": pos.get("arm"),
+               "funding": b.funding, "r": b.r, "reason": reason, "arm": pos.get("arm"),
                "client_id": pos["entry_client_id"], "origin": pos.get("origin", "bot"),
                "ai": pos.get("ai")}
         if b.reason in ("unknown", "liquidation", "manual") and pos.get("close_reason") != "manual":
@@ -908,8 +915,13 @@ class Engine:
             if pos.get("fasttp"):  # the AI plan's overrides (clamped when the plan arrived)
                 s = {**s, **{FASTTP_KEYS[k]: v for k, v in pos["fasttp"].items()}}
             hit = fasttp_target(pos, price, candles[sym][0].c, now, s)
-            if hit is None:
-                continue
-            old, (new_tp, facts) = pos["take_profit"], hit
-            pos.update(take_profit=new_tp, fasttp_at=now)
-            self.emit("fasttp", symbol=sym, old_tp=old, new_tp=new_tp, **facts)
+            if hit is not None:
+                old, (new_tp, facts) = pos["take_profit"], hit
+                pos.update(take_profit=new_tp, fasttp_at=now)
+                self.emit("fasttp", symbol=sym, old_tp=old, new_tp=new_tp, **facts)
+            moved = locked_stop(pos, price, s, fasttp_fired=hit is not None)
+            if moved is not None:  # the guard replaces the stop order (new one first)
+                old_stop, (pos["stop"], rule) = pos["stop"], moved
+                pos["stop_rule"] = rule
+                self.emit("stop_moved", symbol=sym, rule=rule, old_stop=old_stop,
+                          new_stop=pos["stop"], r=round(r_multiple(pos, price), 3))
