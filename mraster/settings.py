@@ -309,6 +309,9 @@ CATALOGUE: tuple[Setting, ...] = (
     S("ASTER_CONFIDENCE_SIZE_EXP", "float", 2.0, "sizing", "Curve exponent (>1 favours high "
       "confidence).", min=0.1, max=10),
     # --- risk & brackets ---------------------------------------------------------------
+    S("ASTER_MARGIN_TYPE", "choice", "isolated", "risk", "Margin mode set per symbol before its "
+      "first entry: isolated (a position can lose only its own margin) or crossed (the whole "
+      "balance backs every position).", choices=("isolated", "crossed")),
     S("ASTER_MAX_OPEN_GLOBAL", "int", 0, "risk", "Maximum open positions overall (0 = unlimited).",
       min=0, max=1000),
     S("ASTER_MAX_OPEN_PER_SYMBOL", "int", 1, "risk", "Maximum open positions per symbol "

@@ -138,6 +138,7 @@ class Engine:
         self.rules: dict[str, SymbolRules] = {}
         self.max_lev: dict[str, int] = {}
         self.leverage_set: dict[str, int] = {}
+        self.margin_set: dict[str, str] = {}
         self.policy = BanditPolicy.from_settings(settings)
         if state.get("policy"):
             self.policy.load(state["policy"])
@@ -492,6 +493,13 @@ class Engine:
             sl_mult, tp_mult = sl_mult * ai.sl_multiplier, tp_mult * ai.tp_multiplier
         if (sl_mult, tp_mult) != (s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"]):
             s = {**s, "ASTER_SL_ATR_MULT": sl_mult, "ASTER_TP_ATR_MULT": tp_mult}
+        if self.margin_set.get(sym) != s["ASTER_MARGIN_TYPE"]:
+            try:
+                await self._set_margin_type(sym)
+            except E.ExchangeError as exc:
+                self._skip(res, sym, "margin_mode" if exc.code in (-4047, -4048) else
+                           "order_failed", side=side, error=str(exc))
+                return used
         if self.leverage_set.get(sym) != want:
             try:  # leverage is set on the exchange before the sizing relies on it
                 await self._set_leverage(sym, want)
@@ -574,6 +582,21 @@ class Engine:
         pos.update(entry=entry, qty=qty, initial_stop=stop, stop=stop, status=status,
                    take_profit=entry + d * pos.get("tp_atr_mult", self.s["ASTER_TP_ATR_MULT"]) * pos["atr"],
                    risk_usdt=qty * abs(entry - stop))
+
+    async def _set_margin_type(self, sym: str) -> None:
+        """The user's margin mode on ``sym`` before its first entry ("no change" is success)."""
+        want = self.s["ASTER_MARGIN_TYPE"]
+        try:
+            await self.ex.set_margin_type(sym, want.upper())
+        except E.ExchangeError as exc:
+            if exc.code != -4046:
+                raise
+        self.margin_set[sym] = want
+
+    async def hedge_mode(self) -> bool:
+        """True when the account holds two positions per symbol (hedge mode): the bot's one-way
+        orders would be refused (-4061) and its closePosition stops would not cover both sides."""
+        return bool((await self.ex.position_mode()).get("dualSidePosition"))
 
     async def _set_leverage(self, sym: str, lev: int) -> None:
         """Set leverage before sizing relies on it; when the symbol's maximum is lower than

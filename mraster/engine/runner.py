@@ -79,6 +79,11 @@ def ai_off_reason(s: Mapping[str, Any]) -> str:
             "playbook are rule-based")
 
 
+HEDGE_MODE = ("the account is in hedge mode (two positions per symbol); MrAster trades one-way "
+              "positions only. Switch the account to one-way mode on Aster (Futures, Preferences, "
+              "Position mode: One-way) with no open positions or orders, then start again.")
+
+
 class StartupError(Exception):
     """The bot cannot start with these settings; the message says what to change."""
 
@@ -265,6 +270,15 @@ async def run_async(s: Mapping[str, Any]) -> int:
     emit("start", mode=state["mode"], market_source=source)
     code = 0
     try:
+        try:
+            if await engine.hedge_mode():
+                print(f"aster_multi_bot: {HEDGE_MODE}", file=sys.stderr)
+                engine.alert("error", HEDGE_MODE)
+                code = 2
+                return code
+        except E.ExchangeError as exc:
+            engine.alert("error", f"the position mode could not be read ({exc}); checked again "
+                                  "at the next start")
         try:  # crash-only: adopt, book and re-protect before the first scan
             await engine.reconcile()
             _save(doc, state)

@@ -281,6 +281,10 @@ class AsterRest:
         return await self._request("POST", "/fapi/v1/marginType",
                                    {"symbol": symbol, "marginType": margin_type}, signed=True)
 
+    async def position_mode(self) -> dict:
+        """``{"dualSidePosition": bool}``: hedge mode (True) or one-way (False)."""
+        return await self._request("GET", "/fapi/v1/positionSide/dual", signed=True)
+
     async def user_trades(self, symbol: str, start_time: int | None = None, limit: int = 500) -> list:
         return await self._request("GET", "/fapi/v1/userTrades", {
             "symbol": symbol, "startTime": start_time, "limit": limit}, signed=True)

@@ -23,6 +23,6 @@ def weight(path: str, params: dict[str, str] | None = None) -> int:
     if path in ("balance", "positionRisk", "account", "accountWithJoinMargin", "userTrades",
                 "allOrders"):
         return 5
-    if path == "income":
+    if path in ("income", "positionSide/dual"):
         return 30
     return 1

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from mraster.exchange import errors as E
 from mraster.exchange.rules import rules_from_exchange_info
-from mraster.sim.exchange import SimExchange, all_orders
+from mraster.sim.exchange import SimExchange, all_orders, position_mode, set_margin_type
 from mraster.sim.matching import Account, Matching, SimError
 
 Persist = Callable[[dict[str, Any]], None]
@@ -57,6 +57,9 @@ class _SignedMixin:
     async def user_trades(self, symbol: str, start_time: int | None = None, limit: int = 500) -> list:
         return self._signed("GET", "userTrades", {"symbol": symbol, "startTime": str(start_time or 0),
                                                   "limit": str(limit)})
+
+    async def position_mode(self) -> dict:
+        return self._signed("GET", "positionSide/dual", {})
 
     async def all_orders(self, symbol: str, start_time: int | None = None, limit: int = 500) -> list:
         return self._signed("GET", "allOrders", {"symbol": symbol, "startTime": str(start_time or 0),
@@ -234,8 +237,9 @@ class PaperExchange(_SignedMixin):
             elif path == "leverage":
                 out = m.set_leverage(acct, p["symbol"], int(p["leverage"]))
             elif path == "marginType":
-                acct.margin_type[p["symbol"]] = "isolated" if p["marginType"] == "ISOLATED" else "cross"
-                out = {"code": 200, "msg": "success"}
+                out = set_margin_type(acct, p["symbol"], p["marginType"])
+            elif path == "positionSide/dual":
+                out = position_mode(acct, method, p)
             elif path == "positionRisk":
                 syms = [p["symbol"]] if p.get("symbol") else list(acct.positions)
                 out = [row for sym in syms for row in m.position_risk(acct, sym)]

@@ -213,16 +213,10 @@ class SimExchange:
             if path == "leverage":
                 return m.set_leverage(acct, p.get("symbol", ""), _int(p.get("leverage")) or 0)
             if path == "marginType":
-                sym = p.get("symbol", "")
-                self._check_symbol(sym)
-                want = p.get("marginType", "").upper()
-                if want not in ("ISOLATED", "CROSSED"):
-                    raise SimError(-1130, "Data sent for parameter 'marginType' is not valid.")
-                cur = acct.margin_type.get(sym, "cross")
-                if (cur == "isolated") == (want == "ISOLATED"):
-                    raise SimError(-4046, "No need to change margin type.")
-                acct.margin_type[sym] = "isolated" if want == "ISOLATED" else "cross"
-                return {"code": 200, "msg": "success"}
+                self._check_symbol(p.get("symbol", ""))
+                return set_margin_type(acct, p.get("symbol", ""), p.get("marginType", ""))
+            if path == "positionSide/dual":
+                return position_mode(acct, method, p)
             if path == "positionRisk":
                 if p.get("symbol"):
                     self._check_symbol(p["symbol"])
@@ -248,6 +242,34 @@ class SimExchange:
                         and r["time"] >= (_int(p.get("startTime")) or 0)]
                 return rows[-(_int(p.get("limit")) or 100):]
             raise SimError(-1020, "This operation is not supported.", http=404)
+
+
+def set_margin_type(acct: Account, sym: str, want: str) -> dict[str, Any]:
+    """``POST marginType`` as Aster answers it (aster_api.md: -4046 no change, -4047 open
+    orders, -4048 an open position)."""
+    want = want.upper()
+    if want not in ("ISOLATED", "CROSSED"):
+        raise SimError(-1130, "Data sent for parameter 'marginType' is not valid.")
+    if (acct.margin_type.get(sym, "cross") == "isolated") == (want == "ISOLATED"):
+        raise SimError(-4046, "No need to change margin type.")
+    pos = acct.positions.get(sym)
+    if pos is not None and pos.amt:
+        raise SimError(-4048, "Margin type cannot be changed if there exists position.")
+    if acct.open_orders(sym):
+        raise SimError(-4047, "Margin type cannot be changed if there exists open orders.")
+    acct.margin_type[sym] = "isolated" if want == "ISOLATED" else "cross"
+    return {"code": 200, "msg": "success"}
+
+
+def position_mode(acct: Account, method: str, p: dict[str, str]) -> dict[str, Any]:
+    """``GET/POST positionSide/dual``: hedge mode (two positions per symbol) or one-way."""
+    if method == "GET":
+        return {"dualSidePosition": acct.dual_side}
+    want = str(p.get("dualSidePosition", "")).lower() == "true"
+    if want == acct.dual_side:
+        raise SimError(-4059, "No need to change position side.")
+    acct.dual_side = want
+    return {"code": 200, "msg": "success"}
 
 
 def all_orders(acct: Account, symbol: str, start: int, limit: int) -> list[dict[str, Any]]:

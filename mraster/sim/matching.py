@@ -80,6 +80,7 @@ class Account:
     income: list[dict[str, Any]] = field(default_factory=list)
     next_id: int = 1
     next_trade: int = 1
+    dual_side: bool = False  # hedge mode (the bot refuses to trade in it)
 
     def to_json(self) -> dict[str, Any]:
         return {"balance": self.balance,
@@ -87,7 +88,8 @@ class Account:
                 "leverage": self.leverage, "margin_type": self.margin_type,
                 "orders": [asdict(o) for o in self.orders.values()][-2000:],
                 "trades": self.trades[-2000:], "income": self.income[-2000:],
-                "next_id": self.next_id, "next_trade": self.next_trade}
+                "next_id": self.next_id, "next_trade": self.next_trade,
+                "dual_side": self.dual_side}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Account":
@@ -100,6 +102,7 @@ class Account:
         acct.income = list(d.get("income", []))
         acct.next_id = int(d.get("next_id", 1))
         acct.next_trade = int(d.get("next_trade", 1))
+        acct.dual_side = bool(d.get("dual_side", False))
         return acct
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:

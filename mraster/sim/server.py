@@ -27,7 +27,8 @@ from mraster.sim.matching import SimError
 PUBLIC = {"ping", "time", "exchangeInfo", "klines", "ticker/24hr", "ticker/bookTicker",
           "premiumIndex", "depth", "fundingRate"}
 SIGNED = {"order", "openOrders", "allOpenOrders", "leverage", "marginType", "positionRisk",
-          "balance", "account", "accountWithJoinMargin", "userTrades", "income", "allOrders"}
+          "balance", "account", "accountWithJoinMargin", "userTrades", "income", "allOrders",
+          "positionSide/dual"}
 V1_VERSIONS = {"v1", "v2", "v4"}
 
 

@@ -47,6 +47,8 @@ REASONS = {
     "open_risk_cap": "the total risk of the open positions would pass ASTER_MAX_OPEN_RISK",
     "notional_cap": "the total notional of the open positions would pass "
                     "ASTER_MAX_TOTAL_NOTIONAL_X times equity",
+    "margin_mode": "the margin mode (ASTER_MARGIN_TYPE) could not be set on this symbol: it has "
+                   "open orders or a position",
     "stopping": "the bot is stopping: no new trades",
     "entry_unknown": "an earlier entry's outcome is not known yet; it is looked up first",
     "no_quote": "no book ticker or premium data for the symbol",
