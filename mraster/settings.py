@@ -312,6 +312,9 @@ CATALOGUE: tuple[Setting, ...] = (
     S("ASTER_MARGIN_TYPE", "choice", "isolated", "risk", "Margin mode set per symbol before its "
       "first entry: isolated (a position can lose only its own margin) or crossed (the whole "
       "balance backs every position).", choices=("isolated", "crossed")),
+    S("ASTER_LIQUIDATION_BUFFER", "float", 0.05, "risk", "The stop must trigger before the "
+      "liquidation price with this share of the entry-to-liquidation distance to spare; the "
+      "leverage is lowered until it does, else the entry is skipped.", min=0, max=0.99),
     S("ASTER_MAX_OPEN_GLOBAL", "int", 0, "risk", "Maximum open positions overall (0 = unlimited).",
       min=0, max=1000),
     S("ASTER_MAX_OPEN_PER_SYMBOL", "int", 1, "risk", "Maximum open positions per symbol "

@@ -206,9 +206,11 @@ function renderOverview(d) {
     el("td", {}, x.symbol), el("td", { class: x.side === "BUY" ? "long" : "short" }, x.side === "BUY" ? "long" : "short"),
     el("td", {}, fmt(x.qty)), el("td", {}, fmt(x.entry, 6)), el("td", {}, fmt(x.mark, 6)),
     el("td", { class: x.pnl >= 0 ? "pos" : "neg" }, fmt(x.pnl, 2)), el("td", {}, fmt(x.r, 2)),
-    el("td", {}, fmt(x.stop, 6)), el("td", {}, fmt(x.take_profit, 6)), el("td", {}, x.status === "open" ? age(x.age_s) : x.status),
+    el("td", {}, fmt(x.stop, 6)), el("td", {}, fmt(x.take_profit, 6)),
+    el("td", {}, x.liquidation ? `${fmt(x.liquidation, 6)} (${pct(x.liquidation_distance)})` : "–"),
+    el("td", {}, x.status === "open" ? age(x.age_s) : x.status),
     el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, "Close…")))));
-  if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 11, class: "muted" }, d.bot.running ? "No open positions." : "No open positions. Start the bot to trade.")));
+  if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 12, class: "muted" }, d.bot.running ? "No open positions." : "No open positions. Start the bot to trade.")));
   $("#external").textContent = d.external_positions.length ? `Positions the bot did not open (left alone): ${d.external_positions.map((e) => `${e.symbol} ${e.amount}${e.why ? ` (${e.why})` : ""}`).join("; ")}. No entry, add, flip, brackets or close on these symbols.` : "";
   const t = d.telemetry;
   $("#telemetry").textContent = t.cycle ? `Cycle ${t.cycle}: ${t.symbols} symbols, ${t.evaluated} evaluated, ${fmt(t.duration_s, 2)} s, request weight ${t.weight ?? "–"}` : "";

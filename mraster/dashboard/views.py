@@ -23,7 +23,9 @@ def positions_view(state: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]
                     "entry": p.get("entry"), "mark": p.get("mark"), "pnl": p.get("unrealized"),
                     "r": p.get("r_now"), "stop": p.get("stop"), "initial_stop": p.get("initial_stop"),
                     "take_profit": p.get("take_profit"), "status": p.get("status"),
-                    "leverage": p.get("leverage"),
+                    "leverage": p.get("leverage"), "liquidation": p.get("liquidation") or None,
+                    "liquidation_distance": abs(p["mark"] - p["liquidation"]) / p["mark"]
+                    if p.get("liquidation") and p.get("mark") else None,
                     "age_s": max(0, (now_ms - int(p.get("opened_at") or now_ms)) // 1000)})
     return sorted(out, key=lambda x: x["symbol"])
 

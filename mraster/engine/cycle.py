@@ -7,6 +7,7 @@ functions in ``mraster.strategy``, ``mraster.risk`` and ``mraster.policy``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from mraster.ai import news, sentinel
 from mraster.settings import ai_mode
 from mraster.execution.brackets import BracketGuard
 from mraster.policy import BanditPolicy, Decision, build_features
+from mraster.liquidation import (DEFAULT_BRACKETS, Bracket, brackets_from_api, isolated_margin,
+                                 liquidation_price, stop_is_safe)
 from mraster.protections import Trip, lift, locked_symbols, reducing, roll_ledger, trips
 from mraster.risk import check_order, entry_gate, exposure_cap
 from mraster.ai.plan import FASTTP_KEYS
@@ -139,6 +142,7 @@ class Engine:
         self.max_lev: dict[str, int] = {}
         self.leverage_set: dict[str, int] = {}
         self.margin_set: dict[str, str] = {}
+        self.brackets: dict[str, tuple[Bracket, ...]] = {}
         self.policy = BanditPolicy.from_settings(settings)
         if state.get("policy"):
             self.policy.load(state["policy"])
@@ -168,6 +172,10 @@ class Engine:
         info = await self.ex.exchange_info()
         self.rules = rules_from_exchange_info(info)
         self._rules_at = time.monotonic()
+        try:  # maintenance-margin tiers, for liquidation prices (assumed when not listed)
+            self.brackets = brackets_from_api(await self.ex.leverage_brackets())
+        except (E.ExchangeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("leverage brackets unavailable (%s); assuming the usual tiers", exc)
         # the guard's retry back-off and stop grace run on the market's clock: the wall clock
         # live, the replay's in a backtest (so a replay never depends on how fast it runs)
         self.guard = BracketGuard(self.ex, self.rules, self.queue, self._guard_event,
@@ -301,6 +309,7 @@ class Engine:
             pnl = float(r.get("unRealizedProfit", 0))
             risk = abs(pos["entry"] - pos["initial_stop"]) * pos["qty"]
             pos.update(mark=float(r.get("markPrice", 0)), unrealized=round(pnl, 8),
+                       liquidation=float(r.get("liquidationPrice") or 0),
                        r_now=round(pnl / risk, 4) if risk else 0.0)
 
     def _charts(self, candles: dict[str, tuple[Candles, Candles]]) -> dict[str, list[list[float]]]:
@@ -508,6 +517,21 @@ class Engine:
                 return used
         order = plan_order(side=side, price=price, atr=f.atr, equity=equity, used_margin=used,
                            rules=rules, mult=mult, max_leverage=self.leverage_set[sym], s=s)
+        while not order.reason and not self._stop_before_liquidation(sym, side, price, order,
+                                                                     equity, used):
+            # the stop would come after the liquidation: lower the leverage, if anything can
+            lower = max(1, order.leverage // 2)
+            if lower >= order.leverage:
+                order = dataclasses.replace(order, reason="liquidation_risk")
+                break
+            try:
+                await self._set_leverage(sym, lower)
+            except E.ExchangeError as exc:
+                self._skip(res, sym, "order_failed", side=side, error=str(exc))
+                return used
+            order = plan_order(side=side, price=price, atr=f.atr, equity=equity,
+                               used_margin=used, rules=rules, mult=mult,
+                               max_leverage=self.leverage_set[sym], s=s)
         reason = order.reason or check_order(notional=order.notional, leverage=order.leverage,
                                              risk_usdt=order.risk_usdt, equity=equity,
                                              used_margin=used, s=s)
@@ -582,6 +606,18 @@ class Engine:
         pos.update(entry=entry, qty=qty, initial_stop=stop, stop=stop, status=status,
                    take_profit=entry + d * pos.get("tp_atr_mult", self.s["ASTER_TP_ATR_MULT"]) * pos["atr"],
                    risk_usdt=qty * abs(entry - stop))
+
+    def _stop_before_liquidation(self, sym: str, side: str, price: float, order, equity: float,
+                                 used: float) -> bool:
+        """Would this order's stop trigger before its liquidation, with the user's buffer?"""
+        sign = 1 if side == "BUY" else -1
+        qty = float(order.qty)
+        if self.s["ASTER_MARGIN_TYPE"] == "isolated":
+            wallet = isolated_margin(price, qty, order.leverage)
+        else:  # crossed: what the account has free to back it
+            wallet = max(0.0, equity - used)
+        liq = liquidation_price(sign, price, qty, wallet, self.brackets.get(sym, DEFAULT_BRACKETS))
+        return stop_is_safe(sign, price, float(order.stop), liq, self.s["ASTER_LIQUIDATION_BUFFER"])
 
     async def _set_margin_type(self, sym: str) -> None:
         """The user's margin mode on ``sym`` before its first entry ("no change" is success)."""

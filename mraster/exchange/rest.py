@@ -285,6 +285,10 @@ class AsterRest:
         """``{"dualSidePosition": bool}``: hedge mode (True) or one-way (False)."""
         return await self._request("GET", "/fapi/v1/positionSide/dual", signed=True)
 
+    async def leverage_brackets(self) -> list:
+        """Maintenance-margin tiers per symbol (for liquidation prices)."""
+        return await self._request("GET", "/fapi/v1/leverageBracket", signed=True)
+
     async def user_trades(self, symbol: str, start_time: int | None = None, limit: int = 500) -> list:
         return await self._request("GET", "/fapi/v1/userTrades", {
             "symbol": symbol, "startTime": start_time, "limit": limit}, signed=True)

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from mraster.exchange import errors as E
 from mraster.exchange.rules import rules_from_exchange_info
-from mraster.sim.exchange import SimExchange, all_orders, position_mode, set_margin_type
+from mraster.sim.exchange import (SimExchange, all_orders, leverage_brackets, position_mode,
+                                  set_margin_type)
 from mraster.sim.matching import Account, Matching, SimError
 
 Persist = Callable[[dict[str, Any]], None]
@@ -60,6 +61,9 @@ class _SignedMixin:
 
     async def position_mode(self) -> dict:
         return self._signed("GET", "positionSide/dual", {})
+
+    async def leverage_brackets(self) -> list:
+        return self._signed("GET", "leverageBracket", {})
 
     async def all_orders(self, symbol: str, start_time: int | None = None, limit: int = 500) -> list:
         return self._signed("GET", "allOrders", {"symbol": symbol, "startTime": str(start_time or 0),
@@ -240,6 +244,8 @@ class PaperExchange(_SignedMixin):
                 out = set_margin_type(acct, p["symbol"], p["marginType"])
             elif path == "positionSide/dual":
                 out = position_mode(acct, method, p)
+            elif path == "leverageBracket":
+                out = leverage_brackets(m.rules, p.get("symbol"))
             elif path == "positionRisk":
                 syms = [p["symbol"]] if p.get("symbol") else list(acct.positions)
                 out = [row for sym in syms for row in m.position_risk(acct, sym)]

@@ -13,6 +13,7 @@ import numpy as np
 
 from mraster.exchange.rules import D, SymbolRules
 from mraster.sim.market import FUNDING_MS, Market, _num, as_sent
+from mraster.liquidation import brackets_to_api
 from mraster.sim.matching import Account, Matching, SimError
 
 RATE_LIMITS = [
@@ -217,6 +218,8 @@ class SimExchange:
                 return set_margin_type(acct, p.get("symbol", ""), p.get("marginType", ""))
             if path == "positionSide/dual":
                 return position_mode(acct, method, p)
+            if path == "leverageBracket":
+                return leverage_brackets(self.rules, p.get("symbol"))
             if path == "positionRisk":
                 if p.get("symbol"):
                     self._check_symbol(p["symbol"])
@@ -259,6 +262,15 @@ def set_margin_type(acct: Account, sym: str, want: str) -> dict[str, Any]:
         raise SimError(-4047, "Margin type cannot be changed if there exists open orders.")
     acct.margin_type[sym] = "isolated" if want == "ISOLATED" else "cross"
     return {"code": 200, "msg": "success"}
+
+
+def leverage_brackets(rules: dict[str, Any], symbol: str | None) -> Any:
+    """``GET leverageBracket`` in Aster's shape (one object for a symbol, else a list)."""
+    if symbol:
+        if symbol not in rules:
+            raise SimError(-1121, "Invalid symbol.")
+        return [brackets_to_api(symbol)]
+    return [brackets_to_api(sym) for sym in rules]
 
 
 def position_mode(acct: Account, method: str, p: dict[str, str]) -> dict[str, Any]:

@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from mraster.exchange.rules import RuleViolation, SymbolRules
+from mraster.liquidation import isolated_margin, liquidation_price
 
 KEEP_ORDERS = 1000  # finished orders kept queryable per account
 TAKER_FEE = 0.0004
+LIQUIDATION_FEE = 0.005  # of the notional, to the insurance fund
 MAKER_FEE = 0.0002
 TRIGGER_TYPES = {"STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT"}
 
@@ -331,6 +333,12 @@ class Matching:
         for o in orders:
             if o.status != "NEW":
                 continue
+            if not o.type.startswith("STOP") and o.type in TRIGGER_TYPES:
+                # take-profits after the liquidation check: a stop inside the liquidation price
+                # fills first, a position whose stop lies beyond it is liquidated first
+                liquidated = self.liquidate(acct, symbol, lo, hi, now, mark_factor)
+                if liquidated is not None:
+                    filled.append(liquidated)
             if o.type in TRIGGER_TYPES:
                 f = mark_factor if o.workingType == "MARK_PRICE" else 1.0
                 if self._triggered(o.type, o.side, o.stopPrice, lo * f, hi * f):
@@ -350,7 +358,52 @@ class Matching:
                 if (o.side == "BUY" and lo <= o.price) or (o.side == "SELL" and hi >= o.price):
                     self._fill(acct, o, o.price, now, taker=False)
                     filled.append(o)
+        liquidated = self.liquidate(acct, symbol, lo, hi, now, mark_factor)
+        if liquidated is not None:
+            filled.append(liquidated)
         return filled
+
+    # -- liquidation -------------------------------------------------------------------------
+    def liquidation_price(self, acct: Account, sym: str) -> float:
+        """By the exchange's formula (``mraster.liquidation``): an isolated position is backed
+        by its own margin, a crossed one by the wallet and the other positions' unrealised PnL."""
+        pos = acct.positions.get(sym)
+        if pos is None or not pos.amt:
+            return 0.0
+        lev = acct.leverage.get(sym, 20)
+        if acct.margin_type.get(sym, "cross") == "isolated":
+            wallet = isolated_margin(pos.entry, pos.amt, lev)
+        else:
+            others = sum((self.quote(s)["mark"] - p.entry) * p.amt
+                         for s, p in acct.positions.items() if p.amt and s != sym)
+            wallet = acct.balance + others
+        return liquidation_price(1 if pos.amt > 0 else -1, pos.entry, pos.amt, wallet)
+
+    def liquidate(self, acct: Account, sym: str, lo: float, hi: float, now: int,
+                  mark_factor: float = 1.0) -> Order | None:
+        """Close a position whose liquidation price the mark crossed in [lo, hi] (last-price
+        range × ``mark_factor``), at that price, with the liquidation fee; the order carries the
+        exchange's ``autoclose-`` client id and type LIQUIDATION, as Aster's history shows it."""
+        pos = acct.positions.get(sym)
+        liq = self.liquidation_price(acct, sym)
+        if pos is None or not pos.amt or liq <= 0:
+            return None
+        long = pos.amt > 0
+        if not ((long and lo * mark_factor <= liq) or (not long and hi * mark_factor >= liq)):
+            return None
+        oid = acct.next_id
+        acct.next_id += 1
+        side = "SELL" if long else "BUY"
+        order = Order(oid, f"autoclose-{now}", sym, side, "LIQUIDATION", abs(pos.amt), 0.0, 0.0,
+                      True, False, "MARK_PRICE", "IOC", now, now)
+        acct.orders[oid] = order
+        px = liq / mark_factor if mark_factor else liq
+        qty = abs(pos.amt)
+        self._fill(acct, order, px, now, taker=True)
+        fee = qty * px * LIQUIDATION_FEE
+        acct.balance -= fee
+        self._income(acct, sym, "INSURANCE_CLEAR", -fee, now)
+        return order
 
     def _slip(self, side: str, px: float, qty: float) -> float:
         slip = min(0.01, qty * px / self.impact_notional * 0.0005)
@@ -403,10 +456,13 @@ class Matching:
             rows.append({"symbol": sym, "positionAmt": _s(pos.amt) if pos.amt else "0.0",
                          "entryPrice": _s(pos.entry) if pos.amt else "0.0",
                          "markPrice": _s(mark), "unRealizedProfit": _s((mark - pos.entry) * pos.amt),
-                         "liquidationPrice": "0", "leverage": str(lev),
+                         "liquidationPrice": _s(self.liquidation_price(acct, sym)),
+                         "leverage": str(lev),
                          "maxNotionalValue": "1000000",
                          "marginType": acct.margin_type.get(sym, "cross"),
-                         "isolatedMargin": "0.00000000", "isAutoAddMargin": "false",
+                         "isolatedMargin": _s(isolated_margin(pos.entry, pos.amt, lev))
+                         if pos.amt and acct.margin_type.get(sym) == "isolated" else "0.00000000",
+                         "isAutoAddMargin": "false",
                          "positionSide": "BOTH", "notional": _s(pos.amt * mark),
                          "isolatedWallet": "0", "updateTime": pos.update_time})
         return rows

@@ -28,7 +28,7 @@ PUBLIC = {"ping", "time", "exchangeInfo", "klines", "ticker/24hr", "ticker/bookT
           "premiumIndex", "depth", "fundingRate"}
 SIGNED = {"order", "openOrders", "allOpenOrders", "leverage", "marginType", "positionRisk",
           "balance", "account", "accountWithJoinMargin", "userTrades", "income", "allOrders",
-          "positionSide/dual"}
+          "positionSide/dual", "leverageBracket"}
 V1_VERSIONS = {"v1", "v2", "v4"}
 
 

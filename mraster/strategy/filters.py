@@ -49,6 +49,8 @@ REASONS = {
                     "ASTER_MAX_TOTAL_NOTIONAL_X times equity",
     "margin_mode": "the margin mode (ASTER_MARGIN_TYPE) could not be set on this symbol: it has "
                    "open orders or a position",
+    "liquidation_risk": "even at leverage 1 the stop would not trigger before the liquidation "
+                        "price (with ASTER_LIQUIDATION_BUFFER to spare)",
     "stopping": "the bot is stopping: no new trades",
     "entry_unknown": "an earlier entry's outcome is not known yet; it is looked up first",
     "no_quote": "no book ticker or premium data for the symbol",
