@@ -453,15 +453,47 @@ SECRET_NAMES: frozenset[str] = frozenset(s.name for s in CATALOGUE if s.secret)
 
 # Preset values. "Mid" keeps the catalogue defaults; risk per trade never exceeds 1% of equity.
 # Leverage 125 means "the exchange maximum": the bot caps it per symbol at the exchange's limit.
-PRESETS: dict[str, dict[str, Any]] = {
+# Each preset is a whole risk profile, not a few knobs: stop and target, FastTP, funding caps,
+# the alpha model's bar, sizing, the circuit breakers and the exposure caps move together. Every
+# one risks at most 1 % of equity per trade (``ASTER_RISK_PER_TRADE`` is the most a trade can lose
+# at its stop, whatever the size multipliers say).
+_PROFILE = {
     "low": {"ASTER_EQUITY_FRACTION": 0.33, "ASTER_LEVERAGE": 4, "ASTER_RISK_PER_TRADE": 0.004,
-            "ASTER_TREND_BIAS": "with"},
-    "mid": {"ASTER_EQUITY_FRACTION": 0.66, "ASTER_LEVERAGE": 10, "ASTER_TREND_BIAS": "with"},
+            "ASTER_TREND_BIAS": "with", "ASTER_SL_ATR_MULT": 1.2, "ASTER_TP_ATR_MULT": 1.8,
+            "FASTTP_MIN_R": 0.25, "ASTER_FUNDING_MAX_LONG": 0.0005, "ASTER_FUNDING_MAX_SHORT": 0.0005,
+            "ASTER_ALPHA_THRESHOLD": 0.58, "ASTER_SIZE_MULT_CAP": 2.0,
+            "ASTER_DAILY_LOSS_LIMIT": 0.02, "ASTER_MAX_DRAWDOWN": 0.06, "ASTER_STREAK_STOPS": 2,
+            "ASTER_MAX_OPEN_RISK": 0.015, "ASTER_MAX_TOTAL_NOTIONAL_X": 1.5,
+            "ASTER_BREAKEVEN_R": 0.8, "ASTER_TRAIL_ACTIVATION_R": 1.2,
+            "ASTER_LIQUIDATION_BUFFER": 0.2, "ASTER_MARGIN_TYPE": "isolated"},
+    # mid is the default profile: its values are the catalogue's (risk per trade: 0.006 on the
+    # command line, 0.007 from the dashboard, as the seed has it)
+    "mid": {"ASTER_EQUITY_FRACTION": 0.66, "ASTER_LEVERAGE": 10, "ASTER_TREND_BIAS": "with", "ASTER_SL_ATR_MULT": 1.0, "ASTER_TP_ATR_MULT": 1.6,
+            "FASTTP_MIN_R": 0.30, "ASTER_FUNDING_MAX_LONG": 0.0010, "ASTER_FUNDING_MAX_SHORT": 0.0010,
+            "ASTER_ALPHA_THRESHOLD": 0.55, "ASTER_SIZE_MULT_CAP": 3.0,
+            "ASTER_DAILY_LOSS_LIMIT": 0.03, "ASTER_MAX_DRAWDOWN": 0.10, "ASTER_STREAK_STOPS": 3,
+            "ASTER_MAX_OPEN_RISK": 0.03, "ASTER_MAX_TOTAL_NOTIONAL_X": 3.0,
+            "ASTER_BREAKEVEN_R": 1.0, "ASTER_TRAIL_ACTIVATION_R": 1.5,
+            "ASTER_LIQUIDATION_BUFFER": 0.1, "ASTER_MARGIN_TYPE": "isolated"},
     "high": {"ASTER_EQUITY_FRACTION": 1.0, "ASTER_LEVERAGE": 125, "ASTER_RISK_PER_TRADE": 0.01,
-             "ASTER_TREND_BIAS": "with"},
-    "att": {"ASTER_EQUITY_FRACTION": 1.0, "ASTER_LEVERAGE": 125, "ASTER_RISK_PER_TRADE": 0.01,
-            "ASTER_TREND_BIAS": "against"},
+             "ASTER_TREND_BIAS": "with", "ASTER_SL_ATR_MULT": 1.0, "ASTER_TP_ATR_MULT": 2.0,
+             "FASTTP_MIN_R": 0.40, "ASTER_FUNDING_MAX_LONG": 0.0015,
+             "ASTER_FUNDING_MAX_SHORT": 0.0015, "ASTER_ALPHA_THRESHOLD": 0.52,
+             "ASTER_SIZE_MULT_CAP": 3.0, "ASTER_DAILY_LOSS_LIMIT": 0.05, "ASTER_MAX_DRAWDOWN": 0.15,
+             "ASTER_STREAK_STOPS": 4, "ASTER_MAX_OPEN_RISK": 0.05,
+             "ASTER_MAX_TOTAL_NOTIONAL_X": 5.0, "ASTER_BREAKEVEN_R": 1.2,
+             "ASTER_TRAIL_ACTIVATION_R": 2.0, "ASTER_LIQUIDATION_BUFFER": 0.1,
+             "ASTER_MARGIN_TYPE": "isolated"},
 }
+PRESETS: dict[str, dict[str, Any]] = {
+    **_PROFILE,
+    # ATT: the High profile traded AGAINST the trend (see ATT_WARNING); a typed confirmation
+    "att": {**_PROFILE["high"], "ASTER_TREND_BIAS": "against"},
+}
+ATT_WARNING = ("ATT trades against the trend: it buys falling markets and sells rising ones, with "
+               "all of your equity as margin and leverage up to 125x (lowered where the stop would "
+               "come after liquidation), risking up to 1 % per trade and 5 % a day. Type ATT to "
+               "apply it.")
 PRESETS_IGNORING_AI_BUDGET = frozenset({"high", "att"})
 
 

@@ -481,8 +481,15 @@ function previewPreset(x) {
       : el("p", {}, "Nothing would change."),
     x.kept_by_override.length ? el("p", { class: "warn" }, `Kept because .env or the environment sets them: ${x.kept_by_override.map((k) => `${k.key}=${k.value}`).join(", ")}`) : "",
     x.ignores_ai_budget ? el("p", { class: "warn" }, "This preset ignores the AI daily budget (spending is still recorded).") : "",
+    x.warning ? el("p", { class: "warn" }, x.warning) : "",
     el("button", { "data-testid": "apply-preset", disabled: x.changes.length ? null : "disabled", onclick: async () => {
-      try { const r = await api("POST", `/api/presets/${x.name}`); afterSave(r); box.hidden = true; notice(`Preset ${x.name.toUpperCase()} applied.`, "info", "local-" + Date.now()); loadConfig(); }
+      let body = {};
+      if (x.name === "att") {
+        const typed = await confirmTyped(x.warning, "ATT");
+        if (typed === null) return;
+        body = { confirm: typed };
+      }
+      try { const r = await api("POST", `/api/presets/${x.name}`, body); afterSave(r); box.hidden = true; notice(`Preset ${x.name.toUpperCase()} applied.`, "info", "local-" + Date.now()); loadConfig(); }
       catch (e) { fail(e); }
     } }, `Apply ${x.name.toUpperCase()}`),
     el("button", { onclick: () => { box.hidden = true; } }, "Cancel"));

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, get_ctx
@@ -202,7 +202,8 @@ def preset_preview(ctx: DashboardContext, name: str) -> dict[str, Any]:
     kept = [{"key": k, "value": _json(current[k]), "source": s.sources[k]}
             for k in st.PRESETS[name] if s.sources.get(k) in OVERRIDING_LAYERS]
     return {"name": name, "changes": changes, "kept_by_override": kept,
-            "ignores_ai_budget": name in st.PRESETS_IGNORING_AI_BUDGET}
+            "ignores_ai_budget": name in st.PRESETS_IGNORING_AI_BUDGET,
+            "warning": st.ATT_WARNING if name == "att" else None}
 
 
 def _preset_name(name: str) -> str:
@@ -220,9 +221,17 @@ def presets(ctx: DashboardContext = Depends(get_ctx)):
         return settings_error_response(exc, "fix these settings before choosing a preset")
 
 
-@router.post("/presets/{name}")
-def apply_preset(name: str, ctx: DashboardContext = Depends(get_ctx)):
+class PresetChoice(BaseModel):
+    confirm: str = Field("", max_length=20)
+
+
+@router.post("/presets/{name}", responses={404: {"description": "unknown preset"},
+                                          422: {"description": "ATT needs its confirmation"}})
+def apply_preset(name: str, body: PresetChoice | None = None,
+                 ctx: DashboardContext = Depends(get_ctx)):
     name = _preset_name(name)
+    if name == "att" and (body is None or body.confirm != "ATT"):
+        raise HTTPException(422, f"confirm: {st.ATT_WARNING}")
     try:
         old, new = save_config(ctx, lambda cfg: _with_preset(cfg, name))
     except st.SettingsErrors as exc:
