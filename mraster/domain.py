@@ -1,4 +1,4 @@
-"""The words the execution core speaks: sides, order outcomes, position states and owners.
+"""The words the execution core speaks: sides, position states and owners.
 
 Enums rather than bare strings so a typo is an error, not a silently different state. Their values
 are the strings the exchange and the state file already use, so the persisted form is unchanged.
@@ -23,15 +23,6 @@ class Side(str, Enum):
     @classmethod
     def of_amount(cls, amount: float) -> "Side":
         return cls.BUY if amount > 0 else cls.SELL
-
-
-class OrderOutcome(str, Enum):
-    """Sent → Filled | Rejected | Unknown → (lookup) Filled | Rejected. Only the exchange's
-    explicit refusal (or "does not exist" after its consistency window) is Rejected."""
-    SENT = "sent"
-    FILLED = "filled"
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"
 
 
 class PositionStatus(str, Enum):

@@ -33,6 +33,23 @@ def bot_settings(tmp_path: Path, url: str, **extra):
     return st.load(environ=env, env_file=tmp_path / "none.env")
 
 
+def bare_positions(sim, url: str, tmp_path: Path):
+    """One bot scan opens protected positions, then every bracket is cancelled on the exchange
+    (by hand, or a crash before they were placed): (settings, symbols held)."""
+    import asyncio
+
+    from mraster.engine.runner import run_async
+
+    s = bot_settings(tmp_path, url)
+    assert asyncio.run(run_async(s)) == 0
+    acct = sim.accounts[API_KEY]
+    held = {sym for sym, p in acct.positions.items() if p.amt}
+    assert held
+    for o in acct.open_orders():
+        o.status = "CANCELED"
+    return s, held
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return DATA

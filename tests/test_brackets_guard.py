@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import API_KEY, API_SECRET, bot_settings
+from conftest import API_KEY, API_SECRET
 from mraster.exchange.rest import AsterRest
 from mraster.exchange.rules import rules_from_exchange_info
 from mraster.execution import ids
@@ -116,16 +116,11 @@ def _guard(tmp_path, env_over: dict):
 def test_standalone_once_repairs_a_live_accounts_brackets(sim_factory, tmp_path):
     """The bot opened protected positions, then someone cancelled every bracket on the exchange:
     ``brackets_guard.py --once`` (its own process, over HTTP) puts them back."""
-    from mraster.engine.runner import run_async
+    from conftest import bare_positions
 
     sim, url, _ = sim_factory(n=6, seed=11)
-    s = bot_settings(tmp_path, url)
-    assert asyncio.run(run_async(s)) == 0
+    s, held = bare_positions(sim, url, tmp_path)
     acct = sim.accounts[API_KEY]
-    held = {sym for sym, p in acct.positions.items() if p.amt}
-    assert held
-    for o in acct.open_orders():
-        o.status = "CANCELED"
     env = {k: v for k, v in s.to_env().items() if k in (
         "ASTER_PAPER", "ASTER_EXCHANGE_BASE", "ASTER_API_KEY", "ASTER_API_SECRET",
         "ASTER_STATE_FILE", "ASTER_BRACKETS_QUEUE_FILE")}

@@ -3,17 +3,15 @@ exchange that is down is waited for (never a refusal to start), every wait ends 
 second of SIGTERM, and the guard outlives error bursts."""
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 
-from conftest import API_KEY, API_SECRET, ROOT, bot_settings
+from conftest import API_KEY, API_SECRET, ROOT, bare_positions
 from dashboard_helpers import Dashboard, dashboard_environ, wait_for
 from fault_proxy import FaultProxy, Rule
 from mraster.dashboard.supervisor import lock_holder
-from mraster.engine.runner import run_async
 from mraster.sim.server import Faults
 
 
@@ -71,22 +69,10 @@ def test_sigterm_ends_a_rate_limit_wait_at_once(sim_factory, tmp_path):
             proc.kill()
 
 
-def _protected_state(sim, url, tmp_path):
-    """A bot's positions with every bracket cancelled on the exchange."""
-    s = bot_settings(tmp_path, url)
-    assert asyncio.run(run_async(s)) == 0
-    acct = sim.accounts[API_KEY]
-    held = {sym for sym, p in acct.positions.items() if p.amt}
-    assert held
-    for o in acct.open_orders():
-        o.status = "CANCELED"
-    return s, held
-
-
 def test_the_guard_once_fails_in_one_line_and_the_loop_outlives_an_error_burst(sim_factory,
                                                                               tmp_path):
     sim, url, _ = sim_factory(n=6, seed=11)
-    s, held = _protected_state(sim, url, tmp_path)
+    s, held = bare_positions(sim, url, tmp_path)
     with FaultProxy(url, seed=4) as proxy:
         env = process_env({k: v for k, v in s.to_env().items() if k in (
             "ASTER_STATE_FILE", "ASTER_BRACKETS_QUEUE_FILE", "ASTER_API_KEY", "ASTER_API_SECRET",

@@ -674,11 +674,13 @@ class Engine:
         if snap is None or f is None:
             return False, f"not opened: no usable market data for {symbol} yet"
         label = self._label(symbol)
-        reason = market_filters(snap, f.wickiness, s) or side_filters(snap, side, s) or \
-            ("sentinel_block" if label and label["label"] == "red" else None) or \
-            entry_gate(symbol, self.state["positions"], s,
-                       cooldown_until=self.state["cooldowns"].get(symbol, 0), now_ms=self.now_ms(),
-                       **self._limits())
+        # may this symbol be traded at all (cooldown, the user's position, a breaker)? Said
+        # first; then whether the market allows it now
+        reason = entry_gate(symbol, self.state["positions"], s,
+                            cooldown_until=self.state["cooldowns"].get(symbol, 0),
+                            now_ms=self.now_ms(), **self._limits()) or \
+            market_filters(snap, f.wickiness, s) or side_filters(snap, side, s) or \
+            ("sentinel_block" if label and label["label"] == "red" else None)
         if reason:
             return False, f"not opened: {REASONS.get(reason, reason)}"
         p = win_probability(f, side)
