@@ -290,12 +290,14 @@ CATALOGUE: tuple[Setting, ...] = (
       "across positions.", min=0.01, max=1.0),
     S("ASTER_LEVERAGE", "int", 10, "sizing", "Leverage set per symbol (capped at the exchange's "
       "maximum for the symbol).", min=1, max=125),
-    S("ASTER_DEFAULT_NOTIONAL", "float", 0.0, "sizing", "Base notional in USDT when no risk-based "
-      "size applies (0 = computed from risk).", min=0, max=1e9),
-    S("ASTER_SIZE_MULT_FLOOR", "float", 0.0, "sizing", "Lowest size multiplier (1.0 forces the "
-      "base notional).", min=0, max=10),
+    S("ASTER_DEFAULT_NOTIONAL", "float", 0.0, "sizing", "Base size in USDT of a trade at size "
+      "multiplier 1 (0 = the size that risks a third of ASTER_RISK_PER_TRADE at the stop); never "
+      "more than ASTER_RISK_PER_TRADE allows.", min=0, max=1e9),
+    S("ASTER_SIZE_MULT_FLOOR", "float", 0.0, "sizing", "Lowest size multiplier (1.0 forces at least "
+      "the base size).", min=0, max=10),
     S("ASTER_SIZE_MULT_CAP", "float", 3.0, "sizing", "Highest size multiplier after all "
-      "adjustments.", min=0.1, max=10),
+      "adjustments (bucket × confidence); the result is still cut to ASTER_RISK_PER_TRADE.",
+      min=0.1, max=10),
     S("ASTER_MAX_NOTIONAL_USDT", "float", 0.0, "sizing", "Hard cap on one order's notional "
       "(0 = leverage and equity limits decide).", min=0, max=1e9),
     S("ASTER_CONFIDENCE_SIZING", "bool", True, "sizing", "Scale size with the decision's "

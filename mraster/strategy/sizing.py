@@ -1,9 +1,11 @@
 """Position size and bracket levels.
 
-``ASTER_RISK_PER_TRADE`` is the most one trade may lose at its stop (before slippage). Size
-multipliers — the policy's bucket and confidence sizing, bounded by ``ASTER_SIZE_MULT_FLOOR`` and
-``ASTER_SIZE_MULT_CAP`` — choose a share of that budget: risk = RISK_PER_TRADE × mult / CAP. So no
-multiplier can ever push a trade above the risk the user set.
+``ASTER_RISK_PER_TRADE`` is the most one trade may lose at its stop (before slippage). The base
+size (multiplier 1) is ``ASTER_DEFAULT_NOTIONAL`` when set, else the size that risks a third of
+that budget (``BASE_SHARE``); the size multiplier — the policy's bucket × confidence sizing,
+clamped to [``ASTER_SIZE_MULT_FLOOR``, ``ASTER_SIZE_MULT_CAP``] — scales the base, and the result
+is cut to the risk budget. So FLOOR 1.0 forces at least the base size, raising CAP never shrinks a
+trade, and no multiplier or base notional can push a trade above the risk the user set.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any, Mapping
 from mraster.exchange.rules import SymbolRules, bracket_rounding
 
 BUCKET_MULT = {"S": 1.0, "M": 2.0, "L": 3.0}
+BASE_SHARE = 1 / 3  # the base size risks a third of ASTER_RISK_PER_TRADE; an L trade all of it
 
 
 def confidence_mult(conf: float, s: Mapping[str, Any]) -> float:
@@ -56,12 +59,11 @@ def plan_order(*, side: str, price: float, atr: float, equity: float, used_margi
     tp = rules.round_price(price + d * s["ASTER_TP_ATR_MULT"] * atr, tp_dir)
     if stop_dist <= 0 or stop <= 0:
         return Order(Decimal(0), 0, 0, stop, tp, lev, "no_signal")
-    share = min(mult, s["ASTER_SIZE_MULT_CAP"]) / s["ASTER_SIZE_MULT_CAP"]
-    risk = equity * s["ASTER_RISK_PER_TRADE"] * share
+    m = min(mult, s["ASTER_SIZE_MULT_CAP"])
     real_dist = abs(price - float(stop))
-    notional = risk / real_dist * price
-    if s["ASTER_DEFAULT_NOTIONAL"] > 0:
-        notional = min(notional, s["ASTER_DEFAULT_NOTIONAL"] * mult)
+    budget = equity * s["ASTER_RISK_PER_TRADE"] / real_dist * price  # the most one trade may hold
+    base = s["ASTER_DEFAULT_NOTIONAL"] or budget * BASE_SHARE
+    notional = min(base * m, budget)
     if s["ASTER_MAX_NOTIONAL_USDT"] > 0:
         notional = min(notional, s["ASTER_MAX_NOTIONAL_USDT"])
     margin_left = equity * s["ASTER_EQUITY_FRACTION"] - used_margin
