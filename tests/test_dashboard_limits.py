@@ -172,3 +172,15 @@ def test_a_world_readable_env_file_with_a_secret_is_a_notice(tmp_path):
         assert "sk-secret-value" not in body
         env_file.chmod(0o600)
         assert "chmod 600" not in d.get("/api/state").text
+
+
+def test_pause_takes_a_real_boolean_and_symbols_follow_their_pattern(tmp_path):
+    from dashboard_helpers import Dashboard, dashboard_environ
+
+    with Dashboard(tmp_path, dashboard_environ(tmp_path)) as d:
+        assert d.post("/api/bot/pause", {"paused": 0}).status_code == 422
+        assert d.post("/api/bot/pause", {"paused": True}).status_code == 200
+        assert d.get("/api/chart/btc-usdt").status_code == 422
+        spec = d.get("/openapi.json").json()
+        params = spec["paths"]["/api/chart/{symbol}"]["get"]["parameters"]
+        assert params[0]["schema"]["pattern"] == "^[A-Z0-9]{2,30}$"

@@ -51,6 +51,8 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
     for module in (auth, bot, actions, ai, backtest, config, setup, state, stream):
         app.include_router(module.router)
 
+    app.openapi = lambda: truthful_openapi(app)
+
     @app.get("/api/health", tags=["health"])
     def health() -> dict:
         return {"ok": True, "version": __version__, "auth": bool(context().token)}
@@ -60,6 +62,36 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
         return templates.TemplateResponse(request, "index.html", {"version": __version__})
 
     return app
+
+
+ERROR_STATUSES = {
+    "400": "malformed request (Host header, body)", "401": "the dashboard's token is needed",
+    "403": "refused: cross-site request, or not from this machine without a token",
+    "404": "no such item", "409": "conflicts with what is running (the bot, a backtest)",
+    "413": "request body over 1 MB", "422": "a value is not allowed; the detail names it",
+    "429": "too many wrong tokens from this address"}
+
+
+def truthful_openapi(app: FastAPI) -> dict:
+    """The schema FastAPI generates, plus the answers every route can really give: the
+    security and body-limit middlewares answer 400/401/403/413/429 before any route runs, and
+    the routes' own refusals carry ``{"detail": ...}`` with a sentence or a list of fields."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = {
+        "type": "object", "properties": {"detail": {}}, "required": ["detail"]}
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path in schema.get("paths", {}).values():
+        for op in path.values():
+            responses = op.setdefault("responses", {})
+            for code, text in ERROR_STATUSES.items():
+                responses[code] = {"description": responses.get(code, {}).get("description", text),
+                                   "content": ref}
+    app.openapi_schema = schema
+    return schema
 
 
 def is_loopback(host: str) -> bool:

@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictBool
 
 from mraster.dashboard.context import DashboardContext, get_ctx
-from mraster.dashboard.routes.state import check_symbol
+from mraster.dashboard.routes.state import SymbolPath, check_symbol
 from mraster.dashboard.views import commands_view
 
 router = APIRouter(prefix="/api", tags=["actions"])
@@ -23,7 +23,7 @@ INBOX_MAX = 50
 
 
 class Pause(BaseModel):
-    paused: bool
+    paused: StrictBool  # true or false, not 0 / "yes"
 
 
 class Confirm(BaseModel):
@@ -62,7 +62,7 @@ def pause(body: Pause, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, An
 
 
 @router.post("/positions/{symbol}/close")
-def close(symbol: str, body: Confirm, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+def close(symbol: SymbolPath, body: Confirm, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
     check_symbol(symbol)
     if body.confirm != symbol:
         raise HTTPException(422, f"confirm: type the symbol ({symbol}) to close this position")

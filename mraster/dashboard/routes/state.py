@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Response, Path
 from pydantic import BaseModel, field_validator
 
 from mraster.ai.budget import daily_budget
@@ -15,7 +15,10 @@ from mraster.dashboard.routes.bot import bot_status
 from mraster.dashboard.views import alerts_view, chart_view, state_view
 
 router = APIRouter(prefix="/api", tags=["state"])
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
+SYMBOL_PATTERN = r"^[A-Z0-9]{2,30}$"
+SYMBOL_RE = re.compile(SYMBOL_PATTERN)
+# a symbol in a path, as the published schema states it (check_symbol says it in words)
+SymbolPath = Annotated[str, Path(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])]
 
 
 def check_symbol(symbol: str) -> str:
@@ -55,7 +58,7 @@ async def get_state(ctx: DashboardContext = Depends(get_ctx)) -> Response:
 
 
 @router.get("/chart/{symbol}")
-def get_chart(symbol: str, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+def get_chart(symbol: SymbolPath, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
     return chart_view(ctx.read_state()[0], check_symbol(symbol))
 
 
