@@ -10,17 +10,15 @@ import asyncio
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
-from mraster.domain import Owner, PositionStatus, Side
+from mraster.engine.reconciler import CycleResult, Reconciler, by_symbol, position_amounts
 from mraster.execution import ids
-from mraster.execution.booking import book_trade, join_fills, position_fills
-from mraster.execution.ownership import Ownership, owner_of
+from mraster.execution.ownership import Ownership
 from mraster.ai import news, sentinel
 from mraster.settings import ai_mode
 from mraster.execution.brackets import BracketGuard
@@ -42,12 +40,6 @@ from mraster.sim.market import INTERVAL_MS
 log = logging.getLogger("mraster.engine")
 Emit = Callable[..., None]
 CHART_SYMBOLS, CHART_CANDLES = 8, 150
-# How long an order the exchange says "does not exist" may still be on its way to the lookup
-# (wall time: it is the exchange's own propagation, not the market's clock)
-CONSISTENCY_MS = 10_000
-# the exit reason of a stop that a profit-locking rule had moved (not a stop-out)
-STOP_RULE_REASONS = {"breakeven": "breakeven_stop", "trailing": "trailing_stop",
-                     "fasttp": "fasttp_stop"}
 
 
 class KlineCache:
@@ -97,16 +89,6 @@ def _parse(rows: list[list]) -> np.ndarray:
     return np.array([r[:7] for r in rows], dtype=float)
 
 
-def by_symbol(rows: list[dict] | dict) -> dict[str, dict]:
-    """Exchange rows (the bulk list, or the one row asked for) keyed by symbol."""
-    return {r["symbol"]: r for r in (rows if isinstance(rows, list) else [rows])}
-
-
-def position_amounts(rows: list[dict]) -> dict[str, float]:
-    """Signed position sizes of the symbols with a position (from positionRisk rows)."""
-    return {r["symbol"]: float(r["positionAmt"]) for r in rows if float(r["positionAmt"])}
-
-
 def _snapshot(sym: str, tickers: dict[str, dict], books: dict[str, dict],
               prems: dict[str, dict]) -> Snapshot | None:
     if sym not in books or sym not in prems:
@@ -119,14 +101,7 @@ def _snapshot(sym: str, tickers: dict[str, dict], books: dict[str, dict],
                     ask_qty=float(b.get("askQty") or 0))
 
 
-@dataclass
-class CycleResult:
-    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    opened: list[str] = field(default_factory=list)
-    closed: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Engine:
+class Engine(Reconciler):
     def __init__(self, exchange, settings: Mapping[str, Any], state: dict[str, Any],
                  queue, emit: Emit, now_ms: Callable[[], int] | None = None,
                  save: Callable[[], None] = lambda: None) -> None:
@@ -775,194 +750,6 @@ class Engine:
         p["active"] = []
         self.alert("warning", f"circuit breakers lifted by hand: {names}")
         return f"lifted: {names}"
-
-    # -- positions ----------------------------------------------------------------------------
-    @property
-    def off_limits(self) -> frozenset[str]:
-        """Symbols holding a position the bot does not own: never entered, added to or flipped."""
-        return frozenset(e["symbol"] for e in self.state["external_positions"])
-
-    async def reconcile(self) -> CycleResult:
-        """Crash-only start: before the first scan, bring the state in line with the exchange
-        (adopt, resolve, book) and put every missing stop and take-profit back."""
-        await self._load_rules()
-        res = CycleResult()
-        await self._sync_positions(res, self.market_ms or self.now_ms())
-        if self.guard:
-            rows = await self.ex.position_risk()
-            done = await self.guard.run(self.state["positions"], position_amounts(rows))
-            if any(done.values()):
-                self.emit("guard", **done)
-        return res
-
-    async def _sync_positions(self, res: CycleResult, now: int) -> None:
-        """Reconcile with the exchange, which is the truth: resolve entries whose outcome was
-        not seen, adopt positions the bot's own orders opened (whatever the state file says),
-        book vanished positions from their fills, and keep the rest off limits."""
-        rows = await self.ex.position_risk()
-        amounts = position_amounts(rows)
-        for token, pos in list(self.state["positions"].items()):
-            if not pos.get("entry_client_id"):
-                pos["entry_client_id"] = ids.order_id("E", token)
-            if pos.get("status") == "pending":
-                await self._resolve_pending(token, pos)
-        known = {p["symbol"] for p in self.state["positions"].values()}
-        reported = {e["symbol"]: e for e in self.state["external_positions"]}
-        external = []
-        for sym, amt in amounts.items():
-            if sym in known:
-                continue
-            own = await self._ownership(sym, amt)
-            if own is not None and own.owner is Owner.BOT and sym in self.rules:
-                await self._adopt(sym, amt, rows, own, now)
-                continue
-            why = own.why if own is not None else "its orders could not be read this cycle"
-            external.append({"symbol": sym, "amount": amt, "why": why})
-            if sym not in reported:
-                self.alert("warning", f"{sym}: a position the bot did not open ({why}); it is "
-                                      "left alone: no entry, add, flip or brackets", sym)
-        self.state["external_positions"] = external
-        for token, pos in list(self.state["positions"].items()):
-            amt = amounts.get(pos["symbol"], 0.0)
-            if pos.get("status") == "open" and (amt == 0 or (amt > 0) != (pos["side"] == "BUY")):
-                rec = await self._record_close(token, pos, now)
-                if rec is not None:
-                    res.closed.append(rec)
-
-    async def _ownership(self, sym: str, amount: float) -> Ownership | None:
-        """Who opened ``sym``'s position, from the exchange's order history; remembered while
-        the size stays the same (None when the history could not be read: off limits for now)."""
-        hit = self._owners.get(sym)
-        if hit is not None and hit[0] == amount:
-            return hit[1]
-        try:
-            orders = await self.ex.all_orders(sym, limit=1000)
-        except E.ExchangeError as exc:
-            log.warning("order history of %s could not be read: %s", sym, exc)
-            return None
-        own = owner_of(amount, orders)
-        self._owners[sym] = (amount, own)
-        return own
-
-    async def _adopt(self, sym: str, amount: float, rows: list[dict], own: Ownership,
-                     now: int) -> None:
-        """Take back a position the bot's own entry opened but the state does not know (a lost
-        state file, a lost answer): entry and size from the exchange, stop and take-profit from
-        its open brackets when they are there, else re-derived from the ATR as at entry."""
-        side = Side.of_amount(amount)
-        row = by_symbol(rows)[sym]
-        entry = float(row.get("entryPrice") or 0)
-        qty = abs(amount)
-        token = own.token or ids.new_token(now)
-        s = self.s
-        levels: dict[str, float] = {}
-        for o in await self.ex.open_orders(sym):
-            kind = ids.bracket_kind(o)
-            if kind and ids.parse(o.get("clientOrderId", "")) and o["side"] == side.opposite.value:
-                levels[kind] = float(o["stopPrice"])
-        atr = 0.0
-        ltf, htf = (await self._fetch_candles([sym], now)).get(sym, (None, None))
-        f = self._features(sym, ltf, htf) if ltf is not None else None
-        if f is not None:
-            atr = f.atr
-        if not atr:  # no candles: the stop the user's risk budget allows at today's equity
-            equity, _ = await self._equity()
-            atr = equity * s["ASTER_RISK_PER_TRADE"] / qty / s["ASTER_SL_ATR_MULT"]
-        d = side.sign
-        stop = levels.get("stop", entry - d * s["ASTER_SL_ATR_MULT"] * atr)
-        tp = levels.get("tp", entry + d * s["ASTER_TP_ATR_MULT"] * atr)
-        pos = {"token": token, "symbol": sym, "side": side.value, "atr": atr,
-               "opened_at": own.opened_at or now, "entry_client_id": own.entry_client_id,
-               "leverage": int(float(row.get("leverage") or s["ASTER_LEVERAGE"])), "arm": None,
-               "policy_features": None, "expected_r": None, "bucket": None, "fasttp_at": 0,
-               "sl_atr_mult": s["ASTER_SL_ATR_MULT"], "tp_atr_mult": s["ASTER_TP_ATR_MULT"],
-               "ai": None, "ai_source": None, "fasttp": None, "origin": "adopted",
-               "entry": entry, "qty": qty, "initial_stop": stop, "stop": stop,
-               "take_profit": tp, "status": PositionStatus.OPEN.value,
-               "risk_usdt": qty * abs(entry - stop)}
-        self.state["positions"][token] = pos
-        self.state["stats"]["taken"] += 1
-        self.alert("warning", f"{sym}: the bot's own {side.value} position ({qty:g} at {entry:g}) "
-                              "was missing from the state; adopted from the exchange and "
-                              "protected", sym)
-        self.emit("order", action="entry_adopted", symbol=sym, side=side.value, qty=qty,
-                  price=entry, client_id=own.entry_client_id)
-
-    async def _resolve_pending(self, token: str, pos: dict[str, Any]) -> None:
-        """An entry whose outcome was not seen (lost answer, crash): only the exchange can say.
-        A failed lookup leaves it pending; "does not exist" is believed only after the exchange's
-        consistency window has passed since it was sent."""
-        try:
-            o = await self.ex.query_order(pos["symbol"], client_id=pos["entry_client_id"])
-        except E.UnknownOrder:
-            o = None
-        except E.ExchangeError as exc:
-            log.warning("%s: entry %s still unknown (lookup failed: %s)", pos["symbol"],
-                        pos["entry_client_id"], exc)
-            return
-        if o and float(o.get("executedQty") or 0) > 0:
-            self._fill(pos, float(o["avgPrice"]), float(o["executedQty"]), "open")
-            self.state["stats"]["taken"] += 1
-            self.emit("order", action="entry_adopted", symbol=pos["symbol"], side=pos["side"],
-                      qty=pos["qty"], price=pos["entry"], client_id=pos["entry_client_id"])
-        elif (o is None and time.time() * 1000 - pos.get("sent_ms", 0) >= CONSISTENCY_MS) or \
-                (o is not None and o.get("status") in ("CANCELED", "EXPIRED", "REJECTED")):
-            del self.state["positions"][token]
-            self.emit("order", action="entry_not_placed", symbol=pos["symbol"],
-                      client_id=pos["entry_client_id"])
-
-    async def _record_close(self, token: str, pos: dict[str, Any], now: int) -> dict[str, Any] | None:
-        """The position is gone: book it from the exchange's fills of its own orders (see
-        ``execution.booking``), teach the policy. None (booked on a later cycle) while the
-        fills cannot be read."""
-        sym, side = pos["symbol"], Side(pos["side"])
-        since = int(pos["opened_at"]) - 60_000
-        try:
-            trades = await self.ex.user_trades(sym, start_time=since, limit=1000)
-            orders = await self.ex.all_orders(sym, start_time=since - 86_400_000, limit=1000)
-        except E.ExchangeError as exc:
-            log.warning("%s: fills of the closed position could not be read (%s); booked next "
-                        "cycle", sym, exc)
-            return None
-        entries, exits = position_fills(join_fills(trades, orders), token, side, pos["qty"])
-        funding = 0.0
-        try:
-            funding = sum(float(r["income"]) for r in await self.ex.income(
-                sym, "FUNDING_FEE", start_time=pos["opened_at"]))
-        except E.ExchangeError:
-            pass
-        b = book_trade(side, entries, exits, entry_hint=pos["entry"], qty_hint=pos["qty"],
-                       initial_stop=pos["initial_stop"], funding=funding,
-                       guard_reason=pos.get("close_reason"))
-        reason = b.reason
-        if reason == "stop" and pos.get("stop_rule"):  # a stop moved to lock in profit
-            reason = STOP_RULE_REASONS[pos["stop_rule"]]
-        rec = {"symbol": sym, "side": side.value, "qty": b.qty, "entry": b.entry, "exit": b.exit,
-               "initial_stop": pos["initial_stop"], "stop": pos["stop"],
-               "take_profit": pos["take_profit"], "opened_at": pos["opened_at"],
-               "closed_at": b.closed_at or now, "pnl": b.pnl, "fees": b.fees,
-               "funding": b.funding, "r": b.r, "reason": reason, "arm": pos.get("arm"),
-               "client_id": pos["entry_client_id"], "origin": pos.get("origin", "bot"),
-               "ai": pos.get("ai")}
-        if b.reason in ("unknown", "liquidation", "manual") and pos.get("close_reason") != "manual":
-            what = {"unknown": "closed on the exchange, but no closing fill was found (reason "
-                               "unknown); pnl counts fees and funding only",
-                    "liquidation": "LIQUIDATED by the exchange",
-                    "manual": "closed on the exchange by an order the bot did not place"}[b.reason]
-            self.alert("error" if b.reason != "manual" else "warning",
-                       f"{sym}: {what} (pnl {b.pnl:+.4f})", sym)
-        hist = self.state["history"] + [rec]
-        self.state["history"] = hist[-self.s["ASTER_HISTORY_MAX"]:]
-        del self.state["positions"][token]
-        r_mult = b.r
-        if pos.get("policy_features") and pos.get("arm"):
-            self.policy.learn(pos["policy_features"], pos["arm"], r_mult)
-        if pos.get("ai_source") in ("ai", "cache") and self.advisor and self.advisor.learner:
-            self.advisor.learner.traded(sym, b.pnl, int(time.time() * 1000))
-        if self.copilots is not None:
-            self.copilots.after_close(rec, pos.get("bucket"))
-        self.emit("close", **rec)
-        return rec
 
     async def _manage(self, candles: dict[str, tuple[Candles, Candles]],
                       snaps: dict[str, Snapshot], now: int) -> None:
