@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict
 
 from mraster.store import JsonDocument
 
@@ -62,9 +62,6 @@ class QueueShape(_Open):
     items: dict[str, dict[str, Any]] = {}
 
 
-_CONFIG = TypeAdapter(dict[str, Any])
-
-
 def _checker(model: type[BaseModel]):
     def check(doc: dict[str, Any]) -> None:
         model.model_validate(doc)  # raises pydantic.ValidationError, a ValueError
@@ -80,5 +77,6 @@ def queue_document(path: str | Path) -> JsonDocument:
 
 
 def config_document(path: str | Path) -> JsonDocument:
-    """The editor's settings: values are checked by the settings catalogue when loaded."""
-    return JsonDocument(path, shape=_CONFIG.validate_python)
+    """The editor's settings: a JSON object (``JsonDocument`` checks that); every value is
+    checked by the settings catalogue when loaded, and a bad one is shown in the editor."""
+    return JsonDocument(path)

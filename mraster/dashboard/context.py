@@ -121,7 +121,8 @@ class DashboardContext:
                             "message": f"{Path(path).name} could not be read and was moved to "
                                        f"{aside.name}; defaults were used from then on. Check "
                                        "that file and restore what you need, then dismiss this."})
-        exposed = exposed_secrets(self.env_file)
+        exposed = self.cached("env_exposed", (_stamp(self.env_file), _mode(self.env_file)),
+                              lambda: exposed_secrets(self.env_file))
         if exposed:
             out.append({"time": int(self.env_file.stat().st_mtime * 1000), "level": "warning",
                         "source": "dashboard",
@@ -147,6 +148,13 @@ def exposed_secrets(env_file: Path) -> list[str]:
     except OSError:
         return []
     return sorted(k for k, v in st.read_env_file(env_file).items() if k in st.SECRET_NAMES and v)
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return path.stat().st_mode
+    except OSError:
+        return None
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

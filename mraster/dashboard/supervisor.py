@@ -77,7 +77,6 @@ class _Status:
     last_exit_code: int | None = None
     last_exit_reason: str = ""
     next_restart_at: float | None = None
-    waiting: str = ""  # the bot runs but cannot reach the exchange yet (it keeps trying)
     crashes: list[float] = field(default_factory=list)
 
 
@@ -113,7 +112,6 @@ class BotSupervisor:
                 "uptime_s": round(time.time() - s.started, 1) if running and s.started else 0,
                 "restarts": s.restarts, "last_exit_code": s.last_exit_code,
                 "last_exit_reason": s.last_exit_reason,
-                "waiting": s.waiting if running else "",
                 "next_restart_in_s": round(max(0.0, s.next_restart_at - time.time()), 1)
                 if s.state == "backoff" and s.next_restart_at else None}
 
@@ -182,7 +180,6 @@ class BotSupervisor:
             start_new_session=True)  # a Ctrl-C in the dashboard's terminal is not the bot's
         self.st.state, self.st.pid, self.st.started = "running", self._proc.pid, time.time()
         self.st.next_restart_at = None
-        self.st.waiting = ""
         self._publish(f"bot started (pid {self._proc.pid}, {'paper' if launch.paper else 'LIVE'} mode)")
         self._task = asyncio.get_running_loop().create_task(self._watch(self._proc))
 
@@ -194,10 +191,6 @@ class BotSupervisor:
             ev = parse_line(line.decode("utf-8", errors="replace"), name)
             if name == "stderr" and ev.get("message"):
                 self._last_err = ev["message"]
-            if ev.get("event") == "waiting":
-                self.st.waiting = str(ev.get("why") or "the exchange does not answer")
-            elif ev.get("event") in ("start", "stop"):
-                self.st.waiting = ""
             self.hub.publish(ev)
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> None:

@@ -205,7 +205,8 @@ class Engine(Reconciler):
         self.market_ms = now
         weight0 = self._weight()
         await self._sync_positions(res, now)
-        self._update_breakers((await self._equity())[0], now)
+        equity, used = await self._equity()  # serves the breakers and this cycle's entries
+        self._update_breakers(equity, now)
         universe = self.universe(tickers)
         await self._watch_markets(universe, tickers, now)
         if self.copilots is not None:
@@ -236,7 +237,6 @@ class Engine(Reconciler):
                 entries.append(plan)
         entries.sort(key=lambda e: -e["expected_r"])
         if entries:
-            equity, used = await self._equity()
             for plan in entries:
                 used = await self._enter(res, plan, equity, used, now)
         risk_rows = await self.ex.position_risk()

@@ -249,7 +249,7 @@ async def run_async(s: Mapping[str, Any]) -> int:
         def waiting(why: str) -> None:
             log.warning("waiting for the exchange at %s: %s", s["ASTER_EXCHANGE_BASE"], why)
             state["bot"] = {"pid": os.getpid(), "started": int(time.time() * 1000),
-                            "waiting": f"waiting for the exchange: {why}"}
+                            "waiting": why}
             emit("waiting", why=why)
             _save(doc, state)
         if not await wait_for_exchange(ex, stop, waiting):

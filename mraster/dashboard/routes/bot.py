@@ -16,7 +16,11 @@ router = APIRouter(prefix="/api/bot", tags=["bot"])
 def bot_status(ctx: DashboardContext) -> dict[str, Any]:
     s, _ = ctx.settings_lenient()
     state, _ = ctx.read_state()
-    return {**ctx.supervisor.status(), "paper": s["ASTER_PAPER"],
+    status = ctx.supervisor.status()
+    bot = state.get("bot", {})
+    # the bot writes why it waits into its state, and drops it once the exchange answers
+    waiting = bot.get("waiting", "") if status["running"] and bot.get("pid") == status["pid"] else ""
+    return {**status, "waiting": waiting, "paper": s["ASTER_PAPER"],
             "mode": state.get("mode") or ("paper" if s["ASTER_PAPER"] else "live"),
             "market_source": state.get("market_source")}
 
