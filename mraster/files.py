@@ -32,6 +32,7 @@ class PositionShape(_Open):
     initial_stop: float
     stop: float
     take_profit: float
+    entry_status: Literal["sent", "filled", "rejected", "unknown"] | None = None
 
 
 class CommandShape(_Open):

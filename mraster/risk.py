@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Collection, Mapping
 
+from mraster.domain import Position
 
-def entry_gate(symbol: str, open_positions: Mapping[str, Any], s: Mapping[str, Any], *,
+
+def entry_gate(symbol: str, open_positions: Mapping[str, Position], s: Mapping[str, Any], *,
                paused: bool = False, cooldown_until: int = 0, now_ms: int = 0,
                off_limits: Collection[str] = (), reducing: bool = False,
                locked: Collection[str] = ()) -> str | None:
@@ -23,7 +25,7 @@ def entry_gate(symbol: str, open_positions: Mapping[str, Any], s: Mapping[str, A
     if cooldown_until > now_ms:
         return "cooldown"
     per_symbol = s["ASTER_MAX_OPEN_PER_SYMBOL"]
-    if per_symbol and sum(1 for p in open_positions.values() if p["symbol"] == symbol) >= per_symbol:
+    if per_symbol and sum(1 for p in open_positions.values() if p.symbol == symbol) >= per_symbol:
         return "max_open_symbol"
     total = s["ASTER_MAX_OPEN_GLOBAL"]
     if total and len(open_positions) >= total:
@@ -31,14 +33,14 @@ def entry_gate(symbol: str, open_positions: Mapping[str, Any], s: Mapping[str, A
     return None
 
 
-def open_risk(positions: Mapping[str, Any]) -> tuple[float, float]:
+def open_risk(positions: Mapping[str, Position]) -> tuple[float, float]:
     """(Σ |entry − stop| × qty, Σ entry × qty) of the positions open or being opened."""
-    risk = sum(abs(float(p["entry"]) - float(p["stop"])) * float(p["qty"]) for p in positions.values())
-    notional = sum(float(p["entry"]) * float(p["qty"]) for p in positions.values())
+    risk = sum(abs(p.entry - p.stop) * p.qty for p in positions.values())
+    notional = sum(p.entry * p.qty for p in positions.values())
     return risk, notional
 
 
-def exposure_cap(positions: Mapping[str, Any], *, risk_usdt: float, notional: float,
+def exposure_cap(positions: Mapping[str, Position], *, risk_usdt: float, notional: float,
                  equity: float, s: Mapping[str, Any]) -> tuple[str, dict[str, float]] | None:
     """(reason, figures) when adding this entry to the open positions (including the entries
     earlier in the same cycle, which are in ``positions`` already) would cross a total cap."""

@@ -169,6 +169,8 @@ def _jsonable(obj: Any) -> Any:
         return list(obj)
     if hasattr(obj, "tolist"):
         return obj.tolist()
+    if hasattr(obj, "to_dict"):  # the domain's records choose their own persisted form
+        return obj.to_dict()
     if hasattr(obj, "__dataclass_fields__"):
         import dataclasses
 

@@ -17,6 +17,17 @@ V3_SIGNER = "0x21cF8Ae13Bb72632562c6Fff438652Ba1a151bb0"
 V3_USER = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e"
 
 
+def position(**fields):
+    """A ``Position`` from the fields a test cares about; the rest make a plain open XRPUSDT
+    long (the stop defaults to the initial stop)."""
+    from mraster.domain import Position
+
+    d = {"symbol": "XRPUSDT", "side": "BUY", "status": "open", "opened_at": 0, "qty": 1.0,
+         "entry": 100.0, "initial_stop": 99.0, "take_profit": 101.0, **fields}
+    d.setdefault("stop", d["initial_stop"])
+    return Position.from_dict(d, "t")
+
+
 def bot_settings(tmp_path: Path, url: str, **extra):
     """Settings for one bot run against the simulator at ``url``: live mode with the test key,
     files in ``tmp_path``, filters opened up so a seeded market trades; ``extra`` overrides."""

@@ -244,8 +244,8 @@ def test_the_bot_in_ai_mode_waits_for_the_review_then_trades_the_clamped_plan(si
     assert len(vetoed) == 1 and vetoed[0]["ai"] == "Funding against."
     assert taken and all(d["ai_source"] in ("ai", "cache") for d in taken)
     for p in state["positions"].values():
-        assert p["leverage"] <= 5  # the plan's leverage, below the user's 10
-        assert p["ai"] and p["fasttp"] == {"enabled": True, "min_r": 0.2}  # the plan's FastTP
+        assert p.leverage <= 5  # the plan's leverage, below the user's 10
+        assert p.ai and p.fasttp == {"enabled": True, "min_r": 0.2}  # the plan's FastTP
     assert state["ai"]["budget"]["calls"] == len(app.state.requests)
     sent = json.loads(app.state.requests[0]["messages"][1]["content"])
     assert sent["playbook"]["regime"] == state["copilots"]["playbook"]["regime"]  # with every payload

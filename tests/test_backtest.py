@@ -216,7 +216,7 @@ def test_screen_of_many_moments_equals_screen_of_each(variant, expect):
     moment the reason, side, win probability and edge the engine's one-at-a-time screen gives,
     on real candles with funding and a mark/index gap (XRPUSDT) and without (ETHBTC)."""
     from mraster.backtest.data import ReplayData
-    from mraster.engine.cycle import _snapshot, by_symbol
+    from mraster.engine.cycle import by_symbol, snapshot
     from mraster.strategy.filters import Snapshot
     from mraster.strategy.screen import screen
     from mraster.strategy.signals import Features
@@ -237,7 +237,7 @@ def test_screen_of_many_moments_equals_screen_of_each(variant, expect):
             if not ok[n]:
                 continue
             market.clock.set(t)
-            snap = _snapshot(sym, by_symbol(sim.ticker_24h()), by_symbol(sim.book_ticker()),
+            snap = snapshot(sym, by_symbol(sim.ticker_24h()), by_symbol(sim.book_ticker()),
                              by_symbol(sim.premium_index()))
             assert (snap.bid, snap.ask, snap.quote_volume, snap.mark, snap.index, snap.funding) == \
                 (q["bid"][n], q["ask"][n], q["quote_volume"][n], q["mark"][n], q["index"][n],

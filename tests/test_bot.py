@@ -242,7 +242,7 @@ def test_the_stop_grace_runs_on_the_market_clock_so_replays_close_unprotected_po
             eng = Engine(c, s, state, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
                          lambda *a, **k: None)
             await eng.cycle()  # entries; their stops are refused
-            opened = {p["symbol"] for p in state["positions"].values()}
+            opened = {p.symbol for p in state["positions"].values()}
             sim.step(5 * 60_000)  # the next replay step: 300 s of market time later
             await eng.cycle()
             return opened, position_amounts(await c.position_risk())

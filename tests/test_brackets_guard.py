@@ -7,6 +7,7 @@ from conftest import API_KEY, API_SECRET
 from mraster.exchange.rest import AsterRest
 from mraster.exchange.rules import rules_from_exchange_info
 from mraster.execution import ids
+from mraster.domain import Position
 from mraster.execution.brackets import BracketGuard
 from mraster.store import JsonDocument
 from mraster.sim.server import Faults
@@ -17,8 +18,9 @@ async def open_position(c, sym, rules, token):
     qty = rules[sym].round_qty(200 / ask)
     await c.new_order(symbol=sym, side="BUY", type="MARKET", quantity=qty,
                       newClientOrderId=ids.order_id("E", token))
-    return {"symbol": sym, "side": "BUY", "qty": float(qty), "entry": ask,
-            "stop": ask * 0.97, "take_profit": ask * 1.05, "initial_stop": ask * 0.97}
+    return Position.from_dict({"symbol": sym, "side": "BUY", "status": "open", "opened_at": 0,
+                               "qty": float(qty), "entry": ask, "stop": ask * 0.97,
+                               "take_profit": ask * 1.05, "initial_stop": ask * 0.97}, token)
 
 
 async def amounts(c):
@@ -53,19 +55,19 @@ def test_guard_protects_restores_cancels_orphans_and_closes_passed_stops(sim_fac
             # 3. an orphan take-profit of a closed position is cancelled
             b = await open_position(c, syms[1], rules, "tok-b002")
             await guard.run({"tok-b002": b}, await amounts(c), full=False)
-            await c.new_order(symbol=syms[1], side="SELL", type="MARKET", quantity=str(b["qty"]),
+            await c.new_order(symbol=syms[1], side="SELL", type="MARKET", quantity=str(b.qty),
                               reduceOnly=True, newClientOrderId="manual-close-1")
             await guard.run(positions, await amounts(c))
             assert kinds(await c.open_orders(), syms[1]) == []
             # 4. price already beyond the intended stop: closed at market
             cpos = await open_position(c, syms[2], rules, "tok-c003")
-            cpos["stop"] = cpos["entry"] * 1.02  # above the price: a sell stop would trigger now
+            cpos.stop = cpos.entry * 1.02  # above the price: a sell stop would trigger now
             await guard.run({"tok-c003": cpos}, await amounts(c), full=False)
             assert syms[2] not in await amounts(c)
             # 5. a hand-placed closePosition stop is respected (no duplicate)
             d = await open_position(c, syms[3], rules, "tok-d004")
             await c.new_order(symbol=syms[3], side="SELL", type="STOP_MARKET",
-                              stopPrice=str(rules[syms[3]].round_price(d["entry"] * 0.9, "down")),
+                              stopPrice=str(rules[syms[3]].round_price(d.entry * 0.9, "down")),
                               closePosition=True, newClientOrderId="my-manual-stop")
             await guard.run({"tok-d004": d}, await amounts(c), full=False)
             assert kinds(await c.open_orders(), syms[3]) == ["stop", "tp"]

@@ -10,7 +10,8 @@ import pytest
 from conftest import DATA
 from mraster import settings as st
 from mraster.market.indicators import atr
-from mraster.strategy.exits import locked_stop, r_multiple
+from conftest import position
+from mraster.strategy.exits import locked_stop
 
 S = st.load(environ={}, env_file=Path("/nonexistent"))
 
@@ -25,11 +26,11 @@ def test_fasttp_moves_the_stop_behind_price_not_only_the_target():
     max(entry + 0.05 R, price − 0.25 ATR) = 100.2, so the reversal it saw cannot lose 1 R."""
     pos = {"side": "BUY", "entry": 100.0, "initial_stop": 99.0, "stop": 99.0, "atr": 1.0,
            "take_profit": 101.6}
-    assert locked_stop(pos, 100.45, S) is None  # below breakeven's 1 R, no FastTP: unchanged
-    stop, rule = locked_stop(pos, 100.45, S, fasttp_fired=True)
+    assert locked_stop(position(**pos), 100.45, S) is None  # below breakeven's 1 R, no FastTP: unchanged
+    stop, rule = locked_stop(position(**pos), 100.45, S, fasttp_fired=True)
     assert rule == "fasttp" and stop == pytest.approx(100.2)
     short = {**pos, "side": "SELL", "initial_stop": 101.0, "stop": 101.0, "take_profit": 98.4}
-    stop, _ = locked_stop(short, 99.55, S, fasttp_fired=True)
+    stop, _ = locked_stop(position(**short), 99.55, S, fasttp_fired=True)
     assert stop == pytest.approx(99.8)
 
 
@@ -41,23 +42,23 @@ def test_on_real_candles_the_stop_only_tightens_and_never_passes_price(side):
     moves, seen_rules, trades = 0, set(), 0
     for start in range(200, len(close) - 300, 48):  # a position opened every 4 hours
         entry, k = close[start], float(a[start])
-        pos = {"side": side, "entry": entry, "initial_stop": entry - d * k, "stop": entry - d * k,
-               "atr": k, "take_profit": entry + d * 10 * k}  # a far target: let the stop work
+        pos = position(side=side, entry=entry, initial_stop=entry - d * k, atr=k,
+                       take_profit=entry + d * 10 * k)  # a far target: let the stop work
         trades += 1
         for i in range(start + 1, start + 300):
             worst = low[i] if d > 0 else high[i]
-            if d * (worst - pos["stop"]) <= 0:
+            if d * (worst - pos.stop) <= 0:
                 break  # stopped out on this candle
             moved = locked_stop(pos, close[i], S)
             if moved is None:
                 continue
             new, rule = moved
-            assert d * (new - pos["stop"]) > 0, "a stop only moves toward price"
+            assert d * (new - pos.stop) > 0, "a stop only moves toward price"
             assert d * (close[i] - new) >= S["ASTER_STOP_MIN_GAP_ATR"] * k * (1 - 1e-9)
             if rule == "breakeven":
-                assert r_multiple(pos, close[i]) >= S["ASTER_BREAKEVEN_R"]
+                assert pos.r_at(close[i]) >= S["ASTER_BREAKEVEN_R"]
                 assert d * (new - entry) > 0  # past the entry: the fees are covered
-            pos["stop"] = new
+            pos.stop = new
             moves += 1
             seen_rules.add(rule)
     assert trades > 20 and moves > 10

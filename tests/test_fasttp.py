@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA
+from conftest import DATA, position
 from mraster import settings as st
 from mraster.sim.market import read_candles_csv
 from mraster.strategy.fasttp import fasttp_target
@@ -37,17 +37,17 @@ def test_a_reversing_long_winner_gets_its_take_profit_pulled_in(closes):
     price, atr = c[-1], c[-1] * 0.004
     pos = {"side": "BUY", "entry": price - 0.5 * atr, "initial_stop": price - 1.5 * atr,
            "take_profit": price + 1.1 * atr, "atr": atr}
-    new_tp, facts = fasttp_target(pos, price, c, NOW, s)
+    new_tp, facts = fasttp_target(position(**pos), price, c, NOW, s)
     assert new_tp == pytest.approx(price + s["FASTTP_SNAP_ATR"] * atr)
     assert facts["ret1"] <= s["FAST_TP_RET1"] and facts["r"] == pytest.approx(0.5)
     # below FASTTP_MIN_R profit: left alone
-    assert fasttp_target({**pos, "entry": price - 0.1 * atr}, price, c, NOW, s) is None
+    assert fasttp_target(position(**{**pos, "entry": price - 0.1 * atr}), price, c, NOW, s) is None
     # within the cooldown of the last move: left alone
-    assert fasttp_target({**pos, "fasttp_at": NOW - 5_000}, price, c, NOW, s) is None
-    assert fasttp_target({**pos, "fasttp_at": NOW - 16_000}, price, c, NOW, s) is not None
+    assert fasttp_target(position(**{**pos, "fasttp_at": NOW - 5_000}), price, c, NOW, s) is None
+    assert fasttp_target(position(**{**pos, "fasttp_at": NOW - 16_000}), price, c, NOW, s) is not None
     # never moves the target further away
-    assert fasttp_target({**pos, "take_profit": price + 0.1 * atr}, price, c, NOW, s) is None
-    assert fasttp_target(pos, price, c, NOW, defaults(FAST_TP_ENABLED="false")) is None
+    assert fasttp_target(position(**{**pos, "take_profit": price + 0.1 * atr}), price, c, NOW, s) is None
+    assert fasttp_target(position(**pos), price, c, NOW, defaults(FAST_TP_ENABLED="false")) is None
 
 
 def test_a_reversing_short_winner_mirrors(closes):
@@ -56,13 +56,13 @@ def test_a_reversing_short_winner_mirrors(closes):
     price, atr = c[-1], c[-1] * 0.004
     pos = {"side": "SELL", "entry": price + 0.5 * atr, "initial_stop": price + 1.5 * atr,
            "take_profit": price - 1.1 * atr, "atr": atr}
-    new_tp, _ = fasttp_target(pos, price, c, NOW, s)
+    new_tp, _ = fasttp_target(position(**pos), price, c, NOW, s)
     assert new_tp == pytest.approx(price - s["FASTTP_SNAP_ATR"] * atr)
     # the same closes do not trigger a long (the move is in its favour)
     long = {"side": "BUY", "entry": price - 0.5 * atr, "initial_stop": price - 1.5 * atr,
             "take_profit": price + 1.1 * atr, "atr": atr}
     ret3_against = c[-1] / c[0] - 1 <= s["FAST_TP_RET3"]
-    assert (fasttp_target(long, price, c, NOW, s) is None) == (not ret3_against)
+    assert (fasttp_target(position(**long), price, c, NOW, s) is None) == (not ret3_against)
 
 
 def test_the_engine_applies_an_ai_plans_fasttp_overrides(closes):
@@ -80,6 +80,7 @@ def test_the_engine_applies_an_ai_plans_fasttp_overrides(closes):
     c = first(closes, up=False)
     price, atr = c[-1], c[-1] * 0.004
     pos = {"symbol": "XRPUSDT", "side": "BUY", "status": "open", "entry": price - 0.15 * atr,
+           "qty": 1.0, "opened_at": 0,
            "initial_stop": price - 1.15 * atr, "stop": price - 1.15 * atr,
            "take_profit": price + 1.1 * atr, "atr": atr}
     arr = np.array(c, dtype=float)
@@ -90,7 +91,7 @@ def test_the_engine_applies_an_ai_plans_fasttp_overrides(closes):
     def manage(p):
         eng = Engine(None, s, {"positions": {"t": p}}, None, lambda *a, **k: None)
         asyncio.run(eng._manage(candles, snaps, NOW))
-        return p["take_profit"]
+        return eng.state["positions"]["t"].take_profit
     assert manage(dict(pos)) == pos["take_profit"]  # the user's setting: off
     moved = manage({**pos, "fasttp": {"enabled": True, "min_r": 0.1}})
     assert moved == pytest.approx(price + s["FASTTP_SNAP_ATR"] * atr)

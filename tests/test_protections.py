@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hypothesis import given, settings as hsettings, strategies as hs
 
-from conftest import API_KEY, bot_settings
+from conftest import API_KEY, bot_settings, position
 from mraster import settings as st
 from mraster.engine.runner import run_async
 from mraster.protections import DAY_MS, lift, locked_symbols, reducing, roll_ledger, trips
@@ -82,7 +82,8 @@ def test_repeated_stops_on_one_symbol_lock_only_that_symbol():
 def test_the_exposure_caps_hold_for_any_portfolio(held, price, stop_frac, qty, equity, risk_cap,
                                                   notional_x):
     s = {**dict(S), "ASTER_MAX_OPEN_RISK": risk_cap, "ASTER_MAX_TOTAL_NOTIONAL_X": notional_x}
-    positions = {str(i): {"entry": p, "stop": p * (1 - f), "qty": q} for i, (p, f, q) in enumerate(held)}
+    positions = {str(i): position(entry=p, initial_stop=p * (1 - f), qty=q)
+                 for i, (p, f, q) in enumerate(held)}
     risk, notional = price * stop_frac * qty, price * qty
     if exposure_cap(positions, risk_usdt=risk, notional=notional, equity=equity, s=s) is None:
         total_risk, total_notional = open_risk(positions)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from mraster.dashboard.context import alert_id
+from mraster.domain import positions_of
 from mraster.metrics import max_drawdown, trade_stats
 from mraster.risk import open_risk
 from mraster.strategy.filters import REASONS
@@ -18,15 +19,15 @@ HISTORY_SHOWN = 500
 
 def positions_view(state: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]]:
     out = []
-    for token, p in state.get("positions", {}).items():
-        out.append({"token": token, "symbol": p["symbol"], "side": p["side"], "qty": p.get("qty"),
-                    "entry": p.get("entry"), "mark": p.get("mark"), "pnl": p.get("unrealized"),
-                    "r": p.get("r_now"), "stop": p.get("stop"), "initial_stop": p.get("initial_stop"),
-                    "take_profit": p.get("take_profit"), "status": p.get("status"),
-                    "leverage": p.get("leverage"), "liquidation": p.get("liquidation") or None,
-                    "liquidation_distance": abs(p["mark"] - p["liquidation"]) / p["mark"]
-                    if p.get("liquidation") and p.get("mark") else None,
-                    "age_s": max(0, (now_ms - int(p.get("opened_at") or now_ms)) // 1000)})
+    for token, p in positions_of(state).items():
+        out.append({"token": token, "symbol": p.symbol, "side": p.side.value, "qty": p.qty,
+                    "entry": p.entry, "mark": p.mark, "pnl": p.unrealized, "r": p.r_now,
+                    "stop": p.stop, "initial_stop": p.initial_stop, "take_profit": p.take_profit,
+                    "status": p.status.value, "leverage": p.leverage,
+                    "liquidation": p.liquidation or None,
+                    "liquidation_distance": abs(p.mark - p.liquidation) / p.mark
+                    if p.liquidation and p.mark else None,
+                    "age_s": max(0, (now_ms - int(p.opened_at or now_ms)) // 1000)})
     return sorted(out, key=lambda x: x["symbol"])
 
 
@@ -128,11 +129,11 @@ def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | N
 
 def exposure_view(state: Mapping[str, Any]) -> dict[str, Any]:
     """What the account holds right now, against equity: the figures the caps check."""
-    positions = state.get("positions", {})
-    risk, notional = open_risk(positions) if positions else (0.0, 0.0)
+    positions = positions_of(state)
+    risk, notional = open_risk(positions)
     t = state.get("telemetry", {})
     equity = t.get("equity") or 0.0
-    return {"unrealized": round(sum(float(p.get("unrealized") or 0) for p in positions.values()), 6),
+    return {"unrealized": round(sum(p.unrealized or 0.0 for p in positions.values()), 6),
             "margin_used": t.get("used_margin"), "notional": round(notional, 2),
             "open_risk": round(risk, 4),
             "notional_x": round(notional / equity, 3) if equity else None,
@@ -150,11 +151,11 @@ def chart_view(state: Mapping[str, Any], symbol: str) -> dict[str, Any]:
         if h.get("exit") is not None:
             markers.append({"time": h["closed_at"], "kind": "exit", "side": h["side"],
                             "price": h["exit"], "reason": h.get("reason"), "r": h.get("r")})
-    for p in state.get("positions", {}).values():
-        if p["symbol"] != symbol:
+    for p in positions_of(state).values():
+        if p.symbol != symbol:
             continue
-        markers.append({"time": p["opened_at"], "kind": "entry", "side": p["side"], "price": p["entry"]})
-        lines += [{"kind": "stop", "price": p["stop"]}, {"kind": "take_profit", "price": p["take_profit"]},
-                  {"kind": "entry", "price": p["entry"]}]
+        markers.append({"time": p.opened_at, "kind": "entry", "side": p.side.value, "price": p.entry})
+        lines += [{"kind": "stop", "price": p.stop}, {"kind": "take_profit", "price": p.take_profit},
+                  {"kind": "entry", "price": p.entry}]
     return {"symbol": symbol, "candles": candles, "markers": sorted(markers, key=lambda m: m["time"]),
             "lines": lines, "available": sorted(state.get("charts", {}))}

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from mraster.domain import Owner, PositionStatus, Side
+from mraster.domain import (Owner, OrderStatus, Position, PositionStatus, Side, Trade,
+                            next_entry_status)
 from mraster.exchange import errors as E
 from mraster.execution import ids
 from mraster.execution.booking import book_trade, join_fills, position_fills
@@ -75,11 +76,9 @@ class Reconciler:
         rows = await self.ex.position_risk()
         amounts = position_amounts(rows)
         for token, pos in list(self.state["positions"].items()):
-            if not pos.get("entry_client_id"):
-                pos["entry_client_id"] = ids.order_id("E", token)
-            if pos.get("status") == "pending":
+            if pos.status is PositionStatus.PENDING:
                 await self._resolve_pending(token, pos)
-        known = {p["symbol"] for p in self.state["positions"].values()}
+        known = {p.symbol for p in self.state["positions"].values()}
         reported = {e["symbol"]: e for e in self.state["external_positions"]}
         external = []
         for sym, amt in amounts.items():
@@ -96,8 +95,7 @@ class Reconciler:
                                       "left alone: no entry, add, flip or brackets", sym)
         self.state["external_positions"] = external
         for token, pos in list(self.state["positions"].items()):
-            amt = amounts.get(pos["symbol"], 0.0)
-            if pos.get("status") == "open" and (amt == 0 or (amt > 0) != (pos["side"] == "BUY")):
+            if pos.is_open and not pos.holds(amounts.get(pos.symbol, 0.0)):
                 rec = await self._record_close(token, pos, now)
                 if rec is not None:
                     res.closed.append(rec)
@@ -144,16 +142,13 @@ class Reconciler:
         d = side.sign
         stop = levels.get("stop", entry - d * s["ASTER_SL_ATR_MULT"] * atr)
         tp = levels.get("tp", entry + d * s["ASTER_TP_ATR_MULT"] * atr)
-        pos = {"token": token, "symbol": sym, "side": side.value, "atr": atr,
-               "opened_at": own.opened_at or now, "entry_client_id": own.entry_client_id,
-               "leverage": int(float(row.get("leverage") or s["ASTER_LEVERAGE"])), "arm": None,
-               "policy_features": None, "expected_r": None, "bucket": None, "fasttp_at": 0,
-               "sl_atr_mult": s["ASTER_SL_ATR_MULT"], "tp_atr_mult": s["ASTER_TP_ATR_MULT"],
-               "ai": None, "ai_source": None, "fasttp": None, "origin": "adopted",
-               "entry": entry, "qty": qty, "initial_stop": stop, "stop": stop,
-               "take_profit": tp, "status": PositionStatus.OPEN.value,
-               "risk_usdt": qty * abs(entry - stop)}
-        self.state["positions"][token] = pos
+        self.state["positions"][token] = Position(
+            token=token, symbol=sym, side=side, status=PositionStatus.OPEN, entry=entry, qty=qty,
+            stop=stop, initial_stop=stop, take_profit=tp, opened_at=own.opened_at or now,
+            entry_client_id=own.entry_client_id, atr=atr,
+            leverage=int(float(row.get("leverage") or s["ASTER_LEVERAGE"])),
+            risk_usdt=qty * abs(entry - stop), sl_atr_mult=s["ASTER_SL_ATR_MULT"],
+            tp_atr_mult=s["ASTER_TP_ATR_MULT"], origin="adopted")
         self.state["stats"]["taken"] += 1
         self.alert("warning", f"{sym}: the bot's own {side.value} position ({qty:g} at {entry:g}) "
                               "was missing from the state; adopted from the exchange and "
@@ -161,35 +156,40 @@ class Reconciler:
         self.emit("order", action="entry_adopted", symbol=sym, side=side.value, qty=qty,
                   price=entry, client_id=own.entry_client_id)
 
-    async def _resolve_pending(self, token: str, pos: dict[str, Any]) -> None:
+    async def _resolve_pending(self, token: str, pos: Position) -> None:
         """An entry whose outcome was not seen (lost answer, crash): only the exchange can say.
         A failed lookup leaves it pending; "does not exist" is believed only after the exchange's
         consistency window has passed since it was sent."""
         try:
-            o = await self.ex.query_order(pos["symbol"], client_id=pos["entry_client_id"])
+            o = await self.ex.query_order(pos.symbol, client_id=pos.entry_client_id)
         except E.UnknownOrder:
             o = None
         except E.ExchangeError as exc:
-            log.warning("%s: entry %s still unknown (lookup failed: %s)", pos["symbol"],
-                        pos["entry_client_id"], exc)
+            log.warning("%s: entry %s still unknown (lookup failed: %s)", pos.symbol,
+                        pos.entry_client_id, exc)
             return
+        if pos.entry_status is OrderStatus.SENT:  # a crash after the intent was saved
+            pos.entry_status = next_entry_status(pos.entry_status, "unknown")
         if o and float(o.get("executedQty") or 0) > 0:
-            self._fill(pos, float(o["avgPrice"]), float(o["executedQty"]), "open")
+            pos.entry_status = next_entry_status(pos.entry_status, "filled")
+            pos.fill(float(o["avgPrice"]), float(o["executedQty"]), PositionStatus.OPEN,
+                     self.s["ASTER_SL_ATR_MULT"], self.s["ASTER_TP_ATR_MULT"])
             self.state["stats"]["taken"] += 1
-            self.emit("order", action="entry_adopted", symbol=pos["symbol"], side=pos["side"],
-                      qty=pos["qty"], price=pos["entry"], client_id=pos["entry_client_id"])
-        elif (o is None and time.time() * 1000 - pos.get("sent_ms", 0) >= CONSISTENCY_MS) or \
+            self.emit("order", action="entry_adopted", symbol=pos.symbol, side=pos.side.value,
+                      qty=pos.qty, price=pos.entry, client_id=pos.entry_client_id)
+        elif (o is None and time.time() * 1000 - pos.sent_ms >= CONSISTENCY_MS) or \
                 (o is not None and o.get("status") in ("CANCELED", "EXPIRED", "REJECTED")):
+            pos.entry_status = next_entry_status(pos.entry_status, "refused")
             del self.state["positions"][token]
-            self.emit("order", action="entry_not_placed", symbol=pos["symbol"],
-                      client_id=pos["entry_client_id"])
+            self.emit("order", action="entry_not_placed", symbol=pos.symbol,
+                      client_id=pos.entry_client_id)
 
-    async def _record_close(self, token: str, pos: dict[str, Any], now: int) -> dict[str, Any] | None:
+    async def _record_close(self, token: str, pos: Position, now: int) -> dict[str, Any] | None:
         """The position is gone: book it from the exchange's fills of its own orders (see
         ``execution.booking``), teach the policy. None (booked on a later cycle) while the
         fills cannot be read."""
-        sym, side = pos["symbol"], Side(pos["side"])
-        since = int(pos["opened_at"]) - 60_000
+        sym, side = pos.symbol, pos.side
+        since = int(pos.opened_at) - 60_000
         try:
             trades = await self.ex.user_trades(sym, start_time=since, limit=1000)
             orders = await self.ex.all_orders(sym, start_time=since - 86_400_000, limit=1000)
@@ -197,27 +197,25 @@ class Reconciler:
             log.warning("%s: fills of the closed position could not be read (%s); booked next "
                         "cycle", sym, exc)
             return None
-        entries, exits = position_fills(join_fills(trades, orders), token, side, pos["qty"])
+        entries, exits = position_fills(join_fills(trades, orders), token, side, pos.qty)
         funding = 0.0
         try:
             funding = sum(float(r["income"]) for r in await self.ex.income(
-                sym, "FUNDING_FEE", start_time=pos["opened_at"]))
+                sym, "FUNDING_FEE", start_time=pos.opened_at))
         except E.ExchangeError:
             pass
-        b = book_trade(side, entries, exits, entry_hint=pos["entry"], qty_hint=pos["qty"],
-                       initial_stop=pos["initial_stop"], funding=funding,
-                       guard_reason=pos.get("close_reason"))
+        b = book_trade(side, entries, exits, entry_hint=pos.entry, qty_hint=pos.qty,
+                       initial_stop=pos.initial_stop, funding=funding,
+                       guard_reason=pos.close_reason)
         reason = b.reason
-        if reason == "stop" and pos.get("stop_rule"):  # a stop moved to lock in profit
-            reason = STOP_RULE_REASONS[pos["stop_rule"]]
-        rec = {"symbol": sym, "side": side.value, "qty": b.qty, "entry": b.entry, "exit": b.exit,
-               "initial_stop": pos["initial_stop"], "stop": pos["stop"],
-               "take_profit": pos["take_profit"], "opened_at": pos["opened_at"],
-               "closed_at": b.closed_at or now, "pnl": b.pnl, "fees": b.fees,
-               "funding": b.funding, "r": b.r, "reason": reason, "arm": pos.get("arm"),
-               "client_id": pos["entry_client_id"], "origin": pos.get("origin", "bot"),
-               "ai": pos.get("ai")}
-        if b.reason in ("unknown", "liquidation", "manual") and pos.get("close_reason") != "manual":
+        if reason == "stop" and pos.stop_rule:  # a stop moved to lock in profit
+            reason = STOP_RULE_REASONS[pos.stop_rule]
+        rec = Trade(symbol=sym, side=side, qty=b.qty, entry=b.entry, exit=b.exit,
+                    initial_stop=pos.initial_stop, stop=pos.stop, take_profit=pos.take_profit,
+                    opened_at=pos.opened_at, closed_at=b.closed_at or now, pnl=b.pnl, fees=b.fees,
+                    funding=b.funding, r=b.r, reason=reason, arm=pos.arm,
+                    client_id=pos.entry_client_id, origin=pos.origin, ai=pos.ai).to_dict()
+        if b.reason in ("unknown", "liquidation", "manual") and pos.close_reason != "manual":
             what = {"unknown": "closed on the exchange, but no closing fill was found (reason "
                                "unknown); pnl counts fees and funding only",
                     "liquidation": "LIQUIDATED by the exchange",
@@ -228,11 +226,11 @@ class Reconciler:
         self.state["history"] = hist[-self.s["ASTER_HISTORY_MAX"]:]
         del self.state["positions"][token]
         r_mult = b.r
-        if pos.get("policy_features") and pos.get("arm"):
-            self.policy.learn(pos["policy_features"], pos["arm"], r_mult)
-        if pos.get("ai_source") in ("ai", "cache") and self.advisor and self.advisor.learner:
+        if pos.policy_features and pos.arm:
+            self.policy.learn(pos.policy_features, pos.arm, r_mult)
+        if pos.ai_source in ("ai", "cache") and self.advisor and self.advisor.learner:
             self.advisor.learner.traded(sym, b.pnl, int(time.time() * 1000))
         if self.copilots is not None:
-            self.copilots.after_close(rec, pos.get("bucket"))
+            self.copilots.after_close(rec, pos.bucket)
         self.emit("close", **rec)
         return rec

@@ -21,6 +21,7 @@ from mraster.ai.budget import SectionLedger, daily_budget, utc_day
 from mraster.ai.copilots import Copilots
 from mraster.settings import ai_mode
 from mraster.ai.news import NewsFeed
+from mraster.domain import positions_of
 from mraster.engine.cycle import Engine, position_amounts
 from mraster.exchange import errors as E
 from mraster.exchange import auth
@@ -418,7 +419,7 @@ async def guard_command(loop_seconds: float | None) -> int:
                     guard = BracketGuard(ex, rules, queue, EventSink(None),
                                          s["ASTER_BRACKET_ALERT_AFTER"])
                 amounts = position_amounts(await ex.position_risk())
-                done = await guard.run(doc.read().get("positions", {}), amounts)
+                done = await guard.run(positions_of(doc.read()), amounts)
                 log.info("bracket guard pass: %s", done)
                 backoff, wait = 1.0, loop_seconds
             except E.Interrupted:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
+from mraster.domain import Position
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, bracket_rounding
 from mraster.exchange.ratelimit import urgent
@@ -37,7 +38,7 @@ class BracketGuard:
         self.clock = clock
         self.stop_grace_s = stop_grace_s
 
-    async def run(self, positions: dict[str, dict[str, Any]], amounts: dict[str, float], *,
+    async def run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
                   full: bool = True) -> dict[str, Any]:
         """One pass. ``positions``: the bot's positions by token; ``amounts``: signed position
         size per symbol on the exchange. ``full=False`` protects just the given positions (right
@@ -46,7 +47,7 @@ class BracketGuard:
         with urgent():
             return await self._run(positions, amounts, full=full)
 
-    async def _run(self, positions: dict[str, dict[str, Any]], amounts: dict[str, float], *,
+    async def _run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
                    full: bool) -> dict[str, Any]:
         done = {"placed": 0, "replaced": 0, "cancelled": 0, "closed": 0, "failed": 0}
         orders = await self.ex.open_orders()
@@ -58,10 +59,10 @@ class BracketGuard:
         now = self.clock()
         covered = set()
         for token, pos in positions.items():
-            sym = pos["symbol"]
+            sym = pos.symbol
             covered.add(sym)
             amt = amounts.get(sym, 0.0)
-            if amt == 0 or (amt > 0) != (pos["side"] == "BUY"):
+            if not pos.holds(amt):
                 continue  # closed (the engine records it); leftovers are cancelled below
             item = queue.get(token)
             if item and item.get("next_try", 0) > now:
@@ -72,9 +73,9 @@ class BracketGuard:
                     queue.pop(token, None)
             except E.ExchangeError as exc:
                 done["failed"] += 1
-                item = item or {"symbol": sym, "side": pos["side"], "quantity": abs(amt),
-                                "entry": pos["entry"], "stop": pos["stop"],
-                                "take_profit": pos["take_profit"], "attempts": 0,
+                item = item or {"symbol": sym, "side": pos.side.value, "quantity": abs(amt),
+                                "entry": pos.entry, "stop": pos.stop,
+                                "take_profit": pos.take_profit, "attempts": 0,
                                 "client_ids": [ids.order_id("S", token), ids.order_id("T", token)]}
                 item["attempts"] += 1
                 item.setdefault("since", now)
@@ -108,27 +109,27 @@ class BracketGuard:
             self.queue.update(lambda d: {"items": queue})
         return done
 
-    async def _close_unprotected(self, token: str, pos: dict[str, Any], queue: dict, done: dict) -> None:
+    async def _close_unprotected(self, token: str, pos: Position, queue: dict, done: dict) -> None:
         """The stop could not be placed within the grace period: a position without a stop is
         the one risk the bot never keeps, so it is closed at market."""
-        close_side = "SELL" if pos["side"] == "BUY" else "BUY"
+        close_side = pos.side.opposite.value
         try:
-            if any(ids.bracket_kind(o) == "stop" for o in await self.ex.open_orders(pos["symbol"])):
+            if any(ids.bracket_kind(o) == "stop" for o in await self.ex.open_orders(pos.symbol)):
                 return  # the stop is there (only the take-profit is missing): keep the position
             await self.close_at_market(token, pos, close_side, "no_stop")
         except E.ExchangeError as exc:
-            log.error("closing unprotected %s failed: %s", pos["symbol"], exc)
+            log.error("closing unprotected %s failed: %s", pos.symbol, exc)
             return
         queue.pop(token, None)
         done["closed"] += 1
 
-    async def _protect(self, token: str, pos: dict[str, Any], orders: list[dict], done: dict) -> None:
-        sym, side = pos["symbol"], pos["side"]
+    async def _protect(self, token: str, pos: Position, orders: list[dict], done: dict) -> None:
+        sym = pos.symbol
         rules = self.rules[sym]
-        close_side = "SELL" if side == "BUY" else "BUY"
-        sl_dir, tp_dir = bracket_rounding(side)
-        want = {"stop": rules.round_price(pos["stop"], sl_dir),
-                "tp": rules.round_price(pos["take_profit"], tp_dir)}
+        close_side = pos.side.opposite.value
+        sl_dir, tp_dir = bracket_rounding(pos.side.value)
+        want = {"stop": rules.round_price(pos.stop, sl_dir),
+                "tp": rules.round_price(pos.take_profit, tp_dir)}
         for kind in ("stop", "tp"):
             mine = [o for o in orders if ids.bracket_kind(o) == kind]
             good = [o for o in mine if o["side"] == close_side
@@ -144,14 +145,15 @@ class BracketGuard:
             for o in mine:
                 await self._cancel(sym, o, done)
 
-    async def _place(self, token, pos, kind, price, close_side, done, replacing) -> None:
-        sym = pos["symbol"]
-        n = pos.get("bracket_seq", {}).get(kind, 0)
+    async def _place(self, token: str, pos: Position, kind: str, price: Decimal, close_side: str,
+                     done: dict, replacing: bool) -> None:
+        sym = pos.symbol
+        n = pos.bracket_seq.get(kind, 0)
         prefix = ("S" if kind == "stop" else "T") + (str(n) if n else "")
         cid = ids.order_id(prefix, token)
         try:  # a bracket with this id existed before (filled, cancelled): use the next number
             await self.ex.query_order(sym, client_id=cid)
-            pos.setdefault("bracket_seq", {})[kind] = n + 1
+            pos.bracket_seq[kind] = n + 1
             cid = ids.order_id(prefix[0] + str(n + 1), token)
         except E.UnknownOrder:
             pass
@@ -170,11 +172,11 @@ class BracketGuard:
         self.emit("order", action="bracket", kind=kind, symbol=sym, client_id=cid,
                   stop_price=str(price))
 
-    async def close_at_market(self, token: str, pos: dict[str, Any], close_side: str, why: str) -> None:
-        sym = pos["symbol"]
-        qty = self.rules[sym].round_qty(pos["qty"], market=True)
+    async def close_at_market(self, token: str, pos: Position, close_side: str, why: str) -> None:
+        sym = pos.symbol
+        qty = self.rules[sym].round_qty(pos.qty, market=True)
         # the trade is booked from the fills; this names why the guard's close happened
-        pos["close_reason"] = {"stop_passed": "stop", "tp_passed": "take_profit"}.get(why, why)
+        pos.close_reason = {"stop_passed": "stop", "tp_passed": "take_profit"}.get(why, why)
         await self.ex.new_order(symbol=sym, side=close_side, type="MARKET", quantity=str(qty),
                                 reduceOnly=True, newClientOrderId=ids.order_id("X", token))
         text = {"stop_passed": "price passed the stop before it could be placed",

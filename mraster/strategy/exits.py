@@ -11,23 +11,19 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-
-def r_multiple(pos: Mapping[str, Any], price: float) -> float:
-    d = 1 if pos["side"] == "BUY" else -1
-    risk = abs(pos["entry"] - pos["initial_stop"])
-    return d * (price - pos["entry"]) / risk if risk else 0.0
+from mraster.domain import Position
 
 
-def locked_stop(pos: Mapping[str, Any], price: float, s: Mapping[str, Any], *,
+def locked_stop(pos: Position, price: float, s: Mapping[str, Any], *,
                 fasttp_fired: bool = False) -> tuple[float, str] | None:
     """(new stop, which rule) when a rule moves the stop of ``pos`` toward ``price``; else None.
     ``price``: the side the position would exit at (bid for a long, ask for a short)."""
-    d = 1 if pos["side"] == "BUY" else -1
-    entry, atr = pos["entry"], pos.get("atr") or 0.0
-    risk = abs(entry - pos["initial_stop"])
+    d = pos.sign
+    entry, atr = pos.entry, pos.atr or 0.0
+    risk = abs(entry - pos.initial_stop)
     if risk <= 0 or atr <= 0:
         return None
-    r = r_multiple(pos, price)
+    r = pos.r_at(price)
     offers: list[tuple[float, str]] = []
     if s["ASTER_BREAKEVEN_R"] > 0 and r >= s["ASTER_BREAKEVEN_R"]:
         offers.append((entry + d * s["ASTER_BREAKEVEN_OFFSET_R"] * risk, "breakeven"))
@@ -43,6 +39,6 @@ def locked_stop(pos: Mapping[str, Any], price: float, s: Mapping[str, Any], *,
     best = max(offers, key=lambda o: d * o[0])
     room = price - d * s["ASTER_STOP_MIN_GAP_ATR"] * atr  # never at or past the current price
     stop = min(best[0], room) if d > 0 else max(best[0], room)
-    if d * (stop - pos["stop"]) <= 1e-12 * abs(entry):
+    if d * (stop - pos.stop) <= 1e-12 * abs(entry):
         return None  # a stop only moves toward price
     return stop, best[1]

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from mraster.domain import Position
 
-def fasttp_target(pos: Mapping[str, Any], price: float, closes: Sequence[float], now_ms: int,
+
+def fasttp_target(pos: Position, price: float, closes: Sequence[float], now_ms: int,
                   s: Mapping[str, Any]) -> tuple[float, dict[str, float]] | None:
     """(new take-profit, facts for the event) or None when FastTP does not act."""
     if not s["FAST_TP_ENABLED"] or len(closes) < 4:
         return None
-    if (now_ms - pos.get("fasttp_at", 0)) / 1000 < s["FASTTP_COOLDOWN_S"]:
+    if (now_ms - pos.fasttp_at) / 1000 < s["FASTTP_COOLDOWN_S"]:
         return None
-    d = 1 if pos["side"] == "BUY" else -1
-    risk = abs(pos["entry"] - pos["initial_stop"])
-    r_now = d * (price - pos["entry"]) / risk if risk else 0.0
+    d = pos.sign
+    r_now = pos.r_at(price)
     ret1 = d * (closes[-1] / closes[-2] - 1)
     ret3 = d * (closes[-1] / closes[-4] - 1)
     if r_now < s["FASTTP_MIN_R"] or not (ret1 <= s["FAST_TP_RET1"] or ret3 <= s["FAST_TP_RET3"]):
         return None
-    new_tp = price + d * s["FASTTP_SNAP_ATR"] * pos["atr"]
-    if d * (new_tp - pos["take_profit"]) >= 0:
+    new_tp = price + d * s["FASTTP_SNAP_ATR"] * pos.atr
+    if d * (new_tp - pos.take_profit) >= 0:
         return None  # only ever pulls the target closer
     return new_tp, {"r": round(r_now, 3), "ret1": round(ret1, 5), "ret3": round(ret3, 5)}

@@ -1,0 +1,276 @@
+"""The executor: turns an ``Intent`` into an order and a protected position.
+
+It sizes the entry by risk (leverage set on the exchange first, the stop kept before the
+liquidation price, the user's exposure caps), writes the position to disk before the order leaves
+(crash-only), sends the entry with an idempotent client id and runs the order-outcome state
+machine (``domain.next_entry_status``): only the exchange's explicit refusal ends an entry; an
+unknown outcome stays pending until the reconciler hears from the exchange. Then the bracket
+guard protects the fill. Also the user's own actions: a confirmed chat trade and closes. A mixin
+of ``Engine``.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+from mraster.domain import Intent, OrderStatus, Position, PositionStatus, Side, next_entry_status
+from mraster.engine.market_data import snapshot
+from mraster.engine.reconciler import CycleResult, by_symbol, position_amounts
+from mraster.exchange import errors as E
+from mraster.execution import ids
+from mraster.liquidation import DEFAULT_BRACKETS, isolated_margin, liquidation_price, stop_is_safe
+from mraster.policy import Decision
+from mraster.risk import check_order, exposure_cap
+from mraster.strategy.filters import REASONS, market_filters, side_filters
+from mraster.strategy.signals import expected_r, win_probability
+from mraster.strategy.sizing import plan_order, size_multiplier
+
+LEVERAGE_STEPS = (100, 75, 50, 25, 20, 10, 5, 3, 2, 1)
+
+
+class Executor:
+    """Mixed into ``Engine``."""
+
+    async def _enter(self, res: CycleResult, it: Intent, equity: float, used: float,
+                     now: int) -> float:
+        """Open one intended trade; returns the margin in use afterwards, so the next entry in
+        the same cycle is sized against it without asking the exchange again."""
+        s, sym, side = self.s, it.symbol, it.side.value
+        gate = "stopping" if self.stopping() else self.portfolio().gate(sym, s)
+        if gate:
+            self._skip(res, sym, gate, side=side)
+            return used
+        f, snap, rules = it.features, it.snapshot, self.rules[sym]
+        mult = size_multiplier(it.decision.bucket, it.confidence, s)
+        # yellow: smaller; the sentinel never makes a trade larger
+        mult *= (self._label(sym) or {}).get("size_factor", 1.0)
+        price = snap.ask if it.side is Side.BUY else snap.bid
+        want = min(int(s["ASTER_LEVERAGE"]), self.max_lev.get(sym, 125))
+        ai = it.ai
+        sl_mult, tp_mult = s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"]
+        if self.copilots is not None:  # playbook and tuner: size factors of at most 1
+            mult *= self.copilots.size_factor(side, it.decision.bucket)
+            sl_bias, tp_bias = self.copilots.stop_target_bias()
+            sl_mult, tp_mult = sl_mult * sl_bias, tp_mult * tp_bias
+        if ai is not None and ai.source != "fallback":  # clamped: it can only lower the risk
+            mult *= ai.size_multiplier
+            want = min(want, ai.leverage or want)
+            sl_mult, tp_mult = sl_mult * ai.sl_multiplier, tp_mult * ai.tp_multiplier
+        if (sl_mult, tp_mult) != (s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"]):
+            s = {**s, "ASTER_SL_ATR_MULT": sl_mult, "ASTER_TP_ATR_MULT": tp_mult}
+        if self.margin_set.get(sym) != s["ASTER_MARGIN_TYPE"]:
+            try:
+                await self._set_margin_type(sym)
+            except E.ExchangeError as exc:
+                self._skip(res, sym, "margin_mode" if exc.code in (-4047, -4048) else
+                           "order_failed", side=side, error=str(exc))
+                return used
+        if self.leverage_set.get(sym) != want:
+            try:  # leverage is set on the exchange before the sizing relies on it
+                await self._set_leverage(sym, want)
+            except E.ExchangeError as exc:
+                self._skip(res, sym, "order_failed", side=side, error=str(exc))
+                return used
+        order = plan_order(side=side, price=price, atr=f.atr, equity=equity, used_margin=used,
+                           rules=rules, mult=mult, max_leverage=self.leverage_set[sym], s=s)
+        while not order.reason and not self._stop_before_liquidation(sym, side, price, order,
+                                                                     equity, used):
+            # the stop would come after the liquidation: lower the leverage, if anything can
+            lower = max(1, order.leverage // 2)
+            if lower >= order.leverage:
+                order = dataclasses.replace(order, reason="liquidation_risk")
+                break
+            try:
+                await self._set_leverage(sym, lower)
+            except E.ExchangeError as exc:
+                self._skip(res, sym, "order_failed", side=side, error=str(exc))
+                return used
+            order = plan_order(side=side, price=price, atr=f.atr, equity=equity,
+                               used_margin=used, rules=rules, mult=mult,
+                               max_leverage=self.leverage_set[sym], s=s)
+        reason = order.reason or check_order(notional=order.notional, leverage=order.leverage,
+                                             risk_usdt=order.risk_usdt, equity=equity,
+                                             used_margin=used, s=s)
+        if reason:
+            self._skip(res, sym, reason, side=side, qty=str(order.qty),
+                       notional=round(order.notional, 4))
+            return used
+        capped = exposure_cap(self.state["positions"], risk_usdt=order.risk_usdt,
+                              notional=order.notional, equity=equity, s=s)
+        if capped:
+            self._skip(res, sym, capped[0], side=side, **capped[1])
+            return used
+        token = ids.new_token(now)
+        cid = ids.order_id("E", token)
+        pos = Position(token=token, symbol=sym, side=it.side, status=PositionStatus.PENDING,
+                       entry=price, qty=float(order.qty), stop=0.0, initial_stop=0.0,
+                       take_profit=0.0, opened_at=now, entry_client_id=cid, atr=f.atr,
+                       leverage=order.leverage, sl_atr_mult=sl_mult, tp_atr_mult=tp_mult,
+                       entry_status=OrderStatus.SENT, origin=it.origin, arm=it.decision.arm,
+                       policy_features=it.policy_features, expected_r=it.expected_r,
+                       bucket=it.decision.bucket,
+                       ai=ai.explanation if ai is not None else None,
+                       ai_source=ai.source if ai is not None else None,
+                       fasttp=ai.fasttp.model_dump(exclude_none=True)
+                       if ai is not None and ai.source != "fallback" and ai.fasttp else None,
+                       sent_ms=int(time.time() * 1000))  # wall: the exchange's consistency window
+        pos.fill(price, float(order.qty), PositionStatus.PENDING, sl_mult, tp_mult)
+        # Crash-only: the intent is on disk before the order leaves, so a crash at any line
+        # leaves a position the next start adopts (by its client id) instead of an unknown one.
+        self.state["positions"][token] = pos
+        self.save()
+        try:
+            filled = await self.ex.new_order(symbol=sym, side=side, type="MARKET",
+                                             quantity=str(order.qty), newClientOrderId=cid,
+                                             newOrderRespType="RESULT")
+        except E.ExchangeError as exc:
+            if not E.is_refusal(exc):
+                # unknown is not refused: the order may have filled; it stays pending (the
+                # symbol blocked) until the exchange says what happened
+                pos.entry_status = next_entry_status(pos.entry_status, "unknown")
+                self._skip(res, sym, "entry_unknown", side=side, error=str(exc))
+                self.alert("warning", f"{sym}: entry outcome unknown ({exc}); it is looked up "
+                                      "on the exchange every cycle until known", sym)
+                return used + order.notional / order.leverage  # counted as if filled
+            next_entry_status(pos.entry_status, "refused")
+            del self.state["positions"][token]
+            self._skip(res, sym, "order_failed", side=side, error=str(exc))
+            self.alert("error", f"{sym}: entry refused by the exchange: {exc}", sym)
+            return used
+        pos.entry_status = next_entry_status(pos.entry_status, "filled")
+        pos.fill(float(filled.get("avgPrice") or 0) or price,
+                 float(filled.get("executedQty") or order.qty), PositionStatus.OPEN, sl_mult, tp_mult)
+        self.state["stats"]["taken"] += 1
+        res.opened.append(sym)
+        res.decisions[sym] = {"action": "TAKE", "reason": "signal", "side": side, "qty": pos.qty,
+                              "entry": pos.entry, "stop": pos.stop, "take_profit": pos.take_profit,
+                              "expected_r": round(it.expected_r, 3),
+                              "policy": it.decision.to_dict(), **it.info,
+                              **({"ai": ai.explanation, "ai_source": ai.source} if ai else {})}
+        self.emit("order", action="entry", symbol=sym, side=side, qty=pos.qty, price=pos.entry,
+                  client_id=cid)
+        if self.guard:
+            done = await self.guard.run({token: pos}, {sym: pos.qty * pos.sign}, full=False)
+            if done["failed"]:
+                self.alert("error", f"{sym}: position opened but its brackets could not be "
+                                    "placed yet; the guard keeps retrying", sym)
+        return used + pos.qty * pos.entry / order.leverage
+
+    def _stop_before_liquidation(self, sym: str, side: str, price: float, order, equity: float,
+                                 used: float) -> bool:
+        """Would this order's stop trigger before its liquidation, with the user's buffer?"""
+        sign = 1 if side == "BUY" else -1
+        qty = float(order.qty)
+        if self.s["ASTER_MARGIN_TYPE"] == "isolated":
+            wallet = isolated_margin(price, qty, order.leverage)
+        else:  # crossed: what the account has free to back it
+            wallet = max(0.0, equity - used)
+        liq = liquidation_price(sign, price, qty, wallet, self.brackets.get(sym, DEFAULT_BRACKETS))
+        return stop_is_safe(sign, price, float(order.stop), liq, self.s["ASTER_LIQUIDATION_BUFFER"])
+
+    async def _set_margin_type(self, sym: str) -> None:
+        """The user's margin mode on ``sym`` before its first entry ("no change" is success)."""
+        want = self.s["ASTER_MARGIN_TYPE"]
+        try:
+            await self.ex.set_margin_type(sym, want.upper())
+        except E.ExchangeError as exc:
+            if exc.code != -4046:
+                raise
+        self.margin_set[sym] = want
+
+    async def hedge_mode(self) -> bool:
+        """True when the account holds two positions per symbol (hedge mode): the bot's one-way
+        orders would be refused (-4061) and its closePosition stops would not cover both sides."""
+        return bool((await self.ex.position_mode()).get("dualSidePosition"))
+
+    async def _set_leverage(self, sym: str, lev: int) -> None:
+        """Set leverage before sizing relies on it; when the symbol's maximum is lower than
+        asked, use the highest accepted value below it."""
+        for cand in [lev] + [x for x in LEVERAGE_STEPS if x < lev]:
+            try:
+                await self.ex.set_leverage(sym, cand)
+                self.leverage_set[sym] = cand
+                if cand < lev:
+                    self.max_lev[sym] = cand
+                return
+            except E.BadRequest as exc:
+                if exc.code != -4028:
+                    raise
+        raise E.BadRequest(-4028, f"no leverage accepted for {sym}")
+
+    async def manual_entry(self, symbol: str, side: str) -> tuple[bool, str]:
+        """A trade the user confirmed (a chat proposal). Only the signal and the policy are the
+        user's: the market filters, the sentinel, the entry gate, the risk sizing (the smallest
+        bucket), the order checks and the brackets are the bot's own. Returns (opened, sentence)."""
+        s = self.s
+        await self._load_rules()
+        r = self.rules.get(symbol)
+        if r is None or r.status != "TRADING" or r.quote != s["ASTER_QUOTE"]:
+            return False, f"not opened: {symbol} is not a tradable {s['ASTER_QUOTE']} perpetual here"
+        tick_rows, book_rows, prem_rows = await asyncio.gather(
+            self.ex.ticker_24h(symbol), self.ex.book_ticker(symbol), self.ex.premium_index(symbol))
+        prems = by_symbol(prem_rows)
+        now = int(prems.get(symbol, {}).get("time") or 0) or self.now_ms()
+        snap = snapshot(symbol, by_symbol(tick_rows), by_symbol(book_rows), prems)
+        ltf, htf = (await self._fetch_candles([symbol], now)).get(symbol, (None, None))
+        f = self._features(symbol, ltf, htf) if ltf is not None else None
+        if snap is None or f is None:
+            return False, f"not opened: no usable market data for {symbol} yet"
+        label = self._label(symbol)
+        # may this symbol be traded at all (cooldown, the user's position, a breaker)? Said
+        # first; then whether the market allows it now
+        reason = self.portfolio().gate(symbol, s) or \
+            market_filters(snap, f.wickiness, s) or side_filters(snap, side, s) or \
+            ("sentinel_block" if label and label["label"] == "red" else None)
+        if reason:
+            return False, f"not opened: {REASONS.get(reason, reason)}"
+        p = win_probability(f, side)
+        er = expected_r(p, s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"], f.atr, f.price,
+                        snap.spread, snap.funding, side)
+        it = Intent(symbol=symbol, side=Side(side), expected_r=er, win_prob=p, features=f,
+                    snapshot=snap, decision=Decision("TAKE", "S", "", "manual"),
+                    policy_features=None, confidence=0.5,
+                    info={"rsi": round(f.rsi, 2), "htf_trend": f.htf_trend}, origin="chat")
+        res = CycleResult()
+        equity, used = await self._equity()
+        await self._enter(res, it, equity, used, now)
+        d = res.decisions.get(symbol, {})
+        if d.get("action") != "TAKE":
+            return False, f"not opened: {d.get('why') or d.get('reason', 'refused')}"
+        return True, (f"opened {side} {d['qty']:g} {symbol} at {d['entry']:g}, stop {d['stop']:g}, "
+                      f"take-profit {d['take_profit']:g}")
+
+    async def close_positions(self, symbol: str | None = None) -> str:
+        """Close the bot's positions at market (one symbol, or all when ``symbol`` is None), then
+        book the closes and cancel the brackets left behind. Positions the bot did not open are
+        left alone. Returns a plain sentence for the dashboard."""
+        await self._load_rules()
+        amounts = position_amounts(await self.ex.position_risk())
+        closed = []
+        for token, pos in list(self.state["positions"].items()):
+            sym = pos.symbol
+            amt = amounts.get(sym, 0.0)
+            if (symbol and sym != symbol) or not pos.is_open or not pos.holds(amt):
+                continue
+            close_side = pos.side.opposite.value
+            qty = self.rules[sym].round_qty(abs(amt), market=True)
+            pos.close_reason = "manual"
+            self.state["cooldowns"][sym] = self.now_ms() + int(
+                self.s["ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES"] * 60_000)
+            await self.ex.new_order(symbol=sym, side=close_side, type="MARKET", quantity=str(qty),
+                                    reduceOnly=True, newClientOrderId=ids.order_id("X1", token))
+            self.emit("order", action="close", symbol=sym, side=close_side, qty=str(qty),
+                      client_id=ids.order_id("X1", token))
+            closed.append(sym)
+        await self._sync_positions(CycleResult(), self.now_ms())
+        if self.guard and closed:
+            left = position_amounts(await self.ex.position_risk())
+            await self.guard.run(self.state["positions"], left)
+        if not closed:
+            return f"no open position of the bot on {symbol}" if symbol else \
+                "no open positions of the bot to close"
+        external = [e["symbol"] for e in self.state["external_positions"]]
+        return f"closed {', '.join(closed)} at market" + (
+            f"; positions the bot did not open were left alone: {', '.join(external)}"
+            if external and not symbol else "")

@@ -1,0 +1,171 @@
+"""Market data for the engine: the universe, quotes, closed candles and their indicators, and
+the sentinel's labels.
+
+Candles are cached per (symbol, interval) and refreshed incrementally; in a backtest they come
+straight from the replay's precomputed windows (``Engine.data``), so both paths hand the evaluator
+the same closed-candle windows. A mixin of ``Engine`` (it uses the engine's exchange, settings and
+state).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import numpy as np
+
+from mraster.ai import news, sentinel
+from mraster.exchange import errors as E
+from mraster.settings import ai_mode
+from mraster.sim.market import INTERVAL_MS
+from mraster.strategy.filters import Snapshot
+from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features
+
+log = logging.getLogger("mraster.engine")
+
+
+class KlineCache:
+    """Per (symbol, interval) candles as a numpy array (open time, OHLCV, close time), refreshed
+    incrementally: only candles from the last cached open time on are requested and parsed (the
+    last one may still have been forming). Signals use closed candles only, so while the cached
+    forming candle has not closed nothing is requested at all."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], np.ndarray] = {}
+        self.closed: dict[tuple[str, str], Candles] = {}
+        self.requests = 0
+
+    async def candles(self, ex, symbol: str, interval: str, window: int, now: int) -> Candles:
+        """The last ``window`` closed candles of ``symbol`` at ``now`` (fewer while the market is
+        younger): always the same window, so the indicators are the same wherever they run."""
+        key = (symbol, interval)
+        have = self.rows.get(key)
+        if have is not None and len(have) and have[-1, 6] >= now and key in self.closed:
+            return self.closed[key]  # no candle closed since the last fetch
+        arr = await self.update(ex, symbol, interval, window + 1)  # + the forming candle
+        done = (arr[arr[:, 6] < now] if len(arr) else arr)[-window:]
+        self.closed[key] = Candles(done[:, 0].astype(np.int64), done[:, 1], done[:, 2], done[:, 3],
+                                   done[:, 4], done[:, 5])
+        return self.closed[key]
+
+    async def update(self, ex, symbol: str, interval: str, limit: int) -> np.ndarray:
+        key = (symbol, interval)
+        have = self.rows.get(key)
+        self.requests += 1
+        if have is not None and len(have):
+            new = _parse(await ex.klines(symbol, interval, limit=min(limit, 99),
+                                         start_time=int(have[-1, 0])))
+            if len(new) and new[0, 0] > have[-1, 0] + INTERVAL_MS[interval] * 99:
+                have = new[:0]  # too far behind: start again
+            keep = have[have[:, 0] < new[0, 0]] if len(new) else have
+            arr = np.concatenate([keep, new])[-limit:]
+        else:
+            arr = _parse(await ex.klines(symbol, interval, limit=limit))
+        self.rows[key] = arr
+        return arr
+
+
+def _parse(rows: list[list]) -> np.ndarray:
+    if not rows:
+        return np.zeros((0, 7))
+    return np.array([r[:7] for r in rows], dtype=float)
+
+
+def snapshot(sym: str, tickers: dict[str, dict], books: dict[str, dict],
+             prems: dict[str, dict]) -> Snapshot | None:
+    """The quotes the filters judge (None when the exchange did not quote the symbol)."""
+    if sym not in books or sym not in prems:
+        return None
+    b, p = books[sym], prems[sym]
+    return Snapshot(bid=float(b["bidPrice"]), ask=float(b["askPrice"]),
+                    quote_volume=float(tickers.get(sym, {}).get("quoteVolume", 0)),
+                    mark=float(p["markPrice"]), index=float(p["indexPrice"]),
+                    funding=float(p["lastFundingRate"]), bid_qty=float(b.get("bidQty") or 0),
+                    ask_qty=float(b.get("askQty") or 0))
+
+
+class MarketData:
+    """Mixed into ``Engine``."""
+
+    def universe(self, tickers: dict[str, dict]) -> list[str]:
+        s = self.s
+        syms = [r.symbol for r in self.rules.values()
+                if r.status == "TRADING" and r.quote == s["ASTER_QUOTE"]]
+        if s["ASTER_SYMBOLS"]:
+            syms = [x for x in syms if x in s["ASTER_SYMBOLS"]]
+        syms = [x for x in syms if x not in s["ASTER_EXCLUDE_SYMBOLS"]]
+        syms.sort(key=lambda x: -float(tickers.get(x, {}).get("quoteVolume", 0)))
+        if s["ASTER_UNIVERSE_MAX"]:
+            syms = syms[: s["ASTER_UNIVERSE_MAX"]]
+        return syms
+
+    def _weight(self) -> int | None:
+        """Request weight booked so far (None for adapters without a rate-limit governor)."""
+        gov = getattr(self.ex, "governor", None)
+        return gov.total_weight if gov else None
+
+    async def _fetch_candles(self, symbols: list[str], now: int) -> dict[str, tuple[Candles, Candles]]:
+        if self.data is not None:  # a backtest: the same windows, straight from the replay
+            return {sym: c for sym in dict.fromkeys(symbols)
+                    if (c := self.data.candles(sym, now)) is not None}
+        sem = asyncio.Semaphore(8)
+        out: dict[str, tuple[Candles, Candles]] = {}
+
+        async def one(sym: str) -> None:
+            async with sem:
+                try:
+                    lt = await self.cache.candles(self.ex, sym, self.s["ASTER_INTERVAL"], LTF_WINDOW, now)
+                    ht = await self.cache.candles(self.ex, sym, self.s["ASTER_HTF_INTERVAL"],
+                                                  HTF_WINDOW, now)
+                except E.ExchangeError as exc:
+                    log.warning("klines for %s failed: %s", sym, exc)
+                    return  # the symbol is skipped with reason data_error
+            out[sym] = (lt, ht)
+        await asyncio.gather(*(one(s) for s in dict.fromkeys(symbols)))
+        return out
+
+    def _features(self, sym: str, ltf: Candles, htf: Candles):
+        """Indicators depend on closed candles only: computed once per new candle."""
+        if self.data is not None:
+            return self.data.features(sym, ltf, htf)
+        key = (len(ltf) and int(ltf.t[-1]), len(htf) and int(htf.t[-1]), len(ltf), len(htf))
+        hit = self._feature_cache.get(sym)
+        if hit is None or hit[0] != key:
+            hit = (key, features(ltf, htf))
+            self._feature_cache[sym] = hit
+        return hit[1]
+
+    @property
+    def sentinel_on(self) -> bool:
+        """The sentinel belongs to the AI copilots: on in AI mode, with or without an API key."""
+        s = self.s
+        return bool(s["ASTER_AI_SENTINEL_ENABLED"] and ai_mode(s))
+
+    def _label(self, sym: str) -> dict[str, Any] | None:
+        """The symbol's sentinel label while the sentinel is on."""
+        return self.state.get("sentinel", {}).get(sym) if self.sentinel_on else None
+
+    async def _watch_markets(self, universe: list[str], tickers: dict[str, dict], now: int) -> None:
+        if not self.sentinel_on:
+            return
+        decay = self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"]
+        items: list = []
+        if self.news is not None:
+            items, why = await self.news.latest()
+            if why and not self._news_failing:
+                self.alert("warning", f"{why}; the sentinel works from market data alone until "
+                                      "it answers again")
+            self._news_failing = bool(why)
+        labels = self.state.setdefault("sentinel", {})
+        for sym in universe:
+            if sym not in tickers:
+                continue
+            before = labels.get(sym)
+            about = news.for_symbol(items, sym, now, int(decay * 60_000)) if items else []
+            labels[sym] = sentinel.update(before, tickers[sym], now, decay, about)
+            lab = labels[sym]
+            if lab["label"] == "red" and (before is None or before["label"] != "red"):
+                cause = lab["news"][0] if lab.get("news") else \
+                    f"market shock ({lab['change_pct']:+.1f}% in 24 h)"
+                self.alert("warning", f"{sym}: {cause}, event risk {lab['event_risk']:.2f}; no new "
+                                      "entries until it fades", sym)
