@@ -1,5 +1,5 @@
 """The execution core's typed model: sides, order and position states, owners, and the
-Position, Trade and Intent records the engine passes around.
+Order, Position, Trade and Intent records the engine passes around.
 
 Enums rather than bare strings so a typo is an error, not a silently different state. Their values
 are the strings the exchange and the state file already use, so the persisted form is unchanged.
@@ -66,6 +66,38 @@ def next_entry_status(now: OrderStatus, event: str) -> OrderStatus:
         return _ENTRY_MOVES[(now, event)]
     except KeyError:
         raise ValueError(f"entry order {now.value}: no move on {event!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order as the bot sends it. Its client id (``execution.ids``) is derived from the
+    position's token, so a resend after a lost answer is the same order to the exchange (refused
+    as a duplicate, then looked up) and never a second one."""
+    symbol: str
+    side: Side
+    type: str                      # MARKET | STOP_MARKET | TAKE_PROFIT_MARKET
+    client_id: str
+    quantity: str | None = None    # exact decimals, already on the symbol's step
+    stop_price: str | None = None  # triggers on the mark price
+    reduce_only: bool = False
+    close_position: bool = False   # a bracket: closes whatever size is open when it triggers
+    result: bool = False           # ask for the fill in the answer (entries)
+
+    def params(self) -> dict[str, Any]:
+        """The order's request parameters, as the exchange names them."""
+        p: dict[str, Any] = {"symbol": self.symbol, "side": self.side.value, "type": self.type,
+                             "newClientOrderId": self.client_id}
+        if self.quantity is not None:
+            p["quantity"] = self.quantity
+        if self.stop_price is not None:
+            p.update(stopPrice=self.stop_price, workingType="MARK_PRICE")
+        if self.reduce_only:
+            p["reduceOnly"] = True
+        if self.close_position:
+            p["closePosition"] = True
+        if self.result:
+            p["newOrderRespType"] = "RESULT"
+        return p
 
 
 def _plain(value: Any) -> Any:

@@ -11,7 +11,7 @@ from conftest import DATA, position
 from mraster import settings as st
 from mraster.backtest.data import ReplayData
 from mraster.backtest.runner import WARMUP_CANDLES
-from mraster.domain import (Intent, OrderStatus, Position, PositionStatus, Side, Trade,
+from mraster.domain import (Intent, Order, OrderStatus, Position, PositionStatus, Side, Trade,
                             next_entry_status, positions_of)
 from mraster.engine.evaluator import Portfolio, Skip, decide
 from mraster.engine.market_data import snapshot
@@ -115,3 +115,15 @@ def test_the_evaluator_answers_from_its_inputs_alone():
         else:
             assert first.reason
     assert intents >= 5
+
+
+def test_orders_say_what_the_exchange_needs_and_nothing_else():
+    stop = Order("BTCUSDT", Side.SELL, "STOP_MARKET", "mra1-S-t", stop_price="89000.1",
+                 close_position=True)
+    assert stop.params() == {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET",
+                             "newClientOrderId": "mra1-S-t", "stopPrice": "89000.1",
+                             "workingType": "MARK_PRICE", "closePosition": True}
+    entry = Order("BTCUSDT", Side.BUY, "MARKET", "mra1-E-t", quantity="0.012", result=True)
+    assert entry.params() == {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                              "newClientOrderId": "mra1-E-t", "quantity": "0.012",
+                              "newOrderRespType": "RESULT"}

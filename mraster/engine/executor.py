@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import time
 
-from mraster.domain import Intent, OrderStatus, Position, PositionStatus, Side, next_entry_status
+from mraster.domain import Intent, Order, OrderStatus, Position, PositionStatus, Side, next_entry_status
 from mraster.engine.market_data import snapshot
 from mraster.engine.reconciler import CycleResult, by_symbol, position_amounts
 from mraster.exchange import errors as E
@@ -121,9 +121,8 @@ class Executor:
         self.state["positions"][token] = pos
         self.save()
         try:
-            filled = await self.ex.new_order(symbol=sym, side=side, type="MARKET",
-                                             quantity=str(order.qty), newClientOrderId=cid,
-                                             newOrderRespType="RESULT")
+            filled = await self.ex.new_order(**Order(sym, it.side, "MARKET", cid,
+                                                     quantity=str(order.qty), result=True).params())
         except E.ExchangeError as exc:
             if not E.is_refusal(exc):
                 # unknown is not refused: the order may have filled; it stays pending (the
@@ -253,15 +252,15 @@ class Executor:
             amt = amounts.get(sym, 0.0)
             if (symbol and sym != symbol) or not pos.is_open or not pos.holds(amt):
                 continue
-            close_side = pos.side.opposite.value
-            qty = self.rules[sym].round_qty(abs(amt), market=True)
+            close = Order(sym, pos.side.opposite, "MARKET", ids.order_id("X1", token),
+                          quantity=str(self.rules[sym].round_qty(abs(amt), market=True)),
+                          reduce_only=True)
             pos.close_reason = "manual"
             self.state["cooldowns"][sym] = self.now_ms() + int(
                 self.s["ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES"] * 60_000)
-            await self.ex.new_order(symbol=sym, side=close_side, type="MARKET", quantity=str(qty),
-                                    reduceOnly=True, newClientOrderId=ids.order_id("X1", token))
-            self.emit("order", action="close", symbol=sym, side=close_side, qty=str(qty),
-                      client_id=ids.order_id("X1", token))
+            await self.ex.new_order(**close.params())
+            self.emit("order", action="close", symbol=sym, side=close.side.value,
+                      qty=close.quantity, client_id=close.client_id)
             closed.append(sym)
         await self._sync_positions(CycleResult(), self.now_ms())
         if self.guard and closed:

@@ -15,7 +15,7 @@ import time
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-from mraster.domain import Position
+from mraster.domain import Order, Position, Side
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, bracket_rounding
 from mraster.exchange.ratelimit import urgent
@@ -159,9 +159,8 @@ class BracketGuard:
             pass
         typ = "STOP_MARKET" if kind == "stop" else "TAKE_PROFIT_MARKET"
         try:
-            await self.ex.new_order(symbol=sym, side=close_side, type=typ, stopPrice=str(price),
-                                    closePosition=True, workingType="MARK_PRICE",
-                                    newClientOrderId=cid)
+            await self.ex.new_order(**Order(sym, Side(close_side), typ, cid, stop_price=str(price),
+                                            close_position=True).params())
         except E.WouldTrigger:
             # price is already beyond the level: do what the order was for, close now
             await self.close_at_market(token, pos, close_side,
@@ -177,8 +176,8 @@ class BracketGuard:
         qty = self.rules[sym].round_qty(pos.qty, market=True)
         # the trade is booked from the fills; this names why the guard's close happened
         pos.close_reason = {"stop_passed": "stop", "tp_passed": "take_profit"}.get(why, why)
-        await self.ex.new_order(symbol=sym, side=close_side, type="MARKET", quantity=str(qty),
-                                reduceOnly=True, newClientOrderId=ids.order_id("X", token))
+        await self.ex.new_order(**Order(sym, Side(close_side), "MARKET", ids.order_id("X", token),
+                                        quantity=str(qty), reduce_only=True).params())
         text = {"stop_passed": "price passed the stop before it could be placed",
                 "tp_passed": "price passed the take-profit before it could be placed",
                 "no_stop": f"no stop could be placed within the {self.stop_grace_s or 0:g} s grace"}[why]
