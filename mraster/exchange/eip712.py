@@ -54,6 +54,25 @@ def recover(msg: str, signature: str, chain_id: int) -> str:
     return Account.recover_message(signable(msg, chain_id), signature=sig)
 
 
+BUILDER_APPROVAL = [{"name": n, "type": t} for n, t in (
+    ("Builder", "string"), ("MaxFeeRate", "string"), ("BuilderName", "string"),
+    ("AsterChain", "string"), ("User", "string"), ("Nonce", "uint256"))]
+
+
+def recover_builder_approval(params: dict[str, str], signature: str, chain_id: int) -> str:
+    """Who signed an ``approveBuilder`` request: the struct ``ApproveBuilder`` under the same
+    domain as every V3 request (the simulator checks it; MrAster itself never approves one)."""
+    data = {"types": {"EIP712Domain": typed_data("", chain_id)["types"]["EIP712Domain"],
+                      "ApproveBuilder": BUILDER_APPROVAL},
+            "primaryType": "ApproveBuilder",
+            "domain": typed_data("", chain_id)["domain"],
+            "message": {"Builder": params["builder"], "MaxFeeRate": params["maxFeeRate"],
+                        "BuilderName": params["builderName"], "AsterChain": params["asterChain"],
+                        "User": params["user"], "Nonce": int(params["nonce"])}}
+    sig = signature if signature.startswith("0x") else "0x" + signature
+    return Account.recover_message(encode_typed_data(full_message=data), signature=sig)
+
+
 def address_of(private_key: str) -> str:
     return Account.from_key(private_key).address
 

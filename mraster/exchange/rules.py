@@ -81,7 +81,9 @@ class SymbolRules:
 
     # -- checks -----------------------------------------------------------------------------
     def check_price(self, price: Any, field: str = "price") -> None:
-        p = D(price)
+        p = _number(price, field)
+        if _places(p) > _places(self.tick):
+            raise RuleViolation(-1111, "Precision is over the maximum defined for this asset.")
         if p <= 0:
             raise RuleViolation(-4001, f"{field} less than or equal to zero.")
         if self.min_price and p < self.min_price:
@@ -92,8 +94,10 @@ class SymbolRules:
             raise RuleViolation(-4014, "Price not increased by tick size.")
 
     def check_qty(self, qty: Any, market: bool = False) -> None:
-        q = D(qty)
+        q = _number(qty, "quantity")
         step = self.market_step if market else self.step
+        if _places(q) > _places(step):
+            raise RuleViolation(-1111, "Precision is over the maximum defined for this asset.")
         lo = self.market_min_qty if market else self.min_qty
         hi = self.market_max_qty if market else self.max_qty
         if q <= 0:
@@ -126,8 +130,8 @@ class SymbolRules:
             "deliveryDate": 4133404800000, "onboardDate": 1569398400000, "status": self.status,
             "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000",
             "baseAsset": self.base, "quoteAsset": self.quote, "marginAsset": self.quote,
-            "pricePrecision": max(0, -self.tick.normalize().as_tuple().exponent),
-            "quantityPrecision": max(0, -self.step.normalize().as_tuple().exponent),
+            "pricePrecision": _places(self.tick),
+            "quantityPrecision": _places(self.step),
             "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN",
             "underlyingSubType": [], "settlePlan": 0, "triggerProtect": "0.0500",
             "liquidationFee": "0.015000", "marketTakeBound": "0.05",
@@ -160,3 +164,20 @@ def bracket_rounding(side: str) -> tuple[str, str]:
     """Rounding directions (stop, take-profit) for a position side, away from harm: a long's stop
     rounds down and its take-profit up, a short's stop up and its take-profit down."""
     return ("down", "up") if side.upper() in ("LONG", "BUY") else ("up", "down")
+
+
+def _number(x: Any, name: str) -> Decimal:
+    """A finite decimal, or the exchange's "malformed parameter" refusal (never a crash)."""
+    try:
+        d = D(x)
+    except ArithmeticError:
+        d = Decimal("NaN")
+    if not d.is_finite():
+        raise RuleViolation(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, "
+                                   "or malformed.")
+    return d
+
+
+def _places(x: Decimal) -> int:
+    """Decimal places of a number as written without trailing zeros (0.0100 → 2)."""
+    return max(0, -x.normalize().as_tuple().exponent)

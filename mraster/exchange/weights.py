@@ -8,7 +8,7 @@ def weight(path: str, params: dict[str, str] | None = None) -> int:
     """Weight of one request; ``path`` is the part after ``/fapi/vN/``."""
     params = params or {}
     has_symbol = bool(params.get("symbol"))
-    if path == "klines":
+    if path in ("klines", "markPriceKlines", "indexPriceKlines"):
         limit = int(params.get("limit") or 500)
         return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
     if path == "depth":
@@ -25,4 +25,6 @@ def weight(path: str, params: dict[str, str] | None = None) -> int:
         return 5
     if path in ("income", "positionSide/dual"):
         return 30
+    if path == "commissionRate":
+        return 20
     return 1

@@ -14,7 +14,9 @@ import numpy as np
 from mraster.exchange.rules import D, SymbolRules
 from mraster.sim.market import FUNDING_MS, Market, _num, as_sent
 from mraster.liquidation import brackets_to_api
-from mraster.sim.matching import Account, Matching, SimError
+from mraster.sim.matching import MAKER_FEE, TAKER_FEE, Account, Matching, SimError
+
+MAX_BUILDER_FEE = 0.01  # the highest builder fee rate an account may approve (1 %)
 
 RATE_LIMITS = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
@@ -104,9 +106,31 @@ class SimExchange:
                 "symbols": [r.to_exchange_info() for r in self.rules.values()]}
 
     def klines(self, symbol: str, interval: str, limit: int = 500, start: int | None = None,
-               end: int | None = None) -> list[list]:
+               end: int | None = None, price: str = "last") -> list[list]:
         self._check_symbol(symbol)
-        return self.market.candles(symbol, interval, self.now(), limit=limit, start=start, end=end)
+        return self.market.candles(symbol, interval, self.now(), limit=limit, start=start, end=end,
+                                   price=price)
+
+    def ticker_price(self, symbol: str | None = None) -> Any:
+        def row(sym: str, now: int) -> dict[str, Any]:
+            return {"symbol": sym, "price": _num(self.market.quote(sym, now)["last"]), "time": now}
+        return self._per_symbol(symbol, row)
+
+    def recent_trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
+        """The public tape: every fill of every account on ``symbol``, oldest first."""
+        self._check_symbol(symbol)
+        rows = [{k: v for k, v in t.items() if k != "symbol"}
+                for t in self.matching.tape if t["symbol"] == symbol]
+        return rows[-limit:]
+
+    def funding_info(self, symbol: str | None = None) -> Any:
+        """Funding interval and caps per symbol (every symbol settles each FUNDING_MS)."""
+        def row(sym: str, now: int) -> dict[str, Any]:
+            return {"symbol": sym, "interestRate": "0.00010000", "time": now,
+                    "fundingIntervalHours": FUNDING_MS // 3_600_000,
+                    "fundingFeeCap": 0.03, "fundingFeeFloor": -0.03}
+        rows = self._per_symbol(symbol, row)
+        return rows if isinstance(rows, list) else [rows]
 
     def _per_symbol(self, symbol: str | None, row) -> Any:
         """One row for a symbol, or the list for all symbols (the exchange's bulk form)."""
@@ -220,6 +244,27 @@ class SimExchange:
                 return position_mode(acct, method, p)
             if path == "leverageBracket":
                 return leverage_brackets(self.rules, p.get("symbol"))
+            if path == "commissionRate":
+                self._check_symbol(p.get("symbol", ""))
+                return {"symbol": p["symbol"], "makerCommissionRate": f"{MAKER_FEE:.6f}",
+                        "takerCommissionRate": f"{TAKER_FEE:.6f}"}
+            if path == "builder":
+                return [{"userAddress": key, "builderAddress": b, **info}
+                        for b, info in acct.builders.items()]
+            if path == "approveBuilder":
+                builder = p.get("builder", "").lower()
+                rate = p.get("maxFeeRate", "")
+                if not builder.startswith("0x") or len(builder) != 42:
+                    raise SimError(-1102, "Parameter 'builder' is not an address.")
+                try:
+                    if not 0 <= float(rate) <= MAX_BUILDER_FEE:
+                        raise ValueError
+                except ValueError:
+                    raise SimError(-1102, f"Parameter 'maxFeeRate' must be within [0, "
+                                          f"{MAX_BUILDER_FEE}].") from None
+                acct.builders[builder] = {"maxFeeRate": rate,
+                                          "builderName": p.get("builderName", "")[:64]}
+                return {"code": 200, "msg": "success"}
             if path == "positionRisk":
                 if p.get("symbol"):
                     self._check_symbol(p["symbol"])

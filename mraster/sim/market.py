@@ -221,8 +221,11 @@ class Market:
 
     # -- candles -----------------------------------------------------------------------------
     def candles(self, sym: str, interval: str, t_ms: int, limit: int = 500,
-                start: int | None = None, end: int | None = None) -> list[list]:
-        """Klines in the exchange's 12-field layout up to t (the forming candle partial)."""
+                start: int | None = None, end: int | None = None,
+                price: str = "last") -> list[list]:
+        """Klines in the exchange's 12-field layout up to t (the forming candle partial).
+        ``price``: ``last`` (trades), or ``mark`` / ``index`` (the same moves scaled by the
+        candle's mark basis or index premium, as the quotes are; no volume)."""
         iv = INTERVAL_MS[interval]
         if iv < BASE_MS:
             iv = BASE_MS  # the models hold 5m candles; finer intervals are served as 5m
@@ -242,6 +245,12 @@ class Market:
                             s.c[sl].copy(), s.v[sl].copy())
         if len(t) == 0:
             return []
+        if price != "last":  # mark = last × (1 + basis); index = last / (1 + premium)
+            if price == "mark":
+                f = 1 + s.basis[sl] if s.basis is not None else np.ones(len(t))
+            else:
+                f = 1 / (1 + s.premium[sl]) if s.premium is not None else np.ones(len(t))
+            o, h, l, c, v = o * f, h * f, l * f, c * f, np.zeros(len(t))
         # the last base candle may be forming
         frac = (t_ms - t[-1]) / BASE_MS
         if frac < 1:

@@ -9,6 +9,7 @@ range, the stop fills first (the conservative reading of a candle that touched b
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ from mraster.exchange.rules import RuleViolation, SymbolRules
 from mraster.liquidation import isolated_margin, liquidation_price
 
 KEEP_ORDERS = 1000  # finished orders kept queryable per account
+TAPE_KEEP = 1000  # recent public trades kept for /trades
 TAKER_FEE = 0.0004
 LIQUIDATION_FEE = 0.005  # of the notional, to the insurance fund
 MAKER_FEE = 0.0002
@@ -48,6 +50,7 @@ class Order:
     executedQty: float = 0.0
     avgPrice: float = 0.0
     cumQuote: float = 0.0
+    builderFeeRate: float = 0.0  # V3 builder fee, charged on top of the exchange's fee
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -83,6 +86,7 @@ class Account:
     next_id: int = 1
     next_trade: int = 1
     dual_side: bool = False  # hedge mode (the bot refuses to trade in it)
+    builders: dict[str, dict[str, str]] = field(default_factory=dict)  # approved V3 builders
 
     def to_json(self) -> dict[str, Any]:
         return {"balance": self.balance,
@@ -91,7 +95,7 @@ class Account:
                 "orders": [asdict(o) for o in self.orders.values()][-2000:],
                 "trades": self.trades[-2000:], "income": self.income[-2000:],
                 "next_id": self.next_id, "next_trade": self.next_trade,
-                "dual_side": self.dual_side}
+                "dual_side": self.dual_side, "builders": self.builders}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Account":
@@ -105,6 +109,7 @@ class Account:
         acct.next_id = int(d.get("next_id", 1))
         acct.next_trade = int(d.get("next_trade", 1))
         acct.dual_side = bool(d.get("dual_side", False))
+        acct.builders = dict(d.get("builders", {}))
         return acct
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
@@ -134,6 +139,8 @@ class Matching:
         self.max_leverage = max_leverage
         self.impact_notional = impact_notional
         self._cid = itertools.count(1)
+        self.tape: deque[dict[str, Any]] = deque(maxlen=TAPE_KEEP)  # every fill, all accounts
+        self._tape_id = itertools.count(1)
 
     # -- orders -----------------------------------------------------------------------------
     def new_order(self, acct: Account, p: dict[str, str], now: int) -> Order:
@@ -211,10 +218,11 @@ class Matching:
                                              or qty > abs(pos.amt))
             if increases and typ in ("MARKET", "LIMIT"):
                 self._check_margin(acct, sym, side, qty, ref_price)
+        builder_fee = self._builder_fee(acct, p)
         oid = acct.next_id
         acct.next_id += 1
         order = Order(oid, cid, sym, side, typ, qty, price, stop, reduce_only, close_pos, working,
-                      p.get("timeInForce", "GTC").upper(), now, now)
+                      p.get("timeInForce", "GTC").upper(), now, now, builderFeeRate=builder_fee)
         acct.orders[oid] = order
         if len(acct.orders) > KEEP_ORDERS * 2:
             self._forget_old_orders(acct)
@@ -228,6 +236,26 @@ class Matching:
                 else:
                     self._fill(acct, order, q["ask"] if side == "BUY" else q["bid"], now, taker=True)
         return order
+
+    @staticmethod
+    def _builder_fee(acct: Account, p: dict[str, str]) -> float:
+        """A V3 order may name a builder the account approved and a fee rate within the
+        approved maximum; both or neither."""
+        builder, rate = p.get("builder"), p.get("feeRate")
+        if not builder and not rate:
+            return 0.0
+        approved = acct.builders.get((builder or "").lower())
+        if approved is None:
+            raise SimError(-1102, "Parameter 'builder' is not an approved builder of this account.")
+        try:
+            fee = float(rate or "")
+        except ValueError:
+            raise SimError(-1102, "Mandatory parameter 'feeRate' was not sent, was empty/null, "
+                                  "or malformed.") from None
+        if not 0 <= fee <= float(approved["maxFeeRate"]):
+            raise SimError(-1102, f"Parameter 'feeRate' must be within [0, "
+                                  f"{approved['maxFeeRate']}] (the approved maximum).")
+        return fee
 
     def _check_margin(self, acct: Account, sym: str, side: str, qty: float, price: float) -> None:
         lev = acct.leverage.get(sym, 20)
@@ -299,7 +327,7 @@ class Matching:
                 pos.entry = px
         pos.realized += realized
         pos.update_time = now
-        fee = qty * px * (TAKER_FEE if taker else MAKER_FEE)
+        fee = qty * px * ((TAKER_FEE if taker else MAKER_FEE) + order.builderFeeRate)
         acct.balance += realized - fee
         order.executedQty = qty
         order.avgPrice = px
@@ -313,6 +341,9 @@ class Matching:
                             "orderId": order.orderId, "price": _s(px), "qty": _s(qty),
                             "quoteQty": _s(qty * px), "realizedPnl": _s(realized),
                             "side": order.side, "positionSide": "BOTH", "symbol": sym, "time": now})
+        self.tape.append({"id": next(self._tape_id), "price": _s(px), "qty": _s(qty),
+                          "quoteQty": _s(qty * px), "time": now, "symbol": sym,
+                          "isBuyerMaker": (order.side == "SELL") == taker})
         if realized:
             self._income(acct, sym, "REALIZED_PNL", realized, now, tid)
         self._income(acct, sym, "COMMISSION", -fee, now, tid)

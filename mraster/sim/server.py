@@ -24,11 +24,13 @@ from mraster.exchange.weights import BUDGET_PER_MINUTE, weight
 from mraster.sim.exchange import SimExchange
 from mraster.sim.matching import SimError
 
-PUBLIC = {"ping", "time", "exchangeInfo", "klines", "ticker/24hr", "ticker/bookTicker",
-          "premiumIndex", "depth", "fundingRate"}
+KLINES = {"klines": "last", "markPriceKlines": "mark", "indexPriceKlines": "index"}
+PUBLIC = {"ping", "time", "exchangeInfo", "ticker/24hr", "ticker/bookTicker", "ticker/price",
+          "premiumIndex", "depth", "fundingRate", "fundingInfo", "trades", *KLINES}
 SIGNED = {"order", "openOrders", "allOpenOrders", "leverage", "marginType", "positionRisk",
           "balance", "account", "accountWithJoinMargin", "userTrades", "income", "allOrders",
-          "positionSide/dual", "leverageBracket"}
+          "positionSide/dual", "leverageBracket", "commissionRate", "builder"}
+V3_ONLY = {"builder", "approveBuilder"}  # API-wallet and builder approvals exist only in V3
 V1_VERSIONS = {"v1", "v2", "v4"}
 
 
@@ -136,9 +138,12 @@ def create_sim_app(sim: SimExchange, keys: dict[str, str] | None = None,
                     body["rateLimits"] = [dict(r, limit=f.weight_limit) if r["rateLimitType"] ==
                                           "REQUEST_WEIGHT" else r for r in body["rateLimits"]]
                 return JSONResponse(body, headers=hdr)
-            if path not in SIGNED:
+            if path not in SIGNED | V3_ONLY or (path in V3_ONLY and version != "v3"):
                 return err(-1020, f"Unknown endpoint {path}.", 404, hdr)
-            if version == "v3":
+            if path == "approveBuilder":
+                key = _authenticate_builder_approval(app, raw_body or raw_query, params,
+                                                     server_ms())
+            elif version == "v3":
                 key = _authenticate_v3(app, raw_query, raw_body, params, server_ms())
             else:
                 key = _authenticate(app, request, raw_query, raw_body, params, server_ms())
@@ -171,7 +176,9 @@ def _public(sim: SimExchange, path: str, p: dict[str, str], server_ms) -> Any:
             info = sim.exchange_info()
             info["serverTime"] = server_ms()
             return info
-        if path == "klines":
+        if path in KLINES:
+            if path == "indexPriceKlines" and p.get("pair"):
+                p = {**p, "symbol": p["pair"]}  # the index is asked for by pair
             if not p.get("symbol") or not p.get("interval"):
                 raise SimError(-1102, "Mandatory parameter 'symbol' or 'interval' was not sent, "
                                       "was empty/null, or malformed.")
@@ -184,11 +191,20 @@ def _public(sim: SimExchange, path: str, p: dict[str, str], server_ms) -> Any:
                 raise SimError(-1130, "Data sent for parameter 'limit' is not valid.")
             return sim.klines(p["symbol"], p["interval"], limit,
                               int(p["startTime"]) if p.get("startTime") else None,
-                              int(p["endTime"]) if p.get("endTime") else None)
+                              int(p["endTime"]) if p.get("endTime") else None, price=KLINES[path])
         if path == "ticker/24hr":
             return sim.ticker_24h(p.get("symbol"))
         if path == "ticker/bookTicker":
             return sim.book_ticker(p.get("symbol"))
+        if path == "ticker/price":
+            return sim.ticker_price(p.get("symbol"))
+        if path == "trades":
+            limit = int(p.get("limit") or 500)
+            if not 1 <= limit <= 1000:
+                raise SimError(-1130, "Data sent for parameter 'limit' is not valid.")
+            return sim.recent_trades(p.get("symbol", ""), limit)
+        if path == "fundingInfo":
+            return sim.funding_info(p.get("symbol"))
         if path == "premiumIndex":
             return sim.premium_index(p.get("symbol"))
         if path == "depth":
@@ -276,6 +292,31 @@ def _authenticate_v3(app: FastAPI, raw_query: str, raw_body: str, params: dict[s
         nonce = int(params["nonce"])
     except ValueError:
         raise SimError(-1102, "Parameter 'nonce' is malformed.") from None
+    app.state.nonces.use(user, nonce, server_ms)
+    return user
+
+
+def _authenticate_builder_approval(app: FastAPI, raw: str, params: dict[str, str],
+                                   server_ms: int) -> str:
+    """``approveBuilder`` is signed by the wallet itself as an EIP-712 ``ApproveBuilder`` struct
+    (Builder, MaxFeeRate, BuilderName, AsterChain, User, Nonce), not as the usual message; an
+    API wallet cannot approve a builder."""
+    from mraster.exchange import eip712
+
+    need = ("builder", "maxFeeRate", "builderName", "asterChain", "user", "nonce", "signature")
+    if any(not params.get(k) for k in need):
+        raise SimError(-1102, "Mandatory parameter 'builder', 'maxFeeRate', 'builderName', "
+                              "'asterChain', 'user', 'nonce' or 'signature' was not sent, was "
+                              "empty/null, or malformed.")
+    try:
+        nonce = int(params["nonce"])
+        recovered = eip712.recover_builder_approval(
+            params, params["signature"], int(params.get("signatureChainId") or app.state.chain_id))
+    except Exception:  # malformed numbers or signature bytes
+        recovered = ""
+    user = params["user"].lower()
+    if recovered.lower() != user:
+        raise SimError(-1022, "Signature for this request is not valid.", 400)
     app.state.nonces.use(user, nonce, server_ms)
     return user
 
