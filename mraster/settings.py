@@ -413,7 +413,15 @@ CATALOGUE: tuple[Setting, ...] = (
       min=0, max=3600),
     S("ASTER_AI_PLAN_TIMEOUT_SECONDS", "float", 45.0, "ai", "After this, the rule-based plan "
       "stands.", min=1, max=600),
-    S("ASTER_AI_SENTINEL_ENABLED", "bool", True, "ai", "News and market-shock sentinel."),
+    S("ASTER_AI_SENTINEL_ENABLED", "bool", True, "ai", "Market sentinel, in every mode (rule-based; "
+      "no AI key needed): 24 h shocks and the optional news feed become risk labels (red: no new "
+      "entries, yellow: smaller), unusual funding rates and volatility spikes become notices."),
+    S("ASTER_SENTINEL_FUNDING_Z", "float", 4.0, "ai", "A funding rate is reported as unusual this "
+      "many robust deviations from its own recent rates or the market's (and at least 0.03 % "
+      "per period).", min=1, max=50),
+    S("ASTER_SENTINEL_SPIKE_MULT", "float", 4.0, "ai", "A candle whose range is this many times "
+      "the median of the 48 before it (and at least 0.4 %) is reported as a volatility spike.",
+      min=1.5, max=50),
     S("ASTER_AI_SENTINEL_DECAY_MINUTES", "float", 60.0, "ai", "How long a sentinel warning lasts.",
       min=1, max=10080),
     S("ASTER_AI_NEWS_ENDPOINT", "url", "", "ai", "Optional external breaking-news source."),

@@ -51,12 +51,15 @@ def test_a_warning_fades_only_after_the_decay(xrp):
     assert calm_later["label"] == "green"
 
 
-def test_in_ai_mode_without_a_key_the_sentinel_blocks_shocked_symbols(sim_factory, tmp_path):
+@pytest.mark.parametrize("mode", ["standard", "ai"])
+def test_in_every_mode_without_a_key_the_sentinel_blocks_shocked_symbols(sim_factory, tmp_path,
+                                                                          mode):
+    from conftest import bot_settings
     from mraster.engine.runner import run_async
     from test_ai import _bot_settings
 
     sim, url, _ = sim_factory(n=30, seed=7)
-    s = _bot_settings(tmp_path, url)
+    s = _bot_settings(tmp_path, url) if mode == "ai" else bot_settings(tmp_path, url)
     assert asyncio.run(run_async(s)) == 0
     state = json.loads((tmp_path / "aster_state.json").read_text())
     labels = state["sentinel"]
@@ -133,3 +136,69 @@ def test_a_failing_news_source_is_reported_and_market_data_still_counts(sim_fact
     state = json.loads((tmp_path / "aster_state.json").read_text())
     assert any("news source answered HTTP 500" in a["message"] for a in state["alerts"])
     assert set(state["sentinel"]) == set(state["decisions"])  # every symbol still labelled
+
+
+def test_unusual_funding_is_judged_against_its_own_history_and_the_market():
+    from mraster.ai.anomalies import funding_anomaly, funding_words
+
+    calm = [0.0001] * 12
+    market = [0.0001, 0.00012, 0.00008, 0.0001, 0.0001, -0.00005]
+    assert funding_anomaly(0.00011, calm, market, 4.0) is None
+    assert funding_anomaly(0.0002, [], [], 4.0) is None  # too small to matter, whatever else
+    high = funding_anomaly(0.0025, calm, market, 4.0)
+    assert high["z_own"] >= 4 and high["z_market"] >= 4 and high["change"] == pytest.approx(0.0024)
+    words = funding_words("XRPUSDT", high)
+    assert "+0.2500% per period" in words and "longs pay shorts about 0.750%" in words
+    # the whole market pays as much: only its own history makes it unusual
+    assert funding_anomaly(0.0025, calm, [0.0025] * 6, 4.0)["z_market"] == 0
+    # a symbol whose funding is always that high: the market makes it unusual, not its history
+    own_high = funding_anomaly(-0.003, [-0.003] * 10, market, 4.0)
+    assert own_high["z_own"] == 0 and own_high["z_market"] <= -4
+    assert "shorts pay longs" in funding_words("X", own_high)
+
+
+def test_volatility_spikes_on_real_candles_are_rare_and_a_planted_one_is_found(xrp):
+    from mraster.ai.anomalies import volatility_spike
+
+    t, o, h, l, c, v = xrp
+    found = [i for i in range(60, len(c)) if volatility_spike(o[i - 60:i], h[i - 60:i],
+                                                               l[i - 60:i], c[i - 60:i], 4.0)]
+    assert len(found) < 0.02 * len(c)  # a spike is an exception, not every busy candle
+    calm_end = 300
+    h2, l2 = h[:calm_end].copy(), l[:calm_end].copy()
+    h2[-1], l2[-1] = c[calm_end - 1] * 1.03, c[calm_end - 1] * 0.97  # a 6 % candle
+    spike = volatility_spike(o[:calm_end], h2, l2, c[:calm_end], 4.0)
+    assert spike and spike["range_pct"] == pytest.approx(6.0, abs=0.01) and spike["ratio"] >= 4
+    assert volatility_spike(o[:calm_end], h[:calm_end], l[:calm_end], c[:calm_end], 4.0) is None
+
+
+def test_the_bot_reports_unusual_funding_and_a_spike_once_per_episode(sim_factory, tmp_path):
+    """Standard mode, over HTTP: one symbol's funding is planted at 0.4 % per period, another
+    gets a 10 % candle; two scans on the same candle and one on the next each say it once."""
+    from conftest import bot_settings
+    from mraster.engine.runner import run_async
+    from mraster.sim.market import SyntheticMarket
+
+    market = SyntheticMarket(6, seed=4, manual=True, history=600)
+    funded, spiky = list(market.series)[:2]
+    now = market.clock.now_ms()
+    for sym in (funded, spiky):
+        market.ensure(sym, now)  # generated up to the clock, so the planted values stay
+    market.series[funded].funding[:] = 0.004
+    i = market.index_at(spiky, now) - 1  # the last closed candle
+    sp = market.series[spiky]
+    sp.h[i], sp.l[i] = sp.c[i] * 1.05, sp.c[i] * 0.95
+    sim, url, _ = sim_factory(market=market)
+    s = bot_settings(tmp_path, url)
+    for step in (0, 0, 300_000):
+        market.clock.step(step)
+        assert asyncio.run(run_async(s)) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    funding = [a for a in state["alerts"] if "unusual funding" in a["message"]]
+    spikes = [a for a in state["alerts"] if "volatility spike" in a["message"]]
+    assert [a["symbol"] for a in funding] == [funded]
+    assert "+0.4000% per period" in funding[0]["message"] and "longs pay shorts" in funding[0]["message"]
+    assert [a["symbol"] for a in spikes] == [spiky] and "10.00% candle" in spikes[0]["message"]
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    kinds = [e.get("event") or e.get("kind") for e in events]
+    assert kinds.count("funding_anomaly") == 1 and kinds.count("volatility_spike") == 1

@@ -14,7 +14,9 @@ history once, and the policy's ``verdicts`` over the candidates after each engin
 policy only learns when a position closes, which happens on an engine step). A test runs the
 same history both ways and gets the same trades, skip counts and equity curve.
 
-Not used in AI mode: the sentinel and the copilots keep state on every step.
+Not used in AI mode: the copilots keep state on every step. The sentinel's labels need no
+step of their own: each engine step folds them over their decay window
+(``ReplayData.sentinel_label``), so skipping steps does not change them.
 """
 from __future__ import annotations
 

@@ -159,7 +159,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             exposure += bool(state["positions"])
             curve.append((market.clock.now_ms(), state["telemetry"]["equity"]))
             report(i)
-            # AI mode steps every candle: its sentinel and copilots change state on each one
+            # AI mode steps every candle: its copilots change state on each one
             if i == 0 and skip_idle and data.ok and not st.ai_mode(s):
                 universe = engine.universe({})
                 if not s["ASTER_UNIVERSE_MAX"] or s["ASTER_UNIVERSE_MAX"] >= len(universe):

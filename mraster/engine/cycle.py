@@ -161,6 +161,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
                 self._skip(res, sym, "min_qvol", quote_volume=snaps[sym].quote_volume)
         candles = await self._fetch_candles(liquid + [p.symbol for p in self.state["positions"].values()
                                                       if p.symbol not in liquid], now)
+        self._watch_anomalies(snaps, candles, now)
         entries = []
         for sym in liquid:
             ltf, htf = candles.get(sym, (None, None))

@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from mraster.ai import news, sentinel
+from mraster.ai import anomalies, news, sentinel
 from mraster.exchange import errors as E
-from mraster.settings import ai_mode
 from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import Snapshot
 from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features
 
 log = logging.getLogger("mraster.engine")
+FUNDING_SAMPLE_MS = 3_600_000  # the sentinel keeps one funding sample per symbol and hour...
+FUNDING_SAMPLES = 72           # ...for three days
 
 
 class KlineCache:
@@ -137,9 +138,8 @@ class MarketData:
 
     @property
     def sentinel_on(self) -> bool:
-        """The sentinel belongs to the AI copilots: on in AI mode, with or without an API key."""
-        s = self.s
-        return bool(s["ASTER_AI_SENTINEL_ENABLED"] and ai_mode(s))
+        """The sentinel is rule-based and runs in every mode when enabled (no AI key needed)."""
+        return bool(self.s["ASTER_AI_SENTINEL_ENABLED"])
 
     def _label(self, sym: str) -> dict[str, Any] | None:
         """The symbol's sentinel label while the sentinel is on."""
@@ -149,6 +149,11 @@ class MarketData:
         if not self.sentinel_on:
             return
         decay = self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"]
+        if self.data is not None:  # a backtest: the same labels however many steps it skipped
+            labels = self.state.setdefault("sentinel", {})
+            for sym in universe:
+                labels[sym] = self.data.sentinel_label(sym, now, decay)
+            return
         items: list = []
         if self.news is not None:
             items, why = await self.news.latest()
@@ -169,3 +174,41 @@ class MarketData:
                     f"market shock ({lab['change_pct']:+.1f}% in 24 h)"
                 self.alert("warning", f"{sym}: {cause}, event risk {lab['event_risk']:.2f}; no new "
                                       "entries until it fades", sym)
+
+    def _watch_anomalies(self, snaps: dict[str, Snapshot], candles: dict[str, tuple[Candles, Candles]],
+                         now: int) -> None:
+        """Unusual funding rates and volatility spikes become notices, once per episode."""
+        if not self.sentinel_on or self.data is not None:
+            return
+        w = self.state.setdefault("watch", {})
+        history, alerted = w.setdefault("funding", {}), set(w.get("funding_alerted", []))
+        rates = {sym: snap.funding for sym, snap in snaps.items()}
+        for sym, rate in rates.items():
+            hist = history.setdefault(sym, [])
+            found = anomalies.funding_anomaly(rate, [r for _, r in hist],
+                                              [r for x, r in rates.items() if x != sym],
+                                              self.s["ASTER_SENTINEL_FUNDING_Z"])
+            if found and sym not in alerted:
+                self.alert("warning", anomalies.funding_words(sym, found), sym)
+                self.emit("funding_anomaly", symbol=sym, **found)
+            (alerted.add if found else alerted.discard)(sym)
+            if not hist or now - hist[-1][0] >= FUNDING_SAMPLE_MS:
+                hist.append([now, rate])
+                del hist[:-FUNDING_SAMPLES]
+        for sym in [x for x in history if x not in rates]:
+            del history[sym]  # left the universe: its history goes (the file stays small)
+        w["funding_alerted"] = sorted(alerted & set(rates))
+        spikes = w.setdefault("spikes", {})
+        for sym, (ltf, _) in candles.items():
+            if not len(ltf):
+                continue
+            last = int(ltf.t[-1])
+            seen = spikes.get(sym)
+            if seen and seen["t"] == last:
+                continue  # this candle was judged already
+            found = anomalies.volatility_spike(ltf.o, ltf.h, ltf.l, ltf.c,
+                                               self.s["ASTER_SENTINEL_SPIKE_MULT"])
+            if found and not (seen and seen["on"]):
+                self.alert("warning", anomalies.spike_words(sym, found), sym)
+                self.emit("volatility_spike", symbol=sym, **found)
+            spikes[sym] = {"t": last, "on": found is not None}

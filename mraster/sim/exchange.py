@@ -139,19 +139,7 @@ class SimExchange:
         return rows[0] if symbol else rows
 
     def ticker_24h(self, symbol: str | None = None) -> Any:
-        def row(sym: str, now: int) -> dict[str, Any]:
-            st = self.market.stats_24h(sym, now)
-            chg = st["last"] - st["open"]
-            vwap = st["quote_volume"] / st["volume"] if st["volume"] else st["last"]
-            return {"symbol": sym, "priceChange": _num(chg),
-                    "priceChangePercent": f"{100 * chg / st['open']:.3f}",
-                    "weightedAvgPrice": _num(vwap), "prevClosePrice": _num(st["open"]),
-                    "lastPrice": _num(st["last"]), "lastQty": "1", "openPrice": _num(st["open"]),
-                    "highPrice": _num(st["high"]), "lowPrice": _num(st["low"]),
-                    "volume": _num(st["volume"]), "quoteVolume": _num(st["quote_volume"]),
-                    "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": 2,
-                    "count": 2}
-        return self._per_symbol(symbol, row)
+        return self._per_symbol(symbol, lambda sym, now: ticker_row(self.market, sym, now))
 
     def parsed_quotes(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
         """What a client reads from the bulk ticker, book and premium rows at each of these
@@ -290,6 +278,22 @@ class SimExchange:
                         and r["time"] >= (_int(p.get("startTime")) or 0)]
                 return rows[-(_int(p.get("limit")) or 100):]
             raise SimError(-1020, "This operation is not supported.", http=404)
+
+
+def ticker_row(market: Market, sym: str, now: int) -> dict[str, Any]:
+    """The 24 h ticker of ``sym`` at ``now``, as the exchange sends it (a backtest's sentinel
+    reads it for earlier moments too)."""
+    st = market.stats_24h(sym, now)
+    chg = st["last"] - st["open"]
+    vwap = st["quote_volume"] / st["volume"] if st["volume"] else st["last"]
+    return {"symbol": sym, "priceChange": _num(chg),
+            "priceChangePercent": f"{100 * chg / st['open']:.3f}",
+            "weightedAvgPrice": _num(vwap), "prevClosePrice": _num(st["open"]),
+            "lastPrice": _num(st["last"]), "lastQty": "1", "openPrice": _num(st["open"]),
+            "highPrice": _num(st["high"]), "lowPrice": _num(st["low"]),
+            "volume": _num(st["volume"]), "quoteVolume": _num(st["quote_volume"]),
+            "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": 2,
+            "count": 2}
 
 
 def set_margin_type(acct: Account, sym: str, want: str) -> dict[str, Any]:

@@ -1,0 +1,81 @@
+"""The sentinel's market watch: unusual funding rates and volatility spikes, as notices.
+
+Pure functions over numbers the bot already has each cycle (the premium index's funding rate, the
+closed signal candles); the engine keeps the small per-symbol history and says each episode once.
+Robust statistics (median and MAD) so one wild value does not hide the next: a rate is unusual
+when it sits ``z`` robust deviations from the symbol's own recent rates or from the rest of the
+market right now, and is large enough to matter; a candle is a spike when its range is ``mult``
+times the median range of the candles before it.
+"""
+from __future__ import annotations
+
+from statistics import median
+from typing import Any, Sequence
+
+FUNDING_FLOOR = 0.0003     # 0.03 % per 8 h: below this no rate is worth a notice
+FUNDING_SCALE_MIN = 0.00005  # the least spread assumed, so a flat history is not "infinitely" calm
+MIN_OWN, MIN_MARKET = 8, 5  # samples needed before a comparison counts
+SPIKE_LOOKBACK = 48        # candles whose ranges make "usual" (4 h of 5m candles)
+SPIKE_MIN_RANGE = 0.004    # a range under 0.4 % is never a spike, whatever the ratio
+FUNDING_PERIODS_PER_DAY = 3
+
+
+def _z(x: float, sample: Sequence[float]) -> tuple[float, float]:
+    """(robust z of ``x`` against ``sample``, the sample's median)."""
+    med = median(sample)
+    mad = median(abs(v - med) for v in sample)
+    return (x - med) / max(1.4826 * mad, FUNDING_SCALE_MIN), med
+
+
+def funding_anomaly(rate: float, own: Sequence[float], market: Sequence[float],
+                    z_min: float) -> dict[str, Any] | None:
+    """Figures when ``rate`` (per funding period) is unusual against the symbol's own recent
+    rates (``own``, oldest first) or the other symbols' rates now (``market``); else None."""
+    if abs(rate) < FUNDING_FLOOR:
+        return None
+    out: dict[str, Any] = {"rate": rate}
+    unusual = False
+    if len(own) >= MIN_OWN:
+        z, med = _z(rate, own)
+        out.update(z_own=round(z, 2), own_median=med, change=rate - own[-1])
+        unusual |= abs(z) >= z_min
+    if len(market) >= MIN_MARKET:
+        z, med = _z(rate, market)
+        out.update(z_market=round(z, 2), market_median=med)
+        unusual |= abs(z) >= z_min
+    return out if unusual else None
+
+
+def funding_words(sym: str, a: dict[str, Any]) -> str:
+    """The notice: the figures, and what the rate means for longs and shorts."""
+    rate = a["rate"]
+    payer, paid = ("longs", "shorts") if rate > 0 else ("shorts", "longs")
+    parts = [f"{sym}: unusual funding {rate * 100:+.4f}% per period"]
+    if "own_median" in a:
+        parts.append(f"its recent median {a['own_median'] * 100:+.4f}%")
+    if "market_median" in a:
+        parts.append(f"the market's {a['market_median'] * 100:+.4f}%")
+    return (", ".join(parts) + f"; {payer} pay {paid} about "
+            f"{abs(rate) * FUNDING_PERIODS_PER_DAY * 100:.3f}% of their position a day")
+
+
+def volatility_spike(o: Sequence[float], h: Sequence[float], l: Sequence[float],
+                     c: Sequence[float], mult: float) -> dict[str, Any] | None:
+    """Figures when the last closed candle's range is ``mult`` times the median range of the
+    ``SPIKE_LOOKBACK`` candles before it (and at least ``SPIKE_MIN_RANGE``); else None."""
+    if len(c) < SPIKE_LOOKBACK + 1 or c[-1] <= 0:
+        return None
+    ranges = [(h[i] - l[i]) / c[i] for i in range(len(c) - SPIKE_LOOKBACK - 1, len(c)) if c[i] > 0]
+    now, usual = ranges[-1], median(ranges[:-1])
+    if now < SPIKE_MIN_RANGE or now < mult * max(usual, 1e-12):
+        return None
+    return {"range_pct": round(now * 100, 3), "usual_pct": round(usual * 100, 3),
+            "ratio": round(now / max(usual, 1e-12), 1),
+            "move_pct": round((c[-1] / o[-1] - 1) * 100, 3)}
+
+
+def spike_words(sym: str, a: dict[str, Any]) -> str:
+    way = "up" if a["move_pct"] >= 0 else "down"
+    return (f"{sym}: volatility spike, a {a['range_pct']:.2f}% candle ({a['ratio']:g}× the "
+            f"usual {a['usual_pct']:.2f}%), closing {abs(a['move_pct']):.2f}% {way}; stops "
+            "may fill further away than usual")
