@@ -15,9 +15,10 @@ def load_settings(origin: str = "cli") -> st.Settings:
     import os
 
     config_path = os.environ.get("ASTER_CONFIG_FILE", "dashboard_config.json")
+    from mraster.saved_presets import settings_of
+
     config = config_document(config_path).read() if os.path.exists(config_path) else {}
-    config.pop("schema_version", None)
-    return st.load(origin=os.environ.get("ASTER_ORIGIN", origin), config=config)
+    return st.load(origin=os.environ.get("ASTER_ORIGIN", origin), config=settings_of(config))
 
 
 def startup(prog: str) -> st.Settings | None:

@@ -470,13 +470,34 @@ async function renderPresets() {
   $("#presets").replaceChildren(...p.presets.map((x) => el("div", { class: "card preset" + (x.name === p.current ? " current" : ""), "data-preset": x.name },
     el("b", {}, x.name.toUpperCase()), el("small", {}, x.name === p.current ? "active" : `${x.changes.length} change(s)`),
     el("button", { onclick: () => previewPreset(x) }, x.name === p.current ? "Details" : "Preview"))));
+  const name = el("input", { id: "saved-preset-name", maxlength: "40", placeholder: "name", "aria-label": "Name of the new preset" });
+  const save = el("button", { "data-testid": "save-preset", onclick: async () => {
+    try { await api("POST", "/api/saved-presets", { name: name.value }); notice(`Your settings were saved as preset “${name.value.trim()}”.`, "info", "local-" + Date.now()); renderPresets(); }
+    catch (e) { fail(e); }
+  } }, "Save current settings as preset");
+  $("#saved-presets").replaceChildren(
+    ...p.saved.map((x) => el("div", { class: "card preset", "data-saved-preset": x.name },
+      el("b", {}, x.name), el("small", {}, `${x.settings} setting(s), saved ${new Date(x.saved_at).toLocaleString()}; ${x.changes.length} change(s) now`),
+      el("button", { onclick: () => previewPreset(x) }, "Preview"),
+      el("button", { onclick: async () => {
+        const to = window.prompt(`New name for “${x.name}”`, x.name);
+        if (to === null || to.trim() === x.name) return;
+        try { await api("PATCH", `/api/saved-presets/${encodeURIComponent(x.name)}`, { name: to }); renderPresets(); } catch (e) { fail(e); }
+      } }, "Rename"),
+      el("button", { onclick: async () => {
+        if (!window.confirm(`Delete your preset “${x.name}”? Your current settings stay as they are.`)) return;
+        try { await api("DELETE", `/api/saved-presets/${encodeURIComponent(x.name)}`); renderPresets(); } catch (e) { fail(e); }
+      } }, "Delete"))),
+    el("p", { class: "saved-preset-form" }, name, " ", save));
 }
 
 function previewPreset(x) {
   const box = $("#preset-preview");
   box.hidden = false;
   const rows = x.changes.map((c) => el("tr", {}, el("td", {}, c.key), el("td", {}, JSON.stringify(c.from)), el("td", {}, "→"), el("td", {}, JSON.stringify(c.to))));
-  box.replaceChildren(el("h3", {}, `Preset ${x.name.toUpperCase()}`),
+  const label = x.saved ? `“${x.name}”` : x.name.toUpperCase();
+  const url = x.saved ? `/api/saved-presets/${encodeURIComponent(x.name)}/apply` : `/api/presets/${x.name}`;
+  box.replaceChildren(el("h3", {}, `Preset ${label}`),
     x.changes.length ? el("table", { "data-testid": "preset-changes" }, el("thead", {}, el("tr", {}, el("th", {}, "Setting"), el("th", {}, "Now"), el("th", {}), el("th", {}, "After"))), el("tbody", {}, ...rows))
       : el("p", {}, "Nothing would change."),
     x.kept_by_override.length ? el("p", { class: "warn" }, `Kept because .env or the environment sets them: ${x.kept_by_override.map((k) => `${k.key}=${k.value}`).join(", ")}`) : "",
@@ -484,14 +505,14 @@ function previewPreset(x) {
     x.warning ? el("p", { class: "warn" }, x.warning) : "",
     el("button", { "data-testid": "apply-preset", disabled: x.changes.length ? null : "disabled", onclick: async () => {
       let body = {};
-      if (x.name === "att") {
+      if (x.warning) {
         const typed = await confirmTyped(x.warning, "ATT");
         if (typed === null) return;
         body = { confirm: typed };
       }
-      try { const r = await api("POST", `/api/presets/${x.name}`, body); afterSave(r); box.hidden = true; notice(`Preset ${x.name.toUpperCase()} applied.`, "info", "local-" + Date.now()); loadConfig(); }
+      try { const r = await api("POST", url, body); afterSave(r); box.hidden = true; notice(`Preset ${label} applied.`, "info", "local-" + Date.now()); loadConfig(); }
       catch (e) { fail(e); }
-    } }, `Apply ${x.name.toUpperCase()}`),
+    } }, `Apply ${label}`),
     el("button", { onclick: () => { box.hidden = true; } }, "Cancel"));
 }
 

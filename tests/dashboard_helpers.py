@@ -55,6 +55,12 @@ class Dashboard:
     def put(self, path: str, json_body: Any = None, **kw) -> httpx.Response:
         return self.client.put(path, json=json_body, headers={**CSRF, **kw.pop("headers", {})}, **kw)
 
+    def patch(self, path: str, json_body: Any = None, **kw) -> httpx.Response:
+        return self.client.patch(path, json=json_body, headers={**CSRF, **kw.pop("headers", {})}, **kw)
+
+    def delete(self, path: str, **kw) -> httpx.Response:
+        return self.client.delete(path, headers={**CSRF, **kw.pop("headers", {})}, **kw)
+
     def state_file(self) -> dict[str, Any]:
         p = self.tmp / "aster_state.json"
         return json.loads(p.read_text()) if p.exists() else {}

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from fastapi import Request
 
 from mraster import settings as st
+from mraster.saved_presets import KEY as SAVED_KEY, settings_of
 from mraster.dashboard.hub import LogHub
 from mraster.dashboard.sessions import LoginThrottle, SessionStore
 from mraster.exchange import auth
@@ -54,9 +55,12 @@ class DashboardContext:
         return config_document(self.config_path)
 
     def read_config(self) -> dict[str, Any]:
-        doc = self.config_doc.read()
-        doc.pop("schema_version", None)
-        return doc
+        return settings_of(self.config_doc.read())
+
+    def saved_presets(self) -> dict[str, Any]:
+        """The user's saved presets (``mraster.saved_presets``), by name."""
+        saved = self.config_doc.read().get(SAVED_KEY)
+        return dict(saved) if isinstance(saved, dict) else {}
 
     def settings(self, config: Mapping[str, Any] | None = None) -> st.Settings:
         """Effective settings (raises SettingsErrors when a layer holds a bad value)."""

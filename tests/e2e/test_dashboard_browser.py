@@ -122,3 +122,27 @@ def test_ai_mode_without_a_key_shows_the_rule_based_copilots(tmp_path, dashboard
     page.get_by_test_id("stop").click()
     expect(page.locator("#bot-state")).to_contain_text("stopped", timeout=30_000)
     assert page.errors == []
+
+
+def test_a_user_saves_their_settings_as_a_preset_and_brings_them_back(tmp_path, dashboard,
+                                                                     page_factory):
+    server = dashboard()
+    page = page_factory()
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.click("#tabs button[data-tab=settings]")
+    page.fill("#saved-preset-name", "Mein Setup")
+    page.get_by_test_id("save-preset").click()
+    card = page.locator("[data-saved-preset='Mein Setup']")
+    expect(card).to_be_visible()
+    # the user moves on to HIGH; their own preset shows what going back would change
+    page.locator("[data-preset=high] button").click()
+    page.get_by_test_id("apply-preset").click()
+    expect(page.locator("#notices")).to_contain_text("Preset HIGH applied")
+    card.get_by_role("button", name="Preview").click()
+    expect(page.get_by_test_id("preset-changes")).to_contain_text("ASTER_PRESET_MODE")
+    shot(page, "saved-preset-preview")
+    page.get_by_test_id("apply-preset").click()
+    expect(page.locator("#notices")).to_contain_text("Preset “Mein Setup” applied")
+    cfg = httpx.get(f"{server.url}/api/config").json()
+    assert cfg["preset"] == "mid"

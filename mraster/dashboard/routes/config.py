@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
+from mraster import saved_presets as sp
 from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.errors import settings_error_response
@@ -66,7 +67,8 @@ def save_config(ctx: DashboardContext, change) -> tuple[dict[str, Any], dict[str
     if problems:
         raise st.SettingsErrors(problems)
     new = ctx.settings(config=new_config)
-    ctx.config_doc.write(new_config)
+    saved = ctx.saved_presets()  # the user's saved presets ride along unchanged
+    ctx.config_doc.write({**new_config, **({sp.KEY: saved} if saved else {})})
     return dict(old), dict(new)
 
 
@@ -193,17 +195,32 @@ def _with_preset(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     return cfg
 
 
-def preset_preview(ctx: DashboardContext, name: str) -> dict[str, Any]:
-    current = dict(ctx.settings())
-    after = dict(ctx.settings(config=_with_preset(ctx.read_config(), name)))
+def _preview(ctx: DashboardContext, name: str, after_config: dict[str, Any],
+             touched: Any) -> dict[str, Any]:
+    """What applying a preset would change (the same diff for built-in and saved ones), and
+    which of its settings the environment or .env keep as they are."""
     s = ctx.settings()
+    current = dict(s)
+    after = dict(ctx.settings(config=after_config))
     changes = [{"key": k, "from": _json(current[k]), "to": _json(after[k])}
                for k in _changed(current, after)]
     kept = [{"key": k, "value": _json(current[k]), "source": s.sources[k]}
-            for k in st.PRESETS[name] if s.sources.get(k) in OVERRIDING_LAYERS]
+            for k in touched if s.sources.get(k) in OVERRIDING_LAYERS]
+    mode = after["ASTER_PRESET_MODE"]
     return {"name": name, "changes": changes, "kept_by_override": kept,
-            "ignores_ai_budget": name in st.PRESETS_IGNORING_AI_BUDGET,
-            "warning": st.ATT_WARNING if name == "att" else None}
+            "ignores_ai_budget": mode in st.PRESETS_IGNORING_AI_BUDGET,
+            "warning": st.ATT_WARNING if mode == "att" else None}
+
+
+def preset_preview(ctx: DashboardContext, name: str) -> dict[str, Any]:
+    return _preview(ctx, name, _with_preset(ctx.read_config(), name), st.PRESETS[name])
+
+
+def saved_preview(ctx: DashboardContext, name: str, item: dict[str, Any]) -> dict[str, Any]:
+    after = sp.with_saved(ctx.read_config(), item["values"])
+    touched = [spec.name for spec in st.CATALOGUE if sp.in_presets(spec)]
+    return {**_preview(ctx, name, after, touched), "saved": True,
+            "saved_at": item.get("saved_at"), "settings": len(item["values"])}
 
 
 def _preset_name(name: str) -> str:
@@ -216,7 +233,8 @@ def _preset_name(name: str) -> str:
 def presets(ctx: DashboardContext = Depends(get_ctx)):
     try:
         return {"current": ctx.settings()["ASTER_PRESET_MODE"],
-                "presets": [preset_preview(ctx, n) for n in st.PRESETS]}
+                "presets": [preset_preview(ctx, n) for n in st.PRESETS],
+                "saved": [saved_preview(ctx, n, item) for n, item in ctx.saved_presets().items()]}
     except st.SettingsErrors as exc:
         return settings_error_response(exc, "fix these settings before choosing a preset")
 
@@ -236,4 +254,84 @@ def apply_preset(name: str, body: PresetChoice | None = None,
         old, new = save_config(ctx, lambda cfg: _with_preset(cfg, name))
     except st.SettingsErrors as exc:
         return settings_error_response(exc, "the preset was not applied")
+    return _result(ctx, old, new)
+
+
+# -- the user's saved presets (mraster.saved_presets) ---------------------------------------------
+class SavedPresetName(BaseModel):
+    name: str = Field(..., max_length=200)
+
+
+def _saved(ctx: DashboardContext, name: str) -> dict[str, Any]:
+    item = ctx.saved_presets().get(name)
+    if item is None:
+        raise HTTPException(404, f"no saved preset called {name!r}")
+    return item
+
+
+def _store_saved(ctx: DashboardContext, change) -> None:
+    """Change the saved presets in one locked read-modify-write of the file (the settings in it
+    are left exactly as they are)."""
+    def update(doc: dict[str, Any]) -> dict[str, Any]:
+        saved = doc.get(sp.KEY) if isinstance(doc.get(sp.KEY), dict) else {}
+        doc[sp.KEY] = change(dict(saved))
+        if not doc[sp.KEY]:
+            doc.pop(sp.KEY)
+        return doc
+    ctx.config_doc.update(update)
+
+
+def _fail(exc: sp.PresetError):
+    raise HTTPException(422, str(exc))
+
+
+@router.post("/saved-presets", status_code=201,
+             responses={422: {"description": "bad or taken name"}})
+def save_preset(body: SavedPresetName, ctx: DashboardContext = Depends(get_ctx)):
+    """Save the current settings as a named preset."""
+    try:
+        name = sp.check_name(body.name, ctx.saved_presets())
+        values = sp.snapshot(ctx.settings())
+    except sp.PresetError as exc:
+        _fail(exc)
+    except st.SettingsErrors as exc:
+        return settings_error_response(exc, "fix these settings before saving them as a preset")
+    _store_saved(ctx, lambda saved: {**saved, name: sp.entry(values)})
+    return {"name": name, "settings": len(values)}
+
+
+@router.patch("/saved-presets/{name}", responses={404: {"description": "no such preset"},
+                                                  422: {"description": "bad or taken name"}})
+def rename_preset(name: str, body: SavedPresetName, ctx: DashboardContext = Depends(get_ctx)):
+    item = _saved(ctx, name)
+    others = {k: v for k, v in ctx.saved_presets().items() if k != name}
+    try:
+        new = sp.check_name(body.name, others)
+    except sp.PresetError as exc:
+        _fail(exc)
+    _store_saved(ctx, lambda saved: {(new if k == name else k): (item if k == name else v)
+                                     for k, v in saved.items()})
+    return {"name": new}
+
+
+@router.delete("/saved-presets/{name}", responses={404: {"description": "no such preset"}})
+def delete_preset(name: str, ctx: DashboardContext = Depends(get_ctx)):
+    _saved(ctx, name)
+    _store_saved(ctx, lambda saved: {k: v for k, v in saved.items() if k != name})
+    return {"deleted": name}
+
+
+@router.post("/saved-presets/{name}/apply",
+             responses={404: {"description": "no such preset"},
+                        422: {"description": "ATT needs its confirmation"}})
+def apply_saved_preset(name: str, body: PresetChoice | None = None,
+                       ctx: DashboardContext = Depends(get_ctx)):
+    item = _saved(ctx, name)
+    if item["values"].get("ASTER_PRESET_MODE") == "att" and (body is None or body.confirm != "ATT"):
+        raise HTTPException(422, f"confirm: {st.ATT_WARNING}")
+    try:
+        old, new = save_config(ctx, lambda cfg: sp.with_saved(cfg, item["values"]))
+    except st.SettingsErrors as exc:
+        return settings_error_response(exc, "the preset was not applied (a setting it holds is "
+                                            "no longer valid)")
     return _result(ctx, old, new)
