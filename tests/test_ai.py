@@ -251,7 +251,15 @@ def test_the_bot_in_ai_mode_waits_for_the_review_then_trades_the_clamped_plan(si
     assert sent["playbook"]["regime"] == state["copilots"]["playbook"]["regime"]  # with every payload
     assert set(sent["postmortem"]) == {"edge", "quick_stop_rate", "trades", "lesson"}
     assert set(sent["tuning"]["size_bias"]) == {"S", "M", "L"}
-    assert sent["orderbook"]["imbalance"] == 0.0 and sent["orderbook"]["spread_bps"] > 0
+    book = sent["orderbook"]
+    assert book["imbalance"] == 0.0 and book["spread_bps"] > 0
+    # depth from the book the simulator serves, fetched for the question, with the planned size
+    from mraster.strategy.orderbook import book_context
+    depth = sim.depth(sent["symbol"], 50)
+    assert book == {**book, **book_context(depth["bids"], depth["asks"], sent["side"],
+                                           book["planned_qty"])}
+    assert book["planned_qty"] > 0 and book["fillable"] and book["slippage_bps"] >= 0
+    assert book["depth_0.5pct"]["bid_qty"] > 0 and book["imbalance_by_level"]["5"] == 0.0
     assert sent["budget"]["limit"] == s["ASTER_AI_DAILY_BUDGET_USD"] and "remaining" in sent["budget"]
 
 

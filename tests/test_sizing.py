@@ -47,3 +47,22 @@ def test_the_default_notional_is_the_base_size_within_the_risk_budget():
     assert budget == pytest.approx(1_000_000 * 0.006 / 1.0 * 100, rel=0.01)
     assert plan(1.0) == pytest.approx(budget * BASE_SHARE, rel=0.01)
     assert plan(3.0, ASTER_DEFAULT_NOTIONAL=10**8) == pytest.approx(budget, rel=0.01)
+
+
+def test_the_advisor_sees_depth_imbalance_and_the_planned_orders_slippage():
+    from mraster.strategy.orderbook import book_context
+
+    bids = [["99.9", "2"], ["99.5", "3"], ["98.5", "10"]]
+    asks = [["100.1", "1"], ["100.4", "4"], ["101.5", "10"]]
+    c = book_context(bids, asks, "BUY", 3.0)  # walks 1 at 100.1 and 2 at 100.4
+    assert c["depth_0.5pct"] == {"bid_qty": 5.0, "ask_qty": 5.0, "bid_quote": 498.3,
+                                 "ask_quote": 501.7}
+    assert c["depth_1pct"]["bid_qty"] == 5.0 and c["depth_1pct"]["ask_qty"] == 5.0
+    assert c["imbalance_by_level"] == {"1": round(1 / 3, 4)}
+    avg = (100.1 + 2 * 100.4) / 3
+    assert c["slippage_bps"] == pytest.approx((avg / 100.1 - 1) * 1e4, abs=1e-3) and c["fillable"]
+    sell = book_context(bids, asks, "SELL", 2.0)
+    assert sell["slippage_bps"] == 0.0  # the best bid holds it all
+    too_big = book_context(bids, asks, "BUY", 50.0)
+    assert too_big["fillable"] is False and too_big["slippage_bps"] is None
+    assert book_context([], asks, "BUY", 1.0) is None

@@ -68,6 +68,10 @@ class Advisor:
         self.accepting = True
 
     # -- the engine's side --------------------------------------------------------------------
+    def asked(self, key: str) -> bool:
+        """Is this candidate's question already out (its payload is not needed again)?"""
+        return key in self.jobs
+
     def verdict(self, key: str, symbol: str, payload: dict[str, Any]) -> Plan | None:
         """The plan for this candidate, or None while it is still being reviewed."""
         job = self.jobs.get(key)

@@ -33,7 +33,9 @@ from mraster.protections import Trip
 from mraster.strategy.exits import locked_stop
 from mraster.strategy.fasttp import fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot
+from mraster.strategy.orderbook import DEPTH_LIMIT, book_context
 from mraster.strategy.signals import Candles
+from mraster.strategy.sizing import plan_order, size_multiplier
 
 __all__ = ["CycleResult", "Engine", "by_symbol", "position_amounts", "snapshot"]
 
@@ -168,7 +170,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
             if ltf is None:
                 self._skip(res, sym, "data_error")
                 continue
-            plan = self._evaluate(res, sym, snaps[sym], ltf, htf, paused)
+            plan = await self._evaluate(res, sym, snaps[sym], ltf, htf, paused, equity, used)
             if plan:
                 entries.append(plan)
         entries.sort(key=lambda e: -e.expected_r)
@@ -207,8 +209,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
         self.emit("cycle", **st["telemetry"], opened=res.opened, closed=len(res.closed))
         return res
 
-    def _evaluate(self, res: CycleResult, sym: str, snap: Snapshot, ltf: Candles, htf: Candles,
-                  paused: bool) -> Intent | None:
+    async def _evaluate(self, res: CycleResult, sym: str, snap: Snapshot, ltf: Candles,
+                        htf: Candles, paused: bool, equity: float, used: float) -> Intent | None:
         """The evaluator's verdict on ``sym``; an intent the LLM advisor (AI mode) approves."""
         label = self._label(sym)
         got = decide(sym, snap, self._features(sym, ltf, htf), self.portfolio(paused=paused),
@@ -220,6 +222,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
         if self.advisor is None:
             return got
         s, f, side = self.s, got.features, got.side.value
+        key = f"{sym}:{side}:{int(ltf.t[-1])}"
+        book = None
+        if not self.advisor.asked(key):  # the book is fetched only for a question about to go
+            book = await self._book(got, equity, used)
         payload = {"symbol": sym, "side": side, "price": f.price, "atr": f.atr,
                    "rsi": f.rsi, "adx": f.adx, "htf_trend": f.htf_trend, "spread": snap.spread,
                    "funding": snap.funding, "expected_r": got.expected_r, "win_prob": got.win_prob,
@@ -229,10 +235,11 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
                                  "ask_qty": snap.ask_qty,
                                  "imbalance": round((snap.bid_qty - snap.ask_qty)
                                                     / (snap.bid_qty + snap.ask_qty), 4)
-                                 if snap.bid_qty + snap.ask_qty > 0 else None},
+                                 if snap.bid_qty + snap.ask_qty > 0 else None,
+                                 **(book or {})},
                    "sentinel": label and {k: label[k] for k in ("label", "event_risk", "hype")},
                    **(self.copilots.payload(sym) if self.copilots is not None else {})}
-        plan = self.advisor.verdict(f"{sym}:{side}:{int(ltf.t[-1])}", sym, payload)
+        plan = self.advisor.verdict(key, sym, payload)
         if plan is None:
             self._skip(res, sym, "ai_pending", side=side, **got.info)
             return None
@@ -240,6 +247,23 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
             self._skip(res, sym, "ai_veto", side=side, ai=plan.explanation, **got.info)
             return None
         return dataclasses.replace(got, ai=plan)
+
+    async def _book(self, it: Intent, equity: float, used: float) -> dict[str, Any] | None:
+        """Depth, imbalance and the planned order's slippage (``strategy.orderbook``); None when
+        the book cannot be read (the advisor then sees the top of book only)."""
+        s, sym = self.s, it.symbol
+        price = it.snapshot.ask if it.side.value == "BUY" else it.snapshot.bid
+        order = plan_order(side=it.side.value, price=price, atr=it.features.atr, equity=equity,
+                           used_margin=used, rules=self.rules[sym],
+                           mult=size_multiplier(it.decision.bucket, it.confidence, s),
+                           max_leverage=self.leverage_set.get(sym, int(s["ASTER_LEVERAGE"])), s=s)
+        try:
+            depth = await self.ex.depth(sym, DEPTH_LIMIT)
+        except E.ExchangeError as exc:
+            log.warning("order book of %s unavailable for the advisor: %s", sym, exc)
+            return None
+        return book_context(depth.get("bids", []), depth.get("asks", []), it.side.value,
+                            float(order.qty))
 
     async def _manage(self, candles: dict[str, tuple[Candles, Candles]],
                       snaps: dict[str, Snapshot], now: int) -> None:
