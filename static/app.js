@@ -315,7 +315,12 @@ function renderCopilots(c) {
   const pb = c.playbook, bad = c.llm_problem;
   $("#copilot-problem").textContent = bad ? `Last LLM problem (${bad.kind}, ${time(bad.time)}): ${bad.why}; the rules stood in.` : "";
   $("#playbook").replaceChildren(...(pb ? [el("p", {}, el("b", {}, `Regime: ${pb.regime}`), ` — longs ×${fmt(pb.size_factor.BUY, 2)}, shorts ×${fmt(pb.size_factor.SELL, 2)} (${pb.source}, ${time(pb.at)})`),
-    el("ul", {}, ...pb.directives.map((x) => el("li", {}, x))), pb.note ? el("p", { class: "muted" }, pb.note) : ""] : [el("p", { class: "muted" }, "No playbook yet.")]));
+    el("ul", {}, ...pb.directives.map((x) => el("li", {}, x))),
+    ...(pb.blocks || []).filter((b) => b.until > Date.now()).map((b) => el("p", { class: "warn", "data-testid": "playbook-block" },
+      `Blocked: ${b.symbol || "every symbol"}${b.side ? `, ${b.side === "BUY" ? "longs" : "shorts"}` : ""} until ${time(b.until)} — ${b.reason}`)),
+    Object.keys(pb.tighten || {}).length ? el("p", {}, `Tightened: ${Object.entries(pb.tighten).map(([k, v]) => k === "ASTER_MIN_EDGE_R" ? `${k} +${v}` : `${k} ×${v}`).join(", ")}`) : "",
+    pb.bias && (pb.bias.sl !== 1 || pb.bias.tp !== 1) ? el("p", {}, `Stop ×${fmt(pb.bias.sl, 2)}, target ×${fmt(pb.bias.tp, 2)} (inside the tuner's limits)`) : "",
+    pb.note ? el("p", { class: "muted" }, pb.note) : ""] : [el("p", { class: "muted" }, "No playbook yet.")]));
   const t = c.tuner;
   $("#tuner").replaceChildren(...(t ? [el("p", {}, `From ${t.trades} trades (confidence ${pct(t.confidence)}, ${t.source}): size S ×${fmt(t.size_bias.S, 2)}, M ×${fmt(t.size_bias.M, 2)}, L ×${fmt(t.size_bias.L, 2)}; stop ×${fmt(t.sl_bias, 2)}; target ×${fmt(t.tp_bias, 2)}.`),
     ...c.tuner_log.slice().reverse().slice(0, 3).map((x) => el("p", { class: "muted" }, `${time(x.time)}: ${x.source}${x.note ? " — " + x.note : ""}`))] : []));

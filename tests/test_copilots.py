@@ -68,6 +68,49 @@ def test_the_playbook_rules_cut_the_side_against_the_market_and_both_in_a_shock(
     assert shock["regime"] == "shock" and shock["size_factor"]["BUY"] == pytest.approx(0.48)
 
 
+def test_the_playbook_can_block_tighten_and_bias_only_toward_less_risk():
+    one_way = {f"S{i}": {"change_pct": 3.0} for i in range(19)} | {"S19": {"change_pct": -1.0}}
+    history = [{"symbol": "ETHUSDT", "reason": "stop", "r": -1.0}] * 2
+    pb = PB.rule_playbook(PB.overview(one_way, {}, history), now_ms=1_000, hours=2)
+    assert {(b["side"], b["symbol"]) for b in pb["blocks"]} == {("SELL", None), (None, "ETHUSDT")}
+    assert all(b["until"] == 1_000 + 2 * 3_600_000 and b["reason"] for b in pb["blocks"])
+    assert any("no new shorts" in d for d in pb["directives"])
+    assert PB.blocked(pb, "BTCUSDT", "SELL", 2_000)["side"] == "SELL"
+    assert PB.blocked(pb, "BTCUSDT", "BUY", 2_000) is None
+    assert PB.blocked(pb, "ETHUSDT", "BUY", 2_000)["symbol"] == "ETHUSDT"
+    assert PB.blocked(pb, "ETHUSDT", "BUY", 1_000 + 2 * 3_600_000) is None  # expired
+    shock = PB.rule_playbook(PB.overview(one_way, {"S1": {"label": "red"}}, [{"r": -1}] * 5))
+    s = {"ASTER_SPREAD_BPS_MAX": 0.001, "ASTER_WICKINESS_MAX": 0.97, "ASTER_MIN_EDGE_R": 0.1}
+    t = PB.tightened(s, shock)
+    assert t["ASTER_SPREAD_BPS_MAX"] == pytest.approx(0.0007)
+    assert t["ASTER_WICKINESS_MAX"] == pytest.approx(0.873)
+    assert t["ASTER_MIN_EDGE_R"] == pytest.approx(0.15) and shock["bias"]["tp"] == 0.9
+    assert PB.tightened(s, {"tighten": {}}) is s
+
+
+def test_the_bot_skips_what_the_playbook_blocks(sim_factory, tmp_path):
+    """AI mode without a key, over HTTP: a playbook that blocks longs and shorts for an hour
+    turns every candidate the policy would take into playbook_block, said with its reason."""
+    from conftest import bot_settings
+    from mraster.engine.runner import run_async
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    now = sim.now()
+    blocks = [{"side": side, "symbol": None, "until": now + 3_600_000, "reason": f"test {side}"}
+              for side in ("BUY", "SELL")]
+    s = bot_settings(tmp_path, url, ASTER_MODE="ai")
+    JsonDocument(s["ASTER_STATE_FILE"]).write({"copilots": {"playbook": {
+        "regime": "mixed", "directives": [], "size_factor": {"BUY": 1.0, "SELL": 1.0},
+        "blocks": blocks, "tighten": {}, "bias": {"sl": 1.0, "tp": 1.0}, "source": "rules",
+        "at": now}}})
+    assert asyncio.run(run_async(s)) == 0
+    state = json.loads(Path(s["ASTER_STATE_FILE"]).read_text())
+    blocked = {k: d for k, d in state["decisions"].items() if d["reason"] == "playbook_block"}
+    assert blocked and not state["positions"]
+    assert all(d["playbook"] == f"test {d['side']}" and "playbook blocks" in d["why"]
+               for d in blocked.values())
+
+
 @pytest.fixture
 def stub():
     app = create_stub()
@@ -91,7 +134,10 @@ def test_llm_reviews_tuning_and_playbook_are_paid_clamped_and_logged(stub):
                                             "sl_bias": 0.1, "tp_bias": 9, "note": "be bolder"}},
         "keep the trading playbook": {"kind": "ok", "plan": {
             "regime": "bearish", "directives": ["Prefer shorts."], "size_factor": {"BUY": 3, "SELL": 0.1},
-            "note": "breadth is weak"}},
+            "blocks": [{"side": "BUY", "hours": 500, "reason": "breadth collapsing"},
+                       {"hours": 2, "reason": "blocks nothing"}],
+            "tighten": {"ASTER_SPREAD_BPS_MAX": 3.0, "ASTER_MIN_EDGE_R": -1, "ASTER_LEVERAGE": 50},
+            "bias": {"sl": 5, "tp": 0.1}, "note": "breadth is weak"}},
     }
     s = settings(ASTER_AI_TUNER_MIN_TRADES=3)
     ledger: dict = {}
@@ -115,6 +161,10 @@ def test_llm_reviews_tuning_and_playbook_are_paid_clamped_and_logged(stub):
     assert book["tuner_log"][-1]["note"] == "be bolder"
     pb = book["playbook"]
     assert pb["source"] == "ai" and pb["size_factor"] == {"BUY": 1.0, "SELL": 0.3}
+    # a block lasts at most a day; tightening only ever tightens, and only filters
+    assert [(b["side"], b["until"] - 10_000_000) for b in pb["blocks"]] == [("BUY", 24 * 3_600_000)]
+    assert pb["tighten"] == {"ASTER_SPREAD_BPS_MAX": 1.0, "ASTER_MIN_EDGE_R": 0.0}
+    assert pb["bias"] == {"sl": 1.25, "tp": 0.8}
     kinds = B.DailyBudget(ledger, 0).snapshot()["kinds"]
     assert kinds["postmortem"]["calls"] == 3 and kinds["tuning"]["calls"] == 1
     assert kinds["playbook"]["calls"] == 1 and len(app.state.requests) == 5

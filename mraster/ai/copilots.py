@@ -59,9 +59,18 @@ class Copilots:
         return min(1.0, pb.get("size_factor", {}).get(side, 1.0)) * \
             min(1.0, self.book["tuner"]["size_bias"].get(bucket or "S", 1.0))
 
+    def playbook_block(self, symbol: str, side: str, now_ms: int) -> dict[str, Any] | None:
+        return PB.blocked(self.book["playbook"], symbol, side, now_ms)
+
+    def tightened(self, s: Mapping[str, Any]) -> Mapping[str, Any]:
+        return PB.tightened(s, self.book["playbook"])
+
     def stop_target_bias(self) -> tuple[float, float]:
+        """The tuner's biases times the playbook's, kept inside the tuner's clamps."""
         t = self.book["tuner"]
-        return t["sl_bias"], t["tp_bias"]
+        pb = (self.book["playbook"] or {}).get("bias") or {}
+        return (TU._clamp(t["sl_bias"] * pb.get("sl", 1.0), TU.SL_RANGE),
+                TU._clamp(t["tp_bias"] * pb.get("tp", 1.0), TU.TP_RANGE))
 
     # -- the playbook -----------------------------------------------------------------------------
     def refresh_playbook(self, now_ms: int, market: Mapping[str, Mapping[str, Any]],
@@ -72,7 +81,8 @@ class Copilots:
         if pb and now_ms - pb.get("at", 0) < every:
             return
         ov = PB.overview(market, labels, history)
-        self.book["playbook"] = {**PB.rule_playbook(ov), "at": now_ms}
+        hours = max(1.0, 2 * self.settings["ASTER_AI_PLAYBOOK_REFRESH_MINUTES"] / 60)
+        self.book["playbook"] = {**PB.rule_playbook(ov, now_ms, hours), "at": now_ms}
         self.emit("playbook", regime=self.book["playbook"]["regime"], source="rules")
         if self.llm:
             self._spawn(self._llm_playbook(ov, now_ms))
@@ -83,7 +93,7 @@ class Copilots:
         if ans.value is None:
             self._llm_failed("playbook", ans.why)
             return
-        self.book["playbook"] = {**PB.from_llm(ans.value, ov), "at": now_ms}
+        self.book["playbook"] = {**PB.from_llm(ans.value, ov, now_ms), "at": now_ms}
         self.emit("playbook", regime=ans.value.regime, source="ai", cost=round(ans.cost, 6))
 
     # -- after a trade ----------------------------------------------------------------------------

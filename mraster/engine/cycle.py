@@ -213,11 +213,17 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
                         htf: Candles, paused: bool, equity: float, used: float) -> Intent | None:
         """The evaluator's verdict on ``sym``; an intent the LLM advisor (AI mode) approves."""
         label = self._label(sym)
+        cop = self.copilots
         got = decide(sym, snap, self._features(sym, ltf, htf), self.portfolio(paused=paused),
-                     self.s, policy=self.policy, label=label,
-                     pm_edge=self.copilots.pm_edge(sym) if self.copilots is not None else None)
+                     cop.tightened(self.s) if cop is not None else self.s, policy=self.policy,
+                     label=label, pm_edge=cop.pm_edge(sym) if cop is not None else None)
         if isinstance(got, Skip):
             self._skip(res, sym, got.reason, **got.info)
+            return None
+        block = cop.playbook_block(sym, got.side.value, self.now_ms()) if cop is not None else None
+        if block is not None:
+            self._skip(res, sym, "playbook_block", side=got.side.value, playbook=block["reason"],
+                       until=block["until"], **got.info)
             return None
         if self.advisor is None:
             return got

@@ -37,6 +37,8 @@ REASONS = {
     "ai_pending": "waiting for the AI advisor's review (decided on a following cycle)",
     "ai_veto": "the AI advisor advised against this trade",
     "sentinel_block": "market shock: the sentinel's red label blocks new entries for a while",
+    "playbook_block": "the playbook blocks this side or symbol for a while (reason and expiry on "
+                      "the AI tab)",
     "cooldown": "closed by hand recently (ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES)",
     "order_failed": "the exchange refused the entry",
     "external_position": "a position the bot did not open is held on this symbol: it is left "
