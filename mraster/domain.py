@@ -139,6 +139,8 @@ class Position:
     ai_source: str | None = None
     fasttp: dict[str, Any] | None = None
     fasttp_at: int = 0
+    quote_price: float | None = None  # the price the decision saw (slippage = fill − this)
+    regime: str | None = None     # the playbook's market regime at entry (AI mode)
     stop_rule: str | None = None  # breakeven | trailing | fasttp once a rule moved the stop
     close_reason: str | None = None  # why the bot itself closed it (manual, no_stop, ...)
     bracket_seq: dict[str, int] = field(default_factory=dict)

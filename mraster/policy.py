@@ -26,12 +26,17 @@ VERSION = 1
 FEATURES: tuple[str, ...] = (
     "bias", "side", "trend_agree", "htf_slope", "rsi_dist", "atr_pct", "adx", "spread", "funding",
     "premium_gap", "volume_score", "wickiness", "ret1", "ret3", "win_prob", "expected_r",
-    "sentinel_risk", "pm_edge", "missing",
+    "sentinel_risk", "pm_edge", "pm_mae", "pm_exit_eff", "pm_slippage", "missing",
 )
 
 
 def _squash(x, scale: float):
     return np.tanh(x / scale)
+
+
+def _or0(v: Any) -> Any:
+    """An optional postmortem input: absent counts as 0 (not as a missing market value)."""
+    return 0.0 if v is None else v
 
 
 def build_features(ctx: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,8 +80,11 @@ def build_features(ctx: Mapping[str, Any]) -> dict[str, Any]:
         "win_prob": (g("win_prob") - 0.5) * 4,
         "expected_r": _squash(g("expected_r"), 1),
         "sentinel_risk": g("sentinel_risk") * 2 - 1 if "sentinel_risk" in ctx else 0.0,
-        # the symbol's postmortem edge (AI mode; 0 before its first reviewed trade)
+        # the symbol's postmortem features (AI mode; 0 before its first reviewed trade)
         "pm_edge": np.asarray(0.0 if pm_edge is None else pm_edge, dtype=float),
+        "pm_mae": _squash(_or0(ctx.get("pm_mae")), 1.0),
+        "pm_exit_eff": np.asarray(_or0(ctx.get("pm_exit_eff")), dtype=float),
+        "pm_slippage": _squash(_or0(ctx.get("pm_slippage")), 20.0),
     }
     f["missing"] = np.minimum(missing / 3, 1.0)
     if not many:

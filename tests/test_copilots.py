@@ -38,6 +38,12 @@ def test_rule_based_copilots_learn_from_every_trade_of_a_backtest(data_dir):
     assert {r["symbol"] for r in book["reviews"]} == {t["symbol"] for t in hist}
     for sym, e in book["postmortem"].items():
         assert -1 <= e["edge"] <= 1 and e["trades"] >= 1 and e["lesson"] and e["source"] == "rules"
+        # the measured features, from the fills and the candles each trade lived through
+        assert e["mae_r"] >= 0 and e["mfe_r"] >= 0 and e["minutes_held"] > 0
+        assert 0 <= e["stop_rate"] <= 1 and 0 <= e["tp_rate"] <= 1 and e["fees_r"] > 0
+        assert e["slippage_bps"] is not None and e["last_regime"] in ("bullish", "bearish", "mixed", "shock")
+    stopped = [r for r in book["reviews"] if r["measured"]["stop_rate"]]
+    assert stopped and all(r["measured"]["mae_r"] >= 0.9 for r in stopped)  # a stop is ~1 R against
     losers = [r for r in book["reviews"] if r["r"] < 0]
     assert losers and all(r["score"] < 0 for r in losers)
     # the tuner only shrinks, the playbook is current and only lowers size
@@ -66,6 +72,48 @@ def test_the_playbook_rules_cut_the_side_against_the_market_and_both_in_a_shock(
     assert pb["regime"] == "bullish" and pb["size_factor"] == {"BUY": 1.0, "SELL": 0.7}
     shock = PB.rule_playbook(PB.overview(up, {"S1": {"label": "red"}}, [{"r": -1}] * 5))
     assert shock["regime"] == "shock" and shock["size_factor"]["BUY"] == pytest.approx(0.48)
+
+
+def test_a_trade_is_measured_from_the_candles_it_lived_through(data_dir):
+    from mraster.ai import postmortem as PM
+    from mraster.sim.market import read_candles_csv
+    from mraster.strategy.signals import Candles
+
+    t, o, h, l, c, v = read_candles_csv(data_dir / "XRPUSDT-5m-futures.csv")
+    k = 500  # a long opened at the close of candle k, held for 24 candles
+    entry, stop = float(c[k]), float(c[k]) * 0.99
+    trade = {"symbol": "XRPUSDT", "side": "BUY", "entry": entry, "initial_stop": stop, "qty": 100.0,
+             "opened_at": int(t[k]) + 300_000, "closed_at": int(t[k + 24]) + 300_000,
+             "r": 0.5, "fees": 0.08, "funding": -0.02}
+    m = PM.measure(trade, Candles(t, o, h, l, c, v), quote=entry * 0.9999)
+    risk = entry - stop
+    lows, highs = l[k + 1:k + 25], h[k + 1:k + 25]
+    assert m["mae_r"] == pytest.approx(max(0.0, entry - lows.min()) / risk, abs=1e-4)
+    assert m["mfe_r"] == pytest.approx(max(0.0, highs.max() - entry) / risk, abs=1e-4)
+    assert m["minutes_held"] == 120 and m["slippage_bps"] == pytest.approx(1.0, abs=1e-3)
+    assert m["fees_r"] == pytest.approx(0.08 / (risk * 100), abs=1e-4)
+    assert m["funding_r"] < 0 and m["exit_efficiency"] == pytest.approx(min(1, 0.5 / m["mfe_r"]), abs=1e-3)
+    book: dict = {}
+    for _ in range(2):
+        PM.learn(book, PM.rule_review(trade, m))
+    f = PM.features(book, "XRPUSDT")
+    assert set(PM.NUMERIC) <= set(f) and len(f) >= 15 and f["trades"] == 2
+    assert f["mae_r"] == pytest.approx(m["mae_r"], abs=1e-4)  # the same trade twice: its value
+
+
+def test_a_policy_saved_before_the_postmortem_features_loads_padded():
+    from mraster.policy import FEATURES, BanditPolicy
+
+    old_names = [n for n in FEATURES if n not in ("pm_mae", "pm_exit_eff", "pm_slippage")]
+    old = BanditPolicy(names=tuple(old_names))
+    feats = {n: 0.5 for n in old_names}
+    old.learn(feats, "TAKE-S", 1.0)
+    new = BanditPolicy().load(old.to_dict())
+    assert new.names == FEATURES
+    a_old, a_new = old.arms["TAKE-S"], new.arms["TAKE-S"]
+    i_old, i_new = old_names.index("rsi_dist"), FEATURES.index("rsi_dist")
+    assert a_new.b[i_new] == a_old.b[i_old] and a_new.n == a_old.n == 1
+    assert a_new.b[FEATURES.index("pm_mae")] == 0  # a new feature starts fresh
 
 
 def test_the_playbook_can_block_tighten_and_bias_only_toward_less_risk():

@@ -44,8 +44,12 @@ class Copilots:
             self.book["tuner"] = TU.tune(self.book["trades"])
 
     # -- what the engine asks ---------------------------------------------------------------------
-    def pm_edge(self, symbol: str) -> float:
-        return PM.features(self.book["postmortem"], symbol)["edge"]
+    def pm_inputs(self, symbol: str) -> dict[str, float | None]:
+        return PM.policy_inputs(self.book["postmortem"], symbol)
+
+    @property
+    def regime(self) -> str | None:
+        return (self.book["playbook"] or {}).get("regime")
 
     def payload(self, symbol: str) -> dict[str, Any]:
         """Added to every advisor payload."""
@@ -97,9 +101,11 @@ class Copilots:
         self.emit("playbook", regime=ans.value.regime, source="ai", cost=round(ans.cost, 6))
 
     # -- after a trade ----------------------------------------------------------------------------
-    def after_close(self, trade: dict[str, Any], bucket: str | None) -> None:
-        """Review the trade and retune (the LLM parts finish later, in the background)."""
-        review = PM.rule_review(trade)
+    def after_close(self, trade: dict[str, Any], bucket: str | None,
+                    measured: Mapping[str, Any] | None = None) -> None:
+        """Review the trade (with ``measured``: ``postmortem.measure``) and retune (the LLM parts
+        finish later, in the background)."""
+        review = PM.rule_review(trade, measured)
         if self.llm:
             self._spawn(self._llm_review(review, trade))
         else:

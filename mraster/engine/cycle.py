@@ -216,7 +216,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
         cop = self.copilots
         got = decide(sym, snap, self._features(sym, ltf, htf), self.portfolio(paused=paused),
                      cop.tightened(self.s) if cop is not None else self.s, policy=self.policy,
-                     label=label, pm_edge=cop.pm_edge(sym) if cop is not None else None)
+                     label=label, postmortem=cop.pm_inputs(sym) if cop is not None else None)
         if isinstance(got, Skip):
             self._skip(res, sym, got.reason, **got.info)
             return None

@@ -46,10 +46,10 @@ class Skip:
 
 def decide(symbol: str, snap: Snapshot, f: Any, portfolio: Portfolio, s: Mapping[str, Any], *,
            policy: Any, label: Mapping[str, Any] | None = None,
-           pm_edge: float | None = None) -> Intent | Skip:
+           postmortem: Mapping[str, float | None] | None = None) -> Intent | Skip:
     """``f``: the indicators of the closed candles (None while there are too few);
-    ``label``: the sentinel's label when it is on; ``pm_edge``: the postmortems' edge for the
-    symbol when the copilots run; ``policy``: the bandit (``policy.BanditPolicy``)."""
+    ``label``: the sentinel's label when it is on; ``postmortem``: the symbol's postmortem
+    inputs to the policy (``ai.postmortem.policy_inputs``) when the copilots run; ``policy``: the bandit (``policy.BanditPolicy``)."""
     if f is None:
         return Skip("few_klines", {})
     info = {"rsi": round(f.rsi, 2), "htf_trend": f.htf_trend}
@@ -73,8 +73,7 @@ def decide(symbol: str, snap: Snapshot, f: Any, portfolio: Portfolio, s: Mapping
     if gate:
         return Skip(gate, {"side": sc.side, **info})
     ctx = policy_context(f, snap, sc)
-    if pm_edge is not None:
-        ctx["pm_edge"] = pm_edge
+    ctx.update(postmortem or {})
     feats = build_features(ctx)
     decision = policy.decide(feats)
     if decision.action == "SKIP":

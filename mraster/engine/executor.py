@@ -114,6 +114,8 @@ class Executor:
                        ai_source=ai.source if ai is not None else None,
                        fasttp=ai.fasttp.model_dump(exclude_none=True)
                        if ai is not None and ai.source != "fallback" and ai.fasttp else None,
+                       quote_price=price,
+                       regime=self.copilots.regime if self.copilots is not None else None,
                        sent_ms=int(time.time() * 1000))  # wall: the exchange's consistency window
         pos.fill(price, float(order.qty), PositionStatus.PENDING, sl_mult, tp_mult)
         # Crash-only: the intent is on disk before the order leaves, so a crash at any line
