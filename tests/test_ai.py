@@ -249,7 +249,9 @@ def test_the_bot_in_ai_mode_waits_for_the_review_then_trades_the_clamped_plan(si
     assert state["ai"]["budget"]["calls"] == len(app.state.requests)
     sent = json.loads(app.state.requests[0]["messages"][1]["content"])
     assert sent["playbook"]["regime"] == state["copilots"]["playbook"]["regime"]  # with every payload
-    assert set(sent["postmortem"]) == {"edge", "quick_stop_rate", "trades", "lesson"}
+    from mraster.ai.postmortem import NUMERIC
+    assert set(sent["postmortem"]) == {"edge", "quick_stop_rate", "trades", "lesson",
+                                       "last_regime", "last_hour", *NUMERIC}
     assert set(sent["tuning"]["size_bias"]) == {"S", "M", "L"}
     book = sent["orderbook"]
     assert book["imbalance"] == 0.0 and book["spread_bps"] > 0
