@@ -144,6 +144,7 @@ class Position:
     stop_rule: str | None = None  # breakeven | trailing | fasttp once a rule moved the stop
     close_reason: str | None = None  # why the bot itself closed it (manual, no_stop, ...)
     bracket_seq: dict[str, int] = field(default_factory=dict)
+    protection: dict[str, Any] = field(default_factory=dict)  # the last read-back (ProtectionWatch)
     mark: float | None = None     # from the exchange each cycle, for the dashboard
     unrealized: float | None = None
     liquidation: float | None = None
@@ -199,6 +200,7 @@ class Position:
             from mraster.execution import ids
             known["entry_client_id"] = ids.order_id("E", known["token"])
         known["bracket_seq"] = dict(known.get("bracket_seq") or {})
+        known["protection"] = dict(known.get("protection") or {})
         extra = {k: v for k, v in d.items() if k not in _POSITION_FIELDS}
         return cls(**known, extra=extra)
 

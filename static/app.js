@@ -202,15 +202,17 @@ function renderOverview(d) {
     ["Notional / equity", x.notional_x == null ? "–" : fmt(x.notional_x, 2) + "×"], ["Open risk / equity", x.open_risk_pct == null ? "–" : pct(x.open_risk_pct)]);
   $("#perf-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card" }, el("small", {}, k), el("b", {}, String(v)))));
   const tb = $("#positions tbody");
-  tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-status": x.status },
+  tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-status": x.status, "data-protection": x.protection.status, class: x.protection.status === "problem" ? "unprotected" : null },
     el("td", {}, x.symbol), el("td", { class: x.side === "BUY" ? "long" : "short" }, x.side === "BUY" ? "long" : "short"),
     el("td", {}, fmt(x.qty)), el("td", {}, fmt(x.entry, 6)), el("td", {}, fmt(x.mark, 6)),
     el("td", { class: x.pnl >= 0 ? "pos" : "neg" }, fmt(x.pnl, 2)), el("td", {}, fmt(x.r, 2)),
     el("td", {}, fmt(x.stop, 6)), el("td", {}, fmt(x.take_profit, 6)),
     el("td", {}, x.liquidation ? `${fmt(x.liquidation, 6)} (${pct(x.liquidation_distance)})` : "–"),
+    protectionCell(x),
     el("td", {}, x.status === "open" ? age(x.age_s) : x.status),
     el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, "Close…")))));
-  if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 12, class: "muted" }, d.bot.running ? "No open positions." : "No open positions. Start the bot to trade.")));
+  $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${e.who}: ${e.what}`)));
+  if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? "No open positions." : "No open positions. Start the bot to trade.")));
   $("#external").textContent = d.external_positions.length ? `Positions the bot did not open (left alone): ${d.external_positions.map((e) => `${e.symbol} ${e.amount}${e.why ? ` (${e.why})` : ""}`).join("; ")}. No entry, add, flip, brackets or close on these symbols.` : "";
   const t = d.telemetry;
   $("#telemetry").textContent = t.cycle ? `Cycle ${t.cycle}: ${t.symbols} symbols, ${t.evaluated} evaluated, ${fmt(t.duration_s, 2)} s, request weight ${t.weight ?? "–"}` : "";
@@ -226,6 +228,15 @@ function drawEquity(curve) {
   const pts = []; let last = -1;
   for (const [t, v] of curve) { const s = Math.floor(t / 1000); if (s > last) { pts.push({ time: s, value: v }); last = s; } }
   state.equitySeries.setData(pts);
+}
+
+function protectionCell(x) {
+  const p = x.protection;
+  if (p.status === "unverified") return el("td", { class: "muted" }, "not read back yet");
+  const facts = `stop ${p.stop == null ? "–" : fmt(p.stop, 6)} / TP ${p.tp == null ? "–" : fmt(p.tp, 6)} on the exchange · at risk ${p.at_risk == null ? "–" : fmt(p.at_risk, 2)} USDT (fees, funding ${fmt(p.funding, 4)})` +
+    (p.stop_liq_distance == null ? "" : ` · stop ${pct(p.stop_liq_distance)} from liquidation`) + (p.repairs ? ` · repaired ${p.repairs}×` : "");
+  if (p.status === "problem") return el("td", { class: "neg", "data-testid": "protection-problem" }, el("b", {}, "NOT as the bot believes: "), p.problems.join("; "), el("br", {}), el("small", {}, facts));
+  return el("td", { class: "pos", "data-testid": "protection-ok" }, `✓ protected since ${time(p.since)}`, el("br", {}), el("small", {}, facts));
 }
 
 async function closePosition(symbol) {

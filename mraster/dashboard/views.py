@@ -27,8 +27,21 @@ def positions_view(state: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]
                     "liquidation": p.liquidation or None,
                     "liquidation_distance": abs(p.mark - p.liquidation) / p.mark
                     if p.liquidation and p.mark else None,
-                    "age_s": max(0, (now_ms - int(p.opened_at or now_ms)) // 1000)})
+                    "age_s": max(0, (now_ms - int(p.opened_at or now_ms)) // 1000),
+                    "protection": protection_view(p)})
     return sorted(out, key=lambda x: x["symbol"])
+
+
+def protection_view(p: Any) -> dict[str, Any]:
+    """The last read-back of the position's brackets (``engine.protection_watch``)."""
+    prot = p.protection or {}
+    return {"status": prot.get("status", "unverified"), "since": prot.get("since"),
+            "stop": prot.get("stop"), "tp": prot.get("tp"), "at_risk": prot.get("at_risk"),
+            "funding": prot.get("funding", 0.0), "repairs": prot.get("repairs", 0),
+            "checked_at": prot.get("checked_at"),
+            "problems": [f["detail"] for f in prot.get("findings", [])],
+            "stop_liq_distance": abs(p.stop - p.liquidation) / p.mark
+            if p.liquidation and p.mark else None}
 
 
 def alerts_view(state: Mapping[str, Any], extra: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
@@ -107,6 +120,7 @@ def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | N
         "mode": state.get("mode"), "market_source": state.get("market_source"),
         "positions": positions_view(state, now_ms),
         "external_positions": state.get("external_positions", []),
+        "protection_log": list(reversed(state.get("protection_log", [])[-100:])),
         "history": history_view(state, history[-HISTORY_SHOWN:]), "history_total": len(history),
         "equity_curve": curve,
         "performance": {**trade_stats(history), **max_drawdown(curve),

@@ -22,6 +22,7 @@ from mraster.engine.account_risk import AccountRisk
 from mraster.engine.evaluator import Skip, decide
 from mraster.engine.executor import Executor
 from mraster.engine.market_data import KlineCache, MarketData, snapshot
+from mraster.engine.protection_watch import ProtectionWatch
 from mraster.engine.reconciler import CycleResult, Reconciler, by_symbol, position_amounts
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
@@ -43,7 +44,7 @@ log = logging.getLogger("mraster.engine")
 Emit = Callable[..., None]
 
 
-class Engine(MarketData, Executor, AccountRisk, Reconciler):
+class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
     def __init__(self, exchange, settings: Mapping[str, Any], state: dict[str, Any],
                  queue, emit: Emit, now_ms: Callable[[], int] | None = None,
                  save: Callable[[], None] = lambda: None) -> None:
@@ -77,6 +78,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
         self._news_failing = False
         self.market_ms = 0  # the market's time at the last cycle (the premium index's stamp)
         self._owners: dict[str, tuple[float, Ownership]] = {}  # symbol → (size, verdict)
+        self.guard_actor = "guard"  # who the guard's next bracket changes are logged as
+        self._cancelled: set[str] = set()  # client ids the guard cancelled (not "gone")
+        self._fees: dict[str, float] = {}  # taker fee rate per symbol, from the exchange
+        self._funding_read = 0
         state["positions"] = positions_of(state)  # the file's dicts become records
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
@@ -106,6 +111,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
         if event == "alert":
             self.alert(data.get("level", "error"), data.get("message", ""), data.get("symbol"))
         else:
+            if event == "order":
+                self._bracket_event(data)
             self.emit(event, **data)
 
     def _skip(self, res: CycleResult, sym: str, reason: str, **info: Any) -> None:
@@ -185,6 +192,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler):
             done = await self.guard.run(self.state["positions"], amounts)
             if any(done.values()):
                 self.emit("guard", **done)
+            await self._verify_protection(amounts, now)
         equity, used = await self._equity()
         st = self.state
         st["equity_curve"] = (st["equity_curve"] + [[now, round(equity, 6)]])[-2000:]

@@ -152,7 +152,11 @@ class Executor:
         self.emit("order", action="entry", symbol=sym, side=side, qty=pos.qty, price=pos.entry,
                   client_id=cid)
         if self.guard:
-            done = await self.guard.run({token: pos}, {sym: pos.qty * pos.sign}, full=False)
+            self.guard_actor = "bot"  # the entry's own brackets
+            try:
+                done = await self.guard.run({token: pos}, {sym: pos.qty * pos.sign}, full=False)
+            finally:
+                self.guard_actor = "guard"
             if done["failed"]:
                 self.alert("error", f"{sym}: position opened but its brackets could not be "
                                     "placed yet; the guard keeps retrying", sym)

@@ -65,9 +65,12 @@ class Reconciler:
         await self._sync_positions(res, self.market_ms or self.now_ms())
         if self.guard:
             rows = await self.ex.position_risk()
-            done = await self.guard.run(self.state["positions"], position_amounts(rows))
+            amounts = position_amounts(rows)
+            done = await self.guard.run(self.state["positions"], amounts)
             if any(done.values()):
                 self.emit("guard", **done)
+            # what the exchange held before the repair is reported, not silently fixed
+            await self._verify_protection(amounts, self.market_ms or self.now_ms())
         return res
 
     async def _sync_positions(self, res: CycleResult, now: int) -> None:

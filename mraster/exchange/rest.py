@@ -289,6 +289,10 @@ class AsterRest:
         """Maintenance-margin tiers per symbol (for liquidation prices)."""
         return await self._request("GET", "/fapi/v1/leverageBracket", signed=True)
 
+    async def commission_rate(self, symbol: str) -> dict:
+        """The account's maker and taker fee rates on ``symbol``."""
+        return await self._request("GET", "/fapi/v1/commissionRate", {"symbol": symbol}, signed=True)
+
     async def user_trades(self, symbol: str, start_time: int | None = None, limit: int = 500) -> list:
         return await self._request("GET", "/fapi/v1/userTrades", {
             "symbol": symbol, "startTime": start_time, "limit": limit}, signed=True)

@@ -37,6 +37,7 @@ class BracketGuard:
         self.alert_after = alert_after
         self.clock = clock
         self.stop_grace_s = stop_grace_s
+        self.last_orders: dict[str, list[dict]] = {}
 
     async def run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
                   full: bool = True) -> dict[str, Any]:
@@ -54,6 +55,7 @@ class BracketGuard:
         by_symbol: dict[str, list[dict]] = {}
         for o in orders:
             by_symbol.setdefault(o["symbol"], []).append(o)
+        self.last_orders = by_symbol  # what the exchange held as this pass began (read back)
         queue = self.queue.read().get("items", {})
         before = repr(queue)
         now = self.clock()
@@ -68,7 +70,7 @@ class BracketGuard:
             if item and item.get("next_try", 0) > now:
                 continue
             try:
-                await self._protect(token, pos, by_symbol.get(sym, []), done)
+                await self._protect(token, pos, by_symbol.get(sym, []), done, amt)
                 if item:
                     queue.pop(token, None)
             except E.ExchangeError as exc:
@@ -123,7 +125,8 @@ class BracketGuard:
         queue.pop(token, None)
         done["closed"] += 1
 
-    async def _protect(self, token: str, pos: Position, orders: list[dict], done: dict) -> None:
+    async def _protect(self, token: str, pos: Position, orders: list[dict], done: dict,
+                       amount: float) -> None:
         sym = pos.symbol
         rules = self.rules[sym]
         close_side = pos.side.opposite.value
@@ -133,7 +136,7 @@ class BracketGuard:
         for kind in ("stop", "tp"):
             mine = [o for o in orders if ids.bracket_kind(o) == kind]
             good = [o for o in mine if o["side"] == close_side
-                    and Decimal(o["stopPrice"]) == want[kind]]
+                    and Decimal(o["stopPrice"]) == want[kind] and _covers(o, amount)]
             if good:
                 for extra in good[1:] + [o for o in mine if o not in good]:
                     await self._cancel(sym, extra, done)
@@ -188,8 +191,16 @@ class BracketGuard:
         try:
             await self.ex.cancel_order(sym, order_id=o["orderId"])
             done["cancelled"] += 1
+            self.emit("order", action="cancel", symbol=sym, client_id=o.get("clientOrderId", ""))
         except E.UnknownOrder:
             pass
+
+
+def _covers(o: dict, amount: float) -> bool:
+    """Does the bracket cover the whole position (closePosition, or the full quantity)? A stop
+    for half the size leaves the other half without one."""
+    return o.get("closePosition") in (True, "true") or \
+        Decimal(str(o.get("origQty") or "0")) >= Decimal(str(abs(amount)))
 
 
 def main(argv: list[str]) -> int:

@@ -16,7 +16,7 @@ from mraster.exchange import errors as E
 from mraster.exchange.rules import rules_from_exchange_info
 from mraster.sim.exchange import (SimExchange, all_orders, leverage_brackets, position_mode,
                                   set_margin_type)
-from mraster.sim.matching import Account, Matching, SimError
+from mraster.sim.matching import MAKER_FEE, TAKER_FEE, Account, Matching, SimError
 
 Persist = Callable[[dict[str, Any]], None]
 
@@ -64,6 +64,9 @@ class _SignedMixin:
 
     async def leverage_brackets(self) -> list:
         return self._signed("GET", "leverageBracket", {})
+
+    async def commission_rate(self, symbol: str) -> dict:
+        return self._signed("GET", "commissionRate", {"symbol": symbol})
 
     async def all_orders(self, symbol: str, start_time: int | None = None, limit: int = 500) -> list:
         return self._signed("GET", "allOrders", {"symbol": symbol, "startTime": str(start_time or 0),
@@ -246,6 +249,9 @@ class PaperExchange(_SignedMixin):
                 out = position_mode(acct, method, p)
             elif path == "leverageBracket":
                 out = leverage_brackets(m.rules, p.get("symbol"))
+            elif path == "commissionRate":
+                out = {"symbol": p["symbol"], "makerCommissionRate": f"{MAKER_FEE:.6f}",
+                       "takerCommissionRate": f"{TAKER_FEE:.6f}"}
             elif path == "positionRisk":
                 syms = [p["symbol"]] if p.get("symbol") else list(acct.positions)
                 out = [row for sym in syms for row in m.position_risk(acct, sym)]

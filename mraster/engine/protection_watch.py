@@ -1,0 +1,125 @@
+"""The protection ledger: each cycle every open position's brackets are read back from the
+exchange (the bracket guard's snapshot of open orders) and compared with what the bot believes
+(``execution.protection.verify``). The position records what was found, since when it has been
+protected, the money at risk at its stop, and how often it was repaired; each disagreement is a
+notice until the read-back agrees again; every change of a position's protection is kept in
+``state["protection_log"]`` with who made it: bot, guard, user or exchange. A mixin of ``Engine``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mraster.exchange import errors as E
+from mraster.execution import ids
+from mraster.execution.protection import KINDS, at_risk, verify
+
+log = logging.getLogger("mraster.engine")
+LOG_KEPT = 500
+FUNDING_EVERY_MS = 3_600_000   # funding received or paid is read back at most hourly
+DEFAULT_FEE = 0.0004           # until the exchange tells the account's own taker rate
+
+
+class ProtectionWatch:
+    """Mixed into ``Engine``."""
+
+    def _protection_log(self, token: str, symbol: str, who: str, what: str) -> None:
+        entry = {"time": self.market_ms or self.now_ms(), "position": token, "symbol": symbol,
+                 "who": who, "what": what}
+        self.state["protection_log"] = (self.state.get("protection_log", []) + [entry])[-LOG_KEPT:]
+        self.emit("protection", **entry)
+
+    def _bracket_event(self, data: dict[str, Any]) -> None:
+        """The guard placed, replaced or cancelled a bracket, or closed at market: logged as the
+        bot's at entry and as the guard's otherwise."""
+        parsed = ids.parse(data.get("client_id", ""))
+        if not parsed:
+            return
+        token = parsed[1]
+        pos = self.state["positions"].get(token)
+        sym = data.get("symbol", pos.symbol if pos else "")
+        action = data.get("action")
+        if action == "bracket":
+            kind = KINDS.get(data.get("kind"), data.get("kind"))
+            what = f"{kind} placed at {data.get('stop_price')}"
+            if pos is not None and self.guard_actor == "guard":
+                pos.protection["repairs"] = pos.protection.get("repairs", 0) + 1
+        elif action == "cancel":
+            self._cancelled.add(data.get("client_id", ""))
+            what = f"order {data.get('client_id')} cancelled"
+        else:
+            return
+        self._protection_log(token, sym, self.guard_actor, what)
+
+    async def _fee_rate(self, sym: str) -> float:
+        if sym not in self._fees:
+            try:
+                self._fees[sym] = float((await self.ex.commission_rate(sym))["takerCommissionRate"])
+            except (E.ExchangeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.warning("fee rate of %s unavailable (%s); %.4f assumed", sym, exc, DEFAULT_FEE)
+                return DEFAULT_FEE
+        return self._fees[sym]
+
+    async def _funding_so_far(self, now: int) -> None:
+        """Funding received (+) or paid (−) per open position since it opened (hourly)."""
+        open_ = [p for p in self.state["positions"].values() if p.is_open]
+        if not open_ or now - self._funding_read < FUNDING_EVERY_MS:
+            return
+        try:
+            rows = await self.ex.income(None, "FUNDING_FEE",
+                                        start_time=min(p.opened_at for p in open_), limit=1000)
+        except E.ExchangeError as exc:
+            log.warning("funding so far could not be read: %s", exc)
+            return
+        self._funding_read = now
+        for p in open_:
+            p.protection["funding"] = round(sum(float(r["income"]) for r in rows
+                                                if r["symbol"] == p.symbol
+                                                and int(r["time"]) >= p.opened_at), 8)
+
+    async def _verify_protection(self, amounts: dict[str, float], now: int) -> None:
+        if self.guard is None:
+            return
+        await self._funding_so_far(now)
+        orders = self.guard.last_orders
+        for token, pos in list(self.state["positions"].items()):
+            if not pos.is_open or not pos.holds(amounts.get(pos.symbol, 0.0)) \
+                    or pos.symbol not in self.rules:
+                continue
+            v = verify(pos, orders.get(pos.symbol, []), self.rules[pos.symbol],
+                       amounts[pos.symbol])
+            prot = pos.protection
+            before = dict(prot.get("seen") or {})
+            for kind, cid in before.items():  # a bracket gone without the bot cancelling it
+                if v.seen.get(kind) != cid and cid not in self._cancelled:
+                    await self._gone(pos, kind, cid)
+            keys = {f"{f.kind}:{f.bracket}:{f.client_id}" for f in v.findings}
+            for f in v.findings:
+                if f"{f.kind}:{f.bracket}:{f.client_id}" not in set(prot.get("alerted", [])):
+                    self.alert("error", f"{f.detail}; the bracket guard repairs it", pos.symbol)
+                    if f.kind == "foreign_order":
+                        self._protection_log(token, pos.symbol, "user", f.detail)
+            fee = await self._fee_rate(pos.symbol)
+            prot.update(status="ok" if v.ok else "problem", stop=v.stop, tp=v.tp,
+                        findings=[f.to_dict() for f in v.findings], checked_at=now,
+                        seen=v.seen, alerted=sorted(keys),
+                        at_risk=at_risk(pos, fee, prot.get("funding", 0.0)))
+            if v.ok and not prot.get("since"):
+                prot["since"] = now
+                self._protection_log(token, pos.symbol, "guard", "verified on the exchange: stop "
+                                     f"{v.stop:g}, take-profit {v.tp:g}")
+            elif not v.ok:
+                prot["since"] = None
+
+    async def _gone(self, pos, kind: str, cid: str) -> None:
+        """Who removed a bracket the bot had seen: the exchange (it triggered or expired) or the
+        user (cancelled by hand)."""
+        try:
+            o = await self.ex.query_order(pos.symbol, client_id=cid)
+            status = o.get("status")
+        except E.ExchangeError:
+            status = None
+        who = "user" if status == "CANCELED" else "exchange"
+        what = {"CANCELED": "cancelled outside the bot", "FILLED": "triggered",
+                "EXPIRED": "expired"}.get(status, "no longer open")
+        self._protection_log(pos.token, pos.symbol, who, f"{KINDS[kind]} {cid} {what}")
