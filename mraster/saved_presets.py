@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from mraster import settings as st
 
 KEY = "saved_presets"          # the section of dashboard_config.json
-META_KEYS = ("schema_version", KEY)  # sections of the file that are not settings
+META_KEYS = ("schema_version", KEY, "fire_drill")  # sections of the file that are not settings
 MAX_SAVED = 50
 NAME = re.compile(r"^[\w][\w .\-]{0,39}$")  # letters (any script), digits, space . - _
 EXCLUDED_GROUPS = {"exchange", "files", "dashboard"}

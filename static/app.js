@@ -116,9 +116,25 @@ async function testConnection(target) {
   } catch (e) { target.textContent = e.message; target.className = "error"; }
 }
 
-async function chooseMode(mode, confirm = "") {
-  await api("POST", "/api/setup", { mode, confirm });
+async function chooseMode(mode, confirm = "", override = "") {
+  await api("POST", "/api/setup", { mode, confirm, override });
   await loadConfig();
+}
+
+async function showDrill() {
+  const d = await api("GET", "/api/drill");
+  const j = d.job, last = d.last || {};
+  let text;
+  if (j.state === "running") text = `Fire drill running: ${pct(j.progress || 0)} — ${j.phase || "starting"}`;
+  else if (j.state === "error") text = `The fire drill could not run: ${j.error}`;
+  else if (last.hash === d.settings_hash) {
+    const c = last.scorecard || {};
+    text = last.passed ? `Fire drill passed with these settings: ${c.entries} entries, ${c.trades} trades, no duplicate orders, every trade adds up, whole again ${c.recovery_cycles} cycle(s) after the network healed.`
+      : `Fire drill FAILED: ${(last.why || []).join("; ")}`;
+  } else text = last.hash ? "Your settings changed since the last drill: run it again." : "No fire drill with these settings yet.";
+  $("#wizard-drill-status").textContent = text;
+  $("#wizard-drill-status").className = j.state === "running" ? "muted" : d.live_unlocked ? "pos" : "warn";
+  if (j.state === "running") setTimeout(showDrill, 1000);
 }
 
 function showWizard() {
@@ -129,6 +145,7 @@ function showWizard() {
       if (b.dataset.mode === "live") {
         $("#wizard-live").hidden = false;
         secretInputs($("#wizard-keys"), state.config, loadConfig);
+        showDrill().catch(fail);
         return;
       }
       try { await chooseMode(b.dataset.mode); $("#overlay").hidden = true; }
@@ -136,8 +153,11 @@ function showWizard() {
     };
   }
   $("#wizard-test").onclick = () => testConnection($("#wizard-conn"));
+  $("#wizard-drill").onclick = async () => {
+    try { await api("POST", "/api/drill"); showDrill(); } catch (e) { $("#wizard-error").textContent = e.message; }
+  };
   $("#wizard-live-go").onclick = async () => {
-    try { await chooseMode("live", $("#wizard-confirm").value.trim()); $("#overlay").hidden = true; }
+    try { await chooseMode("live", $("#wizard-confirm").value.trim(), $("#wizard-override").value.trim()); $("#overlay").hidden = true; }
     catch (e) { $("#wizard-error").textContent = e.message; }
   };
 }

@@ -229,9 +229,13 @@ def test_first_run_wizard_modes_and_live_needs_keys_and_confirmation(dash, tmp_p
     assert dash.post("/api/setup", {"mode": "live", "confirm": "yes"}).status_code == 422
     assert dash.post("/api/setup", {"mode": "moon"}).status_code == 422
     r = dash.post("/api/setup", {"mode": "live", "confirm": "TRADE REAL MONEY"})
+    assert r.status_code == 422 and "run the fire drill" in r.text  # locked until the drill
+    r = dash.post("/api/setup", {"mode": "live", "confirm": "TRADE REAL MONEY",
+                                 "override": "SKIP THE DRILL"})
     assert r.status_code == 200
     cfg = json.loads((tmp_path / "dashboard_config.json").read_text())
     assert cfg["ASTER_PAPER"] is False and cfg["ASTER_OFFLINE"] is False
+    assert cfg["fire_drill"]["override"]["at"] > 0  # the override is recorded
 
 
 def test_connection_test_explains_failures_in_plain_words(dash, sim_factory):

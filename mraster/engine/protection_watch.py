@@ -94,7 +94,10 @@ class ProtectionWatch:
                 if v.seen.get(kind) != cid and cid not in self._cancelled:
                     await self._gone(pos, kind, cid)
             keys = {f"{f.kind}:{f.bracket}:{f.client_id}" for f in v.findings}
+            fresh = not prot.get("seen") and not prot.get("checked_at")
             for f in v.findings:
+                if fresh and f.kind == "missing":
+                    continue  # never placed yet (an entry resolved after a crash): no surprise
                 if f"{f.kind}:{f.bracket}:{f.client_id}" not in set(prot.get("alerted", [])):
                     self.alert("error", f"{f.detail}; the bracket guard repairs it", pos.symbol)
                     if f.kind == "foreign_order":

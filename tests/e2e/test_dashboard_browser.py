@@ -146,3 +146,17 @@ def test_a_user_saves_their_settings_as_a_preset_and_brings_them_back(tmp_path, 
     expect(page.locator("#notices")).to_contain_text("Preset “Mein Setup” applied")
     cfg = httpx.get(f"{server.url}/api/config").json()
     assert cfg["preset"] == "mid"
+
+
+def test_the_wizard_runs_the_fire_drill_before_live(tmp_path, dashboard, page_factory):
+    server = dashboard()
+    page = page_factory()
+    page.goto(server.url)
+    page.locator("#wizard [data-mode=live]").click()
+    expect(page.get_by_test_id("drill-status")).to_contain_text("No fire drill")
+    page.fill("#wizard-confirm", "TRADE REAL MONEY")
+    page.click("#wizard-live-go")  # no keys and no drill: refused, in words
+    expect(page.locator("#wizard-error")).not_to_be_empty()
+    page.get_by_test_id("drill-run").click()
+    expect(page.get_by_test_id("drill-status")).to_contain_text("Fire drill passed", timeout=240_000)
+    shot(page, "fire-drill-passed")

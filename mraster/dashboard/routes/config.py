@@ -67,8 +67,9 @@ def save_config(ctx: DashboardContext, change) -> tuple[dict[str, Any], dict[str
     if problems:
         raise st.SettingsErrors(problems)
     new = ctx.settings(config=new_config)
-    saved = ctx.saved_presets()  # the user's saved presets ride along unchanged
-    ctx.config_doc.write({**new_config, **({sp.KEY: saved} if saved else {})})
+    doc = ctx.config_doc.read()  # the file's other sections (saved presets, the drill) ride along
+    ctx.config_doc.write({**new_config, **{k: doc[k] for k in sp.META_KEYS
+                                           if k in doc and k != "schema_version"}})
     return dict(old), dict(new)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.config import config_view, save_config
+from mraster.dashboard.routes.drill import OVERRIDE, live_unlocked, record_override
 from mraster.dashboard.routes.errors import settings_error_response
 from mraster.exchange import auth
 from mraster.exchange import errors as E
@@ -22,7 +23,9 @@ MODES = {"paper": {"ASTER_PAPER": True, "ASTER_OFFLINE": False},
 
 class SetupChoice(BaseModel):
     mode: Literal["paper", "offline", "live"]
-    confirm: str = ""
+    confirm: str = Field("", max_length=40)
+    override: str = Field("", max_length=40, description=f"type {OVERRIDE} to go live without a "
+                                                         "passed fire drill (recorded)")
 
 
 @router.post("")
@@ -37,6 +40,11 @@ def choose(body: SetupChoice, ctx: DashboardContext = Depends(get_ctx)):
                                      "wallet (V3) or API key (V1) in the keys form first")
         if body.confirm != LIVE_CONFIRMATION:
             raise HTTPException(422, f"confirm: type {LIVE_CONFIRMATION} to trade real money")
+        unlocked, why = live_unlocked(ctx, s)
+        if not unlocked and body.override != OVERRIDE:
+            raise HTTPException(422, f"override: live trading is locked: {why}")
+        if not unlocked:
+            record_override(ctx, s)
     try:
         save_config(ctx, lambda cfg: {**cfg, **MODES[body.mode]})
     except st.SettingsErrors as exc:
