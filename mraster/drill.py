@@ -14,7 +14,6 @@ dashboard runs it before it lets the user switch to live trading.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import tempfile
 import time
@@ -26,7 +25,6 @@ from mraster import settings as st
 from mraster.engine.cycle import Engine
 from mraster.exchange.rest import AsterRest
 from mraster.files import queue_document, state_document
-from mraster.saved_presets import in_presets
 from mraster.sim.exchange import SimExchange
 from mraster.sim.market import SyntheticMarket
 from mraster.sim.serve import ThreadedServer
@@ -57,12 +55,6 @@ class Scorecard:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def settings_hash(s: Mapping[str, Any]) -> str:
-    """What the drill vouches for: the trading settings (not keys, paths or the connection)."""
-    items = {spec.name: s[spec.name] for spec in st.CATALOGUE if in_presets(spec)}
-    return hashlib.sha256(json.dumps(items, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
 def _fall(market, sym: str, t: int, drop: float, candles: int = 3) -> None:

@@ -9,6 +9,8 @@ routes read and write the file.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from typing import Any, Mapping
@@ -71,3 +73,10 @@ def with_saved(cfg: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, A
 
 def entry(values: Mapping[str, Any], now_ms: int | None = None) -> dict[str, Any]:
     return {"values": dict(values), "saved_at": now_ms or int(time.time() * 1000)}
+
+
+def settings_hash(s: Mapping[str, Any]) -> str:
+    """A fingerprint of the trading settings (what a preset holds): the fire drill and the audit
+    record say which settings they vouch for."""
+    items = {spec.name: s[spec.name] for spec in st.CATALOGUE if in_presets(spec)}
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=list).encode()).hexdigest()[:16]

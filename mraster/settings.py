@@ -446,6 +446,12 @@ CATALOGUE: tuple[Setting, ...] = (
     S("ASTER_BRACKETS_QUEUE_FILE", "str", "brackets_queue.json", "files", "Queue of stop/take-profit "
       "repairs."),
     S("ASTER_EVENTS_FILE", "str", "events.jsonl", "files", "Rotating JSON-lines event log."),
+    S("ASTER_RECORD_FILE", "str", "aster_record.jsonl", "files", "What the bot saw each cycle "
+      "(quotes, closed candles, decisions), for the live-versus-replay audit."),
+    S("ASTER_RECORD_DAYS", "int", 2, "files", "Days of the record kept (0 = record nothing, no "
+      "audit).", min=0, max=60),
+    S("ASTER_AUDIT_DIVERGENCE_MAX", "float", 0.02, "files", "Share of replayed decisions that may "
+      "differ from live before the audit raises a notice.", min=0, max=1),
     S("ASTER_BACKTEST_DATA", "str", "", "files", "Folder of candle CSVs for the dashboard's "
       "backtest (empty = the real Binance sample candles in tests/data).", restart=False),
     S("ASTER_LOGLEVEL", "choice", "info", "files", "Console log level.",

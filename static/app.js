@@ -231,6 +231,7 @@ function renderOverview(d) {
     protectionCell(x),
     el("td", {}, x.status === "open" ? age(x.age_s) : x.status),
     el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, "Close…")))));
+  if (d.audit && !state.auditShown) renderAudit(d.audit);
   $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${e.who}: ${e.what}`)));
   if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? "No open positions." : "No open positions. Start the bot to trade.")));
   $("#external").textContent = d.external_positions.length ? `Positions the bot did not open (left alone): ${d.external_positions.map((e) => `${e.symbol} ${e.amount}${e.why ? ` (${e.why})` : ""}`).join("; ")}. No entry, add, flip, brackets or close on these symbols.` : "";
@@ -248,6 +249,19 @@ function drawEquity(curve) {
   const pts = []; let last = -1;
   for (const [t, v] of curve) { const s = Math.floor(t / 1000); if (s > last) { pts.push({ time: s, value: v }); last = s; } }
   state.equitySeries.setData(pts);
+}
+
+function renderAudit(a) {
+  if (!a) return;
+  if (!a.compared) { $("#audit").replaceChildren(el("p", { class: "muted" }, a.why || "Nothing to compare yet.")); return; }
+  const div = a.divergent || [], fills = (a.fills || []).filter((f) => f.cause !== "as expected");
+  $("#audit").replaceChildren(
+    el("p", { class: a.divergent_total ? "warn" : "pos" }, `${a.compared} decisions replayed from ${a.cycles} cycles: ${a.matched} the same, ${a.divergent_total} different (${pct(a.divergence_share)}).` +
+      ` ${Array.isArray(a.late_cycles) ? a.late_cycles.length : a.late_cycles || 0} late cycle(s), ${Array.isArray(a.refusals) ? a.refusals.length : a.refusals || 0} refused order(s).`),
+    div.length ? el("table", {}, el("thead", {}, el("tr", {}, ...["Time", "Symbol", "Live", "Replay", "Cause"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...div.map((d) => el("tr", {}, el("td", {}, time(d.time)), el("td", {}, d.symbol), el("td", {}, `${d.live}${d.live_side ? " " + d.live_side : ""}`),
+        el("td", {}, `${d.replay}${d.replay_side ? " " + d.replay_side : ""}`), el("td", {}, d.cause))))) : "",
+    fills.length ? el("p", {}, "Fills beyond their quote: " + fills.map((f) => `${f.symbol} ${fmt(f.slippage_bps, 1)} bps`).join(", ")) : "");
 }
 
 function protectionCell(x) {
@@ -271,6 +285,11 @@ $("#btn-lift").addEventListener("click", async () => {
   if (typed === null) return;
   try { await api("POST", "/api/protections/lift", { confirm: typed }); notice("Sent to the bot: the circuit breakers are lifted.", "info", "local-" + Date.now()); refresh(); }
   catch (e) { fail(e); }
+});
+
+$("#btn-audit").addEventListener("click", async () => {
+  $("#audit").replaceChildren(el("p", { class: "muted" }, "Replaying the last day…"));
+  try { const r = await api("POST", "/api/audit"); state.auditShown = true; renderAudit(r); } catch (e) { fail(e); }
 });
 
 $("#btn-flatten").addEventListener("click", async () => {

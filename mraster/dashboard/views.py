@@ -44,6 +44,16 @@ def protection_view(p: Any) -> dict[str, Any]:
             if p.liquidation and p.mark else None}
 
 
+def audit_view(a: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The bot's last daily live-versus-replay audit, trimmed for the page."""
+    if not a:
+        return None
+    return {k: a.get(k) for k in ("at", "cycles", "compared", "matched", "divergent_total",
+                                   "divergence_share", "not_replayable")} | {
+        "divergent": list(a.get("divergent", []))[:20], "fills": list(a.get("fills", []))[-20:],
+        "late_cycles": len(a.get("late_cycles", [])), "refusals": len(a.get("refusals", []))}
+
+
 def alerts_view(state: Mapping[str, Any], extra: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """The bot's and the dashboard's notices, and ``extra`` ones (files moved aside), less the
     dismissed ones."""
@@ -121,6 +131,7 @@ def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | N
         "positions": positions_view(state, now_ms),
         "external_positions": state.get("external_positions", []),
         "protection_log": list(reversed(state.get("protection_log", [])[-100:])),
+        "audit": audit_view(state.get("audit")),
         "history": history_view(state, history[-HISTORY_SHOWN:]), "history_total": len(history),
         "equity_curve": curve,
         "performance": {**trade_stats(history), **max_drawdown(curve),

@@ -31,6 +31,7 @@ from mraster.execution.ownership import Ownership
 from mraster.liquidation import Bracket, brackets_from_api
 from mraster.policy import BanditPolicy
 from mraster.protections import Trip
+from mraster.saved_presets import settings_hash
 from mraster.strategy.exits import locked_stop
 from mraster.strategy.fasttp import fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot
@@ -78,6 +79,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self._news_failing = False
         self.market_ms = 0  # the market's time at the last cycle (the premium index's stamp)
         self._owners: dict[str, tuple[float, Ownership]] = {}  # symbol → (size, verdict)
+        self.recorder = None  # engine.recorder.Recorder in live and paper mode (set by the runner)
         self.guard_actor = "guard"  # who the guard's next bracket changes are logged as
         self._cancelled: set[str] = set()  # client ids the guard cancelled (not "gone")
         self._fees: dict[str, float] = {}  # taker fee rate per symbol, from the exchange
@@ -195,6 +197,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             await self._verify_protection(amounts, now)
         equity, used = await self._equity()
         st = self.state
+        if self.recorder is not None:  # what this cycle saw, for the live-versus-replay audit
+            self.recorder.write(now, settings_hash(self.s), snaps, candles, res.decisions)
         st["equity_curve"] = (st["equity_curve"] + [[now, round(equity, 6)]])[-2000:]
         st["decisions"] = res.decisions
         st["market"] = view.market_table(universe, tickers, res.decisions)

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from logging.handlers import RotatingFileHandler
 from typing import Any, Mapping
 
@@ -22,7 +23,9 @@ from mraster.ai.copilots import Copilots
 from mraster.settings import ai_mode
 from mraster.ai.news import NewsFeed
 from mraster.domain import positions_of
+from mraster import audit
 from mraster.engine.cycle import Engine, position_amounts
+from mraster.engine.recorder import Recorder
 from mraster.exchange import errors as E
 from mraster.exchange import auth
 from mraster.exchange.rest import AsterRest
@@ -38,7 +41,7 @@ log = logging.getLogger("mraster.bot")
 BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
             "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account",
             "market", "charts", "command_acks", "paused", "cooldowns", "ai", "ai_ledger",
-            "sentinel", "watch", "copilots", "protections", "protection_log")
+            "sentinel", "watch", "copilots", "protections", "protection_log", "audit")
 
 
 INTERRUPTED = ("interrupted: the bot stopped while opening this trade and did not retry it; check "
@@ -218,6 +221,12 @@ def _has_new_commands(commands: Mapping[str, Any], state: dict[str, Any]) -> boo
         c.get("id") not in acks for c in commands.get("inbox", []))
 
 
+def record_path(s: Mapping[str, Any]) -> Path:
+    """The audit record: a relative name sits next to the state file."""
+    p = Path(s["ASTER_RECORD_FILE"])
+    return p if p.is_absolute() else Path(s["ASTER_STATE_FILE"]).parent / p
+
+
 def _save(doc: JsonDocument, state: dict[str, Any]) -> None:
     def merge(d: dict[str, Any]) -> None:
         for k in BOT_KEYS:
@@ -262,6 +271,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
     state["mode"] = "paper" if s["ASTER_PAPER"] else "live"
     engine = Engine(ex, s, state, queue, emit, save=lambda: _save(doc, state))
     engine.stopping = stop.is_set
+    record = record_path(s)
+    engine.recorder = Recorder(record, s["ASTER_RECORD_DAYS"])
     for client in (ex, getattr(ex, "market", None)):
         if isinstance(client, AsterRest):
             client.stop = stop  # rate-limit and back-off waits end at once on SIGTERM
@@ -296,6 +307,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
                     # one scan asked for reviews: wait for them and act on them, instead of
                     # exiting with paid answers nobody reads
                     res = await engine.cycle(paused=state["paused"])
+                if s["ASTER_RECORD_DAYS"]:
+                    await audit.daily(engine, str(record), s, state, engine.market_ms or engine.now_ms())
                 reasons: dict[str, int] = {}
                 for d in res.decisions.values():
                     reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1

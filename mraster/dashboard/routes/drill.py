@@ -13,7 +13,8 @@ from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.backtest import Job
 from mraster.dashboard.routes.errors import settings_error_response
-from mraster.drill import run_drill, settings_hash
+from mraster.drill import run_drill
+from mraster.saved_presets import settings_hash
 
 router = APIRouter(prefix="/api", tags=["drill"])
 SECTION = "fire_drill"          # of dashboard_config.json

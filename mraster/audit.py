@@ -1,0 +1,181 @@
+"""Live against replay: the day the bot traded, decided again by the same evaluator over the
+data it actually saw (``engine.recorder``), decision by decision.
+
+Each recorded cycle rebuilds every symbol's closed-candle windows from the record and asks the
+screen (market filters, the RSI signal and trend, funding and the mark/oracle gap, the edge —
+the pure part of ``evaluator.decide``) again. Decisions made before the screen (no quote, the
+volume floor, a position the bot does not own) are not replayed; decisions made after it (the
+sentinel, the user's limits, the policy, the advisor, the order) must have passed it with the
+same side. Each divergence gets its cause in words: the exchange changed the candles afterwards
+(when an exchange is given to look them up again), the settings changed since, or the evaluator
+decides differently on the same data. Entries are compared with the quote the decision saw:
+slippage, a late cycle, or an exchange refusal.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Mapping
+
+import numpy as np
+
+from mraster.saved_presets import settings_hash
+from mraster.engine.recorder import read
+from mraster.sim.market import INTERVAL_MS
+from mraster.strategy.filters import Snapshot
+from mraster.strategy.screen import MARKET_REASONS, SIGNAL_REASONS, screen
+from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features
+
+BEFORE_SCREEN = {"no_quote", "min_qvol", "data_error", "external_position"}
+SCREEN_REASONS = MARKET_REASONS | SIGNAL_REASONS | {
+    "edge_r", "funding_long", "funding_short", "oracle_gap", "non_arb_bias_long",
+    "non_arb_bias_short"}
+REFUSED = {"order_failed", "entry_unknown", "margin_mode"}
+SLIPPAGE_BPS = 5.0   # a fill this far beyond the quote the decision saw is called slippage
+
+
+def _candles(rows: dict[int, list[float]], n: int) -> Candles:
+    keep = [rows[t] for t in sorted(rows)][-n:]
+    a = np.array(keep, dtype=float) if keep else np.zeros((0, 6))
+    return Candles(a[:, 0].astype(np.int64), a[:, 1], a[:, 2], a[:, 3], a[:, 4], a[:, 5])
+
+
+def replay(record_lines: list[dict[str, Any]], s: Mapping[str, Any],
+           revised: Mapping[tuple[str, int], list[float]] | None = None,
+           history: list[dict[str, Any]] = (), since: int = 0) -> dict[str, Any]:
+    """The audit report. ``revised``: (symbol, open time) → the exchange's candle now, for the
+    recorded candles that were looked up again (a differing one explains a divergence)."""
+    ltf_rows: dict[str, dict[int, list[float]]] = defaultdict(dict)
+    htf_rows: dict[str, dict[int, list[float]]] = defaultdict(dict)
+    now_hash = settings_hash(s)
+    compared = matched = 0
+    divergent: list[dict[str, Any]] = []
+    skipped = 0
+    quotes_at: dict[tuple[str, int], list[float]] = {}
+    whole: set[str] = set()  # symbols whose windows the record holds as the bot had them
+    for line in record_lines:
+        t = line["t"]
+        for sym, (lt, ht, *full) in line.get("k", {}).items():
+            if full and full[0]:
+                ltf_rows[sym].clear()
+                htf_rows[sym].clear()
+                whole.add(sym)
+            for r in lt:
+                ltf_rows[sym][int(r[0])] = r
+            for r in ht:
+                htf_rows[sym][int(r[0])] = r
+        for sym, (action, reason, side) in line.get("d", {}).items():
+            q = line.get("q", {}).get(sym)
+            if q is not None:
+                quotes_at[(sym, t)] = q
+            if t < since:
+                continue  # earlier lines only build the windows
+            if q is None or reason in BEFORE_SCREEN or sym not in whole:
+                skipped += 1
+                continue
+            ltf, htf = _candles(ltf_rows[sym], LTF_WINDOW), _candles(htf_rows[sym], HTF_WINDOW)
+            f = features(ltf, htf)
+            snap = Snapshot(bid=q[0], ask=q[1], quote_volume=q[2], mark=q[3], index=q[4], funding=q[5])
+            replayed = "few_klines" if f is None else screen(f, snap, s).reason
+            replay_side = None if f is None else screen(f, snap, s).side
+            live = reason if reason in SCREEN_REASONS or reason == "few_klines" else None
+            compared += 1
+            same = live == replayed and (live is not None or side in (None, replay_side))
+            if same:
+                matched += 1
+                continue
+            divergent.append({"time": t, "symbol": sym, "live": reason or action,
+                              "live_side": side, "replay": replayed or "passes the screen",
+                              "replay_side": replay_side,
+                              "cause": _cause(sym, ltf, line.get("s"), now_hash, revised)})
+    fills = []
+    for tr in history:
+        if int(tr["opened_at"]) < since:
+            continue
+        q = quotes_at.get((tr["symbol"], int(tr["opened_at"])))
+        if q is None:
+            continue
+        d = 1 if tr["side"] == "BUY" else -1
+        quote = q[1] if d > 0 else q[0]
+        bps = d * (tr["entry"] - quote) / quote * 1e4
+        fills.append({"symbol": tr["symbol"], "time": tr["opened_at"], "quote": quote,
+                      "fill": tr["entry"], "slippage_bps": round(bps, 3),
+                      "cause": "slippage" if bps > SLIPPAGE_BPS else "as expected"})
+    lines = [x for x in record_lines if x["t"] >= since]
+    late = _late_cycles(lines, s)
+    refused = [{"time": x["t"], "symbol": sym, "cause": "an exchange refusal", "reason": r}
+               for x in lines for sym, (_, r, _) in x.get("d", {}).items() if r in REFUSED]
+    share = (len(divergent) / compared) if compared else 0.0
+    return {"cycles": len(lines), "compared": compared, "matched": matched,
+            "not_replayable": skipped, "divergent": divergent[:200], "divergent_total": len(divergent),
+            "divergence_share": round(share, 4), "fills": fills, "late_cycles": late,
+            "refusals": refused[:50],
+            "from": lines[0]["t"] if lines else None, "to": lines[-1]["t"] if lines else None}
+
+
+def _cause(sym: str, ltf: Candles, recorded_hash: str | None, now_hash: str,
+           revised: Mapping[tuple[str, int], list[float]] | None) -> str:
+    if revised:
+        for i in range(len(ltf.t)):
+            now = revised.get((sym, int(ltf.t[i])))
+            seen = [float(ltf.o[i]), float(ltf.h[i]), float(ltf.l[i]), float(ltf.c[i])]
+            if now is not None and [float(x) for x in now[1:5]] != seen:
+                return (f"data changed afterwards: the exchange now shows a different candle at "
+                        f"{int(ltf.t[i])} than the bot saw")
+    if recorded_hash and recorded_hash != now_hash:
+        return "the settings changed since: the replay uses today's settings"
+    return "the evaluator decides differently on the same data (a code change)"
+
+
+def _late_cycles(lines: list[dict[str, Any]], s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Cycles that saw a candle close more than one signal interval late (the bot was busy or
+    the exchange slow): their decisions came later than the candle allowed."""
+    iv = INTERVAL_MS.get(s["ASTER_INTERVAL"], 300_000)
+    out = []
+    for x in lines:
+        for sym, (lt, _, *full) in x.get("k", {}).items():
+            if lt and not (full and full[0]) and x["t"] - (int(lt[-1][0]) + iv) > iv:
+                out.append({"time": x["t"], "symbol": sym, "cause": "a late cycle",
+                            "late_s": round((x["t"] - int(lt[-1][0]) - iv) / 1000, 1)})
+    return out[:50]
+
+
+def audit_file(path: str, s: Mapping[str, Any], since_ms: int = 0,
+               history: list[dict[str, Any]] = (),
+               revised: Mapping[tuple[str, int], list[float]] | None = None) -> dict[str, Any]:
+    """Replay the record from ``since_ms`` on (earlier lines still build the candle windows)."""
+    return replay(list(read(path)), s, revised, history, since_ms)
+
+
+DAY_MS = 86_400_000
+
+
+async def daily(engine: Any, path: str, s: Mapping[str, Any], state: dict[str, Any],
+                now: int, force: bool = False) -> dict[str, Any] | None:
+    """Once per UTC day (or when ``force``d): replay the last day, look the candles of the
+    divergent symbols up again on the exchange to tell revised data from the rest, keep the
+    report in the state and raise a notice when too much diverged."""
+    import asyncio
+
+    day = now // DAY_MS
+    if not force and (state.get("audit") or {}).get("day") == day:
+        return None
+    since = now - DAY_MS
+    report = await asyncio.to_thread(audit_file, path, s, since, list(state.get("history", [])))
+    if report["divergent"]:
+        revised: dict[tuple[str, int], list[float]] = {}
+        for sym in {d["symbol"] for d in report["divergent"]}:
+            try:
+                rows = await engine.ex.klines(sym, s["ASTER_INTERVAL"], limit=1000)
+            except Exception:  # the lookup only explains; without it the other causes stand
+                continue
+            for r in rows:
+                revised[(sym, int(r[0]))] = [float(x) for x in r[:6]]
+        report = await asyncio.to_thread(audit_file, path, s, since,
+                                         list(state.get("history", [])), revised)
+    state["audit"] = {"day": day, "at": now, **report}
+    if report["compared"] and report["divergence_share"] > s["ASTER_AUDIT_DIVERGENCE_MAX"]:
+        causes = sorted({d["cause"] for d in report["divergent"]})
+        engine.alert("warning", f"live against replay: {report['divergent_total']} of "
+                                f"{report['compared']} decisions of the last day differ "
+                                f"({report['divergence_share']:.1%}); causes: {'; '.join(causes)}")
+    return report
