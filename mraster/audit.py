@@ -2,11 +2,11 @@
 data it actually saw (``engine.recorder``), decision by decision.
 
 Each recorded cycle rebuilds every symbol's closed-candle windows from the record and asks the
-screen (market filters, the RSI signal and trend, funding and the mark/oracle gap, the edge —
-the pure part of ``evaluator.decide``) again. Decisions made before the screen (no quote, the
-volume floor, a position the bot does not own) are not replayed; decisions made after it (the
-sentinel, the user's limits, the policy, the advisor, the order) must have passed it with the
-same side. Each divergence gets its cause in words: the exchange changed the candles afterwards
+evaluator (``evaluator.decide``: the screen, the sentinel's label, the user's limits and the
+policy as recorded at that moment) again. Decisions made before it (no quote, the volume floor,
+no candles) are not replayed; decisions made after it (the advisor, the playbook's blocks, the
+sizing and the order) must have been an intent to open the same side. Lines recorded before the
+policy was (a cut record) are compared at the screen only. Each divergence gets its cause in words: the exchange changed the candles afterwards
 (when an exchange is given to look them up again), the settings changed since, or the evaluator
 decides differently on the same data. Entries are compared with the quote the decision saw:
 slippage, a late cycle, or an exchange refusal.
@@ -20,12 +20,21 @@ import numpy as np
 
 from mraster.saved_presets import settings_hash
 from mraster.engine.recorder import read
+from mraster.domain import Position
+from mraster.engine.evaluator import Portfolio, Skip, decide
+from mraster.policy import BanditPolicy
 from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import Snapshot
 from mraster.strategy.screen import MARKET_REASONS, SIGNAL_REASONS, screen
 from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features
 
-BEFORE_SCREEN = {"no_quote", "min_qvol", "data_error", "external_position"}
+BEFORE_SCREEN = {"no_quote", "min_qvol", "data_error"}
+# reasons given after the evaluator's intent: the advisor, the playbook, the executor (which
+# checks the user's limits again, now counting this cycle's earlier entries)
+AFTER_INTENT = {"signal", "ai_pending", "ai_veto", "playbook_block", "stopping", "order_failed",
+                "entry_unknown", "margin_mode", "liquidation_risk", "open_risk_cap", "notional_cap",
+                "min_notional", "min_qty", "max_open_global", "max_open_symbol", "reducing",
+                "symbol_locked", "paused", "cooldown", "external_position"}
 SCREEN_REASONS = MARKET_REASONS | SIGNAL_REASONS | {
     "edge_r", "funding_long", "funding_short", "oracle_gap", "non_arb_bias_long",
     "non_arb_bias_short"}
@@ -52,8 +61,13 @@ def replay(record_lines: list[dict[str, Any]], s: Mapping[str, Any],
     skipped = 0
     quotes_at: dict[tuple[str, int], list[float]] = {}
     whole: set[str] = set()  # symbols whose windows the record holds as the bot had them
+    policy: BanditPolicy | None = None
     for line in record_lines:
         t = line["t"]
+        g = line.get("g") or {}
+        if g.get("policy"):
+            policy = BanditPolicy.from_settings(s).load(g["policy"])
+        portfolio = _portfolio(g) if g else None
         for sym, (lt, ht, *full) in line.get("k", {}).items():
             if full and full[0]:
                 ltf_rows[sym].clear()
@@ -75,16 +89,27 @@ def replay(record_lines: list[dict[str, Any]], s: Mapping[str, Any],
             ltf, htf = _candles(ltf_rows[sym], LTF_WINDOW), _candles(htf_rows[sym], HTF_WINDOW)
             f = features(ltf, htf)
             snap = Snapshot(bid=q[0], ask=q[1], quote_volume=q[2], mark=q[3], index=q[4], funding=q[5])
-            replayed = "few_klines" if f is None else screen(f, snap, s).reason
-            replay_side = None if f is None else screen(f, snap, s).side
-            live = reason if reason in SCREEN_REASONS or reason == "few_klines" else None
             compared += 1
-            same = live == replayed and (live is not None or side in (None, replay_side))
+            if policy is not None and portfolio is not None:  # the whole evaluator
+                lab = (g.get("labels") or {}).get(sym)
+                tight = g.get("tight") or {}
+                got = decide(sym, snap, f, portfolio, _tightened(s, tight), policy=policy,
+                             label={"label": lab[0], "event_risk": lab[1]} if lab else None,
+                             postmortem=(g.get("pm") or {}).get(sym))
+                replayed = got.reason if isinstance(got, Skip) else None
+                replay_side = got.info.get("side") if isinstance(got, Skip) else got.side.value
+                same = (reason == replayed) or (replayed is None and reason in AFTER_INTENT
+                                                and side in (None, replay_side))
+            else:  # the screen only
+                replayed = "few_klines" if f is None else screen(f, snap, s).reason
+                replay_side = None if f is None else screen(f, snap, s).side
+                live = reason if reason in SCREEN_REASONS or reason == "few_klines" else None
+                same = live == replayed and (live is not None or side in (None, replay_side))
             if same:
                 matched += 1
                 continue
             divergent.append({"time": t, "symbol": sym, "live": reason or action,
-                              "live_side": side, "replay": replayed or "passes the screen",
+                              "live_side": side, "replay": replayed or "opens",
                               "replay_side": replay_side,
                               "cause": _cause(sym, ltf, line.get("s"), now_hash, revised)})
     fills = []
@@ -110,6 +135,22 @@ def replay(record_lines: list[dict[str, Any]], s: Mapping[str, Any],
             "divergence_share": round(share, 4), "fills": fills, "late_cycles": late,
             "refusals": refused[:50],
             "from": lines[0]["t"] if lines else None, "to": lines[-1]["t"] if lines else None}
+
+
+def _portfolio(g: Mapping[str, Any]) -> Portfolio:
+    """The portfolio the evaluation saw (only what the gate reads: symbols held and counts)."""
+    held = {f"h{i}": Position.from_dict({"symbol": sym, "side": "BUY", "status": "open",
+                                          "opened_at": 0, "qty": 0, "entry": 0, "initial_stop": 0,
+                                          "stop": 0, "take_profit": 0}, f"h{i}")
+            for i, sym in enumerate(g.get("held", []))}
+    return Portfolio(positions=held, cooldowns=g.get("cool", {}), off_limits=frozenset(g.get("off", [])),
+                     reducing=bool(g.get("reducing")), locked=frozenset(g.get("locked", [])),
+                     paused=bool(g.get("paused")), now_ms=int(g.get("now", 0)))
+
+
+def _tightened(s: Mapping[str, Any], tight: Mapping[str, float]) -> Mapping[str, Any]:
+    from mraster.ai.playbook import tightened
+    return tightened(s, {"tighten": tight}) if tight else s
 
 
 def _cause(sym: str, ltf: Candles, recorded_hash: str | None, now_hash: str,

@@ -29,6 +29,11 @@ def test_the_replay_reproduces_every_decision_and_names_each_planted_divergence(
     clean = replay(lines, s, history=state["history"])
     assert clean["compared"] >= 20 and clean["matched"] == clean["compared"]
     assert clean["divergent_total"] == 0
+    # replayed past the screen: the policy as recorded, the user's limits, the entries
+    from mraster.audit import SCREEN_REASONS
+    past = [r for x in lines for (_, r, _) in x["d"].values() if r not in SCREEN_REASONS]
+    assert {"signal"} <= set(past) and lines[0]["g"]["policy"]
+    assert any(r in ("policy_skip", "alpha_veto", "max_open_symbol") for r in past), past
     # the bot ran its own daily audit at the first scan and kept it
     assert state["audit"]["compared"] > 0 and state["audit"]["divergent_total"] == 0
 
@@ -67,6 +72,15 @@ def test_the_replay_reproduces_every_decision_and_names_each_planted_divergence(
     (d,) = rep["divergent"]
     assert d["symbol"] == sym and d["live"] == other and d["replay"] == reason
     assert "a code change" in d["cause"]
+
+    # 3b. an entry the replay would have opened, recorded as the policy's skip
+    planted = copy.deepcopy(lines)
+    sym3 = next(k for x in planted for k, v in x["d"].items() if v[1] == "signal")
+    line3 = next(x for x in planted if x["d"].get(sym3, [None, None])[1] == "signal")
+    line3["d"][sym3] = ["SKIP", "policy_skip", line3["d"][sym3][2]]
+    rep = replay(planted, s)
+    assert [(d["symbol"], d["live"], d["replay"]) for d in rep["divergent"]] == \
+        [(sym3, "policy_skip", "opens")]
 
     # 4. an entry filled 20 bps beyond the quote its decision saw; 5. a refused order
     t, q = lines[-1]["t"], lines[-1]["q"][sym]

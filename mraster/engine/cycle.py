@@ -80,6 +80,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.market_ms = 0  # the market's time at the last cycle (the premium index's stamp)
         self._owners: dict[str, tuple[float, Ownership]] = {}  # symbol → (size, verdict)
         self.recorder = None  # engine.recorder.Recorder in live and paper mode (set by the runner)
+        self._policy_recorded: tuple[int, int] | None = None  # the policy as last recorded
         self.guard_actor = "guard"  # who the guard's next bracket changes are logged as
         self._cancelled: set[str] = set()  # client ids the guard cancelled (not "gone")
         self._fees: dict[str, float] = {}  # taker fee rate per symbol, from the exchange
@@ -173,6 +174,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         candles = await self._fetch_candles(liquid + [p.symbol for p in self.state["positions"].values()
                                                       if p.symbol not in liquid], now)
         self._watch_anomalies(snaps, candles, now)
+        seen = self._decision_context(paused, liquid) if self.recorder is not None else None
         entries = []
         for sym in liquid:
             ltf, htf = candles.get(sym, (None, None))
@@ -198,7 +200,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         equity, used = await self._equity()
         st = self.state
         if self.recorder is not None:  # what this cycle saw, for the live-versus-replay audit
-            self.recorder.write(now, settings_hash(self.s), snaps, candles, res.decisions)
+            self.recorder.write(now, settings_hash(self.s), snaps, candles, res.decisions, seen)
         st["equity_curve"] = (st["equity_curve"] + [[now, round(equity, 6)]])[-2000:]
         st["decisions"] = res.decisions
         st["market"] = view.market_table(universe, tickers, res.decisions)
@@ -265,6 +267,27 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             self._skip(res, sym, "ai_veto", side=side, ai=plan.explanation, **got.info)
             return None
         return dataclasses.replace(got, ai=plan)
+
+    def _decision_context(self, paused: bool, symbols: list[str]) -> dict[str, Any]:
+        """What the evaluator decides from besides the market, as this cycle's evaluation saw
+        it (recorded for the audit): the portfolio, the sentinel's labels, the copilots' inputs
+        and the policy (only when it changed: it learns when a trade closes)."""
+        pf = self.portfolio(paused=paused)
+        out: dict[str, Any] = {
+            "held": [p.symbol for p in pf.positions.values()],
+            "cool": {k: v for k, v in pf.cooldowns.items() if v > pf.now_ms},
+            "off": sorted(pf.off_limits), "reducing": pf.reducing, "locked": sorted(pf.locked),
+            "paused": paused, "now": pf.now_ms,
+            "labels": {sym: [lab["label"], lab["event_risk"]] for sym in symbols
+                       if (lab := self._label(sym))}}
+        if self.copilots is not None:
+            out["pm"] = {sym: self.copilots.pm_inputs(sym) for sym in symbols}
+            out["tight"] = ((self.copilots.book.get("playbook") or {}).get("tighten")) or {}
+        learned = (sum(a.n for a in self.policy.arms.values()), self.policy.alpha_model.count)
+        if learned != self._policy_recorded or self.recorder.fresh:
+            self._policy_recorded = learned
+            out["policy"] = self.policy.to_dict()
+        return out
 
     async def _book(self, it: Intent, equity: float, used: float) -> dict[str, Any] | None:
         """Depth, imbalance and the planned order's slippage (``strategy.orderbook``); None when

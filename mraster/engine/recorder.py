@@ -26,9 +26,12 @@ class Recorder:
         self.path, self.days = Path(path), days
         self.upto: dict[str, tuple[int, int]] = {}  # symbol → last candle written (ltf, htf)
         self._pruned_day = -1
+        self.fresh = True  # the next line must carry the policy (a new file or a cut one)
 
     def write(self, now: int, settings_hash: str, snaps: dict[str, Any],
-              candles: dict[str, tuple[Candles, Candles]], decisions: dict[str, dict]) -> None:
+              candles: dict[str, tuple[Candles, Candles]], decisions: dict[str, dict],
+              seen: dict[str, Any] | None = None) -> None:
+        """``seen``: the evaluation's other inputs (``Engine._decision_context``)."""
         if self.days <= 0:
             return
         k = {}
@@ -43,7 +46,9 @@ class Recorder:
                 "q": {sym: [q.bid, q.ask, q.quote_volume, q.mark, q.index, q.funding]
                       for sym, q in snaps.items()},
                 "k": k, "d": {sym: [d.get("action"), d.get("reason"), d.get("side")]
-                              for sym, d in decisions.items()}}
+                              for sym, d in decisions.items()}, "g": seen or {}}
+        if seen and "policy" in seen:
+            self.fresh = False
         try:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(line, separators=(",", ":")) + "\n")
@@ -64,6 +69,7 @@ class Recorder:
         atomic_write_text(self.path, "".join(json.dumps(x, separators=(",", ":")) + "\n"
                                              for x in kept))
         self.upto.clear()  # the next line writes every window in full again
+        self.fresh = True  # ... and the policy
 
 
 def read(path: str | Path) -> Iterator[dict[str, Any]]:
