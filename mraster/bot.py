@@ -29,6 +29,8 @@ def startup(prog: str) -> st.Settings | None:
         print(f"{prog}: invalid setting: {exc}", file=sys.stderr)
         return None
     setup_logging(settings["ASTER_LOGLEVEL"], secrets=settings.secrets())
+    for note in settings.notes:  # old or unknown setting names: said, never silently ignored
+        log.warning(note)
     return settings
 
 

@@ -516,9 +516,11 @@ PRESETS_IGNORING_AI_BUDGET = frozenset({"high", "att"})
 class Settings(Mapping[str, Any]):
     """An immutable, validated view of every setting. Secrets never appear in repr or str."""
 
-    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> None:
+    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str] | None = None,
+                 notes: list[str] | tuple[str, ...] = ()) -> None:
         self._values = dict(values)
         self.sources = dict(sources or {})
+        self.notes = tuple(notes)  # old or unknown names found while loading (settings_legacy)
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -621,14 +623,21 @@ def load(
 
     environ = os.environ if environ is None else environ
     env_file = Path(".env") if env_file is None else env_file
-    layers: list[tuple[str, Mapping[str, Any]]] = [
-        ("dashboard_config.json", dict(config or {})),
-        (".env", {k: v for k, v in read_env_file(env_file).items() if k in BY_NAME}),
-        ("environment", {k: v for k, v in environ.items() if k in BY_NAME}),
-    ]
+    from mraster.settings_legacy import translate
+
+    errors: list[SettingError] = []
+    notes: list[str] = []
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    for label, raw, from_env in (("dashboard_config.json", dict(config or {}), False),
+                                 (".env", read_env_file(env_file), True),
+                                 ("environment", environ, True)):
+        layer, warned, refused = translate(raw, BY_NAME, label, from_env)
+        notes += warned
+        errors += [SettingError(name, value, f"{allowed} (from {label})")
+                   for name, value, allowed in refused]
+        layers.append((label, layer))
     values = {s.name: s.default_for(origin) for s in CATALOGUE}
     sources = {s.name: "default" for s in CATALOGUE}
-    errors: list[SettingError] = []
     parsed_layers = []
     for label, layer in layers:
         try:
@@ -650,7 +659,7 @@ def load(
             values[key] = val
             sources[key] = label
     _check_cross(values)
-    return Settings(values, sources)
+    return Settings(values, sources, notes)
 
 
 def preset_changes(current: Mapping[str, Any], preset: str) -> dict[str, tuple[Any, Any]]:

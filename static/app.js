@@ -511,6 +511,7 @@ async function loadConfig() {
   const cfg = await api("GET", "/api/config");
   state.config = cfg;
   for (const e of cfg.errors) notice(`Saved setting not valid (ignored): ${e.message}`, "error", "cfg-" + e.field);
+  for (const n of cfg.notes || []) notice(n, "warning", "cfg-note-" + n.split(" ")[0]);
   renderPresets(); renderModeChoice(); secretInputs($("#keys-form"), cfg, loadConfig); renderPro();
   return cfg;
 }

@@ -1,0 +1,53 @@
+"""Setting names of the original bot are mapped with a warning that names the new one, or refused
+with what to use instead; none is ignored silently (ASTER_SYMBOL_WHITELIST=BTCUSDT used to scan
+every symbol)."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import bot_settings
+from mraster import settings as st
+
+
+def load(**env) -> st.Settings:
+    return st.load(environ=env, env_file=Path("/none"))
+
+
+def test_old_names_are_read_as_the_new_ones_and_said():
+    s = load(ASTER_SYMBOL_WHITELIST="BTCUSDT", ASTER_SYMBOL_BLACKLIST="DOGEUSDT",
+             ASTER_LOOP_SLEEP="12", OPENAI_API_KEY="sk-old-name-key-1234", PATH="/usr/bin")
+    assert s["ASTER_SYMBOLS"] == ("BTCUSDT",) and s["ASTER_EXCLUDE_SYMBOLS"] == ("DOGEUSDT",)
+    assert s["ASTER_SCAN_INTERVAL_SECONDS"] == 12 and s["ASTER_OPENAI_API_KEY"].endswith("1234")
+    assert any("ASTER_SYMBOL_WHITELIST" in n and "ASTER_SYMBOLS" in n for n in s.notes)
+    assert not any("PATH" in n for n in s.notes)  # other programs' variables are not ours
+    both = load(ASTER_SYMBOL_WHITELIST="BTCUSDT", ASTER_SYMBOLS="ETHUSDT")
+    assert both["ASTER_SYMBOLS"] == ("ETHUSDT",) and any("wins" in n for n in both.notes)
+    typo = load(ASTER_LEVERAGEE="3")
+    assert any("ASTER_LEVERAGEE" in n and "not a setting" in n for n in typo.notes)
+
+
+def test_names_that_mean_something_else_now_are_refused_with_the_replacement():
+    with pytest.raises(st.SettingsErrors, match="ASTER_RISK_PROFILE.*ASTER_PRESET_MODE"):
+        load(ASTER_RISK_PROFILE="balanced")
+    with pytest.raises(st.SettingsErrors, match="ASTER_MARKETS_URL.*ASTER_EXCHANGE_BASE"):
+        load(ASTER_MARKETS_URL="https://fapi.asterdex.com")
+    with pytest.raises(st.SettingsErrors, match="ASTER_NOPE.*known setting"):
+        st.load(environ={}, env_file=Path("/none"), config={"ASTER_NOPE": 1})
+
+
+def test_the_bot_trades_only_the_old_whitelist(sim_factory, tmp_path):
+    from mraster.engine.runner import run_async
+
+    sim, url, _ = sim_factory(n=8, seed=11)
+    env = bot_settings(tmp_path, url)
+    first = sorted(sim.market.series)[0]
+    plain = {k: v for k, v in env.to_env().items() if k != "ASTER_SYMBOLS"}
+    s = st.load(environ={**plain, "ASTER_SYMBOL_WHITELIST": first}, env_file=Path("/none"))
+    assert s["ASTER_SYMBOLS"] == (first,)
+    assert asyncio.run(run_async(s)) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert list(state["decisions"]) == [first]  # one symbol scanned, not eight
