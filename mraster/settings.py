@@ -456,6 +456,24 @@ CATALOGUE: tuple[Setting, ...] = (
       "backtest (empty = the real Binance sample candles in tests/data).", restart=False),
     S("ASTER_LOGLEVEL", "choice", "info", "files", "Console log level.",
       choices=("debug", "info", "warning", "error"), restart=False),
+    S("ASTER_TELEGRAM_BOT_TOKEN", "str", "", "notify", "Telegram bot token (from @BotFather); "
+      "sent only to ASTER_TELEGRAM_API_BASE.", secret=True),
+    S("ASTER_TELEGRAM_CHAT_ID", "str", "", "notify", "Your Telegram chat id: messages go there, and "
+      "commands are taken from it alone.", max_len=32),
+    S("ASTER_TELEGRAM_API_BASE", "url", "https://api.telegram.org", "notify", "Telegram Bot API "
+      "address (a self-hosted Bot API server works too)."),
+    S("ASTER_TELEGRAM_COMMANDS", "bool", True, "notify", "Take /status, /positions, /pause, /resume "
+      "and /flatten (with a confirmation) from your chat."),
+    S("ASTER_WEBHOOK_URL", "url", "", "notify", "A Discord- or Slack-compatible webhook for the same "
+      "messages (the URL is a secret).", secret=True),
+    S("ASTER_NOTIFY_ENTRIES", "bool", True, "notify", "Notify each entry."),
+    S("ASTER_NOTIFY_EXITS", "bool", True, "notify", "Notify each closed trade with its pnl and reason."),
+    S("ASTER_NOTIFY_ALERTS", "bool", True, "notify", "Notify warnings and errors (the dashboard's "
+      "notices)."),
+    S("ASTER_NOTIFY_BREAKERS", "bool", True, "notify", "Notify a circuit breaker that trips."),
+    S("ASTER_NOTIFY_BRACKETS", "bool", True, "notify", "Notify a stop or take-profit that could not "
+      "be placed, or that is not on the exchange as the bot believes."),
+    S("ASTER_NOTIFY_DAILY", "bool", True, "notify", "A summary once a day (UTC)."),
     S("ASTER_DASHBOARD_HOST", "str", "127.0.0.1", "dashboard", "Address the dashboard binds to; "
       "anything but loopback needs a token."),
     S("ASTER_DASHBOARD_PORT", "int", 8000, "dashboard", "Dashboard port.", min=1, max=65535),

@@ -26,6 +26,7 @@ from mraster.domain import positions_of
 from mraster import audit
 from mraster.engine.cycle import Engine, position_amounts
 from mraster.engine.recorder import Recorder
+from mraster.notifications import Notifier
 from mraster.exchange import errors as E
 from mraster.exchange import auth
 from mraster.exchange.rest import AsterRest
@@ -41,7 +42,8 @@ log = logging.getLogger("mraster.bot")
 BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
             "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account",
             "market", "charts", "command_acks", "paused", "cooldowns", "ai", "ai_ledger",
-            "sentinel", "watch", "copilots", "protections", "protection_log", "audit")
+            "sentinel", "watch", "copilots", "protections", "protection_log", "audit",
+            "notify")
 
 
 INTERRUPTED = ("interrupted: the bot stopped while opening this trade and did not retry it; check "
@@ -277,6 +279,13 @@ async def run_async(s: Mapping[str, Any]) -> int:
         if isinstance(client, AsterRest):
             client.stop = stop  # rate-limit and back-off waits end at once on SIGTERM
     _wire_ai(engine, s, state, doc, emit)
+    notifier = Notifier(s, state, doc, engine.alert)
+
+    def emit_and_notify(event: str, /, **data: Any) -> None:
+        emit(event, **data)
+        notifier.on_event(event, data)
+    engine.emit = emit_and_notify
+    notifier.start()
     state["bot"] = {"pid": os.getpid(), "started": int(time.time() * 1000)}
     log.info("MrAster bot started: %s mode, market source %s", state["mode"], source)
     emit("start", mode=state["mode"], market_source=source)
@@ -307,6 +316,7 @@ async def run_async(s: Mapping[str, Any]) -> int:
                     # one scan asked for reviews: wait for them and act on them, instead of
                     # exiting with paid answers nobody reads
                     res = await engine.cycle(paused=state["paused"])
+                notifier.daily(engine.market_ms or engine.now_ms())
                 if s["ASTER_RECORD_DAYS"]:
                     await audit.daily(engine, str(record), s, state, engine.market_ms or engine.now_ms())
                 reasons: dict[str, int] = {}
@@ -328,6 +338,7 @@ async def run_async(s: Mapping[str, Any]) -> int:
                                         s["ASTER_SCAN_INTERVAL_SECONDS"])
     finally:
         _save(doc, state)
+        await notifier.close()
         await ex.close()
         if engine.advisor:
             await engine.advisor.close()

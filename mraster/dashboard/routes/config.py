@@ -102,7 +102,8 @@ def confined_paths(ctx: DashboardContext, cfg: dict[str, Any]) -> list[st.Settin
 
 # a secret belongs to the host it was entered for: setting → the keys sent to it
 HOST_KEYS = {"ASTER_AI_BASE_URL": ("ASTER_OPENAI_API_KEY", "ASTER_CHAT_OPENAI_API_KEY"),
-             "ASTER_AI_NEWS_ENDPOINT": ("ASTER_AI_NEWS_API_KEY",)}
+             "ASTER_AI_NEWS_ENDPOINT": ("ASTER_AI_NEWS_API_KEY",),
+             "ASTER_TELEGRAM_API_BASE": ("ASTER_TELEGRAM_BOT_TOKEN",)}
 
 
 def rebind_secrets(old: st.Settings, cfg: dict[str, Any]) -> list[st.SettingError]:

@@ -1,0 +1,227 @@
+"""Notifications to the phone: Telegram (Bot API, configurable address) and a Discord- or
+Slack-compatible webhook, with per-event switches; and the user's commands from their own
+Telegram chat.
+
+Sending never blocks the scan loop: events become messages on a bounded queue that a background
+task delivers, retrying with back-off; a delivery that keeps failing is a notice on the dashboard.
+The bot token and the webhook URL are secrets: they are registered with the log mask, never
+written to the state or the event log, and sent only to the host they were entered for.
+Commands (``/status``, ``/positions``, ``/pause``, ``/resume``, ``/flatten`` then
+``/flatten CONFIRM``) are taken from the configured chat id alone and go through the same durable
+inbox in the state file as the dashboard's buttons.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Callable, Mapping
+
+import httpx
+
+log = logging.getLogger("mraster.notify")
+QUEUE_MAX = 200
+ATTEMPTS = 5
+CONFIRM_S = 60.0
+DAY_MS = 86_400_000
+SWITCH = {"entries": "ASTER_NOTIFY_ENTRIES", "exits": "ASTER_NOTIFY_EXITS",
+          "alerts": "ASTER_NOTIFY_ALERTS", "breakers": "ASTER_NOTIFY_BREAKERS",
+          "brackets": "ASTER_NOTIFY_BRACKETS", "daily": "ASTER_NOTIFY_DAILY"}
+BRACKET_WORDS = ("could not be placed", "the bracket guard repairs", "no stop could be placed")
+
+
+def message_for(event: str, data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, text) for an engine event worth a message, else None."""
+    if event == "order" and data.get("action") in ("entry", "entry_adopted"):
+        return "entries", (f"Opened {data.get('side')} {data.get('qty')} {data.get('symbol')} at "
+                           f"{data.get('price')}")
+    if event == "close":
+        return "exits", (f"Closed {data.get('side')} {data.get('symbol')} ({data.get('reason')}): "
+                         f"pnl {float(data.get('pnl') or 0):+.2f} USDT, "
+                         f"{float(data.get('r') or 0):+.2f} R")
+    if event == "breaker":
+        return "breakers", f"Circuit breaker {data.get('name')}: {data.get('message')}"
+    if event == "alert" and data.get("level") in ("warning", "error"):
+        text = str(data.get("message") or "")
+        kind = "brackets" if any(w in text for w in BRACKET_WORDS) else "alerts"
+        return kind, f"{str(data.get('level')).upper()}: {text}"
+    return None
+
+
+class Notifier:
+    def __init__(self, s: Mapping[str, Any], state: dict[str, Any], doc: Any,
+                 alert: Callable[[str, str], None], backoff_s: float = 1.0) -> None:
+        self.s, self.state, self.doc, self.alert = s, state, doc, alert
+        self.backoff_s = backoff_s  # the first retry's wait; it doubles up to a minute
+        self.targets: list[tuple[str, str]] = []
+        if s["ASTER_TELEGRAM_BOT_TOKEN"] and s["ASTER_TELEGRAM_CHAT_ID"]:
+            self.targets.append(("telegram", self._tg("sendMessage")))
+        if s["ASTER_WEBHOOK_URL"]:
+            self.targets.append(("webhook", s["ASTER_WEBHOOK_URL"]))
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_MAX)
+        self.client: httpx.AsyncClient | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.failing: set[str] = set()
+        self.sent = 0
+        self._confirm_until = 0.0
+        self._offset = 0
+        self._summary_day = (state.get("notify") or {}).get("summary_day")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.targets)
+
+    def _tg(self, method: str) -> str:
+        base = self.s["ASTER_TELEGRAM_API_BASE"].rstrip("/")
+        return f"{base}/bot{self.s['ASTER_TELEGRAM_BOT_TOKEN']}/{method}"
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        self.client = httpx.AsyncClient(timeout=15.0)
+        self.tasks.append(asyncio.create_task(self._deliver()))
+        if self.s["ASTER_TELEGRAM_COMMANDS"] and any(t == "telegram" for t, _ in self.targets):
+            self.tasks.append(asyncio.create_task(self._commands()))
+
+    # -- messages -------------------------------------------------------------------------------
+    def on_event(self, event: str, data: Mapping[str, Any]) -> None:
+        found = message_for(event, data)
+        if found:
+            self.push(*found)
+
+    def push(self, kind: str, text: str) -> None:
+        """Queue a message if its switch is on; never waits (the oldest goes when full)."""
+        if not self.enabled or not self.s[SWITCH[kind]]:
+            return
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(text[:3500])
+
+    def daily(self, now: int) -> None:
+        """The day's summary, once per UTC day (at the first cycle of the next day)."""
+        day = now // DAY_MS
+        if self._summary_day is None:
+            self._summary_day = day
+        if day == self._summary_day:
+            return
+        since = self._summary_day * DAY_MS
+        trades = [t for t in self.state.get("history", []) if t.get("closed_at", 0) >= since]
+        pnl = sum(float(t.get("pnl") or 0) for t in trades)
+        eq = (self.state.get("telemetry") or {}).get("equity")
+        self.push("daily", f"Daily summary: {len(trades)} trade(s), pnl {pnl:+.2f} USDT, "
+                           f"{len(self.state.get('positions', {}))} open position(s)"
+                           + (f", equity {eq:.2f} USDT" if eq is not None else ""))
+        self._summary_day = day
+        self.state["notify"] = {"summary_day": day}
+
+    async def _deliver(self) -> None:
+        while True:
+            text = await self.queue.get()
+            for kind, url in self.targets:
+                await self._send(kind, url, text)
+            self.queue.task_done()
+
+    def _body(self, kind: str, text: str) -> dict[str, Any]:
+        if kind == "telegram":
+            return {"chat_id": self.s["ASTER_TELEGRAM_CHAT_ID"], "text": text}
+        return {"content": text, "text": text}  # Discord reads content, Slack text
+
+    async def _send(self, kind: str, url: str, text: str) -> bool:
+        delay = self.backoff_s
+        for attempt in range(ATTEMPTS):
+            why = ""
+            try:
+                r = await self.client.post(url, json=self._body(kind, text))
+                if r.status_code < 300:
+                    self.sent += 1
+                    if kind in self.failing:
+                        self.failing.discard(kind)
+                        self.alert("warning", f"{kind} notifications are delivered again")
+                    return True
+                why = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                why = type(exc).__name__
+            log.warning("%s notification failed (%s), attempt %d", kind, why, attempt + 1)
+            if attempt + 1 < ATTEMPTS:
+                await asyncio.sleep(delay)
+                delay = min(60.0, delay * 2)
+        if kind not in self.failing:
+            self.failing.add(kind)
+            self.alert("error", f"{kind} notifications fail ({why}); retried {ATTEMPTS} times, "
+                                "the next message tries again")
+        return False
+
+    # -- commands from the user's own chat -------------------------------------------------------
+    async def _commands(self) -> None:
+        while True:
+            try:
+                r = await self.client.get(self._tg("getUpdates"),
+                                          params={"offset": self._offset, "timeout": 10})
+                updates = r.json().get("result", []) if r.status_code < 300 else []
+            except (httpx.HTTPError, ValueError):
+                updates = []
+                await asyncio.sleep(5)
+            for u in updates:
+                self._offset = max(self._offset, int(u.get("update_id", 0)) + 1)
+                msg = u.get("message") or {}
+                if str((msg.get("chat") or {}).get("id")) != str(self.s["ASTER_TELEGRAM_CHAT_ID"]):
+                    continue  # only the user's own chat commands the bot
+                reply = self.command(str(msg.get("text") or "").strip())
+                if reply:
+                    await self._send("telegram", self._tg("sendMessage"), reply)
+            if not updates:
+                await asyncio.sleep(0.5)
+
+    def command(self, text: str) -> str | None:
+        """The reply to one command (and its effect, through the state file's inbox)."""
+        word, _, rest = text.partition(" ")
+        word = word.split("@")[0].lower()
+        st = self.state
+        if word == "/status":
+            t = st.get("telemetry") or {}
+            return (f"MrAster {st.get('mode', '?')}: equity {t.get('equity', 0):.2f} USDT, "
+                    f"{len(st.get('positions', {}))} open position(s), "
+                    f"{'paused' if st.get('paused') else 'trading'}, cycle {t.get('cycle', 0)}")
+        if word == "/positions":
+            rows = [f"{p.side.value} {p.qty:g} {p.symbol} at {p.entry:g}, stop {p.stop:g}, "
+                    f"TP {p.take_profit:g}" for p in st.get("positions", {}).values()]
+            return "\n".join(rows) or "No open positions."
+        if word in ("/pause", "/resume"):
+            paused = word == "/pause"
+
+            def set_paused(d: dict[str, Any]) -> None:
+                d.setdefault("commands", {})["paused"] = paused
+            self.doc.update(set_paused)
+            return "Paused: no new entries; stops and take-profits keep working." if paused \
+                else "Resumed: new entries allowed again."
+        if word == "/flatten":
+            if rest.strip().upper() == "CONFIRM" and time.monotonic() < self._confirm_until:
+                self._confirm_until = 0.0
+                cmd = {"id": uuid.uuid4().hex, "kind": "flatten", "source": "telegram"}
+
+                def add(d: dict[str, Any]) -> None:
+                    c = d.setdefault("commands", {})
+                    c["paused"] = True
+                    c["inbox"] = (c.get("inbox", []) + [cmd])[-50:]
+                self.doc.update(add)
+                return "Flatten sent: all of the bot's positions close at market; entries paused."
+            self._confirm_until = time.monotonic() + CONFIRM_S
+            return (f"Flatten closes all of the bot's positions at market and pauses entries. "
+                    f"Send /flatten CONFIRM within {CONFIRM_S:.0f} s to do it.")
+        if word.startswith("/"):
+            return "Commands: /status, /positions, /pause, /resume, /flatten"
+        return None
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Deliver what is queued (at most ``grace_s``), then stop."""
+        if not self.tasks:
+            return
+        try:
+            await asyncio.wait_for(self.queue.join(), timeout=grace_s)
+        except asyncio.TimeoutError:
+            log.warning("%d notification(s) not delivered before the stop", self.queue.qsize())
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.client.aclose()
