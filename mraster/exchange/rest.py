@@ -225,6 +225,18 @@ class AsterRest:
             "symbol": symbol, "interval": interval, "limit": limit, "startTime": start_time,
             "endTime": end_time})
 
+    async def mark_klines(self, symbol: str, interval: str, limit: int = 500,
+                          start_time: int | None = None, end_time: int | None = None) -> list[list]:
+        return await self._request("GET", "/fapi/v1/markPriceKlines", {
+            "symbol": symbol, "interval": interval, "limit": limit, "startTime": start_time,
+            "endTime": end_time})
+
+    async def funding_history(self, symbol: str, start_time: int | None = None,
+                              end_time: int | None = None, limit: int = 1000) -> list:
+        """Settled funding rates of ``symbol``, oldest first."""
+        return await self._request("GET", "/fapi/v1/fundingRate", {
+            "symbol": symbol, "startTime": start_time, "endTime": end_time, "limit": limit})
+
     async def ticker_24h(self, symbol: str | None = None) -> Any:
         return await self._request("GET", "/fapi/v1/ticker/24hr", {"symbol": symbol})
 

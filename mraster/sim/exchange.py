@@ -177,15 +177,29 @@ class SimExchange:
         now = self.now()
         return {"lastUpdateId": now, "E": now, "T": now, "bids": bids, "asks": asks}
 
-    def funding_rate(self, symbol: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def funding_rate(self, symbol: str | None = None, limit: int = 100, start: int | None = None,
+                     end: int | None = None) -> list[dict[str, Any]]:
+        """Settled rates, ascending: the last ``limit`` before ``end`` (default now), or the first
+        ``limit`` from ``start`` when it is given (Aster's paging)."""
         now = self.now()
+        hi = min(end if end is not None else now, now)
         out = []
         for sym in self._symbols(symbol):
-            t = now // FUNDING_MS * FUNDING_MS
-            for k in range(min(limit, 30)):
-                ts = t - k * FUNDING_MS
-                out.append({"symbol": sym, "fundingRate": f"{self.market.funding_at(sym, ts):.8f}",
-                            "fundingTime": ts})
+            s = self.market.series[sym]
+            if s.funding_times is not None and s.funding is not None:  # a replay's real settlements
+                rows = [(int(x), float(r)) for x, r in zip(s.funding_times, s.funding)
+                        if x <= hi and (start is None or x >= start)]
+                rows = rows[:limit] if start is not None else rows[-limit:]
+                out += [{"symbol": sym, "fundingRate": f"{r:.8f}", "fundingTime": x} for x, r in rows]
+                continue
+            else:
+                first = hi // FUNDING_MS * FUNDING_MS
+                lo = start if start is not None else first - (limit - 1) * FUNDING_MS
+                lo = -(-lo // FUNDING_MS) * FUNDING_MS
+                times = list(range(lo, first + 1, FUNDING_MS))
+            times = times[:limit] if start is not None else times[-limit:]
+            out += [{"symbol": sym, "fundingRate": f"{self.market.funding_at(sym, ts):.8f}",
+                     "fundingTime": ts} for ts in times]
         return sorted(out, key=lambda r: r["fundingTime"])
 
     def _symbols(self, symbol: str | None) -> list[str]:

@@ -210,7 +210,12 @@ def _public(sim: SimExchange, path: str, p: dict[str, str], server_ms) -> Any:
         if path == "depth":
             return sim.depth(p.get("symbol", ""), int(p.get("limit") or 20))
         if path == "fundingRate":
-            return sim.funding_rate(p.get("symbol"), int(p.get("limit") or 100))
+            limit = int(p.get("limit") or 100)
+            if not 1 <= limit <= 1000:
+                raise SimError(-1130, "Data sent for parameter 'limit' is not valid.")
+            return sim.funding_rate(p.get("symbol"), limit,
+                                    int(p["startTime"]) if p.get("startTime") else None,
+                                    int(p["endTime"]) if p.get("endTime") else None)
     raise SimError(-1020, "Unsupported.")
 
 
