@@ -647,6 +647,23 @@ async function pollBacktest() {
   if (j.state === "running") { bt.timer = setTimeout(pollBacktest, 700); return; }
   if (j.state === "done") renderBacktest(j.report);
 }
+async function pollDownload() {
+  const j = await api("GET", "/api/data/download");
+  if (j.state === "running") { $("#dl-status").textContent = `${pct(j.progress || 0)} · ${j.what || "starting"}`; setTimeout(pollDownload, 700); return; }
+  if (j.state === "error") { $("#dl-status").textContent = `Download failed: ${j.error}`; $("#dl-status").className = "error"; return; }
+  if (j.state === "done") {
+    const rows = Object.entries(j.report || {}).map(([sym, r]) => `${sym}: ${r.written.klines} candles${r.gaps.length ? `, ${r.gaps.length} gap(s)` : ""}`);
+    $("#dl-status").textContent = `Downloaded into ${j.folder}: ${rows.join("; ")}. The backtest reads this folder.`;
+    $("#dl-status").className = "pos";
+  }
+}
+
+$("#btn-download").addEventListener("click", async () => {
+  const symbols = $("#dl-symbols").value.split(",").map((x) => x.trim().toUpperCase()).filter(Boolean);
+  try { await api("POST", "/api/data/download", { symbols, days: Number($("#dl-days").value || 30) }); $("#dl-status").className = "muted"; pollDownload(); }
+  catch (e) { fail(e); }
+});
+
 function renderBacktest(r) {
   const s = r.summary;
   const cards = [["Trades", s.trades], ["Return", pct(s.total_return)], ["Win rate", pct(s.win_rate)],

@@ -60,3 +60,20 @@ def test_a_bad_interval_is_refused_by_name(sim_factory, tmp_path):
             await download(c, ["BTCUSDT"], "7m", 1, tmp_path)
     with pytest.raises(ValueError, match="interval: '7m' is not allowed"):
         asyncio.run(go())
+
+
+def test_the_backtest_tab_downloads_into_the_folder_the_backtest_reads(sim_factory, tmp_path):
+    from dashboard_helpers import Dashboard, dashboard_environ, wait_for
+
+    market = SyntheticMarket(2, seed=5, manual=True, history=700)
+    sim, url, _ = sim_factory(market=market)
+    with Dashboard(tmp_path, dashboard_environ(tmp_path, ASTER_EXCHANGE_BASE=url)) as d:
+        assert d.post("/api/data/download", {"symbols": ["../x"]}).status_code == 422
+        r = d.post("/api/data/download", {"symbols": sorted(market.series), "days": 1})
+        assert r.status_code == 200
+        job = wait_for(lambda: (j := d.get("/api/data/download").json())["state"] != "running" and j,
+                       timeout=120, what="the download")
+        assert job["state"] == "done", job
+        assert all(v["written"]["klines"] >= 287 for v in job["report"].values())
+        cfg = {x["key"]: x["value"] for x in d.get("/api/config").json()["settings"]}
+        assert cfg["ASTER_BACKTEST_DATA"] == "data"

@@ -38,6 +38,7 @@ class DashboardContext:
     token: str = ""  # ASTER_DASHBOARD_TOKEN as it was when the dashboard started
     backtest_job: Any = None  # the dashboard's one backtest run (routes/backtest.py)
     drill_job: Any = None  # the dashboard's one fire drill (routes/drill.py)
+    download_job: Any = None  # the dashboard's one history download (routes/data.py)
     sessions: SessionStore = field(default_factory=SessionStore)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _memo: dict[str, tuple[Any, Any]] = field(default_factory=dict)

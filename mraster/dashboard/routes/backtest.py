@@ -82,6 +82,8 @@ def start_backtest(body: BacktestRequest, ctx: DashboardContext = Depends(get_ct
         raise HTTPException(422, f"symbols: {bad[0]!r} is not allowed; expected 2-30 characters "
                                  "A-Z and 0-9, e.g. ETHBTC")
     data = Path(s["ASTER_BACKTEST_DATA"]) if s["ASTER_BACKTEST_DATA"] else SAMPLE_DATA
+    if not data.is_absolute():  # inside the working folder, where a download puts it
+        data = ctx.env_file.parent / data
     symbols = [x.upper() for x in body.symbols] if body.symbols else None
     if not job.start(preset=s["ASTER_PRESET_MODE"], data=str(data)):
         raise HTTPException(409, "a backtest is already running; wait for it to finish")
