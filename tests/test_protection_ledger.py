@@ -129,3 +129,21 @@ def test_money_at_risk_counts_fees_and_funding(side, stop, expect):
     p = position(side=side, entry=100.0, initial_stop=stop, qty=1.0)
     assert at_risk(p, 0.0004, 0.0) == pytest.approx(expect)
     assert at_risk(p, 0.0004, 0.25) == pytest.approx(expect - 0.25)  # funding received
+
+
+def test_a_stop_that_never_gets_placed_is_said_at_the_next_read_back(sim_factory, tmp_path):
+    from mraster.sim.server import Faults
+
+    sim, url, _ = sim_factory(n=30, seed=7, faults=Faults(
+        reject_types=frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET"})))
+    s = bot_settings(tmp_path, url, ASTER_STOP_GRACE_SECONDS=3600)
+    assert asyncio.run(run_async(s)) == 0
+    first = state_of(tmp_path)
+    assert first["positions"] and not any("no stop of the bot" in a["message"]
+                                          for a in first["alerts"])  # just opened: not yet
+    assert all(p["protection"]["status"] == "problem" for p in first["positions"].values())
+    assert asyncio.run(run_async(s)) == 0
+    second = state_of(tmp_path)
+    for p in second["positions"].values():
+        assert any(a["symbol"] == p["symbol"] and "no stop of the bot" in a["message"]
+                   for a in second["alerts"]), p["symbol"]

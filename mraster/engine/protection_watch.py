@@ -93,11 +93,12 @@ class ProtectionWatch:
             for kind, cid in before.items():  # a bracket gone without the bot cancelling it
                 if v.seen.get(kind) != cid and cid not in self._cancelled:
                     await self._gone(pos, kind, cid)
-            keys = {f"{f.kind}:{f.bracket}:{f.client_id}" for f in v.findings}
             fresh = not prot.get("seen") and not prot.get("checked_at")
-            for f in v.findings:
-                if fresh and f.kind == "missing":
-                    continue  # never placed yet (an entry resolved after a crash): no surprise
+            # a bracket never placed yet (an entry resolved after a crash) is no surprise the
+            # first time; if it is still missing at the next read-back, it is said then
+            said = [f for f in v.findings if not (fresh and f.kind == "missing")]
+            keys = {f"{f.kind}:{f.bracket}:{f.client_id}" for f in said}
+            for f in said:
                 if f"{f.kind}:{f.bracket}:{f.client_id}" not in set(prot.get("alerted", [])):
                     self.alert("error", f"{f.detail}; the bracket guard repairs it", pos.symbol)
                     if f.kind == "foreign_order":
