@@ -248,7 +248,9 @@ function drawEquity(curve) {
   }
   const pts = []; let last = -1;
   for (const [t, v] of curve) { const s = Math.floor(t / 1000); if (s > last) { pts.push({ time: s, value: v }); last = s; } }
+  const first = !state.equityShown && pts.length;
   state.equitySeries.setData(pts);
+  if (first) { state.equityChart.timeScale().fitContent(); state.equityShown = true; }  // the whole curve, then the user's zoom
 }
 
 function renderAudit(a) {
