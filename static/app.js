@@ -234,7 +234,10 @@ function renderOverview(d) {
   if (d.audit && !state.auditShown) renderAudit(d.audit);
   $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${e.who}: ${e.what}`)));
   if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? "No open positions." : "No open positions. Start the bot to trade.")));
-  $("#external").textContent = d.external_positions.length ? `Positions the bot did not open (left alone): ${d.external_positions.map((e) => `${e.symbol} ${e.amount}${e.why ? ` (${e.why})` : ""}`).join("; ")}. No entry, add, flip, brackets or close on these symbols.` : "";
+  $("#external").replaceChildren(...(d.external_positions.length ? [
+    `Positions the bot did not open (left alone: no entry, add, flip, brackets or close on these symbols): `,
+    ...d.external_positions.map((e) => el("span", { class: "external", "data-external": e.symbol }, `${e.symbol} ${e.amount}${e.why ? ` (${e.why})` : ""} `,
+      el("button", { onclick: () => adoptPosition(e.symbol) }, "Let the bot manage it…"), " "))] : []));
   const t = d.telemetry;
   $("#telemetry").textContent = t.cycle ? `Cycle ${t.cycle}: ${t.symbols} symbols, ${t.evaluated} evaluated, ${fmt(t.duration_s, 2)} s, request weight ${t.weight ?? "–"}` : "";
   drawEquity(d.equity_curve);
@@ -273,6 +276,13 @@ function protectionCell(x) {
     (p.stop_liq_distance == null ? "" : ` · stop ${pct(p.stop_liq_distance)} from liquidation`) + (p.repairs ? ` · repaired ${p.repairs}×` : "");
   if (p.status === "problem") return el("td", { class: "neg", "data-testid": "protection-problem" }, el("b", {}, "NOT as the bot believes: "), p.problems.join("; "), el("br", {}), el("small", {}, facts));
   return el("td", { class: "pos", "data-testid": "protection-ok" }, `✓ protected since ${time(p.since)}`, el("br", {}), el("small", {}, facts));
+}
+
+async function adoptPosition(symbol) {
+  const typed = await confirmTyped(`The bot takes over ${symbol}: its own stop and take-profit replace the protective orders on the exchange, and it manages and books the position from now on. Type ADOPT ${symbol} to confirm.`, `ADOPT ${symbol}`);
+  if (typed === null) return;
+  try { await api("POST", `/api/positions/${symbol}/adopt`, { confirm: typed }); notice(`${symbol} handed to the bot; it takes over at its next cycle.`, "info", "local-" + Date.now()); }
+  catch (e) { fail(e); }
 }
 
 async function closePosition(symbol) {

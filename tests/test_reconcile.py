@@ -315,3 +315,47 @@ def test_kill_minus_nine_at_random_points_loses_nothing(sim_factory, proxy_facto
     cids = proxy.forwarded_client_ids()
     assert len(cids) == len(set(cids)), "a client order id reached the exchange twice"
     assert_pnl_identity(state_of(tmp_path)["history"])
+
+
+def test_a_position_the_bot_did_not_open_is_handed_over_only_on_the_users_typed_word(
+        sim_factory, tmp_path):
+    """The original bot's position (no mra1 ids) with its own stop: left alone until the user
+    types ADOPT <symbol>; then the bot's brackets replace the original's and it is the bot's."""
+    import asyncio as aio
+    import json as js
+
+    from conftest import API_KEY, API_SECRET, bot_settings
+    from dashboard_helpers import Dashboard, dashboard_environ
+    from mraster.exchange.rest import AsterRest
+    from mraster.exchange.rules import rules_from_exchange_info
+
+    sim, url, _ = sim_factory(n=8, seed=11)
+    sym = sorted(sim.market.series)[0]
+
+    async def original_bot():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())[sym]
+            ask = float((await c.book_ticker(sym))["askPrice"])
+            await c.new_order(symbol=sym, side="BUY", type="MARKET", quantity=str(rules.round_qty(300 / ask)),
+                              newClientOrderId="web_original_entry")
+            await c.new_order(symbol=sym, side="SELL", type="STOP_MARKET", closePosition="true",
+                              stopPrice=str(rules.round_price(ask * 0.9, "down")),
+                              newClientOrderId="web_original_stop")
+    aio.run(original_bot())
+    s = bot_settings(tmp_path, url, ASTER_SYMBOLS=sym)
+    assert aio.run(run_async(s)) == 0
+    state = js.loads((tmp_path / "aster_state.json").read_text())
+    assert [e["symbol"] for e in state["external_positions"]] == [sym] and not state["positions"]
+    with Dashboard(tmp_path, dashboard_environ(tmp_path)) as d:
+        assert d.post(f"/api/positions/{sym}/adopt", {"confirm": sym}).status_code == 422
+        assert d.post(f"/api/positions/{sym}/adopt", {"confirm": f"ADOPT {sym}"}).status_code == 200
+    assert aio.run(run_async(s)) == 0
+    state = js.loads((tmp_path / "aster_state.json").read_text())
+    (pos,) = state["positions"].values()
+    assert pos["symbol"] == sym and pos["origin"] == "handed_over" and not state["external_positions"]
+    (ack,) = state["command_acks"].values()
+    assert ack["ok"] and ack["message"].startswith("adopted BUY")
+    open_ = sim.accounts[API_KEY].open_orders(sym)
+    assert sorted(ids.bracket_kind(o.to_api()) for o in open_) == ["stop", "tp"]
+    assert all(o.clientOrderId.startswith("mra1-") for o in open_)  # the original's stop replaced
+    assert pos["protection"]["status"] == "ok"

@@ -119,8 +119,31 @@ class Reconciler:
         self._owners[sym] = (amount, own)
         return own
 
+    async def adopt_external(self, sym: str) -> tuple[bool, str]:
+        """The user hands a position the bot does not own to the bot (a typed confirmation on
+        the dashboard): it is adopted like one of its own, and its protective orders from others
+        are replaced by the bot's brackets. Returns (adopted, sentence)."""
+        await self._load_rules()
+        rows = await self.ex.position_risk()
+        amount = position_amounts(rows).get(sym, 0.0)
+        if not amount or sym not in {e["symbol"] for e in self.state["external_positions"]}:
+            return False, f"not adopted: no position on {sym} that the bot does not already manage"
+        now = self.market_ms or self.now_ms()
+        token = ids.new_token(now)
+        own = Ownership(Owner.BOT, "handed to the bot by the user", token=token,
+                        entry_client_id=ids.order_id("E", token), opened_at=now)
+        await self._adopt(sym, amount, rows, own, now, origin="handed_over")
+        self.state["external_positions"] = [e for e in self.state["external_positions"]
+                                            if e["symbol"] != sym]
+        self._owners.pop(sym, None)
+        if self.guard:
+            await self.guard.run(self.state["positions"], position_amounts(rows))
+        pos = self.state["positions"][token]
+        return True, (f"adopted {pos.side.value} {pos.qty:g} {sym} at {pos.entry:g}: stop "
+                      f"{pos.stop:g}, take-profit {pos.take_profit:g}")
+
     async def _adopt(self, sym: str, amount: float, rows: list[dict], own: Ownership,
-                     now: int) -> None:
+                     now: int, origin: str = "adopted") -> None:
         """Take back a position the bot's own entry opened but the state does not know (a lost
         state file, a lost answer): entry and size from the exchange, stop and take-profit from
         its open brackets when they are there, else re-derived from the ATR as at entry."""
@@ -152,11 +175,16 @@ class Reconciler:
             entry_client_id=own.entry_client_id, atr=atr,
             leverage=int(float(row.get("leverage") or s["ASTER_LEVERAGE"])),
             risk_usdt=qty * abs(entry - stop), sl_atr_mult=s["ASTER_SL_ATR_MULT"],
-            tp_atr_mult=s["ASTER_TP_ATR_MULT"], origin="adopted")
+            tp_atr_mult=s["ASTER_TP_ATR_MULT"], origin=origin)
         self.state["stats"]["taken"] += 1
-        self.alert("warning", f"{sym}: the bot's own {side.value} position ({qty:g} at {entry:g}) "
-                              "was missing from the state; adopted from the exchange and "
-                              "protected", sym)
+        if origin == "adopted":
+            self.alert("warning", f"{sym}: the bot's own {side.value} position ({qty:g} at "
+                                  f"{entry:g}) was missing from the state; adopted from the "
+                                  "exchange and protected", sym)
+        else:
+            self.alert("warning", f"{sym}: the position ({side.value} {qty:g} at {entry:g}) is "
+                                  "the bot's now, at your request; its brackets replace the ones "
+                                  "on the exchange", sym)
         self.emit("order", action="entry_adopted", symbol=sym, side=side.value, qty=qty,
                   price=entry, client_id=own.entry_client_id)
 

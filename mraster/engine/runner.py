@@ -196,6 +196,8 @@ async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: di
                 ok, message = True, await engine.close_positions(cmd.get("symbol"))
             elif cmd.get("kind") == "flatten":
                 ok, message = True, await engine.close_positions(None)
+            elif cmd.get("kind") == "adopt":
+                ok, message = await engine.adopt_external(cmd.get("symbol") or "")
             elif cmd.get("kind") == "lift_breakers":
                 ok, message = True, engine.lift_breakers()
             elif cmd.get("kind") == "enter" and cmd.get("side") in ("BUY", "SELL"):

@@ -142,8 +142,9 @@ class BracketGuard:
                     await self._cancel(sym, extra, done)
                 continue
             if mine and any(ids.parse(o["clientOrderId"]) is None for o in mine) and \
-                    all(o["side"] == close_side for o in mine):
-                continue  # a hand-placed protective order on the right side: respect it
+                    all(o["side"] == close_side for o in mine) and pos.origin != "handed_over":
+                continue  # a hand-placed protective order on the right side: respect it (unless
+                # the user handed the position to the bot: then the bot's brackets replace it)
             await self._place(token, pos, kind, want[kind], close_side, done, replacing=bool(mine))
             for o in mine:
                 await self._cancel(sym, o, done)

@@ -69,6 +69,21 @@ def close(symbol: SymbolPath, body: Confirm, ctx: DashboardContext = Depends(get
     return _enqueue(ctx, "close", symbol)
 
 
+ADOPT_WORD = "ADOPT"
+
+
+@router.post("/positions/{symbol}/adopt")
+def adopt(symbol: SymbolPath, body: Confirm, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    """Hand a position the bot did not open (the original bot's, or one opened by hand) to the
+    bot: it gets the bot's stop and take-profit (replacing protective orders of others on that
+    symbol) and is managed and booked from then on."""
+    check_symbol(symbol)
+    if body.confirm != f"{ADOPT_WORD} {symbol}":
+        raise HTTPException(422, f"confirm: type {ADOPT_WORD} {symbol} to let the bot manage this "
+                                 "position (its stop and take-profit replace the ones on the exchange)")
+    return _enqueue(ctx, "adopt", symbol)
+
+
 @router.post("/positions/flatten")
 def flatten(body: Confirm, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
     if body.confirm != "FLATTEN":
