@@ -16,9 +16,13 @@ def load_settings(origin: str = "cli") -> st.Settings:
 
     config_path = os.environ.get("ASTER_CONFIG_FILE", "dashboard_config.json")
     from mraster.saved_presets import settings_of
+    from mraster.settings_legacy import migrate_config
 
+    imported = migrate_config(config_path)  # an original-format file becomes today's
     config = config_document(config_path).read() if os.path.exists(config_path) else {}
-    return st.load(origin=os.environ.get("ASTER_ORIGIN", origin), config=settings_of(config))
+    s = st.load(origin=os.environ.get("ASTER_ORIGIN", origin), config=settings_of(config))
+    s.notes = tuple(imported) + s.notes
+    return s
 
 
 def startup(prog: str) -> st.Settings | None:

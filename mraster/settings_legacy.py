@@ -59,3 +59,71 @@ def translate(layer: Mapping[str, Any], known: Mapping[str, Any], label: str,
             warnings.append(f"{name} ({label}) is not a setting of MrAster and is ignored (see "
                             "the settings table in the README)")
     return out, warnings, refused
+
+
+def is_original(doc: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
+    """The original dashboard's file: its settings under ``env``, or names of the original
+    that are not settings here (today's editor never writes those)."""
+    if isinstance(doc.get("env"), dict):
+        return True
+    names = [k for k in doc if k.startswith("ASTER_") or k in RENAMED]
+    return any(k in RENAMED or k in REFUSED for k in names) or \
+        sum(1 for k in names if k not in known) >= 3
+
+
+def import_original(doc: Mapping[str, Any], known: Mapping[str, Any]
+                    ) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(today's configuration, what was mapped, what was dropped and why) from the original's.
+    Values are checked by the catalogue; a value it refuses is dropped with the reason."""
+    src = doc["env"] if isinstance(doc.get("env"), dict) else doc
+    out: dict[str, Any] = {k: v for k, v in doc.items() if k in ("saved_presets", "fire_drill")}
+    mapped: list[str] = []
+    dropped: list[str] = []
+    for name, value in src.items():
+        if name in ("env", "saved_presets", "fire_drill", "schema_version"):
+            continue
+        target = name if name in known else RENAMED.get(name)
+        if target is None:
+            dropped.append(f"{name} ({REFUSED.get(name, 'no counterpart in MrAster')})")
+            continue
+        try:
+            out[target] = known[target].parse(value)
+        except Exception as exc:  # the catalogue's own words: the field and the allowed range
+            dropped.append(f"{name}: {exc}")
+            continue
+        if target != name:
+            mapped.append(f"{name} → {target}")
+        out[target] = list(out[target]) if isinstance(out[target], tuple) else out[target]
+    return out, mapped, dropped
+
+
+def migrate_config(path: Any) -> list[str]:
+    """Import an original-format ``dashboard_config.json`` in place (the original is kept next
+    to it as ``<name>.original-<time>``); the notes say what was mapped and dropped."""
+    import json
+    import time
+    from pathlib import Path
+
+    from mraster import settings as st
+    from mraster.store import atomic_write_text
+
+    p = Path(path)
+    if not p.exists():
+        return []
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return []  # not JSON: the config document's own check sets it aside
+    if not isinstance(doc, dict) or not is_original(doc, st.BY_NAME):
+        return []
+    new, mapped, dropped = import_original(doc, st.BY_NAME)
+    backup = p.with_name(f"{p.name}.original-{int(time.time())}")
+    backup.write_text(p.read_text(encoding="utf-8"), encoding="utf-8")
+    atomic_write_text(p, json.dumps(new, indent=1))
+    notes = [f"{p.name} was in the original bot's format: imported ({len(new)} setting(s) kept; "
+             f"the original is saved as {backup.name})"]
+    if mapped:
+        notes.append("renamed: " + ", ".join(mapped))
+    if dropped:
+        notes.append("dropped: " + "; ".join(dropped))
+    return notes

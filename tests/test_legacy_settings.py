@@ -51,3 +51,39 @@ def test_the_bot_trades_only_the_old_whitelist(sim_factory, tmp_path):
     assert asyncio.run(run_async(s)) == 0
     state = json.loads((tmp_path / "aster_state.json").read_text())
     assert list(state["decisions"]) == [first]  # one symbol scanned, not eight
+
+
+ORIGINAL = {"ASTER_LEVERAGE": "5", "ASTER_SYMBOL_WHITELIST": "BTCUSDT,ETHUSDT",
+            "ASTER_STOCHRSI_LONG_MAX": "44", "ASTER_RISK_PROFILE": "balanced",
+            "ASTER_SPREAD_BPS_MAX": "0.009", "ASTER_WICKINESS_MAX": "2", "ASTER_PAPER": "true"}
+
+
+def test_an_original_config_file_is_imported_with_a_summary(tmp_path, monkeypatch):
+    from mraster.bot import load_settings
+
+    cfg = tmp_path / "dashboard_config.json"
+    cfg.write_text(json.dumps(ORIGINAL))
+    monkeypatch.setenv("ASTER_CONFIG_FILE", str(cfg))
+    s = load_settings()
+    assert s["ASTER_LEVERAGE"] == 5 and s["ASTER_SYMBOLS"] == ("BTCUSDT", "ETHUSDT")
+    assert s["ASTER_SPREAD_BPS_MAX"] == 0.009 and s["ASTER_WICKINESS_MAX"] == 0.97  # refused: default
+    notes = " | ".join(s.notes)
+    assert "original bot's format: imported" in notes
+    assert "ASTER_SYMBOL_WHITELIST → ASTER_SYMBOLS" in notes
+    assert "ASTER_STOCHRSI_LONG_MAX (no counterpart" in notes
+    assert "ASTER_RISK_PROFILE (risk profiles are presets now" in notes
+    assert "ASTER_WICKINESS_MAX" in notes and "[0, 1]" in notes
+    (backup,) = tmp_path.glob("dashboard_config.json.original-*")
+    assert json.loads(backup.read_text()) == ORIGINAL  # the user's file is kept as it was
+    assert load_settings().notes == ()  # imported once: the new file is today's format
+
+
+def test_the_dashboard_imports_an_original_config_and_says_what_happened(tmp_path):
+    from dashboard_helpers import Dashboard, dashboard_environ
+
+    (tmp_path / "dashboard_config.json").write_text(json.dumps({"env": ORIGINAL}))
+    with Dashboard(tmp_path, dashboard_environ(tmp_path)) as d:
+        cfg = d.get("/api/config").json()
+        assert any("imported" in n for n in cfg["notes"]) and not cfg["errors"]
+        values = {x["key"]: x["value"] for x in cfg["settings"]}
+        assert values["ASTER_LEVERAGE"] == 5 and values["ASTER_SYMBOLS"] == ["BTCUSDT", "ETHUSDT"]

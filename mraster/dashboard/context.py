@@ -16,6 +16,7 @@ from fastapi import Request
 
 from mraster import settings as st
 from mraster.saved_presets import KEY as SAVED_KEY, settings_of
+from mraster.settings_legacy import migrate_config
 from mraster.dashboard.hub import LogHub
 from mraster.dashboard.sessions import LoginThrottle, SessionStore
 from mraster.exchange import auth
@@ -39,6 +40,8 @@ class DashboardContext:
     backtest_job: Any = None  # the dashboard's one backtest run (routes/backtest.py)
     drill_job: Any = None  # the dashboard's one fire drill (routes/drill.py)
     download_job: Any = None  # the dashboard's one history download (routes/data.py)
+    import_notes: list = field(default_factory=list)  # an original config's import summary
+    _imported: bool = False
     sessions: SessionStore = field(default_factory=SessionStore)
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _memo: dict[str, tuple[Any, Any]] = field(default_factory=dict)
@@ -57,6 +60,9 @@ class DashboardContext:
         return config_document(self.config_path)
 
     def read_config(self) -> dict[str, Any]:
+        if not self._imported:  # an original-format file is imported once, with a summary
+            self._imported = True
+            self.import_notes = migrate_config(self.config_path)
         return settings_of(self.config_doc.read())
 
     def saved_presets(self) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def config_view(ctx: DashboardContext) -> dict[str, Any]:
     return {"settings": items, "groups": list(st.GROUPS), "preset": s["ASTER_PRESET_MODE"],
             "mode": s["ASTER_MODE"], "first_run": not ctx.config_path.exists(),
             "errors": [{"field": e.key, "allowed": e.allowed, "message": str(e)} for e in errors],
-            "notes": list(getattr(s, "notes", ()))}
+            "notes": list(ctx.import_notes) + list(getattr(s, "notes", ()))}
 
 
 def save_config(ctx: DashboardContext, change) -> tuple[dict[str, Any], dict[str, Any]]:
