@@ -13,6 +13,7 @@ slippage, a late cycle, or an exchange refusal.
 """
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from typing import Any, Mapping
 
@@ -190,33 +191,78 @@ def audit_file(path: str, s: Mapping[str, Any], since_ms: int = 0,
 DAY_MS = 86_400_000
 
 
-async def daily(engine: Any, path: str, s: Mapping[str, Any], state: dict[str, Any],
-                now: int, force: bool = False) -> dict[str, Any] | None:
-    """Once per UTC day (or when ``force``d): replay the last day, look the candles of the
-    divergent symbols up again on the exchange to tell revised data from the rest, keep the
-    report in the state and raise a notice when too much diverged."""
-    import asyncio
+class DailyAudit:
+    """Once per UTC day, the bot replays its last day — off the scan loop: the replay (seconds
+    of CPU for two days of record) runs in a daemon thread, so a cycle never waits for it and a
+    stop is never held up by it. When it diverges, the candles of the divergent symbols are
+    looked up again on the exchange (on the loop, through the bot's client) and the replay runs
+    once more with them to tell revised data from the rest. The report goes into the state and,
+    above ``ASTER_AUDIT_DIVERGENCE_MAX``, becomes a notice."""
 
-    day = now // DAY_MS
-    if not force and (state.get("audit") or {}).get("day") == day:
-        return None
-    since = now - DAY_MS
-    report = await asyncio.to_thread(audit_file, path, s, since, list(state.get("history", [])))
-    if report["divergent"]:
-        revised: dict[tuple[str, int], list[float]] = {}
-        for sym in {d["symbol"] for d in report["divergent"]}:
+    def __init__(self, path: str, s: Mapping[str, Any]) -> None:
+        self.path, self.s = path, s
+        self._thread: threading.Thread | None = None
+        self._result: dict[str, Any] | None = None
+        self._job: tuple[int, int, list, bool] | None = None  # (day, since, history, revised?)
+
+    def _start(self, since: int, history: list, revised: Mapping | None) -> None:
+        def work() -> None:
             try:
-                rows = await engine.ex.klines(sym, s["ASTER_INTERVAL"], limit=1000)
-            except Exception:  # the lookup only explains; without it the other causes stand
-                continue
-            for r in rows:
-                revised[(sym, int(r[0]))] = [float(x) for x in r[:6]]
-        report = await asyncio.to_thread(audit_file, path, s, since,
-                                         list(state.get("history", [])), revised)
-    state["audit"] = {"day": day, "at": now, **report}
-    if report["compared"] and report["divergence_share"] > s["ASTER_AUDIT_DIVERGENCE_MAX"]:
-        causes = sorted({d["cause"] for d in report["divergent"]})
-        engine.alert("warning", f"live against replay: {report['divergent_total']} of "
-                                f"{report['compared']} decisions of the last day differ "
-                                f"({report['divergence_share']:.1%}); causes: {'; '.join(causes)}")
-    return report
+                self._result = audit_file(self.path, self.s, since, history, revised)
+            except Exception as exc:  # reported like a result: the page shows it
+                self._result = {"error": f"{type(exc).__name__}: {exc}"}
+        self._result = None
+        self._thread = threading.Thread(target=work, name="daily-audit", daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> bool:
+        return self._job is not None
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start_if_due(self, state: Mapping[str, Any], now: int) -> None:
+        day = now // DAY_MS
+        if self.busy or self._job is not None or (state.get("audit") or {}).get("day") == day:
+            return
+        history = list(state.get("history", []))
+        self._job = (day, now - DAY_MS, history, False)
+        self._start(now - DAY_MS, history, None)
+
+    async def wait(self, timeout_s: float) -> None:
+        """A single run (ASTER_RUN_ONCE) waits for its audit instead of leaving it unfinished."""
+        import asyncio
+
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, timeout_s)
+
+    async def collect(self, engine: Any, state: dict[str, Any], now: int) -> dict[str, Any] | None:
+        """Take a finished replay into the state (or start the second pass); None until done."""
+        if self._job is None or self.busy or self._result is None:
+            return None
+        day, since, history, second = self._job
+        report = self._result
+        if report.get("divergent") and not second:
+            revised: dict[tuple[str, int], list[float]] = {}
+            for sym in {d["symbol"] for d in report["divergent"]}:
+                try:
+                    rows = await engine.ex.klines(sym, self.s["ASTER_INTERVAL"], limit=1000)
+                except Exception:  # the lookup only explains; without it the other causes stand
+                    continue
+                for r in rows:
+                    revised[(sym, int(r[0]))] = [float(x) for x in r[:6]]
+            self._job = (day, since, history, True)
+            self._start(since, history, revised)
+            return None
+        self._job = None
+        state["audit"] = {"day": day, "at": now, **report}
+        if report.get("error"):
+            engine.alert("error", f"live against replay could not run: {report['error']}")
+        elif report["compared"] and report["divergence_share"] > self.s["ASTER_AUDIT_DIVERGENCE_MAX"]:
+            causes = sorted({d["cause"] for d in report["divergent"]})
+            engine.alert("warning", f"live against replay: {report['divergent_total']} of "
+                                    f"{report['compared']} decisions of the last day differ "
+                                    f"({report['divergence_share']:.1%}); causes: {'; '.join(causes)}")
+        return report

@@ -33,6 +33,8 @@ class PositionShape(_Open):
     stop: float
     take_profit: float
     entry_status: Literal["sent", "filled", "rejected", "unknown"] | None = None
+    protection: dict[str, Any] = {}   # the last read-back (engine.protection_watch)
+    bracket_seq: dict[str, int] = {}
 
 
 class CommandShape(_Open):

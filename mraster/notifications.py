@@ -158,7 +158,15 @@ class Notifier:
             try:
                 r = await self.client.get(self._tg("getUpdates"),
                                           params={"offset": self._offset, "timeout": 10})
-                updates = r.json().get("result", []) if r.status_code < 300 else []
+                if r.status_code >= 300:  # a wrong token (401) or the API refusing: said, then slower
+                    if "commands" not in self.failing:
+                        self.failing.add("commands")
+                        self.alert("error", f"Telegram commands cannot be read (HTTP "
+                                            f"{r.status_code}): check ASTER_TELEGRAM_BOT_TOKEN")
+                    await asyncio.sleep(30)
+                    continue
+                self.failing.discard("commands")
+                updates = r.json().get("result", [])
             except (httpx.HTTPError, ValueError):
                 updates = []
                 await asyncio.sleep(5)

@@ -19,6 +19,10 @@ BAD_STATES = {
         "symbol": "BTCUSDT", "side": "BUY", "status": "open", "qty": 1, "entry": 1,
         "initial_stop": 0.9, "stop": 0.9, "take_profit": 1.2}}},
     "commands as a number": {"commands": 3},
+    "a position whose protection is a list": {"positions": {"abc-1f2e": {
+        "symbol": "BTCUSDT", "side": "BUY", "status": "open", "qty": 1, "entry": 1,
+        "opened_at": 1, "initial_stop": 0.9, "stop": 0.9, "take_profit": 1.2,
+        "protection": [1, 2]}}},
 }
 
 

@@ -114,3 +114,23 @@ def test_commands_come_from_the_users_own_chat_only(tmp_path):
     assert "/flatten CONFIRM" in texts[2] and texts[3].startswith("Flatten sent")
     (cmd,) = commands["inbox"]
     assert cmd["kind"] == "flatten" and commands["paused"] is True
+
+
+def test_a_token_telegram_refuses_is_said_not_polled_in_silence(tmp_path):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.get("/bot{token}/getUpdates")
+    async def refused(token: str):
+        return JSONResponse({"ok": False, "description": "Unauthorized"}, 401)
+    with ThreadedServer(app) as tg:
+        async def go():
+            n, _, alerts = make(tmp_path, tg.url)
+            n.start()
+            await asyncio.to_thread(wait_for, lambda: alerts, 30, "the notice")
+            await n.close()
+            return alerts
+        alerts = asyncio.run(go())
+    assert alerts[0][0] == "error" and "HTTP 401" in alerts[0][1] and TOKEN not in alerts[0][1]

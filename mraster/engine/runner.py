@@ -277,6 +277,7 @@ async def run_async(s: Mapping[str, Any]) -> int:
     engine.stopping = stop.is_set
     record = record_path(s)
     engine.recorder = Recorder(record, s["ASTER_RECORD_DAYS"])
+    auditor = audit.DailyAudit(str(record), s)
     for client in (ex, getattr(ex, "market", None)):
         if isinstance(client, AsterRest):
             client.stop = stop  # rate-limit and back-off waits end at once on SIGTERM
@@ -319,8 +320,15 @@ async def run_async(s: Mapping[str, Any]) -> int:
                     # exiting with paid answers nobody reads
                     res = await engine.cycle(paused=state["paused"])
                 notifier.daily(engine.market_ms or engine.now_ms())
-                if s["ASTER_RECORD_DAYS"]:
-                    await audit.daily(engine, str(record), s, state, engine.market_ms or engine.now_ms())
+                if s["ASTER_RECORD_DAYS"]:  # the daily replay runs beside the loop
+                    now = engine.market_ms or engine.now_ms()
+                    auditor.start_if_due(state, now)
+                    await auditor.collect(engine, state, now)
+                    while s["ASTER_RUN_ONCE"] and auditor.pending:  # a single run finishes it
+                        await auditor.wait(60)
+                        if auditor.busy:
+                            break
+                        await auditor.collect(engine, state, now)
                 reasons: dict[str, int] = {}
                 for d in res.decisions.values():
                     reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
