@@ -43,8 +43,9 @@ class Recorder:
             k[sym] = [_rows(ltf, lt), _rows(htf, ht), int(full)]
             self.upto[sym] = (int(ltf.t[-1]) if len(ltf.t) else lt, int(htf.t[-1]) if len(htf.t) else ht)
         line = {"t": now, "s": settings_hash,
+                # quotes only where the evaluator looked (the volume floor's rejects say nothing more)
                 "q": {sym: [q.bid, q.ask, q.quote_volume, q.mark, q.index, q.funding]
-                      for sym, q in snaps.items()},
+                      for sym, q in snaps.items() if sym in candles},
                 "k": k, "d": {sym: [d.get("action"), d.get("reason"), d.get("side")]
                               for sym, d in decisions.items()}, "g": seen or {}}
         if seen and "policy" in seen:
