@@ -10,7 +10,7 @@ so older and newer files stay readable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -83,3 +83,10 @@ def config_document(path: str | Path) -> JsonDocument:
     """The editor's settings: a JSON object (``JsonDocument`` checks that); every value is
     checked by the settings catalogue when loaded, and a bad one is shown in the editor."""
     return JsonDocument(path)
+
+
+def beside_state(s: Mapping[str, Any], key: str) -> Path:
+    """The file a setting names (the audit record, the journal): a relative name sits next to
+    the state file."""
+    p = Path(s[key])
+    return p if p.is_absolute() else Path(s["ASTER_STATE_FILE"]).parent / p

@@ -389,7 +389,8 @@ CATALOGUE: tuple[Setting, ...] = (
       "that upsizes one bucket.", min=0, max=1),
     S("ASTER_ALPHA_WARMUP", "int", 30, "policy", "Trades the alpha model sees before it may veto.",
       min=0, max=10000),
-    S("ASTER_HISTORY_MAX", "int", 250, "policy", "Closed trades kept in the history.", min=10,
+    S("ASTER_HISTORY_MAX", "int", 250, "policy", "Recent closed trades kept in the state file "
+      "(for the breakers and the overview); the journal keeps every trade.", min=10,
       max=100000),
     S("ASTER_SEED", "int", 7, "policy", "Random seed for breaking ties between equally scored policy arms (reproducible runs).", min=0,
       max=2**31),
@@ -448,6 +449,9 @@ CATALOGUE: tuple[Setting, ...] = (
     S("ASTER_EVENTS_FILE", "str", "events.jsonl", "files", "Rotating JSON-lines event log."),
     S("ASTER_RECORD_FILE", "str", "aster_record.jsonl", "files", "What the bot saw each cycle "
       "(quotes, closed candles, decisions), for the live-versus-replay audit."),
+    S("ASTER_JOURNAL_FILE", "str", "aster_journal.sqlite", "files", "The trade journal (SQLite): "
+      "every order, fill, trade, funding payment, equity point and alert, never capped; a "
+      "relative name sits next to the state file."),
     S("ASTER_RECORD_DAYS", "int", 2, "files", "Days of the record kept (0 = record nothing, no "
       "audit).", min=0, max=60),
     S("ASTER_AUDIT_DIVERGENCE_MAX", "float", 0.02, "files", "Share of replayed decisions that may "

@@ -310,6 +310,9 @@ def test_backtest_from_the_dashboard_with_a_preset(dash):
     rep = job["report"]
     assert rep["symbols"] == ["ETHBTC"] and rep["settings"]["ASTER_LEVERAGE"] == 4
     assert 2 * 288 <= rep["candles_per_symbol"] <= 2 * 288 + 1 and rep["equity_curve"]
+    # the run's journal: History's "last backtest" shows its trades with the same views
+    page = dash.get("/api/journal/trades", params={"source": "backtest"}).json()
+    assert page["total"] == rep["summary"]["trades"] and page["source"] == "backtest"
     r = dash.post("/api/backtest", {"symbols": ["DOGEBTC"]})
     job = wait_for(lambda: (j := dash.get("/api/backtest").json())["state"] != "running" and j,
                    what="the failing backtest")

@@ -314,7 +314,16 @@ def test_kill_minus_nine_at_random_points_loses_nothing(sim_factory, proxy_facto
     assert_every_position_is_the_bots_and_protected(sim, tmp_path, hand=hand)
     cids = proxy.forwarded_client_ids()
     assert len(cids) == len(set(cids)), "a client order id reached the exchange twice"
-    assert_pnl_identity(state_of(tmp_path)["history"])
+    history = state_of(tmp_path)["history"]
+    assert_pnl_identity(history)
+    # the journal survived every kill whole: consistent, and holding exactly the booked trades
+    from mraster.journal import JournalReader, TradeFilter
+
+    with JournalReader(tmp_path / "aster_journal.sqlite") as j:
+        assert j.check() == "ok"
+        booked = j.trades(TradeFilter(mode="live"), limit=1000)["rows"]
+    assert sorted(t["client_id"] for t in booked) == sorted(t["client_id"] for t in history)
+    assert_pnl_identity(booked)
 
 
 def test_a_position_the_bot_did_not_open_is_handed_over_only_on_the_users_typed_word(

@@ -12,6 +12,7 @@ from pathlib import Path
 from mraster import settings as st
 from mraster.backtest import report
 from mraster.backtest.runner import run_backtest
+from mraster.journal import write_backtest
 from mraster.sim.market import DataError
 
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(file=sys.stderr)
     rep = report.build(result)
-    paths = report.write(rep, a.out)
+    paths = report.write(rep, a.out) + [write_backtest(a.out / "journal.sqlite", result)]
     sm = rep["summary"]
     for sym, gaps in rep["gaps"].items():
         print(f"note: {sym} has {len(gaps)} gap(s) in its candles (not bridged; see report.json)")

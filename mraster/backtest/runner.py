@@ -45,6 +45,7 @@ class BacktestResult:
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     seconds: float = 0.0
     engine_steps: int = 0  # steps the engine ran; the others were idle (see backtest.idle)
+    account: Any = None  # the simulator's account: every fill, funding payment and order
 
 
 def find_gaps(market: Market) -> dict[str, list[tuple[int, int]]]:
@@ -169,4 +170,5 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     return BacktestResult(settings={k: v for k, v in s.items() if k not in st.SECRET_NAMES},
                           symbols=sorted(market.series), start_ms=start, end_ms=end, steps=steps,
                           state=state, exposure_steps=exposure, equity=curve, gaps=find_gaps(market),
-                          seconds=time.perf_counter() - t0, engine_steps=ran)
+                          seconds=time.perf_counter() - t0, engine_steps=ran,
+                          account=next(iter(sim.accounts.values()), None))

@@ -80,6 +80,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.market_ms = 0  # the market's time at the last cycle (the premium index's stamp)
         self._owners: dict[str, tuple[float, Ownership]] = {}  # symbol → (size, verdict)
         self.recorder = None  # engine.recorder.Recorder in live and paper mode (set by the runner)
+        self.journal = None  # mraster.journal.Journal: every trade with its fills (the runner's)
         self._policy_recorded: tuple[int, int] | None = None  # the policy as last recorded
         self.guard_actor = "guard"  # who the guard's next bracket changes are logged as
         self._cancelled: set[str] = set()  # client ids the guard cancelled (not "gone")

@@ -230,10 +230,10 @@ class Reconciler:
                         "cycle", sym, exc)
             return None
         entries, exits = position_fills(join_fills(trades, orders), token, side, pos.qty)
-        funding = 0.0
+        funding, funding_rows = 0.0, []
         try:
-            funding = sum(float(r["income"]) for r in await self.ex.income(
-                sym, "FUNDING_FEE", start_time=pos.opened_at))
+            funding_rows = await self.ex.income(sym, "FUNDING_FEE", start_time=pos.opened_at)
+            funding = sum(float(r["income"]) for r in funding_rows)
         except E.ExchangeError:
             pass
         b = book_trade(side, entries, exits, entry_hint=pos.entry, qty_hint=pos.qty,
@@ -254,6 +254,10 @@ class Reconciler:
                     "manual": "closed on the exchange by an order the bot did not place"}[b.reason]
             self.alert("error" if b.reason != "manual" else "warning",
                        f"{sym}: {what} (pnl {b.pnl:+.4f})", sym)
+        if self.journal is not None:  # the trade with its fills, funding and orders, at once
+            mine = {f.order_id for f in entries + exits}
+            self.journal.book(rec, entries + exits, funding_rows,
+                              [o for o in orders if int(o["orderId"]) in mine])
         hist = self.state["history"] + [rec]
         self.state["history"] = hist[-self.s["ASTER_HISTORY_MAX"]:]
         del self.state["positions"][token]

@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from logging.handlers import RotatingFileHandler
 from typing import Any, Mapping
 
@@ -26,6 +25,7 @@ from mraster.domain import positions_of
 from mraster import audit
 from mraster.engine.cycle import Engine, position_amounts
 from mraster.engine.recorder import Recorder
+from mraster.journal import Journal, JournalError
 from mraster.notifications import Notifier
 from mraster.exchange import errors as E
 from mraster.exchange import auth
@@ -34,7 +34,7 @@ from mraster.exchange.rules import rules_from_exchange_info
 from mraster.execution.brackets import BracketGuard
 from mraster.execution.paper import LocalExchange, PaperExchange
 from mraster.logs import mask
-from mraster.files import queue_document, state_document
+from mraster.files import beside_state, queue_document, state_document
 from mraster.store import JsonDocument
 
 log = logging.getLogger("mraster.bot")
@@ -225,10 +225,16 @@ def _has_new_commands(commands: Mapping[str, Any], state: dict[str, Any]) -> boo
         c.get("id") not in acks for c in commands.get("inbox", []))
 
 
-def record_path(s: Mapping[str, Any]) -> Path:
-    """The audit record: a relative name sits next to the state file."""
-    p = Path(s["ASTER_RECORD_FILE"])
-    return p if p.is_absolute() else Path(s["ASTER_STATE_FILE"]).parent / p
+def open_journal(s: Mapping[str, Any], mode: str, alert) -> Journal | None:
+    """The journal, with the history an older state file still holds moved in. A journal that
+    cannot be opened is a notice, not a reason to stop trading: the state file keeps the working
+    set."""
+    path = beside_state(s, "ASTER_JOURNAL_FILE")
+    try:
+        return Journal(path, mode)
+    except JournalError as exc:
+        alert("error", f"trade journal unavailable, trades are kept only in the state file: {exc}")
+        return None
 
 
 def _save(doc: JsonDocument, state: dict[str, Any]) -> None:
@@ -275,7 +281,12 @@ async def run_async(s: Mapping[str, Any]) -> int:
     state["mode"] = "paper" if s["ASTER_PAPER"] else "live"
     engine = Engine(ex, s, state, queue, emit, save=lambda: _save(doc, state))
     engine.stopping = stop.is_set
-    record = record_path(s)
+    record = beside_state(s, "ASTER_RECORD_FILE")
+    engine.journal = journal = open_journal(s, state["mode"], engine.alert)
+    if journal is not None:
+        moved = journal.import_state(state)
+        if moved:
+            log.info("journal: %d trades from the state file moved in", moved)
     engine.recorder = Recorder(record, s["ASTER_RECORD_DAYS"])
     auditor = audit.DailyAudit(str(record), s)
     for client in (ex, getattr(ex, "market", None)):
@@ -287,6 +298,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
     def emit_and_notify(event: str, /, **data: Any) -> None:
         emit(event, **data)
         notifier.on_event(event, data)
+        if journal is not None:
+            journal.on_event(event, data)
     engine.emit = emit_and_notify
     notifier.start()
     state["bot"] = {"pid": os.getpid(), "started": int(time.time() * 1000)}
@@ -357,6 +370,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
         if engine.news:
             await engine.news.close()
         emit("stop", code=code)
+        if journal is not None:
+            journal.close()
         lock.release()
         log.info("MrAster bot stopped")
     return code

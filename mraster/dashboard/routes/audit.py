@@ -10,7 +10,7 @@ from mraster import settings as st
 from mraster.audit import DAY_MS, audit_file
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.errors import settings_error_response
-from mraster.engine.runner import record_path
+from mraster.files import beside_state
 
 router = APIRouter(prefix="/api", tags=["audit"])
 
@@ -24,7 +24,7 @@ def run_audit(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
     except st.SettingsErrors as exc:
         return settings_error_response(exc, "fix these settings before the audit")
     state, _ = ctx.read_state()
-    path = record_path(s)
+    path = beside_state(s, "ASTER_RECORD_FILE")
     if not path.exists():
         return {"cycles": 0, "compared": 0, "why": "nothing recorded yet: the bot records what it "
                 "sees while it runs (ASTER_RECORD_DAYS)"}

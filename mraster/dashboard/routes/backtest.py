@@ -14,7 +14,9 @@ from mraster.backtest import report
 from mraster.backtest.runner import run_backtest
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.errors import settings_error_response
+from mraster.dashboard.routes.journal import backtest_journal
 from mraster.dashboard.routes.state import SYMBOL_RE
+from mraster.journal import write_backtest
 from mraster.sim.market import DataError
 
 router = APIRouter(prefix="/api", tags=["backtest"])
@@ -93,7 +95,8 @@ def start_backtest(body: BacktestRequest, ctx: DashboardContext = Depends(get_ct
             result = run_backtest(data, s, symbols=symbols, last_days=body.days,
                                   progress=lambda d, n, o: job.update(progress=d, trades=n))
             rep = report.build(result)
-            rep["trades"] = rep["trades"][-300:]
+            rep["trades"] = rep["trades"][-300:]  # all of them: History, source "last backtest"
+            write_backtest(backtest_journal(s), result)
             job.update(state="done", progress=1.0, report=rep, finished=time.time())
         except (DataError, ValueError) as exc:
             job.update(state="error", error=str(exc))
