@@ -411,18 +411,59 @@ function renderMarket(d) {
   }));
 }
 
-function renderHistory() {
+// History reads the trade journal page by page; it is fetched again when the filter changes,
+// the page turns, or a trade closes (the state's history_total moves).
+const hist = { offset: 0, limit: 50, seen: null, source: null };
+
+function histParams() {
+  const p = new URLSearchParams({ source: $("#hist-source").value });
+  const add = (k, v) => { if (v) p.set(k, v); };
+  add("symbol", $("#hist-symbol").value.trim().toUpperCase().replace(/[^A-Z0-9]/g, ""));
+  add("side", $("#hist-side").value); add("result", $("#hist-result").value); add("reason", $("#hist-reason").value);
+  const day = (id, plus) => { const v = $(id).value; return v ? String(Date.parse(v + "T00:00:00") + plus) : ""; };
+  add("since", day("#hist-since", 0)); add("until", day("#hist-until", 86400000));
+  return p;
+}
+
+async function renderHistory(force = false) {
   const d = state.data; if (!d) return;
-  const sym = $("#hist-symbol").value.trim().toUpperCase(), res = $("#hist-result").value, reason = $("#hist-reason").value;
-  const rows = d.history.filter((h) => (!sym || h.symbol.includes(sym)) && (!res || (res === "win" ? h.pnl > 0 : h.pnl <= 0)) && (!reason || h.reason === reason));
+  if (!hist.source) { hist.source = d.mode === "live" ? "live" : "paper"; $("#hist-source").value = hist.source; }
+  const key = `${d.history_total}|${d.stats && d.stats.cycles}`;
+  if (!force && key === hist.seen) return;
+  hist.seen = key;
+  const p = histParams();
+  $("#hist-csv").href = `/api/journal/trades.csv?${p}`;
+  $("#hist-orders-csv").href = `/api/journal/orders.csv?source=${p.get("source")}`;
+  let page, cal;
+  try {
+    [page, cal] = await Promise.all([
+      api("GET", `/api/journal/trades?${p}&offset=${hist.offset}&limit=${hist.limit}`),
+      api("GET", `/api/journal/calendar?${p}&period=${$("#cal-period").value}`)]);
+  } catch (e) { hist.seen = null; fail(e); return; }
+  const rows = page.rows;
   $("#history tbody").replaceChildren(...rows.map((h) => el("tr", {},
     el("td", {}, time(h.closed_at)), el("td", {}, h.symbol), el("td", {}, h.side === "BUY" ? "long" : "short"), el("td", {}, fmt(h.qty)),
     el("td", {}, fmt(h.entry, 6)), el("td", {}, fmt(h.exit, 6)), el("td", {}, h.reason), el("td", { class: h.pnl > 0 ? "pos" : "neg" }, fmt(h.pnl, 2)),
     el("td", {}, fmt(h.fees, 4)), el("td", {}, fmt(h.funding, 4)), el("td", {}, fmt(h.r, 2)),
     el("td", { class: "notes" }, (h.notes || []).join(" · ")))));
   if (!rows.length) $("#history tbody").append(el("tr", {}, el("td", { colspan: 12, class: "muted" }, "No closed trades match.")));
+  const last = Math.min(page.total, hist.offset + rows.length);
+  $("#hist-page").textContent = page.total ? `${hist.offset + 1}–${last} of ${page.total}` : "";
+  $("#hist-newer").disabled = hist.offset === 0;
+  $("#hist-older").disabled = last >= page.total;
+  $("#hist-summary").textContent = page.total
+    ? `${page.total} trades · ${page.wins} wins (${pct(page.wins / page.total)}) · PnL ${fmt(page.pnl, 2)} USDT`
+    : "";
+  $("#calendar tbody").replaceChildren(...cal.rows.map((c) => el("tr", {},
+    el("td", {}, c.period), el("td", {}, c.trades), el("td", {}, c.wins),
+    el("td", { class: c.pnl > 0 ? "pos" : "neg" }, fmt(c.pnl, 2)), el("td", {}, fmt(c.fees, 4)), el("td", {}, fmt(c.r, 2)))));
+  if (!cal.rows.length) $("#calendar tbody").append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No closed trades yet.")));
 }
-for (const id of ["#hist-symbol", "#hist-result", "#hist-reason"]) $(id).addEventListener("input", renderHistory);
+for (const id of ["#hist-source", "#hist-symbol", "#hist-side", "#hist-result", "#hist-reason", "#hist-since", "#hist-until", "#cal-period"]) {
+  $(id).addEventListener("input", () => { hist.offset = 0; renderHistory(true); });
+}
+$("#hist-newer").addEventListener("click", () => { hist.offset = Math.max(0, hist.offset - hist.limit); renderHistory(true); });
+$("#hist-older").addEventListener("click", () => { hist.offset += hist.limit; renderHistory(true); });
 
 // ---- candlestick chart -----------------------------------------------------------------------
 function renderChartSelect(d) {
@@ -657,7 +698,7 @@ async function pollBacktest() {
       + (j.report.engine_steps < j.report.candles_per_symbol ? ", the others had nothing to do." : " (AI mode and a capped universe run it on every step).") : "";
   $("#bt-status").className = j.state === "error" ? "error" : "muted";
   if (j.state === "running") { bt.timer = setTimeout(pollBacktest, 700); return; }
-  if (j.state === "done") renderBacktest(j.report);
+  if (j.state === "done") { renderBacktest(j.report); hist.seen = null; }  // History's "last backtest" changed
 }
 async function pollDownload() {
   const j = await api("GET", "/api/data/download");

@@ -59,6 +59,12 @@ def test_first_session_from_wizard_to_stop(tmp_path, dashboard, page_factory):
     expect(page.locator(f"#positions tbody tr[data-symbol={symbol}]")).to_have_count(0, timeout=30_000)
     page.click("#tabs button[data-tab=history]")
     expect(page.locator("#history tbody tr", has_text=symbol).first).to_contain_text("manual")
+    # from the journal: totals, a UTC calendar row, and the filtered export link
+    expect(page.locator("#hist-summary")).to_contain_text("PnL")
+    expect(page.locator("#calendar tbody tr").first).to_contain_text("20")
+    page.fill("#hist-symbol", symbol)
+    expect(page.locator("#history tbody tr").filter(has_not_text=symbol)).to_have_count(0)
+    assert f"symbol={symbol}" in page.locator("#hist-csv").get_attribute("href")
     shot(page, "05-history")
 
     page.click("#tabs button[data-tab=ai]")

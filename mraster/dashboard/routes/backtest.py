@@ -95,7 +95,7 @@ def start_backtest(body: BacktestRequest, ctx: DashboardContext = Depends(get_ct
             result = run_backtest(data, s, symbols=symbols, last_days=body.days,
                                   progress=lambda d, n, o: job.update(progress=d, trades=n))
             rep = report.build(result)
-            rep["trades"] = rep["trades"][-300:]  # all of them: History, source "last backtest"
+            rep["trades"] = rep["trades"][-300:]  # every one is in the journal (History)
             write_backtest(backtest_journal(s), result)
             job.update(state="done", progress=1.0, report=rep, finished=time.time())
         except (DataError, ValueError) as exc:
