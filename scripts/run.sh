@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
-ensure_requirements requirements.txt
+ensure_requirements requirements.lock
 exec .venv/bin/python dashboard_server.py "$@"

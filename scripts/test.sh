@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
-ensure_requirements requirements-dev.txt
+ensure_requirements requirements-dev.lock
 if [ -d tests/e2e ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing Debian's chromium for the browser tests"
