@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from mraster.metrics import max_drawdown, trade_stats
+
 log = logging.getLogger("mraster.journal")
 
 MIGRATIONS: tuple[str, ...] = (
@@ -416,6 +418,13 @@ class JournalReader:
                     (mode, lo, step)):
                 picked[t] = e
         return [[t, picked[t]] for t in sorted(picked)]
+
+    def performance(self, mode: str) -> dict[str, Any]:
+        """The overview's figures over every trade and the whole equity curve (the state file
+        holds only the recent ones)."""
+        trades = [] if self.empty else [dict(r) for r in self.conn.execute(
+            "SELECT pnl, r FROM trades WHERE mode=?", (mode,))]
+        return {**trade_stats(trades), **max_drawdown(self.equity(mode, 2000))}
 
     def orders(self, mode: str, offset: int = 0, limit: int = 100) -> dict[str, Any]:
         if self.empty:

@@ -16,6 +16,7 @@ from mraster.backtest.runner import run_backtest
 from mraster.engine.runner import run_async
 from mraster.journal import Journal, JournalError, JournalReader, TradeFilter, write_backtest
 from mraster import settings as st
+from mraster.metrics import max_drawdown
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +159,21 @@ def test_a_backtest_journal_holds_every_fill_and_funding_payment(backtest, tmp_p
     assert rows(path, "SELECT COUNT(*) FROM funding")[0][0] == sum(
         r["incomeType"] == "FUNDING_FEE" for r in acct.income)
     assert not list(tmp_path.glob(".*tmp"))  # written to a temp file and renamed
+
+
+def test_the_overview_counts_every_journaled_trade_not_only_the_recent_ones(backtest, tmp_path):
+    from dashboard_helpers import Dashboard, dashboard_environ
+
+    trades = backtest.state["history"]
+    j = Journal(tmp_path / "aster_journal.sqlite", "live")
+    j.import_state({"history": trades, "equity_curve": [list(p) for p in backtest.equity]})
+    j.close()
+    # the state file keeps the working set: the last ten trades and a short curve
+    (tmp_path / "aster_state.json").write_text(json.dumps(
+        {"mode": "live", "history": trades[-10:], "equity_curve": [list(backtest.equity[-1])]}))
+    with Dashboard(tmp_path, dashboard_environ(tmp_path)) as dash:
+        perf = dash.get("/api/state").json()["performance"]
+    assert perf["trades"] == len(trades)
+    assert perf["total_pnl"] == pytest.approx(sum(t["pnl"] for t in trades))
+    # the whole curve, thinned with every bucket's low and high kept: the same drawdown
+    assert perf["max_drawdown"] == pytest.approx(max_drawdown(backtest.equity)["max_drawdown"])

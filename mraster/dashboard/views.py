@@ -122,7 +122,10 @@ def copilots_view(state: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | None = None,
-               file_alerts: list[dict[str, Any]] = ()) -> dict[str, Any]:
+               file_alerts: list[dict[str, Any]] = (),
+               performance: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``performance``: the journal's figures over every trade (None: the state file's recent
+    trades and curve)."""
     history = list(state.get("history", []))
     curve = state.get("equity_curve", [])
     stats = dict(state.get("stats", {}))
@@ -134,7 +137,7 @@ def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | N
         "audit": audit_view(state.get("audit")),
         "history": history_view(state, history[-HISTORY_SHOWN:]), "history_total": len(history),
         "equity_curve": curve,
-        "performance": {**trade_stats(history), **max_drawdown(curve),
+        "performance": {**(performance or {**trade_stats(history), **max_drawdown(curve)}),
                         "equity": curve[-1][1] if curve else None},
         "decisions": decisions_view(state),
         "skip_reasons": [{"reason": k, "count": v, "why": REASONS.get(k, k)}

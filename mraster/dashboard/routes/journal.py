@@ -39,6 +39,17 @@ def _reader(ctx: DashboardContext, source: str | None) -> tuple[JournalReader, s
         raise HTTPException(409, f"the trade journal cannot be read: {exc}") from exc
 
 
+def performance(ctx: DashboardContext) -> dict[str, Any] | None:
+    """The overview's figures from the journal; None (the state file's recent trades stand in)
+    when it cannot be read — the notice comes from History."""
+    try:
+        r, source = _reader(ctx, None)
+    except HTTPException:
+        return None
+    with r:
+        return r.performance(source)
+
+
 def trade_filter(source: Source | None = Query(None, description="live, paper or backtest; "
                                                 "empty = the bot's current mode"),
                  symbol: str = Query("", max_length=30, pattern="^[A-Za-z0-9]*$"),

@@ -12,6 +12,7 @@ from pydantic import BaseModel, field_validator
 from mraster.ai.budget import daily_budget
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.bot import bot_status
+from mraster.dashboard.routes.journal import performance
 from mraster.dashboard.views import alerts_view, chart_view, state_view
 
 router = APIRouter(prefix="/api", tags=["state"])
@@ -49,10 +50,12 @@ async def get_state(ctx: DashboardContext = Depends(get_ctx)) -> Response:
         now = state.get("telemetry", {}).get("time") or now
     budget = daily_budget(ctx.settings_lenient()[0], {})  # its limits; the figures are the state's
     files = ctx.file_alerts()
+    # the journal changes when the state file does (the bot writes both each cycle)
+    perf = ctx.cached("performance", version, lambda: performance(ctx))
     body = ctx.cached("state_view", (version, now // 1000, budget.limit, budget.strict, budget.enforced,
                                      tuple(a["message"] for a in files)),
                       lambda: json.dumps(state_view(state, now, budget.view(state.get("ai_budget")),
-                                                    files), default=str)[1:])
+                                                    files, perf), default=str)[1:])
     status = json.dumps({"bot": bot_status(ctx)})[:-1]
     return Response(status + "," + body, media_type="application/json")
 
