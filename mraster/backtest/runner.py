@@ -60,6 +60,26 @@ def find_gaps(market: Market) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
+def one_quote(market: Market, data: Any, chosen: bool) -> str:
+    """One account trades in one currency: the symbols of the quote currency with the most
+    symbols stay (symbols the user chose must share one)."""
+    quotes = sorted({s.quote for s in market.series.values()})
+    if len(quotes) > 1:
+        if chosen:
+            raise DataError(f"{data}: the chosen symbols are quoted in different currencies "
+                            f"({', '.join(quotes)}); choose symbols of one quote currency")
+        counts = {q: sum(s.quote == q for s in market.series.values()) for q in quotes}
+        keep = max(quotes, key=lambda q: (counts[q], q == "USDT"))
+        market.series = {k: v for k, v in market.series.items() if v.quote == keep}
+    return next(iter(market.series.values())).quote
+
+
+def replay_span(market: Market) -> tuple[int, int]:
+    """(first step after the warm-up, end of the last candle): what a replay can cover."""
+    first = max(int(s.t[min(WARMUP_CANDLES, len(s.t) - 1)]) for s in market.series.values())
+    return first, max(int(s.t[-1]) for s in market.series.values()) + BASE_MS
+
+
 def backtest_settings(base: Mapping[str, Any], quote: str) -> dict[str, Any]:
     """The user's settings, with what a replay needs: every trade kept, volume threshold and
     balance in the data's quote currency (the thresholds are in USDT), no wall-clock pauses."""
@@ -78,18 +98,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                  market: Market | None = None, last_days: float | None = None,
                  skip_idle: bool = True) -> BacktestResult:
     market = market or replay_market(Path(data), symbols, manual=True, warmup=WARMUP_CANDLES)
-    quotes = sorted({s.quote for s in market.series.values()})
-    if len(quotes) > 1:
-        if symbols:
-            raise DataError(f"{data}: the chosen symbols are quoted in different currencies "
-                            f"({', '.join(quotes)}); choose symbols of one quote currency")
-        # no choice made: the quote currency with the most symbols (one account, one currency)
-        counts = {q: sum(s.quote == q for s in market.series.values()) for q in quotes}
-        keep = max(quotes, key=lambda q: (counts[q], q == "USDT"))
-        market.series = {k: v for k, v in market.series.items() if v.quote == keep}
-    quote = next(iter(market.series.values())).quote
-    first = max(int(s.t[min(WARMUP_CANDLES, len(s.t) - 1)]) for s in market.series.values())
-    last = max(int(s.t[-1]) for s in market.series.values()) + BASE_MS
+    quote = one_quote(market, data, bool(symbols))
+    first, last = replay_span(market)
     end = min(last, end_ms or last)
     if last_days:
         start_ms = max(start_ms or 0, end - int(last_days * 86_400_000))
