@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         storage = storage_of(plan)
         try:
-            rep = report.build(plan, ev, open_studies(plan, storage))
+            rep = report.build(plan, ev, open_studies(plan, storage), a.jobs)
         finally:
             storage.engine.dispose()
     except PlanError as exc:

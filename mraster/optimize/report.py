@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from mraster.optimize import robustness as rb
 from mraster.optimize.scoring import OBJECTIVES, score
-from mraster.optimize.study import Evaluator, Plan, feasible, plan_dict
+from mraster.optimize.study import Evaluator, Plan, feasible, plan_dict, run_many
 
 TOP = 3  # best trials whose neighbourhoods are checked
 
@@ -28,20 +28,31 @@ def _score_dict(sc) -> dict[str, Any]:
             "total_return": sc.total_return, **{k: v for k, v in sc.metrics.items()}}
 
 
-def build(plan: Plan, ev: Evaluator, studies: list) -> dict[str, Any]:
-    folds, oos_pnls, start_eq = [], [], None
+def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, Any]:
+    """``jobs``: processes for the report's own backtests (out-of-sample runs, neighbourhoods)."""
+    folds, best = [], []
     for fold, study, _ in studies:
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         row: dict[str, Any] = {**fold.to_dict(), "trials": len(done),
                                "feasible": sum(feasible(t) for t in done)}
-        best = best_trials(study)
-        if not best:
+        top = best_trials(study)
+        if not top:
             row["warning"] = (f"no trial met the constraints (max drawdown {plan.max_dd:.0%}, at "
                               f"least {plan.min_trades} trades); loosen them or widen the window")
-            folds.append(row)
+        folds.append(row)
+        best.append(top[0] if top else None)
+    final_fold, final_study, _ = studies[-1]
+    robust_trials = best_trials(final_study, TOP)
+    near = [rb.neighbours(t.params, plan.space) for t in robust_trials]
+    # the unseen windows, each once with its fold's chosen trial; and every neighbour
+    tasks = [(t.params, fold.test) for (fold, _, _), t in zip(studies, best) if t is not None]
+    tasks += [(params, final_fold.train) for rows in near for _, _, params in rows]
+    results = iter(run_many(ev, tasks, jobs))
+    oos_pnls, start_eq = [], None
+    for (fold, _, _), row, t in zip(studies, folds, best):
+        if t is None:
             continue
-        t = best[0]
-        res = ev.run(t.params, fold.test)  # the unseen window, once, with the chosen trial
+        res = next(results)
         oos = score(res, plan.objective)
         row.update(params=t.params, trial=t.number,
                    in_sample={"value": t.value, "trades": t.user_attrs.get("trades"),
@@ -52,12 +63,10 @@ def build(plan: Plan, ev: Evaluator, studies: list) -> dict[str, Any]:
             oos_pnls += [tr["pnl"] for tr in res.state.get("history", [])]
             if start_eq is None and res.equity:
                 start_eq = res.equity[0][1]
-        folds.append(row)
-    final_fold, final_study, _ = studies[-1]
     robust = [{"trial": t.number, "params": t.params,
-               **rb.neighbourhood(lambda p: ev.evaluate(p, final_fold.train).value, t.params,
-                                  t.value, plan.space)}
-              for t in best_trials(final_study, TOP)]
+               **rb.neighbourhood(t.value, [(a, b, score(next(results), plan.objective).value)
+                                            for a, b, _ in rows])}
+              for t, rows in zip(robust_trials, near)]
     final = folds[-1]
     changes = [{"key": k, "from": plan.settings.get(k), "to": v}
                for k, v in (final.get("params") or {}).items() if plan.settings.get(k) != v]

@@ -22,25 +22,28 @@ def divergence(in_sample: float, out_of_sample: float) -> str | None:
     return None
 
 
-def neighbourhood(evaluate, params: Mapping[str, Any], value: float,
-                  space: Sequence[Param]) -> dict[str, Any]:
-    """The trial's value with each numeric parameter moved by ±10 % of its range, one at a time
-    (``evaluate(params) -> float``). Fragile when a neighbour loses more than half of it or
-    turns its sign."""
-    rows = []
+def neighbours(params: Mapping[str, Any], space: Sequence[Param]) -> list[tuple[str, Any, dict]]:
+    """(parameter, its new value, the trial's parameters with it): each numeric parameter moved
+    by ±10 % of its range, one at a time, kept inside the range."""
+    out = []
     for p in space:
         for frac in (-NUDGE, NUDGE):
             v = p.nudge(params[p.name], frac)
-            if v is None or v == params[p.name]:
-                continue
-            rows.append({"param": p.name, "value": v, "score": evaluate({**params, p.name: v})})
-    scores = [r["score"] for r in rows]
-    fragile = [r for r in rows if (value > 0 and r["score"] < 0.5 * value)]
-    return {"value": value, "neighbours": rows,
+            if v is not None and v != params[p.name]:
+                out.append((p.name, v, {**params, p.name: v}))
+    return out
+
+
+def neighbourhood(value: float, rows: Sequence[tuple[str, Any, float]]) -> dict[str, Any]:
+    """``rows``: (parameter, value, neighbour's score). Fragile when a neighbour loses more than
+    half of a positive score."""
+    scores = [r[2] for r in rows]
+    fragile = sorted({r[0] for r in rows if value > 0 and r[2] < 0.5 * value})
+    return {"value": value,
+            "neighbours": [{"param": a, "value": b, "score": c} for a, b, c in rows],
             "worst": min(scores) if scores else None,
             "median": statistics.median(scores) if scores else None,
-            "fragile": bool(fragile),
-            "fragile_params": sorted({r["param"] for r in fragile})}
+            "fragile": bool(fragile), "fragile_params": fragile}
 
 
 def importances(study: optuna.Study) -> dict[str, float]:

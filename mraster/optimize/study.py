@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 import warnings
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -105,6 +106,42 @@ class Evaluator:
         return first // BASE_MS * BASE_MS, last
 
 
+_POOL_EV: Evaluator | None = None  # the evaluator a forked pool's workers inherit
+
+
+def _pool_run(task: tuple[dict, Window]) -> Any:
+    r = _POOL_EV.run(*task)
+    return r.state.get("history", []), r.equity, r.start_ms, r.end_ms
+
+
+def run_many(ev: Evaluator, tasks: list[tuple[dict, Window]], jobs: int) -> list[Any]:
+    """Backtests of several (params, window) at once: the report's out-of-sample runs and
+    neighbourhoods, over ``jobs`` forked processes that share the loaded candles."""
+    global _POOL_EV
+    if jobs <= 1 or len(tasks) <= 1 or "fork" not in mp.get_all_start_methods():
+        return [ev.run(*t) for t in tasks]
+    _POOL_EV = ev
+    try:
+        with mp.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
+            rows = pool.map(_pool_run, tasks)
+    finally:
+        _POOL_EV = None
+    return [BacktestLite(*r) for r in rows]
+
+
+@dataclass
+class BacktestLite:
+    """What the report reads from a backtest run in another process."""
+    history: list
+    equity: list
+    start_ms: int
+    end_ms: int
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+
 def prepare(plan: Plan, market: Market | None = None) -> Evaluator:
     """Check the plan, load the candles, cut the windows (raises PlanError)."""
     from mraster.optimize.scoring import OBJECTIVES
@@ -145,14 +182,21 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def open_studies(plan: Plan, storage: Any) -> list[tuple[Fold, optuna.Study, int]]:
+def worker_seed(plan: Plan, study_index: int, worker: int) -> int:
+    """Each worker's sampler draws its own trials (two workers with one seed would propose the
+    same random start-up trials); on one machine the same command draws the same ones again."""
+    host = zlib.crc32(os.uname().nodename.encode()) % 100_000
+    return plan.seed + 1000 * study_index + worker + 64 * host
+
+
+def open_studies(plan: Plan, storage: Any, worker: int = 0) -> list[tuple[Fold, optuna.Study, int]]:
     """The plan's studies, created on the first run and joined after that; a study started with
     another plan is refused (a typo in a joining worker's command must not mix two searches)."""
     _quiet_optuna()
     out = []
     for i, (fold, name, n) in enumerate(plan.studies()):
         sampler = optuna.samplers.TPESampler(
-            seed=plan.seed + i, multivariate=True, constant_liar=True,
+            seed=worker_seed(plan, i, worker), multivariate=True, constant_liar=True,
             constraints_func=lambda t: t.user_attrs.get("constraints", (0.0, 0.0)))
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                     direction="maximize", load_if_exists=True)
@@ -197,12 +241,13 @@ def run_study(plan: Plan, ev: Evaluator, fold: Fold, study: optuna.Study, n: int
         study.optimize(objective, n_trials=1, gc_after_trial=False)
 
 
-def work(plan: Plan, ev: Evaluator, worker: str, stopping: Callable[[], bool]) -> None:
+def work(plan: Plan, ev: Evaluator, index: int, stopping: Callable[[], bool]) -> None:
     """One worker: every study in turn (a worker that finishes early helps with the next)."""
     storage = storage_of(plan)
+    name = f"{os.uname().nodename}:{os.getpid()}:{index}"
     try:
-        for fold, study, n in open_studies(plan, storage):
-            run_study(plan, ev, fold, study, n, stopping, worker)
+        for fold, study, n in open_studies(plan, storage, index):
+            run_study(plan, ev, fold, study, n, stopping, name)
     finally:
         storage.engine.dispose()
 
@@ -211,7 +256,7 @@ def _child(plan: Plan, ev: Evaluator | None, index: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    work(plan, ev or Evaluator(plan), f"{os.uname().nodename}:{os.getpid()}:{index}", stop.is_set)
+    work(plan, ev or Evaluator(plan), index, stop.is_set)
 
 
 @dataclass
