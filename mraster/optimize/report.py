@@ -59,10 +59,9 @@ def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, 
                               "max_drawdown_pct": t.user_attrs.get("max_drawdown_pct"),
                               "total_return": t.user_attrs.get("total_return")},
                    out_of_sample=_score_dict(oos), warning=rb.divergence(t.value, oos.value))
-        if fold.name != "final":
-            oos_pnls += [tr["pnl"] for tr in res.state.get("history", [])]
-            if start_eq is None and res.equity:
-                start_eq = res.equity[0][1]
+        oos_pnls += [tr["pnl"] for tr in res.state.get("history", [])]  # hold-out included
+        if start_eq is None and res.equity:
+            start_eq = res.equity[0][1]
     robust = [{"trial": t.number, "params": t.params,
                **rb.neighbourhood(t.value, [(a, b, score(next(results), plan.objective).value)
                                             for a, b, _ in rows])}

@@ -18,12 +18,13 @@ import signal
 import threading
 import time
 import warnings
-import zlib
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from mraster.backtest.runner import WARMUP_CANDLES, one_quote, replay_span, run_backtest
@@ -33,7 +34,6 @@ from mraster.optimize.windows import Fold, Window, split
 from mraster.sim.market import BASE_MS, Market, replay_market
 
 log = logging.getLogger("mraster.optimize")
-OPEN = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 
 
 class PlanError(ValueError):
@@ -87,7 +87,7 @@ class Evaluator:
         s = sp.apply(self.plan.settings, params)
         quiet = logging.getLogger("mraster")
         level = quiet.level
-        quiet.setLevel(logging.ERROR)  # a trial's bracket repairs and breakers are not news
+        quiet.setLevel(logging.CRITICAL)  # a replay's repairs, breakers and alerts are its result
         try:
             return run_backtest(self.plan.data, s, symbols=self.plan.symbols, market=self.market,
                                 start_ms=window.start_ms, end_ms=window.end_ms)
@@ -171,10 +171,19 @@ def storage_of(plan: Plan) -> optuna.storages.RDBStorage:
     if plan.storage.startswith("sqlite:///"):
         Path(plan.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     kw = {"connect_args": {"timeout": 60}} if plan.storage.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
-        plan.storage, engine_kwargs=kw, heartbeat_interval=plan.heartbeat_s,
-        grace_period=3 * plan.heartbeat_s,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3))
+    for attempt in range(10):
+        try:
+            return optuna.storages.RDBStorage(
+                plan.storage, engine_kwargs=kw, heartbeat_interval=plan.heartbeat_s,
+                grace_period=3 * plan.heartbeat_s,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3))
+        except sqlalchemy.exc.DBAPIError:
+            # two workers creating a new storage at once: one wins, the other finds its tables
+            if attempt == 9:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _quiet_optuna() -> None:
@@ -182,24 +191,31 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def worker_seed(plan: Plan, study_index: int, worker: int) -> int:
-    """Each worker's sampler draws its own trials (two workers with one seed would propose the
-    same random start-up trials); on one machine the same command draws the same ones again."""
-    host = zlib.crc32(os.uname().nodename.encode()) % 100_000
-    return plan.seed + 1000 * study_index + worker + 64 * host
+class TrialSeededTPE(optuna.samplers.TPESampler):
+    """TPE whose random draws are seeded by the trial's number. Two workers with one seed, or a
+    resumed run starting its generator afresh, would propose the same random start-up trials
+    again; trial numbers are unique in a study, so no two trials draw alike, and a run with one
+    worker is reproducible from ``--seed`` (interrupted or not)."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed, multivariate=True, constant_liar=True)
+        self._base_seed = seed
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        seed = (self._base_seed * 100_003 + trial.number) % 2**32
+        self._rng.rng.seed(seed)  # optuna's own generators (LazyRandomState)
+        self._random_sampler._rng.rng.seed(seed)
+        super().before_trial(study, trial)
 
 
-def open_studies(plan: Plan, storage: Any, worker: int = 0) -> list[tuple[Fold, optuna.Study, int]]:
+def open_studies(plan: Plan, storage: Any) -> list[tuple[Fold, optuna.Study, int]]:
     """The plan's studies, created on the first run and joined after that; a study started with
     another plan is refused (a typo in a joining worker's command must not mix two searches)."""
     _quiet_optuna()
     out = []
     for i, (fold, name, n) in enumerate(plan.studies()):
-        sampler = optuna.samplers.TPESampler(
-            seed=worker_seed(plan, i, worker), multivariate=True, constant_liar=True,
-            constraints_func=lambda t: t.user_attrs.get("constraints", (0.0, 0.0)))
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                    direction="maximize", load_if_exists=True)
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                    load_if_exists=True, sampler=TrialSeededTPE(plan.seed + i))
         have = study.user_attrs.get("plan")
         if have is None:
             study.set_user_attr("plan", plan.fingerprint())
@@ -214,13 +230,15 @@ def open_studies(plan: Plan, storage: Any, worker: int = 0) -> list[tuple[Fold, 
 
 def _objective(plan: Plan, ev: Evaluator, fold: Fold, worker: str) -> Callable:
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker)  # from here on its heartbeat is running
         params = {p.name: p.suggest(trial) for p in plan.space}
         sc = ev.evaluate(params, fold.train)  # never the test window: it comes after train
-        trial.set_user_attr("constraints", sc.violations(plan.max_dd, plan.min_trades))
+        dd, few = sc.violations(plan.max_dd, plan.min_trades)
+        trial.set_constraint("max_drawdown", dd)  # ≤ 0 when met; TPE steers away otherwise
+        trial.set_constraint("min_trades", few)
         trial.set_user_attr("trades", sc.trades)
         trial.set_user_attr("max_drawdown_pct", sc.max_drawdown_pct)
         trial.set_user_attr("total_return", sc.total_return)
-        trial.set_user_attr("worker", worker)
         return sc.value
     return objective
 
@@ -232,13 +250,32 @@ def run_study(plan: Plan, ev: Evaluator, fold: Fold, study: optuna.Study, n: int
     objective = _objective(plan, ev, fold, worker)
     while not stopping():
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and re-queued
-        trials = study.get_trials(deepcopy=False, states=OPEN)
+        fail_unstarted(study, 3 * plan.heartbeat_s)
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                         TrialState.RUNNING))
         if sum(t.state == TrialState.COMPLETE for t in trials) >= n:
             return
         if len(trials) >= n:  # the rest are in flight elsewhere
             time.sleep(0.5)
             continue
-        study.optimize(objective, n_trials=1, gc_after_trial=False)
+        study.optimize(objective, n_trials=1, gc_after_trial=False)  # a queued retry first
+
+
+def fail_unstarted(study: optuna.Study, grace_s: float) -> None:
+    """Optuna notices a dead worker's trial by its missing heartbeats, but a worker killed
+    between creating a trial and its first heartbeat leaves a trial with none, running forever.
+    Such a trial (no worker ever claimed it, older than the grace period) is failed and queued
+    again here; of two workers doing this at once, one succeeds."""
+    now = datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "worker" in t.user_attrs or t.datetime_start is None or \
+                (now - t.datetime_start).total_seconds() < grace_s:
+            continue
+        try:
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, t)
 
 
 def work(plan: Plan, ev: Evaluator, index: int, stopping: Callable[[], bool]) -> None:
@@ -246,8 +283,16 @@ def work(plan: Plan, ev: Evaluator, index: int, stopping: Callable[[], bool]) ->
     storage = storage_of(plan)
     name = f"{os.uname().nodename}:{os.getpid()}:{index}"
     try:
-        for fold, study, n in open_studies(plan, storage, index):
+        for fold, study, n in open_studies(plan, storage):
             run_study(plan, ev, fold, study, n, stopping, name)
+    finally:
+        storage.engine.dispose()
+
+
+def _create(plan: Plan) -> None:
+    storage = storage_of(plan)
+    try:
+        open_studies(plan, storage)
     finally:
         storage.engine.dispose()
 
@@ -290,17 +335,23 @@ def progress(plan: Plan, studies: list[tuple[Fold, optuna.Study, int]], t0: floa
 
 
 def feasible(t: optuna.trial.FrozenTrial) -> bool:
-    return t.state == TrialState.COMPLETE and all(v <= 0 for v in t.user_attrs.get("constraints", ()))
+    return t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
 
 
 def run(plan: Plan, ev: Evaluator, jobs: int, report: Callable[[Progress], None],
         stopping: Callable[[], bool]) -> bool:
     """Run the plan with ``jobs`` worker processes (the candles loaded here are inherited where
     the platform forks). True when every study has its trials; False when stopped (resumable)."""
-    storage = storage_of(plan)
-    open_studies(plan, storage)  # created once here, so workers only join
-    storage.engine.dispose()
+    # no database connection may cross a fork (SQLite forbids it): the storage and the studies
+    # are created by a short-lived process of their own, then the workers join them, and this
+    # process connects only after they started
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    maker = ctx.Process(target=_create, args=(plan,))
+    maker.start()
+    maker.join()
+    if maker.exitcode != 0:
+        raise PlanError(f"the study could not be created in {plan.storage} (exit code "
+                        f"{maker.exitcode}); see the messages above")
     procs = [ctx.Process(target=_child, args=(plan, ev if ctx.get_start_method() == "fork"
                                               else None, i), daemon=True) for i in range(jobs)]
     for p in procs:

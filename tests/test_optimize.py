@@ -1,0 +1,197 @@
+"""The walk-forward optimiser (mraster.optimize) on the real sample candles: the search space
+and its caps, a planted optimum, no look-ahead, resuming after kill -9, two workers on one
+storage, and the preset it proposes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import DATA, ROOT
+from mraster import settings as st
+from mraster.optimize import space as sp
+from mraster.optimize.__main__ import settings_for
+from mraster.optimize.scoring import Score
+from mraster.optimize.study import Evaluator, Plan, open_studies, prepare, storage_of, work
+from mraster.sim.market import replay_market
+
+PAIRS = "ETHBTC,ADABTC"  # two of the seven pairs keep the process tests quick
+
+
+def test_the_search_space_comes_from_the_catalogue_and_never_passes_the_caps():
+    for name, rng in sp.SEARCHABLE.items():
+        spec = st.BY_NAME[name]  # every searchable setting is a catalogue setting
+        if rng is not None:
+            assert spec.min <= rng[0] < rng[1] <= spec.max, name
+    base = settings_for({"ASTER_LEVERAGE": "3", "ASTER_RISK_PER_TRADE": "0.02"})
+    got = {p.name: p for p in sp.build(["sizing", "ASTER_SL_ATR_MULT"], base)}
+    assert got["ASTER_RISK_PER_TRADE"].high == 0.01  # 1 % at most, whatever the user has
+    assert got["ASTER_LEVERAGE"].high == 3 and got["ASTER_LEVERAGE"].kind == "int"
+    assert (got["ASTER_SL_ATR_MULT"].low, got["ASTER_SL_ATR_MULT"].high) == (0.5, 3.0)
+    with pytest.raises(st.SettingsErrors, match="ASTER_RISK_PER_TRADE.*at most 0.01"):
+        sp.apply(base, {"ASTER_RISK_PER_TRADE": 0.015})
+    with pytest.raises(st.SettingsErrors, match="ASTER_LEVERAGE.*your own limit 3"):
+        sp.apply(base, {"ASTER_LEVERAGE": 5})
+    with pytest.raises(sp.SpaceError, match="ASTER_API_KEY cannot be optimised"):
+        sp.resolve(["ASTER_API_KEY"])
+    with pytest.raises(sp.SpaceError, match="neither a setting nor a group.*entries"):
+        sp.resolve(["entires"])
+
+
+class PlantedEvaluator(Evaluator):
+    """A market whose answer is known (mocked: the objective surface, not the engine): the
+    score peaks at SL 1.7 × ATR and TP 3.1 × ATR, and a higher peak at SL > 2.5 breaks the
+    drawdown constraint, so the optimiser must find the feasible one."""
+
+    def evaluate(self, params, window):
+        sl, tp = params["ASTER_SL_ATR_MULT"], params["ASTER_TP_ATR_MULT"]
+        value = 1 - (sl - 1.7) ** 2 - (tp - 3.1) ** 2 / 4
+        dd = 0.5 if sl > 2.5 else 0.1
+        return Score(value + (3 if sl > 2.5 else 0), 20, dd, 0.0, {})
+
+
+def test_the_optimiser_finds_a_planted_optimum_inside_the_constraints(tmp_path):
+    plan = Plan(data=DATA, picks=["ASTER_SL_ATR_MULT", "ASTER_TP_ATR_MULT"],
+                settings=settings_for({}), symbols=PAIRS.split(","), trials=120, folds=0,
+                storage=f"sqlite:///{tmp_path / 's.sqlite'}")
+    prepare(plan)
+    work(plan, PlantedEvaluator(plan), 0, lambda: False)
+    storage = storage_of(plan)
+    (_, study, n), = open_studies(plan, storage)
+    from mraster.optimize.report import best_trials
+
+    best = best_trials(study)[0]
+    assert best.params["ASTER_SL_ATR_MULT"] == pytest.approx(1.7, abs=0.15)
+    assert best.params["ASTER_TP_ATR_MULT"] == pytest.approx(3.1, abs=0.4)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == n == 120
+
+
+def test_walk_forward_never_lets_a_trial_see_its_scoring_window(tmp_path):
+    """A spike planted in fold 1's scoring window changes nothing the fold's search saw."""
+    plans, values = [], []
+    for spiked in (False, True):
+        market = replay_market(DATA, PAIRS.split(","), manual=True)
+        plan = Plan(data=DATA, picks=["exits"], settings=settings_for({}), symbols=PAIRS.split(","),
+                    trials=12, folds=2, storage=f"sqlite:///{tmp_path / f'{spiked}.sqlite'}")
+        prepare(plan, market)
+        test = plan.windows[0].test
+        if spiked:
+            for s in market.series.values():
+                inside = (s.t >= test.start_ms) & (s.t < test.end_ms)
+                s.h[inside] *= 1.5  # a 50 % spike through every take-profit
+                s.l[inside] *= 0.6
+        work(plan, Evaluator(plan, market), 0, lambda: False)
+        storage = storage_of(plan)
+        studies = open_studies(plan, storage)
+        values.append([(t.params, t.value) for t in studies[0][1].get_trials(
+            states=(TrialState.COMPLETE,))])
+        plans.append((plan, Evaluator(plan, market)))
+    assert values[0] == values[1]  # fold 1's search: the same trials, the same scores
+    (plan, clean), (_, spiked) = plans
+    w = plan.windows
+    assert w[0].train.end_ms == w[0].test.start_ms and w[1].test.end_ms <= w[-1].test.start_ms
+    # ... while the scoring window itself did see it
+    assert clean.evaluate({}, w[0].test) != spiked.evaluate({}, w[0].test)
+
+
+def _cli(tmp_path: Path, out: str, *extra: str) -> subprocess.Popen:
+    """The command in a session of its own (a kill reaches its workers too); its messages go to
+    a file, so a full pipe can never stall it while the test waits on the storage."""
+    path = tmp_path / f"{out}-{time.monotonic_ns()}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mraster.optimize", "--data", str(DATA), "--symbols", PAIRS,
+         "--settings", "exits", "--folds", "1", "--trials", "20", "--heartbeat", "1",
+         "--json-progress",
+         "--storage", f"sqlite:///{tmp_path / 'study.sqlite'}", "--out", str(tmp_path / out),
+         *extra], cwd=ROOT, stdout=path.open("w"), stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    proc.log = path
+    return proc
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    proc.wait(timeout=300)
+    return proc.log.read_text()
+
+
+def _trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.sqlite'}")
+    out = []
+    for s in optuna.get_all_study_summaries(storage):
+        out += optuna.load_study(study_name=s.study_name, storage=storage).get_trials()
+    storage.engine.dispose()
+    return out
+
+
+def _complete_count(proc: subprocess.Popen) -> int:
+    """Finished trials, from the command's own progress lines (the storage is left alone)."""
+    done = 0
+    for line in proc.log.read_text().splitlines():
+        if line.startswith('{"event": "progress"'):
+            done = json.loads(line)["done"]
+    return done
+
+
+def test_a_study_resumes_after_kill_minus_nine_with_no_trial_lost_or_run_twice(tmp_path):
+    proc = _cli(tmp_path, "a")
+    deadline = time.monotonic() + 120
+    while _complete_count(proc) < 4 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # polling the storage for real progress, not a timed wait
+    assert proc.poll() is None, _finish(proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the coordinator and its worker, mid-trial
+    proc.wait()
+    before = {t.number for t in _trials(tmp_path) if t.state == TrialState.COMPLETE}
+    again = _cli(tmp_path, "a")
+    log = _finish(again)
+    assert again.returncode == 0, log
+    trials = _trials(tmp_path)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 20 and before <= {t.number for t in done}  # nothing finished was lost
+    keys = [json.dumps(t.params, sort_keys=True) for t in done]
+    assert len(keys) == len(set(keys))  # no trial ran twice
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    retried = {t.system_attrs.get("failed_trial") for t in done}
+    for t in trials:  # the trial the kill cut short was run again, to the end
+        if t.state == TrialState.FAIL:
+            assert t.number in retried
+    report = json.loads((tmp_path / "a" / "optimize.json").read_text())
+    assert [f["name"] for f in report["folds"]] == ["fold-1", "final"]
+
+
+def test_two_workers_sharing_one_storage_split_the_trials_without_overlap(tmp_path):
+    a, b = _cli(tmp_path, "a"), _cli(tmp_path, "b")
+    errs = [_finish(p) for p in (a, b)]
+    assert (a.returncode, b.returncode) == (0, 0), errs
+    done = [t for t in _trials(tmp_path) if t.state == TrialState.COMPLETE]
+    assert 20 <= len(done) <= 21  # each study's budget, at most one in flight too many
+    assert len({t.user_attrs["worker"].split(":")[1] for t in done}) == 2  # both worked
+    keys = [(t.user_attrs["worker"], json.dumps(t.params, sort_keys=True)) for t in done]
+    assert len({k for _, k in keys}) == len(keys)  # no trial proposed or run twice
+    for out in ("a", "b"):  # both wrote the same study's answer
+        rep = json.loads((tmp_path / out / "optimize.json").read_text())
+        assert rep["holdout"]["name"] == "final" and "<svg" in (tmp_path / out /
+                                                                "optimize.html").read_text()
+
+
+def test_a_proposed_preset_passes_validation_and_the_caps(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "mraster.optimize", "--data", str(DATA), "--symbols", PAIRS,
+         "--settings", "sizing,ASTER_SL_ATR_MULT", "--folds", "0", "--trials", "12",
+         "--min-trades", "1", "--max-drawdown", "0.9", "--out", str(tmp_path),
+         "ASTER_LEVERAGE=4"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    rep = json.loads((tmp_path / "optimize.json").read_text())
+    values = rep["preset"]["values"]
+    assert values and values["ASTER_RISK_PER_TRADE"] <= 0.01 and values["ASTER_LEVERAGE"] <= 4
+    s = st.load(environ={"ASTER_LEVERAGE": "4"}, env_file=None, config=values)  # validates
+    assert s["ASTER_RISK_PER_TRADE"] == values["ASTER_RISK_PER_TRADE"]
+    f = rep["folds"][0]
+    assert {"in_sample", "out_of_sample"} <= f.keys() and rep["monte_carlo"]["runs"] == 1000
