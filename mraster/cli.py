@@ -9,6 +9,7 @@ COMMANDS = {
     "dashboard": ("mraster.dashboard.app", "the dashboard (http://127.0.0.1:8000)"),
     "bot": ("mraster.bot", "the headless bot (ASTER_RUN_ONCE=true: one scan)"),
     "backtest": ("mraster.backtest.__main__", "the live engine over candle CSVs"),
+    "optimize": ("mraster.optimize.__main__", "walk-forward search for settings that hold up"),
     "data": ("mraster.data", "download candles, mark prices and funding from Aster"),
     "sim": ("mraster.sim.__main__", "the built-in exchange simulator"),
     "drill": ("mraster.drill", "the fire drill: your settings through a bad day"),

@@ -745,13 +745,69 @@ $("#btn-backtest").addEventListener("click", async () => {
   catch (e) { fail(e); }
 });
 
+// ---- optimise ----------------------------------------------------------------------------------
+const opt = { timer: null };
+async function pollOptimise() {
+  let j;
+  try { j = await api("GET", "/api/optimize"); } catch (e) { fail(e); return; }
+  const running = j.state === "running" || j.state === "stopping";
+  $("#btn-optimise").disabled = running; $("#btn-optimise-stop").hidden = !running;
+  const p = j.progress || {};
+  $("#opt-progress").hidden = !running; $("#opt-progress").value = p.total ? p.done / p.total : 0;
+  const eta = p.eta_s == null ? "" : ` · about ${age(Math.round(p.eta_s))} left`;
+  $("#opt-status").className = j.state === "error" ? "error" : "muted";
+  $("#opt-status").textContent = j.state === "idle" ? "" : j.state === "error" ? `Failed: ${j.error}`
+    : j.state === "stopped" ? `Stopped after ${p.done || 0} trials: start the same search again to resume it.`
+    : j.state === "done" ? `Done: ${p.done || 0} trials.`
+    : `${j.state === "stopping" ? "Stopping" : "Running"}: trials ${p.done || 0} of ${p.total || "?"} (${p.study || "starting"}), best so far ${p.best == null ? "–" : fmt(p.best, 3)}${eta}`;
+  if (running) { clearTimeout(opt.timer); opt.timer = setTimeout(pollOptimise, 1000); }
+  renderOptimise(j.report);
+}
+function renderOptimise(r) {
+  $("#opt-result").hidden = !r; if (!r) return;
+  $("#opt-warnings").replaceChildren(...r.warnings.map((w) => el("li", {}, w)));
+  $("#opt-folds-table tbody").replaceChildren(...r.folds.map((f) => {
+    const i = f.in_sample || {}, o = f.out_of_sample || {};
+    return el("tr", {}, el("td", {}, f.name === "final" ? "hold-out" : f.name), el("td", {}, `${f.trials} (${f.feasible})`),
+      el("td", {}, fmt(i.value, 3)), el("td", { class: (o.value ?? 0) > 0 ? "pos" : "neg" }, fmt(o.value, 3)),
+      el("td", {}, `${i.trades ?? "–"} / ${o.trades ?? "–"}`), el("td", {}, f.warning || ""));
+  }));
+  const mc = r.monte_carlo || {};
+  $("#opt-mc").textContent = mc.runs ? `${r.objective}. Out-of-sample trades reshuffled ${mc.runs} times: maximum drawdown ${pct(mc.actual)} as it happened, ${pct(mc.p50)} typical, ${pct(mc.p95)} in the worst 5 %.` : r.objective;
+  $("#btn-opt-preview").disabled = !r.changes.length;
+}
+function optimiseBody() {
+  return { settings: [...document.querySelectorAll("input[name=opt-group]:checked")].map((x) => x.value),
+    objective: $("#opt-objective").value, trials: Number($("#opt-trials").value), folds: Number($("#opt-folds").value),
+    max_drawdown: Number($("#opt-dd").value) / 100, min_trades: Number($("#opt-min-trades").value), jobs: Number($("#opt-jobs").value) };
+}
+$("#btn-optimise").addEventListener("click", async () => {
+  $("#opt-preview").hidden = true;
+  try { await api("POST", "/api/optimize", optimiseBody()); pollOptimise(); } catch (e) { $("#opt-status").className = "error"; $("#opt-status").textContent = e.message; }
+});
+$("#btn-optimise-stop").addEventListener("click", async () => { try { await api("POST", "/api/optimize/stop"); pollOptimise(); } catch (e) { fail(e); } });
+$("#btn-opt-preview").addEventListener("click", async () => {
+  try {
+    const pv = await api("GET", "/api/optimize/preset-preview");
+    $("#opt-changes tbody").replaceChildren(...pv.changes.map((c) => el("tr", {}, el("td", {}, c.key), el("td", {}, JSON.stringify(c.from)), el("td", {}, JSON.stringify(c.to)))));
+    $("#opt-preview").hidden = false;
+  } catch (e) { fail(e); }
+});
+$("#btn-opt-save").addEventListener("click", async () => {
+  try {
+    const r = await api("POST", "/api/optimize/preset", { name: $("#opt-preset-name").value });
+    $("#opt-save-status").className = "pos";
+    $("#opt-save-status").textContent = `Saved as "${r.name}". Apply it under Settings → Presets when you want it; nothing changed yet.`;
+  } catch (e) { $("#opt-save-status").className = "error"; $("#opt-save-status").textContent = e.message; }
+});
+
 // ---- tabs and start-up -------------------------------------------------------------------------------
 for (const b of document.querySelectorAll("#tabs button")) {
   b.addEventListener("click", () => {
     for (const x of document.querySelectorAll("#tabs button, .tab")) x.classList.remove("active");
     b.classList.add("active"); $(`#tab-${b.dataset.tab}`).classList.add("active");
     if (b.dataset.tab === "chart") drawCandles($("#chart-symbol").value);
-    if (b.dataset.tab === "backtest") pollBacktest();
+    if (b.dataset.tab === "backtest") { pollBacktest(); pollOptimise(); }
   });
 }
 

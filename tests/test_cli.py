@@ -15,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def test_the_entry_point_lists_and_runs_each_command():
     p = run()
-    assert p.returncode == 0 and all(c in p.stdout for c in ("dashboard", "bot", "backtest", "data",
+    assert p.returncode == 0 and all(c in p.stdout for c in ("dashboard", "bot", "backtest", "optimize", "data",
                                                               "sim", "drill", "guard"))
     assert run("nope").returncode == 2
     p = run("data", "download", "--help")

@@ -195,3 +195,40 @@ def test_a_proposed_preset_passes_validation_and_the_caps(tmp_path):
     assert s["ASTER_RISK_PER_TRADE"] == values["ASTER_RISK_PER_TRADE"]
     f = rep["folds"][0]
     assert {"in_sample", "out_of_sample"} <= f.keys() and rep["monte_carlo"]["runs"] == 1000
+
+
+def test_the_dashboard_runs_a_search_and_saves_its_result_only_as_a_reviewed_preset(tmp_path):
+    """The Optimise view over HTTP: bad choices refused by name, progress, the fold table, the
+    same preview as a built-in preset, and a saved preset that changes nothing until applied."""
+    from dashboard_helpers import Dashboard, dashboard_environ, wait_for
+
+    with Dashboard(tmp_path, dashboard_environ(tmp_path, ASTER_BACKTEST_DATA=str(DATA))) as dash:
+        bad = dash.post("/api/optimize", {"settings": ["ASTER_API_KEY"]})
+        assert bad.status_code == 422 and "ASTER_API_KEY cannot be optimised" in bad.text
+        bad = dash.post("/api/optimize", {"trials": 1})
+        assert bad.status_code == 422 and "trials" in bad.text
+        assert dash.get("/api/optimize/preset-preview").status_code == 404  # nothing yet
+        body = {"settings": ["ASTER_SL_ATR_MULT", "ASTER_TP_ATR_MULT"], "trials": 8, "folds": 1,
+                "min_trades": 1, "max_drawdown": 0.9, "jobs": 2, "days": 8}
+        r = dash.post("/api/optimize", body)
+        assert r.status_code == 200 and r.json()["state"] == "running", r.text
+        assert dash.post("/api/optimize", body).status_code == 409  # one at a time
+        job = wait_for(lambda: (j := dash.get("/api/optimize").json())["state"] not in
+                       ("running", "stopping") and j, timeout=240, what="the optimisation")
+        assert job["state"] == "done", job.get("error")
+        assert job["progress"]["done"] == 8
+        rep = job["report"]
+        assert [f["name"] for f in rep["folds"]] == ["fold-1", "final"]
+        assert all("out_of_sample" in f and "in_sample" in f for f in rep["folds"])
+        assert "<svg" in dash.get("/api/optimize/report.html").text
+        before = {s["key"]: s["value"] for s in dash.get("/api/config").json()["settings"]}
+        preview = dash.get("/api/optimize/preset-preview").json()
+        assert {c["key"] for c in preview["changes"]} == {c["key"] for c in rep["changes"]}
+        assert dash.post("/api/optimize/preset", {"name": "low"}).status_code == 422  # built-in
+        saved = dash.post("/api/optimize/preset", {"name": "optimised sl tp"})
+        assert saved.status_code == 201, saved.text
+        presets = dash.get("/api/presets").json()
+        mine = next(p for p in presets["saved"] if p["name"] == "optimised sl tp")
+        assert {c["key"] for c in mine["changes"]} == {c["key"] for c in rep["changes"]}
+        after = {s["key"]: s["value"] for s in dash.get("/api/config").json()["settings"]}
+        assert after == before  # saved, not applied

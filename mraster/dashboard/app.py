@@ -17,8 +17,7 @@ from mraster import __version__
 from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, make_context
 from mraster.dashboard.routes import (actions, ai, audit, auth, backtest, bot, config, data, drill,
-                                      journal,
-                                      setup, state, stream)
+                                      journal, optimize, setup, state, stream)
 from mraster.dashboard.limits import BodyLimitMiddleware
 from mraster.dashboard.sessions import token_problem
 from mraster.dashboard.security import SecurityMiddleware
@@ -42,6 +41,7 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
         app.state.ctx = context()
         app.state.ctx.supervisor.adopt_existing()
         yield
+        optimize.stop_running(app.state.ctx)  # a search outlives no dashboard (it resumes)
         await app.state.ctx.supervisor.shutdown()
 
     app = FastAPI(title="MrAster dashboard", version=__version__, lifespan=lifespan)
@@ -50,8 +50,8 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
                        sessions=lambda: context().sessions, throttle=lambda: context().throttle)
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
-    for module in (auth, bot, actions, ai, audit, backtest, config, data, drill, journal, setup,
-                   state, stream):
+    for module in (auth, bot, actions, ai, audit, backtest, config, data, drill, journal,
+                   optimize, setup, state, stream):
         app.include_router(module.router)
 
     app.openapi = lambda: truthful_openapi(app)

@@ -40,6 +40,7 @@ class DashboardContext:
     backtest_job: Any = None  # the dashboard's one backtest run (routes/backtest.py)
     drill_job: Any = None  # the dashboard's one fire drill (routes/drill.py)
     download_job: Any = None  # the dashboard's one history download (routes/data.py)
+    optimize_run: Any = None  # the dashboard's one optimisation (routes/optimize.py)
     import_notes: list = field(default_factory=list)  # an original config's import summary
     _imported: bool = False
     sessions: SessionStore = field(default_factory=SessionStore)
