@@ -25,7 +25,7 @@ import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from mraster.metrics import max_drawdown, trade_stats
 
@@ -128,7 +128,9 @@ class Journal:
     """The writer. ``mode`` (paper, live or backtest) is stamped on every row, so switching from
     paper to live keeps two histories apart in one file."""
 
-    def __init__(self, path: str | Path, mode: str) -> None:
+    def __init__(self, path: str | Path, mode: str,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        """``on_error``: told once when writing starts failing (the bot makes it a notice)."""
         if mode not in MODES:
             raise ValueError(f"mode: {mode!r} is not allowed; expected one of {', '.join(MODES)}")
         self.path, self.mode = path, mode
@@ -139,6 +141,7 @@ class Journal:
             raise JournalError(f"{path}: not a usable journal ({exc}); move it aside and the bot "
                                "starts a new one") from exc
         self.failing = False
+        self.on_error = on_error
 
     def close(self) -> None:
         self.conn.close()
@@ -157,10 +160,13 @@ class Journal:
                 log.warning("journal %s: writing again", self.path)
             self.failing = False
         except sqlite3.Error as exc:
-            if not self.failing:
-                log.error("journal %s: %s could not be written (%s)", self.path,
-                          batches[0][0], exc)
-            self.failing = True
+            if self.failing:
+                return
+            self.failing = True  # before telling: the notice is itself written here
+            what = f"trade journal {self.path}: {batches[0][0]} could not be written ({exc})"
+            log.error(what)
+            if self.on_error is not None:
+                self.on_error(f"{what}; trades stay in the state file until it works again")
 
     # -- what the bot books ------------------------------------------------------------------
     def book(self, trade: Mapping[str, Any], fills: Iterable[Any] = (),
@@ -227,8 +233,11 @@ class Journal:
                     "VALUES (?,?,?,?)", [(self.mode, int(t), float(e), u) for t, e, u in points])
 
     def lesson(self, symbol: str, closed_at: int, text: str) -> None:
-        row = self.conn.execute("SELECT key FROM trades WHERE mode=? AND symbol=? AND closed_at=?",
-                                (self.mode, symbol, closed_at)).fetchone()
+        try:
+            row = self.conn.execute("SELECT key FROM trades WHERE mode=? AND symbol=? AND "
+                                    "closed_at=?", (self.mode, symbol, closed_at)).fetchone()
+        except sqlite3.Error:
+            return  # written with the next lesson of this trade, or never: a note, not a booking
         if row is not None:
             self._write("a lesson", "INSERT OR IGNORE INTO trade_notes (trade_key, kind, text, time) "
                         "VALUES (?,?,?,?)", [(row["key"], "lesson", text, closed_at)])

@@ -177,3 +177,14 @@ def test_the_overview_counts_every_journaled_trade_not_only_the_recent_ones(back
     assert perf["total_pnl"] == pytest.approx(sum(t["pnl"] for t in trades))
     # the whole curve, thinned with every bucket's low and high kept: the same drawdown
     assert perf["max_drawdown"] == pytest.approx(max_drawdown(backtest.equity)["max_drawdown"])
+
+
+def test_a_journal_that_stops_accepting_writes_is_a_notice_once_and_trading_goes_on(backtest,
+                                                                                  tmp_path):
+    told = []
+    j = Journal(tmp_path / "j.sqlite", "paper", on_error=told.append)
+    j.conn.close()  # as good as a full disk or a file taken away: every write fails
+    j.book(backtest.state["history"][0])
+    j.on_event("alert", {"level": "error", "message": "x"})
+    j.on_event("postmortem", {"symbol": "ETHBTC", "closed_at": 1, "lesson": "y"})
+    assert len(told) == 1 and "could not be written" in told[0] and "state file" in told[0]

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from logging.handlers import RotatingFileHandler
@@ -225,16 +226,20 @@ def _has_new_commands(commands: Mapping[str, Any], state: dict[str, Any]) -> boo
         c.get("id") not in acks for c in commands.get("inbox", []))
 
 
-def open_journal(s: Mapping[str, Any], mode: str, alert) -> Journal | None:
+def open_journal(s: Mapping[str, Any], state: Mapping[str, Any], alert) -> Journal | None:
     """The journal, with the history an older state file still holds moved in. A journal that
-    cannot be opened is a notice, not a reason to stop trading: the state file keeps the working
-    set."""
+    cannot be opened or written is a notice, not a reason to stop trading: the state file keeps
+    the working set."""
     path = beside_state(s, "ASTER_JOURNAL_FILE")
     try:
-        return Journal(path, mode)
-    except JournalError as exc:
+        journal = Journal(path, state["mode"], on_error=lambda m: alert("error", m))
+        moved = journal.import_state(state)
+    except (JournalError, sqlite3.Error) as exc:
         alert("error", f"trade journal unavailable, trades are kept only in the state file: {exc}")
         return None
+    if moved:
+        log.info("journal: %d trades from the state file moved in", moved)
+    return journal
 
 
 def _save(doc: JsonDocument, state: dict[str, Any]) -> None:
@@ -282,11 +287,7 @@ async def run_async(s: Mapping[str, Any]) -> int:
     engine = Engine(ex, s, state, queue, emit, save=lambda: _save(doc, state))
     engine.stopping = stop.is_set
     record = beside_state(s, "ASTER_RECORD_FILE")
-    engine.journal = journal = open_journal(s, state["mode"], engine.alert)
-    if journal is not None:
-        moved = journal.import_state(state)
-        if moved:
-            log.info("journal: %d trades from the state file moved in", moved)
+    engine.journal = journal = open_journal(s, state, engine.alert)
     engine.recorder = Recorder(record, s["ASTER_RECORD_DAYS"])
     auditor = audit.DailyAudit(str(record), s)
     for client in (ex, getattr(ex, "market", None)):
