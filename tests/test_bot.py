@@ -249,3 +249,31 @@ def test_the_stop_grace_runs_on_the_market_clock_so_replays_close_unprotected_po
     opened, held = asyncio.run(go())
     assert opened, "the first cycle should open positions"
     assert not opened & set(held)  # every unprotected position was closed at market
+
+
+def test_a_restarted_bot_sets_leverage_and_margin_mode_only_where_they_differ(sim_factory,
+                                                                             tmp_path):
+    """The exchange reports each symbol's leverage and margin mode; where they already are the
+    user's, a restarted bot's entries do not set them again (requests counted on the wire)."""
+    from conftest import API_KEY
+    from fault_proxy import FaultProxy
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    asyncio.run(run_async(s))  # not counted: the first run learns nothing about an empty account
+    acct = sim.accounts[API_KEY]
+    for sym in sim.market.series:  # the user's values, everywhere, as after earlier sessions
+        acct.leverage[sym] = s["ASTER_LEVERAGE"]
+        acct.margin_type[sym] = "isolated"
+    for o in acct.open_orders():
+        o.status = "CANCELED"
+    held = {sym for sym, p in acct.positions.items() if p.amt}
+    for sym in held:  # flat again, by hand
+        acct.positions[sym].amt = 0.0
+    (tmp_path / "aster_state.json").unlink()
+    with FaultProxy(url) as proxy:
+        asyncio.run(run_async(settings_for(tmp_path, proxy.url)))
+        entries = [c for c in proxy.forwarded_client_ids() if ids.parse(c) and ids.parse(c)[0] == "E"]
+        assert entries, "no entry in the second run"
+        assert proxy.count("forward", "POST", "/fapi/v1/leverage") == 0
+        assert proxy.count("forward", "POST", "/fapi/v1/marginType") == 0

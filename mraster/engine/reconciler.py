@@ -73,12 +73,28 @@ class Reconciler:
             await self._verify_protection(amounts, self.market_ms or self.now_ms())
         return res
 
+    def _remember_symbol_settings(self, rows: list[dict[str, Any]]) -> None:
+        """Each symbol's leverage and margin mode as the exchange reports them, so a restarted
+        bot sets them only where they differ from the user's (not once per symbol it enters)."""
+        for r in rows:
+            sym = r.get("symbol")
+            if not sym:
+                continue
+            try:
+                self.leverage_set.setdefault(sym, int(float(r["leverage"])))
+            except (KeyError, TypeError, ValueError):
+                pass
+            mode = str(r.get("marginType") or "").lower()
+            if mode:
+                self.margin_set.setdefault(sym, "crossed" if mode.startswith("cross") else "isolated")
+
     async def _sync_positions(self, res: CycleResult, now: int) -> None:
         """Reconcile with the exchange, which is the truth: resolve entries whose outcome was
         not seen, adopt positions the bot's own orders opened (whatever the state file says),
         book vanished positions from their fills, and keep the rest off limits."""
         rows = await self.ex.position_risk()
         amounts = position_amounts(rows)
+        self._remember_symbol_settings(rows)
         for token, pos in list(self.state["positions"].items()):
             if pos.status is PositionStatus.PENDING:
                 await self._resolve_pending(token, pos)
