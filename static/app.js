@@ -776,6 +776,7 @@ function renderOptimise(r) {
   $("#opt-mc").textContent = mc.runs ? `${r.objective}. Out-of-sample trades reshuffled ${mc.runs} times: maximum drawdown ${pct(mc.actual)} as it happened, ${pct(mc.p50)} typical, ${pct(mc.p95)} in the worst 5 %.` : r.objective;
   $("#btn-opt-preview").disabled = !r.changes.length;
 }
+const shown = (v) => typeof v === "number" ? fmt(v, 4) : JSON.stringify(v);
 function optimiseBody() {
   return { settings: [...document.querySelectorAll("input[name=opt-group]:checked")].map((x) => x.value),
     objective: $("#opt-objective").value, trials: Number($("#opt-trials").value), folds: Number($("#opt-folds").value),
@@ -789,7 +790,7 @@ $("#btn-optimise-stop").addEventListener("click", async () => { try { await api(
 $("#btn-opt-preview").addEventListener("click", async () => {
   try {
     const pv = await api("GET", "/api/optimize/preset-preview");
-    $("#opt-changes tbody").replaceChildren(...pv.changes.map((c) => el("tr", {}, el("td", {}, c.key), el("td", {}, JSON.stringify(c.from)), el("td", {}, JSON.stringify(c.to)))));
+    $("#opt-changes tbody").replaceChildren(...pv.changes.map((c) => el("tr", {}, el("td", {}, c.key), el("td", {}, shown(c.from)), el("td", {}, shown(c.to)))));
     $("#opt-preview").hidden = false;
   } catch (e) { fail(e); }
 });
@@ -798,6 +799,7 @@ $("#btn-opt-save").addEventListener("click", async () => {
     const r = await api("POST", "/api/optimize/preset", { name: $("#opt-preset-name").value });
     $("#opt-save-status").className = "pos";
     $("#opt-save-status").textContent = `Saved as "${r.name}". Apply it under Settings → Presets when you want it; nothing changed yet.`;
+    renderPresets();  // the Settings tab lists it at once
   } catch (e) { $("#opt-save-status").className = "error"; $("#opt-save-status").textContent = e.message; }
 });
 

@@ -166,3 +166,34 @@ def test_the_wizard_runs_the_fire_drill_before_live(tmp_path, dashboard, page_fa
     page.get_by_test_id("drill-run").click()
     expect(page.get_by_test_id("drill-status")).to_contain_text("Fire drill passed", timeout=240_000)
     shot(page, "fire-drill-passed")
+
+
+def test_an_optimisation_from_the_backtest_tab_becomes_a_preset_only_after_review(
+        tmp_path, dashboard, page_factory):
+    server = dashboard()
+    page = page_factory()
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.click("#tabs button[data-tab=backtest]")
+    page.uncheck("input[name=opt-group][value=entries]")  # exits only: a short search
+    page.fill("#opt-trials", "8")
+    page.fill("#opt-folds", "1")
+    page.fill("#opt-min-trades", "1")
+    page.fill("#opt-dd", "90")
+    page.get_by_test_id("run-optimise").click()
+    status = page.get_by_test_id("optimise-status")
+    expect(status).to_contain_text("trials")
+    expect(status).to_contain_text("Done", timeout=180_000)
+    expect(page.locator("#opt-folds-table tbody tr")).to_have_count(2)  # fold 1 and the hold-out
+    expect(page.locator("#opt-folds-table tbody tr").last).to_contain_text("hold-out")
+    page.get_by_test_id("optimise-preview").click()
+    expect(page.locator("#opt-changes tbody tr").first).to_be_visible()
+    shot(page, "optimise-review")
+    before = httpx.get(f"{server.url}/api/config").json()["settings"]
+    page.fill("#opt-preset-name", "Optimiert")
+    page.get_by_test_id("optimise-save").click()
+    expect(page.locator("#opt-save-status")).to_contain_text("nothing changed yet")
+    assert httpx.get(f"{server.url}/api/config").json()["settings"] == before  # not applied
+    page.click("#tabs button[data-tab=settings]")
+    expect(page.locator("[data-saved-preset='Optimiert']")).to_be_visible()
+    assert not page.errors

@@ -91,7 +91,8 @@ def stop_running(ctx: DashboardContext) -> None:
 
 
 def out_dir(s: st.Settings) -> Path:
-    return beside_state(s, "ASTER_STATE_FILE").parent / "optimize-out"
+    """Absolute: the optimiser runs in the program's folder, the dashboard in the user's."""
+    return (beside_state(s, "ASTER_STATE_FILE").parent / "optimize-out").resolve()
 
 
 @router.get("")
@@ -116,6 +117,7 @@ def start_optimize(body: OptimizeRequest, ctx: DashboardContext = Depends(get_ct
         data = Path(s["ASTER_BACKTEST_DATA"]) if s["ASTER_BACKTEST_DATA"] else SAMPLE_DATA
         if not data.is_absolute():
             data = ctx.env_file.parent / data
+        data = data.resolve()
         out = out_dir(s)
         out.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
