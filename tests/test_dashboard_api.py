@@ -348,3 +348,25 @@ def test_without_a_token_other_machines_are_refused_even_with_a_forged_host():
     assert call("192.168.1.20", "") == 403
     assert call("127.0.0.1", "") == 200
     assert call("192.168.1.20", "a-long-dashboard-token") == 200
+
+
+def test_a_malformed_or_foreign_wallet_key_is_refused_before_it_is_saved(dash, tmp_path):
+    from conftest import V3_KEY, V3_SIGNER
+
+    before = (tmp_path / "dashboard_config.json").read_text() if (
+        tmp_path / "dashboard_config.json").exists() else None
+    r = dash.put("/api/config/secrets", {"values": {"ASTER_SIGNER_PRIVATE_KEY": "0x1234"}})
+    assert r.status_code == 422
+    assert "ASTER_SIGNER_PRIVATE_KEY" in r.text and "64 hex digits" in r.text
+    assert "0x1234" not in r.text  # a secret is never echoed, not even a wrong one
+    after = (tmp_path / "dashboard_config.json").read_text() if (
+        tmp_path / "dashboard_config.json").exists() else None
+    assert after == before
+    # the configured API wallet and a key of another wallet
+    assert dash.put("/api/config", {"values": {"ASTER_SIGNER_ADDRESS":
+                                               "0x" + "1" * 40}}).status_code == 200
+    r = dash.put("/api/config/secrets", {"values": {"ASTER_SIGNER_PRIVATE_KEY": V3_KEY}})
+    assert r.status_code == 422 and V3_SIGNER.lower() in r.text.lower()
+    assert dash.put("/api/config", {"values": {"ASTER_SIGNER_ADDRESS": V3_SIGNER}}).status_code == 200
+    assert dash.put("/api/config/secrets", {"values": {"ASTER_SIGNER_PRIVATE_KEY":
+                                                       V3_KEY}}).status_code == 200

@@ -16,6 +16,7 @@ from mraster import saved_presets as sp
 from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.errors import settings_error_response
+from mraster.exchange.eip712 import address_of
 
 router = APIRouter(prefix="/api", tags=["config"])
 OVERRIDING_LAYERS = (".env", "environment")
@@ -175,6 +176,10 @@ def put_secrets(body: SecretsUpdate, ctx: DashboardContext = Depends(get_ctx)):
             st.SettingError(k, "", "one of " + ", ".join(sorted(st.SECRET_NAMES))) for k in bad]),
             "only secret settings are changed here")
 
+    trouble = signer_key_problem(ctx, body.values.get("ASTER_SIGNER_PRIVATE_KEY"))
+    if trouble:
+        return settings_error_response(st.SettingsErrors([trouble]), "the key was not saved")
+
     def change(cfg: dict[str, Any]) -> dict[str, Any]:
         for k, v in body.values.items():
             if v:
@@ -187,6 +192,23 @@ def put_secrets(body: SecretsUpdate, ctx: DashboardContext = Depends(get_ctx)):
     except st.SettingsErrors as exc:
         return settings_error_response(exc, "the key was not saved")
     return _result(ctx, old, new)
+
+
+def signer_key_problem(ctx: DashboardContext, key: str | None) -> st.SettingError | None:
+    """A malformed API-wallet key, or one of another wallet than the configured signer, is
+    refused before it is saved (it would only fail later, at the first signed request)."""
+    if not key:
+        return None
+    try:
+        derived = address_of(key.strip())
+    except (ValueError, TypeError):
+        return st.SettingError("ASTER_SIGNER_PRIVATE_KEY", key, "a private key: 64 hex digits, "
+                               "optionally starting with 0x", secret=True)
+    signer = ctx.settings_lenient()[0]["ASTER_SIGNER_ADDRESS"]
+    if signer and signer.lower() != derived.lower():
+        return st.SettingError("ASTER_SIGNER_PRIVATE_KEY", key, f"the key of API wallet {signer} "
+                               f"(ASTER_SIGNER_ADDRESS); this one belongs to {derived}", secret=True)
+    return None
 
 
 # -- presets ---------------------------------------------------------------------------------
