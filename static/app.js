@@ -633,7 +633,10 @@ function renderModeChoice() {
     ...["paper", "offline"].filter((m) => m !== now).map((m) => el("button", { onclick: async () => {
       try { await chooseMode(m); notice(`Mode set to ${label[m]}; restart the bot to use it.`, "info", "local-" + Date.now()); } catch (e) { fail(e); }
     } }, `Switch to ${label[m]}`)),
-    now !== "live" ? el("button", { class: "danger", onclick: async () => {
+    now !== "live" ? el("button", { class: "danger", "data-testid": "switch-live", onclick: async () => {
+      // the keys are checked first: nobody types TRADE REAL MONEY for a switch that cannot happen
+      try { await api("POST", "/api/setup", { mode: "live" }); }
+      catch (e) { if (!e.message.startsWith("confirm:")) { fail(e); return; } }
       const typed = await confirmTyped("Live trading sends real orders with real money. Type TRADE REAL MONEY to confirm.", "TRADE REAL MONEY");
       if (typed === null) return;
       try { await chooseMode("live", typed); notice("Live mode saved; restart the bot to use it.", "warn", "local-" + Date.now()); } catch (e) { fail(e); }

@@ -197,3 +197,16 @@ def test_an_optimisation_from_the_backtest_tab_becomes_a_preset_only_after_revie
     page.click("#tabs button[data-tab=settings]")
     expect(page.locator("[data-saved-preset='Optimiert']")).to_be_visible()
     assert not page.errors
+
+
+def test_switching_to_live_without_keys_says_so_before_asking_for_the_typed_words(
+        tmp_path, dashboard, page_factory):
+    server = dashboard()
+    page = page_factory()
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.click("#tabs button[data-tab=settings]")
+    page.get_by_test_id("switch-live").click()
+    expect(page.locator("#notices")).to_contain_text("cannot sign orders yet")
+    expect(page.locator("#dialog")).not_to_be_visible()  # no TRADE REAL MONEY prompt
+    assert json.loads((tmp_path / "dashboard_config.json").read_text()).get("ASTER_PAPER", True)
