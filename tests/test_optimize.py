@@ -102,6 +102,20 @@ def test_walk_forward_never_lets_a_trial_see_its_scoring_window(tmp_path):
     assert clean.evaluate({}, w[0].test) != spiked.evaluate({}, w[0].test)
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_search_outlives_its_test():
+    """A failing test must not leave a search (and its workers) running behind it."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def _cli(tmp_path: Path, out: str, *extra: str) -> subprocess.Popen:
     """The command in a session of its own (a kill reaches its workers too); its messages go to
     a file, so a full pipe can never stall it while the test waits on the storage."""
@@ -114,6 +128,7 @@ def _cli(tmp_path: Path, out: str, *extra: str) -> subprocess.Popen:
          *extra], cwd=ROOT, stdout=path.open("w"), stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
     proc.log = path
+    STARTED.append(proc)
     return proc
 
 
