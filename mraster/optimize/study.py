@@ -298,10 +298,13 @@ def _create(plan: Plan) -> None:
 
 
 def _child(plan: Plan, ev: Evaluator | None, index: int) -> None:
+    """A worker stops after its trial in hand on SIGTERM/SIGINT, or when the command that
+    started it is gone (killed: its trials are resumed by the next run, not orphaned)."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    work(plan, ev or Evaluator(plan), index, stop.is_set)
+    parent = os.getppid()
+    work(plan, ev or Evaluator(plan), index, lambda: stop.is_set() or os.getppid() != parent)
 
 
 @dataclass
