@@ -762,6 +762,7 @@ async function pollOptimise() {
   $("#opt-status").textContent = j.state === "idle" ? "" : j.state === "error" ? `Failed: ${j.error}`
     : j.state === "stopped" ? `Stopped after ${p.done || 0} trials: start the same search again to resume it.`
     : j.state === "done" ? `Done: ${p.done || 0} trials.`
+    : j.phase === "report" ? `All ${p.done || 0} trials done; scoring the unseen windows and the neighbourhoods…`
     : `${j.state === "stopping" ? "Stopping" : "Running"}: trials ${p.done || 0} of ${p.total || "?"} (${p.study || "starting"}), best so far ${p.best == null ? "–" : fmt(p.best, 3)}${eta}`;
   if (running) { clearTimeout(opt.timer); opt.timer = setTimeout(pollOptimise, 1000); }
   renderOptimise(j.report);

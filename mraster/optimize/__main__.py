@@ -83,9 +83,13 @@ def main(argv: list[str] | None = None) -> int:
             print("\nmraster.optimize: stopped; run the same command to resume (no finished "
                   "trial is lost)", file=sys.stderr)
             return 130
+        if a.json_progress:
+            print(json.dumps({"event": "report"}), flush=True)
+        print("\nall trials done; scoring the unseen windows and the neighbourhoods",
+              file=sys.stderr, flush=True)
         storage = storage_of(plan)
         try:
-            rep = report.build(plan, ev, open_studies(plan, storage), a.jobs)
+            rep = report.build(plan, ev, open_studies(plan, storage))
         finally:
             storage.engine.dispose()
     except PlanError as exc:

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from mraster.optimize import robustness as rb
 from mraster.optimize.scoring import OBJECTIVES, score
-from mraster.optimize.study import Evaluator, Plan, feasible, plan_dict, run_many
+from mraster.optimize.study import Evaluator, Plan, feasible, plan_dict
 
 TOP = 3  # best trials whose neighbourhoods are checked
 
@@ -28,8 +28,10 @@ def _score_dict(sc) -> dict[str, Any]:
             "total_return": sc.total_return, **{k: v for k, v in sc.metrics.items()}}
 
 
-def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, Any]:
-    """``jobs``: processes for the report's own backtests (out-of-sample runs, neighbourhoods)."""
+def build(plan: Plan, ev: Evaluator, studies: list) -> dict[str, Any]:
+    """The report's own backtests (out-of-sample runs, neighbourhoods) run here, one after the
+    other: no process is forked once the storage is open (a fork beside an open SQLite
+    connection, or numpy's threads, can hang a child)."""
     folds, best = [], []
     for fold, study, _ in studies:
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -47,7 +49,7 @@ def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, 
     # the unseen windows, each once with its fold's chosen trial; and every neighbour
     tasks = [(t.params, fold.test) for (fold, _, _), t in zip(studies, best) if t is not None]
     tasks += [(params, final_fold.train) for rows in near for _, _, params in rows]
-    results = iter(run_many(ev, tasks, jobs))
+    results = (ev.run(*t) for t in tasks)
     oos_pnls, start_eq = [], None
     for (fold, _, _), row, t in zip(studies, folds, best):
         if t is None:

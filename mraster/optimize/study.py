@@ -106,42 +106,6 @@ class Evaluator:
         return first // BASE_MS * BASE_MS, last
 
 
-_POOL_EV: Evaluator | None = None  # the evaluator a forked pool's workers inherit
-
-
-def _pool_run(task: tuple[dict, Window]) -> Any:
-    r = _POOL_EV.run(*task)
-    return r.state.get("history", []), r.equity, r.start_ms, r.end_ms
-
-
-def run_many(ev: Evaluator, tasks: list[tuple[dict, Window]], jobs: int) -> list[Any]:
-    """Backtests of several (params, window) at once: the report's out-of-sample runs and
-    neighbourhoods, over ``jobs`` forked processes that share the loaded candles."""
-    global _POOL_EV
-    if jobs <= 1 or len(tasks) <= 1 or "fork" not in mp.get_all_start_methods():
-        return [ev.run(*t) for t in tasks]
-    _POOL_EV = ev
-    try:
-        with mp.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
-            rows = pool.map(_pool_run, tasks)
-    finally:
-        _POOL_EV = None
-    return [BacktestLite(*r) for r in rows]
-
-
-@dataclass
-class BacktestLite:
-    """What the report reads from a backtest run in another process."""
-    history: list
-    equity: list
-    start_ms: int
-    end_ms: int
-
-    @property
-    def state(self) -> dict[str, Any]:
-        return {"history": self.history}
-
-
 def prepare(plan: Plan, market: Market | None = None) -> Evaluator:
     """Check the plan, load the candles, cut the windows (raises PlanError)."""
     from mraster.optimize.scoring import OBJECTIVES

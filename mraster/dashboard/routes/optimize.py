@@ -151,6 +151,8 @@ def _follow(run: Run, proc: subprocess.Popen, out: Path) -> None:
             continue
         if msg.get("event") == "progress":
             run.update(progress={k: msg.get(k) for k in ("done", "total", "study", "best", "eta_s")})
+        elif msg.get("event") == "report":
+            run.update(phase="report")  # trials done; the unseen windows are being scored
     code = proc.wait()
     if code == 0:
         try:
