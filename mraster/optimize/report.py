@@ -15,7 +15,7 @@ from mraster.optimize import robustness as rb
 from mraster.optimize.scoring import OBJECTIVES, score
 from mraster.optimize.study import Evaluator, Plan, feasible, plan_dict
 
-TOP = 3  # best trials whose neighbourhoods are checked
+TOP = 2  # best trials whose neighbourhoods are checked (each costs 2 backtests per setting)
 
 
 def best_trials(study: optuna.Study, k: int = 1) -> list[optuna.trial.FrozenTrial]:
