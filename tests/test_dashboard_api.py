@@ -289,8 +289,11 @@ def test_connection_test_with_an_api_wallet(dash, sim_factory):
     dash.put("/api/config", {"values": {"ASTER_USER_ADDRESS": "0x" + "ab" * 20}})
     r = dash.post("/api/setup/test-connection").json()
     assert r["ok"] is False and "not approved" in r["message"]
-    # a key of another API wallet than the configured signer: caught before any request
-    dash.put("/api/config/secrets", {"values": {"ASTER_SIGNER_PRIVATE_KEY": "0x" + "11" * 32}})
+    # a key of another API wallet than the configured signer is not even saved ...
+    r = dash.put("/api/config/secrets", {"values": {"ASTER_SIGNER_PRIVATE_KEY": "0x" + "11" * 32}})
+    assert r.status_code == 422 and "ASTER_SIGNER_PRIVATE_KEY" in r.text
+    # ... and a signer address changed afterwards is caught before any request
+    dash.put("/api/config", {"values": {"ASTER_SIGNER_ADDRESS": "0x" + "1" * 40}})
     r = dash.post("/api/setup/test-connection").json()
     assert r["ok"] is False and "belongs to API wallet" in r["message"]
     assert dash.put("/api/config", {"values": {"ASTER_USER_ADDRESS": "0x123"}}).status_code == 422
