@@ -11,6 +11,16 @@ from playwright.sync_api import expect
 from e2e.conftest import shot
 
 
+def offline_on_tab(dashboard, page_factory, tab: str):
+    """A new user who chose the offline simulator in the wizard, on ``tab``: (server, page)."""
+    server = dashboard()
+    page = page_factory()
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.click(f"#tabs button[data-tab={tab}]")
+    return server, page
+
+
 def test_first_session_from_wizard_to_stop(tmp_path, dashboard, page_factory):
     server = dashboard(ASTER_SCAN_INTERVAL_SECONDS="1")
     page = page_factory()
@@ -132,11 +142,7 @@ def test_ai_mode_without_a_key_shows_the_rule_based_copilots(tmp_path, dashboard
 
 def test_a_user_saves_their_settings_as_a_preset_and_brings_them_back(tmp_path, dashboard,
                                                                      page_factory):
-    server = dashboard()
-    page = page_factory()
-    page.goto(server.url)
-    page.get_by_test_id("wizard-offline").click()
-    page.click("#tabs button[data-tab=settings]")
+    server, page = offline_on_tab(dashboard, page_factory, "settings")
     page.fill("#saved-preset-name", "Mein Setup")
     page.get_by_test_id("save-preset").click()
     card = page.locator("[data-saved-preset='Mein Setup']")
@@ -170,11 +176,7 @@ def test_the_wizard_runs_the_fire_drill_before_live(tmp_path, dashboard, page_fa
 
 def test_an_optimisation_from_the_backtest_tab_becomes_a_preset_only_after_review(
         tmp_path, dashboard, page_factory):
-    server = dashboard()
-    page = page_factory()
-    page.goto(server.url)
-    page.get_by_test_id("wizard-offline").click()
-    page.click("#tabs button[data-tab=backtest]")
+    server, page = offline_on_tab(dashboard, page_factory, "backtest")
     page.uncheck("input[name=opt-group][value=entries]")  # exits only: a short search
     page.fill("#opt-trials", "8")
     page.fill("#opt-folds", "1")
@@ -201,11 +203,7 @@ def test_an_optimisation_from_the_backtest_tab_becomes_a_preset_only_after_revie
 
 def test_switching_to_live_without_keys_says_so_before_asking_for_the_typed_words(
         tmp_path, dashboard, page_factory):
-    server = dashboard()
-    page = page_factory()
-    page.goto(server.url)
-    page.get_by_test_id("wizard-offline").click()
-    page.click("#tabs button[data-tab=settings]")
+    _, page = offline_on_tab(dashboard, page_factory, "settings")
     page.get_by_test_id("switch-live").click()
     expect(page.locator("#notices")).to_contain_text("cannot sign orders yet")
     expect(page.locator("#dialog")).not_to_be_visible()  # no TRADE REAL MONEY prompt
