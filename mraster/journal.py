@@ -297,9 +297,12 @@ def write_backtest(path: str | Path, result: Any) -> Path:
                   [("backtest", json.dumps({"symbols": result.symbols, "start_ms": result.start_ms,
                                             "end_ms": result.end_ms}))])])
         j.conn.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-    finally:
         j.close()
-    os.replace(tmp, path)
+        os.replace(tmp, path)
+    except BaseException:
+        j.close()
+        tmp.unlink(missing_ok=True)  # the previous run's journal stays as it was
+        raise
     return path
 
 

@@ -33,9 +33,6 @@ class Score:
         """Optuna's form: each entry ≤ 0 when met."""
         return [self.max_drawdown_pct - max_dd, float(min_trades - self.trades)]
 
-    def feasible(self, max_dd: float, min_trades: int) -> bool:
-        return all(v <= 0 for v in self.violations(max_dd, min_trades))
-
 
 def _clip(x: float | None) -> float:
     if x is None or not math.isfinite(x):

@@ -16,10 +16,6 @@ class Window:
     start_ms: int
     end_ms: int
 
-    @property
-    def days(self) -> float:
-        return (self.end_ms - self.start_ms) / 86_400_000
-
 
 @dataclass(frozen=True)
 class Fold:
