@@ -146,3 +146,34 @@ def test_bulk_decimals_equal_the_exchange_strings_parsed_one_by_one():
                                                                  1.0000000005, 123456789012345.0])])
     assert np.array_equal(as_sent(x), [float(_num(v)) for v in x.tolist()])
     assert np.array_equal(as_sent(x, _rate, places=8), [float(_rate(v)) for v in x.tolist()])
+
+
+def test_a_stop_crossed_inside_a_candle_fills_at_its_price_and_a_gap_at_the_open():
+    """A backtest looks at the clock once per candle. A long's stop that the price falls
+    through mid-candle must fill at the stop, not at the candle's close (that would book every
+    backtest stop far worse than a live one); a candle that opens beyond the stop fills at its
+    open."""
+    from mraster.sim.market import BASE_MS, Market, Series, SimClock
+
+    t = 1_700_000_100_000 // BASE_MS * BASE_MS + BASE_MS * np.arange(4, dtype=np.int64)
+    o, c = np.array([100.0, 100.0, 90.0, 80.0]), np.array([100.0, 90.0, 90.0, 80.0])
+    h, l = np.maximum(o, c), np.minimum(o, c)
+    c[2], l[2] = 90.0, 90.0  # candle 2 is flat at 90, candle 3 opens at 80: a gap
+    market = Market([Series("TSTUSDT", "TST", "USDT", t, o, h, l, c, np.full(4, 1e6),
+                            tick=0.01, step=0.001)], SimClock(int(t[1]), manual=True))
+    fills = []
+    for level in (95.0, 85.0):
+        market.clock.set(int(t[1]))
+        sim = SimExchange(market)
+        m, acct = sim.matching, sim.account("k")
+        sim.advance()  # the exchange has looked at the market up to the order's moment
+        m.new_order(acct, {"symbol": "TSTUSDT", "side": "BUY", "type": "MARKET",
+                           "quantity": "0.1"}, int(t[1]))
+        stop = m.new_order(acct, {"symbol": "TSTUSDT", "side": "SELL", "type": "STOP_MARKET",
+                                  "stopPrice": str(level), "closePosition": "true"}, int(t[1]))
+        for _ in range(3):
+            sim.step(BASE_MS)
+        assert stop.status == "FILLED"
+        fills.append(float(stop.avgPrice))
+    assert fills[0] == pytest.approx(95.0, rel=1e-4)  # crossed on the way from 100 to 90
+    assert fills[1] == pytest.approx(80.0, rel=1e-4)  # never traded between 90 and 80: the open

@@ -79,8 +79,10 @@ class SimExchange:
                 for sym in {o.symbol for o in acct.open_orders()}:
                     t0 = self._last_eval.get(sym, now)
                     lo, hi = self.market.range_between(sym, min(t0, now), now)
-                    self.matching.evaluate(acct, sym, lo, hi, now,
-                                           mark_factor=1 + self.market.basis_at(sym, now))
+                    self.matching.evaluate(
+                        acct, sym, lo, hi, now, mark_factor=1 + self.market.basis_at(sym, now),
+                        reach=lambda level, falling, sym=sym, t0=min(t0, now):
+                            self.market.first_reach(sym, t0, now, level, falling))
             for sym in self.market.series:
                 self._last_eval[sym] = now
             epoch = now // FUNDING_MS

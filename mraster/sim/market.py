@@ -151,6 +151,28 @@ class Market:
         p = self.price_at(sym, t1)
         return min(lo, p), max(hi, p)
 
+    def first_reach(self, sym: str, t0: int, t1: int, level: float, falling: bool) -> float | None:
+        """The price at which the path between two moments first reaches ``level``: the level
+        itself when the path moves through it, a candle's open when the candle opens beyond it
+        (a gap), None when it is never reached. A stop fills there, not at wherever the price
+        happens to be when the clock is next looked at."""
+        s = self.series[sym]
+        beyond = (lambda x: x <= level) if falling else (lambda x: x >= level)
+        for i in range(max(self.index_at(sym, t0), 0), self.index_at(sym, t1) + 1):
+            a = max(0.0, (t0 - s.t[i]) / BASE_MS)
+            b = min(1.0, (t1 - s.t[i]) / BASE_MS)
+            if a > 1 or b < 0:
+                continue
+            pts = _path_points(s.o[i], s.h[i], s.l[i], s.c[i])
+            start = path_value(s.o[i], s.h[i], s.l[i], s.c[i], a)
+            if beyond(start):
+                return float(start)
+            inner = [pts[k] for k in (1, 2) if a < k / 3 < b]
+            if any(beyond(x) for x in inner + [path_value(s.o[i], s.h[i], s.l[i], s.c[i], b)]):
+                return float(level)
+        p = self.price_at(sym, t1)
+        return float(p) if beyond(p) else None
+
     def premium_at(self, sym: str, t_ms: int) -> float:
         s = self.series[sym]
         if s.premium is None:

@@ -354,9 +354,14 @@ class Matching:
                             "tradeId": str(tid) if tid else ""})
 
     def evaluate(self, acct: Account, symbol: str, lo: float, hi: float, now: int,
-                 mark_factor: float = 1.0) -> list[Order]:
+                 mark_factor: float = 1.0,
+                 reach: Callable[[float, bool], float | None] | None = None) -> list[Order]:
         """Fill resting orders of ``symbol`` crossed by a price range [lo, hi] traded since the
-        last evaluation. Stops fill before take-profits when both were crossed."""
+        last evaluation. Stops fill before take-profits when both were crossed.
+
+        ``reach(level, falling)``: where the traded path first reached a level (the level, or a
+        gapped open beyond it). Without it a triggered stop fills at the worse of its price and
+        the current touch, which is right only when the range is a few seconds wide."""
         filled = []
         q = self.quote(symbol)
         orders = sorted(acct.open_orders(symbol),
@@ -374,11 +379,14 @@ class Matching:
                 f = mark_factor if o.workingType == "MARK_PRICE" else 1.0
                 if self._triggered(o.type, o.side, o.stopPrice, lo * f, hi * f):
                     pos = acct.positions.get(symbol, Position())
-                    # a gap through the stop fills at the worse of stop and current touch
-                    touch = q["ask"] if o.side == "BUY" else q["bid"]
+                    # a gap through the stop fills at the worse of stop and the first price
+                    # beyond it (or the current touch when the path is unknown)
                     px = o.stopPrice / f if f else o.stopPrice
                     if o.type.startswith("STOP"):
-                        px = max(px, touch) if o.side == "BUY" else min(px, touch)
+                        first = reach(px, o.side == "SELL") if reach else None
+                        if first is None:
+                            first = q["ask"] if o.side == "BUY" else q["bid"]
+                        px = max(px, first) if o.side == "BUY" else min(px, first)
                     if o.closePosition and pos.amt == 0:
                         o.status, o.updateTime = "EXPIRED", now
                         continue
