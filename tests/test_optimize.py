@@ -1,5 +1,5 @@
 """The walk-forward optimiser (mraster.optimize) on the real sample candles: the search space
-and its caps, a planted optimum, no look-ahead, resuming after kill -9, two workers on one
+and its caps, an optimum planted in a synthetic market, constraints, no look-ahead, resuming after kill -9, two workers on one
 storage, and the preset it proposes."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -21,7 +22,8 @@ from mraster.optimize import space as sp
 from mraster.optimize.__main__ import settings_for
 from mraster.optimize.scoring import Score
 from mraster.optimize.study import Evaluator, Plan, open_studies, prepare, storage_of, work
-from mraster.sim.market import replay_market
+from mraster.market.indicators import atr_last
+from mraster.sim.market import BASE_MS, replay_market
 
 PAIRS = "ETHBTC,ADABTC"  # two of the seven pairs keep the process tests quick
 
@@ -46,10 +48,66 @@ def test_the_search_space_comes_from_the_catalogue_and_never_passes_the_caps():
         sp.resolve(["entires"])
 
 
-class PlantedEvaluator(Evaluator):
-    """A market whose answer is known (mocked: the objective surface, not the engine): the
-    score peaks at SL 1.7 × ATR and TP 3.1 × ATR, and a higher peak at SL > 2.5 breaks the
-    drawdown constraint, so the optimiser must find the feasible one."""
+def write_sawtooth_market(folder: Path, cycles: int = 60) -> float:
+    """A synthetic market with a known best take-profit, as a candle CSV the optimiser reads
+    like any other data. Every cycle is the same: a flat stretch, a jump that lifts the RSI past
+    the entry bound (the long's signal), one candle rising exactly ``RISE`` more, then a slow
+    slide that stops the long out. A take-profit within ``RISE`` wins, one beyond it never does;
+    the best is the largest that still fits: ``RISE`` / ATR at the signal. Returns that."""
+    jump, rise, net, wick, slide, period = 6.0, 7.0, 2.0, 1.0, 1.5, 40
+    rows, base, signals = [], 1000.0, []
+    for _ in range(cycles):
+        falls = int(np.ceil((jump + rise - net) / slide))
+        rows += [(base, base + wick, base - wick, base)] * (period - 2 - falls)
+        signals.append(len(rows))
+        rows += [(base, base + jump, base, base + jump),
+                 (base + jump, base + jump + rise, base + jump, base + jump + rise)]
+        top, base = base + jump + rise, base + net
+        while top > base:
+            low = max(base, top - slide)
+            rows.append((top, top, low, low))
+            top = low
+    o, h, low, c = (np.array(x) for x in zip(*rows))
+    t = 1_700_000_100_000 // BASE_MS * BASE_MS + BASE_MS * np.arange(len(rows), dtype=np.int64)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["open_time_ms,open,high,low,close,volume"] + [
+        f"{t[i]},{o[i]},{h[i]},{low[i]},{c[i]},1000" for i in range(len(rows))]
+    (folder / "SAW_USDT-5m.csv").write_text("\n".join(lines) + "\n")
+    i = signals[-1] + 1  # the signal candle closed; its ATR sets the take-profit distance
+    return rise / atr_last(h[:i], low[:i], c[:i], 14)
+
+
+SAWTOOTH = {  # a plain long-only RSI strategy, nothing between the signal and the order
+    "ASTER_RSI_BUY_MIN": "70", "ASTER_RSI_SELL_MAX": "0", "ASTER_SL_ATR_MULT": "1",
+    "ASTER_MIN_QUOTE_VOL_USDT": "0", "ASTER_BANDIT_ENABLED": "false",
+    "ASTER_ALPHA_ENABLED": "false", "ASTER_MIN_EDGE_R": "-5", "FAST_TP_ENABLED": "false",
+    "ASTER_BREAKEVEN_R": "0", "ASTER_TRAIL_ACTIVATION_R": "0", "ASTER_STREAK_STOPS": "0",
+    "ASTER_SYMBOL_STOPS": "1", "ASTER_SYMBOL_LOCK_MINUTES": "60", "ASTER_WICKINESS_MAX": "1",
+    "ASTER_FUNDING_FILTER_ENABLED": "false", "ASTER_NON_ARB_FILTER_ENABLED": "false"}
+
+
+def test_the_optimiser_finds_the_take_profit_planted_in_a_synthetic_market(tmp_path):
+    best_tp = write_sawtooth_market(tmp_path / "data")
+    plan = Plan(data=tmp_path / "data", picks=["ASTER_TP_ATR_MULT"],
+                settings=settings_for(SAWTOOTH), trials=30, folds=0,
+                storage=f"sqlite:///{tmp_path / 's.sqlite'}")
+    prepare(plan)
+    work(plan, Evaluator(plan), 0, lambda: False)
+    (_, study, _), = open_studies(plan, storage_of(plan))
+    from mraster.optimize.report import best_trials
+
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    beyond = [t.value for t in trials if t.params["ASTER_TP_ATR_MULT"] > best_tp + 0.05]
+    assert beyond and max(beyond) < 0  # the plant: past the rise every trade is a loss
+    best = best_trials(study)[0]
+    assert best_tp - 0.4 <= best.params["ASTER_TP_ATR_MULT"] <= best_tp
+    assert best.value > 0.3 and best.user_attrs["trades"] >= 20
+
+
+class ConstrainedEvaluator(Evaluator):
+    """Constraint handling only (mocked: the objective surface, not the engine): the score
+    peaks at SL 1.7 × ATR and TP 3.1 × ATR, and a higher peak at SL > 2.5 breaks the drawdown
+    constraint, so the optimiser must keep to the feasible one."""
 
     def evaluate(self, params, window):
         sl, tp = params["ASTER_SL_ATR_MULT"], params["ASTER_TP_ATR_MULT"]
@@ -58,12 +116,12 @@ class PlantedEvaluator(Evaluator):
         return Score(value + (3 if sl > 2.5 else 0), 20, dd, 0.0, {})
 
 
-def test_the_optimiser_finds_a_planted_optimum_inside_the_constraints(tmp_path):
+def test_the_optimiser_keeps_to_the_drawdown_constraint(tmp_path):
     plan = Plan(data=DATA, picks=["ASTER_SL_ATR_MULT", "ASTER_TP_ATR_MULT"],
                 settings=settings_for({}), symbols=PAIRS.split(","), trials=120, folds=0,
                 storage=f"sqlite:///{tmp_path / 's.sqlite'}")
     prepare(plan)
-    work(plan, PlantedEvaluator(plan), 0, lambda: False)
+    work(plan, ConstrainedEvaluator(plan), 0, lambda: False)
     storage = storage_of(plan)
     (_, study, n), = open_studies(plan, storage)
     from mraster.optimize.report import best_trials
