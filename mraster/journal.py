@@ -413,8 +413,9 @@ class JournalReader:
                  "fees": round(r["fees"] or 0, 6), "r": round(r["r"] or 0, 4)} for r in rows]
 
     def equity(self, mode: str, points: int = 500) -> list[list[float]]:
-        """The whole equity curve, thinned to buckets of time: each bucket keeps its last, lowest
-        and highest point, so a drawdown is never smoothed away and nothing is cut off."""
+        """The whole equity curve, thinned to buckets of time: each bucket keeps its first, last,
+        lowest and highest point, so a drawdown is never smoothed away and the curve starts and
+        ends where the run did."""
         if self.empty:
             return []
         n, lo, hi = self.conn.execute("SELECT COUNT(*), MIN(time), MAX(time) FROM equity WHERE "
@@ -423,7 +424,7 @@ class JournalReader:
             return []
         step = (hi - lo) // max(1, points) + 1 if n > points else 1
         picked: dict[int, float] = {}
-        for agg in ("MAX(time)", "MIN(equity)", "MAX(equity)"):
+        for agg in ("MIN(time)", "MAX(time)", "MIN(equity)", "MAX(equity)"):
             # SQLite fills a bare column from the row the MIN/MAX picked
             for t, e, _ in self.conn.execute(
                     f"SELECT time, equity, {agg} FROM equity WHERE mode=? GROUP BY (time - ?) / ?",

@@ -10,7 +10,7 @@ equity peak, and the breakers the user lifted early.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping, Sequence
 
 DAY_MS = 86_400_000
 
@@ -40,8 +40,18 @@ def roll_ledger(ledger: Mapping[str, Any], equity: float, now: int) -> dict[str,
     return out
 
 
-def _stops(history: Iterable[Mapping[str, Any]], since: int) -> list[Mapping[str, Any]]:
-    return [t for t in history if t.get("reason") == "stop" and int(t.get("closed_at") or 0) >= since]
+def _stops(history: Sequence[Mapping[str, Any]], since: int) -> list[Mapping[str, Any]]:
+    """Stop-outs closed at ``since`` or later. History is booked in closing order, so only its
+    tail is read (a backtest's history grows by thousands of trades); a trade booked late, after
+    a restart, is still found if it closed less than a day before the window."""
+    out = []
+    for t in reversed(history):
+        closed = int(t.get("closed_at") or 0)
+        if closed < since - DAY_MS:
+            break
+        if t.get("reason") == "stop" and closed >= since:
+            out.append(t)
+    return out[::-1]
 
 
 def _last_trip(times: list[int], n: int, window: int) -> int | None:

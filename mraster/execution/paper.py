@@ -260,14 +260,12 @@ class PaperExchange(_SignedMixin):
             elif path == "account":
                 out = m.account_info(acct, now)
             elif path == "userTrades":
-                out = [t for t in acct.trades if t["symbol"] == p["symbol"]
-                       and t["time"] >= int(p.get("startTime") or 0)]
+                out = acct.trades_since(p["symbol"], int(p.get("startTime") or 0))
             elif path == "allOrders":
                 out = all_orders(acct, p["symbol"], int(p.get("startTime") or 0),
                                  int(p.get("limit") or 500))
             elif path == "income":
-                out = [r for r in acct.income if (not p.get("symbol") or r["symbol"] == p["symbol"])
-                       and (not p.get("incomeType") or r["incomeType"] == p["incomeType"])]
+                out = acct.income_since(p.get("symbol"), p.get("incomeType"), 0)
             else:
                 raise SimError(-1020, "Unsupported in paper mode.")
         except SimError as e:

@@ -286,12 +286,10 @@ class SimExchange:
                 sym = p.get("symbol", "")
                 self._check_symbol(sym)
                 start = _int(p.get("startTime")) or 0
-                rows = [t for t in acct.trades if t["symbol"] == sym and t["time"] >= start]
-                return rows[-(_int(p.get("limit")) or 500):]
+                return acct.trades_since(sym, start)[-(_int(p.get("limit")) or 500):]
             if path == "income":
-                rows = [r for r in acct.income if (not p.get("symbol") or r["symbol"] == p["symbol"])
-                        and (not p.get("incomeType") or r["incomeType"] == p["incomeType"])
-                        and r["time"] >= (_int(p.get("startTime")) or 0)]
+                rows = acct.income_since(p.get("symbol"), p.get("incomeType"),
+                                         _int(p.get("startTime")) or 0)
                 return rows[-(_int(p.get("limit")) or 100):]
             raise SimError(-1020, "This operation is not supported.", http=404)
 
@@ -352,7 +350,7 @@ def position_mode(acct: Account, method: str, p: dict[str, str]) -> dict[str, An
 def all_orders(acct: Account, symbol: str, start: int, limit: int) -> list[dict[str, Any]]:
     """``GET allOrders``: the symbol's kept orders (any status) created from ``start`` on, oldest
     first, the most recent ``limit`` of them (orders are kept in creation order)."""
-    rows = [o.to_api() for o in acct.orders.values() if o.symbol == symbol and o.time >= start]
+    rows = [o.to_api() for o in acct.symbol_orders(symbol) if o.time >= start]
     return rows[-limit:]
 
 

@@ -8,6 +8,7 @@ range, the stop fills first (the conservative reading of a candle that touched b
 """
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, Callable
 from mraster.exchange.rules import RuleViolation, SymbolRules
 from mraster.liquidation import isolated_margin, liquidation_price
 
+OPEN_STATES = ("NEW", "PARTIALLY_FILLED")
 KEEP_ORDERS = 1000  # finished orders kept queryable per account
 TAPE_KEEP = 1000  # recent public trades kept for /trades
 TAKER_FEE = 0.0004
@@ -87,6 +89,20 @@ class Account:
     next_trade: int = 1
     dual_side: bool = False  # hedge mode (the bot refuses to trade in it)
     builders: dict[str, dict[str, str]] = field(default_factory=dict)  # approved V3 builders
+    # indexes, so a query costs what it returns, not the whole run's history (issue 22)
+    _open: dict[int, Order] = field(default_factory=dict, repr=False)  # may hold finished ones
+    _by_cid: dict[tuple[str, str], Order] = field(default_factory=dict, repr=False)
+    _sym_orders: dict[str, dict[int, Order]] = field(default_factory=dict, repr=False)
+    _sym_trades: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _sym_income: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for o in list(self.orders.values()):
+            self.add_order(o)
+        for row in self.trades:
+            self._sym_trades.setdefault(row["symbol"], []).append(row)
+        for row in self.income:
+            self._sym_income.setdefault(row["symbol"], []).append(row)
 
     def to_json(self) -> dict[str, Any]:
         return {"balance": self.balance,
@@ -99,26 +115,62 @@ class Account:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Account":
-        acct = cls(balance=float(d["balance"]))
-        acct.positions = {k: Position(**v) for k, v in d.get("positions", {}).items()}
-        acct.leverage = {k: int(v) for k, v in d.get("leverage", {}).items()}
-        acct.margin_type = dict(d.get("margin_type", {}))
-        acct.orders = {o["orderId"]: Order(**o) for o in d.get("orders", [])}
-        acct.trades = list(d.get("trades", []))
-        acct.income = list(d.get("income", []))
-        acct.next_id = int(d.get("next_id", 1))
-        acct.next_trade = int(d.get("next_trade", 1))
-        acct.dual_side = bool(d.get("dual_side", False))
-        acct.builders = dict(d.get("builders", {}))
-        return acct
+        return cls(balance=float(d["balance"]),
+                   positions={k: Position(**v) for k, v in d.get("positions", {}).items()},
+                   leverage={k: int(v) for k, v in d.get("leverage", {}).items()},
+                   margin_type=dict(d.get("margin_type", {})),
+                   orders={o["orderId"]: Order(**o) for o in d.get("orders", [])},
+                   trades=list(d.get("trades", [])), income=list(d.get("income", [])),
+                   next_id=int(d.get("next_id", 1)), next_trade=int(d.get("next_trade", 1)),
+                   dual_side=bool(d.get("dual_side", False)),
+                   builders=dict(d.get("builders", {})))
+
+    # -- orders ------------------------------------------------------------------------------
+    def add_order(self, o: Order) -> None:
+        self.orders[o.orderId] = o
+        self._sym_orders.setdefault(o.symbol, {})[o.orderId] = o
+        self._by_cid[(o.symbol, o.clientOrderId)] = o  # the latest of a client id wins
+        if o.status in OPEN_STATES:
+            self._open[o.orderId] = o
+
+    def forget_order(self, oid: int) -> None:
+        o = self.orders.pop(oid)
+        self._sym_orders[o.symbol].pop(oid, None)
+        self._open.pop(oid, None)
+        if self._by_cid.get((o.symbol, o.clientOrderId)) is o:
+            del self._by_cid[(o.symbol, o.clientOrderId)]
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return [o for o in self.orders.values()
-                if o.status in ("NEW", "PARTIALLY_FILLED") and (symbol is None or o.symbol == symbol)]
+        # an order never reopens, so finished ones are dropped from the index as they are met
+        done = [oid for oid, o in self._open.items() if o.status not in OPEN_STATES]
+        for oid in done:
+            del self._open[oid]
+        return [o for o in self._open.values() if symbol is None or o.symbol == symbol]
+
+    def symbol_orders(self, symbol: str) -> list[Order]:
+        """The symbol's kept orders, oldest first."""
+        return list(self._sym_orders.get(symbol, {}).values())
 
     def by_client_id(self, symbol: str, cid: str) -> Order | None:
-        found = [o for o in self.orders.values() if o.symbol == symbol and o.clientOrderId == cid]
-        return found[-1] if found else None
+        return self._by_cid.get((symbol, cid))
+
+    # -- fills and income --------------------------------------------------------------------
+    def add_trade(self, row: dict[str, Any]) -> None:
+        self.trades.append(row)
+        self._sym_trades.setdefault(row["symbol"], []).append(row)
+
+    def add_income(self, row: dict[str, Any]) -> None:
+        self.income.append(row)
+        self._sym_income.setdefault(row["symbol"], []).append(row)
+
+    def trades_since(self, symbol: str, start: int) -> list[dict[str, Any]]:
+        rows = self._sym_trades.get(symbol, [])
+        return rows[bisect.bisect_left(rows, start, key=lambda r: r["time"]):]
+
+    def income_since(self, symbol: str | None, kind: str | None, start: int) -> list[dict[str, Any]]:
+        rows = self._sym_income.get(symbol, []) if symbol else self.income
+        rows = rows[bisect.bisect_left(rows, start, key=lambda r: r["time"]):]
+        return [r for r in rows if r["incomeType"] == kind] if kind else rows
 
 
 def _s(x: float) -> str:
@@ -223,7 +275,7 @@ class Matching:
         acct.next_id += 1
         order = Order(oid, cid, sym, side, typ, qty, price, stop, reduce_only, close_pos, working,
                       p.get("timeInForce", "GTC").upper(), now, now, builderFeeRate=builder_fee)
-        acct.orders[oid] = order
+        acct.add_order(order)
         if len(acct.orders) > KEEP_ORDERS * 2:
             self._forget_old_orders(acct)
         if typ == "MARKET":
@@ -267,9 +319,9 @@ class Matching:
     def _forget_old_orders(acct: Account) -> None:
         """Like the exchange, keep only recent finished orders queryable (open ones always), so
         a long run does not slow down every order lookup."""
-        done = [oid for oid, o in acct.orders.items() if o.status not in ("NEW", "PARTIALLY_FILLED")]
+        done = [oid for oid, o in acct.orders.items() if o.status not in OPEN_STATES]
         for oid in done[: len(acct.orders) - KEEP_ORDERS]:
-            del acct.orders[oid]
+            acct.forget_order(oid)
 
     def _market_price(self, sym: str, side: str, qty: float, q: Quote) -> float:
         touch = q["ask"] if side == "BUY" else q["bid"]
@@ -336,7 +388,7 @@ class Matching:
         order.updateTime = now
         tid = acct.next_trade
         acct.next_trade += 1
-        acct.trades.append({"buyer": order.side == "BUY", "commission": _s(fee),
+        acct.add_trade({"buyer": order.side == "BUY", "commission": _s(fee),
                             "commissionAsset": "USDT", "id": tid, "maker": not taker,
                             "orderId": order.orderId, "price": _s(px), "qty": _s(qty),
                             "quoteQty": _s(qty * px), "realizedPnl": _s(realized),
@@ -349,7 +401,7 @@ class Matching:
         self._income(acct, sym, "COMMISSION", -fee, now, tid)
 
     def _income(self, acct: Account, sym: str, kind: str, amount: float, now: int, tid: int = 0) -> None:
-        acct.income.append({"symbol": sym, "incomeType": kind, "income": _s(amount),
+        acct.add_income({"symbol": sym, "incomeType": kind, "income": _s(amount),
                             "asset": "USDT", "info": "", "time": now, "tranId": len(acct.income) + 1,
                             "tradeId": str(tid) if tid else ""})
 
@@ -435,7 +487,7 @@ class Matching:
         side = "SELL" if long else "BUY"
         order = Order(oid, f"autoclose-{now}", sym, side, "LIQUIDATION", abs(pos.amt), 0.0, 0.0,
                       True, False, "MARK_PRICE", "IOC", now, now)
-        acct.orders[oid] = order
+        acct.add_order(order)
         px = liq / mark_factor if mark_factor else liq
         qty = abs(pos.amt)
         self._fill(acct, order, px, now, taker=True)
