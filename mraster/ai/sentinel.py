@@ -46,7 +46,13 @@ def assess(ticker: Mapping[str, Any], news: Sequence[Any] = ()) -> dict[str, Any
 def update(previous: Mapping[str, Any] | None, ticker: Mapping[str, Any], now_ms: int,
            decay_minutes: float, news: Sequence[Any] = ()) -> dict[str, Any]:
     """Today's assessment, unless an earlier, stronger warning has not faded yet."""
-    fresh = {**assess(ticker, news), "since": now_ms, "until": now_ms + int(decay_minutes * 60_000)}
+    return fold(previous, assess(ticker, news), now_ms, decay_minutes)
+
+
+def fold(previous: Mapping[str, Any] | None, assessed: Mapping[str, Any], now_ms: int,
+         decay_minutes: float) -> dict[str, Any]:
+    """``update`` with the ticker already assessed (a backtest assesses each moment once)."""
+    fresh = {**assessed, "since": now_ms, "until": now_ms + int(decay_minutes * 60_000)}
     if fresh["label"] == "green":
         fresh["until"] = now_ms
     if previous and RANK[previous["label"]] > RANK[fresh["label"]] and previous["until"] > now_ms:

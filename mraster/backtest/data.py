@@ -116,7 +116,7 @@ class ReplayData:
         self.symbols = {sym: _Symbol(s, INTERVAL_MS[interval], INTERVAL_MS[htf_interval])
                         for sym, s in market.series.items()} if self.ok else {}
         self.market = market
-        self._tickers: dict[str, dict[int, dict]] = {}  # per symbol: the window's 24 h tickers
+        self._assessed: dict[str, dict[int, dict]] = {}  # per symbol: the window's assessments
 
     def sentinel_label(self, sym: str, now: int, decay_minutes: float) -> dict:
         """The sentinel's label at ``now`` as a replay stepping every candle would have it: the
@@ -128,15 +128,15 @@ class ReplayData:
         span = int(decay_minutes * 60_000)
         times = [t for t in range(now - (span // BASE_MS) * BASE_MS, now + 1, BASE_MS)
                  if t > now - span]
-        seen = self._tickers.setdefault(sym, {})
+        seen = self._assessed.setdefault(sym, {})
         for t in [t for t in seen if t < times[0]]:
             del seen[t]  # out of the window for good (steps only move forward)
         label = None
         for t in times:
-            row = seen.get(t)
-            if row is None:
-                row = seen[t] = ticker_row(self.market, sym, t)
-            label = sentinel.update(label, row, t, decay_minutes)
+            got = seen.get(t)
+            if got is None:
+                got = seen[t] = sentinel.assess(ticker_row(self.market, sym, t))
+            label = sentinel.fold(label, got, t, decay_minutes)
         return label
 
     @staticmethod

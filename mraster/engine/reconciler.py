@@ -274,8 +274,9 @@ class Reconciler:
             mine = {f.order_id for f in entries + exits}
             self.journal.book(rec, entries + exits, funding_rows,
                               [o for o in orders if int(o["orderId"]) in mine])
-        hist = self.state["history"] + [rec]
-        self.state["history"] = hist[-self.s["ASTER_HISTORY_MAX"]:]
+        hist = self.state["history"]  # in place: a backtest keeps every trade in it
+        hist.append(rec)
+        del hist[:max(0, len(hist) - self.s["ASTER_HISTORY_MAX"])]
         del self.state["positions"][token]
         r_mult = b.r
         if pos.policy_features and pos.arm:

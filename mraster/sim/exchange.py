@@ -350,8 +350,8 @@ def position_mode(acct: Account, method: str, p: dict[str, str]) -> dict[str, An
 def all_orders(acct: Account, symbol: str, start: int, limit: int) -> list[dict[str, Any]]:
     """``GET allOrders``: the symbol's kept orders (any status) created from ``start`` on, oldest
     first, the most recent ``limit`` of them (orders are kept in creation order)."""
-    rows = [o.to_api() for o in acct.symbol_orders(symbol) if o.time >= start]
-    return rows[-limit:]
+    rows = [o for o in acct.symbol_orders(symbol) if o.time >= start][-limit:]
+    return [o.to_api() for o in rows]
 
 
 def _int(x: Any) -> int | None:

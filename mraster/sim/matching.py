@@ -55,7 +55,10 @@ class Order:
     builderFeeRate: float = 0.0  # V3 builder fee, charged on top of the exchange's fee
 
     def to_api(self) -> dict[str, Any]:
-        return {
+        done = self.__dict__.get("_api")  # a finished order never changes again
+        if done is not None:
+            return dict(done)
+        row = {
             "orderId": self.orderId, "symbol": self.symbol, "status": self.status,
             "clientOrderId": self.clientOrderId, "price": _s(self.price),
             "avgPrice": _s(self.avgPrice), "origQty": _s(self.origQty),
@@ -66,6 +69,9 @@ class Order:
             "stopPrice": _s(self.stopPrice), "workingType": self.workingType,
             "priceProtect": False, "time": self.time, "updateTime": self.updateTime,
         }
+        if self.status not in OPEN_STATES:
+            self._api = dict(row)
+        return row
 
 
 @dataclass
