@@ -147,3 +147,24 @@ def test_a_stop_that_never_gets_placed_is_said_at_the_next_read_back(sim_factory
     for p in second["positions"].values():
         assert any(a["symbol"] == p["symbol"] and "no stop of the bot" in a["message"]
                    for a in second["alerts"]), p["symbol"]
+
+
+def test_a_stop_the_bot_moved_itself_is_not_reported_as_a_disagreement():
+    """Break-even and trailing moves make the guard replace the stop order in the same cycle;
+    the check afterwards must read the exchange again, not compare the bot's new level with the
+    order the guard just replaced (that raised an error notice for every moved stop)."""
+    from conftest import DATA
+    from mraster import settings as st
+    from mraster.backtest.runner import run_backtest
+
+    s = st.load(environ={"ASTER_BANDIT_ENABLED": "false", "ASTER_ALPHA_ENABLED": "false",
+                         "ASTER_MIN_EDGE_R": "-5", "ASTER_RSI_BUY_MIN": "51",
+                         "ASTER_RSI_SELL_MAX": "49", "ASTER_MAX_DRAWDOWN": "0",
+                         "ASTER_STREAK_STOPS": "0", "ASTER_SYMBOL_STOPS": "0",
+                         "ASTER_DAILY_LOSS_LIMIT": "0"}, env_file=None)
+    r = run_backtest(DATA, s, symbols=["ETHBTC", "ADABTC"], last_days=3)
+    moved = [t for t in r.state["history"]
+             if t["reason"] in ("breakeven_stop", "trailing_stop", "fasttp_stop")]
+    assert len(moved) >= 5  # the bot moved stops, and they were hit where it moved them
+    wrong_level = [a["message"] for a in r.state["alerts"] if "the bot's level is" in a["message"]]
+    assert wrong_level == []

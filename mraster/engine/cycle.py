@@ -192,12 +192,13 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         risk_rows = await self.ex.position_risk()
         amounts = position_amounts(risk_rows)
         view.mark_positions(self.state["positions"].values(), risk_rows)
+        asked = {t: (p.stop, p.take_profit) for t, p in self.state["positions"].items()}
         await self._manage(candles, snaps, now)
         if self.guard:
             done = await self.guard.run(self.state["positions"], amounts)
             if any(done.values()):
                 self.emit("guard", **done)
-            await self._verify_protection(amounts, now)
+            await self._verify_protection(amounts, now, asked)
         equity, used = await self._equity()
         st = self.state
         if self.recorder is not None:  # what this cycle saw, for the live-versus-replay audit

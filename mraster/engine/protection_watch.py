@@ -7,6 +7,7 @@ notice until the read-back agrees again; every change of a position's protection
 """
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -77,7 +78,11 @@ class ProtectionWatch:
                                                 if r["symbol"] == p.symbol
                                                 and int(r["time"]) >= p.opened_at), 8)
 
-    async def _verify_protection(self, amounts: dict[str, float], now: int) -> None:
+    async def _verify_protection(self, amounts: dict[str, float], now: int,
+                                 asked: dict[str, tuple[float, float]] | None = None) -> None:
+        """``asked``: each position's stop and take-profit before this cycle moved any (the
+        guard's snapshot was read before it replaced them): a bracket at the level the bot had
+        asked for is no disagreement; anything else is, whoever changed it."""
         if self.guard is None:
             return
         await self._funding_so_far(now)
@@ -86,7 +91,11 @@ class ProtectionWatch:
             if not pos.is_open or not pos.holds(amounts.get(pos.symbol, 0.0)) \
                     or pos.symbol not in self.rules:
                 continue
-            v = verify(pos, orders.get(pos.symbol, []), self.rules[pos.symbol],
+            want = pos
+            if asked and token in asked and asked[token] != (pos.stop, pos.take_profit):
+                want = copy.copy(pos)
+                want.stop, want.take_profit = asked[token]
+            v = verify(want, orders.get(pos.symbol, []), self.rules[pos.symbol],
                        amounts[pos.symbol])
             prot = pos.protection
             before = dict(prot.get("seen") or {})
