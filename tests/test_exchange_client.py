@@ -236,3 +236,30 @@ def test_governor_keeps_the_client_inside_its_budget(sim_factory):
     (wait, to_minute_end), = waits
     assert 0 < wait <= to_minute_end + 0.5
     assert app.state.meter.max_seen == 24 and app.state.meter.rejected == 0
+
+
+def test_a_full_budget_waits_only_until_the_exchange_minute_ends():
+    """The exchange counts weight per clock minute. A budget used up at second 59 frees at
+    second 60; the client used to count its own requests over a sliding 60 s and stalled a
+    cycle (or a restarted bot) for up to a whole minute more. Clocks are simulated here so the
+    test does not wait a minute."""
+    from mraster.exchange.ratelimit import WeightGovernor
+
+    t = {"now": 1_800_000_059.0}  # second 59 of a minute
+    waits = []
+
+    async def sleep(seconds):
+        waits.append(seconds)
+        t["now"] += seconds
+
+    gov = WeightGovernor(budget=100, share=1.0, clock=lambda: t["now"], sleep=sleep,
+                         wall=lambda: t["now"])
+
+    async def go():
+        await gov.acquire(100)  # the whole minute's budget at second 59
+        await gov.acquire(10)   # must wait for the next minute, and only for it
+        gov.observe("95")       # the exchange says 95 are used in the new minute
+        await gov.acquire(10)   # so this one waits for the minute after
+    run(go())
+    assert waits == [pytest.approx(1.0), pytest.approx(60.0)]
+    assert gov.total_weight == 120

@@ -1,12 +1,10 @@
 """A request-weight governor shared by every request of one client.
 
-It keeps its own sliding one-minute ledger of weights, corrects it upward with the exchange's
-``X-MBX-USED-WEIGHT-1M`` header, never lets the ledger exceed ``share`` × the per-minute budget,
-and after a 429/418 pauses every request (not just the one that failed) until Retry-After.
-
-The exchange counts weight in fixed windows of its own clock's minute, so a high reading of the
-header is over at the next minute boundary (not 60 s after it was seen: that held a restarted
-bot silent for up to a minute). Requests made while protecting positions (``urgent()``) may use
+It counts weights the way the exchange does, in fixed windows of the exchange's clock minute:
+its own bookings, corrected upward with the exchange's ``X-MBX-USED-WEIGHT-1M`` header, never
+above ``share`` × the per-minute budget; after a 429/418 it pauses every request (not just the one
+that failed) until Retry-After. A full minute is over at the next minute boundary, not 60 s after
+the last request or reading (a sliding window held a restarted bot silent for up to a minute). Requests made while protecting positions (``urgent()``) may use
 the whole budget; everything else stays within ``share`` of it, so a scan can never starve the
 bracket guard.
 """
@@ -16,7 +14,6 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections import deque
 from typing import Iterator
 
 from mraster.exchange.weights import BUDGET_PER_MINUTE
@@ -43,38 +40,40 @@ class WeightGovernor:
         self._clock = clock
         self._wall = wall  # the exchange's clock in seconds (the client adds its offset)
         self._sleep = sleep
-        self._ledger: deque[tuple[float, int]] = deque()
-        self._server_used = 0
-        self._server_until = 0.0  # when the window of the last header reading ends
+        self._own = (0, 0)      # (exchange minute, weight this client booked in it)
+        self._server = (0, 0)   # (exchange minute, the last header reading in it)
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
         self.total_weight = 0
         self.pauses = 0
 
-    def _used(self, now: float) -> int:
-        while self._ledger and now - self._ledger[0][0] >= 60:
-            self._ledger.popleft()
-        own = sum(w for _, w in self._ledger)
-        server = self._server_used if now < self._server_until else 0
+    def _minute(self) -> int:
+        return int(self._wall() // 60)
+
+    def _used(self, minute: int) -> int:
+        """Weight counted in the exchange's current minute: the client's own bookings or the
+        exchange's last reading, whichever is higher. Both start from zero at the minute's
+        boundary, as the exchange's own count does."""
+        own = self._own[1] if self._own[0] == minute else 0
+        server = self._server[1] if self._server[0] == minute else 0
         return max(own, server)
 
     async def acquire(self, weight: int) -> None:
-        """Wait until ``weight`` fits in the budget, then book it."""
+        """Wait until ``weight`` fits in the budget of the exchange's current minute, then book
+        it. A full minute is waited out only until its end, never 60 s from the last request."""
         limit = self.budget if _URGENT.get() else self.limit
         weight = min(weight, limit)
         async with self._lock:
             while True:
                 now = self._clock()
+                minute = self._minute()
                 if now < self._paused_until:
                     wait = self._paused_until - now
-                elif self._used(now) + weight > limit:
-                    # wait until the oldest booked weight or the server's window expires
-                    ends = [60 - (now - self._ledger[0][0])] if self._ledger else []
-                    if now < self._server_until:
-                        ends.append(self._server_until - now)
-                    wait = max(0.05, min(ends or [1.0]))
+                elif self._used(minute) + weight > limit:
+                    wait = max(0.05, 60.0 - self._wall() % 60.0)  # until the minute rolls over
                 else:
-                    self._ledger.append((now, weight))
+                    own = self._own[1] if self._own[0] == minute else 0
+                    self._own = (minute, own + weight)
                     self.total_weight += weight
                     return
                 await self._sleep(wait)
@@ -91,10 +90,8 @@ class WeightGovernor:
             used = int(used_header)
         except ValueError:
             return
-        now = self._clock()
         # the header counts the exchange's current minute; trust it until that minute ends
-        self._server_used = used
-        self._server_until = now + (60.0 - self._wall() % 60.0)
+        self._server = (self._minute(), used)
 
     def pause(self, seconds: float) -> None:
         self.pauses += 1
