@@ -43,7 +43,7 @@ function notice(text, level = "error", id = null, dismissable = true) {
     if (id && !id.startsWith("local-")) { try { await api("POST", `/api/alerts/${encodeURIComponent(id)}/dismiss`); } catch (e) { /* shown on next refresh */ } }
     n.remove();
   } }, "×"));
-  box.append(n);
+  box.prepend(n);  // newest on top: the box scrolls, the latest stays in view
 }
 const fail = (e) => notice(e.message || String(e), "error", "local-" + Date.now());
 
@@ -163,6 +163,9 @@ function showWizard() {
 }
 
 // ---- state polling and the views -----------------------------------------------------------
+// an equity curve is shown whole: by default the chart keeps half a pixel per point and cut off
+// the start of any curve longer than twice its width (a 20-day backtest showed its second half)
+const WHOLE_CURVE = { timeVisible: true, minBarSpacing: 0.001, fixLeftEdge: true, fixRightEdge: true };
 const state = { config: null, data: null, equityChart: null, equitySeries: null, candle: null };
 
 async function refresh() {
@@ -190,8 +193,10 @@ function renderHeader(d) {
   if (bot.state === "backoff") text += ` · restarting in ${bot.next_restart_in_s}s`;
   if (bot.waiting) text += ` · waiting for the exchange (${bot.waiting}); positions are guarded again once it answers`;
   if (!bot.running && bot.last_exit_reason) text += ` · last exit: ${bot.last_exit_reason}`;
+  const paused = bot.running && d.commands.paused;
+  if (paused) text += " · entries paused (stops and take-profits keep working)";
   $("#bot-state").textContent = text;
-  $("#bot-state").className = "badge " + (bot.waiting ? "warn" : bot.running ? "ok" : bot.state === "crash_loop" ? "bad" : "");
+  $("#bot-state").className = "badge " + (bot.waiting || paused ? "warn" : bot.running ? "ok" : bot.state === "crash_loop" ? "bad" : "");
   $("#btn-start").disabled = bot.running;
   $("#btn-stop").disabled = !bot.running && bot.state !== "backoff";
   $("#source-banner").hidden = d.market_source !== "simulator";
@@ -246,7 +251,7 @@ function renderOverview(d) {
 function drawEquity(curve) {
   if (!window.LightweightCharts) return;
   if (!state.equityChart) {
-    state.equityChart = LightweightCharts.createChart($("#equity-chart"), { height: 220, autoSize: true, timeScale: { timeVisible: true } });
+    state.equityChart = LightweightCharts.createChart($("#equity-chart"), { height: 220, autoSize: true, timeScale: WHOLE_CURVE });
     state.equitySeries = state.equityChart.addSeries(LightweightCharts.LineSeries, { lineWidth: 2 });
   }
   const pts = []; let last = -1;
@@ -729,12 +734,14 @@ function renderBacktest(r) {
   $("#bt-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card", "data-testid": "bt-card" }, el("small", {}, k), el("b", {}, String(v)))));
   if (window.LightweightCharts) {
     if (!bt.chart) {
-      bt.chart = LightweightCharts.createChart($("#bt-chart"), { height: 220, autoSize: true, timeScale: { timeVisible: true } });
+      bt.chart = LightweightCharts.createChart($("#bt-chart"), { height: 220, autoSize: true, timeScale: WHOLE_CURVE });
       bt.series = bt.chart.addSeries(LightweightCharts.LineSeries, { lineWidth: 2 });
     }
     const pts = []; let last = -1;
     for (const [t, v] of r.equity_curve) { const x = Math.floor(t / 1000); if (x > last) { pts.push({ time: x, value: v }); last = x; } }
     bt.series.setData(pts); bt.chart.timeScale().fitContent();
+    // once more after the layout settled (the price labels take their width only after drawing)
+    requestAnimationFrame(() => requestAnimationFrame(() => { bt.chart.timeScale().fitContent(); $("#bt-chart").dataset.points = pts.length; }));
   }
   $("#bt-symbols-table tbody").replaceChildren(...Object.entries(r.per_symbol).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.trades), el("td", {}, pct(v.win_rate)), el("td", {}, fmt(v.total_pnl, 6)))));
   $("#bt-skips tbody").replaceChildren(...Object.entries(r.skipped_signals).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.count), el("td", {}, v.why))));
@@ -813,6 +820,7 @@ for (const b of document.querySelectorAll("#tabs button")) {
     for (const x of document.querySelectorAll("#tabs button, .tab")) x.classList.remove("active");
     b.classList.add("active"); $(`#tab-${b.dataset.tab}`).classList.add("active");
     if (b.dataset.tab === "chart") drawCandles($("#chart-symbol").value);
+    if (b.dataset.tab === "logs" && $("#log-autoscroll").checked) $("#log").scrollTop = $("#log").scrollHeight;  // a hidden box could not scroll
     if (b.dataset.tab === "backtest") { pollBacktest(); pollOptimise(); }
   });
 }

@@ -208,3 +208,47 @@ def test_switching_to_live_without_keys_says_so_before_asking_for_the_typed_word
     expect(page.locator("#notices")).to_contain_text("cannot sign orders yet")
     expect(page.locator("#dialog")).not_to_be_visible()  # no TRADE REAL MONEY prompt
     assert json.loads((tmp_path / "dashboard_config.json").read_text()).get("ASTER_PAPER", True)
+
+
+def test_logs_open_at_the_newest_line_the_header_says_paused_and_notices_stay_compact(
+        dashboard, page_factory):
+    server = dashboard(ASTER_SCAN_INTERVAL_SECONDS="1")
+    page = page_factory()
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.get_by_test_id("start").click()
+    expect(page.locator("#bot-state")).to_contain_text("running")
+    # the log fills while another tab is open
+    expect(page.locator("#log .line").nth(150)).to_be_attached(timeout=60_000)
+    page.click("#btn-pause")
+    expect(page.locator("#bot-state")).to_contain_text("entries paused")
+    page.get_by_test_id("stop").click()
+    expect(page.locator("#bot-state")).to_contain_text("stopped", timeout=30_000)
+    page.click("#tabs button[data-tab=logs]")  # no new events now: the opening scroll counts
+    at_end = page.evaluate("(() => { const b = document.querySelector('#log'); "
+                           "return b.scrollHeight > b.clientHeight && "
+                           "b.scrollTop + b.clientHeight >= b.scrollHeight - 2; })()")
+    assert at_end
+    page.click("#tabs button[data-tab=overview]")
+    top = page.locator("#tabs").bounding_box()["y"]
+    page.evaluate("for (let i = 0; i < 12; i++) notice('notice number ' + i, 'warn', 'local-' + i)")
+    expect(page.locator("#notices .notice", has_text="notice number")).to_have_count(12)
+    assert page.locator("#tabs").bounding_box()["y"] - top < 200  # the page is not pushed down
+    expect(page.locator("#notices .notice").first).to_contain_text("notice number 11")
+    assert page.errors == []
+
+
+def test_the_backtest_equity_chart_shows_the_whole_run(dashboard, page_factory):
+    """20 days of 5m steps are several thousand points, more than twice the chart's width in
+    pixels: every one must be in view after the run, the first included."""
+    server, page = offline_on_tab(dashboard, page_factory, "backtest")
+    page.get_by_test_id("run-backtest").click()
+    expect(page.get_by_test_id("bt-card").first).to_be_visible(timeout=120_000)
+    expect(page.locator("#bt-chart[data-points]")).to_be_attached()  # drawn and fitted
+    shown = page.evaluate("""(() => {
+        const n = bt.series.data().length, r = bt.chart.timeScale().getVisibleLogicalRange();
+        return {n, from: r.from, to: r.to, width: document.querySelector('#bt-chart').clientWidth};
+    })()""")
+    assert shown["n"] > 2 * shown["width"]  # the case that used to be cut
+    assert shown["from"] <= 0.5 and shown["to"] >= shown["n"] - 1.5, shown
+    assert page.errors == []
