@@ -160,6 +160,22 @@ def test_walk_forward_never_lets_a_trial_see_its_scoring_window(tmp_path):
     assert clean.evaluate({}, w[0].test) != spiked.evaluate({}, w[0].test)
 
 
+def test_the_report_backtests_give_the_same_answers_in_spawned_processes(tmp_path):
+    """The report's backtests (unseen windows, neighbourhoods) run in parallel processes that
+    load the candles themselves: their answers equal the ones run here, in order."""
+    from mraster.optimize.report import summaries
+
+    plan = Plan(data=DATA, picks=["exits"], settings=settings_for({}), symbols=PAIRS.split(","),
+                trials=4, folds=1, storage=f"sqlite:///{tmp_path / 's.sqlite'}")
+    ev = prepare(plan)
+    tasks = [({}, plan.windows[0].test), ({"ASTER_TP_ATR_MULT": 3.0}, plan.windows[0].train),
+             ({"ASTER_SL_ATR_MULT": 0.6}, plan.windows[-1].test)]
+    here, there = summaries(plan, ev, tasks, 1), summaries(plan, ev, tasks, 2)
+    assert [(sc.value, sc.trades, pnls, eq) for sc, pnls, eq in here] == \
+        [(sc.value, sc.trades, pnls, eq) for sc, pnls, eq in there]
+    assert sum(sc.trades for sc, _, _ in here) > 0
+
+
 STARTED: list[subprocess.Popen] = []
 
 

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
         storage = storage_of(plan)
         try:
-            rep = report.build(plan, ev, open_studies(plan, storage))
+            rep = report.build(plan, ev, open_studies(plan, storage), a.jobs)
         finally:
             storage.engine.dispose()
     except PlanError as exc:

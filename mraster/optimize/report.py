@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import html
 import json
+import logging
+import multiprocessing as mp
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import optuna
 from optuna.trial import TrialState
@@ -14,6 +16,7 @@ from optuna.trial import TrialState
 from mraster.optimize import robustness as rb
 from mraster.optimize.scoring import OBJECTIVES, score
 from mraster.optimize.study import Evaluator, Plan, feasible, plan_dict
+from mraster.optimize.windows import Window
 
 TOP = 2  # best trials whose neighbourhoods are checked (each costs 2 backtests per setting)
 
@@ -28,10 +31,41 @@ def _score_dict(sc) -> dict[str, Any]:
             "total_return": sc.total_return, **{k: v for k, v in sc.metrics.items()}}
 
 
-def build(plan: Plan, ev: Evaluator, studies: list) -> dict[str, Any]:
-    """The report's own backtests (out-of-sample runs, neighbourhoods) run here, one after the
-    other: no process is forked once the storage is open (a fork beside an open SQLite
-    connection, or numpy's threads, can hang a child)."""
+Summary = tuple[Any, list[float], float | None]  # (Score, trade pnls, starting equity)
+_EV: Evaluator | None = None  # a report process's evaluator (candles loaded once)
+
+
+def _summary(ev: Evaluator, objective: str, params: Mapping[str, Any], window: Window) -> Summary:
+    res = ev.run(params, window)
+    return (score(res, objective), [t["pnl"] for t in res.state.get("history", [])],
+            res.equity[0][1] if res.equity else None)
+
+
+def _report_init(plan: Plan) -> None:
+    global _EV
+    logging.getLogger("mraster").setLevel(logging.CRITICAL)
+    _EV = Evaluator(plan)
+
+
+def _report_task(task: tuple[str, Mapping[str, Any], Window]) -> Summary:
+    assert _EV is not None
+    return _summary(_EV, *task)
+
+
+def summaries(plan: Plan, ev: Evaluator, tasks: list[tuple[Mapping[str, Any], Window]],
+              jobs: int) -> list[Summary]:
+    """The report's backtests, in order. With several jobs they run in freshly *spawned*
+    processes, each loading the candles once: nothing is forked once the storage has been
+    opened (a fork beside an open SQLite connection, or numpy's threads, can hang a child)."""
+    if jobs <= 1 or len(tasks) < 2:
+        return [_summary(ev, plan.objective, *t) for t in tasks]
+    with mp.get_context("spawn").Pool(min(jobs, len(tasks)), initializer=_report_init,
+                                      initargs=(plan,)) as pool:
+        return list(pool.imap(_report_task, [(plan.objective, *t) for t in tasks]))
+
+
+def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, Any]:
+    """The out-of-sample runs and the neighbourhoods, spread over ``jobs`` processes."""
     folds, best = [], []
     for fold, study, _ in studies:
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -49,24 +83,22 @@ def build(plan: Plan, ev: Evaluator, studies: list) -> dict[str, Any]:
     # the unseen windows, each once with its fold's chosen trial; and every neighbour
     tasks = [(t.params, fold.test) for (fold, _, _), t in zip(studies, best) if t is not None]
     tasks += [(params, final_fold.train) for rows in near for _, _, params in rows]
-    results = (ev.run(*t) for t in tasks)
+    results = iter(summaries(plan, ev, tasks, jobs))
     oos_pnls, start_eq = [], None
     for (fold, _, _), row, t in zip(studies, folds, best):
         if t is None:
             continue
-        res = next(results)
-        oos = score(res, plan.objective)
+        oos, pnls, first_equity = next(results)
         row.update(params=t.params, trial=t.number,
                    in_sample={"value": t.value, "trades": t.user_attrs.get("trades"),
                               "max_drawdown_pct": t.user_attrs.get("max_drawdown_pct"),
                               "total_return": t.user_attrs.get("total_return")},
                    out_of_sample=_score_dict(oos), warning=rb.divergence(t.value, oos.value))
-        oos_pnls += [tr["pnl"] for tr in res.state.get("history", [])]  # hold-out included
-        if start_eq is None and res.equity:
-            start_eq = res.equity[0][1]
+        oos_pnls += pnls  # hold-out included
+        if start_eq is None:
+            start_eq = first_equity
     robust = [{"trial": t.number, "params": t.params,
-               **rb.neighbourhood(t.value, [(a, b, score(next(results), plan.objective).value)
-                                            for a, b, _ in rows])}
+               **rb.neighbourhood(t.value, [(a, b, next(results)[0].value) for a, b, _ in rows])}
               for t, rows in zip(robust_trials, near)]
     final = folds[-1]
     changes = [{"key": k, "from": plan.settings.get(k), "to": v}
