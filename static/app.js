@@ -174,7 +174,7 @@ async function refresh() {
     state.data = d;
     const stale = document.querySelector('#notices [data-id="local-state"]');
     if (stale) stale.remove();  // the state is readable again
-    renderHeader(d); renderNotices(d); renderOverview(d); renderDecisions(d); renderMarket(d); renderAI(d);
+    renderHeader(d); renderNotices(d); renderAnswers(d); renderOverview(d); renderDecisions(d); renderMarket(d); renderAI(d);
     renderHistory(); renderChartSelect(d);
   } catch (e) {
     if (e.status !== 401) notice(`The dashboard cannot read the bot's state: ${e.message}`, "error", "local-state");
@@ -208,6 +208,24 @@ function renderHeader(d) {
   pb.textContent = c.paused ? "Resume entries" : "Pause entries";
   pb.title = c.paused ? (c.paused_acknowledged ? "paused: no new entries; stops and take-profits keep working" : "pause requested; the bot confirms within a second while running") : "";
   pb.classList.toggle("active", c.paused);
+}
+
+// a close or flatten: its notice waits for the bot's answer and then says it (done or refused, why)
+function commandNotice(resp, what) {
+  const id = resp && resp.command ? "cmd-" + resp.command.id : "local-" + Date.now();
+  const note = resp && resp.note ? ` (${resp.note})` : "";
+  notice(`${what}: sent to the bot, waiting for its answer…${note}`, "info", id);
+  const n = $("#notices").querySelector(`[data-id="${CSS.escape(id)}"]`);
+  if (n) n.dataset.what = what;
+}
+function renderAnswers(d) {
+  for (const c of (d.commands && d.commands.recent) || []) {
+    const n = c.ack && $("#notices").querySelector(`[data-id="${CSS.escape("cmd-" + c.id)}"]:not([data-answered])`);
+    if (!n) continue;
+    n.dataset.answered = c.ack.ok ? "done" : "refused";
+    n.className = `notice ${c.ack.ok ? "info" : "error"}`;
+    n.firstChild.textContent = `${n.dataset.what}: ${c.ack.ok ? "done" : "refused"} — ${c.ack.message}`;
+  }
 }
 
 function renderNotices(d) {
@@ -293,7 +311,7 @@ async function adoptPosition(symbol) {
 async function closePosition(symbol) {
   const typed = await confirmTyped(`Close ${symbol} at market? Type the symbol to confirm.`, symbol);
   if (typed === null) return;
-  try { await api("POST", `/api/positions/${symbol}/close`, { confirm: typed }); notice(`Close of ${symbol} sent to the bot.`, "info", "local-" + Date.now()); }
+  try { commandNotice(await api("POST", `/api/positions/${symbol}/close`, { confirm: typed }), `Close of ${symbol}`); refresh(); }
   catch (e) { fail(e); }
 }
 
@@ -312,7 +330,7 @@ $("#btn-audit").addEventListener("click", async () => {
 $("#btn-flatten").addEventListener("click", async () => {
   const typed = await confirmTyped("Close every position of the bot at market and pause new entries? Type FLATTEN to confirm.", "FLATTEN");
   if (typed === null) return;
-  try { await api("POST", "/api/positions/flatten", { confirm: typed }); notice("Flatten sent to the bot; new entries are paused.", "info", "local-" + Date.now()); refresh(); }
+  try { commandNotice(await api("POST", "/api/positions/flatten", { confirm: typed }), "Flatten (new entries are paused)"); refresh(); }
   catch (e) { fail(e); }
 });
 

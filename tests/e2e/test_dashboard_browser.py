@@ -67,6 +67,9 @@ def test_first_session_from_wizard_to_stop(tmp_path, dashboard, page_factory):
     page.fill("#dialog-input", symbol)
     page.click("#dialog-ok")
     expect(page.locator(f"#positions tbody tr[data-symbol={symbol}]")).to_have_count(0, timeout=30_000)
+    # the notice carries the bot's answer, not only "sent"
+    expect(page.locator('#notices .notice[data-answered="done"]')).to_contain_text(
+        f"Close of {symbol}: done", timeout=30_000)
     page.click("#tabs button[data-tab=history]")
     expect(page.locator("#history tbody tr", has_text=symbol).first).to_contain_text("manual")
     # from the journal: totals, a UTC calendar row, and the filtered export link
