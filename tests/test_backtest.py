@@ -258,3 +258,24 @@ def test_a_clean_file_reads_the_same_fast_as_line_by_line():
     assert all(np.array_equal(a, b) for a, b in zip(fast, slow)) and fast[0].dtype == np.int64
     unsorted = lines[:2] + lines[3:4] + lines[2:3] + lines[4:]
     assert _parse_clean(unsorted) is None  # bad files go the slow way, which names the line
+
+
+def test_a_backtest_outside_ai_mode_loads_no_ai_copilots_http_client_or_pydantic(tmp_path):
+    """The backtest CLI's start-up is part of every run (and of every optimiser worker): the
+    copilots, the postmortem, the news feed (httpx) and pydantic are loaded only in AI mode."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy; sys.argv = ['mraster.backtest', '--data', sys.argv[1], "
+            "'--symbols', 'ETHBTC', '--from', '2018-01-25', '--out', sys.argv[2]]\n"
+            "try:\n    runpy.run_module('mraster.backtest', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'pydantic', "
+            "'openai') or m.startswith(('mraster.ai.copilots', 'mraster.ai.postmortem', "
+            "'mraster.ai.news', 'mraster.ai.plan'))))")
+    p = subprocess.run([sys.executable, "-c", code, str(DATA), str(tmp_path / "out")],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "out" / "report.json").exists()

@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field, field_validator
 SL_RANGE = (0.5, 2.0)  # the plan's stop distance as a multiple of the configured one
 TP_RANGE = (0.5, 3.0)
 FASTTP_MIN_R_RANGE, FASTTP_SNAP_RANGE = (0.1, 3.0), (0.05, 1.0)
-FASTTP_KEYS = {"enabled": "FAST_TP_ENABLED", "min_r": "FASTTP_MIN_R", "snap_atr": "FASTTP_SNAP_ATR"}
 
 
 class FastTPOverride(BaseModel):

@@ -18,7 +18,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from mraster import settings as st
-from mraster.ai.copilots import Copilots
 from mraster.backtest.data import ReplayData
 from mraster.backtest.idle import IdleSteps
 from mraster.protections import reducing
@@ -121,6 +120,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     if data.ok:
         engine.data = data
     if st.ai_mode(s):  # the copilots' rule-based forms; no LLM is asked during a backtest
+        from mraster.ai.copilots import Copilots  # loaded only in AI mode (0.1 s of imports)
+
         engine.copilots = Copilots(s, state.setdefault("copilots", {}))
     steps = max(1, (end - start) // BASE_MS)
     times = start + BASE_MS * np.arange(1, steps + 1, dtype=np.int64)  # each step's clock

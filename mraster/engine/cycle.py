@@ -15,7 +15,6 @@ import logging
 import time
 from typing import Any, Callable, Mapping
 
-from mraster.ai.plan import FASTTP_KEYS
 from mraster.domain import Intent, positions_of
 from mraster.engine import view
 from mraster.engine.account_risk import AccountRisk
@@ -33,7 +32,7 @@ from mraster.policy import BanditPolicy
 from mraster.protections import Trip
 from mraster.saved_presets import settings_hash
 from mraster.strategy.exits import locked_stop
-from mraster.strategy.fasttp import fasttp_target
+from mraster.strategy.fasttp import FASTTP_KEYS, fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot
 from mraster.strategy.orderbook import DEPTH_LIMIT, book_context
 from mraster.strategy.signals import Candles

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mraster.ai import anomalies, news, sentinel
+from mraster.ai import anomalies, sentinel
 from mraster.exchange import errors as E
 from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import Snapshot
@@ -156,6 +156,8 @@ class MarketData:
             return
         items: list = []
         if self.news is not None:
+            from mraster.ai.news import for_symbol  # httpx and its CLI: only with a news feed
+
             items, why = await self.news.latest()
             if why and not self._news_failing:
                 self.alert("warning", f"{why}; the sentinel works from market data alone until "
@@ -166,7 +168,7 @@ class MarketData:
             if sym not in tickers:
                 continue
             before = labels.get(sym)
-            about = news.for_symbol(items, sym, now, int(decay * 60_000)) if items else []
+            about = for_symbol(items, sym, now, int(decay * 60_000)) if items else []
             labels[sym] = sentinel.update(before, tickers[sym], now, decay, about)
             lab = labels[sym]
             if lab["label"] == "red" and (before is None or before["label"] != "red"):

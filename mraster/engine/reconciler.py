@@ -20,7 +20,6 @@ from mraster.exchange import errors as E
 from mraster.execution import ids
 from mraster.execution.booking import book_trade, join_fills, position_fills
 from mraster.execution.ownership import Ownership, owner_of
-from mraster.ai.postmortem import measure
 
 log = logging.getLogger("mraster.engine")
 
@@ -284,6 +283,8 @@ class Reconciler:
         if pos.ai_source in ("ai", "cache") and self.advisor and self.advisor.learner:
             self.advisor.learner.traded(sym, b.pnl, int(time.time() * 1000))
         if self.copilots is not None:
+            from mraster.ai.postmortem import measure  # AI mode only: its models load pydantic
+
             ltf, _ = (await self._fetch_candles([sym], now)).get(sym, (None, None))
             measured = measure(rec, ltf, pos.quote_price)
             self.copilots.after_close(rec, pos.bucket, {**measured, "regime": pos.regime})

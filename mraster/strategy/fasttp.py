@@ -11,6 +11,9 @@ from typing import Any, Mapping, Sequence
 
 from mraster.domain import Position
 
+# the AI plan's per-position FastTP fields and the settings they stand for
+FASTTP_KEYS = {"enabled": "FAST_TP_ENABLED", "min_r": "FASTTP_MIN_R", "snap_atr": "FASTTP_SNAP_ATR"}
+
 
 def fasttp_target(pos: Position, price: float, closes: Sequence[float], now_ms: int,
                   s: Mapping[str, Any]) -> tuple[float, dict[str, float]] | None:
