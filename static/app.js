@@ -602,9 +602,12 @@ async function renderPresets() {
   $("#presets").replaceChildren(...p.presets.map((x) => el("div", { class: "card preset" + (x.name === p.current ? " current" : ""), "data-preset": x.name },
     el("b", {}, x.name.toUpperCase()), el("small", {}, x.name === p.current ? "active" : `${x.changes.length} change(s)`),
     el("button", { onclick: () => previewPreset(x) }, x.name === p.current ? "Details" : "Preview"))));
+  const typed = $("#saved-preset-name");  // a re-render (after loading the settings) keeps what was typed
   const name = el("input", { id: "saved-preset-name", maxlength: "40", placeholder: "name", "aria-label": "Name of the new preset" });
+  if (typed && document.activeElement === typed) queueMicrotask(() => name.focus());
+  if (typed) name.value = typed.value;
   const save = el("button", { "data-testid": "save-preset", onclick: async () => {
-    try { await api("POST", "/api/saved-presets", { name: name.value }); notice(`Your settings were saved as preset “${name.value.trim()}”.`, "info", "local-" + Date.now()); renderPresets(); }
+    try { await api("POST", "/api/saved-presets", { name: name.value }); notice(`Your settings were saved as preset “${name.value.trim()}”.`, "info", "local-" + Date.now()); name.value = ""; renderPresets(); }
     catch (e) { fail(e); }
   } }, "Save current settings as preset");
   $("#saved-presets").replaceChildren(
