@@ -110,7 +110,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     balance = (balance_usdt or s["ASTER_PAPER_BALANCE"]) / QUOTE_USD.get(quote, 1.0)
     market.clock.set(start)
     sim = SimExchange(market, balance=balance)
-    ex = LocalExchange(sim)
+    ex = LocalExchange(sim, sole_client=True)
     state: dict[str, Any] = {}
     t0 = time.perf_counter()
     queue = MemoryDocument(default=lambda: {"items": {}})

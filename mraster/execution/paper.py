@@ -114,8 +114,11 @@ class LocalExchange(_SignedMixin):
     has_credentials = True
 
     def __init__(self, sim: SimExchange, key: str = "paper", persist: Persist | None = None,
-                 saved: dict[str, Any] | None = None) -> None:
+                 saved: dict[str, Any] | None = None, sole_client: bool = False) -> None:
+        """``sole_client``: nothing but this client changes the simulator between clock steps
+        (a backtest), so a repeated read of the whole account may be answered from the last."""
         self.sim = sim
+        self.sole_client = sole_client
         self.key = key
         self.persist = persist
         if saved:
@@ -126,10 +129,10 @@ class LocalExchange(_SignedMixin):
 
     def _signed(self, method: str, path: str, p: dict[str, str]) -> Any:
         self.stats["requests"] += 1
-        # On a stopped clock (a backtest's step) the account changes only by this client's own
-        # writes: asking twice for the whole account or all positions gives the same answer.
-        again = method == "GET" and path in ("account", "positionRisk") and not p and \
-            self.sim.market.clock.manual
+        # On a stopped clock with no other client (a backtest's step) the account changes only
+        # by this client's own writes: asking twice for the whole account gives the same answer.
+        again = self.sole_client and method == "GET" and path in ("account", "positionRisk") \
+            and not p and self.sim.market.clock.manual
         if again:
             moment = (self.sim.market.clock.now_ms(), self._writes)
             hit = self._snapshots.get(path)

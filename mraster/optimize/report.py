@@ -7,6 +7,8 @@ import html
 import json
 import logging
 import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,7 +17,7 @@ from optuna.trial import TrialState
 
 from mraster.optimize import robustness as rb
 from mraster.optimize.scoring import OBJECTIVES, score
-from mraster.optimize.study import Evaluator, Plan, feasible, plan_dict
+from mraster.optimize.study import Evaluator, Plan, PlanError, feasible, plan_dict
 from mraster.optimize.windows import Window
 
 TOP = 2  # best trials whose neighbourhoods are checked (each costs 2 backtests per setting)
@@ -59,9 +61,15 @@ def summaries(plan: Plan, ev: Evaluator, tasks: list[tuple[Mapping[str, Any], Wi
     opened (a fork beside an open SQLite connection, or numpy's threads, can hang a child)."""
     if jobs <= 1 or len(tasks) < 2:
         return [_summary(ev, plan.objective, *t) for t in tasks]
-    with mp.get_context("spawn").Pool(min(jobs, len(tasks)), initializer=_report_init,
-                                      initargs=(plan,)) as pool:
-        return list(pool.imap(_report_task, [(plan.objective, *t) for t in tasks]))
+    # an executor, not a Pool: a process that dies fails the report with an error instead of
+    # leaving it waiting forever for the lost task
+    try:
+        with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=mp.get_context("spawn"),
+                                 initializer=_report_init, initargs=(plan,)) as pool:
+            return list(pool.map(_report_task, [(plan.objective, *t) for t in tasks]))
+    except BrokenProcessPool as exc:
+        raise PlanError(f"a process scoring the report died ({exc}); run the same command "
+                        "again: every trial is kept and only the report is redone") from None
 
 
 def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, Any]:
