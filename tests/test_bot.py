@@ -277,3 +277,51 @@ def test_a_restarted_bot_sets_leverage_and_margin_mode_only_where_they_differ(si
         assert entries, "no entry in the second run"
         assert proxy.count("forward", "POST", "/fapi/v1/leverage") == 0
         assert proxy.count("forward", "POST", "/fapi/v1/marginType") == 0
+
+
+def test_brackets_left_by_a_closed_trade_are_cancelled_before_the_next_entry_there(sim_factory,
+                                                                                   tmp_path):
+    """A position closed by hand on the exchange leaves its stop and take-profit behind; both
+    act on whatever position the symbol holds (closePosition). A new entry on that symbol must
+    cancel them first — requests seen on the wire, in order — or the old trade's levels would
+    close the new one."""
+    from fault_proxy import FaultProxy
+
+    from mraster.engine.cycle import Engine
+    from mraster.engine.reconciler import CycleResult
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    state: dict = {}
+
+    async def go(proxy):
+        async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, state, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            await eng.cycle()
+            acct = sim.accounts[API_KEY]
+            pos = next(iter(state["positions"].values()))
+            sym, side = pos.symbol, pos.side.value
+            old = {o.clientOrderId for o in acct.open_orders() if o.symbol == sym}
+            assert len(old) == 2
+            await c.new_order(symbol=sym, side=pos.side.opposite.value, type="MARKET",
+                              quantity=str(acct.positions[sym].amt.__abs__()), reduceOnly="true",
+                              newClientOrderId="by-hand-close-1")  # the user, on the exchange
+            await eng._sync_positions(CycleResult(), eng.market_ms)
+            assert not any(p.symbol == sym for p in state["positions"].values())
+            state["cooldowns"].pop(sym, None)
+            first = len(proxy.seen)
+            opened, said = await eng.manual_entry(sym, side)
+            return sym, old, opened, said, proxy.seen[first:]
+
+    with FaultProxy(url) as proxy:
+        sym, old, opened, said, seen = asyncio.run(go(proxy))
+    assert opened, said
+    calls = [(x.method, x.query.get("newClientOrderId") or x.query.get("orderId")) for x in seen
+             if x.path.endswith("/order") and x.method in ("POST", "DELETE")]
+    entry = next(i for i, (m, cid) in enumerate(calls) if m == "POST" and ids.parse(cid or "")
+                 and ids.parse(cid)[0] == "E")
+    cancels = [i for i, (m, _) in enumerate(calls) if m == "DELETE"]
+    assert len(cancels) == 2 and max(cancels) < entry, calls
+    now = {o.clientOrderId for o in sim.accounts[API_KEY].open_orders() if o.symbol == sym}
+    assert not now & old and len(now) == 2  # the new trade's own two brackets, nothing older

@@ -101,6 +101,13 @@ class Executor:
         if capped:
             self._skip(res, sym, capped[0], side=side, **capped[1])
             return used
+        if self.guard:
+            try:
+                await self.guard.clear_leftovers(sym)
+            except E.ExchangeError as exc:
+                self._skip(res, sym, "order_failed", side=side,
+                           error=f"brackets left by the previous trade could not be cancelled: {exc}")
+                return used
         token = ids.new_token(now)
         cid = ids.order_id("E", token)
         pos = Position(token=token, symbol=sym, side=it.side, status=PositionStatus.PENDING,

@@ -93,23 +93,40 @@ class BracketGuard:
                     await self._close_unprotected(token, pos, queue, done)
         # leftovers: brackets on symbols where the exchange has no position any more
         for sym, olist in by_symbol.items():
-            if not full or amounts.get(sym, 0.0) != 0:
-                continue
-            for o in olist:
-                if ids.bracket_kind(o):
-                    try:
-                        await self.ex.cancel_order(sym, order_id=o["orderId"])
-                        done["cancelled"] += 1
-                        self.emit("order", action="cancel_orphan", symbol=sym,
-                                  client_id=o["clientOrderId"])
-                    except E.UnknownOrder:
-                        pass
+            if full and amounts.get(sym, 0.0) == 0:
+                done["cancelled"] += await self._cancel_leftovers(sym, olist)
         if full:
             for token in [t for t in queue if t not in positions]:
                 queue.pop(token)
         if repr(queue) != before or not self.queue.exists():  # write only on change
             self.queue.update(lambda d: {"items": queue})
         return done
+
+    async def clear_leftovers(self, sym: str) -> int:
+        """Cancel the brackets a closed position left on ``sym`` (the take-profit after its stop
+        filled, both after a close by hand) before a new entry there: a ``closePosition`` order
+        acts on whatever position the symbol holds, so a leftover would stop out or take profit
+        on the next trade at the old trade's level. Asks the exchange only when the last pass
+        saw brackets on ``sym``; raises ExchangeError when they could not be read or cancelled."""
+        if not any(ids.bracket_kind(o) for o in self.last_orders.get(sym, ())):
+            return 0
+        with urgent():
+            n = await self._cancel_leftovers(sym, await self.ex.open_orders(sym))
+        self.last_orders.pop(sym, None)
+        return n
+
+    async def _cancel_leftovers(self, sym: str, orders: list[dict]) -> int:
+        n = 0
+        for o in orders:
+            if ids.bracket_kind(o):
+                try:
+                    await self.ex.cancel_order(sym, order_id=o["orderId"])
+                    n += 1
+                    self.emit("order", action="cancel_orphan", symbol=sym,
+                              client_id=o.get("clientOrderId", ""))
+                except E.UnknownOrder:
+                    pass
+        return n
 
     async def _close_unprotected(self, token: str, pos: Position, queue: dict, done: dict) -> None:
         """The stop could not be placed within the grace period: a position without a stop is
