@@ -212,6 +212,11 @@ def positions_of(doc: Mapping[str, Any]) -> dict[str, "Position"]:
             for t, p in doc.get("positions", {}).items()}
 
 
+def position_amounts(rows: list[dict]) -> dict[str, float]:
+    """Signed position sizes of the symbols with a position (from positionRisk rows)."""
+    return {r["symbol"]: float(r["positionAmt"]) for r in rows if float(r["positionAmt"])}
+
+
 _POSITION_FIELDS = tuple(f.name for f in fields(Position))  # declaration order: the file's
 
 

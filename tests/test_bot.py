@@ -325,3 +325,35 @@ def test_brackets_left_by_a_closed_trade_are_cancelled_before_the_next_entry_the
     assert len(cancels) == 2 and max(cancels) < entry, calls
     now = {o.clientOrderId for o in sim.accounts[API_KEY].open_orders() if o.symbol == sym}
     assert not now & old and len(now) == 2  # the new trade's own two brackets, nothing older
+
+
+def test_a_warm_cycle_reads_positions_orders_and_account_once(sim_factory, tmp_path):
+    """A cycle in which no candle closed and no entry went out asks the exchange for each thing
+    once (requests counted on the wire): the quotes, the positions, the account and the open
+    orders; the guard and the equity curve use those reads."""
+    from collections import Counter
+
+    from fault_proxy import FaultProxy
+
+    from mraster.engine.cycle import Engine
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+
+    async def go(proxy):
+        async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            await eng.cycle()
+            assert eng.state["positions"], "the cold cycle should open positions"
+            first = len(proxy.seen)
+            await eng.cycle(paused=True)
+            return proxy.seen[first:], eng.state
+    with FaultProxy(url) as proxy:
+        seen, state = asyncio.run(go(proxy))
+    asked = Counter((x.method, x.path, x.query.get("symbol")) for x in seen)
+    assert all(n == 1 for n in asked.values()), asked
+    assert {p for _, p, _ in asked} == {"/fapi/v1/ticker/24hr", "/fapi/v1/ticker/bookTicker",
+                                        "/fapi/v1/premiumIndex", "/fapi/v2/positionRisk",
+                                        "/fapi/v2/account", "/fapi/v1/openOrders"}, asked
+    assert state["telemetry"]["equity"] > 0 and len(state["equity_curve"]) == 2

@@ -162,3 +162,30 @@ def test_a_position_whose_stop_cannot_be_placed_is_closed_after_the_grace(sim_fa
             assert JsonDocument(tmp_path / "q.json").read()["items"] == {}
     asyncio.run(go())
     assert any("no stop could be placed within the 60 s grace" in e.get("message", "") for e in events)
+
+
+def test_a_bracket_that_triggered_between_the_reads_is_not_replaced_on_a_flat_symbol(
+        sim_factory, tmp_path):
+    """The cycle reads positions and open orders together; a stop that fills in between leaves
+    a position that looks open and a stop that looks missing. The guard confirms the position on
+    the exchange before it repairs, so no stop is placed on a flat symbol to wait there for the
+    next trade."""
+    sim, url, _ = sim_factory(n=4, seed=5)
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())
+            sym = list(rules)[0]
+            guard = BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"))
+            pos = await open_position(c, sym, rules, "tok-a001")
+            await guard.run({"tok-a001": pos}, await amounts(c))
+            held = await amounts(c)  # the cycle's read: the position is there
+            # the stop fills (a close at market here) before the open orders are read
+            stop = [o for o in await c.open_orders(sym) if ids.bracket_kind(o) == "stop"][0]
+            await c.cancel_order(sym, order_id=stop["orderId"])
+            await c.new_order(symbol=sym, side="SELL", type="MARKET", quantity=str(pos.qty),
+                              reduceOnly=True, newClientOrderId="stop-stand-in-1")
+            done = await guard.run({"tok-a001": pos}, held, orders=await c.open_orders())
+            return done, kinds(await c.open_orders(), sym)
+    done, left = asyncio.run(go())
+    assert done["placed"] == 0 and "stop" not in left

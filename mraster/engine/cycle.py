@@ -85,6 +85,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self._cancelled: set[str] = set()  # client ids the guard cancelled (not "gone")
         self._fees: dict[str, float] = {}  # taker fee rate per symbol, from the exchange
         self._funding_read = 0
+        self.orders_sent = 0  # entries and cancels sent before the guard point (cycle re-reads)
         state["positions"] = positions_of(state)  # the file's dicts become records
         for key, default in (("positions", {}), ("history", []), ("external_positions", []),
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
@@ -126,10 +127,12 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.emit("decision", symbol=sym, action="SKIP", reason=reason, **info)
 
     async def _equity(self) -> tuple[float, float]:
-        acct = await self.ex.account()
-        equity = float(acct["totalMarginBalance"])
-        used = float(acct.get("totalInitialMargin", 0))
-        return equity, used
+        return self._equity_of(await self.ex.account())
+
+    @staticmethod
+    def _equity_of(acct: Mapping[str, Any]) -> tuple[float, float]:
+        """(equity, margin in use) from an account read."""
+        return float(acct["totalMarginBalance"]), float(acct.get("totalInitialMargin", 0))
 
     def alert(self, level: str, message: str, symbol: str | None = None) -> None:
         a = {"time": int(time.time() * 1000), "level": level, "message": message, "symbol": symbol}
@@ -143,16 +146,21 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         cpu0 = time.process_time()
         res = CycleResult()
         await self._load_rules()
-        tick_rows, book_rows, prem_rows = await asyncio.gather(
-            self.ex.ticker_24h(), self.ex.book_ticker(), self.ex.premium_index())
+        weight0 = self._weight()
+        sent0 = self.orders_sent
+        # everything the cycle reads that does not depend on another read, in flight together:
+        # quotes, positions, the account and the open orders (the guard's, when no entry
+        # changes them before it runs)
+        tick_rows, book_rows, prem_rows, risk_rows, acct, orders = await asyncio.gather(
+            self.ex.ticker_24h(), self.ex.book_ticker(), self.ex.premium_index(),
+            self.ex.position_risk(), self.ex.account(), self.ex.open_orders())
         tickers, books, prems = by_symbol(tick_rows), by_symbol(book_rows), by_symbol(prem_rows)
         # the market's own clock (the premium index is stamped by the exchange), so candle
         # closes are judged on the exchange's time even when this machine's clock drifts
         now = max([int(r.get("time") or 0) for r in prem_rows] + [0]) or self.now_ms()
         self.market_ms = now
-        weight0 = self._weight()
-        await self._sync_positions(res, now)
-        equity, used = await self._equity()  # serves the breakers and this cycle's entries
+        await self._sync_positions(res, now, risk_rows)
+        equity, used = self._equity_of(acct)  # serves the breakers and this cycle's entries
         self._update_breakers(equity, now)
         universe = self.universe(tickers)
         await self._watch_markets(universe, tickers, now)
@@ -188,17 +196,19 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         if entries:
             for plan in entries:
                 used = await self._enter(res, plan, equity, used, now)
-        risk_rows = await self.ex.position_risk()
+        if self.orders_sent != sent0:  # entries went out: positions, orders and margin changed
+            risk_rows, orders, acct = await asyncio.gather(
+                self.ex.position_risk(), self.ex.open_orders(), self.ex.account())
         amounts = position_amounts(risk_rows)
         view.mark_positions(self.state["positions"].values(), risk_rows)
         asked = {t: (p.stop, p.take_profit) for t, p in self.state["positions"].items()}
         await self._manage(candles, snaps, now)
         if self.guard:
-            done = await self.guard.run(self.state["positions"], amounts)
+            done = await self.guard.run(self.state["positions"], amounts, orders=orders)
             if any(done.values()):
                 self.emit("guard", **done)
             await self._verify_protection(amounts, now, asked)
-        equity, used = await self._equity()
+        equity, used = self._equity_of(acct)
         st = self.state
         if self.recorder is not None:  # what this cycle saw, for the live-versus-replay audit
             self.recorder.write(now, settings_hash(self.s), snaps, candles, res.decisions, seen)

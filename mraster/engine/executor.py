@@ -103,7 +103,7 @@ class Executor:
             return used
         if self.guard:
             try:
-                await self.guard.clear_leftovers(sym)
+                self.orders_sent += await self.guard.clear_leftovers(sym)
             except E.ExchangeError as exc:
                 self._skip(res, sym, "order_failed", side=side,
                            error=f"brackets left by the previous trade could not be cancelled: {exc}")
@@ -129,6 +129,7 @@ class Executor:
         # leaves a position the next start adopts (by its client id) instead of an unknown one.
         self.state["positions"][token] = pos
         self.save()
+        self.orders_sent += 1
         try:
             filled = await self.ex.new_order(**Order(sym, it.side, "MARKET", cid,
                                                      quantity=str(order.qty), result=True).params())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mraster.domain import (Owner, OrderStatus, Position, PositionStatus, Side, Trade,
-                            next_entry_status)
+                            next_entry_status, position_amounts)
 from mraster.exchange import errors as E
 from mraster.execution import ids
 from mraster.execution.booking import book_trade, join_fills, position_fills
@@ -34,11 +34,6 @@ STOP_RULE_REASONS = {"breakeven": "breakeven_stop", "trailing": "trailing_stop",
 def by_symbol(rows: list[dict] | dict) -> dict[str, dict]:
     """Exchange rows (the bulk list, or the one row asked for) keyed by symbol."""
     return {r["symbol"]: r for r in (rows if isinstance(rows, list) else [rows])}
-
-
-def position_amounts(rows: list[dict]) -> dict[str, float]:
-    """Signed position sizes of the symbols with a position (from positionRisk rows)."""
-    return {r["symbol"]: float(r["positionAmt"]) for r in rows if float(r["positionAmt"])}
 
 
 @dataclass
@@ -87,11 +82,14 @@ class Reconciler:
             if mode:
                 self.margin_set.setdefault(sym, "crossed" if mode.startswith("cross") else "isolated")
 
-    async def _sync_positions(self, res: CycleResult, now: int) -> None:
+    async def _sync_positions(self, res: CycleResult, now: int, rows: list[dict] | None = None
+                              ) -> None:
         """Reconcile with the exchange, which is the truth: resolve entries whose outcome was
         not seen, adopt positions the bot's own orders opened (whatever the state file says),
-        book vanished positions from their fills, and keep the rest off limits."""
-        rows = await self.ex.position_risk()
+        book vanished positions from their fills, and keep the rest off limits. ``rows``: the
+        positionRisk read the cycle made (read here when not given)."""
+        if rows is None:
+            rows = await self.ex.position_risk()
         amounts = position_amounts(rows)
         self._remember_symbol_settings(rows)
         for token, pos in list(self.state["positions"].items()):

@@ -15,7 +15,7 @@ import time
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-from mraster.domain import Order, Position, Side
+from mraster.domain import Order, Position, Side, position_amounts
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, bracket_rounding
 from mraster.exchange.ratelimit import urgent
@@ -40,22 +40,31 @@ class BracketGuard:
         self.last_orders: dict[str, list[dict]] = {}
 
     async def run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
-                  full: bool = True) -> dict[str, Any]:
+                  full: bool = True, orders: list[dict] | None = None) -> dict[str, Any]:
         """One pass. ``positions``: the bot's positions by token; ``amounts``: signed position
-        size per symbol on the exchange. ``full=False`` protects just the given positions (right
-        after an entry) without touching other symbols. Returns counters of what was done.
-        Its requests may use the rate-limit reserve a scan cannot touch (``urgent``)."""
+        size per symbol on the exchange; ``orders``: the exchange's open orders when the caller
+        read them together with the amounts (read here otherwise). ``full=False`` protects just
+        the given positions (right after an entry, from the fill) without touching other
+        symbols. Returns counters of what was done. Its requests may use the rate-limit reserve
+        a scan cannot touch (``urgent``)."""
         with urgent():
-            return await self._run(positions, amounts, full=full)
+            return await self._run(positions, amounts, full=full, orders=orders)
 
     async def _run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
-                   full: bool) -> dict[str, Any]:
+                   full: bool, orders: list[dict] | None) -> dict[str, Any]:
         done = {"placed": 0, "replaced": 0, "cancelled": 0, "closed": 0, "failed": 0}
-        orders = await self.ex.open_orders()
+        if orders is None:
+            orders = (await self.ex.open_orders() if full else
+                      [o for sym in {p.symbol for p in positions.values()}
+                       for o in await self.ex.open_orders(sym)])
         by_symbol: dict[str, list[dict]] = {}
         for o in orders:
             by_symbol.setdefault(o["symbol"], []).append(o)
-        self.last_orders = by_symbol  # what the exchange held as this pass began (read back)
+        if full:
+            self.last_orders = by_symbol  # what the exchange held as this pass began (read back)
+        else:
+            for sym in {p.symbol for p in positions.values()}:
+                self.last_orders[sym] = by_symbol.get(sym, [])
         queue = self.queue.read().get("items", {})
         before = repr(queue)
         now = self.clock()
@@ -70,7 +79,7 @@ class BracketGuard:
             if item and item.get("next_try", 0) > now:
                 continue
             try:
-                await self._protect(token, pos, by_symbol.get(sym, []), done, amt)
+                await self._protect(token, pos, by_symbol.get(sym, []), done, amt, confirm=full)
                 if item:
                     queue.pop(token, None)
             except E.ExchangeError as exc:
@@ -143,8 +152,15 @@ class BracketGuard:
         done["closed"] += 1
 
     async def _protect(self, token: str, pos: Position, orders: list[dict], done: dict,
-                       amount: float) -> None:
+                       amount: float, confirm: bool) -> None:
         sym = pos.symbol
+        if confirm and not {"stop", "tp"} <= {ids.bracket_kind(o) for o in orders}:
+            # a bracket is missing: repaired only once the exchange confirms the position is
+            # still there, read after the orders (the missing one may have just triggered and
+            # closed it; a stop placed then would wait on a flat symbol for the next trade)
+            amount = position_amounts(await self.ex.position_risk(sym)).get(sym, 0.0)
+            if not pos.holds(amount):
+                return
         rules = self.rules[sym]
         close_side = pos.side.opposite.value
         sl_dir, tp_dir = bracket_rounding(pos.side.value)
