@@ -166,6 +166,30 @@ function showWizard() {
 // an equity curve is shown whole: by default the chart keeps half a pixel per point and cut off
 // the start of any curve longer than twice its width (a 20-day backtest showed its second half)
 const WHOLE_CURVE = { timeVisible: true, minBarSpacing: 0.001, fixLeftEdge: true, fixRightEdge: true };
+
+// ---- theme: the system's unless the user picked one in the header (kept in this browser) ----
+const THEME_KEY = "mraster.theme";
+const CHARTS = [];  // every chart on the page, re-coloured when the theme changes
+function chartLook() {
+  const css = getComputedStyle(document.documentElement), v = (k) => css.getPropertyValue(k).trim();
+  return { layout: { background: { color: v("--card") }, textColor: v("--fg") },
+    grid: { vertLines: { color: v("--line") }, horzLines: { color: v("--line") } } };
+}
+function makeChart(box, height, timeScale) {
+  const chart = LightweightCharts.createChart(box, { height, autoSize: true, timeScale, ...chartLook() });
+  CHARTS.push(chart);
+  return chart;
+}
+function applyTheme(choice) {
+  if (choice === "light" || choice === "dark") document.documentElement.dataset.theme = choice;
+  else delete document.documentElement.dataset.theme;
+  try { localStorage.setItem(THEME_KEY, choice); } catch (e) { /* private mode: not remembered */ }
+  $("#theme").value = choice;
+  for (const c of CHARTS) c.applyOptions(chartLook());
+}
+$("#theme").addEventListener("change", (ev) => applyTheme(ev.target.value));
+matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyTheme($("#theme").value));
+applyTheme((() => { try { return localStorage.getItem(THEME_KEY) || "auto"; } catch (e) { return "auto"; } })());
 const state = { config: null, data: null, equityChart: null, equitySeries: null, candle: null };
 
 async function refresh() {
@@ -269,12 +293,13 @@ function renderOverview(d) {
 function drawEquity(curve) {
   if (!window.LightweightCharts) return;
   if (!state.equityChart) {
-    state.equityChart = LightweightCharts.createChart($("#equity-chart"), { height: 220, autoSize: true, timeScale: WHOLE_CURVE });
+    state.equityChart = makeChart($("#equity-chart"), 220, WHOLE_CURVE);
     state.equitySeries = state.equityChart.addSeries(LightweightCharts.LineSeries, { lineWidth: 2 });
   }
   const pts = []; let last = -1;
   for (const [t, v] of curve) { const s = Math.floor(t / 1000); if (s > last) { pts.push({ time: s, value: v }); last = s; } }
   const first = !state.equityShown && pts.length;
+  $("#equity-note").hidden = pts.length > 0;  // an empty frame says why it is empty
   state.equitySeries.setData(pts);
   if (first) { state.equityChart.timeScale().fitContent(); state.equityShown = true; }  // the whole curve, then the user's zoom
 }
@@ -511,7 +536,7 @@ async function drawCandles(symbol) {
   let c;
   try { c = await api("GET", `/api/chart/${symbol}`); } catch (e) { fail(e); return; }
   if (!state.candle) {
-    const chart = LightweightCharts.createChart($("#candle-chart"), { height: 420, autoSize: true, timeScale: { timeVisible: true } });
+    const chart = makeChart($("#candle-chart"), 420, { timeVisible: true });
     state.candle = { chart, series: chart.addSeries(LightweightCharts.CandlestickSeries, {}), lines: [], markers: null };
   }
   const { series } = state.candle;
@@ -755,7 +780,7 @@ function renderBacktest(r) {
   $("#bt-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card", "data-testid": "bt-card" }, el("small", {}, k), el("b", {}, String(v)))));
   if (window.LightweightCharts) {
     if (!bt.chart) {
-      bt.chart = LightweightCharts.createChart($("#bt-chart"), { height: 220, autoSize: true, timeScale: WHOLE_CURVE });
+      bt.chart = makeChart($("#bt-chart"), 220, WHOLE_CURVE);
       bt.series = bt.chart.addSeries(LightweightCharts.LineSeries, { lineWidth: 2 });
     }
     const pts = []; let last = -1;

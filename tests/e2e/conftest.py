@@ -82,8 +82,8 @@ def page_factory(browser, request):
     pages = []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
-    def make():
-        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    def make(width: int = 1400, height: int = 900, **options):
+        ctx = browser.new_context(viewport={"width": width, "height": height}, **options)
         page = ctx.new_page()
         page.errors = []
         page.on("pageerror", lambda e: page.errors.append(str(e)))

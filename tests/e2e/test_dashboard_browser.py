@@ -255,3 +255,25 @@ def test_the_backtest_equity_chart_shows_the_whole_run(dashboard, page_factory):
     assert shown["n"] > 2 * shown["width"]  # the case that used to be cut
     assert shown["from"] <= 0.5 and shown["to"] >= shown["n"] - 1.5, shown
     assert page.errors == []
+
+
+def test_dark_mode_follows_the_system_and_the_users_choice_is_remembered(dashboard, page_factory):
+    server = dashboard()
+    page = page_factory(color_scheme="dark")
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    bg = "getComputedStyle(document.body).backgroundColor"
+    chart_bg = "(() => { const c = CHARTS[0]; return c ? c.options().layout.background.color : null; })()"
+
+    def lightness(colour: str) -> int:
+        return sum(int(x) for x in re.findall(r"\d+", colour)[:3])
+    assert lightness(page.evaluate(bg)) < 150  # the system is dark: so is the page
+    expect(page.locator("#equity-chart canvas").first).to_be_attached()
+    assert page.evaluate(chart_bg) == "#111a2e"  # the chart too
+    shot(page, "dark-overview")
+    page.select_option("#theme", "light")
+    assert lightness(page.evaluate(bg)) > 600 and page.evaluate(chart_bg) == "#fff"
+    page.reload()
+    expect(page.locator("#theme")).to_have_value("light")  # remembered in this browser
+    assert lightness(page.evaluate(bg)) > 600
+    assert page.errors == []
