@@ -487,6 +487,13 @@ CATALOGUE: tuple[Setting, ...] = (
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in CATALOGUE}
 GROUPS: tuple[str, ...] = tuple(dict.fromkeys(s.group for s in CATALOGUE))
+GROUP_TITLES: dict[str, str] = {  # the editor's headings
+    "exchange": "Exchange and account", "mode": "Trading mode", "universe": "Symbols scanned",
+    "strategy": "Entry signal", "filters": "Market filters", "sizing": "Position size",
+    "risk": "Risk limits and circuit breakers", "fasttp": "FastTP (early take-profit)",
+    "policy": "Bandit policy and alpha model", "ai": "AI copilots and budget",
+    "files": "Files", "notify": "Notifications", "dashboard": "Dashboard"}
+assert set(GROUP_TITLES) == set(GROUPS), "every settings group needs a heading"
 SECRET_NAMES: frozenset[str] = frozenset(s.name for s in CATALOGUE if s.secret)
 
 # Preset values. "Mid" keeps the catalogue defaults; risk per trade never exceeds 1% of equity.

@@ -12,10 +12,67 @@ const el = (tag, attrs = {}, ...kids) => {
   for (const kid of kids) e.append(kid instanceof Node ? kid : document.createTextNode(kid ?? ""));
   return e;
 };
-const fmt = (x, d = 4) => (x === null || x === undefined) ? "–" : Number(x).toLocaleString(undefined, { maximumFractionDigits: d });
-const pct = (x) => (x === null || x === undefined) ? "–" : (100 * x).toFixed(1) + "%";
-const age = (s) => s < 90 ? `${s}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`;
-const time = (ms) => new Date(ms).toLocaleString();
+
+// ---- language: English in the code; every other language is one file, static/i18n/<code>.json,
+// whose "strings" map the English text to its translation ({name} marks a value) -------------
+const LANG_KEY = "mraster.lang";
+const I18N = { lang: "en", locale: "en-GB", strings: {}, missing: new Set() };
+const norm = (s) => s.replace(/\s+/g, " ").trim();
+function t(text, params) {
+  if (I18N.lang !== "en" && !(text in I18N.strings)) I18N.missing.add(text);  // the German walk test reads this
+  let s = I18N.strings[text] ?? text;
+  if (params) s = s.replace(/\{(\w+)\}/g, (m, k) => (k in params ? String(params[k] ?? "–") : m));
+  return s;
+}
+// a code that has words in the catalogue (a setting's choice such as "with"), else the code itself
+const tIf = (code) => I18N.strings[code] ?? code;
+async function loadLanguage() {
+  const offered = [...document.querySelectorAll("#lang option")].map((o) => o.value);
+  let want = null;
+  try { want = localStorage.getItem(LANG_KEY); } catch (e) { /* private mode: the browser's language */ }
+  if (!offered.includes(want)) want = (navigator.languages || [navigator.language]).map((l) => String(l).slice(0, 2).toLowerCase()).find((l) => offered.includes(l)) || "en";
+  $("#lang").value = want;
+  if (want !== "en") {
+    try {
+      const cat = await (await fetch(`/static/i18n/${want}.json?v=${document.body.dataset.version}`)).json();
+      I18N.strings = cat.strings; I18N.locale = cat.locale;
+    } catch (e) { want = "en"; notice(`The translation could not be loaded (${e.message}); the page stays in English.`, "warn", "local-lang"); }
+  }
+  I18N.lang = want;
+  document.documentElement.lang = want;
+  translatePage();
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local";
+  $("#time-rule").textContent = t("Every time on this page is in this browser's time zone ({zone}); only the P&L calendar's days, weeks and months are UTC.", { zone });
+}
+// the page's own text: elements marked data-i18n as a whole (they hold markup), the rest by text
+function translatePage() {
+  if (I18N.lang === "en") return;
+  for (const e of document.querySelectorAll("[data-i18n]")) { const k = norm(e.innerHTML); if (I18N.strings[k]) e.innerHTML = I18N.strings[k]; }
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    const k = norm(n.nodeValue);
+    if (!k || !I18N.strings[k] || n.parentElement.closest("[data-i18n], script")) continue;
+    n.nodeValue = n.nodeValue.replace(/^(\s*)[\s\S]*?(\s*)$/, (m, a, z) => a + I18N.strings[k] + z);
+  }
+  for (const a of ["placeholder", "title", "aria-label"]) {
+    for (const e of document.querySelectorAll(`[${a}]`)) { const k = norm(e.getAttribute(a)); if (I18N.strings[k]) e.setAttribute(a, I18N.strings[k]); }
+  }
+}
+$("#lang").addEventListener("change", (ev) => {
+  try { localStorage.setItem(LANG_KEY, ev.target.value); } catch (e) { /* not remembered */ }
+  location.reload();
+});
+
+// one formatter for every number, date and time on the page, charts included: the chosen
+// language's conventions, this browser's time zone (the page says so)
+const fmt = (x, d = 4) => (x === null || x === undefined) ? "–" : Number(x).toLocaleString(I18N.locale, { maximumFractionDigits: d });
+const pct = (x) => (x === null || x === undefined) ? "–" : Number(x).toLocaleString(I18N.locale, { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
+const age = (s) => s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${fmt(s / 3600, 1)} h`;
+const time = (ms) => new Date(ms).toLocaleString(I18N.locale);
+const clock = (ms) => new Date(ms).toLocaleTimeString(I18N.locale);
+const price = (x) => fmt(x, Math.abs(x) >= 1000 ? 2 : Math.abs(x) >= 1 ? 4 : 6);
+const exitWords = (r) => r ? t(String(r).replace(/_/g, "-")) : "";  // stop, take-profit, manual…
+const side = (s) => s === "BUY" ? t("long") : s === "SELL" ? t("short") : (s || "");
 
 class HttpError extends Error {
   constructor(status, body) {
@@ -39,13 +96,14 @@ function notice(text, level = "error", id = null, dismissable = true) {
   const box = $("#notices");
   if (id && box.querySelector(`[data-id="${CSS.escape(id)}"]`)) return;
   const n = el("div", { class: `notice ${level}`, "data-id": id || "" }, text);
-  if (dismissable) n.append(el("button", { class: "close", title: "dismiss", onclick: async () => {
+  if (dismissable) n.append(el("button", { class: "close", title: t("dismiss"), onclick: async () => {
     if (id && !id.startsWith("local-")) { try { await api("POST", `/api/alerts/${encodeURIComponent(id)}/dismiss`); } catch (e) { /* shown on next refresh */ } }
     n.remove();
   } }, "×"));
   box.prepend(n);  // newest on top: the box scrolls, the latest stays in view
 }
-const fail = (e) => notice(e.message || String(e), "error", "local-" + Date.now());
+// a server's or browser's error stays in its own words (marked raw: not the page's text)
+const fail = (e) => notice(el("span", { class: "raw" }, e.message || String(e)), "error", "local-" + Date.now());
 
 // ---- confirmation dialog (typed confirmation for anything that closes trades) -------------
 function confirmTyped(text, expected) {
@@ -68,7 +126,7 @@ $("#login-form").addEventListener("submit", async (ev) => {
   catch (e) { $("#login-error").textContent = e.message; }
 });
 
-const KEY_GROUPS = [
+const KEY_GROUPS = [  // titles translated where shown
   ["API wallet (V3, new accounts)", ["ASTER_USER_ADDRESS", "ASTER_SIGNER_ADDRESS", "ASTER_SIGNER_PRIVATE_KEY"]],
   ["API key (V1, older accounts)", ["ASTER_API_KEY", "ASTER_API_SECRET"]],
   ["AI services", ["ASTER_OPENAI_API_KEY", "ASTER_CHAT_OPENAI_API_KEY", "ASTER_AI_NEWS_API_KEY"]],
@@ -78,7 +136,7 @@ function secretInputs(form, config, onSaved) {
   form.replaceChildren();
   const byKey = Object.fromEntries(config.settings.map((s) => [s.key, s]));
   for (const [title, keys] of KEY_GROUPS) {
-    form.append(el("h3", {}, title));
+    form.append(el("h3", {}, t(title)));
     for (const key of keys) {
       const s = byKey[key];
       if (!s) continue;
@@ -88,7 +146,7 @@ function secretInputs(form, config, onSaved) {
           el("button", { type: "button", onclick: async () => {
             try { await api("PUT", "/api/config", { values: { [s.key]: input.value.trim() } }); onSaved(); }
             catch (e) { fail(e.body && e.body.errors ? new Error(e.body.errors.map((x) => x.message).join("; ")) : e); }
-          } }, "Save"), "", el("small", { class: "muted" }, s.help)));
+          } }, t("Save")), "", el("small", { class: "muted" }, t(s.help))));
         continue;
       }
       secretRow(form, s, onSaved);
@@ -97,23 +155,23 @@ function secretInputs(form, config, onSaved) {
 }
 
 function secretRow(form, s, onSaved) {
-  const input = el("input", { type: "password", name: s.key, placeholder: s.is_set ? `set (${s.value}) – type to replace` : "not set", autocomplete: "off" });
+  const input = el("input", { type: "password", name: s.key, placeholder: s.is_set ? t("set ({value}) – type to replace", { value: s.value }) : t("not set"), autocomplete: "off" });
   const save = async (value) => {
     try { await api("PUT", "/api/config/secrets", { values: { [s.key]: value } }); onSaved(); }
     catch (e) { fail(e); }
   };
   form.append(el("div", { class: "row" }, el("label", {}, s.key), input,
-    el("button", { type: "button", onclick: () => save(input.value) }, "Save"),
-    s.is_set ? el("button", { type: "button", class: "danger", onclick: () => save(null) }, "Remove") : "",
-    el("small", { class: "muted" }, s.help)));
+    el("button", { type: "button", onclick: () => save(input.value) }, t("Save")),
+    s.is_set ? el("button", { type: "button", class: "danger", onclick: () => save(null) }, t("Remove")) : "",
+    el("small", { class: "muted" }, t(s.help))));
 }
 
 async function testConnection(target) {
-  target.textContent = "testing…";
+  target.textContent = t("testing…");
   try {
     const r = await api("POST", "/api/setup/test-connection");
-    target.textContent = r.message; target.className = r.ok ? "ok" : "error";
-  } catch (e) { target.textContent = e.message; target.className = "error"; }
+    target.textContent = r.message; target.className = (r.ok ? "ok" : "error") + " raw";
+  } catch (e) { target.textContent = e.message; target.className = "error raw"; }
 }
 
 async function chooseMode(mode, confirm = "", override = "") {
@@ -125,13 +183,13 @@ async function showDrill() {
   const d = await api("GET", "/api/drill");
   const j = d.job, last = d.last || {};
   let text;
-  if (j.state === "running") text = `Fire drill running: ${pct(j.progress || 0)} — ${j.phase || "starting"}`;
-  else if (j.state === "error") text = `The fire drill could not run: ${j.error}`;
+  if (j.state === "running") text = t("Fire drill running: {done} — {phase}", { done: pct(j.progress || 0), phase: j.phase || t("starting") });
+  else if (j.state === "error") text = t("The fire drill could not run: {error}", { error: j.error });
   else if (last.hash === d.settings_hash) {
     const c = last.scorecard || {};
-    text = last.passed ? `Fire drill passed with these settings: ${c.entries} entries, ${c.trades} trades, no duplicate orders, every trade adds up, whole again ${c.recovery_cycles} cycle(s) after the network healed.`
-      : `Fire drill FAILED: ${(last.why || []).join("; ")}`;
-  } else text = last.hash ? "Your settings changed since the last drill: run it again." : "No fire drill with these settings yet.";
+    text = last.passed ? t("Fire drill passed with these settings: {entries} entries, {trades} trades, no duplicate orders, every trade adds up, whole again {cycles} cycle(s) after the network healed.", { entries: c.entries, trades: c.trades, cycles: c.recovery_cycles })
+      : t("Fire drill FAILED: {why}", { why: (last.why || []).join("; ") });
+  } else text = last.hash ? t("Your settings changed since the last drill: run it again.") : t("No fire drill with these settings yet.");
   $("#wizard-drill-status").textContent = text;
   $("#wizard-drill-status").className = j.state === "running" ? "muted" : d.live_unlocked ? "pos" : "warn";
   if (j.state === "running") setTimeout(showDrill, 1000);
@@ -175,8 +233,18 @@ function chartLook() {
   return { layout: { background: { color: v("--card") }, textColor: v("--fg") },
     grid: { vertLines: { color: v("--line") }, horzLines: { color: v("--line") } } };
 }
+// chart times in this browser's zone and the page's language, like every table (the library's
+// own default is UTC), prices with the page's formatter
+function tick(ts, type) {
+  const d = new Date(ts * 1000), L = I18N.locale;
+  if (type === 0) return String(d.getFullYear());
+  if (type === 1) return d.toLocaleDateString(L, { month: "short" });
+  if (type === 2) return d.toLocaleDateString(L, { day: "numeric", month: "short" });
+  return d.toLocaleTimeString(L, { hour: "2-digit", minute: "2-digit", ...(type === 4 ? { second: "2-digit" } : {}) });
+}
 function makeChart(box, height, timeScale) {
-  const chart = LightweightCharts.createChart(box, { height, autoSize: true, timeScale, ...chartLook() });
+  const chart = LightweightCharts.createChart(box, { height, autoSize: true, timeScale: { ...timeScale, tickMarkFormatter: tick },
+    localization: { locale: I18N.locale, priceFormatter: price, timeFormatter: (ts) => time(ts * 1000) }, ...chartLook() });
   CHARTS.push(chart);
   return chart;
 }
@@ -201,7 +269,7 @@ async function refresh() {
     renderHeader(d); renderNotices(d); renderAnswers(d); renderOverview(d); renderDecisions(d); renderMarket(d); renderAI(d);
     renderHistory(); renderChartSelect(d);
   } catch (e) {
-    if (e.status !== 401) notice(`The dashboard cannot read the bot's state: ${e.message}`, "error", "local-state");
+    if (e.status !== 401) notice(t("The dashboard cannot read the bot's state: {error}", { error: e.message }), "error", "local-state");
   }
 }
 
@@ -209,16 +277,16 @@ function renderHeader(d) {
   const bot = d.bot;
   const live = bot.paper === false;
   const badge = $("#mode-badge");
-  badge.textContent = live ? "LIVE – real money" : "PAPER";
+  badge.textContent = live ? t("LIVE – real money") : t("PAPER");
   badge.className = "badge " + (live ? "live" : "paper");
-  let text = `bot: ${bot.state}`;
-  if (bot.running) text += ` · pid ${bot.pid} · up ${age(Math.round(bot.uptime_s))}`;
-  if (bot.restarts) text += ` · ${bot.restarts} restart(s)`;
-  if (bot.state === "backoff") text += ` · restarting in ${bot.next_restart_in_s}s`;
-  if (bot.waiting) text += ` · waiting for the exchange (${bot.waiting}); positions are guarded again once it answers`;
-  if (!bot.running && bot.last_exit_reason) text += ` · last exit: ${bot.last_exit_reason}`;
+  let text = t("bot: {state}", { state: t(bot.state) });
+  if (bot.running) text += " · " + t("pid {pid} · up {age}", { pid: bot.pid, age: age(Math.round(bot.uptime_s)) });
+  if (bot.restarts) text += " · " + t("{n} restart(s)", { n: bot.restarts });
+  if (bot.state === "backoff") text += " · " + t("restarting in {n} s", { n: bot.next_restart_in_s });
+  if (bot.waiting) text += " · " + t("waiting for the exchange ({why}); positions are guarded again once it answers", { why: bot.waiting });
+  if (!bot.running && bot.last_exit_reason) text += " · " + t("last exit: {why}", { why: bot.last_exit_reason });
   const paused = bot.running && d.commands.paused;
-  if (paused) text += " · entries paused (stops and take-profits keep working)";
+  if (paused) text += " · " + t("entries paused (stops and take-profits keep working)");
   $("#bot-state").textContent = text;
   $("#bot-state").className = "badge " + (bot.waiting || paused ? "warn" : bot.running ? "ok" : bot.state === "crash_loop" ? "bad" : "");
   $("#btn-start").disabled = bot.running;
@@ -226,11 +294,11 @@ function renderHeader(d) {
   $("#source-banner").hidden = d.market_source !== "simulator";
   const br = d.breakers || [];
   $("#breaker-banner").hidden = !br.length;
-  $("#breaker-text").textContent = br.map((b) => `${b.message}; ${b.symbol ? "no new trades on " + b.symbol : "no new trades (stops and take-profits keep working)"}${b.until ? ", lifts " + new Date(b.until).toLocaleString() : ", until you lift it"}`).join(" · ");
+  $("#breaker-text").textContent = br.map((b) => `${b.message}; ${b.symbol ? t("no new trades on {symbol}", { symbol: b.symbol }) : t("no new trades (stops and take-profits keep working)")}, ${b.until ? t("lifts {time}", { time: time(b.until) }) : t("until you lift it")}`).join(" · ");
   const c = d.commands;
   const pb = $("#btn-pause");
-  pb.textContent = c.paused ? "Resume entries" : "Pause entries";
-  pb.title = c.paused ? (c.paused_acknowledged ? "paused: no new entries; stops and take-profits keep working" : "pause requested; the bot confirms within a second while running") : "";
+  pb.textContent = c.paused ? t("Resume entries") : t("Pause entries");
+  pb.title = c.paused ? (c.paused_acknowledged ? t("paused: no new entries; stops and take-profits keep working") : t("pause requested; the bot confirms within a second while running")) : "";
   pb.classList.toggle("active", c.paused);
 }
 
@@ -238,7 +306,7 @@ function renderHeader(d) {
 function commandNotice(resp, what) {
   const id = resp && resp.command ? "cmd-" + resp.command.id : "local-" + Date.now();
   const note = resp && resp.note ? ` (${resp.note})` : "";
-  notice(`${what}: sent to the bot, waiting for its answer…${note}`, "info", id);
+  notice(t("{what}: sent to the bot, waiting for its answer…", { what }) + note, "info", id);
   const n = $("#notices").querySelector(`[data-id="${CSS.escape(id)}"]`);
   if (n) n.dataset.what = what;
 }
@@ -248,14 +316,14 @@ function renderAnswers(d) {
     if (!n) continue;
     n.dataset.answered = c.ack.ok ? "done" : "refused";
     n.className = `notice ${c.ack.ok ? "info" : "error"}`;
-    n.firstChild.textContent = `${n.dataset.what}: ${c.ack.ok ? "done" : "refused"} — ${c.ack.message}`;
+    n.firstChild.textContent = `${n.dataset.what}: ${c.ack.ok ? t("done") : t("refused")} — ${c.ack.message}`;
   }
 }
 
 function renderNotices(d) {
   const shown = new Set([...document.querySelectorAll("#notices .notice")].map((n) => n.dataset.id));
   for (const a of d.alerts.slice(0, 20).reverse()) {
-    if (!shown.has(a.id)) notice(`${time(a.time)} · ${a.message}`, a.level === "error" ? "error" : "warn", a.id);
+    if (!shown.has(a.id)) notice(el("span", {}, `${time(a.time)} · `, el("span", { class: "raw" }, a.message)), a.level === "error" ? "error" : "warn", a.id);
   }
 }
 
@@ -263,30 +331,30 @@ function renderOverview(d) {
   const p = d.performance;
   const cards = [["Equity", fmt(p.equity, 2) + " USDT"], ["Closed trades", p.trades], ["Win rate", pct(p.win_rate)],
     ["Profit factor", p.profit_factor === null ? "–" : fmt(p.profit_factor, 2)], ["Expectancy", p.expectancy_r === null ? "–" : fmt(p.expectancy_r, 2) + " R"],
-    ["Total PnL", fmt(p.total_pnl, 2) + " USDT"], ["Max drawdown", p.max_drawdown === null ? "–" : `${fmt(p.max_drawdown, 2)} (${pct(p.max_drawdown_pct)})`]];
+    ["Total PnL", fmt(p.total_pnl, 2) + " USDT"], ["Max drawdown", p.max_drawdown === null ? "–" : `${fmt(p.max_drawdown, 2)} USDT (${pct(p.max_drawdown_pct)})`]];
   const x = d.exposure || {};
   cards.push(["Unrealised PnL", fmt(x.unrealized, 2) + " USDT"], ["Margin used", x.margin_used == null ? "–" : fmt(x.margin_used, 2) + " USDT"],
     ["Notional / equity", x.notional_x == null ? "–" : fmt(x.notional_x, 2) + "×"], ["Open risk / equity", x.open_risk_pct == null ? "–" : pct(x.open_risk_pct)]);
-  $("#perf-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card" }, el("small", {}, k), el("b", {}, String(v)))));
+  $("#perf-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card" }, el("small", {}, t(k)), el("b", {}, String(v)))));
   const tb = $("#positions tbody");
   tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-status": x.status, "data-protection": x.protection.status, class: x.protection.status === "problem" ? "unprotected" : null },
-    el("td", {}, x.symbol), el("td", { class: x.side === "BUY" ? "long" : "short" }, x.side === "BUY" ? "long" : "short"),
-    el("td", {}, fmt(x.qty)), el("td", {}, fmt(x.entry, 6)), el("td", {}, fmt(x.mark, 6)),
-    el("td", { class: x.pnl >= 0 ? "pos" : "neg" }, fmt(x.pnl, 2)), el("td", {}, fmt(x.r, 2)),
-    el("td", {}, fmt(x.stop, 6)), el("td", {}, fmt(x.take_profit, 6)),
-    el("td", {}, x.liquidation ? `${fmt(x.liquidation, 6)} (${pct(x.liquidation_distance)})` : "–"),
+    el("td", {}, x.symbol), el("td", { class: x.side === "BUY" ? "long" : "short" }, side(x.side)),
+    el("td", {}, fmt(x.qty)), el("td", {}, price(x.entry)), el("td", {}, price(x.mark)),
+    el("td", { class: x.pnl >= 0 ? "pos" : "neg" }, fmt(x.pnl, 2) + " USDT"), el("td", {}, fmt(x.r, 2) + " R"),
+    el("td", {}, price(x.stop)), el("td", {}, price(x.take_profit)),
+    el("td", {}, x.liquidation ? `${price(x.liquidation)} (${pct(x.liquidation_distance)})` : "–"),
     protectionCell(x),
-    el("td", {}, x.status === "open" ? age(x.age_s) : x.status),
-    el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, "Close…")))));
+    el("td", {}, x.status === "open" ? age(x.age_s) : t(x.status)),
+    el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
   if (d.audit && !state.auditShown) renderAudit(d.audit);
-  $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${e.who}: ${e.what}`)));
-  if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? "No open positions." : "No open positions. Start the bot to trade.")));
+  $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${t(e.who)}: `, el("span", { class: "raw" }, e.what))));
+  if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? t("No open positions.") : t("No open positions. Start the bot to trade."))));
   $("#external").replaceChildren(...(d.external_positions.length ? [
-    `Positions the bot did not open (left alone: no entry, add, flip, brackets or close on these symbols): `,
-    ...d.external_positions.map((e) => el("span", { class: "external", "data-external": e.symbol }, `${e.symbol} ${e.amount}${e.why ? ` (${e.why})` : ""} `,
-      el("button", { onclick: () => adoptPosition(e.symbol) }, "Let the bot manage it…"), " "))] : []));
-  const t = d.telemetry;
-  $("#telemetry").textContent = t.cycle ? `Cycle ${t.cycle}: ${t.symbols} symbols, ${t.evaluated} evaluated, ${fmt(t.duration_s, 2)} s, request weight ${t.weight ?? "–"}` : "";
+    t("Positions the bot did not open (left alone: no entry, add, flip, brackets or close on these symbols):") + " ",
+    ...d.external_positions.map((e) => el("span", { class: "external", "data-external": e.symbol }, `${e.symbol} ${e.amount} `, e.why ? el("span", { class: "raw" }, `(${e.why}) `) : "",
+      el("button", { onclick: () => adoptPosition(e.symbol) }, t("Let the bot manage it…")), " "))] : []));
+  const tl = d.telemetry;
+  $("#telemetry").textContent = tl.cycle ? t("Cycle {cycle}: {symbols} symbols, {evaluated} evaluated, {seconds} s, request weight {weight}", { cycle: tl.cycle, symbols: tl.symbols, evaluated: tl.evaluated, seconds: fmt(tl.duration_s, 2), weight: tl.weight }) : "";
   drawEquity(d.equity_curve);
 }
 
@@ -306,79 +374,80 @@ function drawEquity(curve) {
 
 function renderAudit(a) {
   if (!a) return;
-  if (!a.compared) { $("#audit").replaceChildren(el("p", { class: "muted" }, a.why || "Nothing to compare yet.")); return; }
+  if (!a.compared) { $("#audit").replaceChildren(el("p", { class: "muted raw" }, a.why || t("Nothing to compare yet."))); return; }
   const div = a.divergent || [], fills = (a.fills || []).filter((f) => f.cause !== "as expected");
   $("#audit").replaceChildren(
-    el("p", { class: a.divergent_total ? "warn" : "pos" }, `${a.compared} decisions replayed from ${a.cycles} cycles: ${a.matched} the same, ${a.divergent_total} different (${pct(a.divergence_share)}).` +
-      ` ${Array.isArray(a.late_cycles) ? a.late_cycles.length : a.late_cycles || 0} late cycle(s), ${Array.isArray(a.refusals) ? a.refusals.length : a.refusals || 0} refused order(s).`),
-    div.length ? el("table", {}, el("thead", {}, el("tr", {}, ...["Time", "Symbol", "Live", "Replay", "Cause"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, ...div.map((d) => el("tr", {}, el("td", {}, time(d.time)), el("td", {}, d.symbol), el("td", {}, `${d.live}${d.live_side ? " " + d.live_side : ""}`),
-        el("td", {}, `${d.replay}${d.replay_side ? " " + d.replay_side : ""}`), el("td", {}, d.cause))))) : "",
-    fills.length ? el("p", {}, "Fills beyond their quote: " + fills.map((f) => `${f.symbol} ${fmt(f.slippage_bps, 1)} bps`).join(", ")) : "");
+    el("p", { class: a.divergent_total ? "warn" : "pos" }, t("{compared} decisions replayed from {cycles} cycles: {matched} the same, {different} different ({share}). {late} late cycle(s), {refused} refused order(s).", {
+      compared: a.compared, cycles: a.cycles, matched: a.matched, different: a.divergent_total, share: pct(a.divergence_share),
+      late: Array.isArray(a.late_cycles) ? a.late_cycles.length : a.late_cycles || 0, refused: Array.isArray(a.refusals) ? a.refusals.length : a.refusals || 0 })),
+    div.length ? el("table", {}, el("thead", {}, el("tr", {}, ...["Time", "Symbol", "Live", "Replay", "Cause"].map((h) => el("th", {}, t(h))))),
+      el("tbody", {}, ...div.map((d) => el("tr", {}, el("td", {}, time(d.time)), el("td", {}, d.symbol), el("td", {}, `${d.live}${d.live_side ? " " + side(d.live_side) : ""}`),
+        el("td", {}, `${d.replay}${d.replay_side ? " " + side(d.replay_side) : ""}`), el("td", { class: "raw" }, d.cause))))) : "",
+    fills.length ? el("p", {}, t("Fills beyond their quote:") + " " + fills.map((f) => `${f.symbol} ${fmt(f.slippage_bps, 1)} bps`).join(", ")) : "");
 }
 
 function protectionCell(x) {
   const p = x.protection;
-  if (p.status === "unverified") return el("td", { class: "muted" }, "not read back yet");
-  const facts = `stop ${p.stop == null ? "–" : fmt(p.stop, 6)} / TP ${p.tp == null ? "–" : fmt(p.tp, 6)} on the exchange · at risk ${p.at_risk == null ? "–" : fmt(p.at_risk, 2)} USDT (fees, funding ${fmt(p.funding, 4)})` +
-    (p.stop_liq_distance == null ? "" : ` · stop ${pct(p.stop_liq_distance)} from liquidation`) + (p.repairs ? ` · repaired ${p.repairs}×` : "");
-  if (p.status === "problem") return el("td", { class: "neg", "data-testid": "protection-problem" }, el("b", {}, "NOT as the bot believes: "), p.problems.join("; "), el("br", {}), el("small", {}, facts));
-  return el("td", { class: "pos", "data-testid": "protection-ok" }, `✓ protected since ${time(p.since)}`, el("br", {}), el("small", {}, facts));
+  if (p.status === "unverified") return el("td", { class: "muted" }, t("not read back yet"));
+  const facts = t("stop {stop} / TP {tp} on the exchange · at risk {risk} USDT (fees, funding {funding} USDT)", { stop: p.stop == null ? "–" : price(p.stop), tp: p.tp == null ? "–" : price(p.tp), risk: p.at_risk == null ? "–" : fmt(p.at_risk, 2), funding: fmt(p.funding, 4) }) +
+    (p.stop_liq_distance == null ? "" : " · " + t("stop {distance} from liquidation", { distance: pct(p.stop_liq_distance) })) + (p.repairs ? " · " + t("repaired {n}×", { n: p.repairs }) : "");
+  if (p.status === "problem") return el("td", { class: "neg", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), el("span", { class: "raw" }, p.problems.join("; ")), el("br", {}), el("small", {}, facts));
+  return el("td", { class: "pos", "data-testid": "protection-ok" }, "✓ " + t("protected since {time}", { time: time(p.since) }), el("br", {}), el("small", {}, facts));
 }
 
 async function adoptPosition(symbol) {
-  const typed = await confirmTyped(`The bot takes over ${symbol}: its own stop and take-profit replace the protective orders on the exchange, and it manages and books the position from now on. Type ADOPT ${symbol} to confirm.`, `ADOPT ${symbol}`);
+  const typed = await confirmTyped(t("The bot takes over {symbol}: its own stop and take-profit replace the protective orders on the exchange, and it manages and books the position from now on. Type ADOPT {symbol} to confirm.", { symbol }), `ADOPT ${symbol}`);
   if (typed === null) return;
-  try { await api("POST", `/api/positions/${symbol}/adopt`, { confirm: typed }); notice(`${symbol} handed to the bot; it takes over at its next cycle.`, "info", "local-" + Date.now()); }
+  try { await api("POST", `/api/positions/${symbol}/adopt`, { confirm: typed }); notice(t("{symbol} handed to the bot; it takes over at its next cycle.", { symbol }), "info", "local-" + Date.now()); }
   catch (e) { fail(e); }
 }
 
 async function closePosition(symbol) {
-  const typed = await confirmTyped(`Close ${symbol} at market? Type the symbol to confirm.`, symbol);
+  const typed = await confirmTyped(t("Close {symbol} at market? Type the symbol to confirm.", { symbol }), symbol);
   if (typed === null) return;
-  try { commandNotice(await api("POST", `/api/positions/${symbol}/close`, { confirm: typed }), `Close of ${symbol}`); refresh(); }
+  try { commandNotice(await api("POST", `/api/positions/${symbol}/close`, { confirm: typed }), t("Close of {symbol}", { symbol })); refresh(); }
   catch (e) { fail(e); }
 }
 
 $("#btn-lift").addEventListener("click", async () => {
-  const typed = await confirmTyped("Allow new trades again before the circuit breaker lifts by itself? Type LIFT to confirm.", "LIFT");
+  const typed = await confirmTyped(t("Allow new trades again before the circuit breaker lifts by itself? Type LIFT to confirm."), "LIFT");
   if (typed === null) return;
-  try { await api("POST", "/api/protections/lift", { confirm: typed }); notice("Sent to the bot: the circuit breakers are lifted.", "info", "local-" + Date.now()); refresh(); }
+  try { await api("POST", "/api/protections/lift", { confirm: typed }); notice(t("Sent to the bot: the circuit breakers are lifted."), "info", "local-" + Date.now()); refresh(); }
   catch (e) { fail(e); }
 });
 
 $("#btn-audit").addEventListener("click", async () => {
-  $("#audit").replaceChildren(el("p", { class: "muted" }, "Replaying the last day…"));
+  $("#audit").replaceChildren(el("p", { class: "muted" }, t("Replaying the last day…")));
   try { const r = await api("POST", "/api/audit"); state.auditShown = true; renderAudit(r); } catch (e) { fail(e); }
 });
 
 $("#btn-flatten").addEventListener("click", async () => {
-  const typed = await confirmTyped("Close every position of the bot at market and pause new entries? Type FLATTEN to confirm.", "FLATTEN");
+  const typed = await confirmTyped(t("Close every position of the bot at market and pause new entries? Type FLATTEN to confirm."), "FLATTEN");
   if (typed === null) return;
-  try { commandNotice(await api("POST", "/api/positions/flatten", { confirm: typed }), "Flatten (new entries are paused)"); refresh(); }
+  try { commandNotice(await api("POST", "/api/positions/flatten", { confirm: typed }), t("Flatten (new entries are paused)")); refresh(); }
   catch (e) { fail(e); }
 });
 
 function renderAI(d) {
   const ai = d.ai || {};
   $("#ai-status").textContent = ai.status === "on"
-    ? `On: model ${ai.model}. Each trade candidate is reviewed before entry; the AI can lower size and leverage or veto, never raise them.`
-    : ai.copilots === "rules" ? `AI mode without an LLM — ${ai.why}.`
-    : `Off — ${ai.why || "rule-based decisions"}.`;
+    ? t("On: model {model}. Each trade candidate is reviewed before entry; the AI can lower size and leverage or veto, never raise them.", { model: ai.model })
+    : ai.copilots === "rules" ? t("AI mode without an LLM — {why}.", { why: t(ai.why) })
+    : t("Off — {why}.", { why: t(ai.why || "rule-based decisions") });
   const b = d.ai_budget;
-  $("#ai-cards").replaceChildren(...(b ? [["Spent today", `$${fmt(b.spent, 4)}`], ["Daily budget", b.limit > 0 ? `$${fmt(b.limit, 2)}` : "unlimited"],
-    ["Remaining", b.remaining === null ? "–" : `$${fmt(b.remaining, 4)}`], ["Calls today", b.calls], ["Budget", b.enforced ? (b.strict ? "strict" : "soft") : "ignored by preset"]] : [])
-    .map(([k, v]) => el("div", { class: "card" }, el("small", {}, k), el("b", {}, String(v)))));
-  const avg = (o) => Object.entries(o || {}).map(([k, v]) => `${k} ${v.calls} × avg $${fmt(v.cost / v.calls, 5)}`).join(" · ");
-  $("#ai-costs").textContent = b && b.calls ? `Today by use: ${avg(b.kinds)}. By model: ${avg(b.models)}.` : "";
+  $("#ai-cards").replaceChildren(...(b ? [["Spent today", `$${fmt(b.spent, 4)}`], ["Daily budget", b.limit > 0 ? `$${fmt(b.limit, 2)}` : t("unlimited")],
+    ["Remaining", b.remaining === null ? "–" : `$${fmt(b.remaining, 4)}`], ["Calls today", b.calls], ["Budget", t(b.enforced ? (b.strict ? "strict" : "soft") : "ignored by preset")]] : [])
+    .map(([k, v]) => el("div", { class: "card" }, el("small", {}, t(k)), el("b", {}, String(v)))));
+  const avg = (o) => Object.entries(o || {}).map(([k, v]) => t("{use} {calls} × avg ${cost}", { use: k, calls: v.calls, cost: fmt(v.cost / v.calls, 5) })).join(" · ");
+  $("#ai-costs").textContent = b && b.calls ? t("Today by use: {uses}. By model: {models}.", { uses: avg(b.kinds), models: avg(b.models) }) : "";
   $("#ai-sentinel tbody").replaceChildren(...(d.sentinel || []).map((a) => el("tr", {}, el("td", {}, a.symbol),
-    el("td", { class: a.label === "red" ? "neg" : "warn" }, a.label), el("td", {}, fmt(a.event_risk, 2)), el("td", {}, fmt(a.hype, 2)), el("td", {}, `${fmt(a.change_pct, 1)}%`),
-    el("td", {}, (a.news || []).join(" · ")))));
-  if (!(d.sentinel || []).length) $("#ai-sentinel tbody").append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No warnings (the sentinel runs in AI mode).")));
-  $("#ai-pending tbody").replaceChildren(...(ai.pending || []).map((p) => el("tr", {}, el("td", {}, p.symbol), el("td", {}, p.state), el("td", {}, `${p.age_s}s`))));
+    el("td", { class: a.label === "red" ? "neg" : "warn" }, t(a.label)), el("td", {}, fmt(a.event_risk, 2)), el("td", {}, fmt(a.hype, 2)), el("td", {}, `${fmt(a.change_pct, 1)} %`),
+    el("td", { class: "raw" }, (a.news || []).join(" · ")))));
+  if (!(d.sentinel || []).length) $("#ai-sentinel tbody").append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, t("No warnings (the sentinel runs in AI mode)."))));
+  $("#ai-pending tbody").replaceChildren(...(ai.pending || []).map((p) => el("tr", {}, el("td", {}, p.symbol), el("td", {}, t(p.state)), el("td", {}, age(p.age_s)))));
   $("#ai-plans tbody").replaceChildren(...(ai.recent_plans || []).slice().reverse().map((p) => el("tr", {},
-    el("td", {}, p.symbol), el("td", { class: p.take ? "pos" : "neg" }, p.take ? "yes" : "no"), el("td", {}, fmt(p.size_multiplier, 2)),
-    el("td", {}, p.leverage ?? "–"), el("td", {}, p.source), el("td", {}, p.explanation))));
+    el("td", {}, p.symbol), el("td", { class: p.take ? "pos" : "neg" }, p.take ? t("yes") : t("no")), el("td", {}, fmt(p.size_multiplier, 2) + "×"),
+    el("td", {}, p.leverage ? p.leverage + "×" : "–"), el("td", {}, t(p.source)), el("td", { class: "raw" }, p.explanation))));
   renderChat(d.chat || { log: [], proposals: [] });
   renderCopilots(d.copilots);
 }
@@ -386,21 +455,22 @@ function renderAI(d) {
 function renderChat(ch) {
   const log = $("#chat-log");
   const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-  log.replaceChildren(...ch.log.map((m) => el("div", { class: `msg ${m.role}` }, m.content,
+  log.replaceChildren(...ch.log.map((m) => el("div", { class: `msg ${m.role} raw` }, m.content,
     m.note ? el("small", { class: "muted" }, ` (${m.note})`) : "")));
   if (stick) log.scrollTop = log.scrollHeight;
   $("#chat-proposals tbody").replaceChildren(...ch.proposals.slice().reverse().map((p) => el("tr", {},
-    el("td", {}, p.symbol), el("td", {}, p.side), el("td", {}, p.reason),
-    el("td", {}, p.ack ? `${p.ack.ok ? "done" : "refused"}: ${p.ack.message}` : p.status),
+    el("td", {}, p.symbol), el("td", {}, side(p.side)), el("td", { class: "raw" }, p.reason),
+    el("td", {}, p.ack ? `${p.ack.ok ? t("done") : t("refused")}: ` : t(p.status), p.ack ? el("span", { class: "raw" }, p.ack.message) : ""),
     el("td", {}, p.status === "proposed" ? el("span", {},
-      el("button", { onclick: () => confirmProposal(p) }, "Confirm…"), " ",
-      el("button", { class: "secondary", onclick: () => api("POST", `/api/ai/proposals/${p.id}/dismiss`).then(refresh, fail) }, "Dismiss")) : ""))));
+      el("button", { onclick: () => confirmProposal(p) }, t("Confirm…")), " ",
+      el("button", { class: "secondary", onclick: () => api("POST", `/api/ai/proposals/${p.id}/dismiss`).then(refresh, fail) }, t("Dismiss"))) : ""))));
 }
 
 async function confirmProposal(p) {
-  const typed = await confirmTyped(`Send ${p.side === "BUY" ? "a long" : "a short"} on ${p.symbol} to the bot? It is sized by your risk per trade with the bot's stop and take-profit, and still passes every filter and limit. Type ${p.symbol} to confirm.`, p.symbol);
+  const typed = await confirmTyped(t(p.side === "BUY" ? "Send a long on {symbol} to the bot? It is sized by your risk per trade with the bot's stop and take-profit, and still passes every filter and limit. Type {symbol} to confirm."
+    : "Send a short on {symbol} to the bot? It is sized by your risk per trade with the bot's stop and take-profit, and still passes every filter and limit. Type {symbol} to confirm.", { symbol: p.symbol }), p.symbol);
   if (typed === null) return;
-  try { await api("POST", `/api/ai/proposals/${p.id}/confirm`, { confirm: typed }); notice(`${p.symbol} sent to the bot.`, "info", "local-" + Date.now()); refresh(); }
+  try { await api("POST", `/api/ai/proposals/${p.id}/confirm`, { confirm: typed }); notice(t("{symbol} sent to the bot.", { symbol: p.symbol }), "info", "local-" + Date.now()); refresh(); }
   catch (e) { fail(e); }
 }
 
@@ -410,52 +480,53 @@ $("#chat-form").addEventListener("submit", async (ev) => {
   const message = input.value.trim();
   if (!message) return;
   input.disabled = true;
-  $("#chat-mode").textContent = "thinking…";
-  try { const r = await api("POST", "/api/ai/chat", { message }); input.value = ""; $("#chat-mode").textContent = r.source === "ai" ? "answered by the AI" : "answered by rules"; refresh(); }
+  $("#chat-mode").textContent = t("thinking…");
+  try { const r = await api("POST", "/api/ai/chat", { message }); input.value = ""; $("#chat-mode").textContent = r.source === "ai" ? t("answered by the AI") : t("answered by rules"); refresh(); }
   catch (e) { fail(e); $("#chat-mode").textContent = ""; }
   finally { input.disabled = false; input.focus(); }
 });
 
 function renderCopilots(c) {
   if (!c) {
-    $("#playbook").replaceChildren(el("p", { class: "muted" }, "The playbook, the tuner and postmortems run in AI mode (ASTER_MODE=ai)."));
+    $("#playbook").replaceChildren(el("p", { class: "muted" }, t("The playbook, the tuner and postmortems run in AI mode (ASTER_MODE=ai).")));
     $("#tuner").replaceChildren(); $("#postmortems tbody").replaceChildren(); $("#copilot-problem").textContent = "";
     return;
   }
   const pb = c.playbook, bad = c.llm_problem;
-  $("#copilot-problem").textContent = bad ? `Last LLM problem (${bad.kind}, ${time(bad.time)}): ${bad.why}; the rules stood in.` : "";
-  $("#playbook").replaceChildren(...(pb ? [el("p", {}, el("b", {}, `Regime: ${pb.regime}`), ` — longs ×${fmt(pb.size_factor.BUY, 2)}, shorts ×${fmt(pb.size_factor.SELL, 2)} (${pb.source}, ${time(pb.at)})`),
-    el("ul", {}, ...pb.directives.map((x) => el("li", {}, x))),
+  $("#copilot-problem").textContent = bad ? t("Last LLM problem ({kind}, {time}): {why}; the rules stood in.", { kind: bad.kind, time: time(bad.time), why: bad.why }) : "";
+  $("#playbook").replaceChildren(...(pb ? [el("p", {}, el("b", {}, t("Regime: {regime}", { regime: t(pb.regime) })), " — " + t("longs ×{long}, shorts ×{short} ({source}, {time})", { long: fmt(pb.size_factor.BUY, 2), short: fmt(pb.size_factor.SELL, 2), source: t(pb.source), time: time(pb.at) })),
+    el("ul", { class: "raw" }, ...pb.directives.map((x) => el("li", {}, x))),
     ...(pb.blocks || []).filter((b) => b.until > Date.now()).map((b) => el("p", { class: "warn", "data-testid": "playbook-block" },
-      `Blocked: ${b.symbol || "every symbol"}${b.side ? `, ${b.side === "BUY" ? "longs" : "shorts"}` : ""} until ${time(b.until)} — ${b.reason}`)),
-    Object.keys(pb.tighten || {}).length ? el("p", {}, `Tightened: ${Object.entries(pb.tighten).map(([k, v]) => k === "ASTER_MIN_EDGE_R" ? `${k} +${v}` : `${k} ×${v}`).join(", ")}`) : "",
-    pb.bias && (pb.bias.sl !== 1 || pb.bias.tp !== 1) ? el("p", {}, `Stop ×${fmt(pb.bias.sl, 2)}, target ×${fmt(pb.bias.tp, 2)} (inside the tuner's limits)`) : "",
-    pb.note ? el("p", { class: "muted" }, pb.note) : ""] : [el("p", { class: "muted" }, "No playbook yet.")]));
-  const t = c.tuner;
-  $("#tuner").replaceChildren(...(t ? [el("p", {}, `From ${t.trades} trades (confidence ${pct(t.confidence)}, ${t.source}): size S ×${fmt(t.size_bias.S, 2)}, M ×${fmt(t.size_bias.M, 2)}, L ×${fmt(t.size_bias.L, 2)}; stop ×${fmt(t.sl_bias, 2)}; target ×${fmt(t.tp_bias, 2)}.`),
-    ...c.tuner_log.slice().reverse().slice(0, 3).map((x) => el("p", { class: "muted" }, `${time(x.time)}: ${x.source}${x.note ? " — " + x.note : ""}`))] : []));
+      t("Blocked: {what} until {time} — ", { what: (b.symbol || t("every symbol")) + (b.side ? ", " + t(b.side === "BUY" ? "longs" : "shorts") : ""), time: time(b.until) }), el("span", { class: "raw" }, b.reason))),
+    Object.keys(pb.tighten || {}).length ? el("p", {}, t("Tightened: {what}", { what: Object.entries(pb.tighten).map(([k, v]) => k === "ASTER_MIN_EDGE_R" ? `${k} +${v}` : `${k} ×${v}`).join(", ") })) : "",
+    pb.bias && (pb.bias.sl !== 1 || pb.bias.tp !== 1) ? el("p", {}, t("Stop ×{sl}, target ×{tp} (inside the tuner's limits)", { sl: fmt(pb.bias.sl, 2), tp: fmt(pb.bias.tp, 2) })) : "",
+    pb.note ? el("p", { class: "muted raw" }, pb.note) : ""] : [el("p", { class: "muted" }, t("No playbook yet."))]));
+  const tu = c.tuner;
+  $("#tuner").replaceChildren(...(tu ? [el("p", {}, t("From {trades} trades (confidence {confidence}, {source}): size S ×{s}, M ×{m}, L ×{l}; stop ×{sl}; target ×{tp}.", { trades: tu.trades, confidence: pct(tu.confidence), source: t(tu.source), s: fmt(tu.size_bias.S, 2), m: fmt(tu.size_bias.M, 2), l: fmt(tu.size_bias.L, 2), sl: fmt(tu.sl_bias, 2), tp: fmt(tu.tp_bias, 2) })),
+    ...c.tuner_log.slice().reverse().slice(0, 3).map((x) => el("p", { class: "muted" }, `${time(x.time)}: ${t(x.source)}`, x.note ? el("span", { class: "raw" }, " — " + x.note) : ""))] : []));
   $("#postmortems tbody").replaceChildren(...c.postmortem.map((p) => el("tr", {}, el("td", {}, p.symbol), el("td", {}, p.trades),
-    el("td", { class: p.edge >= 0 ? "pos" : "neg" }, fmt(p.edge, 2)), el("td", {}, pct(p.quick_stop_rate)), el("td", {}, p.lesson || ""), el("td", {}, p.source))));
+    el("td", { class: p.edge >= 0 ? "pos" : "neg" }, fmt(p.edge, 2)), el("td", {}, pct(p.quick_stop_rate)), el("td", { class: "raw" }, p.lesson || ""), el("td", {}, t(p.source)))));
 }
 
 function renderDecisions(d) {
   $("#decisions tbody").replaceChildren(...d.decisions.map((x) => el("tr", {},
-    el("td", {}, x.symbol), el("td", { class: x.action === "TAKE" ? "pos" : "" }, x.action), el("td", {}, x.why || ""),
-    el("td", {}, x.side || ""), el("td", {}, fmt(x.rsi, 1)), el("td", {}, x.htf_trend ?? ""), el("td", {}, fmt(x.expected_r, 2)))));
-  $("#skips tbody").replaceChildren(...d.skip_reasons.map((x) => el("tr", {}, el("td", {}, x.reason), el("td", {}, x.count), el("td", {}, x.why))));
+    el("td", {}, x.symbol), el("td", { class: x.action === "TAKE" ? "pos" : "" }, t(x.action)), el("td", {}, t(x.why || "")),
+    el("td", {}, side(x.side)), el("td", {}, fmt(x.rsi, 1)), el("td", {}, x.htf_trend == null ? "" : t(String(x.htf_trend))), el("td", {}, x.expected_r == null ? "" : fmt(x.expected_r, 2) + " R"))));
+  $("#skips tbody").replaceChildren(...d.skip_reasons.map((x) => el("tr", {}, el("td", {}, x.reason), el("td", {}, x.count), el("td", {}, t(x.why)))));
 }
 
 function renderMarket(d) {
   const box = $("#heatmap");
-  if (!d.market.length) { box.replaceChildren(el("p", { class: "muted" }, "No market data yet: the heatmap fills after the bot's first cycle.")); return; }
+  if (!d.market.length) { box.replaceChildren(el("p", { class: "muted" }, t("No market data yet: the heatmap fills after the bot's first cycle."))); return; }
   const maxLog = Math.max(...d.market.map((m) => Math.log10(1 + m.quote_volume)));
   box.replaceChildren(...d.market.sort((a, b) => b.quote_volume - a.quote_volume).map((m) => {
     const c = Math.max(-10, Math.min(10, m.change_pct)) / 10;
     const bg = c >= 0 ? `rgba(22,163,74,${0.15 + 0.75 * c})` : `rgba(220,38,38,${0.15 + 0.75 * -c})`;
     const size = 70 + 90 * Math.log10(1 + m.quote_volume) / (maxLog || 1);
-    const sig = m.action === "TAKE" ? `${m.side === "BUY" ? "▲ long" : "▼ short"} taken` : (m.reason ? m.reason.replace(/_/g, " ") : "");
-    return el("div", { class: "tile", style: `background:${bg};width:${size}px;height:${size * 0.7}px`, title: `${m.symbol}: ${m.change_pct}% in 24h, volume ${fmt(m.quote_volume, 0)} USDT`, "data-symbol": m.symbol },
-      el("b", {}, m.symbol), el("span", {}, `${m.change_pct >= 0 ? "+" : ""}${fmt(m.change_pct, 2)}%`), el("small", {}, sig));
+    // words, not codes: the reason's short label (its full sentence is the tile's tooltip)
+    const sig = m.action === "TAKE" ? (m.side === "BUY" ? "▲ " + t("long taken") : "▼ " + t("short taken")) : (m.label ? t(m.label) : "");
+    return el("div", { class: "tile", style: `background:${bg};width:${size}px;height:${size * 0.7}px`, title: t("{symbol}: {change} in 24 h, volume {volume} USDT", { symbol: m.symbol, change: `${fmt(m.change_pct, 2)} %`, volume: fmt(m.quote_volume, 0) }) + (m.why ? " · " + t(m.why) : ""), "data-symbol": m.symbol },
+      el("b", {}, m.symbol), el("span", {}, `${m.change_pct >= 0 ? "+" : ""}${fmt(m.change_pct, 2)} %`), el("small", {}, sig));
   }));
 }
 
@@ -490,22 +561,22 @@ async function renderHistory(force = false) {
   } catch (e) { hist.seen = null; fail(e); return; }
   const rows = page.rows;
   $("#history tbody").replaceChildren(...rows.map((h) => el("tr", {},
-    el("td", {}, time(h.closed_at)), el("td", {}, h.symbol), el("td", {}, h.side === "BUY" ? "long" : "short"), el("td", {}, fmt(h.qty)),
-    el("td", {}, fmt(h.entry, 6)), el("td", {}, fmt(h.exit, 6)), el("td", {}, h.reason), el("td", { class: h.pnl > 0 ? "pos" : "neg" }, fmt(h.pnl, 2)),
+    el("td", {}, time(h.closed_at)), el("td", {}, h.symbol), el("td", {}, side(h.side)), el("td", {}, fmt(h.qty)),
+    el("td", {}, price(h.entry)), el("td", {}, price(h.exit)), el("td", {}, exitWords(h.reason)), el("td", { class: h.pnl > 0 ? "pos" : "neg" }, fmt(h.pnl, 2)),
     el("td", {}, fmt(h.fees, 4)), el("td", {}, fmt(h.funding, 4)), el("td", {}, fmt(h.r, 2)),
-    el("td", { class: "notes" }, (h.notes || []).join(" · ")))));
-  if (!rows.length) $("#history tbody").append(el("tr", {}, el("td", { colspan: 12, class: "muted" }, "No closed trades match.")));
+    el("td", { class: "notes raw" }, (h.notes || []).join(" · ")))));
+  if (!rows.length) $("#history tbody").append(el("tr", {}, el("td", { colspan: 12, class: "muted" }, t("No closed trades match."))));
   const last = Math.min(page.total, hist.offset + rows.length);
-  $("#hist-page").textContent = page.total ? `${hist.offset + 1}–${last} of ${page.total}` : "";
+  $("#hist-page").textContent = page.total ? t("{from}–{to} of {total}", { from: hist.offset + 1, to: last, total: page.total }) : "";
   $("#hist-newer").disabled = hist.offset === 0;
   $("#hist-older").disabled = last >= page.total;
   $("#hist-summary").textContent = page.total
-    ? `${page.total} trades · ${page.wins} wins (${pct(page.wins / page.total)}) · PnL ${fmt(page.pnl, 2)} USDT`
+    ? t("{total} trades · {wins} wins ({share}) · PnL {pnl} USDT", { total: page.total, wins: page.wins, share: pct(page.wins / page.total), pnl: fmt(page.pnl, 2) })
     : "";
   $("#calendar tbody").replaceChildren(...cal.rows.map((c) => el("tr", {},
     el("td", {}, c.period), el("td", {}, c.trades), el("td", {}, c.wins),
     el("td", { class: c.pnl > 0 ? "pos" : "neg" }, fmt(c.pnl, 2)), el("td", {}, fmt(c.fees, 4)), el("td", {}, fmt(c.r, 2)))));
-  if (!cal.rows.length) $("#calendar tbody").append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No closed trades yet.")));
+  if (!cal.rows.length) $("#calendar tbody").append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, t("No closed trades yet."))));
 }
 for (const id of ["#hist-source", "#hist-symbol", "#hist-side", "#hist-result", "#hist-reason", "#hist-since", "#hist-until", "#cal-period"]) {
   $(id).addEventListener("input", () => { hist.offset = 0; renderHistory(true); });
@@ -543,18 +614,19 @@ async function drawCandles(symbol) {
   series.setData(c.candles.map(([t, o, h, l, cl]) => ({ time: Math.floor(t / 1000), open: o, high: h, low: l, close: cl })));
   for (const pl of state.candle.lines) series.removePriceLine(pl);
   const colors = { stop: "#dc2626", take_profit: "#16a34a", entry: "#2563eb" };
-  state.candle.lines = c.lines.map((l) => series.createPriceLine({ price: l.price, color: colors[l.kind], title: l.kind.replace("_", " "), lineWidth: 1 }));
+  const names = { stop: t("stop"), take_profit: t("take-profit"), entry: t("entry") };
+  state.candle.lines = c.lines.map((l) => series.createPriceLine({ price: l.price, color: colors[l.kind], title: names[l.kind] || l.kind, lineWidth: 1 }));
   const first = c.candles.length ? c.candles[0][0] : 0;
   const markers = c.markers.filter((m) => m.time >= first).map((m) => ({
     time: Math.floor(m.time / 1000 / 300) * 300, position: m.kind === "entry" ? (m.side === "BUY" ? "belowBar" : "aboveBar") : "inBar",
     color: m.kind === "entry" ? "#2563eb" : "#7c3aed", shape: m.kind === "entry" ? (m.side === "BUY" ? "arrowUp" : "arrowDown") : "circle",
-    text: m.kind === "entry" ? "entry" : `exit ${m.reason || ""} ${m.r !== undefined ? fmt(m.r, 2) + "R" : ""}` }));
+    text: m.kind === "entry" ? t("entry") : `${t("exit")} ${exitWords(m.reason)} ${m.r !== undefined ? fmt(m.r, 2) + " R" : ""}` }));
   if (state.candle.markers) state.candle.markers.setMarkers(markers);
   else state.candle.markers = LightweightCharts.createSeriesMarkers(series, markers);
   if (!c.candles.length && state.data && state.data.chart_symbol !== symbol) {
     api("PUT", "/api/ui", { chart_symbol: symbol }).catch(fail);  // the bot sends its candles next cycle
   }
-  $("#chart-note").textContent = c.candles.length ? "" : `No candles for ${symbol} yet: the bot sends them with its next cycle (while it runs).`;
+  $("#chart-note").textContent = c.candles.length ? "" : t("No candles for {symbol} yet: the bot sends them with its next cycle (while it runs).", { symbol });
 }
 
 // ---- live log (Server-Sent Events) -----------------------------------------------------------
@@ -563,7 +635,7 @@ function logLine(ev) {
   const kinds = new Set([...document.querySelectorAll("#log-filters input[type=checkbox][value]:checked")].map((i) => i.value));
   const text = ev.event === "log" || ev.event === "supervisor" ? `${ev.level || ""} ${ev.message}` :
     `${ev.event} ${Object.entries(ev).filter(([k]) => !["event", "ts", "seq", "kind"].includes(k)).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ")}`;
-  const line = el("div", { class: `line ${ev.kind}`, "data-kind": ev.kind }, `${new Date(ev.ts || Date.now()).toLocaleTimeString()} ${text}`);
+  const line = el("div", { class: `line ${ev.kind}`, "data-kind": ev.kind }, `${clock(ev.ts || Date.now())} ${text}`);
   line.hidden = !kinds.has(ev.kind);
   const box = $("#log");
   box.append(line);
@@ -572,8 +644,8 @@ function logLine(ev) {
 }
 function connectStream() {
   const es = new EventSource("/api/stream");
-  es.onopen = () => { $("#log-status").textContent = "connected"; };
-  es.onerror = () => { $("#log-status").textContent = "disconnected – reconnecting…"; };
+  es.onopen = () => { $("#log-status").textContent = t("connected"); };
+  es.onerror = () => { $("#log-status").textContent = t("disconnected – reconnecting…"); };
   es.onmessage = (m) => {
     const ev = JSON.parse(m.data);
     if (logState.paused) logState.buffer.push(ev); else logLine(ev);
@@ -581,7 +653,7 @@ function connectStream() {
 }
 $("#btn-log-pause").addEventListener("click", () => {
   logState.paused = !logState.paused;
-  $("#btn-log-pause").textContent = logState.paused ? `Resume (${logState.buffer.length} waiting)` : "Pause";
+  $("#btn-log-pause").textContent = logState.paused ? t("Resume ({n} waiting)", { n: logState.buffer.length }) : t("Pause");
   if (!logState.paused) { logState.buffer.splice(0).forEach(logLine); }
 });
 $("#log-filters").addEventListener("change", () => {
@@ -611,7 +683,7 @@ $("#btn-pause").addEventListener("click", async () => {
 async function loadConfig() {
   const cfg = await api("GET", "/api/config");
   state.config = cfg;
-  for (const e of cfg.errors) notice(`Saved setting not valid (ignored): ${e.message}`, "error", "cfg-" + e.field);
+  for (const e of cfg.errors) notice(t("Saved setting not valid (ignored): {error}", { error: e.message }), "error", "cfg-" + e.field);
   for (const n of cfg.notes || []) notice(n, "warning", "cfg-note-" + n.split(" ")[0]);
   renderPresets(); renderModeChoice(); secretInputs($("#keys-form"), cfg, loadConfig); renderPro();
   return cfg;
@@ -625,29 +697,29 @@ async function renderPresets() {
   let p;
   try { p = await api("GET", "/api/presets"); } catch (e) { $("#presets").replaceChildren(el("p", { class: "error" }, e.message)); return; }
   $("#presets").replaceChildren(...p.presets.map((x) => el("div", { class: "card preset" + (x.name === p.current ? " current" : ""), "data-preset": x.name },
-    el("b", {}, x.name.toUpperCase()), el("small", {}, x.name === p.current ? "active" : `${x.changes.length} change(s)`),
-    el("button", { onclick: () => previewPreset(x) }, x.name === p.current ? "Details" : "Preview"))));
+    el("b", {}, x.name.toUpperCase()), el("small", {}, x.name === p.current ? t("active") : t("{n} change(s)", { n: x.changes.length })),
+    el("button", { onclick: () => previewPreset(x) }, x.name === p.current ? t("Details") : t("Preview")))));
   const typed = $("#saved-preset-name");  // a re-render (after loading the settings) keeps what was typed
-  const name = el("input", { id: "saved-preset-name", maxlength: "40", placeholder: "name", "aria-label": "Name of the new preset" });
+  const name = el("input", { id: "saved-preset-name", maxlength: "40", placeholder: t("name"), "aria-label": t("Name of the new preset") });
   if (typed && document.activeElement === typed) queueMicrotask(() => name.focus());
   if (typed) name.value = typed.value;
   const save = el("button", { "data-testid": "save-preset", onclick: async () => {
-    try { await api("POST", "/api/saved-presets", { name: name.value }); notice(`Your settings were saved as preset “${name.value.trim()}”.`, "info", "local-" + Date.now()); name.value = ""; renderPresets(); }
+    try { await api("POST", "/api/saved-presets", { name: name.value }); notice(t("Your settings were saved as preset “{name}”.", { name: name.value.trim() }), "info", "local-" + Date.now()); name.value = ""; renderPresets(); }
     catch (e) { fail(e); }
-  } }, "Save current settings as preset");
+  } }, t("Save current settings as preset"));
   $("#saved-presets").replaceChildren(
     ...p.saved.map((x) => el("div", { class: "card preset", "data-saved-preset": x.name },
-      el("b", {}, x.name), el("small", {}, `${x.settings} setting(s), saved ${new Date(x.saved_at).toLocaleString()}; ${x.changes.length} change(s) now`),
-      el("button", { onclick: () => previewPreset(x) }, "Preview"),
+      el("b", {}, x.name), el("small", {}, t("{n} setting(s), saved {time}; {changes} change(s) now", { n: x.settings, time: time(x.saved_at), changes: x.changes.length })),
+      el("button", { onclick: () => previewPreset(x) }, t("Preview")),
       el("button", { onclick: async () => {
-        const to = window.prompt(`New name for “${x.name}”`, x.name);
+        const to = window.prompt(t("New name for “{name}”", { name: x.name }), x.name);
         if (to === null || to.trim() === x.name) return;
         try { await api("PATCH", `/api/saved-presets/${encodeURIComponent(x.name)}`, { name: to }); renderPresets(); } catch (e) { fail(e); }
-      } }, "Rename"),
+      } }, t("Rename")),
       el("button", { onclick: async () => {
-        if (!window.confirm(`Delete your preset “${x.name}”? Your current settings stay as they are.`)) return;
+        if (!window.confirm(t("Delete your preset “{name}”? Your current settings stay as they are.", { name: x.name }))) return;
         try { await api("DELETE", `/api/saved-presets/${encodeURIComponent(x.name)}`); renderPresets(); } catch (e) { fail(e); }
-      } }, "Delete"))),
+      } }, t("Delete")))),
     el("p", { class: "saved-preset-form" }, name, " ", save));
 }
 
@@ -657,58 +729,68 @@ function previewPreset(x) {
   const rows = x.changes.map((c) => el("tr", {}, el("td", {}, c.key), el("td", {}, JSON.stringify(c.from)), el("td", {}, "→"), el("td", {}, JSON.stringify(c.to))));
   const label = x.saved ? `“${x.name}”` : x.name.toUpperCase();
   const url = x.saved ? `/api/saved-presets/${encodeURIComponent(x.name)}/apply` : `/api/presets/${x.name}`;
-  box.replaceChildren(el("h3", {}, `Preset ${label}`),
-    x.changes.length ? el("table", { "data-testid": "preset-changes" }, el("thead", {}, el("tr", {}, el("th", {}, "Setting"), el("th", {}, "Now"), el("th", {}), el("th", {}, "After"))), el("tbody", {}, ...rows))
-      : el("p", {}, "Nothing would change."),
-    x.kept_by_override.length ? el("p", { class: "warn" }, `Kept because .env or the environment sets them: ${x.kept_by_override.map((k) => `${k.key}=${k.value}`).join(", ")}`) : "",
-    x.ignores_ai_budget ? el("p", { class: "warn" }, "This preset ignores the AI daily budget (spending is still recorded).") : "",
-    x.warning ? el("p", { class: "warn" }, x.warning) : "",
+  box.replaceChildren(el("h3", {}, t("Preset {name}", { name: label })),
+    x.changes.length ? el("table", { "data-testid": "preset-changes" }, el("thead", {}, el("tr", {}, el("th", {}, t("Setting")), el("th", {}, t("Now")), el("th", {}), el("th", {}, t("After")))), el("tbody", {}, ...rows))
+      : el("p", {}, t("Nothing would change.")),
+    x.kept_by_override.length ? el("p", { class: "warn" }, t("Kept because .env or the environment sets them: {list}", { list: x.kept_by_override.map((k) => `${k.key}=${k.value}`).join(", ") })) : "",
+    x.ignores_ai_budget ? el("p", { class: "warn" }, t("This preset ignores the AI daily budget (spending is still recorded).")) : "",
+    x.warning ? el("p", { class: "warn" }, t(x.warning)) : "",
     el("button", { "data-testid": "apply-preset", disabled: x.changes.length ? null : "disabled", onclick: async () => {
       let body = {};
       if (x.warning) {
-        const typed = await confirmTyped(x.warning, "ATT");
+        const typed = await confirmTyped(t(x.warning), "ATT");
         if (typed === null) return;
         body = { confirm: typed };
       }
-      try { const r = await api("POST", url, body); afterSave(r); box.hidden = true; notice(`Preset ${label} applied.`, "info", "local-" + Date.now()); loadConfig(); }
+      try { const r = await api("POST", url, body); afterSave(r); box.hidden = true; notice(t("Preset {name} applied.", { name: label }), "info", "local-" + Date.now()); loadConfig(); }
       catch (e) { fail(e); }
-    } }, `Apply ${label}`),
-    el("button", { onclick: () => { box.hidden = true; } }, "Cancel"));
+    } }, t("Apply {name}", { name: label })),
+    el("button", { onclick: () => { box.hidden = true; } }, t("Cancel")));
 }
 
 function renderModeChoice() {
   const get = (k) => state.config.settings.find((s) => s.key === k).value;
   const now = !get("ASTER_PAPER") ? "live" : get("ASTER_OFFLINE") ? "offline" : "paper";
-  const label = { paper: "Paper on the real market", offline: "Offline simulator", live: "Live trading" };
-  $("#mode-choice").replaceChildren(el("p", {}, `Now: ${label[now]}. `),
+  const label = { paper: t("Paper on the real market"), offline: t("Offline simulator"), live: t("Live trading") };
+  $("#mode-choice").replaceChildren(el("p", {}, t("Now: {mode}.", { mode: label[now] }) + " "),
     ...["paper", "offline"].filter((m) => m !== now).map((m) => el("button", { onclick: async () => {
-      try { await chooseMode(m); notice(`Mode set to ${label[m]}; restart the bot to use it.`, "info", "local-" + Date.now()); } catch (e) { fail(e); }
-    } }, `Switch to ${label[m]}`)),
+      try { await chooseMode(m); notice(t("Mode set to {mode}; restart the bot to use it.", { mode: label[m] }), "info", "local-" + Date.now()); } catch (e) { fail(e); }
+    } }, t("Switch to {mode}", { mode: label[m] }))),
     now !== "live" ? el("button", { class: "danger", "data-testid": "switch-live", onclick: async () => {
       // the keys are checked first: nobody types TRADE REAL MONEY for a switch that cannot happen
       try { await api("POST", "/api/setup", { mode: "live" }); }
       catch (e) { if (!e.message.startsWith("confirm:")) { fail(e); return; } }
-      const typed = await confirmTyped("Live trading sends real orders with real money. Type TRADE REAL MONEY to confirm.", "TRADE REAL MONEY");
+      const typed = await confirmTyped(t("Live trading sends real orders with real money. Type TRADE REAL MONEY to confirm."), "TRADE REAL MONEY");
       if (typed === null) return;
-      try { await chooseMode("live", typed); notice("Live mode saved; restart the bot to use it.", "warn", "local-" + Date.now()); } catch (e) { fail(e); }
-    } }, "Switch to live…") : "");
+      try { await chooseMode("live", typed); notice(t("Live mode saved; restart the bot to use it."), "warn", "local-" + Date.now()); } catch (e) { fail(e); }
+    } }, t("Switch to live…")) : "");
 }
 
 function inputFor(s) {
   if (s.kind === "bool") return el("input", { type: "checkbox", name: s.key, ...(s.value ? { checked: "" } : {}) });
-  if (s.kind === "choice") { const sel = el("select", { name: s.key }, ...s.choices.map((c) => el("option", { value: c }, c))); sel.value = s.value; return sel; }
+  if (s.kind === "choice") { const sel = el("select", { name: s.key }, ...s.choices.map((c) => el("option", { value: c }, tIf(c)))); sel.value = s.value; return sel; }
   const attrs = { name: s.key, value: Array.isArray(s.value) ? s.value.join(",") : s.value };
   if (s.kind === "int" || s.kind === "float") Object.assign(attrs, { type: "number", step: s.kind === "int" ? "1" : "any", min: s.min ?? undefined, max: s.max ?? undefined });
   return el("input", attrs);
 }
 
+// what a setting accepts, in words of the page's language (the server's sentence is English)
+function allowedText(s) {
+  const bound = (x, inf) => x == null ? inf : fmt(x, 8);
+  if (s.kind === "bool") return t("yes or no");
+  if (s.kind === "choice") return t("one of {list}", { list: s.choices.map(tIf).join(", ") });
+  if (s.kind === "int" || s.kind === "float") return t(s.kind === "int" ? "a whole number from {min} to {max}" : "a number from {min} to {max}", { min: bound(s.min, "−∞"), max: bound(s.max, "∞") });
+  const text = /at most (\d+) characters/.exec(s.allowed);
+  return text && s.kind === "str" ? t("a single line of at most {n} characters", { n: text[1] }) : t(s.allowed);
+}
+
 function renderPro() {
   const cfg = state.config;
   const groups = $("#pro-groups");
-  groups.replaceChildren(...cfg.groups.map((g) => el("fieldset", {}, el("legend", {}, g),
+  groups.replaceChildren(...cfg.groups.map((g) => el("fieldset", {}, el("legend", {}, t((cfg.group_titles || {})[g] || g)),
     ...cfg.settings.filter((s) => s.group === g && !s.secret).map((s) => el("div", { class: "row", "data-key": s.key },
       el("label", { for: "" }, s.key), inputFor(s),
-      el("small", { class: "muted" }, `${s.help} Allowed: ${s.allowed}.${s.overridden ? ` Set in ${s.source}: that value wins.` : ""}${s.restart ? "" : " (no restart needed)"}`),
+      el("small", { class: "muted" }, `${t(s.help)} ${t("Allowed: {range}.", { range: allowedText(s) })}${s.overridden ? " " + t("Set in {source}: that value wins.", { source: s.source }) : ""}${s.restart ? "" : " " + t("(no restart needed)")}`),
       el("span", { class: "error field-error" }))))));
 }
 $("#pro-toggle").addEventListener("change", () => { $("#pro-form").hidden = !$("#pro-toggle").checked; });
@@ -722,10 +804,10 @@ $("#pro-form").addEventListener("submit", async (ev) => {
     if (s.kind === "bool" ? v !== cur : String(v) !== String(cur)) values[s.key] = v;
   }
   for (const e of document.querySelectorAll(".field-error")) e.textContent = "";
-  if (!Object.keys(values).length) { $("#pro-result").textContent = "Nothing changed."; return; }
+  if (!Object.keys(values).length) { $("#pro-result").textContent = t("Nothing changed."); return; }
   try {
     const r = await api("PUT", "/api/config", { values });
-    $("#pro-result").textContent = `Saved: ${r.changed.join(", ") || "no effective change"}.`;
+    $("#pro-result").textContent = t("Saved: {list}.", { list: r.changed.join(", ") || t("no effective change") });
     afterSave(r); await loadConfig();
   } catch (e) {
     $("#pro-result").textContent = e.message;
@@ -746,21 +828,20 @@ async function pollBacktest() {
   bar.hidden = j.state !== "running";
   bar.value = j.progress || 0;
   $("#btn-backtest").disabled = j.state === "running";
-  $("#bt-status").textContent = j.state === "running" ? `${(100 * (j.progress || 0)).toFixed(0)}% · ${j.trades} trades so far`
-    : j.state === "error" ? `Failed: ${j.error}` : j.state === "done" ? `Done (${j.preset} settings, data ${j.data}) in ${fmt(j.report.seconds, 2)} s: `
-      + `the engine ran on ${j.report.engine_steps} of ${j.report.candles_per_symbol} steps`
-      + (j.report.engine_steps < j.report.candles_per_symbol ? ", the others had nothing to do." : " (AI mode and a capped universe run it on every step).") : "";
+  $("#bt-status").textContent = j.state === "running" ? t("{done} · {trades} trades so far", { done: pct(j.progress || 0), trades: j.trades })
+    : j.state === "error" ? t("Failed: {error}", { error: j.error }) : j.state === "done" ? t("Done ({preset} settings, data {data}) in {seconds} s: the engine ran on {steps} of {total} steps", { preset: j.preset, data: j.data, seconds: fmt(j.report.seconds, 2), steps: j.report.engine_steps, total: j.report.candles_per_symbol })
+      + (j.report.engine_steps < j.report.candles_per_symbol ? t(", the others had nothing to do.") : " " + t("(AI mode and a capped universe run it on every step).")) : "";
   $("#bt-status").className = j.state === "error" ? "error" : "muted";
   if (j.state === "running") { bt.timer = setTimeout(pollBacktest, 700); return; }
   if (j.state === "done") { renderBacktest(j.report); hist.seen = null; }  // History's "last backtest" changed
 }
 async function pollDownload() {
   const j = await api("GET", "/api/data/download");
-  if (j.state === "running") { $("#dl-status").textContent = `${pct(j.progress || 0)} · ${j.what || "starting"}`; setTimeout(pollDownload, 700); return; }
-  if (j.state === "error") { $("#dl-status").textContent = `Download failed: ${j.error}`; $("#dl-status").className = "error"; return; }
+  if (j.state === "running") { $("#dl-status").textContent = `${pct(j.progress || 0)} · ${j.what || t("starting")}`; setTimeout(pollDownload, 700); return; }
+  if (j.state === "error") { $("#dl-status").textContent = t("Download failed: {error}", { error: j.error }); $("#dl-status").className = "error"; return; }
   if (j.state === "done") {
-    const rows = Object.entries(j.report || {}).map(([sym, r]) => `${sym}: ${r.written.klines} candles${r.gaps.length ? `, ${r.gaps.length} gap(s)` : ""}`);
-    $("#dl-status").textContent = `Downloaded into ${j.folder}: ${rows.join("; ")}. The backtest reads this folder.`;
+    const rows = Object.entries(j.report || {}).map(([sym, r]) => t("{symbol}: {n} candles", { symbol: sym, n: r.written.klines }) + (r.gaps.length ? ", " + t("{n} gap(s)", { n: r.gaps.length }) : ""));
+    $("#dl-status").textContent = t("Downloaded into {folder}: {rows}. The backtest reads this folder.", { folder: j.folder, rows: rows.join("; ") });
     $("#dl-status").className = "pos";
   }
 }
@@ -776,8 +857,8 @@ function renderBacktest(r) {
   const cards = [["Trades", s.trades], ["Return", pct(s.total_return)], ["Win rate", pct(s.win_rate)],
     ["Profit factor", s.profit_factor === null ? "–" : fmt(s.profit_factor, 2)], ["Expectancy", s.expectancy_r === null ? "–" : fmt(s.expectancy_r, 2) + " R"],
     ["Max drawdown", pct(s.max_drawdown_pct)], ["Sharpe", s.sharpe === null ? "–" : fmt(s.sharpe, 2)], ["Sortino", s.sortino === null ? "–" : fmt(s.sortino, 2)],
-    ["Exposure", pct(s.exposure)], ["Fees", fmt(s.fees, 6)]];
-  $("#bt-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card", "data-testid": "bt-card" }, el("small", {}, k), el("b", {}, String(v)))));
+    ["Exposure", pct(s.exposure)], ["Fees", fmt(s.fees, 2) + " USDT"]];
+  $("#bt-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card", "data-testid": "bt-card" }, el("small", {}, t(k)), el("b", {}, String(v)))));
   if (window.LightweightCharts) {
     if (!bt.chart) {
       bt.chart = makeChart($("#bt-chart"), 220, WHOLE_CURVE);
@@ -789,8 +870,8 @@ function renderBacktest(r) {
     // once more after the layout settled (the price labels take their width only after drawing)
     requestAnimationFrame(() => requestAnimationFrame(() => { bt.chart.timeScale().fitContent(); $("#bt-chart").dataset.points = pts.length; }));
   }
-  $("#bt-symbols-table tbody").replaceChildren(...Object.entries(r.per_symbol).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.trades), el("td", {}, pct(v.win_rate)), el("td", {}, fmt(v.total_pnl, 6)))));
-  $("#bt-skips tbody").replaceChildren(...Object.entries(r.skipped_signals).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.count), el("td", {}, v.why))));
+  $("#bt-symbols-table tbody").replaceChildren(...Object.entries(r.per_symbol).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.trades), el("td", {}, pct(v.win_rate)), el("td", { class: v.total_pnl >= 0 ? "pos" : "neg" }, fmt(v.total_pnl, 2) + " USDT"))));
+  $("#bt-skips tbody").replaceChildren(...Object.entries(r.skipped_signals).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.count), el("td", {}, t(v.why)))));
 }
 $("#btn-backtest").addEventListener("click", async () => {
   const body = { preset: $("#bt-preset").value || null };
@@ -810,27 +891,28 @@ async function pollOptimise() {
   $("#btn-optimise").disabled = running; $("#btn-optimise-stop").hidden = !running;
   const p = j.progress || {};
   $("#opt-progress").hidden = !running; $("#opt-progress").value = p.total ? p.done / p.total : 0;
-  const eta = p.eta_s == null ? "" : ` · about ${age(Math.round(p.eta_s))} left`;
+  const eta = p.eta_s == null ? "" : " · " + t("about {age} left", { age: age(Math.round(p.eta_s)) });
   $("#opt-status").className = j.state === "error" ? "error" : "muted";
-  $("#opt-status").textContent = j.state === "idle" ? "" : j.state === "error" ? `Failed: ${j.error}`
-    : j.state === "stopped" ? `Stopped after ${p.done || 0} trials: start the same search again to resume it.`
-    : j.state === "done" ? `Done: ${p.done || 0} trials.`
-    : j.phase === "report" ? `All ${p.done || 0} trials done; scoring the unseen windows and the neighbourhoods…`
-    : `${j.state === "stopping" ? "Stopping" : "Running"}: trials ${p.done || 0} of ${p.total || "?"} (${p.study || "starting"}), best so far ${p.best == null ? "–" : fmt(p.best, 3)}${eta}`;
+  $("#opt-status").textContent = j.state === "idle" ? "" : j.state === "error" ? t("Failed: {error}", { error: j.error })
+    : j.state === "stopped" ? t("Stopped after {n} trials: start the same search again to resume it.", { n: p.done || 0 })
+    : j.state === "done" ? t("Done: {n} trials.", { n: p.done || 0 })
+    : j.phase === "report" ? t("All {n} trials done; scoring the unseen windows and the neighbourhoods…", { n: p.done || 0 })
+    : t(j.state === "stopping" ? "Stopping: trials {done} of {total} ({study}), best so far {best}" : "Running: trials {done} of {total} ({study}), best so far {best}",
+      { done: p.done || 0, total: p.total || "?", study: p.study || t("starting"), best: p.best == null ? "–" : fmt(p.best, 3) }) + eta;
   if (running) { clearTimeout(opt.timer); opt.timer = setTimeout(pollOptimise, 1000); }
   renderOptimise(j.report);
 }
 function renderOptimise(r) {
   $("#opt-result").hidden = !r; if (!r) return;
-  $("#opt-warnings").replaceChildren(...r.warnings.map((w) => el("li", {}, w)));
+  $("#opt-warnings").replaceChildren(...r.warnings.map((w) => el("li", { class: "raw" }, w)));
   $("#opt-folds-table tbody").replaceChildren(...r.folds.map((f) => {
     const i = f.in_sample || {}, o = f.out_of_sample || {};
-    return el("tr", {}, el("td", {}, f.name === "final" ? "hold-out" : f.name), el("td", {}, `${f.trials} (${f.feasible})`),
+    return el("tr", {}, el("td", {}, f.name === "final" ? t("hold-out") : f.name), el("td", {}, `${f.trials} (${f.feasible})`),
       el("td", {}, fmt(i.value, 3)), el("td", { class: (o.value ?? 0) > 0 ? "pos" : "neg" }, fmt(o.value, 3)),
-      el("td", {}, `${i.trades ?? "–"} / ${o.trades ?? "–"}`), el("td", {}, f.warning || ""));
+      el("td", {}, `${i.trades ?? "–"} / ${o.trades ?? "–"}`), el("td", { class: "raw" }, f.warning || ""));
   }));
   const mc = r.monte_carlo || {};
-  $("#opt-mc").textContent = mc.runs ? `${r.objective}. Out-of-sample trades reshuffled ${mc.runs} times: maximum drawdown ${pct(mc.actual)} as it happened, ${pct(mc.p50)} typical, ${pct(mc.p95)} in the worst 5 %.` : r.objective;
+  $("#opt-mc").textContent = mc.runs ? `${t(r.objective)}. ` + t("Out-of-sample trades reshuffled {runs} times: maximum drawdown {actual} as it happened, {p50} typical, {p95} in the worst 5 %.", { runs: mc.runs, actual: pct(mc.actual), p50: pct(mc.p50), p95: pct(mc.p95) }) : t(r.objective);
   $("#btn-opt-preview").disabled = !r.changes.length;
 }
 const shown = (v) => typeof v === "number" ? fmt(v, 4) : JSON.stringify(v);
@@ -855,7 +937,7 @@ $("#btn-opt-save").addEventListener("click", async () => {
   try {
     const r = await api("POST", "/api/optimize/preset", { name: $("#opt-preset-name").value });
     $("#opt-save-status").className = "pos";
-    $("#opt-save-status").textContent = `Saved as "${r.name}". Apply it under Settings → Presets when you want it; nothing changed yet.`;
+    $("#opt-save-status").textContent = t("Saved as “{name}”. Apply it under Settings → Presets when you want it; nothing changed yet.", { name: r.name });
     renderPresets();  // the Settings tab lists it at once
   } catch (e) { $("#opt-save-status").className = "error"; $("#opt-save-status").textContent = e.message; }
 });
@@ -874,11 +956,12 @@ for (const b of document.querySelectorAll("#tabs button")) {
 (async function start() {
   try {
     const health = await (await fetch("/api/health")).json();
+    await loadLanguage();
     const cfg = await loadConfig();
     if (cfg.first_run) showWizard();
     connectStream();
     await refresh();
     setInterval(refresh, 2000);
-    if (health.auth === false && location.hostname !== "127.0.0.1" && location.hostname !== "localhost") notice("This dashboard has no token.", "warn", "local-auth");
+    if (health.auth === false && location.hostname !== "127.0.0.1" && location.hostname !== "localhost") notice(t("This dashboard has no token."), "warn", "local-auth");
   } catch (e) { if (e.status !== 401) fail(e); }
 })();

@@ -16,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 from mraster import __version__
 from mraster import settings as st
 from mraster.dashboard.context import DashboardContext, make_context
+from mraster.dashboard.i18n import languages
 from mraster.dashboard.routes import (actions, ai, audit, auth, backtest, bot, config, data, drill,
                                       journal, optimize, setup, state, stream)
 from mraster.dashboard.limits import BodyLimitMiddleware
@@ -55,6 +56,7 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
         app.include_router(module.router)
 
     app.openapi = lambda: truthful_openapi(app)
+    offered = languages(ROOT / "static" / "i18n")
 
     @app.get("/api/health", tags=["health"])
     def health() -> dict:
@@ -62,7 +64,8 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request):
-        return templates.TemplateResponse(request, "index.html", {"version": __version__})
+        return templates.TemplateResponse(request, "index.html",
+                                          {"version": __version__, "languages": offered})
 
     return app
 

@@ -12,7 +12,7 @@ from mraster.dashboard.context import alert_id
 from mraster.domain import positions_of
 from mraster.metrics import max_drawdown, trade_stats
 from mraster.risk import open_risk
-from mraster.strategy.filters import REASONS
+from mraster.strategy.filters import LABELS, REASONS
 
 HISTORY_SHOWN = 500
 
@@ -143,7 +143,10 @@ def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | N
         "skip_reasons": [{"reason": k, "count": v, "why": REASONS.get(k, k)}
                          for k, v in sorted(stats.get("skipped", {}).items(), key=lambda kv: -kv[1])],
         "stats": stats, "telemetry": state.get("telemetry", {}),
-        "market": [{"symbol": k, **v} for k, v in state.get("market", {}).items()],
+        "market": [{"symbol": k, **v, **({"label": LABELS.get(v["reason"], v["reason"]),
+                                           "why": REASONS.get(v["reason"], v["reason"])}
+                                          if v.get("reason") else {})}
+                   for k, v in state.get("market", {}).items()],
         "alerts": alerts_view(state, file_alerts), "commands": commands_view(state),
         "chart_symbol": state.get("ui", {}).get("chart_symbol"),
         "ai": state.get("ai", {"status": "off", "why": "the bot has not run yet"}),

@@ -58,6 +58,23 @@ REASONS = {
     "no_quote": "no book ticker or premium data for the symbol",
 }
 
+# a few words for where a sentence does not fit (the heatmap's tiles); the sentence is the tooltip
+LABELS = {
+    "min_qvol": "low volume", "spread": "wide spread", "wicky": "wicky candle",
+    "funding_long": "funding", "funding_short": "funding", "oracle_gap": "oracle gap",
+    "non_arb_bias_long": "funding edge", "non_arb_bias_short": "funding edge",
+    "edge_r": "edge too small", "few_klines": "too few candles", "data_error": "no data",
+    "no_signal": "no signal", "trend_misaligned": "against the trend", "max_open_symbol": "held",
+    "max_open_global": "position limit", "min_notional": "too small", "exposure": "margin used up",
+    "risk_cap": "risk limit", "policy_skip": "policy skip", "alpha_veto": "alpha veto",
+    "paused": "paused", "ai_pending": "AI reviewing", "ai_veto": "AI veto",
+    "sentinel_block": "market shock", "playbook_block": "playbook block", "cooldown": "cooldown",
+    "order_failed": "refused", "external_position": "not the bot's", "reducing": "breaker on",
+    "symbol_locked": "locked", "open_risk_cap": "open risk limit", "notional_cap": "notional limit",
+    "margin_mode": "margin mode", "liquidation_risk": "liquidation risk", "stopping": "stopping",
+    "entry_unknown": "entry unknown", "no_quote": "no quote",
+}
+
 
 def first_reason(*checks: tuple[str, Any]) -> Any:
     """The first reason whose condition holds, None when none does; for array conditions an

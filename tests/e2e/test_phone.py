@@ -62,3 +62,65 @@ def test_every_view_fits_a_phone_screen(dashboard, page_factory, width):
     expect(page.locator("#pro-form")).to_be_visible()
     fits(page)
     assert page.errors == []
+
+
+# English words a German page never shows; text the server sends in its own words (alerts, the
+# log, chat answers, AI explanations) is marked .raw on the page and not walked
+ENGLISH = """(() => {
+  const EN = /\\b(the|and|of|with|is|not|from|this|your|to|be|are|has|have|it|its|for|will|yet|no|by|on|at|or)\\b/i;
+  const out = [], hidden = (e) => !e.getClientRects().length;
+  const plain = (s) => s.replace(/„[^“]*“/g, "").replace(/ASTER_[A-Z0-9_]+/g, "");
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    const p = n.parentElement;
+    if (!p || p.closest(".raw, #log, script, style") || hidden(p)) continue;
+    if (EN.test(plain(n.nodeValue))) out.push(n.nodeValue.trim().slice(0, 100));
+  }
+  for (const a of ["placeholder", "title", "aria-label"]) for (const e of document.querySelectorAll(`[${a}]`)) {
+    if (!e.closest(".raw, .chart") && !hidden(e) && EN.test(plain(e.getAttribute(a)))) out.push(`${a}: ${e.getAttribute(a)}`);
+  }
+  return {english: [...new Set(out)], untranslated: [...I18N.missing]};
+})()"""
+
+
+def german_only(page, where: str) -> None:
+    got = page.evaluate(ENGLISH)
+    assert got == {"english": [], "untranslated": []}, (where, got)
+
+
+def test_a_german_speaking_trader_reads_every_view_in_german(dashboard, page_factory):
+    """A phone set to German, in dark mode: the wizard, every tab, the pro settings and a
+    backtest report are German (words and number formats), and nothing overflows."""
+    server = dashboard(ASTER_SCAN_INTERVAL_SECONDS="1")
+    page = page_factory(390, 800, locale="de-DE", color_scheme="dark", is_mobile=True,
+                        has_touch=True)
+    page.goto(server.url)
+    expect(page.get_by_test_id("wizard")).to_be_visible()
+    assert page.evaluate("document.documentElement.lang") == "de"
+    expect(page.locator("#lang")).to_have_value("de")  # the browser's language, by default
+    german_only(page, "wizard")
+    page.locator("#wizard button[data-mode=live]").click()
+    expect(page.locator("#wizard-live")).to_be_visible()
+    german_only(page, "wizard, live")
+    page.reload()
+    page.get_by_test_id("wizard-offline").click()
+    page.get_by_test_id("start").click()
+    expect(page.locator("#bot-state")).to_contain_text("läuft")
+    expect(page.locator("#positions tbody tr[data-status=open]").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#perf-cards")).to_contain_text(",")  # 9.985,51 USDT: German numbers
+    for tab in TABS:
+        page.click(f"#tabs button[data-tab={tab}]")
+        if tab == "backtest":
+            page.get_by_test_id("run-backtest").click()
+            expect(page.get_by_test_id("bt-card").first).to_be_visible(timeout=120_000)
+        if tab == "settings":
+            page.click("#pro-toggle")
+            expect(page.locator("#pro-form legend").first).to_have_text("Börse und Konto")
+        german_only(page, tab)
+        fits(page)
+        shot(page, f"de-phone-dark-{tab}")
+    page.select_option("#lang", "en")  # the choice is kept in this browser
+    expect(page.locator("#tabs button[data-tab=overview]")).to_have_text("Overview")
+    page.reload()
+    expect(page.locator("#lang")).to_have_value("en")
+    assert page.errors == []

@@ -54,7 +54,8 @@ def config_view(ctx: DashboardContext) -> dict[str, Any]:
             "saved": spec.name in saved, "source": source,
             "overridden": source in OVERRIDING_LAYERS,
         })
-    return {"settings": items, "groups": list(st.GROUPS), "preset": s["ASTER_PRESET_MODE"],
+    return {"settings": items, "groups": list(st.GROUPS), "group_titles": st.GROUP_TITLES,
+            "preset": s["ASTER_PRESET_MODE"],
             "mode": s["ASTER_MODE"], "first_run": not ctx.config_path.exists(),
             "errors": [{"field": e.key, "allowed": e.allowed, "message": str(e)} for e in errors],
             "notes": list(ctx.import_notes) + list(getattr(s, "notes", ()))}
