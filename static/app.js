@@ -961,7 +961,9 @@ for (const b of document.querySelectorAll("#tabs button")) {
     if (cfg.first_run) showWizard();
     connectStream();
     await refresh();
-    setInterval(refresh, 2000);
+    // a tab in the background does not poll; it catches up the moment it is shown again
+    setInterval(() => { if (!document.hidden) refresh(); }, 2000);
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
     if (health.auth === false && location.hostname !== "127.0.0.1" && location.hostname !== "localhost") notice(t("This dashboard has no token."), "warn", "local-auth");
   } catch (e) { if (e.status !== 401) fail(e); }
 })();

@@ -373,3 +373,23 @@ def test_a_malformed_or_foreign_wallet_key_is_refused_before_it_is_saved(dash, t
     assert dash.put("/api/config", {"values": {"ASTER_SIGNER_ADDRESS": V3_SIGNER}}).status_code == 200
     assert dash.put("/api/config/secrets", {"values": {"ASTER_SIGNER_PRIVATE_KEY":
                                                        V3_KEY}}).status_code == 200
+
+
+def test_answers_are_compressed_and_the_pages_files_cached_but_the_live_log_streams(dash):
+    """An idle page polls the state every 2 s: it travels compressed. The page's own files carry
+    the version in their address and are kept by the browser; the event stream is not buffered."""
+    raw = httpx.get(f"{dash.url}/api/state", headers={"Accept-Encoding": "identity"})
+    packed = httpx.get(f"{dash.url}/api/state", headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip" and "content-encoding" not in raw.headers
+    assert int(packed.headers["content-length"]) * 2 < len(raw.content)
+    assert packed.json().keys() == raw.json().keys()
+    page = dash.get("/").text
+    assert "/static/vendor/lightweight-charts/lightweight-charts.standalone.production.js?v=" in page
+    kept = httpx.get(f"{dash.url}/static/app.js?v=1", headers={"Accept-Encoding": "gzip"})
+    assert "immutable" in kept.headers["cache-control"] and kept.headers["content-encoding"] == "gzip"
+    assert httpx.get(f"{dash.url}/static/app.js").headers["cache-control"] == "no-cache"
+    with httpx.stream("GET", f"{dash.url}/api/stream", headers={"Accept-Encoding": "gzip"},
+                      timeout=10) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert "content-encoding" not in r.headers
+        assert next(r.iter_lines()) is not None  # the first event arrives unbuffered

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -49,8 +50,11 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware)  # inner: only requests that passed security
     app.add_middleware(SecurityMiddleware, token=lambda: context().token,
                        sessions=lambda: context().sessions, throttle=lambda: context().throttle)
+    # outermost: every answer over 1 KB is compressed (the state a page polls shrinks about
+    # tenfold; the live log's event stream is never buffered for it)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
-    app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+    app.mount("/static", VersionedStatic(directory=str(ROOT / "static")), name="static")
     for module in (auth, bot, actions, ai, audit, backtest, config, data, drill, journal,
                    optimize, setup, state, stream):
         app.include_router(module.router)
@@ -68,6 +72,18 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
                                           {"version": __version__, "languages": offered})
 
     return app
+
+
+class VersionedStatic(StaticFiles):
+    """The page asks for its files with ``?v=<version>``: such a file never changes, so the
+    browser keeps it (an upgrade changes the address); anything else is revalidated (ETag)."""
+
+    async def get_response(self, path: str, scope) -> Response:
+        resp = await super().get_response(path, scope)
+        versioned = b"v=" in scope.get("query_string", b"")
+        resp.headers["Cache-Control"] = ("public, max-age=31536000, immutable" if versioned
+                                         else "no-cache")
+        return resp
 
 
 ERROR_STATUSES = {
