@@ -40,6 +40,7 @@ class SettingError(ValueError):
             shown = shown[:57] + "…"
         self.key = key
         self.allowed = allowed
+        self.source: str | None = None  # the layer the value came from, when it came from one
         super().__init__(f"{key}: {shown} is not allowed; expected {allowed}")
 
 
@@ -662,8 +663,9 @@ def load(
                                  ("environment", environ, True)):
         layer, warned, refused = translate(raw, BY_NAME, label, from_env)
         notes += warned
-        errors += [SettingError(name, value, f"{allowed} (from {label})")
-                   for name, value, allowed in refused]
+        for name, value, allowed in refused:
+            errors.append(SettingError(name, value, f"{allowed} (from {label})"))
+            errors[-1].source = label
         layers.append((label, layer))
     values = {s.name: s.default_for(origin) for s in CATALOGUE}
     sources = {s.name: "default" for s in CATALOGUE}
@@ -673,7 +675,7 @@ def load(
             parsed_layers.append((label, validate(layer)))
         except SettingsErrors as exc:
             for e in exc.errors:
-                e.args = (f"{e} (from {label})",)
+                e.args, e.source = (f"{e} (from {label})",), label
             errors.extend(exc.errors)
     if errors:
         raise SettingsErrors(errors)

@@ -787,11 +787,55 @@ function allowedText(s) {
 function renderPro() {
   const cfg = state.config;
   const groups = $("#pro-groups");
-  groups.replaceChildren(...cfg.groups.map((g) => el("fieldset", {}, el("legend", {}, t((cfg.group_titles || {})[g] || g)),
+  groups.replaceChildren(...cfg.groups.map((g) => el("fieldset", { "data-group": g }, el("legend", {}, t((cfg.group_titles || {})[g] || g)),
     ...cfg.settings.filter((s) => s.group === g && !s.secret).map((s) => el("div", { class: "row", "data-key": s.key },
       el("label", { for: "" }, s.key), inputFor(s),
       el("small", { class: "muted" }, `${t(s.help)} ${t("Allowed: {range}.", { range: allowedText(s) })}${s.overridden ? " " + t("Set in {source}: that value wins.", { source: s.source }) : ""}${s.restart ? "" : " " + t("(no restart needed)")}`),
+      s.saved ? el("button", { type: "button", class: "reset", "data-testid": "reset-setting", title: t("Back to the default: remove your saved value"),
+        onclick: () => resetSettings([s.key]) }, "↺ " + t("default")) : el("span", {}),
       el("span", { class: "error field-error" }))))));
+  $("#btn-reset-all").hidden = !cfg.settings.some((s) => s.saved && !s.secret && !MODE_KEYS.includes(s.key));
+  filterPro();
+}
+// search by name or by words of the help text, in the page's language
+function filterPro() {
+  const q = $("#pro-search").value.trim().toLowerCase();
+  for (const fs of document.querySelectorAll("#pro-groups fieldset")) {
+    let any = false;
+    for (const row of fs.querySelectorAll(".row")) {
+      const hit = !q || row.textContent.toLowerCase().includes(q) || row.dataset.key.toLowerCase().includes(q);
+      row.hidden = !hit; any = any || hit;
+    }
+    fs.hidden = !any;
+  }
+}
+$("#pro-search").addEventListener("input", filterPro);
+const MODE_KEYS = ["ASTER_PAPER", "ASTER_OFFLINE"];  // the wizard's choice: changed under Trading mode only
+async function resetSettings(keys) {
+  try {
+    const r = await api("PUT", "/api/config", { values: Object.fromEntries(keys.map((k) => [k, null])) });
+    $("#pro-result").textContent = t("Back to their defaults: {list}.", { list: keys.join(", ") });
+    afterSave(r); await loadConfig();
+  } catch (e) { proErrors(e); }
+}
+$("#btn-reset-all").addEventListener("click", async () => {
+  const keys = state.config.settings.filter((s) => s.saved && !s.secret && !MODE_KEYS.includes(s.key)).map((s) => s.key);
+  const typed = await confirmTyped(t("Remove all {n} saved settings, so every one is its preset's or default value again? Your keys and the trading mode stay. Type RESET to confirm.", { n: keys.length }), "RESET");
+  if (typed === "RESET") resetSettings(keys);
+});
+// every rejected field at once: listed above the form (in view) and beside each field
+function proErrors(e) {
+  const errs = (e.body && e.body.errors) || [];
+  $("#pro-result").textContent = e.message;
+  $("#pro-errors").replaceChildren(...errs.map((x) => el("li", {}, el("a", { href: "#", onclick: (ev) => {
+    ev.preventDefault(); const row = $("#pro-form").querySelector(`[data-key="${x.field}"]`); if (row) { row.hidden = false; row.scrollIntoView({ block: "center" }); row.querySelector("input, select")?.focus(); }
+  } }, x.field), ": ", el("span", { class: "raw" }, x.message))));
+  $("#pro-errors").hidden = !errs.length;
+  for (const x of errs) {
+    const row = $("#pro-form").querySelector(`[data-key="${x.field}"]`);
+    if (row) { row.hidden = false; row.closest("fieldset").hidden = false; row.querySelector(".field-error").textContent = x.message; }
+  }
+  (errs.length ? $("#pro-errors") : $("#pro-result")).scrollIntoView({ block: "start" });
 }
 $("#pro-toggle").addEventListener("change", () => { $("#pro-form").hidden = !$("#pro-toggle").checked; });
 $("#pro-form").addEventListener("submit", async (ev) => {
@@ -800,22 +844,18 @@ $("#pro-form").addEventListener("submit", async (ev) => {
   for (const s of state.config.settings.filter((x) => !x.secret)) {
     const input = $("#pro-form").querySelector(`[name="${s.key}"]`);
     let v = s.kind === "bool" ? input.checked : input.value;
+    if ((s.kind === "int" || s.kind === "float") && v.trim() !== "" && Number.isFinite(Number(v))) v = Number(v);  // saved as a number
     const cur = Array.isArray(s.value) ? s.value.join(",") : s.value;
     if (s.kind === "bool" ? v !== cur : String(v) !== String(cur)) values[s.key] = v;
   }
   for (const e of document.querySelectorAll(".field-error")) e.textContent = "";
+  $("#pro-errors").hidden = true;
   if (!Object.keys(values).length) { $("#pro-result").textContent = t("Nothing changed."); return; }
   try {
     const r = await api("PUT", "/api/config", { values });
     $("#pro-result").textContent = t("Saved: {list}.", { list: r.changed.join(", ") || t("no effective change") });
     afterSave(r); await loadConfig();
-  } catch (e) {
-    $("#pro-result").textContent = e.message;
-    for (const x of (e.body && e.body.errors) || []) {
-      const row = $("#pro-form").querySelector(`[data-key="${x.field}"] .field-error`);
-      if (row) row.textContent = x.message;
-    }
-  }
+  } catch (e) { proErrors(e); }
 });
 $("#btn-test-conn").addEventListener("click", () => testConnection($("#conn-result")));
 

@@ -277,3 +277,39 @@ def test_dark_mode_follows_the_system_and_the_users_choice_is_remembered(dashboa
     expect(page.locator("#theme")).to_have_value("light")  # remembered in this browser
     assert lightness(page.evaluate(bg)) > 600
     assert page.errors == []
+
+
+def test_pro_settings_search_show_every_error_at_once_and_reset_to_defaults(tmp_path, dashboard,
+                                                                          page_factory):
+    _, page = offline_on_tab(dashboard, page_factory, "settings")
+    page.click("#pro-toggle")
+    page.fill("#pro-search", "leverage")
+    expect(page.locator('[data-key="ASTER_LEVERAGE"]')).to_be_visible()
+    expect(page.locator('[data-key="ASTER_RSI_LONG_MIN"]')).to_be_hidden()
+    page.fill("#pro-search", "")
+    default = page.input_value('[data-key="ASTER_MAX_OPEN_GLOBAL"] input')
+    page.fill('[data-key="ASTER_LEVERAGE"] input', "500")
+    page.fill('[data-key="ASTER_MAX_OPEN_GLOBAL"] input', "-5")
+    page.click("#pro-form button[type=submit]")
+    errors = page.get_by_test_id("pro-errors")
+    expect(errors.locator("li")).to_have_count(2)  # both at once, not one browser tooltip each
+    expect(errors).to_be_in_viewport()
+    expect(page.locator('[data-key="ASTER_LEVERAGE"] .field-error')).to_contain_text("500")
+    assert "dashboard_config.json" not in errors.inner_text()  # typed, never saved
+    page.fill('[data-key="ASTER_MAX_OPEN_GLOBAL"] input', "7")
+    page.fill('[data-key="ASTER_LEVERAGE"] input', "3")
+    page.click("#pro-form button[type=submit]")
+    expect(page.locator("#pro-result")).to_contain_text("Saved")
+    saved = json.loads((tmp_path / "dashboard_config.json").read_text())
+    assert saved["ASTER_MAX_OPEN_GLOBAL"] == 7 and saved["ASTER_LEVERAGE"] == 3
+    page.locator('[data-key="ASTER_MAX_OPEN_GLOBAL"]').get_by_test_id("reset-setting").click()
+    expect(page.locator('[data-key="ASTER_MAX_OPEN_GLOBAL"] input')).to_have_value(default)
+    saved = json.loads((tmp_path / "dashboard_config.json").read_text())
+    assert "ASTER_MAX_OPEN_GLOBAL" not in saved and saved["ASTER_LEVERAGE"] == 3
+    page.get_by_test_id("reset-all").click()
+    page.fill("#dialog-input", "RESET")
+    page.click("#dialog-ok")
+    expect(page.locator("#pro-result")).to_contain_text("Back to their defaults: ASTER_LEVERAGE")
+    saved = json.loads((tmp_path / "dashboard_config.json").read_text())
+    assert "ASTER_LEVERAGE" not in saved and saved["ASTER_OFFLINE"] is True  # the mode stays
+    assert page.errors == []
