@@ -527,6 +527,14 @@ def replay_market(data_dir: Path, symbols: list[str] | None = None, *, speed: fl
 BASES = ["BTC", "ETH", "SOL", "BNB", "XRP", "DOGE", "ADA", "AVAX", "LINK", "DOT", "TRX", "LTC",
          "BCH", "NEAR", "APT", "ARB", "OP", "SUI", "SEI", "TIA", "INJ", "ATOM", "FIL", "AAVE",
          "UNI", "ASTER", "PEPE", "WIF", "TON", "ETC"]
+# The order of magnitude each borrowed name trades at in USDT (late 2025), so an offline market
+# never shows BTCUSDT at 300: a synthetic series starts within about ±12 % of its level. These are
+# levels, not prices; the banner says the market is synthetic. Names past the list are SYNnnn.
+LEVELS = {"BTC": 95_000, "ETH": 3_300, "SOL": 180, "BNB": 650, "XRP": 2.3, "DOGE": 0.3,
+          "ADA": 0.9, "AVAX": 35, "LINK": 20, "DOT": 6, "TRX": 0.25, "LTC": 100, "BCH": 450,
+          "NEAR": 5, "APT": 9, "ARB": 0.7, "OP": 1.8, "SUI": 3.5, "SEI": 0.4, "TIA": 5, "INJ": 22,
+          "ATOM": 6, "FIL": 5, "AAVE": 300, "UNI": 12, "ASTER": 1.5, "PEPE": 0.00001, "WIF": 2,
+          "TON": 5, "ETC": 25}
 
 
 class SyntheticMarket(Market):
@@ -548,7 +556,9 @@ class SyntheticMarket(Market):
             base = BASES[i] if i < len(BASES) else f"SYN{i:03d}"
             sym = base + quote
             rng = np.random.default_rng([seed, i])
-            price0 = float(10 ** root.uniform(-2, 4.7))
+            u = root.uniform(-2, 4.7)  # drawn for every symbol: the other draws stay the same
+            price0 = float(LEVELS[base] * 10 ** (((u + 2) / 6.7 - 0.5) * 0.1)) if base in LEVELS \
+                else float(10 ** u)
             vol0 = float(root.uniform(0.0015, 0.006))
             spread = float(root.choice([0.0001, 0.0002, 0.0004, 0.0008, 0.004], p=[.3, .3, .2, .15, .05]))
             self._rngs[sym] = rng
