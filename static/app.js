@@ -70,7 +70,13 @@ const pct = (x) => (x === null || x === undefined) ? "–" : Number(x).toLocaleS
 const age = (s) => s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${fmt(s / 3600, 1)} h`;
 const time = (ms) => new Date(ms).toLocaleString(I18N.locale);
 const clock = (ms) => new Date(ms).toLocaleTimeString(I18N.locale);
-const price = (x) => fmt(x, Math.abs(x) >= 1000 ? 2 : Math.abs(x) >= 1 ? 4 : 6);
+// a price as the exchange quotes it: the symbol's tick decides the decimals (guessed from the
+// size only for a symbol the bot has not scanned)
+function price(x, symbol) {
+  const places = symbol && state.data && state.data.ticks ? state.data.ticks[symbol] : undefined;
+  if (places === undefined || x === null || x === undefined) return fmt(x, Math.abs(x) >= 1000 ? 2 : Math.abs(x) >= 1 ? 4 : 6);
+  return Number(x).toLocaleString(I18N.locale, { minimumFractionDigits: places, maximumFractionDigits: places });
+}
 const exitWords = (r) => r ? t(String(r).replace(/_/g, "-")) : "";  // stop, take-profit, manual…
 const side = (s) => s === "BUY" ? t("long") : s === "SELL" ? t("short") : (s || "");
 
@@ -242,9 +248,10 @@ function tick(ts, type) {
   if (type === 2) return d.toLocaleDateString(L, { day: "numeric", month: "short" });
   return d.toLocaleTimeString(L, { hour: "2-digit", minute: "2-digit", ...(type === 4 ? { second: "2-digit" } : {}) });
 }
-function makeChart(box, height, timeScale) {
+// priceFormatter null: each series formats its own scale (the candle chart's price, RSI, volume)
+function makeChart(box, height, timeScale, priceFormatter = price) {
   const chart = LightweightCharts.createChart(box, { height, autoSize: true, timeScale: { ...timeScale, tickMarkFormatter: tick },
-    localization: { locale: I18N.locale, priceFormatter: price, timeFormatter: (ts) => time(ts * 1000) }, ...chartLook() });
+    localization: { locale: I18N.locale, ...(priceFormatter ? { priceFormatter } : {}), timeFormatter: (ts) => time(ts * 1000) }, ...chartLook() });
   CHARTS.push(chart);
   return chart;
 }
@@ -337,12 +344,12 @@ function renderOverview(d) {
     ["Notional / equity", x.notional_x == null ? "–" : fmt(x.notional_x, 2) + "×"], ["Open risk / equity", x.open_risk_pct == null ? "–" : pct(x.open_risk_pct)]);
   $("#perf-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card" }, el("small", {}, t(k)), el("b", {}, String(v)))));
   const tb = $("#positions tbody");
-  tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-status": x.status, "data-protection": x.protection.status, class: x.protection.status === "problem" ? "unprotected" : null },
+  tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-chart": x.symbol, "data-status": x.status, "data-protection": x.protection.status, class: x.protection.status === "problem" ? "unprotected" : null },
     el("td", {}, x.symbol), el("td", { class: x.side === "BUY" ? "long" : "short" }, side(x.side)),
-    el("td", {}, fmt(x.qty)), el("td", {}, price(x.entry)), el("td", {}, price(x.mark)),
+    el("td", {}, fmt(x.qty)), el("td", {}, price(x.entry, x.symbol)), el("td", {}, price(x.mark, x.symbol)),
     el("td", { class: x.pnl >= 0 ? "pos" : "neg" }, fmt(x.pnl, 2) + " USDT"), el("td", {}, fmt(x.r, 2) + " R"),
-    el("td", {}, price(x.stop)), el("td", {}, price(x.take_profit)),
-    el("td", {}, x.liquidation ? `${price(x.liquidation)} (${pct(x.liquidation_distance)})` : "–"),
+    el("td", {}, price(x.stop, x.symbol)), el("td", {}, price(x.take_profit, x.symbol)),
+    el("td", {}, x.liquidation ? `${price(x.liquidation, x.symbol)} (${pct(x.liquidation_distance)})` : "–"),
     protectionCell(x),
     el("td", {}, x.status === "open" ? age(x.age_s) : t(x.status)),
     el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
@@ -389,7 +396,7 @@ function renderAudit(a) {
 function protectionCell(x) {
   const p = x.protection;
   if (p.status === "unverified") return el("td", { class: "muted" }, t("not read back yet"));
-  const facts = t("stop {stop} / TP {tp} on the exchange · at risk {risk} USDT (fees, funding {funding} USDT)", { stop: p.stop == null ? "–" : price(p.stop), tp: p.tp == null ? "–" : price(p.tp), risk: p.at_risk == null ? "–" : fmt(p.at_risk, 2), funding: fmt(p.funding, 4) }) +
+  const facts = t("stop {stop} / TP {tp} on the exchange · at risk {risk} USDT (fees, funding {funding} USDT)", { stop: p.stop == null ? "–" : price(p.stop, x.symbol), tp: p.tp == null ? "–" : price(p.tp, x.symbol), risk: p.at_risk == null ? "–" : fmt(p.at_risk, 2), funding: fmt(p.funding, 4) }) +
     (p.stop_liq_distance == null ? "" : " · " + t("stop {distance} from liquidation", { distance: pct(p.stop_liq_distance) })) + (p.repairs ? " · " + t("repaired {n}×", { n: p.repairs }) : "");
   if (p.status === "problem") return el("td", { class: "neg", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), el("span", { class: "raw" }, p.problems.join("; ")), el("br", {}), el("small", {}, facts));
   return el("td", { class: "pos", "data-testid": "protection-ok" }, "✓ " + t("protected since {time}", { time: time(p.since) }), el("br", {}), el("small", {}, facts));
@@ -509,7 +516,7 @@ function renderCopilots(c) {
 }
 
 function renderDecisions(d) {
-  $("#decisions tbody").replaceChildren(...d.decisions.map((x) => el("tr", {},
+  $("#decisions tbody").replaceChildren(...d.decisions.map((x) => el("tr", { "data-chart": x.symbol },
     el("td", {}, x.symbol), el("td", { class: x.action === "TAKE" ? "pos" : "" }, t(x.action)), el("td", {}, t(x.why || "")),
     el("td", {}, side(x.side)), el("td", {}, fmt(x.rsi, 1)), el("td", {}, x.htf_trend == null ? "" : t(String(x.htf_trend))), el("td", {}, x.expected_r == null ? "" : fmt(x.expected_r, 2) + " R"))));
   $("#skips tbody").replaceChildren(...d.skip_reasons.map((x) => el("tr", {}, el("td", {}, x.reason), el("td", {}, x.count), el("td", {}, t(x.why)))));
@@ -525,7 +532,7 @@ function renderMarket(d) {
     const size = 70 + 90 * Math.log10(1 + m.quote_volume) / (maxLog || 1);
     // words, not codes: the reason's short label (its full sentence is the tile's tooltip)
     const sig = m.action === "TAKE" ? (m.side === "BUY" ? "▲ " + t("long taken") : "▼ " + t("short taken")) : (m.label ? t(m.label) : "");
-    return el("div", { class: "tile", style: `background:${bg};width:${size}px;height:${size * 0.7}px`, title: t("{symbol}: {change} in 24 h, volume {volume} USDT", { symbol: m.symbol, change: `${fmt(m.change_pct, 2)} %`, volume: fmt(m.quote_volume, 0) }) + (m.why ? " · " + t(m.why) : ""), "data-symbol": m.symbol },
+    return el("div", { class: "tile", style: `background:${bg};width:${size}px;height:${size * 0.7}px`, title: t("{symbol}: {change} in 24 h, volume {volume} USDT", { symbol: m.symbol, change: `${fmt(m.change_pct, 2)} %`, volume: fmt(m.quote_volume, 0) }) + (m.why ? " · " + t(m.why) : ""), "data-symbol": m.symbol, "data-chart": m.symbol },
       el("b", {}, m.symbol), el("span", {}, `${m.change_pct >= 0 ? "+" : ""}${fmt(m.change_pct, 2)} %`), el("small", {}, sig));
   }));
 }
@@ -560,9 +567,9 @@ async function renderHistory(force = false) {
       api("GET", `/api/journal/calendar?${p}&period=${$("#cal-period").value}`)]);
   } catch (e) { hist.seen = null; fail(e); return; }
   const rows = page.rows;
-  $("#history tbody").replaceChildren(...rows.map((h) => el("tr", {},
+  $("#history tbody").replaceChildren(...rows.map((h) => el("tr", { "data-chart": $("#hist-source").value === "backtest" ? null : h.symbol },
     el("td", {}, time(h.closed_at)), el("td", {}, h.symbol), el("td", {}, side(h.side)), el("td", {}, fmt(h.qty)),
-    el("td", {}, price(h.entry)), el("td", {}, price(h.exit)), el("td", {}, exitWords(h.reason)), el("td", { class: h.pnl > 0 ? "pos" : "neg" }, fmt(h.pnl, 2)),
+    el("td", {}, price(h.entry, h.symbol)), el("td", {}, price(h.exit, h.symbol)), el("td", {}, exitWords(h.reason)), el("td", { class: h.pnl > 0 ? "pos" : "neg" }, fmt(h.pnl, 2)),
     el("td", {}, fmt(h.fees, 4)), el("td", {}, fmt(h.funding, 4)), el("td", {}, fmt(h.r, 2)),
     el("td", { class: "notes raw" }, (h.notes || []).join(" · ")))));
   if (!rows.length) $("#history tbody").append(el("tr", {}, el("td", { colspan: 12, class: "muted" }, t("No closed trades match."))));
@@ -585,44 +592,94 @@ $("#hist-newer").addEventListener("click", () => { hist.offset = Math.max(0, his
 $("#hist-older").addEventListener("click", () => { hist.offset += hist.limit; renderHistory(true); });
 
 // ---- candlestick chart -----------------------------------------------------------------------
+// The candles the bot judged on either of its timeframes, its own EMAs and RSI (with the RSI
+// bounds of the settings), volume, its entries and exits, and the open position's stop,
+// take-profit and entry lines (redrawn each refresh: the stop line follows a trailing stop).
 function renderChartSelect(d) {
   const sel = $("#chart-symbol");
   const held = [...new Set(d.positions.map((p) => p.symbol))].sort();
   const symbols = [...held, ...d.market.map((m) => m.symbol).filter((s) => !held.includes(s)).sort()];
   const want = sel.value || d.chart_symbol || symbols[0] || "";
+  if (want && !symbols.includes(want)) symbols.push(want);  // a past trade's symbol, clicked in History
   if (sel.options.length !== symbols.length) {
     sel.replaceChildren(...symbols.map((s) => el("option", { value: s }, s)));
   }
   sel.value = want;
   if ($("#tab-chart").classList.contains("active")) drawCandles(want);
 }
-$("#chart-symbol").addEventListener("change", async () => {
-  const symbol = $("#chart-symbol").value;
-  try { await api("PUT", "/api/ui", { chart_symbol: symbol }); } catch (e) { fail(e); }
+async function pickChart(symbol) {
+  try { await api("PUT", "/api/ui", { chart_symbol: symbol }); } catch (e) { fail(e); }  // the bot sends its candles
   drawCandles(symbol);
+}
+$("#chart-symbol").addEventListener("change", () => pickChart($("#chart-symbol").value));
+$("#chart-tf").addEventListener("change", () => drawCandles($("#chart-symbol").value));
+// a click on a heatmap tile, a position, a decision or a trade opens that symbol's chart
+document.addEventListener("click", (ev) => {
+  const row = ev.target.closest("[data-chart]");
+  if (!row || ev.target.closest("button, a, input, select, summary")) return;
+  const sel = $("#chart-symbol"), symbol = row.dataset.chart;
+  if (![...sel.options].some((o) => o.value === symbol)) sel.append(el("option", { value: symbol }, symbol));
+  sel.value = symbol;
+  $('#tabs button[data-tab="chart"]').click();
+  pickChart(symbol);
 });
+
+const CHART_COLORS = { stop: "#dc2626", take_profit: "#16a34a", entry: "#2563eb", exit: "#7c3aed",
+  ema_fast: "#f59e0b", ema_slow: "#8b5cf6", ema_trend: "#8b5cf6", rsi: "#0ea5e9" };
+function candleChart(symbol, tf) {
+  if (state.candle) { state.candle.chart.remove(); CHARTS.splice(CHARTS.indexOf(state.candle.chart), 1); }
+  const L = LightweightCharts, chart = makeChart($("#candle-chart"), 540, { timeVisible: true, rightOffset: 15 }, null);  // room for the lines' labels
+  const own = (format, digits) => ({ priceFormat: { type: "custom", formatter: format, minMove: 10 ** -digits } });
+  const places = (state.data && state.data.ticks && state.data.ticks[symbol]) ?? 6;
+  const volume = chart.addSeries(L.HistogramSeries, { priceScaleId: "volume", lastValueVisible: false, priceLineVisible: false, ...own((x) => fmt(x, 0), 0) });
+  chart.priceScale("volume").applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+  const series = chart.addSeries(L.CandlestickSeries, own((x) => price(x, symbol), places));
+  const line = (kind, pane, digits, format) => chart.addSeries(L.LineSeries, { color: CHART_COLORS[kind], lineWidth: kind === "rsi" ? 2 : 1,
+    lastValueVisible: kind === "rsi", priceLineVisible: false, crosshairMarkerVisible: false, ...own(format, digits) }, pane);
+  const ind = tf === "htf" ? { ema_trend: line("ema_trend", 0, places, (x) => price(x, symbol)) }
+    : { ema_fast: line("ema_fast", 0, places, (x) => price(x, symbol)), ema_slow: line("ema_slow", 0, places, (x) => price(x, symbol)),
+      rsi: line("rsi", 1, 1, (x) => fmt(x, 1)) };
+  if (ind.rsi) chart.panes()[1].setHeight(130);
+  return { chart, series, volume, ind, key: `${symbol} ${tf}`, lines: [], bounds: [], markers: null };
+}
 
 async function drawCandles(symbol) {
   if (!symbol || !window.LightweightCharts) return;
+  const tf = $("#chart-tf").value;
   let c;
-  try { c = await api("GET", `/api/chart/${symbol}`); } catch (e) { fail(e); return; }
-  if (!state.candle) {
-    const chart = makeChart($("#candle-chart"), 420, { timeVisible: true });
-    state.candle = { chart, series: chart.addSeries(LightweightCharts.CandlestickSeries, {}), lines: [], markers: null };
-  }
-  const { series } = state.candle;
-  series.setData(c.candles.map(([t, o, h, l, cl]) => ({ time: Math.floor(t / 1000), open: o, high: h, low: l, close: cl })));
+  try { c = await api("GET", `/api/chart/${symbol}?timeframe=${tf}`); } catch (e) { fail(e); return; }
+  if (symbol !== $("#chart-symbol").value || tf !== $("#chart-tf").value) return;  // the user moved on meanwhile
+  for (const o of $("#chart-tf").options) o.textContent = t(o.value === "ltf" ? "signal {interval}" : "trend {interval}", { interval: c.intervals[o.value] });
+  const fresh = !state.candle || state.candle.key !== `${symbol} ${tf}`;
+  if (fresh) state.candle = candleChart(symbol, tf);
+  const { series, volume, ind } = state.candle, sec = (ms) => Math.floor(ms / 1000);
+  series.setData(c.candles.map(([ts, o, h, l, cl]) => ({ time: sec(ts), open: o, high: h, low: l, close: cl })));
+  volume.setData(c.candles.map(([ts, o, , , cl, v]) => ({ time: sec(ts), value: v, color: cl >= o ? "rgba(22,163,74,0.35)" : "rgba(220,38,38,0.35)" })));
+  for (const [k, s] of Object.entries(ind)) s.setData((c.indicators[k] || []).map(([ts, v]) => ({ time: sec(ts), value: v })));
   for (const pl of state.candle.lines) series.removePriceLine(pl);
-  const colors = { stop: "#dc2626", take_profit: "#16a34a", entry: "#2563eb" };
   const names = { stop: t("stop"), take_profit: t("take-profit"), entry: t("entry") };
-  state.candle.lines = c.lines.map((l) => series.createPriceLine({ price: l.price, color: colors[l.kind], title: names[l.kind] || l.kind, lineWidth: 1 }));
-  const first = c.candles.length ? c.candles[0][0] : 0;
-  const markers = c.markers.filter((m) => m.time >= first).map((m) => ({
-    time: Math.floor(m.time / 1000 / 300) * 300, position: m.kind === "entry" ? (m.side === "BUY" ? "belowBar" : "aboveBar") : "inBar",
-    color: m.kind === "entry" ? "#2563eb" : "#7c3aed", shape: m.kind === "entry" ? (m.side === "BUY" ? "arrowUp" : "arrowDown") : "circle",
-    text: m.kind === "entry" ? t("entry") : `${t("exit")} ${exitWords(m.reason)} ${m.r !== undefined ? fmt(m.r, 2) + " R" : ""}` }));
+  state.candle.lines = c.lines.map((l) => series.createPriceLine({ price: l.price, color: CHART_COLORS[l.kind], title: names[l.kind] || l.kind, lineWidth: l.kind === "stop" ? 2 : 1 }));
+  if (ind.rsi && fresh) {
+    state.candle.bounds = [[c.rsi_bounds.buy_min, t("long above {value}", { value: fmt(c.rsi_bounds.buy_min, 0) })],
+      [c.rsi_bounds.sell_max, t("short below {value}", { value: fmt(c.rsi_bounds.sell_max, 0) })]]
+      .map(([v, title]) => ind.rsi.createPriceLine({ price: v, color: CHART_COLORS.rsi, lineStyle: 2, lineWidth: 1, title }));
+  }
+  // markers sit beside the candle they belong to (above or below, never on the price), in the
+  // candle that holds their moment on this timeframe
+  const first = c.candles.length ? c.candles[0][0] : Infinity;
+  const markers = c.markers.filter((m) => m.time >= first).map((m) => {
+    const long = m.side === "BUY", entry = m.kind === "entry";
+    return { time: Math.floor(m.time / 1000 / c.interval_s) * c.interval_s, position: (entry === long) ? "belowBar" : "aboveBar",
+      color: entry ? CHART_COLORS.entry : CHART_COLORS.exit, shape: entry ? (long ? "arrowUp" : "arrowDown") : "circle",
+      text: entry ? "" : `${exitWords(m.reason)} ${m.r != null ? fmt(m.r, 2) + " R" : ""}`.trim() };
+  });
   if (state.candle.markers) state.candle.markers.setMarkers(markers);
   else state.candle.markers = LightweightCharts.createSeriesMarkers(series, markers);
+  if (fresh && c.candles.length) state.candle.chart.timeScale().fitContent();
+  $("#candle-chart").dataset.shown = state.candle.key;
+  const legend = tf === "htf" ? [[CHART_COLORS.ema_trend, t("EMA {n}: its slope is the trend filter", { n: 55 })]]
+    : [[CHART_COLORS.ema_fast, "EMA 21"], [CHART_COLORS.ema_slow, "EMA 55"], [CHART_COLORS.rsi, t("RSI 14 with the entry bounds")]];
+  $("#chart-legend").replaceChildren(...legend.map(([color, text]) => el("span", {}, el("i", { style: `background:${color}` }), text)));
   if (!c.candles.length && state.data && state.data.chart_symbol !== symbol) {
     api("PUT", "/api/ui", { chart_symbol: symbol }).catch(fail);  // the bot sends its candles next cycle
   }

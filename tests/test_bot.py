@@ -30,6 +30,35 @@ def brackets_by_symbol(sim):
     return out
 
 
+def test_the_chart_shows_the_candles_and_indicators_the_bot_decided_on(sim_factory, tmp_path):
+    """After a cycle, a held symbol's chart holds the whole windows the bot judged on both
+    timeframes, its RSI ends at the value the decision quotes, the stop line is the position's
+    stop, and prices carry the symbol's tick decimals."""
+    from mraster.dashboard.views import chart_view
+    from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, MIN_HTF
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    assert asyncio.run(run_async(s)) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    pos = next(iter(state["positions"].values()))
+    sym = pos["symbol"]
+    ltf = chart_view(state, sym, s)
+    assert len(ltf["candles"]) == LTF_WINDOW and len(ltf["candles"][0]) == 6  # with volume
+    assert ltf["interval"] == "5m" and ltf["interval_s"] == 300
+    ind = ltf["indicators"]
+    assert ind["rsi"][-1][0] == ltf["candles"][-1][0]
+    assert ind["rsi"][-1][1] == pytest.approx(state["decisions"][sym]["rsi"], abs=0.006)
+    assert len(ind["ema_fast"]) == LTF_WINDOW - 20 and len(ind["ema_slow"]) == LTF_WINDOW - 54
+    assert ltf["rsi_bounds"] == {"buy_min": s["ASTER_RSI_BUY_MIN"], "sell_max": s["ASTER_RSI_SELL_MAX"]}
+    assert {"kind": "stop", "price": pos["stop"]} in ltf["lines"]
+    assert ltf["tick_places"] == sim.rules[sym].price_places == state["ticks"][sym]
+    htf = chart_view(state, sym, s, "htf")
+    n = len(htf["candles"])  # the simulator's 600 5m candles hold 100 of 30m
+    assert MIN_HTF <= n <= HTF_WINDOW and htf["interval"] == s["ASTER_HTF_INTERVAL"]
+    assert list(htf["indicators"]) == ["ema_trend"] and len(htf["indicators"]["ema_trend"]) == n - 54
+
+
 def test_run_once_opens_bracketed_positions_and_records_reasons(sim_factory, tmp_path):
     sim, url, _ = sim_factory(n=12, seed=11)
     s = settings_for(tmp_path, url)

@@ -16,8 +16,8 @@ from mraster.market.indicators import (adx_from_moves, atr_from_moves, ema_last,
                                        rsi_from_moves)
 from mraster.strategy.elementwise import ops
 from mraster.sim.market import BASE_MS, INTERVAL_MS, Market, aggregate
-from mraster.strategy.signals import (HTF_WINDOW, LTF_WINDOW, MIN_HTF, MIN_LTF, Candles, Features,
-                                      features)
+from mraster.strategy.signals import (EMA_FAST, EMA_SLOW, HTF_EMA, HTF_SLOPE_LAG, HTF_WINDOW,
+                                      LTF_WINDOW, MIN_HTF, MIN_LTF, Candles, Features, features)
 
 
 def ltf_table(h: np.ndarray, l: np.ndarray, c: np.ndarray, window: int,
@@ -34,8 +34,8 @@ def ltf_table(h: np.ndarray, l: np.ndarray, c: np.ndarray, window: int,
         part = slice(lo, min(n, lo + chunk))
         out["rsi"][part] = rsi_from_moves(mv["gain"][part], mv["loss"][part])
         out["atr"][part] = atr_from_moves(mv["tr"][part])
-        out["ema_fast"][part] = ema_last(cw[part], 21)
-        out["ema_slow"][part] = ema_last(cw[part], 55)
+        out["ema_fast"][part] = ema_last(cw[part], EMA_FAST)
+        out["ema_slow"][part] = ema_last(cw[part], EMA_SLOW)
     out["adx"] = LazyAdx(mv["pdm"], mv["mdm"], chunk)
     return out
 
@@ -84,7 +84,7 @@ def htf_slopes(closes: np.ndarray, window: int, min_len: int) -> np.ndarray:
     out = np.full(len(closes), np.nan)
 
     def slope(w: np.ndarray):
-        eh1, eh5 = ema_last(w, 55), ema_last(w[..., :-4], 55)
+        eh1, eh5 = ema_last(w, HTF_EMA), ema_last(w[..., :-HTF_SLOPE_LAG], HTF_EMA)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(eh5 > 0, eh1 / eh5 - 1, 0.0)
     for j in range(min_len - 1, min(window - 1, len(closes))):

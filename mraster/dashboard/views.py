@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
+
 from mraster.dashboard.context import alert_id
 from mraster.domain import positions_of
 from mraster.metrics import max_drawdown, trade_stats
+from mraster.market.indicators import ema, rsi
 from mraster.risk import open_risk
+from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import LABELS, REASONS
+from mraster.strategy.signals import EMA_FAST, EMA_SLOW, HTF_EMA, RSI_PERIOD
 
 HISTORY_SHOWN = 500
 
@@ -148,7 +153,7 @@ def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | N
                                           if v.get("reason") else {})}
                    for k, v in state.get("market", {}).items()],
         "alerts": alerts_view(state, file_alerts), "commands": commands_view(state),
-        "chart_symbol": state.get("ui", {}).get("chart_symbol"),
+        "chart_symbol": state.get("ui", {}).get("chart_symbol"), "ticks": state.get("ticks", {}),
         "ai": state.get("ai", {"status": "off", "why": "the bot has not run yet"}),
         "ai_budget": budget, "chat": chat_view(state), "copilots": copilots_view(state),
         "sentinel": sorted(({"symbol": k, **v} for k, v in state.get("sentinel", {}).items()
@@ -171,9 +176,38 @@ def exposure_view(state: Mapping[str, Any]) -> dict[str, Any]:
             "open_risk_pct": round(risk / equity, 5) if equity else None}
 
 
-def chart_view(state: Mapping[str, Any], symbol: str) -> dict[str, Any]:
-    """Candles with the bot's entry, exit, stop and take-profit levels for one symbol."""
-    candles = state.get("charts", {}).get(symbol, [])
+TIMEFRAMES = {"ltf": "ASTER_INTERVAL", "htf": "ASTER_HTF_INTERVAL"}
+
+
+def _series(t: np.ndarray, y: np.ndarray) -> list[list[float]]:
+    """[time, value] pairs of an indicator, without its warm-up (NaN)."""
+    ok = ~np.isnan(y)
+    return np.column_stack([t[ok], np.round(y[ok], 10)]).tolist()
+
+
+def chart_indicators(rows: list[list[float]], timeframe: str) -> dict[str, list[list[float]]]:
+    """The strategy's own lines over the candles the bot judged: on the signal timeframe its
+    EMAs and RSI, on the higher timeframe the EMA whose slope is the trend filter. The values
+    at the last candle are the ones the bot decided on (the same window, the same formulas)."""
+    if not rows:
+        return {}
+    a = np.asarray(rows, dtype=float)
+    t, c = a[:, 0], a[:, 4]
+    if timeframe == "htf":
+        return {"ema_trend": _series(t, ema(c, HTF_EMA))}
+    return {"ema_fast": _series(t, ema(c, EMA_FAST)), "ema_slow": _series(t, ema(c, EMA_SLOW)),
+            "rsi": _series(t, rsi(c, RSI_PERIOD))}
+
+
+def chart_view(state: Mapping[str, Any], symbol: str, settings: Mapping[str, Any],
+               timeframe: str = "ltf") -> dict[str, Any]:
+    """Candles of one timeframe with the strategy's indicators and the bot's entry, exit, stop
+    and take-profit levels for one symbol."""
+    published = state.get("charts", {}).get(symbol, {})
+    if isinstance(published, list):  # a state file written before both timeframes were kept
+        published = {"ltf": [r + [0.0] for r in published]}
+    candles = published.get(timeframe, [])
+    interval = settings[TIMEFRAMES[timeframe]]
     markers, lines = [], []
     for h in state.get("history", []):
         if h["symbol"] != symbol:
@@ -188,5 +222,12 @@ def chart_view(state: Mapping[str, Any], symbol: str) -> dict[str, Any]:
         markers.append({"time": p.opened_at, "kind": "entry", "side": p.side.value, "price": p.entry})
         lines += [{"kind": "stop", "price": p.stop}, {"kind": "take_profit", "price": p.take_profit},
                   {"kind": "entry", "price": p.entry}]
-    return {"symbol": symbol, "candles": candles, "markers": sorted(markers, key=lambda m: m["time"]),
+    return {"symbol": symbol, "timeframe": timeframe, "interval": interval,
+            "interval_s": INTERVAL_MS[interval] // 1000,
+            "intervals": {k: settings[v] for k, v in TIMEFRAMES.items()},
+            "candles": candles, "indicators": chart_indicators(candles, timeframe),
+            "rsi_bounds": {"buy_min": settings["ASTER_RSI_BUY_MIN"],
+                           "sell_max": settings["ASTER_RSI_SELL_MAX"]},
+            "tick_places": state.get("ticks", {}).get(symbol),
+            "markers": sorted(markers, key=lambda m: m["time"]),
             "lines": lines, "available": sorted(state.get("charts", {}))}

@@ -220,6 +220,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             st["charts"] = view.charts(candles, [p.symbol for p in st["positions"].values()]
                                        + list(self.chart_symbols)
                                        + [h["symbol"] for h in reversed(st["history"])])
+            st["ticks"] = view.tick_places(self.rules, universe + [p.symbol for p in st["positions"].values()])
         st["stats"]["cycles"] += 1
         st["policy"] = self.policy.to_dict()
         if self.advisor is not None:

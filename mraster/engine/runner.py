@@ -42,7 +42,7 @@ log = logging.getLogger("mraster.bot")
 
 BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
             "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account",
-            "market", "charts", "command_acks", "paused", "cooldowns", "ai", "ai_ledger",
+            "market", "charts", "ticks", "command_acks", "paused", "cooldowns", "ai", "ai_ledger",
             "sentinel", "watch", "copilots", "protections", "protection_log", "audit",
             "notify")
 

@@ -10,7 +10,7 @@ import numpy as np
 from mraster.domain import Position
 from mraster.strategy.signals import Candles
 
-CHART_SYMBOLS, CHART_CANDLES = 8, 150
+CHART_SYMBOLS = 8
 
 
 def mark_positions(positions: Iterable[Position], rows: list[dict]) -> None:
@@ -41,17 +41,23 @@ def market_table(universe: list[str], tickers: Mapping[str, dict],
     return out
 
 
+def tick_places(rules: Mapping[str, Any], symbols: Iterable[str]) -> dict[str, int]:
+    """Decimal places of each symbol's price tick, so the page shows prices as the exchange
+    quotes them."""
+    return {s: rules[s].price_places for s in dict.fromkeys(symbols) if s in rules}
+
+
 def charts(candles: Mapping[str, tuple[Candles, Candles]], wanted: Iterable[str]
-           ) -> dict[str, list[list[float]]]:
-    """Recent closed candles for the dashboard's chart of the ``wanted`` symbols, in order of
-    preference (at most CHART_SYMBOLS symbols, CHART_CANDLES candles each)."""
-    out: dict[str, list[list[float]]] = {}
+           ) -> dict[str, dict[str, list[list[float]]]]:
+    """The closed candles the bot judged (open time, OHLC, volume) on both of its timeframes,
+    for the dashboard's chart of the ``wanted`` symbols, in order of preference (at most
+    CHART_SYMBOLS symbols): the whole window the indicators saw, so the chart's EMA and RSI
+    are the bot's own."""
+    out: dict[str, dict[str, list[list[float]]]] = {}
     for sym in dict.fromkeys(wanted):
         if len(out) >= CHART_SYMBOLS:
             break
         if sym in candles:
-            c = candles[sym][0]
-            n = min(len(c), CHART_CANDLES)
-            out[sym] = np.column_stack([c.t[len(c) - n:], c.o[len(c) - n:], c.h[len(c) - n:],
-                                        c.l[len(c) - n:], c.c[len(c) - n:]]).tolist()
+            out[sym] = {tf: np.column_stack([c.t, c.o, c.h, c.l, c.c, c.v]).tolist()
+                        for tf, c in zip(("ltf", "htf"), candles[sym])}
     return out

@@ -63,6 +63,11 @@ class SymbolRules:
             quote=row.get("quoteAsset", "USDT"),
         )
 
+    @property
+    def price_places(self) -> int:
+        """Decimal places the exchange quotes this symbol's prices with."""
+        return _places(self.tick)
+
     # -- rounding ---------------------------------------------------------------------------
     def round_price(self, price: Any, direction: str = "nearest") -> Decimal:
         """Round to the tick. ``down``/``up`` choose the side; brackets use the protective side
@@ -130,7 +135,7 @@ class SymbolRules:
             "deliveryDate": 4133404800000, "onboardDate": 1569398400000, "status": self.status,
             "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000",
             "baseAsset": self.base, "quoteAsset": self.quote, "marginAsset": self.quote,
-            "pricePrecision": _places(self.tick),
+            "pricePrecision": self.price_places,
             "quantityPrecision": _places(self.step),
             "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN",
             "underlyingSubType": [], "settlePlan": 0, "triggerProtect": "0.0500",

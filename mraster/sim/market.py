@@ -546,8 +546,8 @@ class SyntheticMarket(Market):
     def __init__(self, n_symbols: int = 20, seed: int = 7, *, history: int = 1000,
                  start_ms: int | None = None, speed: float = 1.0, manual: bool = False,
                  quote: str = "USDT") -> None:
-        now = int(time.time() * 1000) if start_ms is None else int(start_ms)
-        now = now // BASE_MS * BASE_MS
+        start = int(time.time() * 1000) if start_ms is None else int(start_ms)
+        now = start // BASE_MS * BASE_MS  # history up to the candle forming at the start
         self._rngs: dict[str, np.random.Generator] = {}
         self._state: dict[str, list[float]] = {}
         series = []
@@ -571,7 +571,10 @@ class SyntheticMarket(Market):
                        max_leverage=int(root.choice([20, 50, 75, 125])))
             series.append(s)
             self._extend(s, now - history * BASE_MS, history)
-        super().__init__(series, SimClock(now, speed=speed, manual=manual))
+        # a running clock starts at the start itself, not the candle's open: the market runs on
+        # this computer's time, so its trades and the log agree to the second (a manual clock
+        # is stepped by its owner from a candle's open)
+        super().__init__(series, SimClock(now if manual else start, speed=speed, manual=manual))
 
     def _extend(self, s: Series, t_start: int, n: int) -> None:
         rng = self._rngs[s.symbol]

@@ -19,6 +19,9 @@ MIN_LTF = 60
 MIN_HTF = 60
 LTF_WINDOW = 200  # closed candles the indicators see (signal timeframe)
 HTF_WINDOW = 120  # closed candles of the higher timeframe
+RSI_PERIOD, ATR_PERIOD, ADX_PERIOD = 14, 14, 14
+EMA_FAST, EMA_SLOW = 21, 55  # the signal timeframe's own trend (a feature)
+HTF_EMA, HTF_SLOPE_LAG = 55, 4  # the higher timeframe's trend: the slope of its EMA
 
 
 @dataclass
@@ -61,11 +64,11 @@ def features(ltf: Candles, htf: Candles) -> Features | None:
     if len(ltf) < MIN_LTF or len(htf) < MIN_HTF:
         return None
     c = ltf.c
-    r = rsi_last(c, 14)
-    a = atr_last(ltf.h, ltf.l, c, 14)
-    x = adx_last(ltf.h, ltf.l, c, 14)
-    ef, es = ema_last(c, 21), ema_last(c, 55)
-    eh1, eh5 = ema_last(htf.c, 55), ema_last(htf.c[:-4], 55)  # the HTF EMA now and 4 candles ago
+    r = rsi_last(c, RSI_PERIOD)
+    a = atr_last(ltf.h, ltf.l, c, ATR_PERIOD)
+    x = adx_last(ltf.h, ltf.l, c, ADX_PERIOD)
+    ef, es = ema_last(c, EMA_FAST), ema_last(c, EMA_SLOW)
+    eh1, eh5 = ema_last(htf.c, HTF_EMA), ema_last(htf.c[:-HTF_SLOPE_LAG], HTF_EMA)  # now and 4 candles ago
     slope = eh1 / eh5 - 1 if eh5 > 0 else 0.0
     rng = ltf.h[-1] - ltf.l[-1]
     body = abs(ltf.c[-1] - ltf.o[-1])

@@ -313,3 +313,54 @@ def test_pro_settings_search_show_every_error_at_once_and_reset_to_defaults(tmp_
     saved = json.loads((tmp_path / "dashboard_config.json").read_text())
     assert "ASTER_LEVERAGE" not in saved and saved["ASTER_OFFLINE"] is True  # the mode stays
     assert page.errors == []
+
+
+def test_a_click_on_a_position_opens_its_chart_with_the_strategys_indicators(dashboard,
+                                                                            page_factory):
+    """From a held position to its chart: the bot's candles with volume, EMA 21/55 and an RSI
+    pane with the entry bounds, the stop line at the position's stop, prices in the symbol's
+    tick decimals; the trend timeframe shows its own candles and the trend EMA."""
+    server = dashboard(ASTER_SCAN_INTERVAL_SECONDS="1")
+    page = page_factory()
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.get_by_test_id("start").click()
+    row = page.locator("#positions tbody tr[data-status=open]").first
+    expect(row).to_be_visible(timeout=60_000)
+    symbol = row.get_attribute("data-symbol")
+    row.locator("td").first.click()
+    expect(page.locator("#tab-chart")).to_be_visible()
+    expect(page.locator("#chart-symbol")).to_have_value(symbol)
+    expect(page.locator(f'#candle-chart[data-shown="{symbol} ltf"]')).to_be_attached(timeout=30_000)
+    drawn = page.evaluate("""(() => {
+        const c = state.candle, rsi = c.ind.rsi.data();
+        return {candles: c.series.data().length, volume: c.volume.data().length,
+                fast: c.ind.ema_fast.data().length, slow: c.ind.ema_slow.data().length,
+                rsi: rsi.length, rsiLast: rsi[rsi.length - 1].value, panes: c.chart.panes().length,
+                bounds: c.bounds.map((l) => l.options().price),
+                lines: c.lines.map((l) => [l.options().title, l.options().price]),
+                axis: c.series.priceFormatter().format(1.5), places: state.data.ticks[c.key.split(' ')[0]]};
+    })()""")
+    api = server.url + f"/api/chart/{symbol}"
+    chart = page.evaluate(f"fetch('{api}').then((r) => r.json())")
+    assert drawn["candles"] == drawn["volume"] == len(chart["candles"]) >= 150
+    assert drawn["fast"] == len(chart["indicators"]["ema_fast"]) and drawn["slow"] < drawn["fast"]
+    assert drawn["rsi"] > 100 and 0 <= drawn["rsiLast"] <= 100 and drawn["panes"] == 2
+    assert sorted(drawn["bounds"]) == sorted(chart["rsi_bounds"].values())
+    stop = next(p["stop"] for p in page.evaluate("state.data.positions") if p["symbol"] == symbol)
+    assert ["stop", stop] in drawn["lines"]
+    assert drawn["axis"] == f"{1.5:.{drawn['places']}f}"  # the tick's decimals on the price axis
+    expect(page.locator("#chart-legend")).to_contain_text("EMA 21")
+    shot(page, "chart-signal")
+    page.select_option("#chart-tf", "htf")
+    expect(page.locator(f'#candle-chart[data-shown="{symbol} htf"]')).to_be_attached(timeout=30_000)
+    trend = page.evaluate("({n: state.candle.series.data().length, ema: state.candle.ind.ema_trend.data().length,"
+                          " panes: state.candle.chart.panes().length, tf: document.querySelector('#chart-tf').selectedOptions[0].textContent})")
+    assert trend["n"] >= 60 and trend["ema"] == trend["n"] - 54 and trend["panes"] == 1
+    assert trend["tf"] == "trend 30m"
+    page.click("#tabs button[data-tab=market]")  # a heatmap tile leads to its chart too
+    tile = page.locator("#heatmap .tile").nth(1)
+    other = tile.get_attribute("data-symbol")
+    tile.click()
+    expect(page.locator(f'#candle-chart[data-shown="{other} htf"]')).to_be_attached(timeout=30_000)
+    assert page.errors == []

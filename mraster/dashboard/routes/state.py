@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response, Path
 from pydantic import BaseModel, field_validator
@@ -61,8 +61,10 @@ async def get_state(ctx: DashboardContext = Depends(get_ctx)) -> Response:
 
 
 @router.get("/chart/{symbol}")
-def get_chart(symbol: SymbolPath, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
-    return chart_view(ctx.read_state()[0], check_symbol(symbol))
+def get_chart(symbol: SymbolPath, timeframe: Literal["ltf", "htf"] = "ltf",
+              ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+    """``timeframe``: ltf = the signal timeframe, htf = the trend timeframe."""
+    return chart_view(ctx.read_state()[0], check_symbol(symbol), ctx.settings_lenient()[0], timeframe)
 
 
 @router.put("/ui")
