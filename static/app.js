@@ -299,6 +299,8 @@ function renderHeader(d) {
   $("#btn-start").disabled = bot.running;
   $("#btn-stop").disabled = !bot.running && bot.state !== "backoff";
   $("#source-banner").hidden = d.market_source !== "simulator";
+  $("#source-why").replaceChildren(...(d.market_source === "simulator" && d.market_source_why ? fallbackWhy(d.market_source_why) : []));
+  if (state.config && d.market_source !== state.sourceShown) { state.sourceShown = d.market_source; renderModeChoice(); }
   const br = d.breakers || [];
   $("#breaker-banner").hidden = !br.length;
   $("#breaker-text").textContent = br.map((b) => `${b.message}; ${b.symbol ? t("no new trades on {symbol}", { symbol: b.symbol }) : t("no new trades (stops and take-profits keep working)")}, ${b.until ? t("lifts {time}", { time: time(b.until) }) : t("until you lift it")}`).join(" · ");
@@ -805,11 +807,18 @@ function previewPreset(x) {
     el("button", { onclick: () => { box.hidden = true; } }, t("Cancel")));
 }
 
+// paper mode on the real market falls back to the simulator when the market cannot be reached
+// at start: said wherever the mode is shown, with the bot's reason in its own words
+const fallbackWhy = (why) => [t("Paper mode on the real market was chosen, but the market could not be reached when the bot started:") + " ",
+  el("span", { class: "raw" }, why), ". " + t("Restart the bot when the network is back.")];
 function renderModeChoice() {
   const get = (k) => state.config.settings.find((s) => s.key === k).value;
   const now = !get("ASTER_PAPER") ? "live" : get("ASTER_OFFLINE") ? "offline" : "paper";
   const label = { paper: t("Paper on the real market"), offline: t("Offline simulator"), live: t("Live trading") };
+  const d = state.data, fellBack = now === "paper" && d && d.market_source === "simulator";
   $("#mode-choice").replaceChildren(el("p", {}, t("Now: {mode}.", { mode: label[now] }) + " "),
+    fellBack ? el("p", { class: "warn", "data-testid": "mode-fallback" }, el("b", {}, t("The bot trades the simulator's synthetic market instead.") + " "),
+      ...(d.market_source_why ? fallbackWhy(d.market_source_why) : [])) : "",
     ...["paper", "offline"].filter((m) => m !== now).map((m) => el("button", { onclick: async () => {
       try { await chooseMode(m); notice(t("Mode set to {mode}; restart the bot to use it.", { mode: label[m] }), "info", "local-" + Date.now()); } catch (e) { fail(e); }
     } }, t("Switch to {mode}", { mode: label[m] }))),

@@ -143,6 +143,7 @@ def test_offline_run_once_falls_back_to_the_simulator_loudly(tmp_path):
     assert "WARNING" in p.stderr and "SIMULATOR" in p.stderr
     state = json.loads((tmp_path / "aster_state.json").read_text())
     assert state["market_source"] == "simulator" and state["mode"] == "paper"
+    assert state["market_source_why"].startswith("http://127.0.0.1:9 could not be reached")
     assert len(state["decisions"]) == 30 and all(d["reason"] for d in state["decisions"].values())
 
 

@@ -4,6 +4,7 @@ paper trading on market data fetched over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -75,6 +76,18 @@ def test_limit_orders_rest_then_fill_at_their_price_with_the_maker_fee(sim_facto
             trade = (await c.user_trades(sym))[-1]
             assert float(trade["commission"]) == pytest.approx(float(qty) * float(price) * MAKER_FEE)
     asyncio.run(go())
+
+
+def test_the_offline_market_runs_on_this_computers_clock():
+    """The offline paper market's trades and the log (wall clock) agree: its clock starts at
+    the time it was made, inside a forming candle, not at that candle's open (up to five
+    minutes earlier, so a close clicked at 04:01:08 was booked at 03:56:52)."""
+    before = int(time.time() * 1000)
+    sim = SimExchange(SyntheticMarket(2, seed=1, history=50))
+    now, after = sim.now(), int(time.time() * 1000)
+    assert before <= now <= after + 1000
+    forming = sim.klines("BTCUSDT", "5m", 1)[-1]
+    assert forming[0] == before // 300_000 * 300_000 or forming[0] == after // 300_000 * 300_000
 
 
 def test_three_hundred_synthetic_symbols_are_served(sim_factory):

@@ -136,6 +136,7 @@ def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | N
     stats = dict(state.get("stats", {}))
     return {
         "mode": state.get("mode"), "market_source": state.get("market_source"),
+        "market_source_why": state.get("market_source_why"),
         "positions": positions_view(state, now_ms),
         "external_positions": state.get("external_positions", []),
         "protection_log": list(reversed(state.get("protection_log", [])[-100:])),

@@ -41,7 +41,7 @@ from mraster.store import JsonDocument
 log = logging.getLogger("mraster.bot")
 
 BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
-            "stats", "telemetry", "policy", "market_source", "mode", "bot", "paper_account",
+            "stats", "telemetry", "policy", "market_source", "market_source_why", "mode", "bot", "paper_account",
             "market", "charts", "ticks", "command_acks", "paused", "cooldowns", "ai", "ai_ledger",
             "sentinel", "watch", "copilots", "protections", "protection_log", "audit",
             "notify")
@@ -100,6 +100,7 @@ async def make_exchange(s: Mapping[str, Any], state: dict[str, Any]):
     def persist(acct: dict[str, Any]) -> None:
         state["paper_account"] = acct
 
+    state.pop("market_source_why", None)
     if s["ASTER_PAPER"] and s["ASTER_OFFLINE"]:
         log.info("offline paper mode: trading the built-in simulator's synthetic market")
         return _local_simulator(s, state, persist), "simulator"
@@ -118,9 +119,10 @@ async def make_exchange(s: Mapping[str, Any], state: dict[str, Any]):
                              saved=state.get("paper_account")), "live"
     except E.ExchangeError as exc:
         await market.close()
-        log.warning("market data source %s is unreachable (%s): PAPER MODE NOW USES THE BUILT-IN "
-                    "SIMULATOR'S MARKET (synthetic prices, not the real market)",
-                    s["ASTER_EXCHANGE_BASE"], exc.msg or type(exc).__name__)
+        why = f"{s['ASTER_EXCHANGE_BASE']} could not be reached ({exc.msg or type(exc).__name__})"
+        log.warning("market data source %s: PAPER MODE NOW USES THE BUILT-IN SIMULATOR'S MARKET "
+                    "(synthetic prices, not the real market)", why)
+        state["market_source_why"] = why  # the page says why, until a start reaches the market
         return _local_simulator(s, state, persist), "simulator"
 
 

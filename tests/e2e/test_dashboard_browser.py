@@ -364,3 +364,23 @@ def test_a_click_on_a_position_opens_its_chart_with_the_strategys_indicators(das
     tile.click()
     expect(page.locator(f'#candle-chart[data-shown="{other} htf"]')).to_be_attached(timeout=30_000)
     assert page.errors == []
+
+
+def test_paper_on_an_unreachable_market_says_it_trades_the_simulator_and_why(dashboard,
+                                                                            page_factory):
+    """"Paper on the real market" without a network: the banner and the Settings' mode say that
+    the synthetic market is traded instead, and why (the address that could not be reached)."""
+    server = dashboard(ASTER_EXCHANGE_BASE="http://127.0.0.1:9", ASTER_SCAN_INTERVAL_SECONDS="1")
+    page = page_factory()
+    page.goto(server.url)
+    page.locator("#wizard button[data-mode=paper]").click()
+    page.get_by_test_id("start").click()
+    banner = page.locator("#source-banner")
+    expect(banner).to_be_visible(timeout=60_000)
+    expect(banner).to_contain_text("could not be reached when the bot started")
+    expect(banner).to_contain_text("http://127.0.0.1:9")
+    page.click("#tabs button[data-tab=settings]")
+    expect(page.locator("#mode-choice")).to_contain_text("Now: Paper on the real market.")
+    expect(page.get_by_test_id("mode-fallback")).to_contain_text("synthetic market instead")
+    expect(page.get_by_test_id("mode-fallback")).to_contain_text("127.0.0.1:9")
+    assert page.errors == []
