@@ -521,7 +521,7 @@ function renderDecisions(d) {
   $("#decisions tbody").replaceChildren(...d.decisions.map((x) => el("tr", { "data-chart": x.symbol },
     el("td", {}, x.symbol), el("td", { class: x.action === "TAKE" ? "pos" : "" }, t(x.action)), el("td", {}, t(x.why || "")),
     el("td", {}, side(x.side)), el("td", {}, fmt(x.rsi, 1)), el("td", {}, x.htf_trend == null ? "" : t(String(x.htf_trend))), el("td", {}, x.expected_r == null ? "" : fmt(x.expected_r, 2) + " R"))));
-  $("#skips tbody").replaceChildren(...d.skip_reasons.map((x) => el("tr", {}, el("td", {}, x.reason), el("td", {}, x.count), el("td", {}, t(x.why)))));
+  $("#skips tbody").replaceChildren(...d.skip_reasons.map((x) => el("tr", {}, el("td", { title: x.reason }, t(x.label)), el("td", {}, x.count), el("td", {}, t(x.why)))));
 }
 
 function renderMarket(d) {
@@ -977,7 +977,7 @@ function renderBacktest(r) {
     requestAnimationFrame(() => requestAnimationFrame(() => { bt.chart.timeScale().fitContent(); $("#bt-chart").dataset.points = pts.length; }));
   }
   $("#bt-symbols-table tbody").replaceChildren(...Object.entries(r.per_symbol).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.trades), el("td", {}, pct(v.win_rate)), el("td", { class: v.total_pnl >= 0 ? "pos" : "neg" }, fmt(v.total_pnl, 2) + " USDT"))));
-  $("#bt-skips tbody").replaceChildren(...Object.entries(r.skipped_signals).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.count), el("td", {}, t(v.why)))));
+  $("#bt-skips tbody").replaceChildren(...Object.entries(r.skipped_signals).map(([k, v]) => el("tr", {}, el("td", { title: k }, t(v.label)), el("td", {}, v.count), el("td", {}, t(v.why)))));
 }
 $("#btn-backtest").addEventListener("click", async () => {
   const body = { preset: $("#bt-preset").value || null };

@@ -22,6 +22,7 @@ from mraster.sim.market import BASE_MS, QUOTE_USD, replay_market
 from mraster.sim.serve import ThreadedServer
 from mraster.sim.server import Faults, create_sim_app
 from mraster.store import JsonDocument
+from mraster.strategy.filters import LABELS
 
 SYMBOLS = ["ETHBTC", "ADABTC"]
 STEPS = 700  # about two and a half days of 5m candles after the warm-up
@@ -112,6 +113,8 @@ def test_report_files_and_figures(tmp_path, capsys):
     assert set(rep["per_symbol"]) == set(SYMBOLS)
     assert sum(v["count"] for v in rep["skipped_signals"].values()) > 0
     assert all(v["why"] for v in rep["skipped_signals"].values())
+    # the report names each reason in words (its code stays the key)
+    assert all(v["label"] == LABELS[k] for k, v in rep["skipped_signals"].items())
     rows = list(csv.DictReader((tmp_path / "out" / "trades.csv").open()))
     assert len(rows) == sm["trades"] and all(r["reason"] and r["r"] for r in rows)
     assert len((tmp_path / "out" / "equity.csv").read_text().splitlines()) == rep["candles_per_symbol"] + 1

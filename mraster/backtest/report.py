@@ -10,7 +10,7 @@ from typing import Any
 
 from mraster.backtest.runner import BacktestResult
 from mraster.metrics import max_drawdown, trade_stats
-from mraster.strategy.filters import REASONS
+from mraster.strategy.filters import LABELS, REASONS
 
 TRADE_FIELDS = ("symbol", "side", "qty", "entry", "exit", "opened_at", "closed_at", "reason", "r",
                 "pnl", "fees", "funding", "initial_stop", "take_profit")
@@ -54,7 +54,7 @@ def build(result: BacktestResult) -> dict[str, Any]:
                     "fees": sum(t["fees"] for t in trades),
                     "funding": sum(t["funding"] for t in trades)},
         "per_symbol": per_symbol, "per_exit_reason": per_exit,
-        "skipped_signals": {k: {"count": v, "why": REASONS.get(k, k)}
+        "skipped_signals": {k: {"count": v, "label": LABELS.get(k, k), "why": REASONS.get(k, k)}
                             for k, v in sorted(skipped.items(), key=lambda kv: -kv[1])},
         "taken": st.get("stats", {}).get("taken", 0),
         "breakers": st.get("protections", {}).get("log", []),  # when each one tripped, and why

@@ -146,7 +146,7 @@ def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | N
         "performance": {**(performance or {**trade_stats(history), **max_drawdown(curve)}),
                         "equity": curve[-1][1] if curve else None},
         "decisions": decisions_view(state),
-        "skip_reasons": [{"reason": k, "count": v, "why": REASONS.get(k, k)}
+        "skip_reasons": [{"reason": k, "count": v, "label": LABELS.get(k, k), "why": REASONS.get(k, k)}
                          for k, v in sorted(stats.get("skipped", {}).items(), key=lambda kv: -kv[1])],
         "stats": stats, "telemetry": state.get("telemetry", {}),
         "market": [{"symbol": k, **v, **({"label": LABELS.get(v["reason"], v["reason"]),
