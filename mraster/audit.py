@@ -28,6 +28,7 @@ from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import Snapshot
 from mraster.strategy.screen import MARKET_REASONS, SIGNAL_REASONS, screen
 from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features
+from mraster.words import words
 
 BEFORE_SCREEN = {"no_quote", "min_qvol", "data_error"}
 # reasons given after the evaluator's intent: the advisor, the playbook, the executor (which
@@ -259,10 +260,14 @@ class DailyAudit:
         self._job = None
         state["audit"] = {"day": day, "at": now, **report}
         if report.get("error"):
-            engine.alert("error", f"live against replay could not run: {report['error']}")
+            engine.alert("error", words("live against replay could not run: {error}",
+                                        error=report["error"]))
         elif report["compared"] and report["divergence_share"] > self.s["ASTER_AUDIT_DIVERGENCE_MAX"]:
             causes = sorted({d["cause"] for d in report["divergent"]})
-            engine.alert("warning", f"live against replay: {report['divergent_total']} of "
-                                    f"{report['compared']} decisions of the last day differ "
-                                    f"({report['divergence_share']:.1%}); causes: {'; '.join(causes)}")
+            engine.alert("warning", words("live against replay: {different} of {compared} "
+                                          "decisions of the last day differ ({share} %); causes: "
+                                          "{causes}", different=report["divergent_total"],
+                                          compared=report["compared"],
+                                          share=round(report["divergence_share"] * 100, 1),
+                                          causes="; ".join(causes)))
         return report

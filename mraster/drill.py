@@ -29,6 +29,7 @@ from mraster.sim.exchange import SimExchange
 from mraster.sim.market import SyntheticMarket
 from mraster.sim.serve import ThreadedServer
 from mraster.sim.server import Faults, create_sim_app
+from mraster.words import words
 
 KEY, SECRET = "drill-key", "drill-secret"
 STEP_MS = 60_000       # one bot cycle per minute of market time
@@ -243,7 +244,8 @@ async def _drill(s: Mapping[str, Any], folder: Path, progress: Callable[[float, 
                 try:
                     await eng.cycle()
                 except Exception as exc:  # a failed cycle is retried next minute, as the bot does
-                    eng.alert("warning", f"drill: cycle failed ({type(exc).__name__}: {exc})")
+                    eng.alert("warning", words("drill: cycle failed ({error})",
+                                              error=f"{type(exc).__name__}: {exc}"))
                 doc.write(eng.state)
                 whole = observer.check(market.clock.now_ms(), name)
                 if name == "network healed" and whole and whole_at is None:

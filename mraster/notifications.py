@@ -20,6 +20,8 @@ from typing import Any, Callable, Mapping
 
 import httpx
 
+from mraster.words import words
+
 log = logging.getLogger("mraster.notify")
 QUEUE_MAX = 200
 ATTEMPTS = 5
@@ -137,7 +139,7 @@ class Notifier:
                     self.sent += 1
                     if kind in self.failing:
                         self.failing.discard(kind)
-                        self.alert("warning", f"{kind} notifications are delivered again")
+                        self.alert("warning", words("{kind} notifications are delivered again", kind=kind))
                     return True
                 why = f"HTTP {r.status_code}"
             except httpx.HTTPError as exc:
@@ -148,8 +150,8 @@ class Notifier:
                 delay = min(60.0, delay * 2)
         if kind not in self.failing:
             self.failing.add(kind)
-            self.alert("error", f"{kind} notifications fail ({why}); retried {ATTEMPTS} times, "
-                                "the next message tries again")
+            self.alert("error", words("{kind} notifications fail ({why}); retried {n} times, the "
+                                      "next message tries again", kind=kind, why=why, n=ATTEMPTS))
         return False
 
     # -- commands from the user's own chat -------------------------------------------------------
@@ -161,8 +163,9 @@ class Notifier:
                 if r.status_code >= 300:  # a wrong token (401) or the API refusing: said, then slower
                     if "commands" not in self.failing:
                         self.failing.add("commands")
-                        self.alert("error", f"Telegram commands cannot be read (HTTP "
-                                            f"{r.status_code}): check ASTER_TELEGRAM_BOT_TOKEN")
+                        self.alert("error", words("Telegram commands cannot be read (HTTP {status}): "
+                                                  "check ASTER_TELEGRAM_BOT_TOKEN",
+                                                  status=r.status_code))
                     await asyncio.sleep(30)
                     continue
                 self.failing.discard("commands")

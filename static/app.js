@@ -329,10 +329,24 @@ function renderAnswers(d) {
   }
 }
 
+// a sentence the bot or the dashboard recorded as template and values: the template in the
+// reader's language, numbers in its conventions, text values (errors, names) as they came
+function said(w) {
+  const out = [], text = t(w.template);
+  let at = 0;
+  for (const m of text.matchAll(/\{(\w+)\}/g)) {
+    out.push(text.slice(at, m.index));
+    const v = w.params[m[1]];
+    out.push(typeof v === "number" ? fmt(v) : el("span", { class: "raw" }, v == null ? "–" : String(v)));
+    at = m.index + m[0].length;
+  }
+  out.push(text.slice(at));
+  return el("span", {}, ...out);
+}
 function renderNotices(d) {
   const shown = new Set([...document.querySelectorAll("#notices .notice")].map((n) => n.dataset.id));
   for (const a of d.alerts.slice(0, 20).reverse()) {
-    if (!shown.has(a.id)) notice(el("span", {}, `${time(a.time)} · `, el("span", { class: "raw" }, a.message)), a.level === "error" ? "error" : "warn", a.id);
+    if (!shown.has(a.id)) notice(el("span", {}, `${time(a.time)} · `, a.words ? said(a.words) : el("span", { class: "raw" }, a.message)), a.level === "error" ? "error" : "warn", a.id);
   }
 }
 
@@ -490,7 +504,7 @@ $("#chat-form").addEventListener("submit", async (ev) => {
   if (!message) return;
   input.disabled = true;
   $("#chat-mode").textContent = t("thinking…");
-  try { const r = await api("POST", "/api/ai/chat", { message }); input.value = ""; $("#chat-mode").textContent = r.source === "ai" ? t("answered by the AI") : t("answered by rules"); refresh(); }
+  try { const r = await api("POST", "/api/ai/chat", { message, lang: I18N.lang }); input.value = ""; $("#chat-mode").textContent = r.source === "ai" ? t("answered by the AI") : t("answered by rules"); refresh(); }
   catch (e) { fail(e); $("#chat-mode").textContent = ""; }
   finally { input.disabled = false; input.focus(); }
 });

@@ -34,7 +34,7 @@ def test_without_a_key_chat_answers_from_the_bots_context_and_says_so(tmp_path):
     with seeded(tmp_path) as d:
         r = d.post("/api/ai/chat", {"message": "Which positions are open?"}).json()
         assert r["source"] == "rules" and "ASTER_CHAT_OPENAI_API_KEY" in r["note"]
-        assert "SELL 0.5 ETHUSDT" in r["reply"] and r["proposal"] is None
+        assert "short 0.5 ETHUSDT from 3000 (stop 3050, take-profit 2900" in r["reply"] and r["proposal"] is None
         why = d.post("/api/ai/chat", {"message": "why not xrp?"}).json()["reply"]
         assert "XRPUSDT: SKIP" in why and "RSI and trend" in why
         bad = d.post("/api/ai/chat", {"message": ""})
@@ -43,6 +43,21 @@ def test_without_a_key_chat_answers_from_the_bots_context_and_says_so(tmp_path):
         assert unknown["proposal"] is None  # only symbols the bot trades
         log = d.get("/api/state").json()["chat"]["log"]
         assert [m["role"] for m in log] == ["user", "assistant"] * 3
+
+
+def test_a_german_question_gets_a_german_answer_from_the_rules(tmp_path):
+    """The page sends its language: the rules understand German words and answer from the
+    German catalogue, numbers with a decimal comma."""
+    with seeded(tmp_path) as d:
+        r = d.post("/api/ai/chat", {"message": "Welche Positionen sind offen?", "lang": "de"}).json()
+        assert r["reply"] == "Short 0,5 ETHUSDT ab 3000 (Stop 3050, Take-Profit 2900, jetzt 0,4 R)"
+        why = d.post("/api/ai/chat", {"message": "warum nicht xrp?", "lang": "de"}).json()["reply"]
+        assert why == "XRPUSDT: AUSLASSEN — RSI und Trend ergeben keinen Einstieg."
+        p = d.post("/api/ai/chat", {"message": "kaufe XRPUSDT", "lang": "de"}).json()
+        assert p["proposal"]["side"] == "BUY" and p["reply"].startswith("Vorschlag: Long XRPUSDT")
+        status = d.post("/api/ai/chat", {"message": "wie läuft es", "lang": "de"}).json()["reply"]
+        assert status.startswith("Modus Papier; 1 offene Position(en)") and "Frag mich" in status
+        assert d.post("/api/ai/chat", {"message": "x", "lang": "../etc"}).status_code == 422
 
 
 def test_a_proposal_trades_nothing_until_confirmed_and_is_sent_once(tmp_path):

@@ -6,6 +6,7 @@ read the page's template and script as a translator would and fail on any text w
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 from html.parser import HTMLParser
@@ -100,3 +101,39 @@ def test_the_header_offers_each_language_file_and_skips_a_broken_one(tmp_path):
     (tmp_path / "fr.json").write_text("{ not json")
     assert languages(tmp_path) == [("en", "English"), ("de", "Deutsch")]
     assert ("de", "Deutsch") in languages(I18N)
+
+
+def templates_in(tree: ast.AST) -> set[str]:
+    """First arguments of every ``words(...)`` call: a literal, either branch of a conditional,
+    a module constant or every value of a constant dict it indexes."""
+    consts = {t.id: n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+              for t in n.targets if isinstance(t, ast.Name)}
+
+    def strings(node: ast.AST) -> set[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value}
+        if isinstance(node, ast.IfExp):
+            return strings(node.body) | strings(node.orelse)
+        if isinstance(node, ast.Name) and node.id in consts:
+            return strings(consts[node.id])
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+            d = consts.get(node.value.id)
+            if isinstance(d, ast.Dict):
+                return set().union(*(strings(v) for v in d.values))
+        raise AssertionError(f"words() needs a template the catalogue test can read: "
+                             f"{ast.unparse(node)}")
+    return {s for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+            and n.func.id == "words" for s in strings(n.args[0])}
+
+
+def test_every_notice_the_bot_writes_has_a_german_entry_with_the_same_values():
+    """Alerts and the dashboard's own notices are recorded as template and values, and shown
+    in the reader's language: each template needs its entry, with the same placeholders."""
+    found = set()
+    for path in (ROOT / "mraster").rglob("*.py"):
+        found |= templates_in(ast.parse(path.read_text("utf-8")))
+    assert len(found) > 25
+    de = json.loads((I18N / "de.json").read_text("utf-8"))["strings"]
+    assert sorted(found - set(de)) == []
+    for text in found:
+        assert set(re.findall(r"\{(\w+)\}", de[text])) == set(re.findall(r"\{(\w+)\}", text)), text

@@ -147,14 +147,14 @@ def test_unusual_funding_is_judged_against_its_own_history_and_the_market():
     assert funding_anomaly(0.0002, [], [], 4.0) is None  # too small to matter, whatever else
     high = funding_anomaly(0.0025, calm, market, 4.0)
     assert high["z_own"] >= 4 and high["z_market"] >= 4 and high["change"] == pytest.approx(0.0024)
-    words = funding_words("XRPUSDT", high)
-    assert "+0.2500% per period" in words and "longs pay shorts about 0.750%" in words
+    said = str(funding_words("XRPUSDT", high))
+    assert "funding 0.25 % per period" in said and "longs pay shorts about 0.75 %" in said
     # the whole market pays as much: only its own history makes it unusual
     assert funding_anomaly(0.0025, calm, [0.0025] * 6, 4.0)["z_market"] == 0
     # a symbol whose funding is always that high: the market makes it unusual, not its history
     own_high = funding_anomaly(-0.003, [-0.003] * 10, market, 4.0)
     assert own_high["z_own"] == 0 and own_high["z_market"] <= -4
-    assert "shorts pay longs" in funding_words("X", own_high)
+    assert "shorts pay longs" in str(funding_words("X", own_high))
 
 
 def test_volatility_spikes_on_real_candles_are_rare_and_a_planted_one_is_found(xrp):
@@ -197,8 +197,10 @@ def test_the_bot_reports_unusual_funding_and_a_spike_once_per_episode(sim_factor
     funding = [a for a in state["alerts"] if "unusual funding" in a["message"]]
     spikes = [a for a in state["alerts"] if "volatility spike" in a["message"]]
     assert [a["symbol"] for a in funding] == [funded]
-    assert "+0.4000% per period" in funding[0]["message"] and "longs pay shorts" in funding[0]["message"]
-    assert [a["symbol"] for a in spikes] == [spiky] and "10.00% candle" in spikes[0]["message"]
+    assert "funding 0.4 % per period" in funding[0]["message"] and "longs pay shorts" in funding[0]["message"]
+    assert [a["symbol"] for a in spikes] == [spiky] and "a 10 % candle" in spikes[0]["message"]
+    # kept as template and values too: the page says it in the reader's language
+    assert spikes[0]["words"]["params"]["range"] == 10 and "{range} %" in spikes[0]["words"]["template"]
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     kinds = [e.get("event") or e.get("kind") for e in events]
     assert kinds.count("funding_anomaly") == 1 and kinds.count("volatility_spike") == 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 from statistics import median
 from typing import Any, Sequence
 
+from mraster.words import Words, words
+
 FUNDING_FLOOR = 0.0003     # 0.03 % per 8 h: below this no rate is worth a notice
 FUNDING_SCALE_MIN = 0.00005  # the least spread assumed, so a flat history is not "infinitely" calm
 MIN_OWN, MIN_MARKET = 8, 5  # samples needed before a comparison counts
@@ -46,17 +48,19 @@ def funding_anomaly(rate: float, own: Sequence[float], market: Sequence[float],
     return out if unusual else None
 
 
-def funding_words(sym: str, a: dict[str, Any]) -> str:
-    """The notice: the figures, and what the rate means for longs and shorts."""
+def funding_words(sym: str, a: dict[str, Any]) -> Words:
+    """The notice: the figures (its own recent median and the market's, where known), and what
+    the rate means for longs and shorts."""
     rate = a["rate"]
-    payer, paid = ("longs", "shorts") if rate > 0 else ("shorts", "longs")
-    parts = [f"{sym}: unusual funding {rate * 100:+.4f}% per period"]
-    if "own_median" in a:
-        parts.append(f"its recent median {a['own_median'] * 100:+.4f}%")
-    if "market_median" in a:
-        parts.append(f"the market's {a['market_median'] * 100:+.4f}%")
-    return (", ".join(parts) + f"; {payer} pay {paid} about "
-            f"{abs(rate) * FUNDING_PERIODS_PER_DAY * 100:.3f}% of their position a day")
+    return words("{symbol}: unusual funding {rate} % per period (recent median {own} %, the "
+                 "market's {market} %); longs pay shorts about {daily} % of their position a day"
+                 if rate > 0 else
+                 "{symbol}: unusual funding {rate} % per period (recent median {own} %, the "
+                 "market's {market} %); shorts pay longs about {daily} % of their position a day",
+                 symbol=sym, rate=round(rate * 100, 4),
+                 own=round(a["own_median"] * 100, 4) if "own_median" in a else None,
+                 market=round(a["market_median"] * 100, 4) if "market_median" in a else None,
+                 daily=round(abs(rate) * FUNDING_PERIODS_PER_DAY * 100, 3))
 
 
 def volatility_spike(o: Sequence[float], h: Sequence[float], l: Sequence[float],
@@ -74,8 +78,11 @@ def volatility_spike(o: Sequence[float], h: Sequence[float], l: Sequence[float],
             "move_pct": round((c[-1] / o[-1] - 1) * 100, 3)}
 
 
-def spike_words(sym: str, a: dict[str, Any]) -> str:
-    way = "up" if a["move_pct"] >= 0 else "down"
-    return (f"{sym}: volatility spike, a {a['range_pct']:.2f}% candle ({a['ratio']:g}× the "
-            f"usual {a['usual_pct']:.2f}%), closing {abs(a['move_pct']):.2f}% {way}; stops "
-            "may fill further away than usual")
+def spike_words(sym: str, a: dict[str, Any]) -> Words:
+    return words("{symbol}: volatility spike, a {range} % candle ({ratio}× the usual {usual} %), "
+                 "closing {move} % up; stops may fill further away than usual"
+                 if a["move_pct"] >= 0 else
+                 "{symbol}: volatility spike, a {range} % candle ({ratio}× the usual {usual} %), "
+                 "closing {move} % down; stops may fill further away than usual",
+                 symbol=sym, range=round(a["range_pct"], 2), ratio=a["ratio"],
+                 usual=round(a["usual_pct"], 2), move=round(abs(a["move_pct"]), 2))

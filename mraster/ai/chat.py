@@ -16,15 +16,28 @@ from pydantic import BaseModel, Field
 
 from mraster.ai.news import QUOTES
 from mraster.strategy.filters import REASONS
+from mraster.words import Say, fill
+
+
+def str_say(template: str, **params: Any) -> str:
+    """English: the template filled in."""
+    return fill(template, params)
+
 
 SYSTEM = (
     "You are MrAster's copilot for crypto perpetual futures. Answer the user's question from the "
-    "bot's context (JSON) in at most 120 words, plainly, without inventing numbers. Reply with one "
+    "bot's context (JSON) in at most 120 words, plainly, in its reply_language, without inventing "
+    "numbers. Reply with one "
     "JSON object: {\"reply\": string, \"proposal\": null or {\"symbol\": string, \"side\": \"BUY\" "
     "or \"SELL\", \"reason\": string}}. Propose a trade only when the user asks for one; the user "
     "must confirm it and the bot's risk limits decide its size.")
 HELP = ("Ask me about: status, positions, budget, the sentinel, the playbook, \"why not XRPUSDT\", "
         "or ask for a trade (\"long XRPUSDT\", \"short ETHUSDT\") — I propose, you confirm.")
+# what a question is about, in English and German words
+ASKS = {"buy": r"\b(long|buy|kauf\w*)\b", "sell": r"\b(short|sell|verkauf\w*)\b",
+        "positions": r"position", "budget": r"budget|cost|spent|spend|kosten|ausgabe",
+        "sentinel": r"sentinel|news|risk|warn|nachricht|risiko|wächter",
+        "playbook": r"playbook|regime|market|markt"}
 
 
 class Proposal(BaseModel):
@@ -77,56 +90,70 @@ def find_symbol(text: str, known: list[str]) -> str | None:
     return None
 
 
-def rule_reply(message: str, ctx: Mapping[str, Any], known: list[str]) -> ChatReply:
+def rule_reply(message: str, ctx: Mapping[str, Any], known: list[str], say: Say = str_say
+               ) -> ChatReply:
+    """An answer from rules, in the language of ``say`` (English by default)."""
     m = message.lower()
+    asks = {k: re.search(p, m) is not None for k, p in ASKS.items()}
     sym = find_symbol(message, known)
-    side = "BUY" if re.search(r"\b(long|buy)\b", m) else "SELL" if re.search(r"\b(short|sell)\b", m) \
-        else None
+    side = "BUY" if asks["buy"] else "SELL" if asks["sell"] else None
     if side and sym:
         d = ctx["decisions"].get(sym, {})
-        note = f" The bot's last view: {d['action']} ({d['why']})." if d else ""
-        return ChatReply(reply=f"Proposal: {'long' if side == 'BUY' else 'short'} {sym} at market, "
-                               f"sized by your risk per trade with the bot's stop and take-profit."
-                               f"{note} Confirm it below to send it to the bot.",
+        note = " " + say("The bot's last view: {action} ({why}).", action=say(d["action"]),
+                         why=say(d["why"])) if d else ""
+        return ChatReply(reply=say("Proposal: {side} {symbol} at market, sized by your risk per trade "
+                                   "with the bot's stop and take-profit.", side=say(_side(side)),
+                                   symbol=sym) + note + " " + say("Confirm it below to send it to the bot."),
                          proposal=Proposal(symbol=sym, side=side, reason=f"asked in chat: {message[:200]}"))
     if side:
-        return ChatReply(reply="Which symbol? I know " + ", ".join(known[:12]) + ("…" if len(known) > 12 else ""))
-    if "position" in m:
+        return ChatReply(reply=say("Which symbol? I know {symbols}", symbols=", ".join(known[:12])
+                                   + ("…" if len(known) > 12 else "")))
+    if asks["positions"]:
         ps = ctx["positions"]
         if not ps:
-            return ChatReply(reply="No open positions.")
-        return ChatReply(reply="; ".join(f"{p['side']} {p['qty']} {p['symbol']} from {p['entry']} "
-                                         f"(stop {p['stop']}, take-profit {p['take_profit']}, "
-                                         f"now {p['r_now'] if p['r_now'] is not None else '–'} R)"
-                                         for p in ps))
-    if any(w in m for w in ("budget", "cost", "spent", "spend")):
+            return ChatReply(reply=say("No open positions."))
+        return ChatReply(reply="; ".join(
+            say("{side} {qty} {symbol} from {entry} (stop {stop}, take-profit {tp}, now {r} R)",
+                side=say(_side(p["side"])), qty=p["qty"], symbol=p["symbol"], entry=p["entry"],
+                stop=p["stop"], tp=p["take_profit"], r=p["r_now"]) for p in ps))
+    if asks["budget"]:
         b = ctx["budget"]
-        limit = f"${b['limit']:.2f}" if b.get("limit") else "no limit"
-        return ChatReply(reply=f"AI spending today: ${b.get('spent') or 0:.4f} of {limit} in "
-                               f"{b.get('calls') or 0} calls.")
-    if any(w in m for w in ("sentinel", "news", "risk", "warning")):
+        return ChatReply(reply=say("AI spending today: {spent} USD of {limit} USD in {calls} calls.",
+                                   spent=round(float(b.get("spent") or 0), 4),
+                                   limit=round(float(b["limit"]), 2) if b.get("limit") else "∞",
+                                   calls=b.get("calls") or 0))
+    if asks["sentinel"]:
         w = ctx["sentinel"]
-        return ChatReply(reply="Sentinel warnings: " + ", ".join(f"{s} {lab}" for s, lab in w.items())
-                         if w else "No sentinel warnings right now.")
-    if any(w in m for w in ("playbook", "regime", "market")):
+        return ChatReply(reply=say("Sentinel warnings: {list}", list=", ".join(
+            f"{s} {say(lab)}" for s, lab in w.items())) if w else say("No sentinel warnings right now."))
+    if asks["playbook"]:
         pb = ctx["playbook"]
         if not pb.get("regime"):
-            return ChatReply(reply="No playbook yet (it is kept in AI mode).")
-        return ChatReply(reply=f"Regime: {pb['regime']}. " + " ".join(pb.get("directives") or []))
+            return ChatReply(reply=say("No playbook yet (it is kept in AI mode)."))
+        return ChatReply(reply=say("Regime: {regime}.", regime=say(pb["regime"])) + " "
+                         + " ".join(pb.get("directives") or []))
     if sym:
         d = ctx["decisions"].get(sym)
         if not d:
-            return ChatReply(reply=f"{sym} was not evaluated in the last cycle.")
-        return ChatReply(reply=f"{sym}: {d['action']}" + (f" {d['side']}" if d.get("side") else "")
-                               + f" — {d['why']}.")
+            return ChatReply(reply=say("{symbol} was not evaluated in the last cycle.", symbol=sym))
+        return ChatReply(reply=f"{sym}: {say(d['action'])}"
+                               + (f" {say(_side(d['side']))}" if d.get("side") else "")
+                               + f" — {say(d['why'])}.")
     ps, skips = ctx["positions"], ctx["skip_reasons_last_cycle"]
-    top = ", ".join(f"{REASONS.get(k, k)} ({v})" for k, v in
+    top = ", ".join(f"{say(REASONS.get(k, k))} ({v})" for k, v in
                     sorted(skips.items(), key=lambda kv: -kv[1])[:3])
-    return ChatReply(reply=f"Mode {ctx['mode']}{', paused' if ctx['paused'] else ''}; "
-                           f"{len(ps)} open position(s); equity {ctx['equity'] if ctx['equity'] is not None else '–'}. "
-                           + (f"Most skips last cycle: {top}. " if top else "") + HELP)
+    return ChatReply(reply=say("Mode {mode}, entries paused; {n} open position(s); equity {equity}."
+                               if ctx["paused"] else "Mode {mode}; {n} open position(s); equity {equity}.",
+                               mode=say(ctx["mode"]), n=len(ps), equity=ctx["equity"])
+                           + (" " + say("Most skips last cycle: {list}.", list=top) if top else "")
+                           + " " + say(HELP))
 
 
-def llm_user_message(message: str, ctx: Mapping[str, Any], history: list[dict[str, str]]) -> str:
-    return json.dumps({"context": ctx, "conversation": history[-6:], "message": message},
-                      default=str)
+def _side(side: str) -> str:
+    return "long" if side == "BUY" else "short"
+
+
+def llm_user_message(message: str, ctx: Mapping[str, Any], history: list[dict[str, str]],
+                     language: str = "English") -> str:
+    return json.dumps({"context": ctx, "conversation": history[-6:], "message": message,
+                       "reply_language": language}, default=str)

@@ -21,6 +21,7 @@ from mraster.ai import tuner as TU
 from mraster.ai.budget import DailyBudget
 from mraster.ai.calls import paid_call
 from mraster.ai.llm import LLMClient
+from mraster.words import words
 
 log = logging.getLogger("mraster.ai")
 TRADES_KEPT, REVIEWS_KEPT, LOG_KEPT = 220, 50, 50
@@ -182,7 +183,7 @@ class Copilots:
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception():
-            message = f"an AI copilot task failed: {task.exception()!r}"
+            message = words("an AI copilot task failed: {error}", error=repr(task.exception()))
             if self.alert:
                 self.alert("error", message)
             else:

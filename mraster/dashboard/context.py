@@ -23,6 +23,7 @@ from mraster.exchange import auth
 from mraster.dashboard.supervisor import BotSupervisor, Launch, Policy
 from mraster.files import config_document, state_document
 from mraster.store import JsonDocument, set_aside
+from mraster.words import Words, said, words
 
 # names the bot owns in aster_state.json; the dashboard writes only "commands", "ui" and
 # "dashboard_alerts", each under the file lock, so neither side loses the other's writes
@@ -131,21 +132,23 @@ class DashboardContext:
             for aside in set_aside(path):
                 out.append({"time": int(aside.stat().st_mtime * 1000), "level": "error",
                             "source": "dashboard",
-                            "message": f"{Path(path).name} could not be read and was moved to "
-                                       f"{aside.name}; defaults were used from then on. Check "
-                                       "that file and restore what you need, then dismiss this."})
+                            **said(words("{file} could not be read and was moved to {aside}; "
+                                         "defaults were used from then on. Check that file and "
+                                         "restore what you need, then dismiss this.",
+                                         file=Path(path).name, aside=aside.name))})
         exposed = self.cached("env_exposed", (_stamp(self.env_file), _mode(self.env_file)),
                               lambda: exposed_secrets(self.env_file))
         if exposed:
             out.append({"time": int(self.env_file.stat().st_mtime * 1000), "level": "warning",
                         "source": "dashboard",
-                        "message": f"{self.env_file} holds {', '.join(exposed)} and other users of "
-                                   f"this computer can read it: run chmod 600 {self.env_file}"})
+                        **said(words("{file} holds {names} and other users of this computer can "
+                                     "read it: run chmod 600 {file}", file=str(self.env_file),
+                                     names=", ".join(exposed)))})
         return out
 
-    def add_alert(self, level: str, message: str) -> None:
+    def add_alert(self, level: str, message: str | Words) -> None:
         """A notice raised by the dashboard itself (crash loop...): kept until dismissed."""
-        alert = {"time": int(time.time() * 1000), "level": level, "message": message,
+        alert = {"time": int(time.time() * 1000), "level": level, **said(message),
                  "source": "dashboard"}
 
         def add(d: dict[str, Any]) -> None:

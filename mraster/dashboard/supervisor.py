@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mraster.dashboard.hub import LogHub, parse_line
+from mraster.words import Words, words
 
 log = logging.getLogger("mraster.dashboard.supervisor")
 ROOT = Path(__file__).resolve().parents[2]
 BOT_COMMAND = (sys.executable, str(ROOT / "aster_multi_bot.py"))
-NO_RETRY_EXIT = {2: "refused to start"}  # bad settings or another bot: retrying cannot help
+NO_RETRY_EXIT = {2}  # refused to start (bad settings or another bot): retrying cannot help
 
 
 class SupervisorError(Exception):
@@ -213,24 +214,26 @@ class BotSupervisor:
         st.last_exit_reason = reason
         if code in NO_RETRY_EXIT:
             st.state = "stopped"
-            self._raise("error", f"the bot {NO_RETRY_EXIT[code]}: {reason}")
+            self._raise("error", words("the bot refused to start: {reason}", reason=reason))
             return
         now = time.time()
         st.crashes = [t for t in st.crashes if now - t < self.policy.loop_window_s] + [now]
         if len(st.crashes) >= self.policy.loop_crashes:
             st.state = "crash_loop"
-            self._raise("error", f"the bot crashed {len(st.crashes)} times within "
-                                 f"{self.policy.loop_window_s:g} s; not restarting it again. "
-                                 f"Last error: {reason}")
+            self._raise("error", words("the bot crashed {n} times within {seconds} s; not "
+                                       "restarting it again. Last error: {reason}",
+                                       n=len(st.crashes), seconds=self.policy.loop_window_s,
+                                       reason=reason))
             return
         delay = min(self.policy.backoff_max_s,
                     self.policy.backoff_base_s * 2 ** (len(st.crashes) - 1))
         st.state, st.next_restart_at = "backoff", now + delay
-        self._raise("warning", f"the bot crashed ({reason}); restarting in {delay:g} s")
+        self._raise("warning", words("the bot crashed ({reason}); restarting in {seconds} s",
+                                     reason=reason, seconds=delay))
         self._restart_task = asyncio.get_running_loop().create_task(self._restart_later(delay))
 
-    def _raise(self, level: str, message: str) -> None:
-        self._publish(message, "ERROR" if level == "error" else "WARNING")
+    def _raise(self, level: str, message: Words) -> None:
+        self._publish(str(message), "ERROR" if level == "error" else "WARNING")
         self.alert(level, message)
 
     async def _restart_later(self, delay: float) -> None:
@@ -242,7 +245,7 @@ class BotSupervisor:
                 launch = self.launch()
             except ValueError as exc:
                 self.st.state = "stopped"
-                self._raise("error", f"the bot was not restarted: {exc}")
+                self._raise("error", words("the bot was not restarted: {error}", error=str(exc)))
                 return
             self.st.restarts += 1
             await self._spawn(launch)

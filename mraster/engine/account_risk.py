@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mraster.engine.evaluator import Portfolio
 from mraster.protections import lift, locked_symbols, reducing, roll_ledger, trips
+from mraster.words import words
 
 
 class AccountRisk:
@@ -29,10 +30,10 @@ class AccountRisk:
         for t in self.breakers:
             if (t.name, t.symbol) not in before:
                 log_ = (log_ + [{"at": now, **t.to_dict()}])[-200:]
-                self.alert("warning" if t.symbol else "error",
-                           f"circuit breaker {t.name}: {t.message}; "
-                           + ("no new trades on this symbol" if t.symbol else
-                              "no new trades; stops and take-profits keep working"), t.symbol)
+                self.alert("warning" if t.symbol else "error", words(
+                    "circuit breaker {name}: {message}; no new trades on this symbol" if t.symbol
+                    else "circuit breaker {name}: {message}; no new trades; stops and "
+                         "take-profits keep working", name=t.name, message=t.message), t.symbol)
                 self.emit("breaker", name=t.name, symbol=t.symbol, message=t.message,
                           until=t.until)
         self.state["protections"] = {"ledger": ledger, "log": log_,
@@ -50,5 +51,5 @@ class AccountRisk:
         p["ledger"] = lift(p.get("ledger", {}), self.breakers, equity, now)
         self.breakers = []
         p["active"] = []
-        self.alert("warning", f"circuit breakers lifted by hand: {names}")
+        self.alert("warning", words("circuit breakers lifted by hand: {names}", names=names))
         return f"lifted: {names}"

@@ -37,6 +37,7 @@ from mraster.strategy.filters import REASONS, Snapshot
 from mraster.strategy.orderbook import DEPTH_LIMIT, book_context
 from mraster.strategy.signals import Candles
 from mraster.strategy.sizing import plan_order, size_multiplier
+from mraster.words import Words, said
 
 __all__ = ["CycleResult", "Engine", "by_symbol", "position_amounts", "snapshot"]
 
@@ -134,11 +135,13 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         """(equity, margin in use) from an account read."""
         return float(acct["totalMarginBalance"]), float(acct.get("totalInitialMargin", 0))
 
-    def alert(self, level: str, message: str, symbol: str | None = None) -> None:
-        a = {"time": int(time.time() * 1000), "level": level, "message": message, "symbol": symbol}
+    def alert(self, level: str, message: str | Words, symbol: str | None = None) -> None:
+        """``Words`` are kept with the alert, so the page shows it in the reader's language."""
+        text = str(message)
+        a = {"time": int(time.time() * 1000), "level": level, **said(message), "symbol": symbol}
         self.state["alerts"] = (self.state["alerts"] + [a])[-100:]
-        self.emit("alert", level=level, message=message, symbol=symbol)
-        (log.error if level == "error" else log.warning)(message)
+        self.emit("alert", level=level, message=text, symbol=symbol)
+        (log.error if level == "error" else log.warning)(text)
 
     # -- the cycle -----------------------------------------------------------------------------
     async def cycle(self, *, paused: bool = False) -> CycleResult:

@@ -25,6 +25,7 @@ from mraster.risk import check_order, exposure_cap
 from mraster.strategy.filters import REASONS, market_filters, side_filters
 from mraster.strategy.signals import expected_r, win_probability
 from mraster.strategy.sizing import plan_order, size_multiplier
+from mraster.words import words
 
 LEVERAGE_STEPS = (100, 75, 50, 25, 20, 10, 5, 3, 2, 1)
 
@@ -139,13 +140,15 @@ class Executor:
                 # symbol blocked) until the exchange says what happened
                 pos.entry_status = next_entry_status(pos.entry_status, "unknown")
                 self._skip(res, sym, "entry_unknown", side=side, error=str(exc))
-                self.alert("warning", f"{sym}: entry outcome unknown ({exc}); it is looked up "
-                                      "on the exchange every cycle until known", sym)
+                self.alert("warning", words("{symbol}: entry outcome unknown ({error}); it is looked "
+                                            "up on the exchange every cycle until known",
+                                            symbol=sym, error=str(exc)), sym)
                 return used + order.notional / order.leverage  # counted as if filled
             next_entry_status(pos.entry_status, "refused")
             del self.state["positions"][token]
             self._skip(res, sym, "order_failed", side=side, error=str(exc))
-            self.alert("error", f"{sym}: entry refused by the exchange: {exc}", sym)
+            self.alert("error", words("{symbol}: entry refused by the exchange: {error}",
+                                      symbol=sym, error=str(exc)), sym)
             return used
         pos.entry_status = next_entry_status(pos.entry_status, "filled")
         pos.fill(float(filled.get("avgPrice") or 0) or price,
@@ -166,8 +169,8 @@ class Executor:
             finally:
                 self.guard_actor = "guard"
             if done["failed"]:
-                self.alert("error", f"{sym}: position opened but its brackets could not be "
-                                    "placed yet; the guard keeps retrying", sym)
+                self.alert("error", words("{symbol}: position opened but its brackets could not "
+                                          "be placed yet; the guard keeps retrying", symbol=sym), sym)
         return used + pos.qty * pos.entry / order.leverage
 
     def _stop_before_liquidation(self, sym: str, side: str, price: float, order, equity: float,

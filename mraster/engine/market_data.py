@@ -19,6 +19,7 @@ from mraster.exchange import errors as E
 from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import Snapshot
 from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features
+from mraster.words import words
 
 log = logging.getLogger("mraster.engine")
 FUNDING_SAMPLE_MS = 3_600_000  # the sentinel keeps one funding sample per symbol and hour...
@@ -160,8 +161,8 @@ class MarketData:
 
             items, why = await self.news.latest()
             if why and not self._news_failing:
-                self.alert("warning", f"{why}; the sentinel works from market data alone until "
-                                      "it answers again")
+                self.alert("warning", words("{why}; the sentinel works from market data alone "
+                                            "until it answers again", why=why))
             self._news_failing = bool(why)
         labels = self.state.setdefault("sentinel", {})
         for sym in universe:
@@ -172,10 +173,12 @@ class MarketData:
             labels[sym] = sentinel.update(before, tickers[sym], now, decay, about)
             lab = labels[sym]
             if lab["label"] == "red" and (before is None or before["label"] != "red"):
-                cause = lab["news"][0] if lab.get("news") else \
-                    f"market shock ({lab['change_pct']:+.1f}% in 24 h)"
-                self.alert("warning", f"{sym}: {cause}, event risk {lab['event_risk']:.2f}; no new "
-                                      "entries until it fades", sym)
+                risk = round(lab["event_risk"], 2)
+                self.alert("warning", words(
+                    "{symbol}: news “{headline}”, event risk {risk}; no new entries until it fades",
+                    symbol=sym, headline=lab["news"][0], risk=risk) if lab.get("news") else words(
+                    "{symbol}: market shock ({change} % in 24 h), event risk {risk}; no new entries "
+                    "until it fades", symbol=sym, change=round(lab["change_pct"], 1), risk=risk), sym)
 
     def _watch_anomalies(self, snaps: dict[str, Snapshot], candles: dict[str, tuple[Candles, Candles]],
                          now: int) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from mraster.exchange import errors as E
 from mraster.execution import ids
 from mraster.execution.protection import KINDS, at_risk, verify
+from mraster.words import words
 
 log = logging.getLogger("mraster.engine")
 LOG_KEPT = 500
@@ -109,7 +110,8 @@ class ProtectionWatch:
             keys = {f"{f.kind}:{f.bracket}:{f.client_id}" for f in said}
             for f in said:
                 if f"{f.kind}:{f.bracket}:{f.client_id}" not in set(prot.get("alerted", [])):
-                    self.alert("error", f"{f.detail}; the bracket guard repairs it", pos.symbol)
+                    self.alert("error", words("{problem}; the bracket guard repairs it",
+                                              problem=f.detail), pos.symbol)
                     if f.kind == "foreign_order":
                         self._protection_log(token, pos.symbol, "user", f.detail)
             fee = await self._fee_rate(pos.symbol)

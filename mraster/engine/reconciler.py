@@ -20,8 +20,15 @@ from mraster.exchange import errors as E
 from mraster.execution import ids
 from mraster.execution.booking import book_trade, join_fills, position_fills
 from mraster.execution.ownership import Ownership, owner_of
+from mraster.words import words
 
 log = logging.getLogger("mraster.engine")
+# the notice for a trade that ended without the bot's own exit
+CLOSED_ELSEWHERE = {
+    "unknown": "{symbol}: closed on the exchange, but no closing fill was found (reason unknown); "
+               "pnl counts fees and funding only (pnl {pnl} USDT)",
+    "liquidation": "{symbol}: LIQUIDATED by the exchange (pnl {pnl} USDT)",
+    "manual": "{symbol}: closed on the exchange by an order the bot did not place (pnl {pnl} USDT)"}
 
 # How long an order the exchange says "does not exist" may still be on its way to the lookup
 # (wall time: it is the exchange's own propagation, not the market's clock)
@@ -108,8 +115,9 @@ class Reconciler:
             why = own.why if own is not None else "its orders could not be read this cycle"
             external.append({"symbol": sym, "amount": amt, "why": why})
             if sym not in reported:
-                self.alert("warning", f"{sym}: a position the bot did not open ({why}); it is "
-                                      "left alone: no entry, add, flip or brackets", sym)
+                self.alert("warning", words("{symbol}: a position the bot did not open ({why}); it "
+                                            "is left alone: no entry, add, flip or brackets",
+                                            symbol=sym, why=why), sym)
         self.state["external_positions"] = external
         for token, pos in list(self.state["positions"].items()):
             if pos.is_open and not pos.holds(amounts.get(pos.symbol, 0.0)):
@@ -191,13 +199,17 @@ class Reconciler:
             tp_atr_mult=s["ASTER_TP_ATR_MULT"], origin=origin)
         self.state["stats"]["taken"] += 1
         if origin == "adopted":
-            self.alert("warning", f"{sym}: the bot's own {side.value} position ({qty:g} at "
-                                  f"{entry:g}) was missing from the state; adopted from the "
-                                  "exchange and protected", sym)
+            self.alert("warning", words("{symbol}: the bot's own {side} position ({qty} at "
+                                        "{entry}) was missing from the state; adopted from the "
+                                        "exchange and protected", symbol=sym,
+                                        side="long" if side.value == "BUY" else "short",
+                                        qty=qty, entry=entry), sym)
         else:
-            self.alert("warning", f"{sym}: the position ({side.value} {qty:g} at {entry:g}) is "
-                                  "the bot's now, at your request; its brackets replace the ones "
-                                  "on the exchange", sym)
+            self.alert("warning", words("{symbol}: the position ({side} {qty} at {entry}) is the "
+                                        "bot's now, at your request; its brackets replace the "
+                                        "ones on the exchange", symbol=sym,
+                                        side="long" if side.value == "BUY" else "short",
+                                        qty=qty, entry=entry), sym)
         self.emit("order", action="entry_adopted", symbol=sym, side=side.value, qty=qty,
                   price=entry, client_id=own.entry_client_id)
 
@@ -261,12 +273,8 @@ class Reconciler:
                     funding=b.funding, r=b.r, reason=reason, arm=pos.arm,
                     client_id=pos.entry_client_id, origin=pos.origin, ai=pos.ai).to_dict()
         if b.reason in ("unknown", "liquidation", "manual") and pos.close_reason != "manual":
-            what = {"unknown": "closed on the exchange, but no closing fill was found (reason "
-                               "unknown); pnl counts fees and funding only",
-                    "liquidation": "LIQUIDATED by the exchange",
-                    "manual": "closed on the exchange by an order the bot did not place"}[b.reason]
             self.alert("error" if b.reason != "manual" else "warning",
-                       f"{sym}: {what} (pnl {b.pnl:+.4f})", sym)
+                       words(CLOSED_ELSEWHERE[b.reason], symbol=sym, pnl=round(b.pnl, 4)), sym)
         if self.journal is not None:  # the trade with its fills, funding and orders, at once
             mine = {f.order_id for f in entries + exits}
             self.journal.book(rec, entries + exits, funding_rows,

@@ -37,6 +37,7 @@ from mraster.execution.paper import LocalExchange, PaperExchange
 from mraster.logs import mask
 from mraster.files import beside_state, queue_document, state_document
 from mraster.store import JsonDocument
+from mraster.words import words
 
 log = logging.getLogger("mraster.bot")
 
@@ -213,7 +214,8 @@ async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: di
                 ok, message = False, f"unknown command {cmd.get('kind')!r}"
         except E.ExchangeError as exc:
             ok, message = False, f"failed: {exc}"
-            engine.alert("error", f"command {cmd.get('kind')} {cmd.get('symbol') or ''}: {exc}")
+            engine.alert("error", words("command {kind} {symbol}: {error}", kind=cmd.get("kind"),
+                                     symbol=cmd.get("symbol") or "", error=str(exc)))
         acks[cmd["id"]] = {"ok": ok, "message": message, "time": int(time.time() * 1000)}
         emit("command", id=cmd["id"], kind=cmd.get("kind"), symbol=cmd.get("symbol"), ok=ok,
              message=message)
@@ -313,17 +315,18 @@ async def run_async(s: Mapping[str, Any]) -> int:
         try:
             if await engine.hedge_mode():
                 print(f"aster_multi_bot: {HEDGE_MODE}", file=sys.stderr)
-                engine.alert("error", HEDGE_MODE)
+                engine.alert("error", words(HEDGE_MODE))
                 code = 2
                 return code
         except E.ExchangeError as exc:
-            engine.alert("error", f"the position mode could not be read ({exc}); checked again "
-                                  "at the next start")
+            engine.alert("error", words("the position mode could not be read ({error}); checked "
+                                        "again at the next start", error=str(exc)))
         try:  # crash-only: adopt, book and re-protect before the first scan
             await engine.reconcile()
             _save(doc, state)
         except E.ExchangeError as exc:
-            engine.alert("error", f"start-up reconciliation failed: {exc}; retried every cycle")
+            engine.alert("error", words("start-up reconciliation failed: {error}; retried every "
+                                        "cycle", error=str(exc)))
         while not stop.is_set():
             try:
                 shared = doc.read()  # the dashboard's part of the state file: commands, ui
@@ -354,7 +357,7 @@ async def run_async(s: Mapping[str, Any]) -> int:
             except E.Interrupted:
                 log.info("cycle cut short: stopping")
             except E.ExchangeError as exc:
-                engine.alert("error", f"cycle failed: {exc}")
+                engine.alert("error", words("cycle failed: {error}", error=str(exc)))
                 if s["ASTER_RUN_ONCE"]:
                     code = 1
             _save(doc, state)
@@ -424,7 +427,7 @@ async def _pause_between_cycles(engine: Engine, doc: JsonDocument, state: dict[s
             try:
                 await handle_commands(engine, commands, state, emit)
             except E.ExchangeError as exc:
-                engine.alert("error", f"commands failed: {exc}")
+                engine.alert("error", words("commands failed: {error}", error=str(exc)))
             _save(doc, state)
 
 

@@ -21,6 +21,7 @@ from mraster.ai.llm import client_for
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.actions import append_command, new_command, queued
 from mraster.logs import mask
+from mraster.words import catalogue, speaker
 
 router = APIRouter(prefix="/api/ai", tags=["ai"])
 LOG_KEPT, PROPOSALS_KEPT = 100, 40
@@ -30,6 +31,8 @@ NO_KEY = ("answered by rules: no chat key (ASTER_CHAT_OPENAI_API_KEY or ASTER_OP
 
 class ChatIn(BaseModel):
     message: str = Field(min_length=1, max_length=2000)
+    lang: str = Field("en", pattern=r"^[a-z]{2}$", description="the page's language: rule "
+                      "answers and the AI's reply use it")
 
 
 class ConfirmIn(BaseModel):
@@ -50,12 +53,13 @@ async def post_chat(body: ChatIn, ctx: DashboardContext = Depends(get_ctx)) -> d
     if llm is not None:
         try:
             ans = await paid_call(llm, budget, chat.SYSTEM,
-                                  chat.llm_user_message(body.message, c, state.get("chat", {}).get("log", [])),
+                                  chat.llm_user_message(body.message, c, state.get("chat", {}).get("log", []),
+                                                        catalogue(body.lang).get("name", "English")),
                                   chat.ChatReply, "chat")
         finally:
             await llm.close()
         reply, source, note = (ans.value, "ai", None) if ans.value else (None, "rules", f"answered by rules: {ans.why}")
-    reply = reply or chat.rule_reply(body.message, c, known)
+    reply = reply or chat.rule_reply(body.message, c, known, speaker(body.lang))
     proposal = None
     if reply.proposal is not None:
         if reply.proposal.symbol in known:

@@ -1,0 +1,76 @@
+"""Sentences for the user, in the user's language.
+
+A sentence is an English template — the key of the translation catalogues,
+``static/i18n/<code>.json`` — and its values. The bot records both with an alert, so the page says
+it in the reader's language however long ago it was written; the dashboard renders chat answers
+in the language they were asked in. English needs no catalogue: the template is the text.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+CATALOGUES = Path(__file__).resolve().parent.parent / "static" / "i18n"
+Say = Callable[..., str]  # say(template, **values) -> the sentence in one language
+
+
+@dataclass(frozen=True)
+class Words:
+    """``template`` uses ``{name}`` for each value (no format specs: numbers are formatted by
+    whoever shows them, in the reader's conventions)."""
+
+    template: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return fill(self.template, self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"template": self.template, "params": dict(self.params)}
+
+
+def words(template: str, **params: Any) -> Words:
+    return Words(template, params)
+
+
+def fill(text: str, params: Mapping[str, Any], decimal: str = ".") -> str:
+    """``{name}`` replaced by its value, as the page's ``t()`` does; a number with at most four
+    decimals and the language's decimal sign."""
+    return re.sub(r"\{(\w+)\}", lambda m: _plain(params[m.group(1)], decimal)
+                  if m.group(1) in params else m.group(0), text)
+
+
+def _plain(v: Any, decimal: str) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}".rstrip("0").rstrip(".").replace(".", decimal)
+    return "–" if v is None else str(v)
+
+
+@lru_cache(maxsize=8)
+def catalogue(lang: str) -> Mapping[str, Any]:
+    """The language's file ({} for English or a language without a readable file)."""
+    if lang == "en" or not re.fullmatch(r"[a-z]{2}", lang):
+        return {}
+    try:
+        return json.loads((CATALOGUES / f"{lang}.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def speaker(lang: str) -> Say:
+    """say(template, **values) in ``lang`` (English where the catalogue has no entry)."""
+    cat = catalogue(lang)
+    strings, decimal = cat.get("strings", {}), cat.get("decimal", ".")
+    return lambda template, **params: fill(strings.get(template, template), params, decimal)
+
+
+def said(message: str | Words) -> dict[str, Any]:
+    """A notice's text fields: the English sentence and, for ``Words``, its template and values
+    (the page shows those in the reader's language)."""
+    if isinstance(message, Words):
+        return {"message": str(message), "words": message.to_dict()}
+    return {"message": message}
