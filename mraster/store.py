@@ -96,6 +96,21 @@ class JsonDocument:
         with self._lock:
             return self._load()
 
+    def peek(self) -> dict[str, Any]:
+        """The current document without waiting for a writer's lock: every write replaces the
+        file atomically, so a plain read sees one whole version. Anything out of the ordinary
+        (missing, unparsable, an older schema, a wrong shape) goes through ``read``, which deals
+        with it under the lock. For readers that must not stall (the dashboard's event loop)."""
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(doc, dict) and doc.get("schema_version") == self.version:
+                if self._shape is not None:
+                    self._shape(doc)
+                return doc
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return self.read()
+
     def write(self, doc: dict[str, Any]) -> None:
         with self._lock:
             self._save(doc)

@@ -393,3 +393,20 @@ def test_answers_are_compressed_and_the_pages_files_cached_but_the_live_log_stre
         assert r.headers["content-type"].startswith("text/event-stream")
         assert "content-encoding" not in r.headers
         assert next(r.iter_lines()) is not None  # the first event arrives unbuffered
+
+
+def test_the_page_is_answered_while_the_bot_holds_the_state_files_lock(dash, tmp_path):
+    """The bot locks the state file while it writes (fsync included); the dashboard's pages
+    must not wait for that: every write replaces the file atomically, so the dashboard reads
+    the whole new version without the lock (it waited up to the lock's 30 s before)."""
+    from filelock import FileLock
+
+    from mraster.store import JsonDocument
+
+    doc = JsonDocument(tmp_path / "aster_state.json")
+    doc.write({"mode": "paper", "telemetry": {"cycle": 1}})
+    assert dash.get("/api/state").json()["telemetry"]["cycle"] == 1
+    with FileLock(str(tmp_path / "aster_state.json.lock"), timeout=5):  # the bot, mid-write
+        doc._save({"mode": "paper", "telemetry": {"cycle": 2}})
+        got = httpx.get(f"{dash.url}/api/state", timeout=5).json()
+    assert got["telemetry"]["cycle"] == 2

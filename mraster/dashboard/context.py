@@ -105,7 +105,7 @@ class DashboardContext:
         writes it atomically, once per cycle). Callers must not modify the returned dict."""
         doc = self.state_doc()
         version = _stamp(doc.path)
-        return self.cached("state", version, doc.read), version
+        return self.cached("state", version, doc.peek), version
 
     # -- bot launch ----------------------------------------------------------------------------
     def launch(self) -> Launch:
@@ -125,10 +125,17 @@ class DashboardContext:
     def file_alerts(self) -> list[dict[str, Any]]:
         """A notice for every file of the user's that could not be read and was moved aside
         (state, configuration, bracket queue), derived from the files themselves, so a corrupt
-        file met by the bot or by the dashboard shows up alike."""
+        file met by the bot or by the dashboard shows up alike. Looked for again only when a
+        folder holding one of them or the .env file changed (every page polls this)."""
         s, _ = self.settings_lenient()
+        paths = (s["ASTER_STATE_FILE"], self.config_path, s["ASTER_BRACKETS_QUEUE_FILE"])
+        key = (paths, tuple(_stamp(Path(p).parent) for p in paths), _stamp(self.env_file),
+               _mode(self.env_file))
+        return self.cached("file_alerts", key, lambda: self._file_alerts(paths))
+
+    def _file_alerts(self, paths: tuple) -> list[dict[str, Any]]:
         out = []
-        for path in (s["ASTER_STATE_FILE"], self.config_path, s["ASTER_BRACKETS_QUEUE_FILE"]):
+        for path in paths:
             for aside in set_aside(path):
                 out.append({"time": int(aside.stat().st_mtime * 1000), "level": "error",
                             "source": "dashboard",
@@ -136,8 +143,7 @@ class DashboardContext:
                                          "defaults were used from then on. Check that file and "
                                          "restore what you need, then dismiss this.",
                                          file=Path(path).name, aside=aside.name))})
-        exposed = self.cached("env_exposed", (_stamp(self.env_file), _mode(self.env_file)),
-                              lambda: exposed_secrets(self.env_file))
+        exposed = exposed_secrets(self.env_file)
         if exposed:
             out.append({"time": int(self.env_file.stat().st_mtime * 1000), "level": "warning",
                         "source": "dashboard",

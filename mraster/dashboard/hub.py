@@ -48,8 +48,11 @@ def parse_line(line: str, stream: str) -> dict[str, Any]:
 
 
 class LogHub:
+    """Each line is serialised once, as its Server-Sent Events frame, however many pages
+    listen: the fan-out's cost is the sends, not the encoding."""
+
     def __init__(self, size: int = 500, queue_size: int = 1000) -> None:
-        self.lines: deque[dict[str, Any]] = deque(maxlen=size)
+        self.lines: deque[tuple[dict[str, Any], str]] = deque(maxlen=size)
         self.seq = 0
         self.queue_size = queue_size
         self._subs: set[asyncio.Queue] = set()
@@ -57,18 +60,20 @@ class LogHub:
     def publish(self, event: dict[str, Any]) -> dict[str, Any]:
         self.seq += 1
         item = {**event, "seq": self.seq, "kind": classify(event)}
-        self.lines.append(item)
+        frame = f"id: {self.seq}\ndata: {json.dumps(item, default=str)}\n\n"
+        self.lines.append((item, frame))
         for q in list(self._subs):
             try:
-                q.put_nowait(item)
+                q.put_nowait(frame)
             except asyncio.QueueFull:
                 pass  # a stalled page misses lines; the others and the bot are not held up
         return item
 
-    def subscribe(self, after: int = 0) -> tuple[list[dict[str, Any]], asyncio.Queue]:
+    def subscribe(self, after: int = 0) -> tuple[list[str], asyncio.Queue]:
+        """The frames after ``after`` and a queue of the ones to come."""
         q: asyncio.Queue = asyncio.Queue(self.queue_size)
         self._subs.add(q)
-        return [x for x in self.lines if x["seq"] > after], q
+        return [frame for item, frame in self.lines if item["seq"] > after], q
 
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self._subs.discard(q)

@@ -1,12 +1,13 @@
 """What the bot knows, shaped for the page; UI preferences; dismissing notices."""
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, field_validator
 
 from mraster.ai.budget import daily_budget
@@ -41,7 +42,7 @@ class UiPrefs(BaseModel):
 
 
 @router.get("/state")
-async def get_state(ctx: DashboardContext = Depends(get_ctx)) -> Response:
+async def get_state(request: Request, ctx: DashboardContext = Depends(get_ctx)) -> Response:
     """Serialised once per state change and second (every open page polls it); the bot's
     status is spliced in fresh on every request."""
     state, version = ctx.read_state()
@@ -57,7 +58,14 @@ async def get_state(ctx: DashboardContext = Depends(get_ctx)) -> Response:
                       lambda: json.dumps(state_view(state, now, budget.view(state.get("ai_budget")),
                                                     files, perf), default=str)[1:])
     status = json.dumps({"bot": bot_status(ctx)})[:-1]
-    return Response(status + "," + body, media_type="application/json")
+    whole = status + "," + body
+    if "gzip" not in request.headers.get("accept-encoding", ""):
+        return Response(whole, media_type="application/json")
+    # compressed once per change (the body and the bot's status move at most every second),
+    # not once per poll: fifty open pages cost one compression
+    packed = ctx.cached("state_gzip", whole, lambda: gzip.compress(whole.encode(), 6, mtime=0))
+    return Response(packed, media_type="application/json",
+                    headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
 
 
 @router.get("/chart/{symbol}")
