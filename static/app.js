@@ -67,6 +67,9 @@ $("#lang").addEventListener("change", (ev) => {
 // language's conventions, this browser's time zone (the page says so)
 const fmt = (x, d = 4) => (x === null || x === undefined) ? "–" : Number(x).toLocaleString(I18N.locale, { maximumFractionDigits: d });
 const pct = (x) => (x === null || x === undefined) ? "–" : Number(x).toLocaleString(I18N.locale, { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
+// whole seconds from a moment until now (the server sends moments, the page counts: an
+// unchanged state is not sent again)
+const since = (ms) => ms ? Math.max(0, Math.round((Date.now() - ms) / 1000)) : 0;
 const age = (s) => s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${fmt(s / 3600, 1)} h`;
 const time = (ms) => new Date(ms).toLocaleString(I18N.locale);
 const clock = (ms) => new Date(ms).toLocaleTimeString(I18N.locale);
@@ -287,9 +290,9 @@ function renderHeader(d) {
   badge.textContent = live ? t("LIVE – real money") : t("PAPER");
   badge.className = "badge " + (live ? "live" : "paper");
   let text = t("bot: {state}", { state: t(bot.state) });
-  if (bot.running) text += " · " + t("pid {pid} · up {age}", { pid: bot.pid, age: age(Math.round(bot.uptime_s)) });
+  if (bot.running) text += " · " + t("pid {pid} · up {age}", { pid: bot.pid, age: age(since(bot.started_ms)) });
   if (bot.restarts) text += " · " + t("{n} restart(s)", { n: bot.restarts });
-  if (bot.state === "backoff") text += " · " + t("restarting in {n} s", { n: bot.next_restart_in_s });
+  if (bot.state === "backoff") text += " · " + t("restarting in {n} s", { n: Math.max(0, Math.round((bot.next_restart_ms - Date.now()) / 1000)) });
   if (bot.waiting) text += " · " + t("waiting for the exchange ({why}); positions are guarded again once it answers", { why: bot.waiting });
   if (!bot.running && bot.last_exit_reason) text += " · " + t("last exit: {why}", { why: bot.last_exit_reason });
   const paused = bot.running && d.commands.paused;
@@ -367,7 +370,7 @@ function renderOverview(d) {
     el("td", {}, price(x.stop, x.symbol)), el("td", {}, price(x.take_profit, x.symbol)),
     el("td", {}, x.liquidation ? `${price(x.liquidation, x.symbol)} (${pct(x.liquidation_distance)})` : "–"),
     protectionCell(x),
-    el("td", {}, x.status === "open" ? age(x.age_s) : t(x.status)),
+    el("td", {}, x.status === "open" ? age(since(x.opened_at)) : t(x.status)),
     el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
   if (d.audit && !state.auditShown) renderAudit(d.audit);
   $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${t(e.who)}: `, el("span", { class: "raw" }, e.what))));

@@ -410,3 +410,21 @@ def test_the_page_is_answered_while_the_bot_holds_the_state_files_lock(dash, tmp
         doc._save({"mode": "paper", "telemetry": {"cycle": 2}})
         got = httpx.get(f"{dash.url}/api/state", timeout=5).json()
     assert got["telemetry"]["cycle"] == 2
+
+
+def test_an_unchanged_state_is_not_sent_again(dash, tmp_path):
+    """A page polls every 2 s, the bot writes once a cycle (30 s by default): a poll holding the
+    current version gets 304 without a body; a new cycle is sent in full."""
+    from mraster.store import JsonDocument
+
+    doc = JsonDocument(tmp_path / "aster_state.json")
+    doc.write({"mode": "paper", "telemetry": {"cycle": 1}})
+    first = httpx.get(f"{dash.url}/api/state", headers={"Accept-Encoding": "gzip"})
+    tag = first.headers["etag"]
+    assert first.status_code == 200 and first.headers["cache-control"] == "no-cache"
+    again = httpx.get(f"{dash.url}/api/state", headers={"Accept-Encoding": "gzip", "If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+    doc.write({"mode": "paper", "telemetry": {"cycle": 2}})
+    changed = httpx.get(f"{dash.url}/api/state", headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.json()["telemetry"]["cycle"] == 2
+    assert changed.headers["etag"] != tag

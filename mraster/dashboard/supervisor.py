@@ -111,9 +111,12 @@ class BotSupervisor:
         return {"state": s.state, "running": running, "pid": s.pid if running else None,
                 "adopted": s.state == "adopted",
                 "uptime_s": round(time.time() - s.started, 1) if running and s.started else 0,
+                "started_ms": int(s.started * 1000) if running and s.started else None,
                 "restarts": s.restarts, "last_exit_code": s.last_exit_code,
                 "last_exit_reason": s.last_exit_reason,
                 "next_restart_in_s": round(max(0.0, s.next_restart_at - time.time()), 1)
+                if s.state == "backoff" and s.next_restart_at else None,
+                "next_restart_ms": int(s.next_restart_at * 1000)
                 if s.state == "backoff" and s.next_restart_at else None}
 
     def _publish(self, message: str, level: str = "INFO") -> None:

@@ -22,7 +22,9 @@ from mraster.strategy.signals import EMA_FAST, EMA_SLOW, HTF_EMA, RSI_PERIOD
 HISTORY_SHOWN = 500
 
 
-def positions_view(state: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]]:
+def positions_view(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """No figure depends on the clock (the page counts ages): the view changes only when the
+    state does, so an unchanged poll is answered 304."""
     out = []
     for token, p in positions_of(state).items():
         out.append({"token": token, "symbol": p.symbol, "side": p.side.value, "qty": p.qty,
@@ -32,7 +34,7 @@ def positions_view(state: Mapping[str, Any], now_ms: int) -> list[dict[str, Any]
                     "liquidation": p.liquidation or None,
                     "liquidation_distance": abs(p.mark - p.liquidation) / p.mark
                     if p.liquidation and p.mark else None,
-                    "age_s": max(0, (now_ms - int(p.opened_at or now_ms)) // 1000),
+                    "opened_at": p.opened_at,
                     "protection": protection_view(p)})
     return sorted(out, key=lambda x: x["symbol"])
 
@@ -126,7 +128,7 @@ def copilots_view(state: Mapping[str, Any]) -> dict[str, Any] | None:
             "reviews": cop.get("reviews", [])[-10:]}
 
 
-def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | None = None,
+def state_view(state: Mapping[str, Any], budget: dict[str, Any] | None = None,
                file_alerts: list[dict[str, Any]] = (),
                performance: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``performance``: the journal's figures over every trade (None: the state file's recent
@@ -137,7 +139,7 @@ def state_view(state: Mapping[str, Any], now_ms: int, budget: dict[str, Any] | N
     return {
         "mode": state.get("mode"), "market_source": state.get("market_source"),
         "market_source_why": state.get("market_source_why"),
-        "positions": positions_view(state, now_ms),
+        "positions": positions_view(state),
         "external_positions": state.get("external_positions", []),
         "protection_log": list(reversed(state.get("protection_log", [])[-100:])),
         "audit": audit_view(state.get("audit")),

@@ -8,6 +8,8 @@ import re
 import httpx
 from playwright.sync_api import expect
 
+from dashboard_helpers import wait_for
+
 from e2e.conftest import shot
 
 
@@ -383,4 +385,25 @@ def test_paper_on_an_unreachable_market_says_it_trades_the_simulator_and_why(das
     expect(page.locator("#mode-choice")).to_contain_text("Now: Paper on the real market.")
     expect(page.get_by_test_id("mode-fallback")).to_contain_text("synthetic market instead")
     expect(page.get_by_test_id("mode-fallback")).to_contain_text("127.0.0.1:9")
+    assert page.errors == []
+
+
+def test_an_idle_page_revalidates_the_state_instead_of_downloading_it(dashboard, page_factory):
+    """Between the bot's cycles the page's 2-second polls are answered 304 (the browser keeps
+    the body), while the header's uptime still counts on the page's own clock."""
+    server = dashboard(ASTER_SCAN_INTERVAL_SECONDS="300")  # one cycle, then a long idle spell
+    page = page_factory()
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.get_by_test_id("start").click()
+    expect(page.locator("#bot-state")).to_contain_text("running")
+    expect(page.locator("#perf-cards")).to_contain_text("USDT", timeout=60_000)
+    # the browser's own account of each poll: bytes over the wire against the body it used
+    polls = ("performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/api/state'))"
+             ".slice(-3).map((e) => [e.transferSize, e.encodedBodySize])")
+    revalidated = wait_for(lambda: (lambda last: len(last) == 3 and all(
+        sent < 1000 < body for sent, body in last) and last)(page.evaluate(polls)),
+        timeout=60, what="three polls answered from the browser's cache after a 304")
+    assert revalidated
+    expect(page.locator("#bot-state")).to_contain_text(re.compile(r"up ([3-9]|[1-9]\d+) s"), timeout=30_000)
     assert page.errors == []

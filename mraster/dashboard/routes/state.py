@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
-import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
@@ -41,31 +41,37 @@ class UiPrefs(BaseModel):
         return v
 
 
+# the status's figures that count seconds: the page counts them from started_ms and
+# next_restart_ms, so an idle poll finds the answer unchanged
+TICKING = ("uptime_s", "next_restart_in_s")
+
+
 @router.get("/state")
 async def get_state(request: Request, ctx: DashboardContext = Depends(get_ctx)) -> Response:
-    """Serialised once per state change and second (every open page polls it); the bot's
-    status is spliced in fresh on every request."""
+    """Serialised and compressed once per change of the state file or the bot's status, however
+    many pages poll it; a poll that already has this version (``If-None-Match``) gets 304 and no
+    body — between two cycles of the bot that is every poll."""
     state, version = ctx.read_state()
-    now = int(time.time() * 1000)
-    if state.get("market_source") == "simulator":  # the simulator keeps its own clock
-        now = state.get("telemetry", {}).get("time") or now
     budget = daily_budget(ctx.settings_lenient()[0], {})  # its limits; the figures are the state's
     files = ctx.file_alerts()
     # the journal changes when the state file does (the bot writes both each cycle)
     perf = ctx.cached("performance", version, lambda: performance(ctx))
-    body = ctx.cached("state_view", (version, now // 1000, budget.limit, budget.strict, budget.enforced,
+    body = ctx.cached("state_view", (version, budget.limit, budget.strict, budget.enforced,
                                      tuple(a["message"] for a in files)),
-                      lambda: json.dumps(state_view(state, now, budget.view(state.get("ai_budget")),
+                      lambda: json.dumps(state_view(state, budget.view(state.get("ai_budget")),
                                                     files, perf), default=str)[1:])
-    status = json.dumps({"bot": bot_status(ctx)})[:-1]
-    whole = status + "," + body
+    bot = {k: v for k, v in bot_status(ctx).items() if k not in TICKING}
+    whole = json.dumps({"bot": bot})[:-1] + "," + body
+    tag, packed = ctx.cached("state_wire", whole, lambda: (
+        'W/"%s"' % hashlib.blake2b(whole.encode(), digest_size=12).hexdigest(),
+        gzip.compress(whole.encode(), 6, mtime=0)))
+    headers = {"ETag": tag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if tag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
     if "gzip" not in request.headers.get("accept-encoding", ""):
-        return Response(whole, media_type="application/json")
-    # compressed once per change (the body and the bot's status move at most every second),
-    # not once per poll: fifty open pages cost one compression
-    packed = ctx.cached("state_gzip", whole, lambda: gzip.compress(whole.encode(), 6, mtime=0))
+        return Response(whole, media_type="application/json", headers=headers)
     return Response(packed, media_type="application/json",
-                    headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+                    headers={**headers, "Content-Encoding": "gzip"})
 
 
 @router.get("/chart/{symbol}")
