@@ -283,7 +283,7 @@ def test_llm_problems_and_task_failures_are_shown_not_only_logged(stub):
     async def go():
         llm = LLMClient(api_key="sk-test-not-a-real-key", model="gpt-4.1", base_url=url, timeout=10)
         cp = Copilots(s, {}, llm=llm, budget=B.daily_budget(s, {}),
-                      alert=lambda level, message, symbol=None: notices.append((level, message)))
+                      alert=lambda level, message, symbol=None: notices.append((level, str(message))))
         cp.refresh_playbook(10_000_000, {"XRPUSDT": {"change_pct": 1.0}}, {}, [])
 
         async def broken():

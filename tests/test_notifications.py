@@ -53,7 +53,7 @@ def make(tmp_path, url: str, **extra):
     alerts: list[tuple[str, str]] = []
     state = {"positions": {}, "telemetry": {"equity": 10_000.0, "cycle": 7}, "mode": "paper",
              "history": []}
-    return Notifier(s, state, doc, lambda level, msg: alerts.append((level, msg)), backoff_s=0.01), \
+    return Notifier(s, state, doc, lambda level, msg: alerts.append((level, str(msg))), backoff_s=0.01), \
         doc, alerts
 
 
