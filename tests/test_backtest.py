@@ -186,9 +186,13 @@ def test_bulk_features_equal_the_live_features_on_every_window():
     # a perpetual with real funding and mark price, trading against the trend
     (["XRPUSDT"], {"ASTER_TREND_BIAS": "against", "ASTER_MIN_EDGE_R": 0.1, "ASTER_ALPHA_WARMUP": 5}),
 ])
-def test_skipping_idle_steps_changes_nothing(symbols, overrides):
-    """The engine runs only where something can happen; the rest is screened in bulk. Both ways
-    over the same history give the same trades, skip counts, equity curve and learned policy."""
+def test_skipping_idle_steps_changes_nothing(symbols, overrides, monkeypatch):
+    """The engine runs only where something can happen; the rest is screened in bulk, block by
+    block ahead of the steps (small blocks here: the slice spans nine). Both ways over the same
+    history give the same trades, skip counts, equity curve and learned policy."""
+    from mraster.backtest import idle
+
+    monkeypatch.setattr(idle, "BLOCK", 300)
     s = {**defaults(), **overrides}
     m = replay_market(DATA, symbols, manual=True, warmup=WARMUP_CANDLES)
     start = max(int(x.t[WARMUP_CANDLES]) for x in m.series.values()) // BASE_MS * BASE_MS
