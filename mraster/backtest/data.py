@@ -9,6 +9,8 @@ step's time are ever returned: no look-ahead.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -20,61 +22,107 @@ from mraster.strategy.signals import (EMA_FAST, EMA_SLOW, HTF_EMA, HTF_SLOPE_LAG
                                       LTF_WINDOW, MIN_HTF, MIN_LTF, Candles, Features, features)
 
 
-def ltf_table(h: np.ndarray, l: np.ndarray, c: np.ndarray, window: int,
-              chunk: int = 512) -> dict[str, np.ndarray]:
-    """RSI, ATR, EMA21 and EMA55 of every ``window``-candle window (entry ``k`` ends at
-    candle ``k + window - 1``), and its ADX on demand: the moves between candles are computed
-    once for the whole history, then the live functions run on ``chunk`` windows at a time
-    (memory stays a few MB)."""
-    mv = {k: sliding_window_view(v, window - 1) for k, v in moves(h, l, c).items()}
-    cw = sliding_window_view(c, window)
-    n = len(cw)
-    out = {k: np.empty(n) for k in ("rsi", "atr", "ema_fast", "ema_slow")}
-    for lo in range(0, n, chunk):
-        part = slice(lo, min(n, lo + chunk))
-        out["rsi"][part] = rsi_from_moves(mv["gain"][part], mv["loss"][part])
-        out["atr"][part] = atr_from_moves(mv["tr"][part])
-        out["ema_fast"][part] = ema_last(cw[part], EMA_FAST)
-        out["ema_slow"][part] = ema_last(cw[part], EMA_SLOW)
-    out["adx"] = LazyAdx(mv["pdm"], mv["mdm"], chunk)
-    return out
+FIRST_AHEAD, MAX_AHEAD = 8, 512  # ADX windows computed at once when the engine asks for one
+TABLE_BLOCK, TABLE_KEEP, CHUNK = 4096, 4, 512  # windows per block, blocks kept, rows per call
+INDICATORS = ("rsi", "atr", "ema_fast", "ema_slow")
 
 
-FIRST_AHEAD, MAX_AHEAD = 8, 512  # windows computed at once when the engine asks for one
+class WindowTable:
+    """RSI, ATR, EMA21 and EMA55 of every ``window``-candle window (entry ``k`` ends at candle
+    ``k + window - 1``), and its ADX on demand, computed a block of windows at a time when first
+    asked for; only the last few blocks are kept, so memory does not grow with the history.
 
+    Each block runs the live functions on its windows as the rows of one matrix (``CHUNK`` at a
+    time), from the moves between its own candles: every window computes the same numbers alone
+    or among thousands, in whichever block. ADX costs as much as the other indicators together
+    and most moments never need it (it only feeds the edge, after a signal), so it is computed
+    only for the windows asked for — and, while the engine steps candle by candle, a growing run
+    of the next ones."""
 
-class LazyAdx:
-    """ADX of each window, computed when first asked for. It costs as much as the other
-    indicators together, and most moments never need it: without a signal the edge, the only
-    user of ADX, is never computed."""
-
-    def __init__(self, pdm: np.ndarray, mdm: np.ndarray, chunk: int) -> None:
-        self.pdm, self.mdm, self.chunk = pdm, mdm, chunk
-        self.values = np.full(len(pdm), np.nan)
-        self.done = np.zeros(len(pdm), bool)
-        self.last = -2  # the window the engine asked for last
+    def __init__(self, h: np.ndarray, l: np.ndarray, c: np.ndarray, window: int) -> None:
+        self.h, self.l, self.c, self.window = h, l, c, window
+        self.n = len(c) - window + 1
+        self.blocks: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self.last = -2  # the window the engine asked ADX for last
         self.ahead = FIRST_AHEAD
         self.prefetch = True  # off once the moments that need ADX were filled in bulk
 
-    def __getitem__(self, k):
-        if np.ndim(k):
-            need = np.unique(np.atleast_1d(k)[~self.done[k]])
-        elif self.done[k]:
-            need = []
+    def __getitem__(self, name: str) -> "_Column":
+        return _Column(self, name)
+
+    def _block(self, b: int) -> dict[str, np.ndarray]:
+        blk = self.blocks.get(b)
+        if blk is not None:
+            self.blocks.move_to_end(b)
+            return blk
+        lo, hi = b * TABLE_BLOCK, min(self.n, (b + 1) * TABLE_BLOCK)
+        end = hi + self.window - 1
+        mv = {k: sliding_window_view(v, self.window - 1)
+              for k, v in moves(self.h[lo:end], self.l[lo:end], self.c[lo:end]).items()}
+        cw = sliding_window_view(self.c[lo:end], self.window)
+        m = hi - lo
+        blk = {k: np.empty(m) for k in INDICATORS}
+        for a in range(0, m, CHUNK):
+            part = slice(a, min(m, a + CHUNK))
+            blk["rsi"][part] = rsi_from_moves(mv["gain"][part], mv["loss"][part])
+            blk["atr"][part] = atr_from_moves(mv["tr"][part])
+            blk["ema_fast"][part] = ema_last(cw[part], EMA_FAST)
+            blk["ema_slow"][part] = ema_last(cw[part], EMA_SLOW)
+        blk.update(adx=np.full(m, np.nan), done=np.zeros(m, bool), pdm=mv["pdm"], mdm=mv["mdm"])
+        self.blocks[b] = blk
+        if len(self.blocks) > TABLE_KEEP:
+            self.blocks.popitem(last=False)
+        return blk
+
+    def get(self, name: str, k):
+        """Values at window ``k`` (a number or an array of them)."""
+        if not np.ndim(k):
+            if name == "adx":
+                self._adx_at(int(k))
+            return self._block(int(k) // TABLE_BLOCK)[name][int(k) % TABLE_BLOCK]
+        k = np.asarray(k)
+        out = np.empty(k.shape)
+        which = k // TABLE_BLOCK
+        for b in np.unique(which):
+            sel = which == b
+            blk = self._block(int(b))
+            idx = k[sel] % TABLE_BLOCK
+            if name == "adx":
+                self._fill_adx(blk, np.unique(idx[~blk["done"][idx]]))
+            out[sel] = blk[name][idx]
+        return out
+
+    def _adx_at(self, k: int) -> None:
+        blk = self._block(k // TABLE_BLOCK)
+        r = k % TABLE_BLOCK
+        if blk["done"][r]:
+            need = np.zeros(0, int)
         elif k - 1 == self.last and self.prefetch:  # stepping candle by candle: take the next
-            block = np.arange(k, min(len(self.done), k + self.ahead))  # ones, more and more
-            need = block[~self.done[block]]
+            run = np.arange(r, min(len(blk["done"]), r + self.ahead))  # ones, more and more
+            need = run[~blk["done"][run]]
             self.ahead = min(2 * self.ahead, MAX_AHEAD)
         else:
-            need = [k]
+            need = np.array([r])
             self.ahead = FIRST_AHEAD
-        if not np.ndim(k):
-            self.last = k
-        for lo in range(0, len(need), self.chunk):
-            part = np.asarray(need[lo:lo + self.chunk])
-            self.values[part] = adx_from_moves(self.pdm[part], self.mdm[part])
-            self.done[part] = True
-        return self.values[k]
+        self.last = k
+        self._fill_adx(blk, need)
+
+    @staticmethod
+    def _fill_adx(blk: dict[str, np.ndarray], need: np.ndarray) -> None:
+        for a in range(0, len(need), CHUNK):
+            part = need[a:a + CHUNK]
+            blk["adx"][part] = adx_from_moves(blk["pdm"][part], blk["mdm"][part])
+            blk["done"][part] = True
+
+
+class _Column:
+    """``table["rsi"][k]``: one indicator of a ``WindowTable``."""
+
+    def __init__(self, table: WindowTable, name: str) -> None:
+        self.table, self.name = table, name
+
+    def __getitem__(self, k):
+        return self.table.get(self.name, k)
 
 
 def htf_slopes(closes: np.ndarray, window: int, min_len: int) -> np.ndarray:
@@ -100,7 +148,7 @@ class _Symbol:
         self.ltf = aggregate(s.t, s.o, s.h, s.l, s.c, s.v, ltf_ms)
         self.htf = aggregate(s.t, s.o, s.h, s.l, s.c, s.v, htf_ms)
         t, o, h, l, c, v = self.ltf
-        self.table = ltf_table(h, l, c, LTF_WINDOW) if len(c) >= LTF_WINDOW else None
+        self.table = WindowTable(h, l, c, LTF_WINDOW) if len(c) >= LTF_WINDOW else None
         self.slope = htf_slopes(self.htf[4], HTF_WINDOW, MIN_HTF)
 
     def window(self, arrays, i: int, n: int) -> Candles:
@@ -180,7 +228,7 @@ class ReplayData:
         adx = np.full(len(times), np.nan)
         adx[need] = x.table["adx"][k]
         f.adx = adx
-        x.table["adx"].prefetch = False  # the engine's other moments never use their ADX
+        x.table.prefetch = False  # the engine's other moments never use their ADX
 
 
 def _from_tables(x: _Symbol, i, j, adx: bool = True) -> Features:
