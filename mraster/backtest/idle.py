@@ -64,7 +64,7 @@ class IdleSteps:
 
     def _screen_block(self, lo: int, hi: int) -> None:
         data, sim, s = self.data, self.sim, self.s
-        times, n = self.times[lo:hi], hi - lo
+        times = self.times[lo:hi]
         steps, rows = [], []
         for col, sym in enumerate(self.symbols):
             f, ok = data.feature_table(sym, times)
@@ -77,7 +77,11 @@ class IdleSteps:
             sc = screen(f, snap, s)
             liquid = q["quote_volume"] >= s["ASTER_MIN_QUOTE_VOL_USDT"]
             reason = np.where(liquid, np.where(ok, sc.reason, ENGINE), "min_qvol")
-            self.reasons[lo:hi, col] = np.fromiter((CODE[r] for r in reason.tolist()), np.uint8, n)
+            # a handful of distinct reasons (None: a candidate) mapped to their codes at once
+            names, at = np.unique(np.where(np.equal(reason, None), "", reason).astype(str),
+                                  return_inverse=True)
+            self.reasons[lo:hi, col] = np.array([CODE[r or None] for r in names.tolist()],
+                                                np.uint8)[at]
             cand = np.flatnonzero(self.reasons[lo:hi, col] == 0)
             if not len(cand):
                 continue
