@@ -47,9 +47,6 @@ class WindowTable:
         self.ahead = FIRST_AHEAD
         self.prefetch = True  # off once the moments that need ADX were filled in bulk
 
-    def __getitem__(self, name: str) -> "_Column":
-        return _Column(self, name)
-
     def _block(self, b: int) -> dict[str, np.ndarray]:
         blk = self.blocks.get(b)
         if blk is not None:
@@ -74,12 +71,17 @@ class WindowTable:
             self.blocks.popitem(last=False)
         return blk
 
-    def get(self, name: str, k):
-        """Values at window ``k`` (a number or an array of them)."""
-        if not np.ndim(k):
-            if name == "adx":
-                self._adx_at(int(k))
-            return self._block(int(k) // TABLE_BLOCK)[name][int(k) % TABLE_BLOCK]
+    def row(self, k: int, adx: bool = True) -> tuple:
+        """RSI, ATR, EMA21, EMA55 and ADX (NaN unless ``adx``) of window ``k``: the engine's
+        one step, looked up in one block."""
+        if adx:
+            self._adx_at(k)
+        blk, r = self._block(k // TABLE_BLOCK), k % TABLE_BLOCK
+        return (blk["rsi"][r], blk["atr"][r], blk["ema_fast"][r], blk["ema_slow"][r],
+                blk["adx"][r] if adx else np.nan)
+
+    def get(self, name: str, k: np.ndarray) -> np.ndarray:
+        """One indicator at many windows."""
         k = np.asarray(k)
         out = np.empty(k.shape)
         which = k // TABLE_BLOCK
@@ -113,16 +115,6 @@ class WindowTable:
             part = need[a:a + CHUNK]
             blk["adx"][part] = adx_from_moves(blk["pdm"][part], blk["mdm"][part])
             blk["done"][part] = True
-
-
-class _Column:
-    """``table["rsi"][k]``: one indicator of a ``WindowTable``."""
-
-    def __init__(self, table: WindowTable, name: str) -> None:
-        self.table, self.name = table, name
-
-    def __getitem__(self, k):
-        return self.table.get(self.name, k)
 
 
 def htf_slopes(closes: np.ndarray, window: int, min_len: int) -> np.ndarray:
@@ -226,7 +218,7 @@ class ReplayData:
         x = self.symbols[sym]
         k = self._indices(x, times[need])[0] - LTF_WINDOW + 1
         adx = np.full(len(times), np.nan)
-        adx[need] = x.table["adx"][k]
+        adx[need] = x.table.get("adx", k)
         f.adx = adx
         x.table.prefetch = False  # the engine's other moments never use their ADX
 
@@ -238,15 +230,19 @@ def _from_tables(x: _Symbol, i, j, adx: bool = True) -> Features:
     k = i - LTF_WINDOW + 1
     tb = x.table
     xp = ops(i)
-    price, a, ef, es, slope = c[i], tb["atr"][k], tb["ema_fast"][k], tb["ema_slow"][k], x.slope[j]
+    if xp is np:
+        r, a, ef, es = (tb.get(name, k) for name in INDICATORS)
+        ax = tb.get("adx", k) if adx else np.full(np.shape(k), np.nan)
+    else:
+        r, a, ef, es, ax = tb.row(int(k), adx)
+    price, slope = c[i], x.slope[j]
     rng, body = h[i] - l[i], xp.abs(c[i] - o[i])
     if xp is np:
         with np.errstate(divide="ignore", invalid="ignore"):
             wick = np.where(rng > 0, (rng - body) / rng, 0.0)
     else:
         wick = (rng - body) / rng if rng > 0 else 0.0
-    return Features(price=price, rsi=tb["rsi"][k], atr=a, atr_pct=a / price,
-                    adx=tb["adx"][k] if adx else np.full(np.shape(k), np.nan),
+    return Features(price=price, rsi=r, atr=a, atr_pct=a / price, adx=ax,
                     ema_fast=ef, ema_slow=es, ltf_trend=xp.where(ef > es, 1, -1),
                     htf_trend=xp.where(slope > 0, 1, -1), htf_slope=slope, wickiness=wick,
                     ret1=c[i] / c[i - 1] - 1, ret3=c[i] / c[i - 3] - 1)
