@@ -208,8 +208,12 @@ def test_state_view_computes_performance_and_the_chart(dash, tmp_path):
     assert perf["max_drawdown_pct"] == pytest.approx(0.1)
     latest = dash.get("/api/state").json()["history"][0]  # newest first, with its trade notes
     assert latest["notes"] == ["Momentum fading; half size.", "lesson: stopped out after 1 min"]
-    chart = dash.get("/api/chart/XRPUSDT").json()
+    got = httpx.get(f"{dash.url}/api/chart/XRPUSDT")
+    chart = got.json()
     assert len(chart["candles"]) == 1
+    # asked again every refresh: unchanged until the next cycle, so answered without a body
+    again = httpx.get(f"{dash.url}/api/chart/XRPUSDT", headers={"If-None-Match": got.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
     assert [m["kind"] for m in chart["markers"]] == ["entry", "exit", "entry", "exit"]
     assert dash.get("/api/chart/bad symbol").status_code == 422
     assert dash.put("/api/ui", {"chart_symbol": "ETHUSDT"}).json() == {"chart_symbol": "ETHUSDT"}

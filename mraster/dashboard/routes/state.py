@@ -75,10 +75,22 @@ async def get_state(request: Request, ctx: DashboardContext = Depends(get_ctx)) 
 
 
 @router.get("/chart/{symbol}")
-def get_chart(symbol: SymbolPath, timeframe: Literal["ltf", "htf"] = "ltf",
-              ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
-    """``timeframe``: ltf = the signal timeframe, htf = the trend timeframe."""
-    return chart_view(ctx.read_state()[0], check_symbol(symbol), ctx.settings_lenient()[0], timeframe)
+def get_chart(request: Request, symbol: SymbolPath, timeframe: Literal["ltf", "htf"] = "ltf",
+              ctx: DashboardContext = Depends(get_ctx)) -> Response:
+    """``timeframe``: ltf = the signal timeframe, htf = the trend timeframe. The chart changes
+    once a cycle; the page asks every refresh, and an unchanged chart is answered 304."""
+    body = json.dumps(chart_view(ctx.read_state()[0], check_symbol(symbol),
+                                 ctx.settings_lenient()[0], timeframe), default=str)
+    return revalidated(request, body)
+
+
+def revalidated(request: Request, body: str) -> Response:
+    """``body`` with a weak ETag of its content; 304 without it when the page has it already."""
+    tag = 'W/"%s"' % hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    if tag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.put("/ui")
