@@ -671,6 +671,10 @@ async function drawCandles(symbol) {
   for (const o of $("#chart-tf").options) o.textContent = t(o.value === "ltf" ? "signal {interval}" : "trend {interval}", { interval: c.intervals[o.value] });
   const fresh = !state.candle || state.candle.key !== `${symbol} ${tf}`;
   if (fresh) state.candle = candleChart(symbol, tf);
+  // asked every refresh, changed once a cycle: an unchanged chart is not drawn again
+  const sig = JSON.stringify([c.candles[c.candles.length - 1], c.lines, c.markers.length]);
+  if (state.candle.sig === sig) return;
+  state.candle.sig = sig;
   const { series, volume, ind } = state.candle, sec = (ms) => Math.floor(ms / 1000);
   series.setData(c.candles.map(([ts, o, h, l, cl]) => ({ time: sec(ts), open: o, high: h, low: l, close: cl })));
   volume.setData(c.candles.map(([ts, o, , , cl, v]) => ({ time: sec(ts), value: v, color: cl >= o ? "rgba(22,163,74,0.35)" : "rgba(220,38,38,0.35)" })));
