@@ -36,7 +36,7 @@ ENGINE = "engine"  # marks a symbol's step that only the engine can decide
 NAMES = (None, ENGINE, *REASONS)  # reason codes as one byte each; 0 = candidate for the policy
 CODE = {name: code for code, name in enumerate(NAMES)}
 FIRST_CHUNK, MAX_CHUNK = 32, 1024  # steps whose candidates get their verdicts at once
-BLOCK = 8192  # steps screened at once, when the walk gets there: memory stays bounded
+BLOCK = 4096  # steps screened at once, when the walk gets there: memory stays bounded
 
 
 class IdleSteps:
