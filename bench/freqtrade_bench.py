@@ -54,8 +54,7 @@ def install(venv: Path) -> None:
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "freqtrade==2026.9"], check=True)
     work = venv / "work"
     (work / "user_data" / "strategies").mkdir(parents=True, exist_ok=True)
-    for f in ("RsiTrend.py",):
-        shutil.copy(FT / f, work / "user_data" / "strategies" / f)
+    shutil.copy(FT / "RsiTrend.py", work / "user_data" / "strategies" / "RsiTrend.py")
     for f in ("run_ft.py", "config.json"):
         shutil.copy(FT / f, work / f)
     subprocess.run([str(venv / "bin" / "python"), "-c", CONVERT, str(DATA),

@@ -35,8 +35,8 @@ def make_year(src: Path, out: Path) -> None:
         t, o, h, l, c, v = read_candles_csv(src / f"{p}-5m.csv")[:6]
         prev = np.r_[o[0], c[:-1]]
         days = len(c) // DAY
-        real[p] = [np.stack([o / prev, h / prev, l / prev, c / prev, v])[:, :days * DAY]
-                   .reshape(5, days, DAY) for _ in (0,)][0]
+        real[p] = np.stack([o / prev, h / prev, l / prev, c / prev, v])[:, :days * DAY] \
+            .reshape(5, days, DAY)
     n = DAYS * DAY
     t = START_MS + BASE_MS * np.arange(n, dtype=np.int64)
     for k in range(SYMBOLS):

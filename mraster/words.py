@@ -38,15 +38,16 @@ def words(template: str, **params: Any) -> Words:
 
 
 def fill(text: str, params: Mapping[str, Any], decimal: str = ".") -> str:
-    """``{name}`` replaced by its value, as the page's ``t()`` does; a number with at most four
-    decimals and the language's decimal sign."""
+    """``{name}`` replaced by its value, as the page's ``t()`` does; a number with up to ten
+    decimals (a price of 0.00001234 stays whole; callers round what they mean to round) and
+    the language's decimal sign."""
     return re.sub(r"\{(\w+)\}", lambda m: _plain(params[m.group(1)], decimal)
                   if m.group(1) in params else m.group(0), text)
 
 
 def _plain(v: Any, decimal: str) -> str:
     if isinstance(v, float):
-        return f"{v:.4f}".rstrip("0").rstrip(".").replace(".", decimal)
+        return f"{v:.10f}".rstrip("0").rstrip(".").replace(".", decimal)
     return "–" if v is None else str(v)
 
 
@@ -66,6 +67,14 @@ def speaker(lang: str) -> Say:
     cat = catalogue(lang)
     strings, decimal = cat.get("strings", {}), cat.get("decimal", ".")
     return lambda template, **params: fill(strings.get(template, template), params, decimal)
+
+
+def side_word(side: str) -> str:
+    """BUY/SELL as a trader says it (a catalogue key: "long", "short")."""
+    return "long" if side == "BUY" else "short"
+
+
+english: Say = speaker("en")
 
 
 def said(message: str | Words) -> dict[str, Any]:

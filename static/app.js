@@ -340,7 +340,7 @@ function said(w) {
   for (const m of text.matchAll(/\{(\w+)\}/g)) {
     out.push(text.slice(at, m.index));
     const v = w.params[m[1]];
-    out.push(typeof v === "number" ? fmt(v) : el("span", { class: "raw" }, v == null ? "–" : String(v)));
+    out.push(typeof v === "number" ? fmt(v, 10) : el("span", { class: "raw" }, v == null ? "–" : String(v)));
     at = m.index + m[0].length;
   }
   out.push(text.slice(at));
@@ -700,8 +700,9 @@ async function drawCandles(symbol) {
   else state.candle.markers = LightweightCharts.createSeriesMarkers(series, markers);
   if (fresh && c.candles.length) state.candle.chart.timeScale().fitContent();
   $("#candle-chart").dataset.shown = state.candle.key;
-  const legend = tf === "htf" ? [[CHART_COLORS.ema_trend, t("EMA {n}: its slope is the trend filter", { n: 55 })]]
-    : [[CHART_COLORS.ema_fast, "EMA 21"], [CHART_COLORS.ema_slow, "EMA 55"], [CHART_COLORS.rsi, t("RSI 14 with the entry bounds")]];
+  const n = c.periods;
+  const legend = tf === "htf" ? [[CHART_COLORS.ema_trend, t("EMA {n}: its slope is the trend filter", { n: n.ema_trend })]]
+    : [[CHART_COLORS.ema_fast, `EMA ${n.ema_fast}`], [CHART_COLORS.ema_slow, `EMA ${n.ema_slow}`], [CHART_COLORS.rsi, t("RSI {n} with the entry bounds", { n: n.rsi })]];
   $("#chart-legend").replaceChildren(...legend.map(([color, text]) => el("span", {}, el("i", { style: `background:${color}` }), text)));
   if (!c.candles.length && state.data && state.data.chart_symbol !== symbol) {
     api("PUT", "/api/ui", { chart_symbol: symbol }).catch(fail);  // the bot sends its candles next cycle

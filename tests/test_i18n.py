@@ -137,3 +137,14 @@ def test_every_notice_the_bot_writes_has_a_german_entry_with_the_same_values():
     assert sorted(found - set(de)) == []
     for text in found:
         assert set(re.findall(r"\{(\w+)\}", de[text])) == set(re.findall(r"\{(\w+)\}", text)), text
+
+
+def test_a_notice_keeps_a_small_price_whole_in_every_language():
+    """An adopted PEPE position's entry (0.00001234) must not read as 0 in the notice."""
+    from mraster.words import speaker, words
+
+    w = words("{symbol}: the position ({side} {qty} at {entry}) is the bot's now, at your "
+              "request; its brackets replace the ones on the exchange", symbol="PEPEUSDT",
+              side="long", qty=1_000_000.0, entry=0.00001234)
+    assert "(long 1000000 at 0.00001234)" in str(w)
+    assert "0,00001234" in speaker("de")(w.template, **w.params)

@@ -16,12 +16,7 @@ from pydantic import BaseModel, Field
 
 from mraster.ai.news import QUOTES
 from mraster.strategy.filters import REASONS
-from mraster.words import Say, fill
-
-
-def str_say(template: str, **params: Any) -> str:
-    """English: the template filled in."""
-    return fill(template, params)
+from mraster.words import Say, english, side_word
 
 
 SYSTEM = (
@@ -90,7 +85,7 @@ def find_symbol(text: str, known: list[str]) -> str | None:
     return None
 
 
-def rule_reply(message: str, ctx: Mapping[str, Any], known: list[str], say: Say = str_say
+def rule_reply(message: str, ctx: Mapping[str, Any], known: list[str], say: Say = english
                ) -> ChatReply:
     """An answer from rules, in the language of ``say`` (English by default)."""
     m = message.lower()
@@ -102,7 +97,7 @@ def rule_reply(message: str, ctx: Mapping[str, Any], known: list[str], say: Say 
         note = " " + say("The bot's last view: {action} ({why}).", action=say(d["action"]),
                          why=say(d["why"])) if d else ""
         return ChatReply(reply=say("Proposal: {side} {symbol} at market, sized by your risk per trade "
-                                   "with the bot's stop and take-profit.", side=say(_side(side)),
+                                   "with the bot's stop and take-profit.", side=say(side_word(side)),
                                    symbol=sym) + note + " " + say("Confirm it below to send it to the bot."),
                          proposal=Proposal(symbol=sym, side=side, reason=f"asked in chat: {message[:200]}"))
     if side:
@@ -114,7 +109,7 @@ def rule_reply(message: str, ctx: Mapping[str, Any], known: list[str], say: Say 
             return ChatReply(reply=say("No open positions."))
         return ChatReply(reply="; ".join(
             say("{side} {qty} {symbol} from {entry} (stop {stop}, take-profit {tp}, now {r} R)",
-                side=say(_side(p["side"])), qty=p["qty"], symbol=p["symbol"], entry=p["entry"],
+                side=say(side_word(p["side"])), qty=p["qty"], symbol=p["symbol"], entry=p["entry"],
                 stop=p["stop"], tp=p["take_profit"], r=p["r_now"]) for p in ps))
     if asks["budget"]:
         b = ctx["budget"]
@@ -137,7 +132,7 @@ def rule_reply(message: str, ctx: Mapping[str, Any], known: list[str], say: Say 
         if not d:
             return ChatReply(reply=say("{symbol} was not evaluated in the last cycle.", symbol=sym))
         return ChatReply(reply=f"{sym}: {say(d['action'])}"
-                               + (f" {say(_side(d['side']))}" if d.get("side") else "")
+                               + (f" {say(side_word(d['side']))}" if d.get("side") else "")
                                + f" — {say(d['why'])}.")
     ps, skips = ctx["positions"], ctx["skip_reasons_last_cycle"]
     top = ", ".join(f"{say(REASONS.get(k, k))} ({v})" for k, v in
@@ -147,11 +142,6 @@ def rule_reply(message: str, ctx: Mapping[str, Any], known: list[str], say: Say 
                                mode=say(ctx["mode"]), n=len(ps), equity=ctx["equity"])
                            + (" " + say("Most skips last cycle: {list}.", list=top) if top else "")
                            + " " + say(HELP))
-
-
-def _side(side: str) -> str:
-    return "long" if side == "BUY" else "short"
-
 
 def llm_user_message(message: str, ctx: Mapping[str, Any], history: list[dict[str, str]],
                      language: str = "English") -> str:

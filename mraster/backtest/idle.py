@@ -51,7 +51,7 @@ class IdleSteps:
         self.reasons = np.zeros((len(times), len(symbols)), dtype=np.uint8)
         self.screened = 0  # steps [0, screened) are screened
         self.cand_step = np.zeros(0, np.int64)  # candidates of the screened steps not yet passed
-        self.cand_x: np.ndarray | None = None
+        self.cand_x = np.zeros((0, 0))  # their policy features (the width comes with the first)
         self.engine_steps = np.zeros(0, np.int64)  # steps only the engine can decide, so far
 
     def _screen(self, upto: int) -> None:
@@ -94,7 +94,7 @@ class IdleSteps:
             return
         order = np.argsort(np.concatenate(steps), kind="stable")
         new_step, new_x = np.concatenate(steps)[order], np.concatenate(rows)[order]
-        if self.cand_x is None or not len(self.cand_step):
+        if not len(self.cand_step):
             self.cand_step, self.cand_x = new_step, new_x
         else:
             self.cand_step = np.concatenate([self.cand_step, new_step])
@@ -114,7 +114,6 @@ class IdleSteps:
         """The first step from ``i`` on that needs the engine (the last step at the latest),
         and the skip reasons of the idle steps before it, as the engine would count them."""
         last = len(self.times) - 1
-        self._forget_before(i)
         counts: Counter = Counter()
         lo, chunk = i, FIRST_CHUNK
         while True:

@@ -229,6 +229,8 @@ def chart_view(state: Mapping[str, Any], symbol: str, settings: Mapping[str, Any
             "interval_s": INTERVAL_MS[interval] // 1000,
             "intervals": {k: settings[v] for k, v in TIMEFRAMES.items()},
             "candles": candles, "indicators": chart_indicators(candles, timeframe),
+            "periods": {"ema_fast": EMA_FAST, "ema_slow": EMA_SLOW, "rsi": RSI_PERIOD,
+                        "ema_trend": HTF_EMA},
             "rsi_bounds": {"buy_min": settings["ASTER_RSI_BUY_MIN"],
                            "sell_max": settings["ASTER_RSI_SELL_MAX"]},
             "tick_places": state.get("ticks", {}).get(symbol),

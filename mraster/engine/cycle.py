@@ -58,6 +58,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.now_ms = now_ms or getattr(exchange, "now_ms", None) or (lambda: int(time.time() * 1000))
         self.cache = KlineCache()
         self.rules: dict[str, SymbolRules] = {}
+        self.price_places: dict[str, int] = {}  # decimals of each symbol's tick, for the page
         self.max_lev: dict[str, int] = {}
         self.leverage_set: dict[str, int] = {}
         self.margin_set: dict[str, str] = {}
@@ -99,6 +100,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             return
         info = await self.ex.exchange_info()
         self.rules = rules_from_exchange_info(info)
+        self.price_places = view.tick_places(self.rules, self.rules)
         self._rules_at = time.monotonic()
         try:  # maintenance-margin tiers, for liquidation prices (assumed when not listed)
             self.brackets = brackets_from_api(await self.ex.leverage_brackets())
@@ -137,8 +139,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
 
     def alert(self, level: str, message: str | Words, symbol: str | None = None) -> None:
         """``Words`` are kept with the alert, so the page shows it in the reader's language."""
-        text = str(message)
         a = {"time": int(time.time() * 1000), "level": level, **said(message), "symbol": symbol}
+        text = a["message"]
         self.state["alerts"] = (self.state["alerts"] + [a])[-100:]
         self.emit("alert", level=level, message=text, symbol=symbol)
         (log.error if level == "error" else log.warning)(text)
@@ -223,7 +225,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             st["charts"] = view.charts(candles, [p.symbol for p in st["positions"].values()]
                                        + list(self.chart_symbols)
                                        + [h["symbol"] for h in reversed(st["history"])])
-            st["ticks"] = view.tick_places(self.rules, universe + [p.symbol for p in st["positions"].values()])
+            st["ticks"] = {sym: self.price_places[sym] for sym in universe + [
+                p.symbol for p in st["positions"].values()] if sym in self.price_places}
         st["stats"]["cycles"] += 1
         st["policy"] = self.policy.to_dict()
         if self.advisor is not None:

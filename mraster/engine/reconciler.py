@@ -20,7 +20,7 @@ from mraster.exchange import errors as E
 from mraster.execution import ids
 from mraster.execution.booking import book_trade, join_fills, position_fills
 from mraster.execution.ownership import Ownership, owner_of
-from mraster.words import words
+from mraster.words import side_word, words
 
 log = logging.getLogger("mraster.engine")
 # the notice for a trade that ended without the bot's own exit
@@ -202,13 +202,13 @@ class Reconciler:
             self.alert("warning", words("{symbol}: the bot's own {side} position ({qty} at "
                                         "{entry}) was missing from the state; adopted from the "
                                         "exchange and protected", symbol=sym,
-                                        side="long" if side.value == "BUY" else "short",
+                                        side=side_word(side.value),
                                         qty=qty, entry=entry), sym)
         else:
             self.alert("warning", words("{symbol}: the position ({side} {qty} at {entry}) is the "
                                         "bot's now, at your request; its brackets replace the "
                                         "ones on the exchange", symbol=sym,
-                                        side="long" if side.value == "BUY" else "short",
+                                        side=side_word(side.value),
                                         qty=qty, entry=entry), sym)
         self.emit("order", action="entry_adopted", symbol=sym, side=side.value, qty=qty,
                   price=entry, client_id=own.entry_client_id)

@@ -63,15 +63,8 @@ async def get_state(request: Request, ctx: DashboardContext = Depends(get_ctx)) 
     bot = {k: v for k, v in bot_status(ctx).items() if k not in TICKING}
     whole = json.dumps({"bot": bot})[:-1] + "," + body
     tag, packed = ctx.cached("state_wire", whole, lambda: (
-        'W/"%s"' % hashlib.blake2b(whole.encode(), digest_size=12).hexdigest(),
-        gzip.compress(whole.encode(), 6, mtime=0)))
-    headers = {"ETag": tag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-    if tag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    if "gzip" not in request.headers.get("accept-encoding", ""):
-        return Response(whole, media_type="application/json", headers=headers)
-    return Response(packed, media_type="application/json",
-                    headers={**headers, "Content-Encoding": "gzip"})
+        etag(whole), gzip.compress(whole.encode(), 6, mtime=0)))
+    return revalidated(request, whole, tag, packed)
 
 
 @router.get("/chart/{symbol}")
@@ -81,16 +74,23 @@ def get_chart(request: Request, symbol: SymbolPath, timeframe: Literal["ltf", "h
     once a cycle; the page asks every refresh, and an unchanged chart is answered 304."""
     body = json.dumps(chart_view(ctx.read_state()[0], check_symbol(symbol),
                                  ctx.settings_lenient()[0], timeframe), default=str)
-    return revalidated(request, body)
+    return revalidated(request, body, etag(body))
 
 
-def revalidated(request: Request, body: str) -> Response:
-    """``body`` with a weak ETag of its content; 304 without it when the page has it already."""
-    tag = 'W/"%s"' % hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
-    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+def etag(body: str) -> str:
+    return 'W/"%s"' % hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
+
+
+def revalidated(request: Request, body: str, tag: str, packed: bytes | None = None) -> Response:
+    """``body`` under its ETag, 304 without it when the page has this version already;
+    ``packed``: the body gzip-compressed once beforehand (else the middleware compresses it)."""
+    headers = {"ETag": tag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
     if tag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    if packed is None or "gzip" not in request.headers.get("accept-encoding", ""):
+        return Response(body, media_type="application/json", headers=headers)
+    return Response(packed, media_type="application/json",
+                    headers={**headers, "Content-Encoding": "gzip"})
 
 
 @router.put("/ui")
