@@ -25,6 +25,7 @@ from mraster.store import JsonDocument
 from mraster.strategy.filters import LABELS
 
 SYMBOLS = ["ETHBTC", "ADABTC"]
+SEVEN = ["ADABTC", "ETCBTC", "ETHBTC", "LTCBTC", "NXTBTC", "TRXBTC", "XLMBTC"]  # same 20 days
 STEPS = 700  # about two and a half days of 5m candles after the warm-up
 
 
@@ -185,6 +186,8 @@ def test_bulk_features_equal_the_live_features_on_every_window():
     (SYMBOLS, {"ASTER_BANDIT_ALPHA": 0.0, "ASTER_ALPHA_WARMUP": 5}),
     # a perpetual with real funding and mark price, trading against the trend
     (["XRPUSDT"], {"ASTER_TREND_BIAS": "against", "ASTER_MIN_EDGE_R": 0.1, "ASTER_ALPHA_WARMUP": 5}),
+    # seven pairs through a crash: candidates the sentinel's red label blocks before the policy
+    (SEVEN, {}),
 ])
 def test_skipping_idle_steps_changes_nothing(symbols, overrides, monkeypatch):
     """The engine runs only where something can happen; the rest is screened in bulk, block by
@@ -205,11 +208,60 @@ def test_skipping_idle_steps_changes_nothing(symbols, overrides, monkeypatch):
     assert fast.state["stats"] == full.state["stats"]
     skipped = full.state["stats"]["skipped"]
     assert skipped.get("policy_skip", 0) + skipped.get("alpha_veto", 0) > 10  # the policy spoke
+    if symbols == SEVEN:
+        assert skipped["sentinel_block"] > 100
     assert fast.equity == full.equity
     assert fast.state["equity_curve"] == full.state["equity_curve"]
     assert fast.state["policy"] == full.state["policy"]
     # the engine ran on a minority of the steps (how few depends on how long trades stay open)
     assert full.engine_steps == full.steps and fast.engine_steps < full.steps / 2
+
+
+def test_ai_mode_skips_idle_steps_and_changes_nothing(monkeypatch):
+    """AI mode (rule-based copilots, as every backtest runs them) skips idle steps too: the walk
+    renews the playbook on the engine's steps from the same inputs, screens with the filters it
+    tightened, gives the policy each symbol's postmortem inputs and books red sentinel labels
+    as the engine does. Both ways over 2,500 real steps of seven pairs (a January 2018 crash:
+    red and yellow labels, shock playbooks, losing streaks) give the same trades, skip counts,
+    equity, policy and copilots' memory."""
+    from mraster.backtest import idle
+
+    monkeypatch.setattr(idle, "BLOCK", 500)
+    tightenings = set()
+    screened = idle.IdleSteps._screened
+
+    def spy(self, tighten):
+        tightenings.add(tuple(sorted(tighten)))
+        return screened(self, tighten)
+    monkeypatch.setattr(idle.IdleSteps, "_screened", spy)
+    s = {**defaults(), "ASTER_AI_MODE": True}
+    symbols = SEVEN
+    m = replay_market(DATA, symbols, manual=True, warmup=WARMUP_CANDLES)
+    start = max(int(x.t[WARMUP_CANDLES]) for x in m.series.values()) // BASE_MS * BASE_MS
+    end = start + 2500 * BASE_MS
+    fast = run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end)
+    full = run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end, skip_idle=False)
+    assert len(full.state["history"]) >= 20, "the slice should trade"
+    assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
+    assert fast.state["stats"] == full.state["stats"]
+    skipped = full.state["stats"]["skipped"]
+    assert skipped["sentinel_block"] > 50 and skipped["playbook_block"] > 0
+    assert skipped.get("policy_skip", 0) + skipped.get("alpha_veto", 0) > 100
+    assert fast.equity == full.equity and fast.state["policy"] == full.state["policy"]
+    wall = ("time", "llm_at")  # the tuner log is stamped with the wall clock
+
+    def memory(r):
+        book = dict(r.state["copilots"])
+        book["tuner_log"] = [{k: v for k, v in e.items() if k not in wall}
+                             for e in book["tuner_log"]]
+        book["tuner"] = {k: v for k, v in book["tuner"].items() if k not in wall}
+        return book
+    assert memory(fast) == memory(full)
+    assert memory(full)["postmortem"]  # reviewed trades fed the policy's features
+    assert memory(full)["playbook"]["at"] > full.end_ms - 20 * 60_000  # renewed to the end
+    # the walk screened with the playbook's tightened filters, not only the user's
+    assert {(), ("ASTER_SPREAD_BPS_MAX", "ASTER_WICKINESS_MAX")} <= tightenings, tightenings
+    assert fast.engine_steps < full.steps / 4
 
 
 @pytest.mark.parametrize("variant,expect", [

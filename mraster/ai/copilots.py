@@ -81,13 +81,10 @@ class Copilots:
     def refresh_playbook(self, now_ms: int, market: Mapping[str, Mapping[str, Any]],
                          labels: Mapping[str, Mapping[str, Any]], history: list[dict]) -> None:
         """Every ``ASTER_AI_PLAYBOOK_REFRESH_MINUTES`` (and at the first cycle)."""
-        pb = self.book["playbook"]
-        every = int(self.settings["ASTER_AI_PLAYBOOK_REFRESH_MINUTES"] * 60_000)
-        if pb and now_ms - pb.get("at", 0) < every:
+        if not PB.due(self.book["playbook"], now_ms, self.settings):
             return
         ov = PB.overview(market, labels, history)
-        hours = max(1.0, 2 * self.settings["ASTER_AI_PLAYBOOK_REFRESH_MINUTES"] / 60)
-        self.book["playbook"] = {**PB.rule_playbook(ov, now_ms, hours), "at": now_ms}
+        self.book["playbook"] = PB.refreshed(ov, now_ms, self.settings)
         self.emit("playbook", regime=self.book["playbook"]["regime"], source="rules")
         if self.llm:
             self._spawn(self._llm_playbook(ov, now_ms))

@@ -123,6 +123,22 @@ def rule_playbook(ov: Mapping[str, Any], now_ms: int = 0, hours: float = 1.0) ->
             "tighten": tighten, "bias": bias, "source": "rules", "overview": dict(ov)}
 
 
+def refresh_ms(s: Mapping[str, Any]) -> int:
+    return int(s["ASTER_AI_PLAYBOOK_REFRESH_MINUTES"] * 60_000)
+
+
+def due(pb: Mapping[str, Any] | None, now_ms: int, s: Mapping[str, Any]) -> bool:
+    """Is a new playbook due (none yet, or the last one is a refresh period old)?"""
+    return not pb or now_ms - pb.get("at", 0) >= refresh_ms(s)
+
+
+def refreshed(ov: Mapping[str, Any], now_ms: int, s: Mapping[str, Any]) -> dict[str, Any]:
+    """The rules' playbook for this overview, stamped: the engine's refresh and a backtest's
+    idle stretches (``backtest.idle``) make the same one."""
+    hours = max(1.0, 2 * s["ASTER_AI_PLAYBOOK_REFRESH_MINUTES"] / 60)
+    return {**rule_playbook(ov, now_ms, hours), "at": now_ms}
+
+
 def _clamp(x: float, lo_hi: tuple[float, float]) -> float:
     return min(max(float(x), lo_hi[0]), lo_hi[1])
 

@@ -2,32 +2,38 @@
 
 Most replay steps end the same way: no position is open, and every symbol is skipped — by the
 volume floor, the screen (market filters, the RSI signal, funding, the non-arbitrage guard, the
-edge) or the policy. Nothing changes on such a step but the skip counters and the equity curve,
-so the backtest runs the engine only where something can happen:
+edge), the sentinel's red label or the policy. Nothing changes on such a step but the skip
+counters and the equity curve (and, in AI mode, the playbook), so the backtest runs the engine
+only where something can happen:
 
 - a position, an order or a bracket repair exists (the engine manages it);
 - the policy would TAKE a candidate, or chance must break a tie between its arms;
 - a window is still growing, a cooldown is running: the cases left to the engine.
 
-Everything here is the engine's own decision code run over arrays: ``screen`` over the whole
-history once, and the policy's ``verdicts`` over the candidates after each engine step (the
-policy only learns when a position closes, which happens on an engine step). A test runs the
-same history both ways and gets the same trades, skip counts and equity curve.
+Everything here is the engine's own decision code run over arrays: ``screen`` over the history
+block by block, and the policy's ``verdicts`` over the candidates after each engine step (the
+policy only learns when a position closes, which happens on an engine step). Tests run the
+same history both ways, in the standard mode and in AI mode, and get the same trades, skip
+counts, equity curve, policy and copilots' memory.
 
-Not used in AI mode: the copilots keep state on every step. The sentinel's labels need no
-step of their own: each engine step folds them over their decay window
-(``ReplayData.sentinel_label``), so skipping steps does not change them.
+AI mode: the rule-based copilots change between engine steps only through the playbook, which
+is renewed every ``ASTER_AI_PLAYBOOK_REFRESH_MINUTES`` from the market's 24 h changes, the
+sentinel's labels and the trade history. The walk renews it on the same steps from the same
+inputs (``playbook.refreshed``); its tightened filters select a screen of their own (a handful
+of variants over a run), and each candidate's policy features carry its symbol's postmortem
+inputs, which only change when a trade closes. The sentinel's labels need no step of their
+own: ``ReplayData.sentinel_label`` folds them over their decay window, whichever steps ran.
 """
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from mraster.backtest.data import ReplayData
-from mraster.policy import BanditPolicy, build_features, vectorize
-from mraster.sim.exchange import SimExchange
+from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
+from mraster.sim.exchange import SimExchange, ticker_row
 from mraster.strategy.filters import REASONS, Snapshot, market_filters
 from mraster.strategy.screen import policy_context, screen
 from mraster.strategy.signals import rsi_signal
@@ -37,35 +43,37 @@ NAMES = (None, ENGINE, *REASONS)  # reason codes as one byte each; 0 = candidate
 CODE = {name: code for code, name in enumerate(NAMES)}
 FIRST_CHUNK, MAX_CHUNK = 32, 1024  # steps whose candidates get their verdicts at once
 BLOCK = 4096  # steps screened at once, when the walk gets there: memory stays bounded
+SIDE = FEATURES.index("side")
+PM_COLUMNS = [FEATURES.index(k) for k in ("pm_edge", "pm_mae", "pm_exit_eff", "pm_slippage")]
 
 
-class IdleSteps:
-    """The screen runs block by block, ahead of the steps as they are reached; a block's
-    candidates are dropped once the backtest has passed them (a year of 50 symbols holds
-    about a million candidates: 190 MB when they were all kept)."""
+class Screened:
+    """One set of filter settings screened over the history, block by block, as the walk gets
+    there; a block's candidates are dropped once the walk has passed them (a year of 50
+    symbols holds about a million candidates: 190 MB when they were all kept)."""
 
     def __init__(self, data: ReplayData, sim: SimExchange, s: Mapping[str, Any],
                  symbols: list[str], times: np.ndarray) -> None:
         self.data, self.sim, self.s, self.symbols, self.times = data, sim, s, symbols, times
         # one byte per symbol and step: an index into NAMES (0: a candidate for the policy)
         self.reasons = np.zeros((len(times), len(symbols)), dtype=np.uint8)
-        self.screened = 0  # steps [0, screened) are screened
-        self.cand_step = np.zeros(0, np.int64)  # candidates of the screened steps not yet passed
+        self.done: set[int] = set()  # blocks screened
+        self.cand_step = np.zeros(0, np.int64)  # candidates of screened blocks not yet passed
+        self.cand_sym = np.zeros(0, np.int64)  # their symbol (a column of ``reasons``)
         self.cand_x = np.zeros((0, 0))  # their policy features (the width comes with the first)
         self.engine_steps = np.zeros(0, np.int64)  # steps only the engine can decide, so far
 
-    def _screen(self, upto: int) -> None:
-        """Screen blocks until every step before ``upto`` is screened."""
-        while self.screened < min(upto, len(self.times)):
-            lo = self.screened
-            hi = min(len(self.times), lo + BLOCK)
-            self._screen_block(lo, hi)
-            self.screened = hi
+    def ensure(self, lo: int, hi: int) -> None:
+        """Screen the blocks holding steps [lo, hi) (the walk only moves forward)."""
+        for b in range(lo // BLOCK, (hi - 1) // BLOCK + 1):
+            if b not in self.done:
+                self.done.add(b)
+                self._screen_block(b * BLOCK, min(len(self.times), (b + 1) * BLOCK))
 
     def _screen_block(self, lo: int, hi: int) -> None:
         data, sim, s = self.data, self.sim, self.s
         times = self.times[lo:hi]
-        steps, rows = [], []
+        steps, syms, rows = [], [], []
         for col, sym in enumerate(self.symbols):
             f, ok = data.feature_table(sym, times)
             q = sim.parsed_quotes(sym, times)
@@ -87,79 +95,174 @@ class IdleSteps:
                 continue
             ctx = {k: np.asarray(v)[cand] for k, v in policy_context(f, snap, sc).items()}
             steps.append(cand + lo)
+            syms.append(np.full(len(cand), col))
             rows.append(vectorize(build_features(ctx)))
         busy = lo + np.flatnonzero((self.reasons[lo:hi] == CODE[ENGINE]).any(axis=1))
         self.engine_steps = np.concatenate([self.engine_steps, busy])
         if not steps:
             return
         order = np.argsort(np.concatenate(steps), kind="stable")
-        new_step, new_x = np.concatenate(steps)[order], np.concatenate(rows)[order]
-        if not len(self.cand_step):
-            self.cand_step, self.cand_x = new_step, new_x
-        else:
-            self.cand_step = np.concatenate([self.cand_step, new_step])
-            self.cand_x = np.concatenate([self.cand_x, new_x])
+        new = (np.concatenate(steps)[order], np.concatenate(syms)[order],
+               np.concatenate(rows)[order])
+        if len(self.cand_step):
+            new = tuple(np.concatenate([old, add]) for old, add in
+                        zip((self.cand_step, self.cand_sym, self.cand_x), new))
+        self.cand_step, self.cand_sym, self.cand_x = new
 
-    def _forget_before(self, i: int) -> None:
+    def forget_before(self, i: int) -> None:
         """Candidates of steps already passed are never asked for again."""
         k = int(self.cand_step.searchsorted(i))
         if k:
-            self.cand_step, self.cand_x = self.cand_step[k:], self.cand_x[k:]
+            self.cand_step, self.cand_sym, self.cand_x = \
+                self.cand_step[k:], self.cand_sym[k:], self.cand_x[k:]
 
-    def _first_engine_step(self, i: int) -> int | None:
+    def first_engine_step(self, i: int) -> int | None:
         at = self.engine_steps.searchsorted(i)
         return int(self.engine_steps[at]) if at < len(self.engine_steps) else None
 
-    def next_busy(self, i: int, policy: BanditPolicy) -> tuple[int, Counter]:
+
+class IdleSteps:
+    """The walk from one engine step to the next: which steps in between are idle, and the
+    skip reasons the engine would have counted on them."""
+
+    def __init__(self, data: ReplayData, sim: SimExchange, s: Mapping[str, Any],
+                 symbols: list[str], times: np.ndarray, copilots: Any = None,
+                 state: Mapping[str, Any] | None = None) -> None:
+        self.data, self.sim, self.s, self.symbols, self.times = data, sim, s, symbols, times
+        self.copilots = copilots  # mraster.ai.copilots.Copilots in AI mode
+        self.state = state if state is not None else {}
+        self.screens: dict[tuple, Screened] = {}  # per tightening of the filters
+
+    def _screened(self, tighten: Mapping[str, float]) -> Screened:
+        key = tuple(sorted(tighten.items()))
+        if key not in self.screens:
+            s = self.s
+            if tighten:  # AI mode only (the playbook's module is not loaded otherwise)
+                from mraster.ai.playbook import tightened
+                s = tightened(self.s, {"tighten": tighten})
+            self.screens[key] = Screened(self.data, self.sim, s, self.symbols, self.times)
+        return self.screens[key]
+
+    # -- the sentinel and the copilots ------------------------------------------------------------
+    def _red(self, col: int, step: int) -> bool:
+        """The symbol's sentinel label is red at this step (the engine skips it before the gate)."""
+        label = self.data.sentinel_label(self.symbols[col], int(self.times[step]),
+                                         self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"])
+        return label["label"] == "red"
+
+    def _playbook_at(self, step: int) -> dict[str, Any]:
+        """The playbook the engine would renew at this step (the copilots' rule-based one)."""
+        from mraster.ai import playbook as PB
+
+        now, market = int(self.times[step]), self.sim.market
+        changes = {sym: {"change_pct": float(ticker_row(market, sym, now)["priceChangePercent"])}
+                   for sym in self.symbols}
+        labels = self.state.get("sentinel", {})
+        if self.s["ASTER_AI_SENTINEL_ENABLED"]:  # as the engine's _watch_markets leaves them
+            decay = self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"]
+            labels = {**labels, **{sym: self.data.sentinel_label(sym, now, decay)
+                                   for sym in self.symbols}}
+        return PB.refreshed(PB.overview(changes, labels, self.state.get("history", [])), now,
+                            self.s)
+
+    def _segment(self, lo: int) -> tuple[int, Mapping[str, Any] | None, Callable[[], None]]:
+        """From ``lo``: up to which step the playbook stays as it is, that playbook, and what
+        makes it the copilots' own when it was renewed at ``lo``."""
+        if self.copilots is None:
+            return len(self.times), None, lambda: None
+        from mraster.ai import playbook as PB
+
+        book = self.copilots.book
+        pb = book["playbook"]
+        keep = lambda: None  # noqa: E731
+        if PB.due(pb, int(self.times[lo]), self.s):
+            pb = self._playbook_at(lo)
+            keep = lambda: book.__setitem__("playbook", pb)  # noqa: E731
+        end = int(self.times.searchsorted(pb["at"] + PB.refresh_ms(self.s)))
+        return max(end, lo + 1), pb, keep
+
+    def _pm_rows(self) -> np.ndarray | None:
+        """Each symbol's postmortem inputs as policy features (constant until a trade closes)."""
+        if self.copilots is None:
+            return None
+        return np.array([vectorize(build_features(self.copilots.pm_inputs(sym)))
+                         for sym in self.symbols])
+
+    # -- the walk ---------------------------------------------------------------------------------
+    def next_busy(self, i: int, policy: BanditPolicy, reducing_until: int | None = None,
+                  reducing: bool = False) -> tuple[int, Counter]:
         """The first step from ``i`` on that needs the engine (the last step at the latest),
-        and the skip reasons of the idle steps before it, as the engine would count them."""
-        last = len(self.times) - 1
+        and the skip reasons of the idle steps before it, as the engine would count them.
+
+        ``reducing``: an account-wide circuit breaker is on, so the entry gate books every
+        candidate as ``reducing`` before the policy is asked; the stretch then ends two candles
+        before the breaker lifts by itself at ``reducing_until`` (the engine takes the steps
+        around that moment)."""
+        stop = len(self.times) - 1
+        if reducing and reducing_until is not None:
+            base = int(self.times[1] - self.times[0]) if len(self.times) > 1 else 0
+            stop = min(stop, int(self.times.searchsorted(reducing_until - 2 * base)))
         counts: Counter = Counter()
+        pm = self._pm_rows()
         lo, chunk = i, FIRST_CHUNK
-        while True:
-            self._forget_before(lo)
-            self._screen(lo + chunk)  # the screen reaches past this stretch
-            eng = self._first_engine_step(i)
-            stop = min(last, eng) if eng is not None else last
-            if lo >= stop:
-                break
-            hi = min(stop, lo + chunk)
+        while lo < stop:
+            end, pb, keep = self._segment(lo)
+            hi = min(stop, end, lo + chunk)
             chunk = min(2 * chunk, MAX_CHUNK)  # a TAKE is often near: look close first
-            a, b = self.cand_step.searchsorted(lo), self.cand_step.searchsorted(hi)
-            verdict = policy.verdicts(self.cand_x[a:b])[2] if b > a else np.zeros(0, str)
-            busy = np.flatnonzero((verdict == "TAKE") | (verdict == "tie"))
-            if len(busy):
-                hi = int(self.cand_step[a + busy[0]])
-                verdict = verdict[self.cand_step[a:b] < hi]
-            counts.update(verdict.tolist())
-            per = np.bincount(self.reasons[lo:hi].ravel(), minlength=len(NAMES))
-            counts.update({NAMES[c]: int(k) for c, k in enumerate(per) if k and c})
-            lo = hi
-            if len(busy):
+            at = self._walk(lo, hi, pb, policy, pm, reducing, counts)
+            if at > lo:
+                keep()  # the playbook renewed at ``lo`` held for the steps walked
+            lo = at
+            if at < hi:
                 break
         return lo, counts
 
-    def next_busy_reducing(self, i: int, until_ms: int | None) -> tuple[int, Counter]:
-        """Like ``next_busy`` while an account-wide circuit breaker is on: no candidate can be
-        taken (the engine's gate says ``reducing`` before the policy is asked), so the stretch
-        runs to the next step only the engine can decide, or to two candles before the breaker
-        lifts by itself (the engine takes the steps around that moment)."""
-        stop = len(self.times) - 1
-        if until_ms is not None:
-            base = int(self.times[1] - self.times[0]) if len(self.times) > 1 else 0
-            stop = min(stop, int(self.times.searchsorted(until_ms - 2 * base)))
-        while True:  # block by block: the stretch's candidates are only counted
-            eng = self._first_engine_step(i)
-            if eng is not None:
-                stop = min(stop, eng)
-            self._forget_before(min(self.screened, stop))
-            if self.screened >= stop:
-                break
-            self._screen(self.screened + 1)
-        if stop <= i:
-            return i, Counter()
-        per = np.bincount(self.reasons[i:stop].ravel(), minlength=len(NAMES))
-        counts: Counter = Counter({NAMES[c]: int(k) for c, k in enumerate(per) if k and c})
-        if per[0]:
-            counts["reducing"] += int(per[0])
-        return stop, counts
+    def _walk(self, lo: int, hi: int, pb: Mapping[str, Any] | None, policy: BanditPolicy,
+              pm: np.ndarray | None, reducing: bool, counts: Counter) -> int:
+        """Count the idle steps of [lo, hi) under playbook ``pb`` into ``counts``; where the
+        walk stopped (``hi``, or the first step that needs the engine)."""
+        table = self._screened((pb or {}).get("tighten") or {})
+        table.ensure(lo, hi)
+        table.forget_before(lo)
+        eng = table.first_engine_step(lo)
+        if eng is not None:
+            hi = min(hi, eng)
+        a, b = table.cand_step.searchsorted(lo), table.cand_step.searchsorted(hi)
+        step, sym = table.cand_step[a:b], table.cand_sym[a:b]
+        red = np.zeros(len(step), bool)
+        if self.s["ASTER_AI_SENTINEL_ENABLED"]:
+            red = np.array([self._red(c, k) for c, k in zip(sym.tolist(), step.tolist())], bool)
+        ask = ~red
+        if reducing:
+            verdict = np.full(int(ask.sum()), "reducing")
+        else:
+            x = table.cand_x[a:b][ask]
+            if pm is not None and len(x):
+                x = x.copy()
+                x[:, PM_COLUMNS] = pm[sym[ask]][:, PM_COLUMNS]
+            verdict = policy.verdicts(x)[2] if len(x) else np.zeros(0, str)
+            if pb and pb.get("blocks"):  # a TAKE the playbook blocks is a skip, like a SKIP
+                verdict = self._blocked(verdict, pb, sym[ask], step[ask], x)
+            busy = np.flatnonzero((verdict == "TAKE") | (verdict == "tie"))
+            if len(busy):
+                hi = int(step[ask][busy[0]])
+        counts.update(verdict[step[ask] < hi].tolist())
+        blocked = int((red & (step < hi)).sum())
+        if blocked:
+            counts["sentinel_block"] += blocked
+        per = np.bincount(table.reasons[lo:hi].ravel(), minlength=len(NAMES))
+        counts.update({NAMES[c]: int(k) for c, k in enumerate(per) if k and c})
+        return hi
+
+    def _blocked(self, verdict: np.ndarray, pb: Mapping[str, Any], sym: np.ndarray,
+                 step: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``playbook_block`` for each TAKE the playbook stops (a clean TAKE draws no chance,
+        so the engine's step would change nothing else)."""
+        from mraster.ai.playbook import blocked
+
+        out = verdict.astype(object)
+        for n in np.flatnonzero(verdict == "TAKE").tolist():
+            side = "BUY" if x[n, SIDE] > 0 else "SELL"
+            if blocked(pb, self.symbols[sym[n]], side, int(self.times[step[n]])):
+                out[n] = "playbook_block"
+        return out

@@ -150,8 +150,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             if idle is not None and flat() and (blocking or not engine.breakers):
                 # a symbol lock alone leaves the steps to the engine; an account-wide breaker
                 # turns every candidate into "reducing" until it lifts
-                k, counts = idle.next_busy_reducing(i, blocking.until) if blocking else \
-                    idle.next_busy(i, engine.policy)
+                k, counts = idle.next_busy(i, engine.policy, reducing=bool(blocking),
+                                           reducing_until=blocking and blocking.until)
                 if k > i:  # idle steps: what the engine would record, without running it
                     equity = float((await ex.account())["totalMarginBalance"])
                     skipped = state["stats"]["skipped"]
@@ -171,11 +171,10 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             exposure += bool(state["positions"])
             curve.append((market.clock.now_ms(), state["telemetry"]["equity"]))
             report(i)
-            # AI mode steps every candle: its copilots change state on each one
-            if i == 0 and skip_idle and data.ok and not st.ai_mode(s):
+            if i == 0 and skip_idle and data.ok:
                 universe = engine.universe({})
                 if not s["ASTER_UNIVERSE_MAX"] or s["ASTER_UNIVERSE_MAX"] >= len(universe):
-                    idle = IdleSteps(data, sim, s, universe, times)
+                    idle = IdleSteps(data, sim, s, universe, times, engine.copilots, state)
             i += 1
     asyncio.run(loop())
     return BacktestResult(settings={k: v for k, v in s.items() if k not in st.SECRET_NAMES},
