@@ -264,6 +264,36 @@ def test_ai_mode_skips_idle_steps_and_changes_nothing(monkeypatch):
     assert fast.engine_steps < full.steps / 4
 
 
+@pytest.mark.parametrize("symbols", [SEVEN, ["XRPUSDT"]])
+def test_bulk_sentinel_labels_and_day_tickers_equal_the_engines(symbols):
+    """The idle walk labels whole blocks at once: every step's 24 h ticker numbers (as a client
+    parses the rows) and sentinel label (its fold over the decay window) equal what the engine
+    reads step by step, on real pairs through a crash (labels of every colour) and around
+    the data's edges."""
+    from mraster.ai.sentinel import RANK
+    from mraster.backtest.data import ReplayData
+    from mraster.sim.exchange import ticker_row
+
+    market = replay_market(DATA, symbols, manual=True, warmup=WARMUP_CANDLES)
+    data = ReplayData(market, "5m", "1h")
+    seen = set()
+    for sym, s in market.series.items():
+        times = np.arange(int(s.t[0]) - 3 * BASE_MS, int(s.t[-1]) + 2 * BASE_MS, BASE_MS)
+        d = data.day_changes(sym, times)
+        for n, t in enumerate(times.tolist()):
+            row = ticker_row(market, sym, t)
+            assert (d["last"][n], d["high"][n], d["low"][n], d["change"][n],
+                    d["quote_volume"][n]) == tuple(float(row[k]) for k in (
+                        "lastPrice", "highPrice", "lowPrice", "priceChangePercent",
+                        "quoteVolume")), (sym, t)
+        for decay in (60.0, 7.0):
+            bulk = data.sentinel_ranks(sym, times, decay)
+            one = [RANK[data.sentinel_label(sym, t, decay)["label"]] for t in times.tolist()]
+            assert bulk.tolist() == one, (sym, decay)
+            seen |= set(one)
+    assert seen == ({0, 1, 2} if symbols == SEVEN else {0, 1})
+
+
 @pytest.mark.parametrize("variant,expect", [
     ({}, {"pass", "no_signal", "wicky", "edge_r", "oracle_gap"}),
     ({"ASTER_TREND_BIAS": "against", "ASTER_ALLOW_TREND_ALIGN": True,

@@ -12,8 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 SIZE = {"green": 1.0, "yellow": 0.7, "red": 0.0}
 RANK = {"green": 0, "yellow": 1, "red": 2}
+LABELS = ("green", "yellow", "red")  # by rank
 
 
 def _clamp(x: float) -> float:
@@ -41,6 +44,22 @@ def assess(ticker: Mapping[str, Any], news: Sequence[Any] = ()) -> dict[str, Any
     return {"label": label, "event_risk": round(risk, 4), "hype": round(hype, 4),
             "size_factor": SIZE[label], "change_pct": change, "volatility": round(vol, 5),
             "news": [f"{i.severity}: {i.title}" for i in news if i.severity != "info"][:3]}
+
+
+def ranks(last: np.ndarray, high: np.ndarray, low: np.ndarray, change: np.ndarray,
+          qvol: np.ndarray) -> np.ndarray:
+    """``RANK[assess(row)["label"]]`` for many ticker rows at once (their parsed numbers, no
+    news): a backtest labels its whole history this way. The same arithmetic as ``assess``
+    (log10 through ``math``, as there), so every label is the same; a test compares them."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vol = np.where(last > 0, (high - low) / last, 0.0)
+    trend = np.minimum(np.abs(change) / 18, 1.0)
+    risk = np.minimum(np.maximum(1.2 * vol + 0.5 * trend, 0.0), 1.0)
+    risk = np.where(change < -9, np.maximum(risk, 0.72), risk)
+    logq = np.array([math.log10(q) / 9 if q > 1 else 0.0 for q in qvol.tolist()])
+    hype = np.minimum(np.maximum(0.55 * logq + 0.55 * trend, 0.0), 1.0)
+    return np.where(risk >= 0.9, 2, np.where((risk >= 0.6) | ((hype >= 0.74) & (change >= 4)),
+                                             1, 0)).astype(np.int8)
 
 
 def update(previous: Mapping[str, Any] | None, ticker: Mapping[str, Any], now_ms: int,

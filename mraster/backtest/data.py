@@ -179,6 +179,41 @@ class ReplayData:
             label = sentinel.fold(label, got, t, decay_minutes)
         return label
 
+    def day_changes(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
+        """The 24 h ticker's numbers at many moments, as a client parses them from the rows
+        (``sim.exchange.ticker_row``): last, high, low, change % and quote volume."""
+        from mraster.sim.market import as_sent
+
+        st = self.market.day_stats(sym, times)
+        out = {k: as_sent(st[k]) for k in ("last", "high", "low", "quote_volume")}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pct = 100 * (st["last"] - st["open"]) / st["open"]
+        out["change"] = as_sent(pct, lambda x: f"{x:.3f}", places=3)
+        return out
+
+    def sentinel_ranks(self, sym: str, times: np.ndarray, decay_minutes: float) -> np.ndarray:
+        """The rank of ``sentinel_label`` (0 green, 1 yellow, 2 red) at each of ``times``
+        (consecutive steps of the base grid) at once: the same fold over the same decay
+        window, on every moment together."""
+        from mraster.ai.sentinel import ranks
+
+        span = int(decay_minutes * 60_000)
+        back = [k for k in range(span // BASE_MS + 1) if k * BASE_MS < span]  # oldest last
+        deep = max(back)
+        grid = np.concatenate([times[0] - BASE_MS * np.arange(deep, 0, -1), times])
+        d = self.day_changes(sym, grid)
+        fresh = ranks(d["last"], d["high"], d["low"], d["change"], d["quote_volume"])
+        n = len(times)
+        rank = np.full(n, -1, np.int8)
+        until = np.full(n, np.iinfo(np.int64).min, np.int64)
+        for k in reversed(back):  # sentinel.fold, oldest moment of each window first
+            at = grid[deep - k:deep - k + n]
+            new = fresh[deep - k:deep - k + n]
+            keep = (rank > new) & (until > at)
+            until = np.where(keep, until, np.where(new > 0, at + span, at))
+            rank = np.where(keep, rank, new)
+        return rank
+
     @staticmethod
     def _indices(x: _Symbol, now):
         """Indices of the last closed signal and trend candles at ``now`` (one moment or many):

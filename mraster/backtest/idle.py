@@ -33,7 +33,7 @@ import numpy as np
 
 from mraster.backtest.data import ReplayData
 from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
-from mraster.sim.exchange import SimExchange, ticker_row
+from mraster.sim.exchange import SimExchange
 from mraster.strategy.filters import REASONS, Snapshot, market_filters
 from mraster.strategy.screen import policy_context, screen
 from mraster.strategy.signals import rsi_signal
@@ -132,6 +132,7 @@ class IdleSteps:
         self.copilots = copilots  # mraster.ai.copilots.Copilots in AI mode
         self.state = state if state is not None else {}
         self.screens: dict[tuple, Screened] = {}  # per tightening of the filters
+        self._blocks: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # see _market
 
     def _screened(self, tighten: Mapping[str, float]) -> Screened:
         key = tuple(sorted(tighten.items()))
@@ -144,24 +145,46 @@ class IdleSteps:
         return self.screens[key]
 
     # -- the sentinel and the copilots ------------------------------------------------------------
-    def _red(self, col: int, step: int) -> bool:
-        """The symbol's sentinel label is red at this step (the engine skips it before the gate)."""
-        label = self.data.sentinel_label(self.symbols[col], int(self.times[step]),
-                                         self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"])
-        return label["label"] == "red"
+    def _market(self, block: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The block's sentinel ranks (0 green, 1 yellow, 2 red) and, in AI mode, 24 h changes
+        in %, as steps × symbols; blocks the walk has left are dropped."""
+        got = self._blocks.get(block)
+        if got is None:
+            for old in [b for b in self._blocks if b < block]:
+                del self._blocks[old]
+            times = self.times[block * BLOCK:(block + 1) * BLOCK]
+            rank = np.zeros((len(times), len(self.symbols)), np.int8)
+            if self.s["ASTER_AI_SENTINEL_ENABLED"]:
+                decay = self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"]
+                rank = np.column_stack([self.data.sentinel_ranks(sym, times, decay)
+                                        for sym in self.symbols])
+            change = None if self.copilots is None else np.column_stack(
+                [self.data.day_changes(sym, times)["change"] for sym in self.symbols])
+            got = self._blocks[block] = (rank, change)
+        return got
+
+    def _red(self, step: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """Candidates whose symbol's sentinel label is red at their step (the engine skips them
+        before the entry gate)."""
+        red = np.zeros(len(step), bool)
+        for b in np.unique(step // BLOCK).tolist():
+            at = step // BLOCK == b
+            red[at] = self._market(b)[0][step[at] - b * BLOCK, col[at]] == 2
+        return red
 
     def _playbook_at(self, step: int) -> dict[str, Any]:
         """The playbook the engine would renew at this step (the copilots' rule-based one)."""
         from mraster.ai import playbook as PB
+        from mraster.ai.sentinel import LABELS
 
-        now, market = int(self.times[step]), self.sim.market
-        changes = {sym: {"change_pct": float(ticker_row(market, sym, now)["priceChangePercent"])}
-                   for sym in self.symbols}
+        rank, change = self._market(step // BLOCK)
+        k = step % BLOCK
+        changes = {sym: {"change_pct": float(change[k, col])} for col, sym in enumerate(self.symbols)}
         labels = self.state.get("sentinel", {})
         if self.s["ASTER_AI_SENTINEL_ENABLED"]:  # as the engine's _watch_markets leaves them
-            decay = self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"]
-            labels = {**labels, **{sym: self.data.sentinel_label(sym, now, decay)
-                                   for sym in self.symbols}}
+            labels = {**labels, **{sym: {"label": LABELS[rank[k, col]]}
+                                   for col, sym in enumerate(self.symbols)}}
+        now = int(self.times[step])
         return PB.refreshed(PB.overview(changes, labels, self.state.get("history", [])), now,
                             self.s)
 
@@ -229,9 +252,8 @@ class IdleSteps:
             hi = min(hi, eng)
         a, b = table.cand_step.searchsorted(lo), table.cand_step.searchsorted(hi)
         step, sym = table.cand_step[a:b], table.cand_sym[a:b]
-        red = np.zeros(len(step), bool)
-        if self.s["ASTER_AI_SENTINEL_ENABLED"]:
-            red = np.array([self._red(c, k) for c, k in zip(sym.tolist(), step.tolist())], bool)
+        red = self._red(step, sym) if self.s["ASTER_AI_SENTINEL_ENABLED"] else \
+            np.zeros(len(step), bool)
         ask = ~red
         if reducing:
             verdict = np.full(int(ask.sum()), "reducing")

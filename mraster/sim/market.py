@@ -212,8 +212,9 @@ class Market:
         return {"last": last, "bid": float(bid), "ask": float(ask), "mark": float(mark),
                 "index": float(index), "funding": self.funding_at(sym, t_ms)}
 
-    def quotes(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
-        """``quote`` and the 24h quote volume at many moments at once (a backtest's steps)."""
+    def _last_many(self, sym: str, times: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``price_at`` at many moments, with each moment's candle index (−1 before the data),
+        that index clipped to the data, and how far into its candle the moment is."""
         s = self.series[sym]
         self.ensure(sym, int(times[-1]))
         i = s.t.searchsorted(times, side="right") - 1
@@ -223,6 +224,30 @@ class Market:
         last = np.where(i < 0, s.o[0], np.where(frac >= 1, s.c[at], s.o[at]))
         for k in np.flatnonzero((i >= 0) & (frac > 0) & (frac < 1)):  # inside a candle
             last[k] = self.price_at(sym, int(times[k]))
+        return last, i, at, frac
+
+    def _day_quote_volume(self, sym: str, last, i, at, frac) -> np.ndarray:
+        s = self.series[sym]
+        cum = self._sums(sym)[2]
+        done = s.v[at] * np.clip(frac, 0.0, 1.0)  # as stats_24h: the forming candle's share
+        day_ago = cum[np.maximum(0, at - (DAY_CANDLES - 1))]
+        return np.where(i < 0, 0.0, cum[at] - day_ago + done * last)
+
+    def day_stats(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
+        """``stats_24h`` at many moments at once: open, high, low, last and quote volume."""
+        s = self.series[sym]
+        last, i, at, frac = self._last_many(sym, times)
+        before = np.where(i < 0, 0, at)  # the day's candles before the moment's own: [j, i)
+        high = np.maximum(trailing(s.h, before, DAY_CANDLES - 1, np.maximum, -np.inf), last)
+        low = np.minimum(trailing(s.l, before, DAY_CANDLES - 1, np.minimum, np.inf), last)
+        return {"open": np.where(i < 0, last, s.o[np.maximum(0, at - (DAY_CANDLES - 1))]),
+                "high": high, "low": low, "last": last,
+                "quote_volume": self._day_quote_volume(sym, last, i, at, frac)}
+
+    def quotes(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
+        """``quote`` and the 24h quote volume at many moments at once (a backtest's steps)."""
+        s = self.series[sym]
+        last, i, at, frac = self._last_many(sym, times)
         prem = s.premium[at] if s.premium is not None else np.zeros(len(times))
         basis = s.basis[np.minimum(at, len(s.basis) - 1)] if s.basis is not None and len(s.basis) \
             else np.zeros(len(times))
@@ -234,12 +259,8 @@ class Market:
         else:
             funding = s.funding[at]
         bid, ask, mark, index = _book(s, last, prem, basis)
-        cum = self._sums(sym)[2]
-        done = s.v[at] * np.clip(frac, 0.0, 1.0)  # as stats_24h: the forming candle's share
-        day_ago = cum[np.maximum(0, at - (DAY_CANDLES - 1))]
-        qv = np.where(i < 0, 0.0, cum[at] - day_ago + done * last)
         return {"last": last, "bid": bid, "ask": ask, "mark": mark, "index": index,
-                "funding": funding, "quote_volume": qv}
+                "funding": funding, "quote_volume": self._day_quote_volume(sym, last, i, at, frac)}
 
     # -- candles -----------------------------------------------------------------------------
     def candles(self, sym: str, interval: str, t_ms: int, limit: int = 500,
@@ -318,6 +339,30 @@ class Market:
                 "low": float(min(s.l[j:i].min(initial=last), last)), "last": last,
                 "volume": float(cum[1][i] - cum[1][j]) + done,
                 "quote_volume": float(cum[2][i] - cum[2][j]) + done * last}
+
+
+def trailing(x: np.ndarray, ends: np.ndarray, w: int, op: np.ufunc, empty: float) -> np.ndarray:
+    """``op`` (np.maximum or np.minimum) over ``x[max(0, k − w):k]`` for each k of ``ends``
+    (``empty`` where that is empty), in linear time: ``x`` is cut in blocks of ``w``, and a
+    window of ``w`` is the suffix of one block and the prefix of the next (van Herk /
+    Gil-Werman). Exact: only comparisons."""
+    ends = np.asarray(ends, dtype=np.int64)
+    out = np.full(len(ends), empty)
+    if not len(ends) or ends.max() <= 0:
+        return out
+    lo = max(0, int(ends.min()) - w)
+    seg = x[lo:int(ends.max())]
+    n = len(seg)
+    rows = np.full(-(-n // w) * w, empty)
+    rows[:n] = seg
+    rows = rows.reshape(-1, w)
+    pre = op.accumulate(rows, axis=1).ravel()
+    suf = op.accumulate(rows[:, ::-1], axis=1)[:, ::-1].ravel()
+    last = np.clip(ends - 1 - lo, 0, n - 1)
+    first = np.clip(ends - w - lo, 0, n - 1)
+    # a short window (k ≤ w) starts at 0, a block's start (lo is 0 then): its prefix alone
+    got = np.where(ends <= w, pre[last], op(suf[first], pre[last]))
+    return np.where(ends > 0, got, out)
 
 
 def _book(s: Series, last, prem, basis) -> tuple:
