@@ -83,14 +83,14 @@ def trips(history: list[Mapping[str, Any]], ledger: Mapping[str, Any], equity: f
     window = int(s["ASTER_STREAK_WINDOW_MINUTES"] * 60_000)
     pause = int(s["ASTER_STREAK_PAUSE_MINUTES"] * 60_000)
     lock = int(s["ASTER_SYMBOL_LOCK_MINUTES"] * 60_000)
+    n, per = s["ASTER_STREAK_STOPS"], s["ASTER_SYMBOL_STOPS"]
     stops = sorted((int(t.get("closed_at") or 0), str(t.get("symbol")))
-                   for t in _stops(history, now - window - max(pause, lock)))
-    n = s["ASTER_STREAK_STOPS"]
+                   for t in _stops(history, now - window - max(pause, lock))) \
+        if n > 0 or per > 0 else []  # both off: the history need not be read
     tripped = _last_trip([t for t, _ in stops], n, window)
     if tripped is not None and tripped + pause > now:
         out.append(Trip("losing_streak", f"{n} stop-outs within "
                                          f"{s['ASTER_STREAK_WINDOW_MINUTES']:g} min", until=tripped + pause))
-    per = s["ASTER_SYMBOL_STOPS"]
     for sym in sorted({sym for _, sym in stops}):
         tripped = _last_trip([t for t, x in stops if x == sym], per, window)
         if tripped is not None and tripped + lock > now:

@@ -149,6 +149,9 @@ class _Symbol:
         return Candles(t, o, h, l, c, v)
 
 
+ROW_BLOCK = 512  # moments of 24 h ticker numbers computed at once for the sentinel
+
+
 class ReplayData:
     def __init__(self, market: Market, interval: str, htf_interval: str) -> None:
         self.ok = interval in INTERVAL_MS and htf_interval in INTERVAL_MS and \
@@ -157,6 +160,7 @@ class ReplayData:
                         for sym, s in market.series.items()} if self.ok else {}
         self.market = market
         self._assessed: dict[str, dict[int, dict]] = {}  # per symbol: the window's assessments
+        self._rows: dict[str, dict[int, dict[str, list]]] = {}  # see _day_row
 
     def sentinel_label(self, sym: str, now: int, decay_minutes: float) -> dict:
         """The sentinel's label at ``now`` as a replay stepping every candle would have it: the
@@ -175,9 +179,27 @@ class ReplayData:
         for t in times:
             got = seen.get(t)
             if got is None:
-                got = seen[t] = sentinel.assess(ticker_row(self.market, sym, t))
+                got = seen[t] = sentinel.assess(self._day_row(sym, t) if t % BASE_MS == 0
+                                                else ticker_row(self.market, sym, t))
             label = sentinel.fold(label, got, t, decay_minutes)
         return label
+
+    def _day_row(self, sym: str, t: int) -> dict[str, float]:
+        """The numbers ``sentinel.assess`` reads from the 24 h ticker row at ``t`` (a moment of
+        the base grid), computed for a block of moments at once (``day_changes``)."""
+        span = BASE_MS * ROW_BLOCK
+        block = t // span
+        cache = self._rows.setdefault(sym, {})
+        got = cache.get(block)
+        if got is None:
+            for old in [b for b in cache if b < block - 1]:
+                del cache[old]
+            d = self.day_changes(sym, block * span + BASE_MS * np.arange(ROW_BLOCK))
+            got = cache[block] = {k: v.tolist() for k, v in d.items()}
+        k = (t - block * span) // BASE_MS
+        return {"lastPrice": got["last"][k], "highPrice": got["high"][k],
+                "lowPrice": got["low"][k], "priceChangePercent": got["change"][k],
+                "quoteVolume": got["quote_volume"][k]}
 
     def day_changes(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
         """The 24 h ticker's numbers at many moments, as a client parses them from the rows

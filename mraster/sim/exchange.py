@@ -5,6 +5,8 @@ Public data methods return exactly the JSON the real exchange sends, so the in-p
 """
 from __future__ import annotations
 
+import bisect
+
 import threading
 from decimal import Decimal
 from typing import Any
@@ -54,12 +56,22 @@ class SimExchange:
         self._last_eval: dict[str, int] = {}
         self._last_funding: int = market.clock.now_ms() // FUNDING_MS
         self._advanced_at: int | None = None
+        self._quotes: dict[str, dict[str, float]] = {}
+        self._quotes_at: int | None = None
 
     def now(self) -> int:
         return self.market.clock.now_ms()
 
     def _quote(self, sym: str) -> dict[str, float]:
-        return self.market.quote(sym)
+        """The market's quote now; one moment's quotes are computed once (a cycle asks for a
+        symbol's mark a dozen times: margins, positions, the account)."""
+        now = self.now()
+        if now != self._quotes_at:
+            self._quotes, self._quotes_at = {}, now
+        q = self._quotes.get(sym)
+        if q is None:
+            q = self._quotes[sym] = self.market.quote(sym, now)
+        return q
 
     def account(self, key: str) -> Account:
         with self.lock:
@@ -350,7 +362,8 @@ def position_mode(acct: Account, method: str, p: dict[str, str]) -> dict[str, An
 def all_orders(acct: Account, symbol: str, start: int, limit: int) -> list[dict[str, Any]]:
     """``GET allOrders``: the symbol's kept orders (any status) created from ``start`` on, oldest
     first, the most recent ``limit`` of them (orders are kept in creation order)."""
-    rows = [o for o in acct.symbol_orders(symbol) if o.time >= start][-limit:]
+    rows = acct.symbol_orders(symbol)
+    rows = rows[bisect.bisect_left(rows, start, key=lambda o: o.time):][-limit:]
     return [o.to_api() for o in rows]
 
 

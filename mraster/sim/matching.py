@@ -57,7 +57,7 @@ class Order:
     def to_api(self) -> dict[str, Any]:
         done = self.__dict__.get("_api")  # a finished order never changes again
         if done is not None:
-            return dict(done)
+            return done  # shared: callers only read the rows (JSON out, bookings)
         row = {
             "orderId": self.orderId, "symbol": self.symbol, "status": self.status,
             "clientOrderId": self.clientOrderId, "price": _s(self.price),
@@ -70,7 +70,7 @@ class Order:
             "priceProtect": False, "time": self.time, "updateTime": self.updateTime,
         }
         if self.status not in OPEN_STATES:
-            self._api = dict(row)
+            self._api = row
         return row
 
 
@@ -564,9 +564,11 @@ class Matching:
                          "isolatedWallet": "0", "updateTime": pos.update_time})
         return rows
 
-    def balance_rows(self, acct: Account, now: int, asset: str = "USDT") -> list[dict[str, Any]]:
-        upnl = self.unrealized(acct)
-        avail = self.available(acct)
+    def balance_rows(self, acct: Account, now: int, asset: str = "USDT",
+                     upnl: float | None = None, avail: float | None = None
+                     ) -> list[dict[str, Any]]:
+        upnl = self.unrealized(acct) if upnl is None else upnl
+        avail = self.available(acct) if avail is None else avail
         return [{"accountAlias": "SgsR", "asset": asset, "balance": _s(acct.balance),
                  "crossWalletBalance": _s(acct.balance), "crossUnPnl": _s(upnl),
                  "availableBalance": _s(avail), "maxWithdrawAmount": _s(max(avail, 0)),
@@ -575,7 +577,7 @@ class Matching:
     def account_info(self, acct: Account, now: int, asset: str = "USDT") -> dict[str, Any]:
         upnl = self.unrealized(acct)
         used = self.used_margin(acct)
-        avail = self.available(acct)
+        avail = acct.balance + upnl - used  # ``available``, from the sums just made
         positions = [
             {"symbol": s, "positionAmt": _s(p.amt), "entryPrice": _s(p.entry),
              "unrealizedProfit": _s((self.quote(s)["mark"] - p.entry) * p.amt),
@@ -589,4 +591,4 @@ class Matching:
                 "totalPositionInitialMargin": _s(used), "totalOpenOrderInitialMargin": "0",
                 "totalCrossWalletBalance": _s(acct.balance), "totalCrossUnPnl": _s(upnl),
                 "availableBalance": _s(avail), "maxWithdrawAmount": _s(max(avail, 0)),
-                "assets": self.balance_rows(acct, now, asset), "positions": positions}
+                "assets": self.balance_rows(acct, now, asset, upnl, avail), "positions": positions}
