@@ -139,8 +139,13 @@ def test_the_open_risk_cap_limits_a_scan_and_says_by_how_much(sim_factory, tmp_p
     equity = state["telemetry"]["equity"]
     assert state["positions"] and \
         sum(p["risk_usdt"] for p in state["positions"].values()) <= 0.008 * equity * 1.0001
-    capped = [d for d in state["decisions"].values() if d["reason"] == "open_risk_cap"]
-    assert capped and all(d["open_risk"] + d["this_risk"] > d["cap"] for d in capped)
+    capped = {sym: d for sym, d in state["decisions"].items() if d["reason"] == "open_risk_cap"}
+    assert capped and all(d["open_risk"] + d["this_risk"] > d["cap"] for d in capped.values())
+    # a candidate the cap refuses even at leverage 1 costs no round trips: its leverage and
+    # margin mode are not set on the exchange (a cold start used to set them for every one)
+    (acct,) = sim.accounts.values()
+    assert len(set(capped) - set(acct.leverage)) >= 2
+    assert {p["symbol"] for p in state["positions"].values()} <= set(acct.leverage)
 
 
 

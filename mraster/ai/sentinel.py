@@ -10,7 +10,7 @@ after the last time its condition held, so a calm hour right after a crash does 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -47,19 +47,23 @@ def assess(ticker: Mapping[str, Any], news: Sequence[Any] = ()) -> dict[str, Any
 
 
 def ranks(last: np.ndarray, high: np.ndarray, low: np.ndarray, change: np.ndarray,
-          qvol: np.ndarray) -> np.ndarray:
+          qvol_at: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """``RANK[assess(row)["label"]]`` for many ticker rows at once (their parsed numbers, no
     news): a backtest labels its whole history this way. The same arithmetic as ``assess``
-    (log10 through ``math``, as there), so every label is the same; a test compares them."""
+    (log10 through ``math``, as there), so every label is the same; a test compares them.
+    ``qvol_at(indices)``: the parsed quote volumes there, asked only where hype can decide."""
     with np.errstate(divide="ignore", invalid="ignore"):
         vol = np.where(last > 0, (high - low) / last, 0.0)
     trend = np.minimum(np.abs(change) / 18, 1.0)
     risk = np.minimum(np.maximum(1.2 * vol + 0.5 * trend, 0.0), 1.0)
     risk = np.where(change < -9, np.maximum(risk, 0.72), risk)
-    logq = np.array([math.log10(q) / 9 if q > 1 else 0.0 for q in qvol.tolist()])
-    hype = np.minimum(np.maximum(0.55 * logq + 0.55 * trend, 0.0), 1.0)
-    return np.where(risk >= 0.9, 2, np.where((risk >= 0.6) | ((hype >= 0.74) & (change >= 4)),
-                                             1, 0)).astype(np.int8)
+    rank = np.where(risk >= 0.9, 2, np.where(risk >= 0.6, 1, 0)).astype(np.int8)
+    ask = np.flatnonzero((rank == 0) & (change >= 4))  # where hype alone can make it yellow
+    if len(ask):
+        logq = np.array([math.log10(q) / 9 if q > 1 else 0.0 for q in qvol_at(ask).tolist()])
+        hype = np.minimum(np.maximum(0.55 * logq + 0.55 * trend[ask], 0.0), 1.0)
+        rank[ask[hype >= 0.74]] = 1
+    return rank
 
 
 def update(previous: Mapping[str, Any] | None, ticker: Mapping[str, Any], now_ms: int,

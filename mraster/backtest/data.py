@@ -195,22 +195,27 @@ class ReplayData:
             for old in [b for b in cache if b < block - 1]:
                 del cache[old]
             d = self.day_changes(sym, block * span + BASE_MS * np.arange(ROW_BLOCK))
-            got = cache[block] = {k: v.tolist() for k, v in d.items()}
+            got = cache[block] = {k: v.tolist() for k, v in d.items() if k != "raw"}
         k = (t - block * span) // BASE_MS
         return {"lastPrice": got["last"][k], "highPrice": got["high"][k],
                 "lowPrice": got["low"][k], "priceChangePercent": got["change"][k],
                 "quoteVolume": got["quote_volume"][k]}
 
-    def day_changes(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
+    def day_changes(self, sym: str, times: np.ndarray,
+                    fields: tuple[str, ...] = ("last", "high", "low", "change", "quote_volume")
+                    ) -> dict[str, np.ndarray]:
         """The 24 h ticker's numbers at many moments, as a client parses them from the rows
-        (``sim.exchange.ticker_row``): last, high, low, change % and quote volume."""
+        (``sim.exchange.ticker_row``): last, high, low, change % and quote volume (those of
+        ``fields``), with the unparsed stats under ``raw``."""
         from mraster.sim.market import as_sent
 
         st = self.market.day_stats(sym, times)
-        out = {k: as_sent(st[k]) for k in ("last", "high", "low", "quote_volume")}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pct = 100 * (st["last"] - st["open"]) / st["open"]
-        out["change"] = as_sent(pct, lambda x: f"{x:.3f}", places=3)
+        out = {k: as_sent(st[k]) for k in fields if k != "change"}
+        if "change" in fields:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pct = 100 * (st["last"] - st["open"]) / st["open"]
+            out["change"] = as_sent(pct, lambda x: f"{x:.3f}", places=3)
+        out["raw"] = st
         return out
 
     def sentinel_ranks(self, sym: str, times: np.ndarray, decay_minutes: float) -> np.ndarray:
@@ -218,13 +223,15 @@ class ReplayData:
         (consecutive steps of the base grid) at once: the same fold over the same decay
         window, on every moment together."""
         from mraster.ai.sentinel import ranks
+        from mraster.sim.market import as_sent
 
         span = int(decay_minutes * 60_000)
         back = [k for k in range(span // BASE_MS + 1) if k * BASE_MS < span]  # oldest last
         deep = max(back)
         grid = np.concatenate([times[0] - BASE_MS * np.arange(deep, 0, -1), times])
-        d = self.day_changes(sym, grid)
-        fresh = ranks(d["last"], d["high"], d["low"], d["change"], d["quote_volume"])
+        d = self.day_changes(sym, grid, ("last", "high", "low", "change"))
+        fresh = ranks(d["last"], d["high"], d["low"], d["change"],
+                      lambda at: as_sent(d["raw"]["quote_volume"][at]))
         n = len(times)
         rank = np.full(n, -1, np.int8)
         until = np.full(n, np.iinfo(np.int64).min, np.int64)

@@ -159,7 +159,7 @@ class IdleSteps:
                 rank = np.column_stack([self.data.sentinel_ranks(sym, times, decay)
                                         for sym in self.symbols])
             change = None if self.copilots is None else np.column_stack(
-                [self.data.day_changes(sym, times)["change"] for sym in self.symbols])
+                [self.data.day_changes(sym, times, ("change",))["change"] for sym in self.symbols])
             got = self._blocks[block] = (rank, change)
         return got
 

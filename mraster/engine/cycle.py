@@ -98,12 +98,19 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
     async def _load_rules(self) -> None:
         if self.rules and time.monotonic() - self._rules_at < 3600:
             return
-        info = await self.ex.exchange_info()
+        # the symbols' rules and their maintenance-margin tiers (for liquidation prices,
+        # assumed when not listed), read together
+        info, tiers = await asyncio.gather(self.ex.exchange_info(), self.ex.leverage_brackets(),
+                                           return_exceptions=True)
+        if isinstance(info, BaseException):
+            raise info
         self.rules = rules_from_exchange_info(info)
         self.price_places = view.tick_places(self.rules, self.rules)
         self._rules_at = time.monotonic()
-        try:  # maintenance-margin tiers, for liquidation prices (assumed when not listed)
-            self.brackets = brackets_from_api(await self.ex.leverage_brackets())
+        try:
+            if isinstance(tiers, BaseException):
+                raise tiers
+            self.brackets = brackets_from_api(tiers)
         except (E.ExchangeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("leverage brackets unavailable (%s); assuming the usual tiers", exc)
         # the guard's retry back-off and stop grace run on the market's clock: the wall clock

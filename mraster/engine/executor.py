@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from typing import Any, Mapping
 
 from mraster.domain import Intent, Order, OrderStatus, Position, PositionStatus, Side, next_entry_status
 from mraster.engine.market_data import snapshot
@@ -60,19 +61,25 @@ class Executor:
             sl_mult, tp_mult = sl_mult * ai.sl_multiplier, tp_mult * ai.tp_multiplier
         if (sl_mult, tp_mult) != (s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"]):
             s = {**s, "ASTER_SL_ATR_MULT": sl_mult, "ASTER_TP_ATR_MULT": tp_mult}
-        if self.margin_set.get(sym) != s["ASTER_MARGIN_TYPE"]:
-            try:
-                await self._set_margin_type(sym)
-            except E.ExchangeError as exc:
-                self._skip(res, sym, "margin_mode" if exc.code in (-4047, -4048) else
-                           "order_failed", side=side, error=str(exc))
-                return used
-        if self.leverage_set.get(sym) != want:
-            try:  # leverage is set on the exchange before the sizing relies on it
-                await self._set_leverage(sym, want)
-            except E.ExchangeError as exc:
-                self._skip(res, sym, "order_failed", side=side, error=str(exc))
-                return used
+        if self._capped_at_any_leverage(res, it, price, equity, used, mult, want, s):
+            return used  # nothing set on the exchange for a trade no leverage lets through
+        # margin mode and leverage are independent settings: both asked at once; leverage is
+        # set on the exchange before the sizing relies on it
+        margin, lever = await asyncio.gather(
+            self._set_margin_type(sym) if self.margin_set.get(sym) != s["ASTER_MARGIN_TYPE"]
+            else asyncio.sleep(0),
+            self._set_leverage(sym, want) if self.leverage_set.get(sym) != want
+            else asyncio.sleep(0), return_exceptions=True)
+        for exc in (margin, lever):
+            if isinstance(exc, BaseException) and not isinstance(exc, E.ExchangeError):
+                raise exc
+        if isinstance(margin, E.ExchangeError):
+            self._skip(res, sym, "margin_mode" if margin.code in (-4047, -4048) else
+                       "order_failed", side=side, error=str(margin))
+            return used
+        if isinstance(lever, E.ExchangeError):
+            self._skip(res, sym, "order_failed", side=side, error=str(lever))
+            return used
         order = plan_order(side=side, price=price, atr=f.atr, equity=equity, used_margin=used,
                            rules=rules, mult=mult, max_leverage=self.leverage_set[sym], s=s)
         while not order.reason and not self._stop_before_liquidation(sym, side, price, order,
@@ -199,6 +206,27 @@ class Executor:
         """True when the account holds two positions per symbol (hedge mode): the bot's one-way
         orders would be refused (-4061) and its closePosition stops would not cover both sides."""
         return bool((await self.ex.position_mode()).get("dualSidePosition"))
+
+    def _capped_at_any_leverage(self, res: CycleResult, it: Intent, price: float, equity: float,
+                                used: float, mult: float, want: int, s: Mapping[str, Any]) -> bool:
+        """Skip (and say so) an entry the open-risk or notional cap refuses even at leverage 1:
+        a lower leverage only ever shrinks the order, so no leverage the exchange accepts can
+        let it through. Without this, a start with the caps full set the margin type and the
+        leverage of every candidate on the exchange, one round trip each, for nothing."""
+        sym, side, f = it.symbol, it.side.value, it.features
+        least = plan_order(side=side, price=price, atr=f.atr, equity=equity, used_margin=used,
+                           rules=self.rules[sym], mult=mult, max_leverage=1, s=s)
+        if least.reason or not exposure_cap(self.state["positions"], risk_usdt=least.risk_usdt,
+                                            notional=least.notional, equity=equity, s=s):
+            return False
+        planned = plan_order(side=side, price=price, atr=f.atr, equity=equity, used_margin=used,
+                             rules=self.rules[sym], mult=mult, max_leverage=want, s=s)
+        capped = exposure_cap(self.state["positions"], risk_usdt=planned.risk_usdt,
+                              notional=planned.notional, equity=equity, s=s) or \
+            exposure_cap(self.state["positions"], risk_usdt=least.risk_usdt,
+                         notional=least.notional, equity=equity, s=s)
+        self._skip(res, sym, capped[0], side=side, **capped[1])
+        return True
 
     async def _set_leverage(self, sym: str, lev: int) -> None:
         """Set leverage before sizing relies on it; when the symbol's maximum is lower than

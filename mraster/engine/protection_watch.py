@@ -7,6 +7,8 @@ notice until the read-back agrees again; every change of a position's protection
 """
 from __future__ import annotations
 
+import asyncio
+
 import copy
 import logging
 from typing import Any
@@ -86,7 +88,9 @@ class ProtectionWatch:
         asked for is no disagreement; anything else is, whoever changed it."""
         if self.guard is None:
             return
-        await self._funding_so_far(now)
+        # funding and the fee rates not known yet (new positions), read together
+        new = {p.symbol for p in self.state["positions"].values() if p.symbol not in self._fees}
+        await asyncio.gather(self._funding_so_far(now), *(self._fee_rate(sym) for sym in new))
         orders = self.guard.last_orders
         for token, pos in list(self.state["positions"].items()):
             if not pos.is_open or not pos.holds(amounts.get(pos.symbol, 0.0)) \
