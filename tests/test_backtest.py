@@ -179,6 +179,15 @@ def test_bulk_features_equal_the_live_features_on_every_window():
     assert checked > 200
 
 
+def both_ways(s, symbols, steps: int = 2500):
+    """The same ``steps`` steps after the warm-up, skipping idle steps and running every one."""
+    m = replay_market(DATA, symbols, manual=True, warmup=WARMUP_CANDLES)
+    start = max(int(x.t[WARMUP_CANDLES]) for x in m.series.values()) // BASE_MS * BASE_MS
+    end = start + steps * BASE_MS
+    return (run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end),
+            run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end, skip_idle=False))
+
+
 @pytest.mark.parametrize("symbols,overrides", [
     (SYMBOLS, {}),  # the defaults: the bandit explores, the alpha model speaks after 30 trades
     # no exploration bonus: untrained arms tie with SKIP, so chance decides (engine steps);
@@ -196,12 +205,7 @@ def test_skipping_idle_steps_changes_nothing(symbols, overrides, monkeypatch):
     from mraster.backtest import idle
 
     monkeypatch.setattr(idle, "BLOCK", 300)
-    s = {**defaults(), **overrides}
-    m = replay_market(DATA, symbols, manual=True, warmup=WARMUP_CANDLES)
-    start = max(int(x.t[WARMUP_CANDLES]) for x in m.series.values()) // BASE_MS * BASE_MS
-    end = start + 2500 * BASE_MS
-    fast = run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end)
-    full = run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end, skip_idle=False)
+    fast, full = both_ways({**defaults(), **overrides}, symbols)
     assert len(full.state["history"]) >= 4, "the slice should trade"
     assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
     assert [t["funding"] for t in fast.state["history"]] == [t["funding"] for t in full.state["history"]]
@@ -234,13 +238,7 @@ def test_ai_mode_skips_idle_steps_and_changes_nothing(monkeypatch):
         tightenings.add(tuple(sorted(tighten)))
         return screened(self, tighten)
     monkeypatch.setattr(idle.IdleSteps, "_screened", spy)
-    s = {**defaults(), "ASTER_AI_MODE": True}
-    symbols = SEVEN
-    m = replay_market(DATA, symbols, manual=True, warmup=WARMUP_CANDLES)
-    start = max(int(x.t[WARMUP_CANDLES]) for x in m.series.values()) // BASE_MS * BASE_MS
-    end = start + 2500 * BASE_MS
-    fast = run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end)
-    full = run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end, skip_idle=False)
+    fast, full = both_ways({**defaults(), "ASTER_AI_MODE": True}, SEVEN)
     assert len(full.state["history"]) >= 20, "the slice should trade"
     assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
     assert fast.state["stats"] == full.state["stats"]
@@ -290,6 +288,8 @@ def test_bulk_sentinel_labels_and_day_tickers_equal_the_engines(symbols):
             bulk = data.sentinel_ranks(sym, times, decay)
             one = [RANK[data.sentinel_label(sym, t, decay)["label"]] for t in times.tolist()]
             assert bulk.tolist() == one, (sym, decay)
+            red = data.sentinel_ranks(sym, times, decay, red_only=True)  # may skip yellow
+            assert ((red == 2) == (bulk == 2)).all(), (sym, decay)
             seen |= set(one)
     assert seen == ({0, 1, 2} if symbols == SEVEN else {0, 1})
 

@@ -46,17 +46,23 @@ def assess(ticker: Mapping[str, Any], news: Sequence[Any] = ()) -> dict[str, Any
             "news": [f"{i.severity}: {i.title}" for i in news if i.severity != "info"][:3]}
 
 
+def risk_of(last: np.ndarray, high: np.ndarray, low: np.ndarray, change: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Event risk and trend of many ticker rows (``assess``'s arithmetic, without news)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vol = np.where(last > 0, (high - low) / last, 0.0)
+    trend = np.minimum(np.abs(change) / 18, 1.0)
+    risk = np.minimum(np.maximum(1.2 * vol + 0.5 * trend, 0.0), 1.0)
+    return np.where(change < -9, np.maximum(risk, 0.72), risk), trend
+
+
 def ranks(last: np.ndarray, high: np.ndarray, low: np.ndarray, change: np.ndarray,
           qvol_at: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """``RANK[assess(row)["label"]]`` for many ticker rows at once (their parsed numbers, no
     news): a backtest labels its whole history this way. The same arithmetic as ``assess``
     (log10 through ``math``, as there), so every label is the same; a test compares them.
     ``qvol_at(indices)``: the parsed quote volumes there, asked only where hype can decide."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vol = np.where(last > 0, (high - low) / last, 0.0)
-    trend = np.minimum(np.abs(change) / 18, 1.0)
-    risk = np.minimum(np.maximum(1.2 * vol + 0.5 * trend, 0.0), 1.0)
-    risk = np.where(change < -9, np.maximum(risk, 0.72), risk)
+    risk, trend = risk_of(last, high, low, change)
     rank = np.where(risk >= 0.9, 2, np.where(risk >= 0.6, 1, 0)).astype(np.int8)
     ask = np.flatnonzero((rank == 0) & (change >= 4))  # where hype alone can make it yellow
     if len(ask):

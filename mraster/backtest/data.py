@@ -218,17 +218,25 @@ class ReplayData:
         out["raw"] = st
         return out
 
-    def sentinel_ranks(self, sym: str, times: np.ndarray, decay_minutes: float) -> np.ndarray:
+    def sentinel_ranks(self, sym: str, times: np.ndarray, decay_minutes: float,
+                       red_only: bool = False) -> np.ndarray:
         """The rank of ``sentinel_label`` (0 green, 1 yellow, 2 red) at each of ``times``
         (consecutive steps of the base grid) at once: the same fold over the same decay
-        window, on every moment together."""
-        from mraster.ai.sentinel import ranks
+        window, on every moment together. ``red_only``: where no red is possible (the unparsed
+        numbers keep the risk clearly below it), zeros come back at once."""
+        from mraster.ai.sentinel import ranks, risk_of
         from mraster.sim.market import as_sent
 
         span = int(decay_minutes * 60_000)
         back = [k for k in range(span // BASE_MS + 1) if k * BASE_MS < span]  # oldest last
         deep = max(back)
         grid = np.concatenate([times[0] - BASE_MS * np.arange(deep, 0, -1), times])
+        if red_only:  # parsing moves the risk by less than 1e-4 (the change has 3 decimals)
+            st = self.market.day_stats(sym, grid)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pct = 100 * (st["last"] - st["open"]) / st["open"]
+            if not (risk_of(st["last"], st["high"], st["low"], pct)[0] >= 0.9 - 1e-3).any():
+                return np.zeros(len(times), np.int8)
         d = self.day_changes(sym, grid, ("last", "high", "low", "change"))
         fresh = ranks(d["last"], d["high"], d["low"], d["change"],
                       lambda at: as_sent(d["raw"]["quote_volume"][at]))

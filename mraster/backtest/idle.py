@@ -156,8 +156,9 @@ class IdleSteps:
             rank = np.zeros((len(times), len(self.symbols)), np.int8)
             if self.s["ASTER_AI_SENTINEL_ENABLED"]:
                 decay = self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"]
-                rank = np.column_stack([self.data.sentinel_ranks(sym, times, decay)
-                                        for sym in self.symbols])
+                # outside AI mode only red matters (the playbook reads yellow too)
+                rank = np.column_stack([self.data.sentinel_ranks(
+                    sym, times, decay, red_only=self.copilots is None) for sym in self.symbols])
             change = None if self.copilots is None else np.column_stack(
                 [self.data.day_changes(sym, times, ("change",))["change"] for sym in self.symbols])
             got = self._blocks[block] = (rank, change)
