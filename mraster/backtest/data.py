@@ -160,7 +160,7 @@ class ReplayData:
                         for sym, s in market.series.items()} if self.ok else {}
         self.market = market
         self._assessed: dict[str, dict[int, dict]] = {}  # per symbol: the window's assessments
-        self._rows: dict[str, dict[int, dict[str, list]]] = {}  # see _day_row
+        self._rows: dict[str, dict[int, dict[str, np.ndarray]]] = {}  # see _day_row
 
     def sentinel_label(self, sym: str, now: int, decay_minutes: float) -> dict:
         """The sentinel's label at ``now`` as a replay stepping every candle would have it: the
@@ -195,11 +195,11 @@ class ReplayData:
             for old in [b for b in cache if b < block - 1]:
                 del cache[old]
             d = self.day_changes(sym, block * span + BASE_MS * np.arange(ROW_BLOCK))
-            got = cache[block] = {k: v.tolist() for k, v in d.items() if k != "raw"}
+            got = cache[block] = d
         k = (t - block * span) // BASE_MS
-        return {"lastPrice": got["last"][k], "highPrice": got["high"][k],
-                "lowPrice": got["low"][k], "priceChangePercent": got["change"][k],
-                "quoteVolume": got["quote_volume"][k]}
+        return {"lastPrice": float(got["last"][k]), "highPrice": float(got["high"][k]),
+                "lowPrice": float(got["low"][k]), "priceChangePercent": float(got["change"][k]),
+                "quoteVolume": float(got["quote_volume"][k])}
 
     def day_changes(self, sym: str, times: np.ndarray,
                     fields: tuple[str, ...] = ("last", "high", "low", "change", "quote_volume")
@@ -224,19 +224,15 @@ class ReplayData:
         (consecutive steps of the base grid) at once: the same fold over the same decay
         window, on every moment together. ``red_only``: where no red is possible (the unparsed
         numbers keep the risk clearly below it), zeros come back at once."""
-        from mraster.ai.sentinel import ranks, risk_of
+        from mraster.ai.sentinel import ranks
         from mraster.sim.market import as_sent
 
         span = int(decay_minutes * 60_000)
         back = [k for k in range(span // BASE_MS + 1) if k * BASE_MS < span]  # oldest last
         deep = max(back)
         grid = np.concatenate([times[0] - BASE_MS * np.arange(deep, 0, -1), times])
-        if red_only:  # parsing moves the risk by less than 1e-4 (the change has 3 decimals)
-            st = self.market.day_stats(sym, grid)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                pct = 100 * (st["last"] - st["open"]) / st["open"]
-            if not (risk_of(st["last"], st["high"], st["low"], pct)[0] >= 0.9 - 1e-3).any():
-                return np.zeros(len(times), np.int8)
+        if red_only:
+            return np.where(self._red_windows(sym, grid, deep), 2, 0).astype(np.int8)
         d = self.day_changes(sym, grid, ("last", "high", "low", "change"))
         fresh = ranks(d["last"], d["high"], d["low"], d["change"],
                       lambda at: as_sent(d["raw"]["quote_volume"][at]))
@@ -250,6 +246,27 @@ class ReplayData:
             until = np.where(keep, until, np.where(new > 0, at + span, at))
             rank = np.where(keep, rank, new)
         return rank
+
+    def _red_windows(self, sym: str, grid: np.ndarray, deep: int) -> np.ndarray:
+        """For each moment from ``grid[deep]`` on: was any moment of its decay window (itself
+        and the ``deep`` before it) assessed red? That is exactly when its folded label is red
+        (red outranks everything, and each red lasts its full decay). Only the moments whose
+        unparsed numbers come near red are assessed exactly (parsing moves the risk by less
+        than 1e-4: the change has three decimals)."""
+        from mraster.ai.sentinel import risk_of
+        from mraster.sim.market import as_sent
+
+        st = self.market.day_stats(sym, grid)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pct = 100 * (st["last"] - st["open"]) / st["open"]
+        near = np.flatnonzero(risk_of(st["last"], st["high"], st["low"], pct)[0] >= 0.9 - 1e-3)
+        red = np.zeros(len(grid) + 1, np.int64)  # red[k + 1]: moment k assessed red
+        if len(near):
+            last, high, low = (as_sent(st[k][near]) for k in ("last", "high", "low"))
+            change = as_sent(pct[near], lambda x: f"{x:.3f}", places=3)
+            red[near + 1] = risk_of(last, high, low, change)[0] >= 0.9
+        seen = np.cumsum(red)
+        return seen[deep + 1:] - seen[:len(grid) - deep] > 0
 
     @staticmethod
     def _indices(x: _Symbol, now):
