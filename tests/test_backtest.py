@@ -339,6 +339,24 @@ def test_screen_of_many_moments_equals_screen_of_each(variant, expect):
     assert expect <= set(seen), seen  # passes and the reasons of every stage were compared
 
 
+def test_the_24h_volume_sums_kept_in_blocks_equal_one_running_sum(monkeypatch):
+    """The simulator keeps its running volume sums a few blocks at a time (memory), summing
+    each block on from the total at its start: every value equals one cumulative sum over the
+    whole file, to the last bit (real candles; small blocks, so each file spans many)."""
+    from mraster.sim.market import RunningSums, read_candles_csv
+
+    monkeypatch.setattr(RunningSums, "BLOCK", 500)
+    monkeypatch.setattr(RunningSums, "KEEP", 2)
+    for f in sorted(DATA.glob("*-5m*.csv")):
+        t, o, h, l, c, v = read_candles_csv(f)[:6]
+        full = (np.concatenate(([0.0], np.cumsum(v))), np.concatenate(([0.0], np.cumsum(v * c))))
+        sums = RunningSums(v, c)
+        idx = np.arange(len(v) + 1)
+        for k in (0, 1):
+            assert np.array_equal(sums.at(k, idx[::-1]), full[k][::-1]), f.name
+            assert [sums.one(k, i) for i in idx[::37].tolist()] == full[k][::37].tolist()
+
+
 def test_a_clean_file_reads_the_same_fast_as_line_by_line():
     from mraster.sim.market import _parse_clean, _parse_lines
     path = DATA / "ETH_BTC-5m.csv"

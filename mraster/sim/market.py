@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -106,7 +107,7 @@ class Market:
         self.series = {s.symbol: s for s in series}
         self.clock = clock
         self._at: dict[str, tuple[int, int, int]] = {}  # symbol → (time, candles, index)
-        self._cum: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}  # running volume sums
+        self._cum: dict[str, RunningSums] = {}  # running volume sums
 
     # -- time & price ------------------------------------------------------------------------
     def symbols(self) -> list[str]:
@@ -228,10 +229,10 @@ class Market:
 
     def _day_quote_volume(self, sym: str, last, i, at, frac) -> np.ndarray:
         s = self.series[sym]
-        cum = self._sums(sym)[2]
+        cum = self._sums(sym)
         done = s.v[at] * np.clip(frac, 0.0, 1.0)  # as stats_24h: the forming candle's share
-        day_ago = cum[np.maximum(0, at - (DAY_CANDLES - 1))]
-        return np.where(i < 0, 0.0, cum[at] - day_ago + done * last)
+        day_ago = cum.at(1, np.maximum(0, at - (DAY_CANDLES - 1)))
+        return np.where(i < 0, 0.0, cum.at(1, at) - day_ago + done * last)
 
     def day_stats(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
         """``stats_24h`` at many moments at once: open, high, low, last and quote volume."""
@@ -314,14 +315,12 @@ class Market:
                         _num(qv / 2), "0"])
         return out
 
-    def _sums(self, sym: str) -> tuple[int, np.ndarray, np.ndarray]:
+    def _sums(self, sym: str) -> "RunningSums":
         """Running volume and quote-volume sums, rebuilt when the series grows."""
         s = self.series[sym]
         cum = self._cum.get(sym)
-        if cum is None or cum[0] != len(s.t):
-            cum = (len(s.t), np.concatenate(([0.0], np.cumsum(s.v))),
-                   np.concatenate(([0.0], np.cumsum(s.v * s.c))))
-            self._cum[sym] = cum
+        if cum is None or cum.n != len(s.t):
+            cum = self._cum[sym] = RunningSums(s.v, s.c)
         return cum
 
     def stats_24h(self, sym: str, t_ms: int) -> dict[str, float]:
@@ -333,12 +332,62 @@ class Market:
             return {"open": last, "high": last, "low": last, "last": last, "volume": 0.0,
                     "quote_volume": 0.0}
         cum = self._sums(sym)
+        (vi, vj), (qi, qj) = ((cum.one(k, i), cum.one(k, j)) for k in (0, 1))
         # the candle still forming counts with the share of its volume traded so far
         done = float(s.v[i]) * min(1.0, max(0.0, (t_ms - s.t[i]) / BASE_MS))
         return {"open": float(s.o[j]), "high": float(max(s.h[j:i].max(initial=last), last)),
                 "low": float(min(s.l[j:i].min(initial=last), last)), "last": last,
-                "volume": float(cum[1][i] - cum[1][j]) + done,
-                "quote_volume": float(cum[2][i] - cum[2][j]) + done * last}
+                "volume": float(vi - vj) + done, "quote_volume": float(qi - qj) + done * last}
+
+
+class RunningSums:
+    """``cumsum`` of the volumes and of volume × close (with a 0 in front), kept a few blocks
+    at a time: each block is summed on from the running total at its start, in the same order
+    as one cumulative sum over everything, so every value is the same to the last bit, but a
+    year of candles does not hold two more arrays of its length (16 bytes a candle)."""
+
+    BLOCK, KEEP = 4096, 6
+
+    def __init__(self, v: np.ndarray, c: np.ndarray) -> None:
+        self.n, self.v, self.c = len(v), v, c
+        self.blocks: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        # the running totals at each block's start, summed block after block
+        starts = np.zeros((2, self.n // self.BLOCK + 2))
+        for b in range(len(starts[0]) - 1):
+            for k in (0, 1):
+                starts[k, b + 1] = self._sum(k, b, starts[k, b])[-1]
+        self.starts = starts
+
+    def _sum(self, k: int, b: int, start: float) -> np.ndarray:
+        """Running totals at indices b·BLOCK … (b+1)·BLOCK (one past the block's end)."""
+        lo, hi = b * self.BLOCK, min(self.n, (b + 1) * self.BLOCK)
+        x = self.v[lo:hi] if k == 0 else self.v[lo:hi] * self.c[lo:hi]
+        return np.cumsum(np.concatenate(([start], x)))
+
+    def _block(self, k: int, b: int) -> np.ndarray:
+        blk = self.blocks.get((k, b))
+        if blk is None:
+            blk = self.blocks[(k, b)] = self._sum(k, b, self.starts[k, b])
+            if len(self.blocks) > 2 * self.KEEP:
+                self.blocks.popitem(last=False)
+        else:
+            self.blocks.move_to_end((k, b))
+        return blk
+
+    def at(self, k: int, idx: np.ndarray) -> np.ndarray:
+        """Total ``k`` (0 volume, 1 quote volume) before each candle index in ``idx`` (0…n)."""
+        idx = np.asarray(idx)
+        out = np.empty(idx.shape)
+        which = idx // self.BLOCK
+        for b in np.unique(which).tolist():
+            sel = which == b
+            out[sel] = self._block(k, b)[idx[sel] - b * self.BLOCK]
+        return out
+
+    def one(self, k: int, i: int) -> float:
+        """``at`` for one index (the engine's ticker row)."""
+        b = i // self.BLOCK
+        return float(self._block(k, b)[i - b * self.BLOCK])
 
 
 def trailing(x: np.ndarray, ends: np.ndarray, w: int, op: np.ufunc, empty: float) -> np.ndarray:
