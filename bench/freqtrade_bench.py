@@ -28,7 +28,7 @@ PAIRS = ["ADA_BTC", "ETC_BTC", "ETH_BTC", "LTC_BTC", "NXT_BTC", "TRX_BTC", "XLM_
 # (name, MrAster's settings, first day, last day); freqtrade runs its strategy on the same days
 SCENARIOS = [
     ("defaults, 20 days", [], "2018-01-10", "2018-01-30"),
-    ("AI mode (engine on every step), 20 days", ["ASTER_AI_MODE=true"], "2018-01-10", "2018-01-30"),
+    ("AI mode, 20 days", ["ASTER_AI_MODE=true"], "2018-01-10", "2018-01-30"),
     ("actively trading, 5 days", ["ASTER_BANDIT_ENABLED=false", "ASTER_ALPHA_ENABLED=false",
                                   "ASTER_MIN_EDGE_R=-5", "ASTER_RSI_BUY_MIN=51",
                                   "ASTER_RSI_SELL_MAX=49", "ASTER_MAX_DRAWDOWN=0",
