@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 from mraster.domain import Intent, positions_of
 from mraster.engine import view
 from mraster.engine.account_risk import AccountRisk
-from mraster.engine.evaluator import Skip, decide
+from mraster.engine.evaluator import Portfolio, Skip, decide
 from mraster.engine.executor import Executor
 from mraster.engine.market_data import KlineCache, MarketData, snapshot
 from mraster.engine.protection_watch import ProtectionWatch
@@ -196,12 +196,13 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self._watch_anomalies(snaps, candles, now)
         seen = self._decision_context(paused, liquid) if self.recorder is not None else None
         entries = []
+        pf = self.portfolio(paused=paused)  # nothing it holds changes before the entries
         for sym in liquid:
             ltf, htf = candles.get(sym, (None, None))
             if ltf is None:
                 self._skip(res, sym, "data_error")
                 continue
-            plan = await self._evaluate(res, sym, snaps[sym], ltf, htf, paused, equity, used)
+            plan = await self._evaluate(res, sym, snaps[sym], ltf, htf, pf, equity, used)
             if plan:
                 entries.append(plan)
         entries.sort(key=lambda e: -e.expected_r)
@@ -249,11 +250,11 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         return res
 
     async def _evaluate(self, res: CycleResult, sym: str, snap: Snapshot, ltf: Candles,
-                        htf: Candles, paused: bool, equity: float, used: float) -> Intent | None:
+                        htf: Candles, pf: Portfolio, equity: float, used: float) -> Intent | None:
         """The evaluator's verdict on ``sym``; an intent the LLM advisor (AI mode) approves."""
         label = self._label(sym)
         cop = self.copilots
-        got = decide(sym, snap, self._features(sym, ltf, htf), self.portfolio(paused=paused),
+        got = decide(sym, snap, self._features(sym, ltf, htf), pf,
                      cop.tightened(self.s) if cop is not None else self.s, policy=self.policy,
                      label=label, postmortem=cop.pm_inputs(sym) if cop is not None else None)
         if isinstance(got, Skip):

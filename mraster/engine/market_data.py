@@ -40,15 +40,23 @@ class KlineCache:
     async def candles(self, ex, symbol: str, interval: str, window: int, now: int) -> Candles:
         """The last ``window`` closed candles of ``symbol`` at ``now`` (fewer while the market is
         younger): always the same window, so the indicators are the same wherever they run."""
+        got = self.cached(symbol, interval, now)
+        if got is not None:
+            return got
         key = (symbol, interval)
-        have = self.rows.get(key)
-        if have is not None and len(have) and have[-1, 6] >= now and key in self.closed:
-            return self.closed[key]  # no candle closed since the last fetch
         arr = await self.update(ex, symbol, interval, window + 1)  # + the forming candle
         done = (arr[arr[:, 6] < now] if len(arr) else arr)[-window:]
         self.closed[key] = Candles(done[:, 0].astype(np.int64), done[:, 1], done[:, 2], done[:, 3],
                                    done[:, 4], done[:, 5])
         return self.closed[key]
+
+    def cached(self, symbol: str, interval: str, now: int) -> Candles | None:
+        """The window of the last fetch while no candle has closed since (no request)."""
+        key = (symbol, interval)
+        have = self.rows.get(key)
+        if have is not None and len(have) and have[-1, 6] >= now and key in self.closed:
+            return self.closed[key]
+        return None
 
     async def update(self, ex, symbol: str, interval: str, limit: int) -> np.ndarray:
         key = (symbol, interval)
@@ -112,6 +120,14 @@ class MarketData:
                     if (c := self.data.candles(sym, now)) is not None}
         sem = asyncio.Semaphore(8)
         out: dict[str, tuple[Candles, Candles]] = {}
+        s, later = self.s, []
+        for sym in dict.fromkeys(symbols):  # most cycles no candle closed: no task needed
+            lt = self.cache.cached(sym, s["ASTER_INTERVAL"], now)
+            ht = self.cache.cached(sym, s["ASTER_HTF_INTERVAL"], now)
+            if lt is not None and ht is not None:
+                out[sym] = (lt, ht)
+            else:
+                later.append(sym)
 
         async def one(sym: str) -> None:
             async with sem:
@@ -123,7 +139,7 @@ class MarketData:
                     log.warning("klines for %s failed: %s", sym, exc)
                     return  # the symbol is skipped with reason data_error
             out[sym] = (lt, ht)
-        await asyncio.gather(*(one(s) for s in dict.fromkeys(symbols)))
+        await asyncio.gather(*(one(sym) for sym in later))
         return out
 
     def _features(self, sym: str, ltf: Candles, htf: Candles):
@@ -190,8 +206,10 @@ class MarketData:
         rates = {sym: snap.funding for sym, snap in snaps.items()}
         for sym, rate in rates.items():
             hist = history.setdefault(sym, [])
-            found = anomalies.funding_anomaly(rate, [r for _, r in hist],
-                                              [r for x, r in rates.items() if x != sym],
+            # the rest of the market, listed only for a rate large enough to be judged
+            others = [r for x, r in rates.items() if x != sym] \
+                if abs(rate) >= anomalies.FUNDING_FLOOR else []
+            found = anomalies.funding_anomaly(rate, [r for _, r in hist], others,
                                               self.s["ASTER_SENTINEL_FUNDING_Z"])
             if found and sym not in alerted:
                 self.alert("warning", anomalies.funding_words(sym, found), sym)
