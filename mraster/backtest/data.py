@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from typing import Callable
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -282,7 +284,11 @@ class ReplayData:
         i, j = (int(v) for v in self._indices(x, now))
         return x.window(x.ltf, i, LTF_WINDOW), x.window(x.htf, j, HTF_WINDOW)
 
-    def features(self, sym: str, ltf: Candles, htf: Candles) -> Features | None:
+    def features(self, sym: str, ltf: Candles, htf: Candles,
+                 adx_if: Callable[[Features], bool] | None = None) -> Features | None:
+        """``features(ltf, htf)`` from the tables. ``adx_if``: asked with the other features,
+        whether ADX is needed (NaN when not): it costs as much as the rest and only feeds the
+        edge, once a signal fired — a backtest's engine asks only then."""
         x = self.symbols[sym]
         if len(ltf) < MIN_LTF or len(htf) < MIN_HTF:
             return None
@@ -290,8 +296,12 @@ class ReplayData:
             return features(ltf, htf)  # the first windows of the data, still growing
         # the windows end at these candles (``candles`` cut them from the same arrays)
         i, j = int(x.ltf[0].searchsorted(ltf.t[-1])), int(x.htf[0].searchsorted(htf.t[-1]))
-        f = _from_tables(x, i, j)
-        return Features(**{k: int(v) if k.endswith("_trend") else float(v) for k, v in vars(f).items()})
+        f = _from_tables(x, i, j, adx=adx_if is None)
+        out = Features(**{k: int(v) if k.endswith("_trend") else float(v)
+                          for k, v in vars(f).items()})
+        if adx_if is not None and adx_if(out):
+            out.adx = float(x.table.row(i - LTF_WINDOW + 1)[4])
+        return out
 
     def feature_table(self, sym: str, times: np.ndarray) -> tuple[Features, np.ndarray]:
         """Features at many moments at once (arrays), and where they are valid: full windows

@@ -18,7 +18,7 @@ from mraster.ai import anomalies, sentinel
 from mraster.exchange import errors as E
 from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import Snapshot
-from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features
+from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features, rsi_signal
 from mraster.words import words
 
 log = logging.getLogger("mraster.engine")
@@ -144,8 +144,9 @@ class MarketData:
 
     def _features(self, sym: str, ltf: Candles, htf: Candles):
         """Indicators depend on closed candles only: computed once per new candle."""
-        if self.data is not None:
-            return self.data.features(sym, ltf, htf)
+        if self.data is not None:  # a backtest: ADX only where it can matter (a signal)
+            return self.data.features(sym, ltf, htf,
+                                      adx_if=lambda f: rsi_signal(f, self.s).side is not None)
         key = (len(ltf) and int(ltf.t[-1]), len(htf) and int(htf.t[-1]), len(ltf), len(htf))
         hit = self._feature_cache.get(sym)
         if hit is None or hit[0] != key:
