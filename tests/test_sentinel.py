@@ -51,6 +51,29 @@ def test_a_warning_fades_only_after_the_decay(xrp):
     assert calm_later["label"] == "green"
 
 
+def test_folding_a_window_at_once_gives_the_label_of_folding_it_moment_by_moment(xrp):
+    """A backtest folds each symbol's decay window at every step it runs (``fold_all``): the
+    same label, since and until as the live rule folding one moment after another, over real
+    and crashed days in every order of colours (the decay longer and shorter than the gaps)."""
+    from itertools import product
+
+    from mraster.ai.sentinel import fold, fold_all
+
+    days = [assess(ticker(xrp, 288)), assess(ticker(xrp, 420)),
+            assess(ticker(xrp, 420, crash=0.55)), assess(ticker(xrp, 700))]
+    assert {a["label"] for a in days} == {"green", "yellow", "red"}
+    checked = 0
+    for picks in product(range(len(days)), repeat=5):
+        for decay in (3.0, 12.0, 60.0):
+            moments = [(1_700_000_000_000 + k * 300_000, days[n]) for k, n in enumerate(picks)]
+            one = None
+            for t, a in moments:
+                one = fold(one, a, t, decay)
+            assert fold_all(moments, decay) == one, (picks, decay)
+            checked += 1
+    assert fold_all([], 60.0) is None and checked == 4 ** 5 * 3
+
+
 @pytest.mark.parametrize("mode", ["standard", "ai"])
 def test_in_every_mode_without_a_key_the_sentinel_blocks_shocked_symbols(sim_factory, tmp_path,
                                                                           mode):

@@ -56,6 +56,27 @@ def risk_of(last: np.ndarray, high: np.ndarray, low: np.ndarray, change: np.ndar
     return np.where(change < -9, np.maximum(risk, 0.72), risk), trend
 
 
+def fold_all(moments: Sequence[tuple[int, Mapping[str, Any]]], decay_minutes: float
+             ) -> dict[str, Any] | None:
+    """``fold`` over (time, assessment) pairs, oldest first, from no label: the same label,
+    with one dict built instead of one per moment (a backtest folds a decay window for every
+    symbol at every step). The kept warning's fields come from the assessment that started it;
+    risk and hype always from the last."""
+    span = int(decay_minutes * 60_000)
+    src = rank = until = since = None
+    for t, a in moments:
+        r = RANK[a["label"]]
+        if src is not None and rank > r and until > t:
+            continue  # the stronger warning holds
+        since = since if src is not None and rank == r else t
+        src, rank, until = a, r, (t if r == 0 else t + span)
+    if src is None:
+        return None
+    last = moments[-1][1]
+    return {**src, "since": since, "until": until, "event_risk": last["event_risk"],
+            "hype": last["hype"]}
+
+
 def ranks(last: np.ndarray, high: np.ndarray, low: np.ndarray, change: np.ndarray,
           qvol_at: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """``RANK[assess(row)["label"]]`` for many ticker rows at once (their parsed numbers, no

@@ -177,14 +177,14 @@ class ReplayData:
         seen = self._assessed.setdefault(sym, {})
         for t in [t for t in seen if t < times[0]]:
             del seen[t]  # out of the window for good (steps only move forward)
-        label = None
+        moments = []
         for t in times:
             got = seen.get(t)
             if got is None:
                 got = seen[t] = sentinel.assess(self._day_row(sym, t) if t % BASE_MS == 0
                                                 else ticker_row(self.market, sym, t))
-            label = sentinel.fold(label, got, t, decay_minutes)
-        return label
+            moments.append((t, got))
+        return sentinel.fold_all(moments, decay_minutes)
 
     def _day_row(self, sym: str, t: int) -> dict[str, float]:
         """The numbers ``sentinel.assess`` reads from the 24 h ticker row at ``t`` (a moment of

@@ -100,7 +100,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             return
         # the symbols' rules and their maintenance-margin tiers (for liquidation prices,
         # assumed when not listed), read together
-        info, tiers = await asyncio.gather(self.ex.exchange_info(), self.ex.leverage_brackets(),
+        async def tiers_of() -> Any:  # an adapter without them fails inside, not here
+            return await self.ex.leverage_brackets()
+        info, tiers = await asyncio.gather(self.ex.exchange_info(), tiers_of(),
                                            return_exceptions=True)
         if isinstance(info, BaseException):
             raise info
