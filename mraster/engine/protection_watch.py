@@ -8,7 +8,6 @@ notice until the read-back agrees again; every change of a position's protection
 from __future__ import annotations
 
 import asyncio
-
 import copy
 import logging
 from typing import Any

@@ -6,7 +6,6 @@ Public data methods return exactly the JSON the real exchange sends, so the in-p
 from __future__ import annotations
 
 import bisect
-
 import threading
 from decimal import Decimal
 from typing import Any
