@@ -85,11 +85,9 @@ class Screened:
             sc = screen(f, snap, s)
             liquid = q["quote_volume"] >= s["ASTER_MIN_QUOTE_VOL_USDT"]
             reason = np.where(liquid, np.where(ok, sc.reason, ENGINE), "min_qvol")
-            # a handful of distinct reasons (None: a candidate) mapped to their codes at once
-            names, at = np.unique(np.where(np.equal(reason, None), "", reason).astype(str),
-                                  return_inverse=True)
-            self.reasons[lo:hi, col] = np.array([CODE[r or None] for r in names.tolist()],
-                                                np.uint8)[at]
+            # each reason (None: a candidate) to its code: one dict lookup per step
+            self.reasons[lo:hi, col] = np.fromiter((CODE[r] for r in reason.tolist()), np.uint8,
+                                                   len(reason))
             cand = np.flatnonzero(self.reasons[lo:hi, col] == 0)
             if not len(cand):
                 continue
