@@ -10,7 +10,6 @@ step's time are ever returned: no look-ahead.
 from __future__ import annotations
 
 from collections import OrderedDict
-
 from typing import Callable
 
 import numpy as np
@@ -224,8 +223,8 @@ class ReplayData:
                        red_only: bool = False) -> np.ndarray:
         """The rank of ``sentinel_label`` (0 green, 1 yellow, 2 red) at each of ``times``
         (consecutive steps of the base grid) at once: the same fold over the same decay
-        window, on every moment together. ``red_only``: where no red is possible (the unparsed
-        numbers keep the risk clearly below it), zeros come back at once."""
+        window, on every moment together. ``red_only``: only red is told apart (yellow comes
+        back as 0), from the few moments near red (``_red_windows``)."""
         from mraster.ai.sentinel import ranks
         from mraster.sim.market import as_sent
 
