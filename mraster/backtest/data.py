@@ -24,7 +24,8 @@ from mraster.strategy.signals import (EMA_FAST, EMA_SLOW, HTF_EMA, HTF_SLOPE_LAG
 
 
 FIRST_AHEAD, MAX_AHEAD = 8, 512  # ADX windows computed at once when the engine asks for one
-TABLE_BLOCK, TABLE_KEEP, CHUNK = 4096, 3, 512  # windows per block, blocks kept, rows per call
+# windows per block, blocks kept (the engine's and the one the screen reads ahead), rows per call
+TABLE_BLOCK, TABLE_KEEP, CHUNK = 4096, 2, 512
 INDICATORS = ("rsi", "atr", "ema_fast", "ema_slow")
 
 

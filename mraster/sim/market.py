@@ -346,7 +346,7 @@ class RunningSums:
     as one cumulative sum over everything, so every value is the same to the last bit, but a
     year of candles does not hold two more arrays of its length (16 bytes a candle)."""
 
-    BLOCK, KEEP = 4096, 6
+    BLOCK, KEEP = 4096, 3
 
     def __init__(self, v: np.ndarray, c: np.ndarray) -> None:
         self.n, self.v, self.c = len(v), v, c
