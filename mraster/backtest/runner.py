@@ -160,8 +160,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                     state["stats"]["cycles"] += k - i
                     points = [(t, equity) for t in times[i:k].tolist()]
                     curve.extend(points)
-                    state["equity_curve"] = (state["equity_curve"] +
-                                             [[t, round(equity, 6)] for t, _ in points])[-2000:]
+                    state["equity_curve"] = (state["equity_curve"] + [  # it keeps the last 2,000
+                        [t, round(equity, 6)] for t, _ in points[-2000:]])[-2000:]
                     sim.step((k - i) * BASE_MS)
                     report(k - 1, jumped=True)
                     i = k
