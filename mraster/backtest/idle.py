@@ -27,7 +27,7 @@ own: ``ReplayData.sentinel_label`` folds them over their decay window, whichever
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -187,21 +187,19 @@ class IdleSteps:
         return PB.refreshed(PB.overview(changes, labels, self.state.get("history", [])), now,
                             self.s)
 
-    def _segment(self, lo: int) -> tuple[int, Mapping[str, Any] | None, Callable[[], None]]:
-        """From ``lo``: up to which step the playbook stays as it is, that playbook, and what
-        makes it the copilots' own when it was renewed at ``lo``."""
+    def _segment(self, lo: int) -> tuple[int, Mapping[str, Any] | None, bool]:
+        """From ``lo``: up to which step the playbook stays as it is, that playbook, and whether
+        it was renewed at ``lo`` (it becomes the copilots' own once the walk passes ``lo``)."""
         if self.copilots is None:
-            return len(self.times), None, lambda: None
+            return len(self.times), None, False
         from mraster.ai import playbook as PB
 
-        book = self.copilots.book
-        pb = book["playbook"]
-        keep = lambda: None  # noqa: E731
-        if PB.due(pb, int(self.times[lo]), self.s):
+        pb = self.copilots.book["playbook"]
+        renewed = PB.due(pb, int(self.times[lo]), self.s)
+        if renewed:
             pb = self._playbook_at(lo)
-            keep = lambda: book.__setitem__("playbook", pb)  # noqa: E731
         end = int(self.times.searchsorted(pb["at"] + PB.refresh_ms(self.s)))
-        return max(end, lo + 1), pb, keep
+        return max(end, lo + 1), pb, renewed
 
     def _pm_rows(self) -> np.ndarray | None:
         """Each symbol's postmortem inputs as policy features (constant until a trade closes)."""
@@ -228,12 +226,12 @@ class IdleSteps:
         pm = self._pm_rows()
         lo, chunk = i, FIRST_CHUNK
         while lo < stop:
-            end, pb, keep = self._segment(lo)
+            end, pb, renewed = self._segment(lo)
             hi = min(stop, end, lo + chunk)
             chunk = min(2 * chunk, MAX_CHUNK)  # a TAKE is often near: look close first
             at = self._walk(lo, hi, pb, policy, pm, reducing, counts)
-            if at > lo:
-                keep()  # the playbook renewed at ``lo`` held for the steps walked
+            if renewed and at > lo:  # it held for the steps walked (else the engine renews it)
+                self.copilots.book["playbook"] = pb
             lo = at
             if at < hi:
                 break

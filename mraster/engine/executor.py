@@ -219,12 +219,13 @@ class Executor:
         if least.reason or not exposure_cap(self.state["positions"], risk_usdt=least.risk_usdt,
                                             notional=least.notional, equity=equity, s=s):
             return False
+        # the figures of the order it would have been (at least as large, so capped too)
         planned = plan_order(side=side, price=price, atr=f.atr, equity=equity, used_margin=used,
                              rules=self.rules[sym], mult=mult, max_leverage=want, s=s)
         capped = exposure_cap(self.state["positions"], risk_usdt=planned.risk_usdt,
-                              notional=planned.notional, equity=equity, s=s) or \
-            exposure_cap(self.state["positions"], risk_usdt=least.risk_usdt,
-                         notional=least.notional, equity=equity, s=s)
+                              notional=planned.notional, equity=equity, s=s)
+        if capped is None:  # cannot happen (sizes only grow with leverage); the usual way then
+            return False
         self._skip(res, sym, capped[0], side=side, **capped[1])
         return True
 

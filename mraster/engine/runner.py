@@ -42,10 +42,10 @@ from mraster.words import words
 log = logging.getLogger("mraster.bot")
 
 BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decisions", "alerts",
-            "stats", "telemetry", "policy", "market_source", "market_source_why", "mode", "bot", "paper_account",
-            "market", "charts", "ticks", "command_acks", "paused", "cooldowns", "ai", "ai_ledger",
-            "sentinel", "watch", "copilots", "protections", "protection_log", "audit",
-            "notify")
+            "stats", "telemetry", "policy", "market_source", "market_source_why", "mode", "bot",
+            "paper_account", "market", "charts", "ticks", "command_acks", "paused", "cooldowns",
+            "ai", "ai_ledger", "sentinel", "watch", "copilots", "protections", "protection_log",
+            "audit", "notify")
 
 
 INTERRUPTED = ("interrupted: the bot stopped while opening this trade and did not retry it; check "

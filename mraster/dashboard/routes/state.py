@@ -72,9 +72,19 @@ def get_chart(request: Request, symbol: SymbolPath, timeframe: Literal["ltf", "h
               ctx: DashboardContext = Depends(get_ctx)) -> Response:
     """``timeframe``: ltf = the signal timeframe, htf = the trend timeframe. The chart changes
     once a cycle; the page asks every refresh, and an unchanged chart is answered 304."""
-    body = json.dumps(chart_view(ctx.read_state()[0], check_symbol(symbol),
-                                 ctx.settings_lenient()[0], timeframe), default=str)
-    return revalidated(request, body, etag(body))
+    state, version = ctx.read_state()
+    s = ctx.settings_lenient()[0]
+    sym = check_symbol(symbol)
+    # built once per cycle (and per setting it shows), not on every page's refresh
+    key = (version, sym, tuple(s[k] for k in ("ASTER_INTERVAL", "ASTER_HTF_INTERVAL",
+                                                "ASTER_RSI_BUY_MIN", "ASTER_RSI_SELL_MAX")))
+    body, tag = ctx.cached(f"chart:{timeframe}", key, lambda: _tagged(json.dumps(
+        chart_view(state, sym, s, timeframe), default=str)))
+    return revalidated(request, body, tag)
+
+
+def _tagged(body: str) -> tuple[str, str]:
+    return body, etag(body)
 
 
 def etag(body: str) -> str:
