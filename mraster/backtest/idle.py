@@ -34,6 +34,7 @@ import numpy as np
 from mraster.backtest.data import ReplayData
 from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
+from mraster.sim.heap import release_free_memory
 from mraster.strategy.filters import REASONS, Snapshot, market_filters
 from mraster.strategy.screen import policy_context, screen
 from mraster.strategy.signals import rsi_signal
@@ -69,6 +70,7 @@ class Screened:
             if b not in self.done:
                 self.done.add(b)
                 self._screen_block(b * BLOCK, min(len(self.times), (b + 1) * BLOCK))
+                release_free_memory()  # the block's temporaries
 
     def _screen_block(self, lo: int, hi: int) -> None:
         data, sim, s = self.data, self.sim, self.s
@@ -99,13 +101,24 @@ class Screened:
         self.engine_steps = np.concatenate([self.engine_steps, busy])
         if not steps:
             return
-        order = np.argsort(np.concatenate(steps), kind="stable")
-        new = (np.concatenate(steps)[order], np.concatenate(syms)[order],
-               np.concatenate(rows)[order])
-        if len(self.cand_step):
-            new = tuple(np.concatenate([old, add]) for old, add in
-                        zip((self.cand_step, self.cand_sym, self.cand_x), new))
-        self.cand_step, self.cand_sym, self.cand_x = new
+        # the new candidates in step order, after the kept ones: each symbol's rows are copied
+        # once into their places (sorting a concatenation took three copies of a block's rows)
+        step = np.concatenate(steps)
+        order = np.argsort(step, kind="stable")
+        keep = len(self.cand_step)
+        at = np.empty_like(order)  # each new row's place
+        at[order] = keep + np.arange(len(order))
+        x = np.empty((keep + len(step), rows[0].shape[1]))
+        if keep:
+            x[:keep] = self.cand_x
+        a = 0
+        for k, r in enumerate(rows):
+            x[at[a:a + len(r)]] = r
+            a += len(r)
+            rows[k] = None
+        self.cand_x = x
+        self.cand_step = np.concatenate([self.cand_step, step[order]])
+        self.cand_sym = np.concatenate([self.cand_sym, np.concatenate(syms)[order]])
 
     def forget_before(self, i: int) -> None:
         """Candidates of steps already passed are never asked for again."""

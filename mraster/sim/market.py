@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from mraster.sim.heap import release_free_memory
+
 BASE_MS = 5 * 60_000
 DAY_CANDLES = 86_400_000 // BASE_MS  # the 24h ticker's window
 INTERVAL_MS = {"1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
@@ -431,15 +433,25 @@ def _book(s: Series, last, prem, basis) -> tuple:
     return bid, bid + s.tick if ask <= bid else ask, last * (1 + basis), index
 
 
+def buckets(t: np.ndarray, iv: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Base candles grouped into candles of ``iv`` ms: each group's open time, first and last
+    index."""
+    if iv == BASE_MS:
+        at = np.arange(len(t))
+        return t, at, at
+    bucket = t // iv
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:] - 1, len(t) - 1]
+    return bucket[starts] * iv, starts, ends
+
+
 def aggregate(t, o, h, l, c, v, iv: int) -> tuple[np.ndarray, ...]:
     """Base candles → candles of ``iv`` ms, grouped by open time (missing candles stay missing)."""
     if iv == BASE_MS:
         return t, o, h, l, c, v
-    bucket = t // iv
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:] - 1, len(t) - 1]
-    return (bucket[starts] * iv, o[starts], np.maximum.reduceat(h, starts),
-            np.minimum.reduceat(l, starts), c[ends], np.add.reduceat(v, starts))
+    opens, starts, ends = buckets(t, iv)
+    return (opens, o[starts], np.maximum.reduceat(h, starts), np.minimum.reduceat(l, starts),
+            c[ends], np.add.reduceat(v, starts))
 
 
 def _num(x: float) -> str:
@@ -595,6 +607,7 @@ def replay_market(data_dir: Path, symbols: list[str] | None = None, *, speed: fl
         if symbols and sym not in symbols:
             continue
         t, o, h, l, c, v = read_candles_csv(f)
+        release_free_memory()  # the parse's buffers, before the next file's are taken
         s = Series(sym, base, quote, t, o, h, l, c, v, spread=spread,
                    min_notional=5.0 / QUOTE_USD.get(quote, 1.0))
         mark = data_dir / f"{sym}-1h-mark.csv"
