@@ -318,7 +318,7 @@ def test_screen_of_many_moments_equals_screen_of_each(variant, expect):
     for sym, series in market.series.items():
         times = series.t[WARMUP_CANDLES::7] + BASE_MS
         f, ok = data.feature_table(sym, times)
-        data.fill_adx(sym, times, f, ok)
+        f = data.fill(sym, times, f, ok)
         q = sim.parsed_quotes(sym, times)
         bulk = screen(f, Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
                                   mark=q["mark"], index=q["index"], funding=q["funding"]), s)
@@ -357,13 +357,14 @@ def test_the_24h_volume_sums_kept_in_blocks_equal_one_running_sum(monkeypatch):
             assert [sums.one(k, i) for i in idx[::37].tolist()] == full[k][::37].tolist()
 
 
-def test_a_clean_file_reads_the_same_fast_as_line_by_line():
+def test_a_clean_file_reads_the_same_fast_as_line_by_line(tmp_path):
     from mraster.sim.market import _parse_clean, _parse_lines
     path = DATA / "ETH_BTC-5m.csv"
     lines = path.read_text().splitlines()
-    fast, slow = _parse_clean(lines), _parse_lines(path, lines)
+    fast, slow = _parse_clean(path), _parse_lines(path, lines)
     assert all(np.array_equal(a, b) for a, b in zip(fast, slow)) and fast[0].dtype == np.int64
-    unsorted = lines[:2] + lines[3:4] + lines[2:3] + lines[4:]
+    unsorted = tmp_path / "ETH_BTC-5m.csv"
+    unsorted.write_text("\n".join(lines[:2] + lines[3:4] + lines[2:3] + lines[4:]))
     assert _parse_clean(unsorted) is None  # bad files go the slow way, which names the line
 
 

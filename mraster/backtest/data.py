@@ -23,33 +23,35 @@ from mraster.strategy.signals import (EMA_FAST, EMA_SLOW, HTF_EMA, HTF_SLOPE_LAG
                                       LTF_WINDOW, MIN_HTF, MIN_LTF, Candles, Features, features)
 
 
-FIRST_AHEAD, MAX_AHEAD = 8, 512  # ADX windows computed at once when the engine asks for one
+FIRST_AHEAD, MAX_AHEAD = 8, 512  # windows computed at once when the engine asks for one
 # windows per block, blocks kept (the engine's and the one the screen reads ahead), rows per call
 TABLE_BLOCK, TABLE_KEEP, CHUNK = 4096, 2, 512
-INDICATORS = ("rsi", "atr", "ema_fast", "ema_slow")
+# computed only for the windows asked for: the screen needs them only where the RSI fired
+LAZY = {"atr": ("atr",), "ema": ("ema_fast", "ema_slow"), "adx": ("adx",)}
+GROUP = {name: group for group, names in LAZY.items() for name in names}
 
 
 class WindowTable:
-    """RSI, ATR, EMA21 and EMA55 of every ``window``-candle window (entry ``k`` ends at candle
-    ``k + window - 1``), and its ADX on demand, computed a block of windows at a time when first
-    asked for; only the last few blocks are kept, so memory does not grow with the history.
+    """RSI, ATR, EMA21, EMA55 and ADX of every ``window``-candle window (entry ``k`` ends at
+    candle ``k + window - 1``), computed a block of windows at a time when first asked for; only
+    the last few blocks are kept, so memory does not grow with the history.
 
     Each block runs the live functions on its windows as the rows of one matrix (``CHUNK`` at a
     time), from the moves between its own candles: every window computes the same numbers alone
-    or among thousands, in whichever block. ADX costs as much as the other indicators together
-    and most moments never need it (it only feeds the edge, after a signal), so it is computed
-    only for the windows asked for — and, while the engine steps candle by candle, a growing run
-    of the next ones."""
+    or among thousands, in whichever block. RSI is computed for the whole block; the others only
+    for the windows asked for (``LAZY``): the screen needs them where a signal fired (about a
+    third of the moments), ADX costs as much as the rest together. While the engine steps
+    candle by candle, a growing run of the next windows is computed with the one it asks for."""
 
     def __init__(self, h: np.ndarray, l: np.ndarray, c: np.ndarray, window: int) -> None:
         self.h, self.l, self.c, self.window = h, l, c, window
         self.n = len(c) - window + 1
-        self.blocks: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
-        self.last = -2  # the window the engine asked ADX for last
-        self.ahead = FIRST_AHEAD
-        self.prefetch = True  # off once the moments that need ADX were filled in bulk
+        self.blocks: OrderedDict[int, dict] = OrderedDict()
+        self.last = {group: -2 for group in LAZY}  # the window the engine asked for last
+        self.ahead = {group: FIRST_AHEAD for group in LAZY}
+        self.prefetch = {group: True for group in LAZY}  # off once the screen filled it in bulk
 
-    def _block(self, b: int) -> dict[str, np.ndarray]:
+    def _block(self, b: int) -> dict:
         blk = self.blocks.get(b)
         if blk is not None:
             self.blocks.move_to_end(b)
@@ -58,16 +60,14 @@ class WindowTable:
         end = hi + self.window - 1
         mv = {k: sliding_window_view(v, self.window - 1)
               for k, v in moves(self.h[lo:end], self.l[lo:end], self.c[lo:end]).items()}
-        cw = sliding_window_view(self.c[lo:end], self.window)
         m = hi - lo
-        blk = {k: np.empty(m) for k in INDICATORS}
+        blk = {"rsi": np.empty(m), "done": {g: np.zeros(m, bool) for g in LAZY},
+               "close": sliding_window_view(self.c[lo:end], self.window),
+               **{k: mv[k] for k in ("tr", "pdm", "mdm")},
+               **{name: np.full(m, np.nan) for name in GROUP}}
         for a in range(0, m, CHUNK):
             part = slice(a, min(m, a + CHUNK))
             blk["rsi"][part] = rsi_from_moves(mv["gain"][part], mv["loss"][part])
-            blk["atr"][part] = atr_from_moves(mv["tr"][part])
-            blk["ema_fast"][part] = ema_last(cw[part], EMA_FAST)
-            blk["ema_slow"][part] = ema_last(cw[part], EMA_SLOW)
-        blk.update(adx=np.full(m, np.nan), done=np.zeros(m, bool), pdm=mv["pdm"], mdm=mv["mdm"])
         self.blocks[b] = blk
         if len(self.blocks) > TABLE_KEEP:
             self.blocks.popitem(last=False)
@@ -76,47 +76,57 @@ class WindowTable:
     def row(self, k: int, adx: bool = True) -> tuple:
         """RSI, ATR, EMA21, EMA55 and ADX (NaN unless ``adx``) of window ``k``: the engine's
         one step, looked up in one block."""
-        if adx:
-            self._adx_at(k)
+        for group in ("atr", "ema", "adx") if adx else ("atr", "ema"):
+            self._at(k, group)
         blk, r = self._block(k // TABLE_BLOCK), k % TABLE_BLOCK
         return (blk["rsi"][r], blk["atr"][r], blk["ema_fast"][r], blk["ema_slow"][r],
                 blk["adx"][r] if adx else np.nan)
 
     def get(self, name: str, k: np.ndarray) -> np.ndarray:
-        """One indicator at many windows."""
+        """One indicator at many windows (ascending, as the screen's moments are)."""
         k = np.asarray(k)
         out = np.empty(k.shape)
         which = k // TABLE_BLOCK
-        for b in np.unique(which):
-            sel = which == b
-            blk = self._block(int(b))
+        cuts = np.flatnonzero(np.diff(which)) + 1
+        for sel in np.split(np.arange(len(k)), cuts) if len(k) else ():
+            blk = self._block(int(which[sel[0]]))
             idx = k[sel] % TABLE_BLOCK
-            if name == "adx":
-                self._fill_adx(blk, np.unique(idx[~blk["done"][idx]]))
+            if name in GROUP:
+                todo = idx[~blk["done"][GROUP[name]][idx]]
+                self._fill(blk, GROUP[name], todo[np.r_[True, todo[1:] != todo[:-1]]]
+                           if len(todo) else todo)
             out[sel] = blk[name][idx]
         return out
 
-    def _adx_at(self, k: int) -> None:
+    def _at(self, k: int, group: str) -> None:
         blk = self._block(k // TABLE_BLOCK)
         r = k % TABLE_BLOCK
-        if blk["done"][r]:
+        done = blk["done"][group]
+        if done[r]:
             need = np.zeros(0, int)
-        elif k - 1 == self.last and self.prefetch:  # stepping candle by candle: take the next
-            run = np.arange(r, min(len(blk["done"]), r + self.ahead))  # ones, more and more
-            need = run[~blk["done"][run]]
-            self.ahead = min(2 * self.ahead, MAX_AHEAD)
+        elif k - 1 == self.last[group] and self.prefetch[group]:  # stepping candle by candle:
+            run = np.arange(r, min(len(done), r + self.ahead[group]))  # take the next ones too
+            need = run[~done[run]]
+            self.ahead[group] = min(2 * self.ahead[group], MAX_AHEAD)
         else:
             need = np.array([r])
-            self.ahead = FIRST_AHEAD
-        self.last = k
-        self._fill_adx(blk, need)
+            self.ahead[group] = FIRST_AHEAD
+        self.last[group] = k
+        self._fill(blk, group, need)
 
     @staticmethod
-    def _fill_adx(blk: dict[str, np.ndarray], need: np.ndarray) -> None:
+    def _fill(blk: dict, group: str, need: np.ndarray) -> None:
         for a in range(0, len(need), CHUNK):
             part = need[a:a + CHUNK]
-            blk["adx"][part] = adx_from_moves(blk["pdm"][part], blk["mdm"][part])
-            blk["done"][part] = True
+            if group == "atr":
+                blk["atr"][part] = atr_from_moves(blk["tr"][part])
+            elif group == "ema":
+                w = blk["close"][part]
+                blk["ema_fast"][part], blk["ema_slow"][part] = \
+                    ema_last(w, EMA_FAST), ema_last(w, EMA_SLOW)
+            else:
+                blk["adx"][part] = adx_from_moves(blk["pdm"][part], blk["mdm"][part])
+            blk["done"][group][part] = True
 
 
 def htf_slopes(closes: np.ndarray, window: int, min_len: int) -> np.ndarray:
@@ -320,35 +330,48 @@ class ReplayData:
 
     def feature_table(self, sym: str, times: np.ndarray) -> tuple[Features, np.ndarray]:
         """Features at many moments at once (arrays), and where they are valid: full windows
-        only; the first, still growing windows are left to ``features``. ADX stays NaN until
-        ``fill_adx`` is asked for the moments that need it."""
+        only; the first, still growing windows are left to ``features``. ATR, the EMAs and ADX
+        stay NaN until ``fill`` is asked for the moments that need them."""
         x = self.symbols[sym]
+        i, j, ok = self._full(x, times)
+        nan = np.full(len(times), np.nan)
+        return _assemble(x, i, j, x.table.get("rsi", i - LTF_WINDOW + 1), nan, nan, nan, nan), ok
+
+    def fill(self, sym: str, times: np.ndarray, f: Features, need: np.ndarray,
+             groups: tuple[str, ...] = tuple(LAZY)) -> Features:
+        """``f`` (from ``feature_table``) with the indicators of ``groups`` (ATR, the EMAs,
+        ADX) computed at the moments ``need``."""
+        x = self.symbols[sym]
+        i, j, _ = self._full(x, times)
+        k = i[need] - LTF_WINDOW + 1
+        got = {name: getattr(f, name) for name in GROUP}
+        for name in (n for g in groups for n in LAZY[g]):
+            got[name] = got[name].copy()
+            got[name][need] = x.table.get(name, k)
+        if "adx" in groups:
+            x.table.prefetch["adx"] = False  # the engine's other moments never use their ADX
+        return _assemble(x, i, j, f.rsi, got["atr"], got["ema_fast"], got["ema_slow"], got["adx"])
+
+    def _full(self, x: _Symbol, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The candles the windows at ``times`` end at, and where those windows are full (the
+        others point at the first full window; their numbers are not used)."""
         i, j = self._indices(x, times)
         ok = (i + 1 >= LTF_WINDOW) & (j + 1 >= MIN_HTF) if x.table is not None else \
             np.zeros(len(times), bool)
-        return _from_tables(x, np.where(ok, i, LTF_WINDOW - 1), np.where(ok, j, 0), adx=False), ok
-
-    def fill_adx(self, sym: str, times: np.ndarray, f: Features, need: np.ndarray) -> None:
-        x = self.symbols[sym]
-        k = self._indices(x, times[need])[0] - LTF_WINDOW + 1
-        adx = np.full(len(times), np.nan)
-        adx[need] = x.table.get("adx", k)
-        f.adx = adx
-        x.table.prefetch = False  # the engine's other moments never use their ADX
+        return np.where(ok, i, LTF_WINDOW - 1), np.where(ok, j, 0), ok
 
 
-def _from_tables(x: _Symbol, i, j, adx: bool = True) -> Features:
-    """Features of the full windows ending at signal candle ``i`` and trend candle ``j`` (numbers,
-    or arrays of indices), from the bulk tables."""
+def _from_tables(x: _Symbol, i: int, j: int, adx: bool = True) -> Features:
+    """Features of the full windows ending at signal candle ``i`` and trend candle ``j``, from
+    the tables (the engine's one step)."""
+    return _assemble(x, i, j, *x.table.row(i - LTF_WINDOW + 1, adx))
+
+
+def _assemble(x: _Symbol, i, j, r, a, ef, es, ax) -> Features:
+    """Features from the indicators of the windows ending at ``i`` and ``j`` (numbers, or
+    arrays of indices) and the candles themselves."""
     t, o, h, l, c, v = x.ltf
-    k = i - LTF_WINDOW + 1
-    tb = x.table
     xp = ops(i)
-    if xp is np:
-        r, a, ef, es = (tb.get(name, k) for name in INDICATORS)
-        ax = tb.get("adx", k) if adx else np.full(np.shape(k), np.nan)
-    else:
-        r, a, ef, es, ax = tb.row(int(k), adx)
     price, slope = c[i], x.slope[j]
     rng, body = h[i] - l[i], xp.abs(c[i] - o[i])
     if xp is np:

@@ -27,6 +27,7 @@ own: ``ReplayData.sentinel_label`` folds them over their decay window, whichever
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -36,7 +37,7 @@ from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
 from mraster.sim.heap import release_free_memory
 from mraster.strategy.filters import REASONS, Snapshot, market_filters
-from mraster.strategy.screen import policy_context, screen
+from mraster.strategy.screen import edge, policy_context, screen
 from mraster.strategy.signals import rsi_signal
 
 ENGINE = "engine"  # marks a symbol's step that only the engine can decide
@@ -81,9 +82,15 @@ class Screened:
             q = sim.parsed_quotes(sym, times)
             snap = Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
                             mark=q["mark"], index=q["index"], funding=q["funding"])
-            # ADX only feeds the edge: needed where the market filters pass and a signal fired
-            data.fill_adx(sym, times, f, ok & np.equal(market_filters(snap, f.wickiness, s), None)
-                          & np.not_equal(rsi_signal(f, s).side, None))
+            # ATR and the EMAs are needed where the market filters pass and a signal fired; ADX
+            # only feeds the win probability, so only where the most it can add (+0.05) would
+            # lift the edge to the minimum (the arithmetic only grows with the probability)
+            side = rsi_signal(f, s).side
+            fired = ok & np.equal(market_filters(snap, f.wickiness, s), None) & \
+                np.not_equal(side, None)
+            f = data.fill(sym, times, f, fired, ("atr", "ema"))
+            best = edge(replace(f, adx=np.where(fired, np.inf, np.nan)), snap, s, side)[1]
+            f = data.fill(sym, times, f, fired & ~(best < s["ASTER_MIN_EDGE_R"]), ("adx",))
             sc = screen(f, snap, s)
             liquid = q["quote_volume"] >= s["ASTER_MIN_QUOTE_VOL_USDT"]
             reason = np.where(liquid, np.where(ok, sc.reason, ENGINE), "min_qvol")

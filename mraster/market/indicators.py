@@ -179,13 +179,22 @@ def adx_from_moves(pdm: np.ndarray, mdm: np.ndarray, period: int = 14):
     k = period - 1
     grow = _powers(period / (period - 1), pdm.shape[-1] - k + 1)[1:]  # 1 / decay^t
     p_seed, m_seed = pdm[..., :k].sum(axis=-1), mdm[..., :k].sum(axis=-1)
-    diff = np.cumsum((pdm[..., k:] - mdm[..., k:]) * grow, axis=-1)
+    p, m = pdm[..., k:], mdm[..., k:]
+    # in place: a backtest runs this on millions of windows (the same arithmetic, fewer buffers)
+    diff = np.subtract(p, m)
+    diff *= grow
+    np.cumsum(diff, axis=-1, out=diff)
     diff += np.expand_dims(p_seed - m_seed, -1)
-    total = np.cumsum((pdm[..., k:] + mdm[..., k:]) * grow, axis=-1)
+    total = np.add(p, m)
+    total *= grow
+    np.cumsum(total, axis=-1, out=total)
     total += np.expand_dims(p_seed + m_seed, -1)
     with np.errstate(divide="ignore", invalid="ignore"):
         # = 100·|+DI − −DI| / (+DI + −DI): TR cancels; no movement at all counts as 0
-        dx = np.where(total > 0, 100 * np.abs(diff) / total, 0.0)
+        dx = np.abs(diff, out=diff)
+        dx *= 100
+        dx /= total
+    np.copyto(dx, 0.0, where=~(total > 0))
     # dx[0] is the first DX (2·period − 2 moves in); ADX is seeded with the mean of period DX
     return _out(_last(dx, dx[..., :period].mean(axis=-1), period - 1,
                       (period - 1) / period, 1.0 / period))

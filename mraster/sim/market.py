@@ -501,12 +501,19 @@ def read_candles_csv(path: Path) -> tuple[np.ndarray, ...]:
     """Read ``open_time_ms,open,high,low,close,volume`` with line-precise error messages."""
     path = Path(path)
     try:
+        with path.open(encoding="utf-8") as fh:
+            head = fh.readline()
+        clean = head.lower().startswith("open_time") and _parse_clean(path)
+        if clean:
+            return clean
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text file") from None
     if not lines or not lines[0].lower().startswith("open_time"):
         raise DataError(f"{path}:1: expected the header open_time_ms,open,high,low,close,volume")
-    return _parse_clean(lines) or _parse_lines(path, lines)
+    return _parse_lines(path, lines)
 
 
 def _parse_lines(path: Path, lines: list[str]) -> tuple[np.ndarray, ...]:
@@ -537,11 +544,12 @@ def _parse_lines(path: Path, lines: list[str]) -> tuple[np.ndarray, ...]:
     return (arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5])
 
 
-def _parse_clean(lines: list[str]) -> tuple[np.ndarray, ...] | None:
+def _parse_clean(path: Path) -> tuple[np.ndarray, ...] | None:
     """The whole file at C speed when it is clean (numbers, sorted, high/low enclosing
     open/close); None sends it to the line-by-line reader, which names the bad line."""
     try:
-        arr = np.loadtxt(lines[1:], delimiter=",", usecols=range(6), ndmin=2, dtype=float)
+        arr = np.loadtxt(path, delimiter=",", usecols=range(6), ndmin=2, dtype=float,
+                         skiprows=1, encoding="utf-8")
     except ValueError:
         return None
     if not len(arr):

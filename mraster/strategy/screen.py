@@ -37,11 +37,16 @@ def _first_of(*reasons: Any) -> Any:
     return out
 
 
+def edge(f: Features, snap: Snapshot, s: Mapping[str, Any], side: Any) -> tuple[Any, Any]:
+    """The prior win probability and the expected R of a trade on ``side``."""
+    p = win_probability(f, side)
+    return p, expected_r(p, s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"], f.atr, f.price,
+                         snap.spread, snap.funding, side)
+
+
 def screen(f: Features, snap: Snapshot, s: Mapping[str, Any]) -> Screen:
     sig = rsi_signal(f, s)
-    p = win_probability(f, sig.side)
-    er = expected_r(p, s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"], f.atr, f.price, snap.spread,
-                    snap.funding, sig.side)
+    p, er = edge(f, snap, s, sig.side)
     signal = pick(sig.reason == "signal", None, sig.reason)
     reason = _first_of(market_filters(snap, f.wickiness, s), signal, side_filters(snap, sig.side, s),
                        pick(er < s["ASTER_MIN_EDGE_R"], "edge_r", None))
