@@ -74,36 +74,15 @@ class Screened:
                 release_free_memory()  # the block's temporaries
 
     def _screen_block(self, lo: int, hi: int) -> None:
-        data, sim, s = self.data, self.sim, self.s
         times = self.times[lo:hi]
         steps, syms, rows = [], [], []
-        for col, sym in enumerate(self.symbols):
-            f, ok = data.feature_table(sym, times)
-            q = sim.parsed_quotes(sym, times)
-            snap = Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
-                            mark=q["mark"], index=q["index"], funding=q["funding"])
-            # ATR and the EMAs are needed where the market filters pass and a signal fired; ADX
-            # only feeds the win probability, so only where the most it can add (+0.05) would
-            # lift the edge to the minimum (the arithmetic only grows with the probability)
-            side = rsi_signal(f, s).side
-            fired = ok & np.equal(market_filters(snap, f.wickiness, s), None) & \
-                np.not_equal(side, None)
-            f = data.fill(sym, times, f, fired, ("atr", "ema"))
-            best = edge(replace(f, adx=np.where(fired, np.inf, np.nan)), snap, s, side)[1]
-            f = data.fill(sym, times, f, fired & ~(best < s["ASTER_MIN_EDGE_R"]), ("adx",))
-            sc = screen(f, snap, s)
-            liquid = q["quote_volume"] >= s["ASTER_MIN_QUOTE_VOL_USDT"]
-            reason = np.where(liquid, np.where(ok, sc.reason, ENGINE), "min_qvol")
-            # each reason (None: a candidate) to its code: one dict lookup per step
-            self.reasons[lo:hi, col] = np.fromiter((CODE[r] for r in reason.tolist()), np.uint8,
-                                                   len(reason))
-            cand = np.flatnonzero(self.reasons[lo:hi, col] == 0)
-            if not len(cand):
-                continue
-            ctx = {k: np.asarray(v)[cand] for k, v in policy_context(f, snap, sc).items()}
-            steps.append(cand + lo)
-            syms.append(np.full(len(cand), col))
-            rows.append(vectorize(build_features(ctx)))
+        for col in range(len(self.symbols)):
+            codes, cand, x = self._screen_symbol(col, times)
+            self.reasons[lo:hi, col] = codes
+            if len(cand):
+                steps.append(cand + lo)
+                syms.append(np.full(len(cand), col))
+                rows.append(x)
         busy = lo + np.flatnonzero((self.reasons[lo:hi] == CODE[ENGINE]).any(axis=1))
         self.engine_steps = np.concatenate([self.engine_steps, busy])
         if not steps:
@@ -126,6 +105,34 @@ class Screened:
         self.cand_x = x
         self.cand_step = np.concatenate([self.cand_step, step[order]])
         self.cand_sym = np.concatenate([self.cand_sym, np.concatenate(syms)[order]])
+
+    def _screen_symbol(self, col: int, times: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                     np.ndarray | None]:
+        """One symbol's reason codes at ``times``, its candidates and their policy features."""
+        data, s, sym = self.data, self.s, self.symbols[col]
+        f, ok = data.feature_table(sym, times)
+        q = self.sim.parsed_quotes(sym, times)
+        snap = Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
+                        mark=q["mark"], index=q["index"], funding=q["funding"])
+        # ATR and the EMAs are needed where the market filters pass and a signal fired; ADX
+        # only feeds the win probability, so only where the most it can add (+0.05) would
+        # lift the edge to the minimum (the arithmetic only grows with the probability)
+        side = rsi_signal(f, s).side
+        fired = ok & np.equal(market_filters(snap, f.wickiness, s), None) & \
+            np.not_equal(side, None)
+        f = data.fill(sym, times, f, fired, ("atr", "ema"))
+        best = edge(replace(f, adx=np.where(fired, np.inf, np.nan)), snap, s, side)[1]
+        f = data.fill(sym, times, f, fired & ~(best < s["ASTER_MIN_EDGE_R"]), ("adx",))
+        sc = screen(f, snap, s)
+        liquid = q["quote_volume"] >= s["ASTER_MIN_QUOTE_VOL_USDT"]
+        reason = np.where(liquid, np.where(ok, sc.reason, ENGINE), "min_qvol")
+        # each reason (None: a candidate) to its code: one dict lookup per step
+        codes = np.fromiter((CODE[r] for r in reason.tolist()), np.uint8, len(reason))
+        cand = np.flatnonzero(codes == 0)
+        if not len(cand):
+            return codes, cand, None
+        ctx = {k: np.asarray(v)[cand] for k, v in policy_context(f, snap, sc).items()}
+        return codes, cand, vectorize(build_features(ctx))
 
     def forget_before(self, i: int) -> None:
         """Candidates of steps already passed are never asked for again."""
