@@ -71,13 +71,13 @@ class Screened:
             if b not in self.done:
                 self.done.add(b)
                 self._screen_block(b * BLOCK, min(len(self.times), (b + 1) * BLOCK))
-                release_free_memory()  # the block's temporaries
 
     def _screen_block(self, lo: int, hi: int) -> None:
         times = self.times[lo:hi]
         steps, syms, rows = [], [], []
         for col in range(len(self.symbols)):
             codes, cand, x = self._screen_symbol(col, times)
+            release_free_memory()  # its temporaries (fractions of a millisecond)
             self.reasons[lo:hi, col] = codes
             if len(cand):
                 steps.append(cand + lo)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -31,6 +33,39 @@ WARMUP_CANDLES = 400  # 5m candles before the start so the 1h trend has history
 Progress = Callable[[float, int, int], None]  # (fraction done, trades, open positions)
 
 
+class EquityCurve(Sequence):
+    """The (time, equity) point of every step, 16 bytes each: a year of 5m steps kept as tuples
+    took 12 MB. Reads like the list of tuples it replaces."""
+
+    def __init__(self, points: Iterable[tuple[int, float]] = ()) -> None:
+        self.t, self.e = array("q"), array("d")
+        for t, e in points:
+            self.append(t, e)
+
+    def append(self, t: int, e: float) -> None:
+        self.t.append(t)
+        self.e.append(e)
+
+    def hold(self, times: np.ndarray, e: float) -> None:
+        """The same equity at each of ``times``."""
+        self.t.frombytes(np.ascontiguousarray(times, dtype=np.int64).tobytes())
+        self.e.frombytes(np.full(len(times), e).tobytes())
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return list(zip(self.t[k], self.e[k]))
+        return self.t[k], self.e[k]
+
+    def __iter__(self) -> Iterator[tuple[int, float]]:
+        return zip(self.t, self.e)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+
 @dataclass
 class BacktestResult:
     settings: dict[str, Any]
@@ -40,7 +75,7 @@ class BacktestResult:
     steps: int
     state: dict[str, Any]
     exposure_steps: int
-    equity: list[tuple[int, float]] = field(default_factory=list)
+    equity: EquityCurve = field(default_factory=EquityCurve)
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     seconds: float = 0.0
     engine_steps: int = 0  # steps the engine ran; the others were idle (see backtest.idle)
@@ -126,7 +161,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     steps = max(1, (end - start) // BASE_MS)
     times = start + BASE_MS * np.arange(1, steps + 1, dtype=np.int64)  # each step's clock
     exposure = 0
-    curve: list[tuple[int, float]] = []
+    curve = EquityCurve()
     idle: IdleSteps | None = None
     ran = 0
 
@@ -158,10 +193,9 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                     for reason, n in counts.items():
                         skipped[reason] = skipped.get(reason, 0) + n
                     state["stats"]["cycles"] += k - i
-                    points = [(t, equity) for t in times[i:k].tolist()]
-                    curve.extend(points)
+                    curve.hold(times[i:k], equity)
                     state["equity_curve"] = (state["equity_curve"] + [  # it keeps the last 2,000
-                        [t, round(equity, 6)] for t, _ in points[-2000:]])[-2000:]
+                        [t, round(equity, 6)] for t in times[max(i, k - 2000):k].tolist()])[-2000:]
                     sim.step((k - i) * BASE_MS)
                     report(k - 1, jumped=True)
                     i = k
@@ -169,7 +203,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             await engine.cycle()
             ran += 1
             exposure += bool(state["positions"])
-            curve.append((market.clock.now_ms(), state["telemetry"]["equity"]))
+            curve.append(market.clock.now_ms(), state["telemetry"]["equity"])
             report(i)
             if i == 0 and skip_idle and data.ok:
                 universe = engine.universe({})
