@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from mraster.market.indicators import (adx_from_moves, atr_from_moves, ema_last, moves,
                                        rsi_from_moves)
 from mraster.strategy.elementwise import ops
-from mraster.sim.market import BASE_MS, INTERVAL_MS, Market, aggregate, buckets
+from mraster.sim.market import BASE_MS, INTERVAL_MS, Market, aggregate, buckets, runs
 from mraster.strategy.signals import (EMA_FAST, EMA_SLOW, HTF_EMA, HTF_SLOPE_LAG, HTF_WINDOW,
                                       LTF_WINDOW, MIN_HTF, MIN_LTF, Candles, Features, features)
 
@@ -83,12 +83,11 @@ class WindowTable:
                 blk["adx"][r] if adx else np.nan)
 
     def get(self, name: str, k: np.ndarray) -> np.ndarray:
-        """One indicator at many windows (ascending, as the screen's moments are)."""
+        """One indicator at many windows (fastest ascending, as the screen's moments are)."""
         k = np.asarray(k)
         out = np.empty(k.shape)
         which = k // TABLE_BLOCK
-        cuts = np.flatnonzero(np.diff(which)) + 1
-        for sel in np.split(np.arange(len(k)), cuts) if len(k) else ():
+        for sel in runs(which):
             blk = self._block(int(which[sel[0]]))
             idx = k[sel] % TABLE_BLOCK
             if name in GROUP:

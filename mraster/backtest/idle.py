@@ -45,6 +45,7 @@ NAMES = (None, ENGINE, *REASONS)  # reason codes as one byte each; 0 = candidate
 CODE = {name: code for code, name in enumerate(NAMES)}
 FIRST_CHUNK, MAX_CHUNK = 32, 1024  # steps whose candidates get their verdicts at once
 BLOCK = 4096  # steps screened at once, when the walk gets there: memory stays bounded
+TRIM_EVERY = 8  # symbols screened between two hand-backs of freed memory (each ~0.3 ms)
 SIDE = FEATURES.index("side")
 PM_COLUMNS = [FEATURES.index(k) for k in ("pm_edge", "pm_mae", "pm_exit_eff", "pm_slippage")]
 
@@ -77,7 +78,8 @@ class Screened:
         steps, syms, rows = [], [], []
         for col in range(len(self.symbols)):
             codes, cand, x = self._screen_symbol(col, times)
-            release_free_memory()  # its temporaries (fractions of a millisecond)
+            if col % TRIM_EVERY == TRIM_EVERY - 1:
+                release_free_memory()  # the last symbols' temporaries
             self.reasons[lo:hi, col] = codes
             if len(cand):
                 steps.append(cand + lo)

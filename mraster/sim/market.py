@@ -381,8 +381,8 @@ class RunningSums:
         idx = np.asarray(idx)
         out = np.empty(idx.shape)
         which = idx // self.BLOCK
-        for b in np.unique(which).tolist():
-            sel = which == b
+        for sel in runs(which):  # one block per run (a screen's moments ascend: a few runs)
+            b = int(which[sel[0]])
             out[sel] = self._block(k, b)[idx[sel] - b * self.BLOCK]
         return out
 
@@ -390,6 +390,12 @@ class RunningSums:
         """``at`` for one index (the engine's ticker row)."""
         b = i // self.BLOCK
         return float(self._block(k, b)[i - b * self.BLOCK])
+
+
+def runs(keys: np.ndarray) -> list[np.ndarray]:
+    """The positions of each run of equal consecutive ``keys``."""
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    return np.split(np.arange(len(keys)), cuts) if len(keys) else []
 
 
 def trailing(x: np.ndarray, ends: np.ndarray, w: int, op: np.ufunc, empty: float) -> np.ndarray:
