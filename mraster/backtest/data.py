@@ -27,7 +27,7 @@ FIRST_AHEAD, MAX_AHEAD = 8, 512  # windows computed at once when the engine asks
 # windows per block, blocks kept (the engine's and the one the screen reads ahead), rows per call
 TABLE_BLOCK, TABLE_KEEP, CHUNK = 4096, 2, 512
 # computed only for the windows asked for: the screen needs them only where the RSI fired
-LAZY = {"atr": ("atr",), "ema": ("ema_fast", "ema_slow"), "adx": ("adx",)}
+LAZY = {"trend": ("atr", "ema_fast", "ema_slow"), "adx": ("adx",)}
 GROUP = {name: group for group, names in LAZY.items() for name in names}
 
 
@@ -76,9 +76,12 @@ class WindowTable:
     def row(self, k: int, adx: bool = True) -> tuple:
         """RSI, ATR, EMA21, EMA55 and ADX (NaN unless ``adx``) of window ``k``: the engine's
         one step, looked up in one block."""
-        for group in ("atr", "ema", "adx") if adx else ("atr", "ema"):
-            self._at(k, group)
         blk, r = self._block(k // TABLE_BLOCK), k % TABLE_BLOCK
+        for group in ("trend", "adx") if adx else ("trend",):
+            if blk["done"][group][r]:
+                self.last[group] = k
+            else:
+                self._at(k, group)
         return (blk["rsi"][r], blk["atr"][r], blk["ema_fast"][r], blk["ema_slow"][r],
                 blk["adx"][r] if adx else np.nan)
 
@@ -117,9 +120,8 @@ class WindowTable:
     def _fill(blk: dict, group: str, need: np.ndarray) -> None:
         for a in range(0, len(need), CHUNK):
             part = need[a:a + CHUNK]
-            if group == "atr":
+            if group == "trend":
                 blk["atr"][part] = atr_from_moves(blk["tr"][part])
-            elif group == "ema":
                 w = blk["close"][part]
                 blk["ema_fast"][part], blk["ema_slow"][part] = \
                     ema_last(w, EMA_FAST), ema_last(w, EMA_SLOW)
@@ -157,6 +159,7 @@ class _Symbol:
         self.table = WindowTable(h, l, c, LTF_WINDOW) if len(c) >= LTF_WINDOW else None
         self.htf_t, _, ends = buckets(s.t, htf_ms)
         self.slope = htf_slopes(s.c[ends], HTF_WINDOW, MIN_HTF)
+        self._htf: tuple[tuple[int, int], Candles] | None = None  # the last trend window
 
     @staticmethod
     def window(arrays, i: int, n: int) -> Candles:
@@ -167,12 +170,15 @@ class _Symbol:
     def htf_window(self, j: int, n: int) -> Candles:
         """The trend candles ``j - n + 1 … j``, aggregated from the base candles of their
         buckets: the same groups, so the same numbers as aggregating the whole history."""
+        if self._htf is not None and self._htf[0] == (j, n):
+            return self._htf[1]  # the engine asks at every step; a trend candle lasts several
         s, lo = self.s, max(0, j + 1 - n)
         if j < 0:
             return Candles(*(x[:0] for x in (s.t, s.o, s.h, s.l, s.c, s.v)))
         a, b = s.t.searchsorted(self.htf_t[lo]), s.t.searchsorted(self.htf_t[j] + self.htf_ms)
-        return Candles(*aggregate(*(x[a:b] for x in (s.t, s.o, s.h, s.l, s.c, s.v)),
-                                  self.htf_ms))
+        got = Candles(*aggregate(*(x[a:b] for x in (s.t, s.o, s.h, s.l, s.c, s.v)), self.htf_ms))
+        self._htf = ((j, n), got)
+        return got
 
 
 ROW_BLOCK = 512  # moments of 24 h ticker numbers computed at once for the sentinel

@@ -122,7 +122,7 @@ class Screened:
         side = rsi_signal(f, s).side
         fired = ok & np.equal(market_filters(snap, f.wickiness, s), None) & \
             np.not_equal(side, None)
-        f = data.fill(sym, times, f, fired, ("atr", "ema"))
+        f = data.fill(sym, times, f, fired, ("trend",))
         best = edge(replace(f, adx=np.where(fired, np.inf, np.nan)), snap, s, side)[1]
         f = data.fill(sym, times, f, fired & ~(best < s["ASTER_MIN_EDGE_R"]), ("adx",))
         sc = screen(f, snap, s)
