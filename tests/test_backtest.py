@@ -357,6 +357,14 @@ def test_the_24h_volume_sums_kept_in_blocks_equal_one_running_sum(monkeypatch):
             assert [sums.one(k, i) for i in idx[::37].tolist()] == full[k][::37].tolist()
 
 
+def test_a_candle_file_that_is_not_utf8_text_is_named_not_crashed_on(tmp_path):
+    from mraster.sim.market import DataError, read_candles_csv
+    path = tmp_path / "ETH_BTC-5m.csv"
+    path.write_bytes((DATA / "ETH_BTC-5m.csv").read_bytes()[:500] + b"\xff\xfe,1\n")
+    with pytest.raises(DataError, match="ETH_BTC-5m.csv: not a UTF-8 text file"):
+        read_candles_csv(path)
+
+
 def test_a_clean_file_reads_the_same_fast_as_line_by_line(tmp_path):
     from mraster.sim.market import _parse_clean, _parse_lines
     path = DATA / "ETH_BTC-5m.csv"

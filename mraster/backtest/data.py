@@ -103,10 +103,8 @@ class WindowTable:
     def _at(self, k: int, group: str) -> None:
         blk = self._block(k // TABLE_BLOCK)
         r = k % TABLE_BLOCK
-        done = blk["done"][group]
-        if done[r]:
-            need = np.zeros(0, int)
-        elif k - 1 == self.last[group] and self.prefetch[group]:  # stepping candle by candle:
+        done = blk["done"][group]  # (``row`` asks only for windows not done yet)
+        if k - 1 == self.last[group] and self.prefetch[group]:  # stepping candle by candle:
             run = np.arange(r, min(len(done), r + self.ahead[group]))  # take the next ones too
             need = run[~done[run]]
             self.ahead[group] = min(2 * self.ahead[group], MAX_AHEAD)

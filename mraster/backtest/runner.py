@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -37,10 +37,8 @@ class EquityCurve(Sequence):
     """The (time, equity) point of every step, 16 bytes each: a year of 5m steps kept as tuples
     took 12 MB. Reads like the list of tuples it replaces."""
 
-    def __init__(self, points: Iterable[tuple[int, float]] = ()) -> None:
+    def __init__(self) -> None:
         self.t, self.e = array("q"), array("d")
-        for t, e in points:
-            self.append(t, e)
 
     def append(self, t: int, e: float) -> None:
         self.t.append(t)
