@@ -63,7 +63,7 @@ class Screened:
         self.done: set[int] = set()  # blocks screened
         self.cand_step = np.zeros(0, np.int64)  # candidates of screened blocks not yet passed
         self.cand_sym = np.zeros(0, np.int64)  # their symbol (a column of ``reasons``)
-        self.cand_x = np.zeros((0, 0))  # their policy features (the width comes with the first)
+        self.cand_x = np.zeros((0, len(FEATURES)))  # their policy features
         self.engine_steps = np.zeros(0, np.int64)  # steps only the engine can decide, so far
 
     def ensure(self, lo: int, hi: int) -> None:
@@ -96,9 +96,8 @@ class Screened:
         keep = len(self.cand_step)
         at = np.empty_like(order)  # each new row's place
         at[order] = keep + np.arange(len(order))
-        x = np.empty((keep + len(step), rows[0].shape[1]))
-        if keep:
-            x[:keep] = self.cand_x
+        x = np.empty((keep + len(step), len(FEATURES)))
+        x[:keep] = self.cand_x
         a = 0
         for k, r in enumerate(rows):
             x[at[a:a + len(r)]] = r

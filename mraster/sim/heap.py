@@ -4,7 +4,7 @@ glibc serves an array that was once freed at a given size from its heap afterwar
 threshold rises with each freed big block), and a heap only shrinks from its top: after reading
 fifty candle files, about 55 MB of freed parse buffers stayed in the process as holes between
 the kept arrays, counted in its peak memory. ``malloc_trim`` returns the free pages inside the
-heap too. Elsewhere (macOS, musl) there is no such call and nothing to do.
+heap too. Elsewhere (macOS, musl, Windows) there is no such call and nothing to do.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import ctypes
 def _trim():
     try:
         return ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # no such call; Windows has no CDLL(None)
         return None
 
 
@@ -22,6 +22,6 @@ _TRIM = _trim()
 
 
 def release_free_memory() -> None:
-    """Give the free pages of the C heap back (cheap: milliseconds on a big heap)."""
+    """Give the free pages of the C heap back (well under a millisecond, even on a big heap)."""
     if _TRIM is not None:
         _TRIM(0)
