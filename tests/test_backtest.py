@@ -195,6 +195,8 @@ def both_ways(s, symbols, steps: int = 2500):
     (SYMBOLS, {"ASTER_BANDIT_ALPHA": 0.0, "ASTER_ALPHA_WARMUP": 5}),
     # a perpetual with real funding and mark price, trading against the trend
     (["XRPUSDT"], {"ASTER_TREND_BIAS": "against", "ASTER_MIN_EDGE_R": 0.1, "ASTER_ALPHA_WARMUP": 5}),
+    # both timeframes' trends must agree: the screen needs the EMAs before it knows the side
+    (SYMBOLS, {"ASTER_ALLOW_TREND_ALIGN": True}),
     # seven pairs through a crash: candidates the sentinel's red label blocks before the policy
     (SEVEN, {}),
 ])

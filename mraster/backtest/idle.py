@@ -117,8 +117,10 @@ class Screened:
                         mark=q["mark"], index=q["index"], funding=q["funding"])
         # ATR and the EMAs are needed where the market filters pass and a signal fired; ADX
         # only feeds the win probability, so only where the most it can add (+0.05) would
-        # lift the edge to the minimum (the arithmetic only grows with the probability)
-        side = rsi_signal(f, s).side
+        # lift the edge to the minimum (the arithmetic only grows with the probability).
+        # Whether the signal timeframe's trend agrees needs the EMAs themselves: the side is
+        # taken before that check (ASTER_ALLOW_TREND_ALIGN), the screen then applies it.
+        side = rsi_signal(f, {**s, "ASTER_ALLOW_TREND_ALIGN": False}).side
         fired = ok & np.equal(market_filters(snap, f.wickiness, s), None) & \
             np.not_equal(side, None)
         f = data.fill(sym, times, f, fired, ("trend",))
