@@ -247,9 +247,12 @@ class Reconciler:
         fills cannot be read."""
         sym, side = pos.symbol, pos.side
         since = int(pos.opened_at) - 60_000
+        # the bot's own entry leaves after ``opened_at`` (sent_ms set), its brackets later; an
+        # adopted position's orders may be older than its adoption: a day is looked back
+        orders_since = since if pos.sent_ms else since - 86_400_000
         try:
             trades = await self.ex.user_trades(sym, start_time=since, limit=1000)
-            orders = await self.ex.all_orders(sym, start_time=since - 86_400_000, limit=1000)
+            orders = await self.ex.all_orders(sym, start_time=orders_since, limit=1000)
         except E.ExchangeError as exc:
             log.warning("%s: fills of the closed position could not be read (%s); booked next "
                         "cycle", sym, exc)

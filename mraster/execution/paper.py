@@ -91,12 +91,21 @@ class _SignedMixin:
 
 def _fresh(x: Any) -> Any:
     """A copy of a JSON answer (a fresh one each time, as over HTTP); far cheaper than
-    ``copy.deepcopy``, which a backtest would otherwise spend a tenth of its time in."""
-    if isinstance(x, dict):
-        return {k: _fresh(v) for k, v in x.items()}
+    ``copy.deepcopy``, which a backtest would otherwise spend a tenth of its time in. Each
+    dict is copied whole (at C speed) and only its nested containers are copied again: the
+    answers are mostly lists of flat rows."""
     if isinstance(x, list):
-        return [_fresh(v) for v in x]
+        return [_fresh(v) if type(v) in _NESTED else v for v in x]
+    if isinstance(x, dict):
+        out = x.copy()
+        for k, v in x.items():
+            if type(v) in _NESTED:
+                out[k] = _fresh(v)
+        return out
     return x
+
+
+_NESTED = (dict, list)
 
 
 def _ids(symbol: str, order_id: int | None, client_id: str | None) -> dict[str, str]:
