@@ -271,14 +271,65 @@ def test_the_stop_grace_runs_on_the_market_clock_so_replays_close_unprotected_po
         async with AsterRest(url, API_KEY, API_SECRET) as c:
             eng = Engine(c, s, state, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
                          lambda *a, **k: None)
-            await eng.cycle()  # entries; their stops are refused
-            opened = {p.symbol for p in state["positions"].values()}
+            await eng.cycle()  # entries; their stops are refused (their take-profits are not)
+            opened = {p.token: p.symbol for p in state["positions"].values()}
             sim.step(5 * 60_000)  # the next replay step: 300 s of market time later
             await eng.cycle()
             return opened, position_amounts(await c.position_risk())
     opened, held = asyncio.run(go())
     assert opened, "the first cycle should open positions"
-    assert not opened & set(held)  # every unprotected position was closed at market
+    # every unprotected position is gone (closed at market, or by its take-profit); a symbol
+    # still held was entered again on the second cycle
+    again = {p.symbol for t, p in state["positions"].items() if t not in opened}
+    assert not set(opened.values()) & set(held) - again
+    closes = [o for sym in opened.values() for o in sim.accounts[API_KEY].symbol_orders(sym)
+              if o.to_api()["clientOrderId"].startswith("mra1-X-") and o.status == "FILLED"]
+    assert closes, "the grace should have closed positions at market"
+
+
+def test_a_new_positions_stop_and_take_profit_leave_together_right_after_the_fill(
+        sim_factory, tmp_path, monkeypatch):
+    """The time between an entry's fill and its stop is time without protection. The symbol's
+    open orders are read while the entry is in flight, and the stop and the take-profit go out
+    together as soon as the fill is known (their ids are new: nothing to look up first) —
+    requests seen by the client over real HTTP, in the order they started and ended."""
+    from mraster.engine.cycle import Engine
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    events: list[tuple[str, str, str, str]] = []  # (start|end, method, endpoint, symbol + type)
+    request = AsterRest._request
+
+    async def seen(self, method, path, params=None, **kw):
+        what = (method, path.rsplit("/", 1)[-1],
+                f"{(params or {}).get('symbol', '')} {(params or {}).get('type', '')}".strip())
+        events.append(("start", *what))
+        try:
+            return await request(self, method, path, params, **kw)
+        finally:
+            events.append(("end", *what))
+    monkeypatch.setattr(AsterRest, "_request", seen)
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            await eng.cycle()
+            return eng.state
+    state = asyncio.run(go())
+    assert state["positions"], "the cycle should open positions"
+    for pos in state["positions"].values():
+        sym = pos.symbol
+        mine = [e for e in events if e[3].split(" ")[0] == sym]
+        at = {e: k for k, e in enumerate(mine)}
+        entry, book = ("POST", "order", f"{sym} MARKET"), ("GET", "openOrders", sym)
+        stop, tp = ("POST", "order", f"{sym} STOP_MARKET"), ("POST", "order", f"{sym} TAKE_PROFIT_MARKET")
+        assert at[("start", *book)] < at[("end", *entry)]  # read while the entry was in flight
+        assert at[("end", *entry)] < at[("start", *stop)] and at[("end", *entry)] < at[("start", *tp)]
+        assert max(at[("start", *stop)], at[("start", *tp)]) < min(at[("end", *stop)], at[("end", *tp)])
+        assert not [e for e in mine if e[1:3] == ("GET", "order")]  # no look-up of new ids
+        assert {o.type for o in sim.accounts[API_KEY].open_orders() if o.symbol == sym} == \
+            {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
 
 
 def test_a_restarted_bot_sets_leverage_and_margin_mode_only_where_they_differ(sim_factory,

@@ -139,8 +139,17 @@ class Executor:
         self.save()
         self.orders_sent += 1
         try:
-            filled = await self.ex.new_order(**Order(sym, it.side, "MARKET", cid,
-                                                     quantity=str(order.qty), result=True).params())
+            # the symbol's open orders (what the guard protects the fill against) are read
+            # while the entry is in flight: the stop goes out one round trip after the fill
+            filled, book = await asyncio.gather(
+                self.ex.new_order(**Order(sym, it.side, "MARKET", cid, quantity=str(order.qty),
+                                          result=True).params()),
+                self.ex.open_orders(sym) if self.guard else asyncio.sleep(0),
+                return_exceptions=True)
+            if isinstance(filled, BaseException):
+                raise filled
+            if isinstance(book, BaseException) and not isinstance(book, E.ExchangeError):
+                raise book
         except E.ExchangeError as exc:
             if not E.is_refusal(exc):
                 # unknown is not refused: the order may have filled; it stays pending (the
@@ -172,7 +181,9 @@ class Executor:
         if self.guard:
             self.guard_actor = "bot"  # the entry's own brackets
             try:
-                done = await self.guard.run({token: pos}, {sym: pos.qty * pos.sign}, full=False)
+                done = await self.guard.run({token: pos}, {sym: pos.qty * pos.sign}, full=False,
+                                            orders=book if isinstance(book, list) else None,
+                                            new=True)
             finally:
                 self.guard_actor = "guard"
             if done["failed"]:

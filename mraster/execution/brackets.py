@@ -10,6 +10,7 @@ reduce-only stop or take-profit placed by hand).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from decimal import Decimal
@@ -40,18 +41,20 @@ class BracketGuard:
         self.last_orders: dict[str, list[dict]] = {}
 
     async def run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
-                  full: bool = True, orders: list[dict] | None = None) -> dict[str, Any]:
+                  full: bool = True, orders: list[dict] | None = None,
+                  new: bool = False) -> dict[str, Any]:
         """One pass. ``positions``: the bot's positions by token; ``amounts``: signed position
         size per symbol on the exchange; ``orders``: the exchange's open orders when the caller
         read them together with the amounts (read here otherwise). ``full=False`` protects just
         the given positions (right after an entry, from the fill) without touching other
-        symbols. Returns counters of what was done. Its requests may use the rate-limit reserve
-        a scan cannot touch (``urgent``)."""
+        symbols; ``new``: those positions were opened just now, so none of their bracket ids
+        was ever sent and the look-up before placing is skipped. Returns counters of what was
+        done. Its requests may use the rate-limit reserve a scan cannot touch (``urgent``)."""
         with urgent():
-            return await self._run(positions, amounts, full=full, orders=orders)
+            return await self._run(positions, amounts, full=full, orders=orders, new=new)
 
     async def _run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
-                   full: bool, orders: list[dict] | None) -> dict[str, Any]:
+                   full: bool, orders: list[dict] | None, new: bool) -> dict[str, Any]:
         done = {"placed": 0, "replaced": 0, "cancelled": 0, "closed": 0, "failed": 0}
         if orders is None:
             orders = (await self.ex.open_orders() if full else
@@ -79,7 +82,8 @@ class BracketGuard:
             if item and item.get("next_try", 0) > now:
                 continue
             try:
-                await self._protect(token, pos, by_symbol.get(sym, []), done, amt, confirm=full)
+                await self._protect(token, pos, by_symbol.get(sym, []), done, amt, confirm=full,
+                                    new=new)
                 if item:
                     queue.pop(token, None)
             except E.ExchangeError as exc:
@@ -152,7 +156,7 @@ class BracketGuard:
         done["closed"] += 1
 
     async def _protect(self, token: str, pos: Position, orders: list[dict], done: dict,
-                       amount: float, confirm: bool) -> None:
+                       amount: float, confirm: bool, new: bool = False) -> None:
         sym = pos.symbol
         if confirm and not {"stop", "tp"} <= {ids.bracket_kind(o) for o in orders}:
             # a bracket is missing: repaired only once the exchange confirms the position is
@@ -166,34 +170,42 @@ class BracketGuard:
         sl_dir, tp_dir = bracket_rounding(pos.side.value)
         want = {"stop": rules.round_price(pos.stop, sl_dir),
                 "tp": rules.round_price(pos.take_profit, tp_dir)}
-        for kind in ("stop", "tp"):
+        async def mend(kind: str) -> None:
             mine = [o for o in orders if ids.bracket_kind(o) == kind]
             good = [o for o in mine if o["side"] == close_side
                     and Decimal(o["stopPrice"]) == want[kind] and _covers(o, amount)]
             if good:
                 for extra in good[1:] + [o for o in mine if o not in good]:
                     await self._cancel(sym, extra, done)
-                continue
+                return
             if mine and any(ids.parse(o["clientOrderId"]) is None for o in mine) and \
                     all(o["side"] == close_side for o in mine) and pos.origin != "handed_over":
-                continue  # a hand-placed protective order on the right side: respect it (unless
+                return  # a hand-placed protective order on the right side: respect it (unless
                 # the user handed the position to the bot: then the bot's brackets replace it)
-            await self._place(token, pos, kind, want[kind], close_side, done, replacing=bool(mine))
+            await self._place(token, pos, kind, want[kind], close_side, done,
+                              replacing=bool(mine), new=new)
             for o in mine:
                 await self._cancel(sym, o, done)
 
+        # stop and take-profit are separate orders with their own ids: both go out together
+        # (a failing one does not hold the other back); the stop's error is raised first
+        for got in await asyncio.gather(mend("stop"), mend("tp"), return_exceptions=True):
+            if isinstance(got, BaseException):
+                raise got
+
     async def _place(self, token: str, pos: Position, kind: str, price: Decimal, close_side: str,
-                     done: dict, replacing: bool) -> None:
+                     done: dict, replacing: bool, new: bool = False) -> None:
         sym = pos.symbol
         n = pos.bracket_seq.get(kind, 0)
         prefix = ("S" if kind == "stop" else "T") + (str(n) if n else "")
         cid = ids.order_id(prefix, token)
-        try:  # a bracket with this id existed before (filled, cancelled): use the next number
-            await self.ex.query_order(sym, client_id=cid)
-            pos.bracket_seq[kind] = n + 1
-            cid = ids.order_id(prefix[0] + str(n + 1), token)
-        except E.UnknownOrder:
-            pass
+        if not (new and n == 0):  # (a new position's first bracket id was never sent)
+            try:  # a bracket with this id existed before (filled, cancelled): the next number
+                await self.ex.query_order(sym, client_id=cid)
+                pos.bracket_seq[kind] = n + 1
+                cid = ids.order_id(prefix[0] + str(n + 1), token)
+            except E.UnknownOrder:
+                pass
         typ = "STOP_MARKET" if kind == "stop" else "TAKE_PROFIT_MARKET"
         try:
             await self.ex.new_order(**Order(sym, Side(close_side), typ, cid, stop_price=str(price),
