@@ -287,36 +287,68 @@ def test_the_stop_grace_runs_on_the_market_clock_so_replays_close_unprotected_po
     assert closes, "the grace should have closed positions at market"
 
 
-def test_a_new_positions_stop_and_take_profit_leave_together_right_after_the_fill(
-        sim_factory, tmp_path, monkeypatch):
-    """The time between an entry's fill and its stop is time without protection. The symbol's
-    open orders are read while the entry is in flight, and the stop and the take-profit go out
-    together as soon as the fill is known (their ids are new: nothing to look up first) —
-    requests seen by the client over real HTTP, in the order they started and ended."""
-    from mraster.engine.cycle import Engine
-
-    sim, url, _ = sim_factory(n=12, seed=11)
-    s = settings_for(tmp_path, url)
-    events: list[tuple[str, str, str, str]] = []  # (start|end, method, endpoint, symbol + type)
+def record_requests(monkeypatch) -> list[tuple[str, str, str, str]]:
+    """Every request the client sends, as it starts and as it ends: (start|end, method,
+    endpoint, symbol and order type)."""
+    events: list[tuple[str, str, str, str]] = []
     request = AsterRest._request
 
     async def seen(self, method, path, params=None, **kw):
+        p = params or {}
         what = (method, path.rsplit("/", 1)[-1],
-                f"{(params or {}).get('symbol', '')} {(params or {}).get('type', '')}".strip())
+                f"{p.get('symbol') or ''} {p.get('type') or ''}".strip())
         events.append(("start", *what))
         try:
             return await request(self, method, path, params, **kw)
         finally:
             events.append(("end", *what))
     monkeypatch.setattr(AsterRest, "_request", seen)
+    return events
+
+
+def one_cycle(s, tmp_path) -> dict:
+    """A fresh engine's first (cold) cycle over real HTTP; its state."""
+    from mraster.engine.cycle import Engine
 
     async def go():
-        async with AsterRest(url, API_KEY, API_SECRET) as c:
+        async with AsterRest(s["ASTER_EXCHANGE_BASE"], API_KEY, API_SECRET) as c:
             eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
                          lambda *a, **k: None)
             await eng.cycle()
             return eng.state
-    state = asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_a_cold_cycle_asks_once_and_sends_what_is_independent_together(sim_factory, tmp_path,
+                                                                        monkeypatch):
+    """A start's first cycle waits on the network, so nothing it can ask together waits for
+    another answer: the symbols' rules with the quotes, positions and account; a symbol's two
+    timeframes; and the clock is synchronised once for all the signed requests that go out
+    together (requests seen by the client over real HTTP)."""
+    sim, url, _ = sim_factory(n=12, seed=11)
+    events = record_requests(monkeypatch)
+    state = one_cycle(settings_for(tmp_path, url), tmp_path)
+    assert state["telemetry"]["evaluated"] >= 10
+    starts = [e for e in events if e[0] == "start"]
+    assert sum(e[2] == "time" for e in starts) == 1
+    at = {e: k for k, e in enumerate(events)}
+    rules, quotes = ("GET", "exchangeInfo", ""), ("GET", "24hr", "")
+    assert at[("start", *rules)] < at[("end", *quotes)] and at[("start", *quotes)] < at[("end", *rules)]
+    klines = [e for e in events if e[2] == "klines"]
+    for sym in {e[3] for e in klines}:
+        mine = [e[0] for e in klines if e[3] == sym]
+        assert mine == ["start", "start", "end", "end"], sym  # both timeframes in flight at once
+
+
+def test_a_new_positions_stop_and_take_profit_leave_together_right_after_the_fill(
+        sim_factory, tmp_path, monkeypatch):
+    """The time between an entry's fill and its stop is time without protection. The symbol's
+    open orders are read while the entry is in flight, and the stop and the take-profit go out
+    together as soon as the fill is known (their ids are new: nothing to look up first) —
+    requests seen by the client over real HTTP, in the order they started and ended."""
+    sim, url, _ = sim_factory(n=12, seed=11)
+    events = record_requests(monkeypatch)
+    state = one_cycle(settings_for(tmp_path, url), tmp_path)
     assert state["positions"], "the cycle should open positions"
     for pos in state["positions"].values():
         sym = pos.symbol

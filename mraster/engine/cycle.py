@@ -159,15 +159,15 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         t0 = time.perf_counter()
         cpu0 = time.process_time()
         res = CycleResult()
-        await self._load_rules()
         weight0 = self._weight()
         sent0 = self.orders_sent
         # everything the cycle reads that does not depend on another read, in flight together:
-        # quotes, positions, the account and the open orders (the guard's, when no entry
-        # changes them before it runs)
-        tick_rows, book_rows, prem_rows, risk_rows, acct, orders = await asyncio.gather(
-            self.ex.ticker_24h(), self.ex.book_ticker(), self.ex.premium_index(),
-            self.ex.position_risk(), self.ex.account(), self.ex.open_orders())
+        # the symbols' rules (hourly), quotes, positions, the account and the open orders (the
+        # guard's, when no entry changes them before it runs)
+        _, tick_rows, book_rows, prem_rows, risk_rows, acct, orders = await asyncio.gather(
+            self._load_rules(), self.ex.ticker_24h(), self.ex.book_ticker(),
+            self.ex.premium_index(), self.ex.position_risk(), self.ex.account(),
+            self.ex.open_orders())
         tickers, books, prems = by_symbol(tick_rows), by_symbol(book_rows), by_symbol(prem_rows)
         # the market's own clock (the premium index is stamped by the exchange), so candle
         # closes are judged on the exchange's time even when this machine's clock drifts

@@ -130,14 +130,17 @@ class MarketData:
                 later.append(sym)
 
         async def one(sym: str) -> None:
-            async with sem:
-                try:
-                    lt = await self.cache.candles(self.ex, sym, self.s["ASTER_INTERVAL"], LTF_WINDOW, now)
-                    ht = await self.cache.candles(self.ex, sym, self.s["ASTER_HTF_INTERVAL"],
-                                                  HTF_WINDOW, now)
-                except E.ExchangeError as exc:
-                    log.warning("klines for %s failed: %s", sym, exc)
+            async with sem:  # a symbol's two timeframes are independent: asked together
+                lt, ht = await asyncio.gather(
+                    self.cache.candles(self.ex, sym, s["ASTER_INTERVAL"], LTF_WINDOW, now),
+                    self.cache.candles(self.ex, sym, s["ASTER_HTF_INTERVAL"], HTF_WINDOW, now),
+                    return_exceptions=True)
+            for got in (lt, ht):
+                if isinstance(got, E.ExchangeError):
+                    log.warning("klines for %s failed: %s", sym, got)
                     return  # the symbol is skipped with reason data_error
+                if isinstance(got, BaseException):
+                    raise got
             out[sym] = (lt, ht)
         await asyncio.gather(*(one(sym) for sym in later))
         return out

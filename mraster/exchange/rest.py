@@ -84,6 +84,7 @@ class AsterRest:
                                        wall=lambda: self.now_ms() / 1000)
         self.time_offset_ms = 0
         self._synced_at = 0.0
+        self._sync_lock = asyncio.Lock()  # signed requests sent together share one time sync
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
                                        transport=transport,
                                        limits=httpx.Limits(max_connections=32))
@@ -111,6 +112,9 @@ class AsterRest:
         """The exchange's clock as best known (wall clock + the offset from the last sync)."""
         return int(time.time() * 1000) + self.time_offset_ms
 
+    def _clock_fresh(self) -> bool:
+        return bool(self._synced_at) and time.monotonic() - self._synced_at <= 600
+
     async def sync_time(self) -> int:
         t0 = time.time() * 1000
         data = await self._request("GET", "/fapi/v1/time")
@@ -130,8 +134,10 @@ class AsterRest:
         resynced = False
         last_exc: Exception | None = None
         for attempt in range(attempts + 1):
-            if signed and (not self._synced_at or time.monotonic() - self._synced_at > 600):
-                await self.sync_time()
+            if signed and not self._clock_fresh():
+                async with self._sync_lock:
+                    if not self._clock_fresh():  # (the request ahead may have just synced)
+                        await self.sync_time()
             await self.governor.acquire(weight(endpoint, params))
             query = urlencode(params)
             headers = {}
