@@ -340,6 +340,33 @@ def test_a_cold_cycle_asks_once_and_sends_what_is_independent_together(sim_facto
         assert mine == ["start", "start", "end", "end"], sym  # both timeframes in flight at once
 
 
+def test_a_closed_trade_is_booked_from_reads_sent_together(sim_factory, tmp_path, monkeypatch):
+    """Booking a closed position reads its fills, its orders and its funding: independent
+    reads, in flight together (requests seen by the client over real HTTP)."""
+    from mraster.engine.cycle import Engine
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    events = record_requests(monkeypatch)
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            await eng.cycle()
+            pos = next(iter(eng.state["positions"].values()))
+            await c.new_order(symbol=pos.symbol, side=pos.side.opposite.value, type="MARKET",
+                              quantity=str(pos.qty), reduceOnly="true",
+                              newClientOrderId="by-hand-close-2")  # the user, on the exchange
+            events.clear()
+            await eng.cycle()
+            return pos.symbol, eng.state
+    sym, state = asyncio.run(go())
+    assert [h["symbol"] for h in state["history"]] == [sym]
+    reads = [e[0] for e in events if e[2] in ("userTrades", "allOrders", "income") and e[3] == sym]
+    assert reads[:3] == ["start"] * 3 and len(reads) == 6  # all three asked before any answer
+
+
 def test_a_new_positions_stop_and_take_profit_leave_together_right_after_the_fill(
         sim_factory, tmp_path, monkeypatch):
     """The time between an entry's fill and its stop is time without protection. The symbol's

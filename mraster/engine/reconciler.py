@@ -9,6 +9,7 @@ I/O for ``Engine``.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -250,20 +251,22 @@ class Reconciler:
         # the bot's own entry leaves after ``opened_at`` (sent_ms set), its brackets later; an
         # adopted position's orders may be older than its adoption: a day is looked back
         orders_since = since if pos.sent_ms else since - 86_400_000
-        try:
-            trades = await self.ex.user_trades(sym, start_time=since, limit=1000)
-            orders = await self.ex.all_orders(sym, start_time=orders_since, limit=1000)
-        except E.ExchangeError as exc:
-            log.warning("%s: fills of the closed position could not be read (%s); booked next "
-                        "cycle", sym, exc)
-            return None
+        # fills, orders and funding do not depend on each other: asked together
+        trades, orders, income = await asyncio.gather(
+            self.ex.user_trades(sym, start_time=since, limit=1000),
+            self.ex.all_orders(sym, start_time=orders_since, limit=1000),
+            self.ex.income(sym, "FUNDING_FEE", start_time=pos.opened_at), return_exceptions=True)
+        for got in (trades, orders, income):
+            if isinstance(got, BaseException) and not isinstance(got, E.ExchangeError):
+                raise got
+        for got in (trades, orders):
+            if isinstance(got, E.ExchangeError):
+                log.warning("%s: fills of the closed position could not be read (%s); booked "
+                            "next cycle", sym, got)
+                return None
         entries, exits = position_fills(join_fills(trades, orders), token, side, pos.qty)
-        funding, funding_rows = 0.0, []
-        try:
-            funding_rows = await self.ex.income(sym, "FUNDING_FEE", start_time=pos.opened_at)
-            funding = sum(float(r["income"]) for r in funding_rows)
-        except E.ExchangeError:
-            pass
+        funding_rows = [] if isinstance(income, E.ExchangeError) else income
+        funding = sum(float(r["income"]) for r in funding_rows)
         b = book_trade(side, entries, exits, entry_hint=pos.entry, qty_hint=pos.qty,
                        initial_stop=pos.initial_stop, funding=funding,
                        guard_reason=pos.close_reason)
