@@ -95,6 +95,9 @@ def test_in_every_mode_without_a_key_the_sentinel_blocks_shocked_symbols(sim_fac
     assert blocked <= red
     assert all(any(a["symbol"] == sym and "market shock" in a["message"] for a in state["alerts"])
                for sym in red)
+    for a in (a for a in state["alerts"] if "market shock" in a["message"]):  # the direction shows
+        sign = "+" if labels[a["symbol"]]["change_pct"] > 0 else "−"
+        assert f"market shock ({sign}" in a["message"], a["message"]
 
 
 NEWS_KEY = "news-token-NEVER-SHOWN-42"

@@ -26,6 +26,10 @@ FUNDING_SAMPLE_MS = 3_600_000  # the sentinel keeps one funding sample per symbo
 FUNDING_SAMPLES = 72           # ...for three days
 
 
+# a shock's direction is part of the sentence (numbers are formatted by the reader)
+SHOCK_UP = "{symbol}: market shock (+{change} % in 24 h), event risk {risk}; no new entries until it fades"
+SHOCK_DOWN = "{symbol}: market shock (−{change} % in 24 h), event risk {risk}; no new entries until it fades"
+
 class KlineCache:
     """Per (symbol, interval) candles as a numpy array (open time, OHLCV, close time), refreshed
     incrementally: only candles from the last cached open time on are requested and parsed (the
@@ -197,8 +201,8 @@ class MarketData:
                 self.alert("warning", words(
                     "{symbol}: news “{headline}”, event risk {risk}; no new entries until it fades",
                     symbol=sym, headline=lab["news"][0], risk=risk) if lab.get("news") else words(
-                    "{symbol}: market shock ({change} % in 24 h), event risk {risk}; no new entries "
-                    "until it fades", symbol=sym, change=round(lab["change_pct"], 1), risk=risk), sym)
+                    SHOCK_UP if lab["change_pct"] > 0 else SHOCK_DOWN, symbol=sym,
+                    change=round(abs(lab["change_pct"]), 1), risk=risk), sym)
 
     def _watch_anomalies(self, snaps: dict[str, Snapshot], candles: dict[str, tuple[Candles, Candles]],
                          now: int) -> None:
