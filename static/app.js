@@ -69,7 +69,7 @@ const fmt = (x, d = 4) => (x === null || x === undefined) ? "–" : Number(x).to
 const pct = (x) => (x === null || x === undefined) ? "–" : Number(x).toLocaleString(I18N.locale, { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
 // whole seconds from a moment until now (the server sends moments, the page counts: an
 // unchanged state is not sent again)
-const since = (ms) => ms ? Math.max(0, Math.round((Date.now() - ms) / 1000)) : 0;
+const since = (ms) => ms ? Math.max(0, Math.round((serverNow() - ms) / 1000)) : 0;
 const age = (s) => s < 90 ? `${s} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${fmt(s / 3600, 1)} h`;
 const time = (ms) => new Date(ms).toLocaleString(I18N.locale);
 const clock = (ms) => new Date(ms).toLocaleTimeString(I18N.locale);
@@ -90,10 +90,21 @@ class HttpError extends Error {
   }
 }
 
+// the dashboard's clock less this browser's: a phone whose clock is off would otherwise show
+// wrong ages and countdowns (every answer carries the server's Date, to the second)
+let clockSkew = 0;
+const serverNow = () => Date.now() + clockSkew;
+
 async function api(method, path, body) {
   const opts = { method, headers: { "X-MrAster-CSRF": "1" }, credentials: "same-origin" };
   if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
+  const sent = Date.now();
   const r = await fetch(path, opts);
+  const server = Date.parse(r.headers.get("Date") || "");
+  if (!isNaN(server)) {  // (a second's rounding and the trip: only a clock that is really off)
+    const skew = server + 500 - (sent + Date.now()) / 2;
+    clockSkew = Math.abs(skew) > 2000 ? skew : 0;
+  }
   const data = await r.json().catch(() => null);
   if (r.status === 401) { showLogin(); throw new HttpError(401, data); }
   if (!r.ok) throw new HttpError(r.status, data);
@@ -292,7 +303,7 @@ function renderHeader(d) {
   let text = t("bot: {state}", { state: t(bot.state) });
   if (bot.running) text += " · " + t("pid {pid} · up {age}", { pid: bot.pid, age: age(since(bot.started_ms)) });
   if (bot.restarts) text += " · " + t("{n} restart(s)", { n: bot.restarts });
-  if (bot.state === "backoff") text += " · " + t("restarting in {n} s", { n: Math.max(0, Math.round((bot.next_restart_ms - Date.now()) / 1000)) });
+  if (bot.state === "backoff") text += " · " + t("restarting in {n} s", { n: Math.max(0, Math.round((bot.next_restart_ms - serverNow()) / 1000)) });
   if (bot.waiting) text += " · " + t("waiting for the exchange ({why}); positions are guarded again once it answers", { why: bot.waiting });
   if (!bot.running && bot.last_exit_reason) text += " · " + t("last exit: {why}", { why: bot.last_exit_reason });
   const paused = bot.running && d.commands.paused;
@@ -522,7 +533,7 @@ function renderCopilots(c) {
   $("#copilot-problem").textContent = bad ? t("Last LLM problem ({kind}, {time}): {why}; the rules stood in.", { kind: bad.kind, time: time(bad.time), why: bad.why }) : "";
   $("#playbook").replaceChildren(...(pb ? [el("p", {}, el("b", {}, t("Regime: {regime}", { regime: t(pb.regime) })), " — " + t("longs ×{long}, shorts ×{short} ({source}, {time})", { long: fmt(pb.size_factor.BUY, 2), short: fmt(pb.size_factor.SELL, 2), source: t(pb.source), time: time(pb.at) })),
     el("ul", { class: "raw" }, ...pb.directives.map((x) => el("li", {}, x))),
-    ...(pb.blocks || []).filter((b) => b.until > Date.now()).map((b) => el("p", { class: "warn", "data-testid": "playbook-block" },
+    ...(pb.blocks || []).filter((b) => b.until > serverNow()).map((b) => el("p", { class: "warn", "data-testid": "playbook-block" },
       t("Blocked: {what} until {time} — ", { what: (b.symbol || t("every symbol")) + (b.side ? ", " + t(b.side === "BUY" ? "longs" : "shorts") : ""), time: time(b.until) }), el("span", { class: "raw" }, b.reason))),
     Object.keys(pb.tighten || {}).length ? el("p", {}, t("Tightened: {what}", { what: Object.entries(pb.tighten).map(([k, v]) => k === "ASTER_MIN_EDGE_R" ? `${k} +${v}` : `${k} ×${v}`).join(", ") })) : "",
     pb.bias && (pb.bias.sl !== 1 || pb.bias.tp !== 1) ? el("p", {}, t("Stop ×{sl}, target ×{tp} (inside the tuner's limits)", { sl: fmt(pb.bias.sl, 2), tp: fmt(pb.bias.tp, 2) })) : "",

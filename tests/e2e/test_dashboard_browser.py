@@ -407,3 +407,21 @@ def test_an_idle_page_revalidates_the_state_instead_of_downloading_it(dashboard,
     assert revalidated
     expect(page.locator("#bot-state")).to_contain_text(re.compile(r"up ([3-9]|[1-9]\d+) s"), timeout=30_000)
     assert page.errors == []
+
+
+def test_ages_follow_the_dashboards_clock_when_the_phones_clock_is_off(dashboard, page_factory):
+    """A phone whose clock runs two hours ahead still sees a position opened a moment ago as
+    seconds old, and the bot's uptime in seconds: ages count from the dashboard's clock."""
+    server = dashboard(ASTER_SCAN_INTERVAL_SECONDS="1")
+    page = page_factory()
+    page.add_init_script("{ const real = Date.now; Date.now = () => real() + 2 * 3600 * 1000; }")
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.get_by_test_id("start").click()
+    expect(page.locator("#positions tbody tr[data-status=open]").first).to_be_visible(timeout=60_000)
+    ages = page.evaluate("""(() => ({
+        position: since(state.data.positions.find((p) => p.status === "open").opened_at),
+        bot: since(state.data.bot.started_ms), shift: Date.now() - new Date().getTime()}))()""")
+    assert ages["shift"] > 7_000_000  # the page's clock is two hours ahead
+    assert 0 <= ages["position"] < 600 and 0 <= ages["bot"] < 600, ages
+    assert page.errors == []
