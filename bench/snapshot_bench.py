@@ -17,7 +17,8 @@ from bench._sim import KEY, SECRET, start_simulator  # noqa: E402
 from mraster.exchange.rest import AsterRest  # noqa: E402
 
 LATENCY_MS = 50.0
-CONCURRENCY = 8  # the engine's kline fetch concurrency (mraster.engine.cycle)
+CONCURRENCY = 16  # the engine's kline requests in flight: 8 symbols, both timeframes together
+# (mraster.engine.market_data)
 
 
 async def snapshot(c: AsterRest, symbols: list[str], concurrent: bool) -> int:
