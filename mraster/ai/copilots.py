@@ -110,7 +110,8 @@ class Copilots:
             self._learn(review)
         self.book["trades"] = (self.book["trades"] + [{"r": trade["r"], "bucket": bucket,
                                                       "reason": trade["reason"]}])[-TRADES_KEPT:]
-        self._retune()
+        # a retune caused by a close is dated by it (the replay's time in a backtest)
+        self._retune(int(trade.get("closed_at") or time.time() * 1000))
 
     def _learn(self, review: dict[str, Any]) -> None:
         PM.learn(self.book["postmortem"], review)
@@ -132,7 +133,7 @@ class Copilots:
             self._llm_failed("postmortem", ans.why)
         self._learn(PM.with_llm(review, ans.value) if ans.value else review)
 
-    def _retune(self) -> None:
+    def _retune(self, at: int) -> None:
         rules = TU.tune(self.book["trades"])
         suggestion = self.book["tuner"].get("llm")
         current = {**rules, **({k: suggestion[k] for k in ("size_bias", "sl_bias", "tp_bias")}
@@ -140,7 +141,7 @@ class Copilots:
                    "source": "ai" if suggestion else "rules", "llm": suggestion,
                    "llm_at": self.book["tuner"].get("llm_at", 0)}
         if any(current[k] != self.book["tuner"].get(k) for k in ("size_bias", "sl_bias", "tp_bias")):
-            self._log_tuning(current)
+            self._log_tuning(current, at)
         self.book["tuner"] = current
         due = time.time() * 1000 - current["llm_at"] >= TU.LLM_EVERY_MS
         if self.llm and due and len(self.book["trades"]) >= self.settings["ASTER_AI_TUNER_MIN_TRADES"]:
@@ -156,10 +157,10 @@ class Copilots:
             self._llm_failed("tuning", ans.why)
             return
         self.book["tuner"]["llm"] = TU.bounded(ans.value)
-        self._retune()
+        self._retune(int(time.time() * 1000))
 
-    def _log_tuning(self, t: dict[str, Any]) -> None:
-        entry = {"time": int(time.time() * 1000), "source": t["source"], "size_bias": t["size_bias"],
+    def _log_tuning(self, t: dict[str, Any], at: int) -> None:
+        entry = {"time": at, "source": t["source"], "size_bias": t["size_bias"],
                  "sl_bias": t["sl_bias"], "tp_bias": t["tp_bias"], "trades": t["trades"],
                  "note": (t.get("llm") or {}).get("note")}
         self.book["tuner_log"] = (self.book["tuner_log"] + [entry])[-LOG_KEPT:]
