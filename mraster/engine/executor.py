@@ -148,8 +148,6 @@ class Executor:
                 return_exceptions=True)
             if isinstance(filled, BaseException):
                 raise filled
-            if isinstance(book, BaseException) and not isinstance(book, E.ExchangeError):
-                raise book
         except E.ExchangeError as exc:
             if not E.is_refusal(exc):
                 # unknown is not refused: the order may have filled; it stays pending (the
@@ -181,6 +179,8 @@ class Executor:
         if self.guard:
             self.guard_actor = "bot"  # the entry's own brackets
             try:
+                # (open orders that could not be read are read again by the guard: never a
+                # reason to leave the fill unprotected)
                 done = await self.guard.run({token: pos}, {sym: pos.qty * pos.sign}, full=False,
                                             orders=book if isinstance(book, list) else None,
                                             new=True)

@@ -30,6 +30,7 @@ FUNDING_SAMPLES = 72           # ...for three days
 SHOCK_UP = "{symbol}: market shock (+{change} % in 24 h), event risk {risk}; no new entries until it fades"
 SHOCK_DOWN = "{symbol}: market shock (−{change} % in 24 h), event risk {risk}; no new entries until it fades"
 
+
 class KlineCache:
     """Per (symbol, interval) candles as a numpy array (open time, OHLCV, close time), refreshed
     incrementally: only candles from the last cached open time on are requested and parsed (the
@@ -140,11 +141,12 @@ class MarketData:
                     self.cache.candles(self.ex, sym, s["ASTER_HTF_INTERVAL"], HTF_WINDOW, now),
                     return_exceptions=True)
             for got in (lt, ht):
+                if isinstance(got, BaseException) and not isinstance(got, E.ExchangeError):
+                    raise got
+            for got in (lt, ht):
                 if isinstance(got, E.ExchangeError):
                     log.warning("klines for %s failed: %s", sym, got)
                     return  # the symbol is skipped with reason data_error
-                if isinstance(got, BaseException):
-                    raise got
             out[sym] = (lt, ht)
         await asyncio.gather(*(one(sym) for sym in later))
         return out
