@@ -223,6 +223,18 @@ def test_skipping_idle_steps_changes_nothing(symbols, overrides, monkeypatch):
     assert full.engine_steps == full.steps and fast.engine_steps < full.steps / 2
 
 
+@pytest.mark.parametrize("interval,trend", [("6h", "1d"), ("1d", "1d"), ("15m", "4h")])
+def test_a_long_signal_timeframe_backtests_whatever_the_history_holds(interval, trend):
+    """A signal timeframe whose 200-candle window the history never fills (6 h or a day over
+    these 20 days) once crashed the backtest; its windows only grow, so the engine decides
+    every step, with skipping or without."""
+    s = {**defaults(), "ASTER_INTERVAL": interval, "ASTER_HTF_INTERVAL": trend}
+    fast, full = both_ways(s, SYMBOLS, steps=600)
+    assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
+    assert fast.state["stats"] == full.state["stats"] and fast.equity == full.equity
+    assert sum(full.state["stats"]["skipped"].values()) > 0  # every step was decided
+
+
 # every setting that reaches the screen, the policy, the sizing, the exits or the breakers
 DECIDING = """ASTER_RSI_BUY_MIN ASTER_RSI_SELL_MAX ASTER_ALLOW_TREND_ALIGN ASTER_TREND_BIAS
 ASTER_MIN_EDGE_R ASTER_SPREAD_BPS_MAX ASTER_WICKINESS_MAX ASTER_FUNDING_FILTER_ENABLED

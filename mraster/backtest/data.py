@@ -338,13 +338,16 @@ class ReplayData:
         x = self.symbols[sym]
         i, j, ok = self._full(x, times)
         nan = np.full(len(times), np.nan)
-        return _assemble(x, i, j, x.table.get("rsi", i - LTF_WINDOW + 1), nan, nan, nan, nan), ok
+        rsi = nan if x.table is None else x.table.get("rsi", i - LTF_WINDOW + 1)
+        return _assemble(x, i, j, rsi, nan, nan, nan, nan), ok
 
     def fill(self, sym: str, times: np.ndarray, f: Features, need: np.ndarray,
              groups: tuple[str, ...] = tuple(LAZY)) -> Features:
         """``f`` (from ``feature_table``) with the indicators of ``groups`` (ATR, the EMAs,
         ADX) computed at the moments ``need``."""
         x = self.symbols[sym]
+        if not need.any():  # (always so where the history holds no full window: no table)
+            return f
         i, j, _ = self._full(x, times)
         k = i[need] - LTF_WINDOW + 1
         got = {name: getattr(f, name) for name in GROUP}
@@ -357,11 +360,12 @@ class ReplayData:
 
     def _full(self, x: _Symbol, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The candles the windows at ``times`` end at, and where those windows are full (the
-        others point at the first full window; their numbers are not used)."""
+        others point at the first full window, or the last candle of a history too short for
+        one; their numbers are not used)."""
         i, j = self._indices(x, times)
         ok = (i + 1 >= LTF_WINDOW) & (j + 1 >= MIN_HTF) if x.table is not None else \
             np.zeros(len(times), bool)
-        return np.where(ok, i, LTF_WINDOW - 1), np.where(ok, j, 0), ok
+        return np.where(ok, i, min(LTF_WINDOW, len(x.ltf[0])) - 1), np.where(ok, j, 0), ok
 
 
 def _from_tables(x: _Symbol, i: int, j: int, adx: bool = True) -> Features:
