@@ -235,6 +235,19 @@ def test_a_long_signal_timeframe_backtests_whatever_the_history_holds(interval, 
     assert sum(full.state["stats"]["skipped"].values()) > 0  # every step was decided
 
 
+def test_the_command_line_says_when_the_timeframes_need_more_history(tmp_path, capsys):
+    """Daily candles over a few days of data can never give a signal: the run says why and
+    what to change, instead of a bare "0 trades"."""
+    start, end = window()
+    args = ["--data", str(DATA), "--symbols", "ETHBTC", "--from", str(start), "--to", str(end),
+            "--out", str(tmp_path / "out")]
+    assert backtest_main(args + ["ASTER_INTERVAL=1d", "ASTER_HTF_INTERVAL=1d"]) == 0
+    out = capsys.readouterr().out
+    assert "0 trades" in out and "need 60 candles of 1d and 60 of 1d" in out
+    assert backtest_main(args) == 0
+    assert "too few closed candles" not in capsys.readouterr().out  # the defaults have enough
+
+
 # every setting that reaches the screen, the policy, the sizing, the exits or the breakers
 DECIDING = """ASTER_RSI_BUY_MIN ASTER_RSI_SELL_MAX ASTER_ALLOW_TREND_ALIGN ASTER_TREND_BIAS
 ASTER_MIN_EDGE_R ASTER_SPREAD_BPS_MAX ASTER_WICKINESS_MAX ASTER_FUNDING_FILTER_ENABLED

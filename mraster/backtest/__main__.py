@@ -11,9 +11,10 @@ from pathlib import Path
 
 from mraster import settings as st
 from mraster.backtest import report
-from mraster.backtest.runner import run_backtest
+from mraster.backtest.runner import WARMUP_CANDLES, run_backtest
 from mraster.journal import write_backtest
 from mraster.sim.market import DataError
+from mraster.strategy.signals import MIN_HTF, MIN_LTF
 
 
 def parse_time(text: str) -> int:
@@ -76,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rep['symbols'])} symbols, {rep['candles_per_symbol']} candles each, "
           f"{rep['seconds']:.1f} s: {sm['trades']} trades, win rate {pct('win_rate')}, "
           f"return {pct('total_return')}, max drawdown {pct('max_drawdown_pct')}")
+    few = rep["skipped_signals"].get("few_klines", {}).get("count", 0)
+    if few and few >= sum(v["count"] for v in rep["skipped_signals"].values()) / 2:
+        used = result.settings
+        print(f"note: most steps had too few closed candles: the signals need {MIN_LTF} candles of "
+              f"{used['ASTER_INTERVAL']} and {MIN_HTF} of {used['ASTER_HTF_INTERVAL']} (after the "
+              f"{WARMUP_CANDLES}-candle warm-up of 5m); choose shorter timeframes or more history")
     for b in rep["breakers"]:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(b["at"] / 1000))
         print(f"circuit breaker {b['name']} tripped {when} UTC: {b['message']}")
