@@ -420,11 +420,12 @@ def test_a_restarted_bot_sets_leverage_and_margin_mode_only_where_they_differ(si
 
 
 def test_brackets_left_by_a_closed_trade_are_cancelled_before_the_next_entry_there(sim_factory,
-                                                                                   tmp_path):
+                                                                                   tmp_path,
+                                                                                   monkeypatch):
     """A position closed by hand on the exchange leaves its stop and take-profit behind; both
     act on whatever position the symbol holds (closePosition). A new entry on that symbol must
     cancel them first — requests seen on the wire, in order — or the old trade's levels would
-    close the new one."""
+    close the new one. The two cancels go out together."""
     from fault_proxy import FaultProxy
 
     from mraster.engine.cycle import Engine
@@ -454,9 +455,12 @@ def test_brackets_left_by_a_closed_trade_are_cancelled_before_the_next_entry_the
             opened, said = await eng.manual_entry(sym, side)
             return sym, old, opened, said, proxy.seen[first:]
 
+    events = record_requests(monkeypatch)
     with FaultProxy(url) as proxy:
         sym, old, opened, said, seen = asyncio.run(go(proxy))
     assert opened, said
+    deletes = [e[0] for e in events if e[1] == "DELETE" and e[3] == sym]
+    assert deletes == ["start", "start", "end", "end"]  # in flight together
     calls = [(x.method, x.query.get("newClientOrderId") or x.query.get("orderId")) for x in seen
              if x.path.endswith("/order") and x.method in ("POST", "DELETE")]
     entry = next(i for i, (m, cid) in enumerate(calls) if m == "POST" and ids.parse(cid or "")

@@ -129,17 +129,21 @@ class BracketGuard:
         return n
 
     async def _cancel_leftovers(self, sym: str, orders: list[dict]) -> int:
-        n = 0
-        for o in orders:
-            if ids.bracket_kind(o):
-                try:
-                    await self.ex.cancel_order(sym, order_id=o["orderId"])
-                    n += 1
-                    self.emit("order", action="cancel_orphan", symbol=sym,
-                              client_id=o.get("clientOrderId", ""))
-                except E.UnknownOrder:
-                    pass
-        return n
+        """Cancel the symbol's brackets, all at once (independent orders); returns how many."""
+        async def cancel(o: dict) -> int:
+            try:
+                await self.ex.cancel_order(sym, order_id=o["orderId"])
+            except E.UnknownOrder:
+                return 0  # gone already
+            self.emit("order", action="cancel_orphan", symbol=sym,
+                      client_id=o.get("clientOrderId", ""))
+            return 1
+        got = await asyncio.gather(*(cancel(o) for o in orders if ids.bracket_kind(o)),
+                                   return_exceptions=True)
+        for g in got:
+            if isinstance(g, BaseException):
+                raise g
+        return sum(got)
 
     async def _close_unprotected(self, token: str, pos: Position, queue: dict, done: dict) -> None:
         """The stop could not be placed within the grace period: a position without a stop is
