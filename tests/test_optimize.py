@@ -255,6 +255,21 @@ def test_a_study_resumes_after_kill_minus_nine_with_no_trial_lost_or_run_twice(t
     assert [f["name"] for f in report["folds"]] == ["fold-1", "final"]
 
 
+def test_a_trial_no_worker_ever_claimed_is_failed_and_queued_again_once(tmp_path):
+    """A worker killed between creating a trial and its first heartbeat leaves a trial running
+    forever: the next pass fails it and queues it again with the same parameters — once, when
+    two workers find it (through Optuna's public API, so an upgrade keeps it working)."""
+    from mraster.optimize.study import fail_unstarted
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    lost = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    fail_unstarted(study, 0.0)
+    fail_unstarted(study, 0.0)  # a second worker, after the first
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].params == lost.params and trials[1].system_attrs["failed_trial"] == 0
+
+
 def test_two_workers_sharing_one_storage_split_the_trials_without_overlap(tmp_path):
     a, b = _cli(tmp_path, "a"), _cli(tmp_path, "b")
     errs = [_finish(p) for p in (a, b)]

@@ -235,9 +235,9 @@ def fail_unstarted(study: optuna.Study, grace_s: float) -> None:
         if "worker" in t.user_attrs or t.datetime_start is None or \
                 (now - t.datetime_start).total_seconds() < grace_s:
             continue
-        try:
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
+        try:  # (refused when another worker finished it first: then that one re-queues it)
+            study.tell(t.number, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             continue
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, t)
 
