@@ -116,7 +116,7 @@ class Executor:
                 self._skip(res, sym, "order_failed", side=side,
                            error=f"brackets left by the previous trade could not be cancelled: {exc}")
                 return used
-        token = ids.new_token(now)
+        token = ids.new_token(now, taken=self.state["positions"])
         cid = ids.order_id("E", token)
         pos = Position(token=token, symbol=sym, side=it.side, status=PositionStatus.PENDING,
                        entry=price, qty=float(order.qty), stop=0.0, initial_stop=0.0,

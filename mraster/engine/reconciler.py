@@ -151,7 +151,7 @@ class Reconciler:
         if not amount or sym not in {e["symbol"] for e in self.state["external_positions"]}:
             return False, f"not adopted: no position on {sym} that the bot does not already manage"
         now = self.market_ms or self.now_ms()
-        token = ids.new_token(now)
+        token = ids.new_token(now, taken=self.state["positions"])
         own = Ownership(Owner.BOT, "handed to the bot by the user", token=token,
                         entry_client_id=ids.order_id("E", token), opened_at=now)
         await self._adopt(sym, amount, rows, own, now, origin="handed_over")
@@ -173,7 +173,10 @@ class Reconciler:
         row = by_symbol(rows)[sym]
         entry = float(row.get("entryPrice") or 0)
         qty = abs(amount)
-        token = own.token or ids.new_token(now)
+        # the token of its entry's client id, unless another symbol's position holds it (one
+        # position's record never overwrites another's)
+        token = own.token if own.token and own.token not in self.state["positions"] else \
+            ids.new_token(now, taken=self.state["positions"])
         s = self.s
         levels: dict[str, float] = {}
         for o in await self.ex.open_orders(sym):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Container
 
 SCHEME = "mra1"
 _RE = re.compile(r"^mra1-(E|S\d*|T\d*|X\d*)-([0-9a-z]+-[0-9a-f]{4})$")
@@ -28,8 +29,16 @@ def _b36(n: int) -> str:
             return out
 
 
-def new_token(now_ms: int, rand: str | None = None) -> str:
-    return f"{_b36(int(now_ms))}-{rand or secrets.token_hex(2)}"
+def new_token(now_ms: int, rand: str | None = None, taken: Container[str] = ()) -> str:
+    """A position's token, none of ``taken`` (the positions held): entries decided in the same
+    millisecond share the time part, and 4 random hex characters alone collide about once in
+    4,000 cycles of six entries (a position's record was then overwritten by another's)."""
+    tag = int(rand or secrets.token_hex(2), 16)
+    for k in range(0x10000):  # the next free tag (never 65,536 positions at one moment)
+        token = f"{_b36(int(now_ms))}-{(tag + k) % 0x10000:04x}"
+        if token not in taken:
+            return token
+    raise RuntimeError("every position token of this moment is taken")
 
 
 def order_id(kind: str, token: str) -> str:
