@@ -116,7 +116,13 @@ class Executor:
                 self._skip(res, sym, "order_failed", side=side,
                            error=f"brackets left by the previous trade could not be cancelled: {exc}")
                 return used
-        token = ids.new_token(now, taken=self.state["positions"])
+        # none of the positions held, nor of the tokens given out at this moment (a position
+        # may have closed since: the journal knows a trade by its entry's id)
+        at, issued = self._issued
+        if at != now:
+            self._issued = (now, issued := set())
+        token = ids.new_token(now, taken=issued | set(self.state["positions"]))
+        issued.add(token)
         cid = ids.order_id("E", token)
         pos = Position(token=token, symbol=sym, side=it.side, status=PositionStatus.PENDING,
                        entry=price, qty=float(order.qty), stop=0.0, initial_stop=0.0,
