@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
+from mraster.words import Words, words
+
 DAY_MS = 86_400_000
 
 
@@ -20,9 +22,14 @@ class Trip:
     """A breaker that is on. ``until`` is the market time it lifts by itself (None: only when
     the user lifts it); ``symbol`` is set for a breaker that locks one symbol only."""
     name: str
-    message: str
+    message: str  # English (logs, the backtest's report)
     until: int | None
     symbol: str | None = None
+    words: Mapping[str, Any] | None = None  # template and values: the page says it in its language
+
+    @classmethod
+    def of(cls, name: str, said: Words, until: int | None, symbol: str | None = None) -> Trip:
+        return cls(name, str(said), until, symbol, said.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,23 +70,32 @@ def _last_trip(times: list[int], n: int, window: int) -> int | None:
     return hits[-1] if hits else None
 
 
+def amount(x: float, quote: str) -> float:
+    """Cents for a dollar quote; a backtest over BTC-quoted pairs keeps its account in BTC, where
+    two decimals showed a loss of 0.0312 BTC (about 400 USD) as "0.03 USDT"."""
+    return round(x, 2 if quote.startswith("USD") else 8)
+
+
 def trips(history: list[Mapping[str, Any]], ledger: Mapping[str, Any], equity: float, now: int,
           s: Mapping[str, Any]) -> list[Trip]:
     """The breakers on at ``now`` (after ``roll_ledger``), less those the user lifted."""
     out: list[Trip] = []
     start = float(ledger.get("day_start_equity") or equity)
-    limit = s["ASTER_DAILY_LOSS_LIMIT"]
+    limit, q = s["ASTER_DAILY_LOSS_LIMIT"], s["ASTER_QUOTE"]
     if limit > 0 and start > 0 and start - equity >= limit * start:
-        out.append(Trip("daily_loss", f"today's loss {start - equity:.2f} USDT is "
-                                      f"{(start - equity) / start:.1%} of the day's starting equity "
-                                      f"{start:.2f} (limit {limit:.1%})",
-                        until=(now // DAY_MS + 1) * DAY_MS))
+        out.append(Trip.of("daily_loss", words(
+            "today's loss {loss} {quote} is {loss_pct}% of the day's starting equity {start} "
+            "(limit {limit_pct}%)", loss=amount(start - equity, q), quote=q,
+            loss_pct=round((start - equity) / start * 100, 1), start=amount(start, q),
+            limit_pct=round(limit * 100, 2)), until=(now // DAY_MS + 1) * DAY_MS))
     peak = float(ledger.get("peak_equity") or equity)
     dd = s["ASTER_MAX_DRAWDOWN"]
     if dd > 0 and peak > 0 and peak - equity >= dd * peak:
-        out.append(Trip("max_drawdown", f"equity {equity:.2f} is {(peak - equity) / peak:.1%} below "
-                                        f"its peak {peak:.2f} (limit {dd:.1%}); lift it by hand "
-                                        "after reviewing", until=None))
+        out.append(Trip.of("max_drawdown", words(
+            "equity {equity} {quote} is {dd_pct}% below its peak {peak} (limit {limit_pct}%); "
+            "lift it by hand after reviewing", equity=amount(equity, q), quote=q,
+            dd_pct=round((peak - equity) / peak * 100, 1), peak=amount(peak, q),
+            limit_pct=round(dd * 100, 2)), until=None))
     window = int(s["ASTER_STREAK_WINDOW_MINUTES"] * 60_000)
     pause = int(s["ASTER_STREAK_PAUSE_MINUTES"] * 60_000)
     lock = int(s["ASTER_SYMBOL_LOCK_MINUTES"] * 60_000)
@@ -89,14 +105,15 @@ def trips(history: list[Mapping[str, Any]], ledger: Mapping[str, Any], equity: f
         if n > 0 or per > 0 else []  # both off: the history need not be read
     tripped = _last_trip([t for t, _ in stops], n, window)
     if tripped is not None and tripped + pause > now:
-        out.append(Trip("losing_streak", f"{n} stop-outs within "
-                                         f"{s['ASTER_STREAK_WINDOW_MINUTES']:g} min", until=tripped + pause))
+        out.append(Trip.of("losing_streak", words(
+            "{n} stop-outs within {minutes} min", n=n, minutes=s["ASTER_STREAK_WINDOW_MINUTES"]),
+            until=tripped + pause))
     for sym in sorted({sym for _, sym in stops}):
         tripped = _last_trip([t for t, x in stops if x == sym], per, window)
         if tripped is not None and tripped + lock > now:
-            out.append(Trip("symbol_stops", f"{sym}: {per} stop-outs within "
-                                            f"{s['ASTER_STREAK_WINDOW_MINUTES']:g} min",
-                            until=tripped + lock, symbol=sym))
+            out.append(Trip.of("symbol_stops", words(
+                "{symbol}: {n} stop-outs within {minutes} min", symbol=sym, n=per,
+                minutes=s["ASTER_STREAK_WINDOW_MINUTES"]), until=tripped + lock, symbol=sym))
     lifted = ledger.get("lifted", {})
     return [t for t in out if not _is_lifted(t, lifted, now)]
 

@@ -30,7 +30,15 @@ class Words:
         return fill(self.template, self.params)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"template": self.template, "params": dict(self.params)}
+        """A value may itself be ``Words`` (a breaker's figures inside its alert): kept as a
+        template of its own, so the page translates both."""
+        return {"template": self.template, "params": {
+            k: v.to_dict() if isinstance(v, Words) else v for k, v in self.params.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Words:
+        return cls(d["template"], {k: cls.from_dict(v) if isinstance(v, Mapping) else v
+                                   for k, v in d["params"].items()})
 
 
 def words(template: str, **params: Any) -> Words:
@@ -46,6 +54,8 @@ def fill(text: str, params: Mapping[str, Any], decimal: str = ".") -> str:
 
 
 def _plain(v: Any, decimal: str) -> str:
+    if isinstance(v, Words):
+        return fill(v.template, v.params, decimal)
     if isinstance(v, float):
         return f"{v:.10f}".rstrip("0").rstrip(".").replace(".", decimal)
     return "–" if v is None else str(v)

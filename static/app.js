@@ -317,7 +317,7 @@ function renderHeader(d) {
   if (state.config && d.market_source !== state.sourceShown) { state.sourceShown = d.market_source; renderModeChoice(); }
   const br = d.breakers || [];
   $("#breaker-banner").hidden = !br.length;
-  $("#breaker-text").textContent = br.map((b) => `${b.message}; ${b.symbol ? t("no new trades on {symbol}", { symbol: b.symbol }) : t("no new trades (stops and take-profits keep working)")}, ${b.until ? t("lifts {time}", { time: time(b.until) }) : t("until you lift it")}`).join(" · ");
+  $("#breaker-text").replaceChildren(...br.flatMap((b, i) => [i ? " · " : "", b.words ? said(b.words) : b.message, `; ${b.symbol ? t("no new trades on {symbol}", { symbol: b.symbol }) : t("no new trades (stops and take-profits keep working)")}, ${b.until ? t("lifts {time}", { time: time(b.until) }) : t("until you lift it")}`]));
   const c = d.commands;
   const pb = $("#btn-pause");
   pb.textContent = c.paused ? t("Resume entries") : t("Pause entries");
@@ -351,7 +351,8 @@ function said(w) {
   for (const m of text.matchAll(/\{(\w+)\}/g)) {
     out.push(text.slice(at, m.index));
     const v = w.params[m[1]];
-    out.push(typeof v === "number" ? fmt(v, 10) : el("span", { class: "raw" }, v == null ? "–" : String(v)));
+    out.push(typeof v === "number" ? fmt(v, 10) : v && typeof v === "object" && v.template ? said(v)
+      : el("span", { class: "raw" }, v == null ? "–" : String(v)));
     at = m.index + m[0].length;
   }
   out.push(text.slice(at));

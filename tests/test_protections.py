@@ -33,9 +33,20 @@ def test_the_daily_loss_limit_trips_at_its_figure_and_lifts_at_midnight():
     later = roll_ledger(ledger, 9_700.0, T0 + 2 * MIN)
     (trip,) = trips([], later, 9_700.0, T0 + 2 * MIN, S)
     assert trip.name == "daily_loss" and trip.until == T0 // DAY_MS * DAY_MS + DAY_MS
-    assert reducing([trip]) is trip and "3.0%" in trip.message
+    assert reducing([trip]) is trip and "(limit 3%)" in trip.message
     next_day = roll_ledger(later, 9_700.0, trip.until)  # the new day starts from today's equity
     assert trips([], next_day, 9_700.0, trip.until, S) == []
+
+
+def test_a_breaker_names_the_accounts_currency_with_its_digits():
+    """A backtest over BTC-quoted pairs keeps its account in BTC."""
+    btc = {**S, "ASTER_QUOTE": "BTC"}
+    ledger = roll_ledger({}, 0.8312, T0)
+    (trip,) = trips([], roll_ledger(ledger, 0.8012, T0 + MIN), 0.8012, T0 + MIN, btc)
+    assert "loss 0.03 BTC" in trip.message and "equity 0.8312 (" in trip.message
+    (usdt,) = trips([], roll_ledger(roll_ledger({}, 10_000.0, T0), 9_650.0, T0 + MIN), 9_650.0,
+                    T0 + MIN, S)
+    assert "loss 350 USDT is 3.5% of" in usdt.message
 
 
 def test_the_drawdown_breaker_holds_until_lifted_by_hand():
@@ -159,6 +170,11 @@ def test_the_backtest_applies_the_breakers_and_reports_when_they_tripped(tmp_pat
     assert rep["breakers"], "the sample history trips at least one breaker at the defaults"
     first = rep["breakers"][0]
     assert first["name"] in ("daily_loss", "max_drawdown", "losing_streak", "symbol_stops")
-    assert f"circuit breaker {first['name']} tripped" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert f"circuit breaker {first['name']} tripped" in out
+    # each notice on a line of its own, never glued to the progress text ("open  2circuit …")
+    notices = [line for line in err.splitlines() if "circuit breaker" in line]
+    assert notices and all(line.startswith("circuit breaker ") for line in notices), notices[:3]
+    assert "\r" not in err, "stderr is no terminal here: progress comes as whole lines"
     skipped = rep["skipped_signals"]
     assert "reducing" in skipped or "symbol_locked" in skipped

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mraster.engine.evaluator import Portfolio
 from mraster.protections import lift, locked_symbols, reducing, roll_ledger, trips
-from mraster.words import words
+from mraster.words import Words, words
 
 
 class AccountRisk:
@@ -33,7 +33,8 @@ class AccountRisk:
                 self.alert("warning" if t.symbol else "error", words(
                     "circuit breaker {name}: {message}; no new trades on this symbol" if t.symbol
                     else "circuit breaker {name}: {message}; no new trades; stops and "
-                         "take-profits keep working", name=t.name, message=t.message), t.symbol)
+                         "take-profits keep working", name=t.name,
+                    message=Words.from_dict(t.words) if t.words else t.message), t.symbol)
                 self.emit("breaker", name=t.name, symbol=t.symbol, message=t.message,
                           until=t.until)
         self.state["protections"] = {"ledger": ledger, "log": log_,

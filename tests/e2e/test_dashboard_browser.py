@@ -425,3 +425,31 @@ def test_ages_follow_the_dashboards_clock_when_the_phones_clock_is_off(dashboard
     assert ages["shift"] > 7_000_000  # the page's clock is two hours ahead
     assert 0 <= ages["position"] < 600 and 0 <= ages["bot"] < 600, ages
     assert page.errors == []
+
+
+def test_a_tripped_breaker_and_its_alert_read_in_german(tmp_path, dashboard, page_factory):
+    """A German page shows a circuit breaker's figures in German words and number formats (the
+    banner and the alert said "today's loss 350 USDT is 3.5% of …" in English)."""
+    from mraster import settings as st
+    from mraster.protections import DAY_MS, roll_ledger, trips
+    from mraster.words import Words, said, words
+
+    now = 1_700_000_000_000 // DAY_MS * DAY_MS + 10 * 3600_000
+    s = st.load(environ={}, env_file=tmp_path / "none")
+    ledger = roll_ledger(roll_ledger({}, 10_000.0, now), 9_650.5, now + 60_000)
+    (trip,) = trips([], ledger, 9_650.5, now + 60_000, s)
+    alert = {"id": "a1", "time": now, "level": "error", "symbol": None, **said(words(
+        "circuit breaker {name}: {message}; no new trades; stops and take-profits keep working",
+        name=trip.name, message=Words.from_dict(trip.words)))}
+    (tmp_path / "aster_state.json").write_text(json.dumps({
+        "protections": {"ledger": ledger, "active": [trip.to_dict()], "log": []},
+        "alerts": [alert]}))
+    server = dashboard()
+    page = page_factory(locale="de-DE")
+    page.goto(server.url)
+    banner = page.locator("#breaker-text")
+    expect(banner).to_contain_text("Tagesverlust 349,5 USDT, das sind 3,5 % des Kontowerts")
+    expect(banner).to_contain_text("Grenze 3 %")
+    expect(page.locator("#notices")).to_contain_text("Schutzschalter daily_loss: Tagesverlust 349,5")
+    assert "today's loss" not in page.locator("body").inner_text()
+    assert page.errors == []
