@@ -84,6 +84,9 @@ def test_the_server_texts_the_page_shows_have_german_entries(german):
              *st.GROUP_TITLES.values(), *OBJECTIVES.values(), st.ATT_WARNING]
     assert not [x for x in texts if x not in german]
     assert set(LABELS) == set(REASONS)  # every reason has its few words
+    # …and words of its own: the tables of skip reasons showed "funding edge" twice (long, short)
+    assert len(set(LABELS.values())) == len(LABELS)
+    assert len({german[x] for x in LABELS.values()}) == len(LABELS)
 
 
 def test_every_entry_keeps_its_values_and_says_something():

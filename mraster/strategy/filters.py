@@ -58,11 +58,13 @@ REASONS = {
     "no_quote": "no book ticker or premium data for the symbol",
 }
 
-# a few words for where a sentence does not fit (the heatmap's tiles); the sentence is the tooltip
+# a few words for where a sentence does not fit (the heatmap's tiles, the tables of skip reasons,
+# where two reasons with the same words read as one counted twice); the sentence is the tooltip
 LABELS = {
     "min_qvol": "low volume", "spread": "wide spread", "wicky": "wicky candle",
-    "funding_long": "funding", "funding_short": "funding", "oracle_gap": "oracle gap",
-    "non_arb_bias_long": "funding edge", "non_arb_bias_short": "funding edge",
+    "funding_long": "funding (long)", "funding_short": "funding (short)",
+    "oracle_gap": "oracle gap", "non_arb_bias_long": "funding edge (long)",
+    "non_arb_bias_short": "funding edge (short)",
     "edge_r": "edge too small", "few_klines": "too few candles", "data_error": "no data",
     "no_signal": "no signal", "trend_misaligned": "against the trend", "max_open_symbol": "held",
     "max_open_global": "position limit", "min_notional": "too small", "exposure": "margin used up",
