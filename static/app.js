@@ -992,12 +992,18 @@ $("#btn-download").addEventListener("click", async () => {
   catch (e) { fail(e); }
 });
 
+// an amount of the backtest's account: cents of a dollar quote, satoshis of BTC (the sample
+// pairs are quoted in BTC), never "-0"
+function money(x, quote) {
+  const d = quote.startsWith("USD") ? 2 : 8;
+  return `${fmt(Math.abs(x) < 0.5 * 10 ** -d ? 0 : x, d)} ${quote}`;
+}
 function renderBacktest(r) {
-  const s = r.summary;
+  const s = r.summary, q = r.quote || "USDT";
   const cards = [["Trades", s.trades], ["Return", pct(s.total_return)], ["Win rate", pct(s.win_rate)],
     ["Profit factor", s.profit_factor === null ? "–" : fmt(s.profit_factor, 2)], ["Expectancy", s.expectancy_r === null ? "–" : fmt(s.expectancy_r, 2) + " R"],
     ["Max drawdown", pct(s.max_drawdown_pct)], ["Sharpe", s.sharpe === null ? "–" : fmt(s.sharpe, 2)], ["Sortino", s.sortino === null ? "–" : fmt(s.sortino, 2)],
-    ["Exposure", pct(s.exposure)], ["Fees", fmt(s.fees, 2) + " USDT"]];
+    ["Exposure", pct(s.exposure)], ["Fees", money(s.fees, q)]];
   $("#bt-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card", "data-testid": "bt-card" }, el("small", {}, t(k)), el("b", {}, String(v)))));
   if (window.LightweightCharts) {
     if (!bt.chart) {
@@ -1010,7 +1016,7 @@ function renderBacktest(r) {
     // once more after the layout settled (the price labels take their width only after drawing)
     requestAnimationFrame(() => requestAnimationFrame(() => { bt.chart.timeScale().fitContent(); $("#bt-chart").dataset.points = pts.length; }));
   }
-  $("#bt-symbols-table tbody").replaceChildren(...Object.entries(r.per_symbol).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.trades), el("td", {}, pct(v.win_rate)), el("td", { class: v.total_pnl >= 0 ? "pos" : "neg" }, fmt(v.total_pnl, 2) + " USDT"))));
+  $("#bt-symbols-table tbody").replaceChildren(...Object.entries(r.per_symbol).map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v.trades), el("td", {}, pct(v.win_rate)), el("td", { class: v.total_pnl >= 0 ? "pos" : "neg" }, money(v.total_pnl, q)))));
   $("#bt-skips tbody").replaceChildren(...Object.entries(r.skipped_signals).map(([k, v]) => el("tr", {}, el("td", { title: k }, t(v.label)), el("td", {}, v.count), el("td", {}, t(v.why)))));
 }
 $("#btn-backtest").addEventListener("click", async () => {

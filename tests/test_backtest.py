@@ -119,7 +119,10 @@ def test_report_files_and_figures(tmp_path, capsys):
     rows = list(csv.DictReader((tmp_path / "out" / "trades.csv").open()))
     assert len(rows) == sm["trades"] and all(r["reason"] and r["r"] for r in rows)
     assert len((tmp_path / "out" / "equity.csv").read_text().splitlines()) == rep["candles_per_symbol"] + 1
-    assert "<svg" in (tmp_path / "out" / "report.html").read_text()
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "<svg" in html
+    # the account is kept in the pairs' quote currency, and the report says which
+    assert rep["quote"] == "BTC" and "Amounts in BTC" in html and "PnL (BTC)" in html
     assert rep["gaps"]["ADABTC"]  # ADA/BTC has real gaps; they are reported
 
 

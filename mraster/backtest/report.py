@@ -46,6 +46,8 @@ def build(result: BacktestResult) -> dict[str, Any]:
         "symbols": result.symbols, "start_ms": result.start_ms, "end_ms": result.end_ms,
         "candles_per_symbol": result.steps, "seconds": round(result.seconds, 3),
         "engine_steps": result.engine_steps,
+        # the account is kept in the data's quote currency (BTC-quoted pairs: amounts in BTC)
+        "quote": result.settings.get("ASTER_QUOTE", "USDT"),
         "summary": {**trade_stats(trades), **max_drawdown(curve), **ratios(curve, 365 * 288),
                     "start_equity": start_eq, "end_equity": end_eq,
                     "total_return": (end_eq / start_eq - 1) if start_eq else None,
@@ -110,10 +112,11 @@ def html_page(r: dict[str, Any]) -> str:
                   f"<td>{_fmt(v['total_pnl'])}</td></tr>" for s, v in r["per_symbol"].items())
     skip = "".join(f"<tr><td>{html.escape(k)}</td><td>{v['count']}</td><td>{html.escape(v['why'])}</td></tr>"
                    for k, v in r["skipped_signals"].items())
+    q = html.escape(r.get("quote", "USDT"))
     return f"""<!doctype html><meta charset="utf-8"><title>MrAster backtest</title>
 <style>body{{font:14px system-ui;margin:2rem}}td,th{{padding:2px 8px;text-align:left}}</style>
 <h1>Backtest: {html.escape(", ".join(r["symbols"]))}</h1>
 {svg_curve(r["equity_curve"])}
-<h2>Summary</h2><table>{rows}</table>
-<h2>Per symbol</h2><table><tr><th>Symbol</th><th>Trades</th><th>Win rate</th><th>PnL</th></tr>{sym}</table>
+<h2>Summary</h2><p>Amounts in {q}.</p><table>{rows}</table>
+<h2>Per symbol</h2><table><tr><th>Symbol</th><th>Trades</th><th>Win rate</th><th>PnL ({q})</th></tr>{sym}</table>
 <h2>Skipped signals by reason</h2><table>{skip}</table>"""

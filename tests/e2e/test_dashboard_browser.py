@@ -256,6 +256,11 @@ def test_the_backtest_equity_chart_shows_the_whole_run(dashboard, page_factory):
     })()""")
     assert shown["n"] > 2 * shown["width"]  # the case that used to be cut
     assert shown["from"] <= 0.5 and shown["to"] >= shown["n"] - 1.5, shown
+    # the sample pairs are quoted in BTC: the account and its amounts are BTC, to the satoshi
+    fees = page.get_by_test_id("bt-card").filter(has_text="Fees")
+    expect(fees).to_contain_text(re.compile(r"Fees\s*0\.\d{3,8} BTC"))
+    pnls = page.locator("#bt-symbols-table tbody td:nth-child(4)").all_inner_texts()
+    assert pnls and all(x.endswith(" BTC") and not x.startswith("-0 ") for x in pnls), pnls
     assert page.errors == []
 
 
