@@ -45,17 +45,21 @@ def words(template: str, **params: Any) -> Words:
     return Words(template, params)
 
 
-def fill(text: str, params: Mapping[str, Any], decimal: str = ".") -> str:
+def fill(text: str, params: Mapping[str, Any], decimal: str = ".",
+         strings: Mapping[str, str] | None = None) -> str:
     """``{name}`` replaced by its value, as the page's ``t()`` does; a number with up to ten
     decimals (a price of 0.00001234 stays whole; callers round what they mean to round) and
-    the language's decimal sign."""
-    return re.sub(r"\{(\w+)\}", lambda m: _plain(params[m.group(1)], decimal)
+    the language's decimal sign; a value that is itself words (``Words`` or its dict) in the
+    same language (``strings``: the catalogue's sentences)."""
+    return re.sub(r"\{(\w+)\}", lambda m: _plain(params[m.group(1)], decimal, strings or {})
                   if m.group(1) in params else m.group(0), text)
 
 
-def _plain(v: Any, decimal: str) -> str:
+def _plain(v: Any, decimal: str, strings: Mapping[str, str]) -> str:
+    if isinstance(v, Mapping) and "template" in v:
+        v = Words.from_dict(v)
     if isinstance(v, Words):
-        return fill(v.template, v.params, decimal)
+        return fill(strings.get(v.template, v.template), v.params, decimal, strings)
     if isinstance(v, float):
         return f"{v:.10f}".rstrip("0").rstrip(".").replace(".", decimal)
     return "–" if v is None else str(v)
@@ -76,7 +80,8 @@ def speaker(lang: str) -> Say:
     """say(template, **values) in ``lang`` (English where the catalogue has no entry)."""
     cat = catalogue(lang)
     strings, decimal = cat.get("strings", {}), cat.get("decimal", ".")
-    return lambda template, **params: fill(strings.get(template, template), params, decimal)
+    return lambda template, **params: fill(strings.get(template, template), params, decimal,
+                                          strings)
 
 
 def side_word(side: str) -> str:

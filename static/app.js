@@ -385,7 +385,7 @@ function renderOverview(d) {
     el("td", {}, x.status === "open" ? age(since(x.opened_at)) : t(x.status)),
     el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
   if (d.audit && !state.auditShown) renderAudit(d.audit);
-  $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${t(e.who)}: `, el("span", { class: "raw" }, e.what))));
+  $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${t(e.who)}: `, e.words ? said(e.words) : el("span", { class: "raw" }, e.what))));
   if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? t("No open positions.") : t("No open positions. Start the bot to trade."))));
   $("#external").replaceChildren(...(d.external_positions.length ? [
     t("Positions the bot did not open (left alone: no entry, add, flip, brackets or close on these symbols):") + " ",

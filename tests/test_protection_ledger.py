@@ -15,6 +15,7 @@ from dashboard_helpers import Dashboard, dashboard_environ
 from mraster.engine.runner import run_async
 from mraster.exchange.rest import AsterRest
 from mraster.execution import ids
+from mraster.words import speaker
 
 
 def state_of(tmp_path) -> dict:
@@ -85,6 +86,10 @@ def test_every_disagreement_is_found_alerted_shown_red_and_repaired(sim_factory,
     log = first["protection_log"]
     assert {(e["who"], e["what"].split()[0]) for e in log} >= {("bot", "stop"), ("bot", "take-profit"),
                                                              ("guard", "verified")}
+    # each entry is kept as words too: a German page reads it in German, prices written out
+    german = [speaker("de")(e["words"]["template"], **e["words"]["params"]) for e in log]
+    assert any(x.startswith("an der Börse bestätigt: Stop ") for x in german), german[:4]
+    assert not [x for x in german if "e-0" in x or "placed" in x or "verified" in x]
     rules = sim.rules
     plan = asyncio.run(tamper(url, s["ASTER_API_SECRET"], first["positions"], rules))
     assert asyncio.run(run_async(s)) == 0  # reconciles first: reads back, reports, repairs
@@ -98,6 +103,10 @@ def test_every_disagreement_is_found_alerted_shown_red_and_repaired(sim_factory,
     who = {(e["symbol"], e["who"]) for e in second["protection_log"]}
     sym_of = {k: first["positions"][t]["symbol"] for t, k in plan.items()}
     assert (sym_of["missing"], "user") in who and (sym_of["foreign_order"], "user") in who
+    gone = [speaker("de")(e["words"]["template"], **e["words"]["params"])
+            for e in second["protection_log"] if e["symbol"] == sym_of["missing"] and e.get("words")]
+    assert any(x.startswith("Stop mra1-S-") and x.endswith(" außerhalb des Bots storniert")
+               for x in gone), gone
     since = max(x["time"] for x in first["protection_log"])
     assert any(e["who"] == "guard" and "placed" in e["what"] for e in second["protection_log"]
                if e["time"] >= since)

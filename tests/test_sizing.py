@@ -39,6 +39,22 @@ def test_the_floor_forces_at_least_the_base_size():
     assert size_multiplier("S", 0.0, s) >= 1.0
 
 
+def test_an_order_never_exceeds_the_exchanges_largest_market_quantity():
+    """A coin priced in millionths of a dollar: the planned size is more coins than one market
+    order may hold (the exchange answers -4005); the order is cut to that largest quantity, with
+    its risk and notional, and the simulator accepts it."""
+    from dataclasses import replace
+    from decimal import Decimal
+
+    rules = replace(RULES[SYM], market_max_qty=Decimal("40"), max_qty=Decimal("40"))
+    s = {**dict(st.load(environ={}, env_file=Path("/nonexistent"))), "ASTER_LEVERAGE": 20}
+    o = plan_order(side="BUY", price=100.0, atr=1.0, equity=1_000_000.0, used_margin=0.0,
+                   rules=rules, mult=1.0, max_leverage=20, s=s)
+    assert o.reason is None and o.qty == Decimal("40")
+    assert o.notional == pytest.approx(4_000.0) and o.risk_usdt == pytest.approx(40 * (100 - float(o.stop)))
+    rules.check_order(o.qty, 100.0, market=True)  # what the exchange checks: no -4005
+
+
 def test_the_default_notional_is_the_base_size_within_the_risk_budget():
     assert plan(1.0, ASTER_DEFAULT_NOTIONAL=5_000) == pytest.approx(5_000, rel=0.01)
     assert plan(2.0, ASTER_DEFAULT_NOTIONAL=5_000) == pytest.approx(10_000, rel=0.01)

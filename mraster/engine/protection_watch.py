@@ -14,8 +14,8 @@ from typing import Any
 
 from mraster.exchange import errors as E
 from mraster.execution import ids
-from mraster.execution.protection import KINDS, at_risk, verify
-from mraster.words import words
+from mraster.execution.protection import at_risk, verify
+from mraster.words import Words, words
 
 log = logging.getLogger("mraster.engine")
 LOG_KEPT = 500
@@ -23,12 +23,24 @@ FUNDING_EVERY_MS = 3_600_000   # funding received or paid is read back at most h
 DEFAULT_FEE = 0.0004           # until the exchange tells the account's own taker rate
 
 
+def _price(x: Any) -> float | None:
+    """A price as a number, so the page writes it in the reader's way (``9.0383e-06`` was
+    written as Python formats it)."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
 class ProtectionWatch:
     """Mixed into ``Engine``."""
 
-    def _protection_log(self, token: str, symbol: str, who: str, what: str) -> None:
+    def _protection_log(self, token: str, symbol: str, who: str, what: str | Words) -> None:
+        """``Words`` are kept with the entry, so the page says it in the reader's language."""
         entry = {"time": self.market_ms or self.now_ms(), "position": token, "symbol": symbol,
-                 "who": who, "what": what}
+                 "who": who, "what": str(what)}
+        if isinstance(what, Words):
+            entry["words"] = what.to_dict()
         self.state["protection_log"] = (self.state.get("protection_log", []) + [entry])[-LOG_KEPT:]
         self.emit("protection", **entry)
 
@@ -43,13 +55,13 @@ class ProtectionWatch:
         sym = data.get("symbol", pos.symbol if pos else "")
         action = data.get("action")
         if action == "bracket":
-            kind = KINDS.get(data.get("kind"), data.get("kind"))
-            what = f"{kind} placed at {data.get('stop_price')}"
+            what = words("take-profit placed at {price}" if data.get("kind") == "tp" else
+                         "stop placed at {price}", price=_price(data.get("stop_price")))
             if pos is not None and self.guard_actor == "guard":
                 pos.protection["repairs"] = pos.protection.get("repairs", 0) + 1
         elif action == "cancel":
             self._cancelled.add(data.get("client_id", ""))
-            what = f"order {data.get('client_id')} cancelled"
+            what = words("order {client_id} cancelled", client_id=data.get("client_id"))
         else:
             return
         self._protection_log(token, sym, self.guard_actor, what)
@@ -124,8 +136,9 @@ class ProtectionWatch:
                         at_risk=at_risk(pos, fee, prot.get("funding", 0.0)))
             if v.ok and not prot.get("since"):
                 prot["since"] = now
-                self._protection_log(token, pos.symbol, "guard", "verified on the exchange: stop "
-                                     f"{v.stop:g}, take-profit {v.tp:g}")
+                self._protection_log(token, pos.symbol, "guard", words(
+                    "verified on the exchange: stop {stop}, take-profit {tp}", stop=_price(v.stop),
+                    tp=_price(v.tp)))
             elif not v.ok:
                 prot["since"] = None
 
@@ -138,6 +151,7 @@ class ProtectionWatch:
         except E.ExchangeError:
             status = None
         who = "user" if status == "CANCELED" else "exchange"
-        what = {"CANCELED": "cancelled outside the bot", "FILLED": "triggered",
-                "EXPIRED": "expired"}.get(status, "no longer open")
-        self._protection_log(pos.token, pos.symbol, who, f"{KINDS[kind]} {cid} {what}")
+        what = {"CANCELED": words("cancelled outside the bot"), "FILLED": words("triggered"),
+                "EXPIRED": words("expired")}.get(status, words("no longer open"))
+        self._protection_log(pos.token, pos.symbol, who, words(
+            "{kind} {client_id} {what}", kind=words("take-profit" if kind == "tp" else "stop"), client_id=cid, what=what))

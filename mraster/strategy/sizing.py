@@ -71,6 +71,10 @@ def plan_order(*, side: str, price: float, atr: float, equity: float, used_margi
         return Order(Decimal(0), 0, 0, stop, tp, lev, "exposure")
     notional = min(notional, margin_left * lev)
     qty = rules.round_qty(notional / price, market=True)
+    if rules.market_max_qty and qty > rules.market_max_qty:
+        # the exchange's largest market order (a coin priced in millionths of a dollar reaches
+        # it): a smaller trade than planned, never one the exchange refuses (-4005) every scan
+        qty = rules.round_qty(rules.market_max_qty, market=True)
     real_notional = float(qty) * price
     if qty <= 0 or qty < rules.market_min_qty or real_notional < float(rules.min_notional):
         return Order(qty, real_notional, 0, stop, tp, lev, "min_notional")
