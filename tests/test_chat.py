@@ -60,6 +60,19 @@ def test_a_german_question_gets_a_german_answer_from_the_rules(tmp_path):
         assert d.post("/api/ai/chat", {"message": "x", "lang": "../etc"}).status_code == 422
 
 
+def test_asking_to_close_never_proposes_a_trade(tmp_path):
+    """"Close my short ETHUSDT" proposed opening a short (the side word matched first), and
+    "schließe ETHUSDT" answered with the last decision; the chat says where closing is done."""
+    with seeded(tmp_path) as d:
+        for lang, message, start in (
+                ("en", "close my short ETHUSDT", "The chat only proposes new trades; to close ETHUSDT"),
+                ("de", "schließe den Short ETHUSDT", "Der Chat schlägt nur neue Trades vor; um ETHUSDT"),
+                ("de", "alles glattstellen", "Der Chat schlägt nur neue Trades vor; um eine Position"),
+                ("en", "exit long", "The chat only proposes new trades; to close a position")):
+            r = d.post("/api/ai/chat", {"message": message, "lang": lang}).json()
+            assert r["proposal"] is None and r["reply"].startswith(start), (message, r["reply"])
+
+
 def test_a_proposal_trades_nothing_until_confirmed_and_is_sent_once(tmp_path):
     with seeded(tmp_path) as d:
         p = d.post("/api/ai/chat", {"message": "go long XRPUSDT"}).json()["proposal"]

@@ -25,11 +25,14 @@ SYSTEM = (
     "numbers. Reply with one "
     "JSON object: {\"reply\": string, \"proposal\": null or {\"symbol\": string, \"side\": \"BUY\" "
     "or \"SELL\", \"reason\": string}}. Propose a trade only when the user asks for one; the user "
-    "must confirm it and the bot's risk limits decide its size.")
+    "must confirm it and the bot's risk limits decide its size. A proposal only ever opens a "
+    "position: when the user asks to close or reduce one, propose nothing and say that Close… in "
+    "the position's row on the Overview does it.")
 HELP = ("Ask me about: status, positions, budget, the sentinel, the playbook, \"why not XRPUSDT\", "
         "or ask for a trade (\"long XRPUSDT\", \"short ETHUSDT\") — I propose, you confirm.")
 # what a question is about, in English and German words
-ASKS = {"buy": r"\b(long|buy|kauf\w*)\b", "sell": r"\b(short|sell|verkauf\w*)\b",
+ASKS = {"close": r"\b(close|exit|flatten|schlie(ß|ss)\w*|glattstell\w*)\b",
+        "buy": r"\b(long|buy|kauf\w*)\b", "sell": r"\b(short|sell|verkauf\w*)\b",
         "positions": r"position", "budget": r"budget|cost|spent|spend|kosten|ausgabe",
         "sentinel": r"sentinel|news|risk|warn|nachricht|risiko|wächter",
         "playbook": r"playbook|regime|market|markt"}
@@ -92,6 +95,12 @@ def rule_reply(message: str, ctx: Mapping[str, Any], known: list[str], say: Say 
     asks = {k: re.search(p, m) is not None for k, p in ASKS.items()}
     sym = find_symbol(message, known)
     side = "BUY" if asks["buy"] else "SELL" if asks["sell"] else None
+    if asks["close"]:
+        # before the sides: "close my long ETHUSDT" proposed opening a long
+        return ChatReply(reply=say(
+            "The chat only proposes new trades; to close {symbol}, use Close… in its row on the "
+            "Overview." if sym else "The chat only proposes new trades; to close a position, use "
+            "Close… in its row on the Overview, or Flatten all… for every one.", symbol=sym))
     if side and sym:
         d = ctx["decisions"].get(sym, {})
         note = " " + say("The bot's last view: {action} ({why}).", action=say(d["action"]),
@@ -139,7 +148,8 @@ def rule_reply(message: str, ctx: Mapping[str, Any], known: list[str], say: Say 
                     sorted(skips.items(), key=lambda kv: -kv[1])[:3])
     return ChatReply(reply=say("Mode {mode}, entries paused; {n} open position(s); equity {equity}."
                                if ctx["paused"] else "Mode {mode}; {n} open position(s); equity {equity}.",
-                               mode=say(ctx["mode"]), n=len(ps), equity=ctx["equity"])
+                               mode=say(ctx["mode"]), n=len(ps),
+                               equity=None if ctx["equity"] is None else round(ctx["equity"], 2))
                            + (" " + say("Most skips last cycle: {list}.", list=top) if top else "")
                            + " " + say(HELP))
 
