@@ -9,7 +9,6 @@ exchange adapter with the AsterRest interface (the real exchange, the simulator 
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -38,6 +37,7 @@ from mraster.strategy.orderbook import DEPTH_LIMIT, book_context
 from mraster.strategy.signals import Candles
 from mraster.strategy.sizing import plan_order, size_multiplier
 from mraster.words import Words, said
+from mraster.exchange.together import together
 
 __all__ = ["CycleResult", "Engine", "by_symbol", "position_amounts", "snapshot"]
 
@@ -103,7 +103,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # assumed when not listed), read together
         async def tiers_of() -> Any:  # an adapter without them fails inside, not here
             return await self.ex.leverage_brackets()
-        info, tiers = await asyncio.gather(self.ex.exchange_info(), tiers_of(),
+        info, tiers = await together(self.ex, self.ex.exchange_info(), tiers_of(),
                                            return_exceptions=True)
         if isinstance(info, BaseException):
             raise info
@@ -165,7 +165,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # everything the cycle reads that does not depend on another read, in flight together:
         # the symbols' rules (hourly), quotes, positions, the account and the open orders (the
         # guard's, when no entry changes them before it runs)
-        _, tick_rows, book_rows, prem_rows, risk_rows, acct, orders = await asyncio.gather(
+        _, tick_rows, book_rows, prem_rows, risk_rows, acct, orders = await together(self.ex,
             self._load_rules(), self.ex.ticker_24h(), self.ex.book_ticker(),
             self.ex.premium_index(), self.ex.position_risk(), self.ex.account(),
             self.ex.open_orders())
@@ -213,7 +213,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             for plan in entries:
                 used = await self._enter(res, plan, equity, used, now)
         if self.orders_sent != sent0:  # entries went out: positions, orders and margin changed
-            risk_rows, orders, acct = await asyncio.gather(
+            risk_rows, orders, acct = await together(self.ex,
                 self.ex.position_risk(), self.ex.open_orders(), self.ex.account())
         amounts = position_amounts(risk_rows)
         view.mark_positions(self.state["positions"].values(), risk_rows)

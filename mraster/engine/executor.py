@@ -27,6 +27,7 @@ from mraster.strategy.filters import REASONS, market_filters, side_filters
 from mraster.strategy.signals import expected_r, win_probability
 from mraster.strategy.sizing import plan_order, size_multiplier
 from mraster.words import words
+from mraster.exchange.together import together
 
 LEVERAGE_STEPS = (100, 75, 50, 25, 20, 10, 5, 3, 2, 1)
 
@@ -65,7 +66,7 @@ class Executor:
             return used  # nothing set on the exchange for a trade no leverage lets through
         # margin mode and leverage are independent settings: both asked at once; leverage is
         # set on the exchange before the sizing relies on it
-        margin, lever = await asyncio.gather(
+        margin, lever = await together(self.ex,
             self._set_margin_type(sym) if self.margin_set.get(sym) != s["ASTER_MARGIN_TYPE"]
             else asyncio.sleep(0),
             self._set_leverage(sym, want) if self.leverage_set.get(sym) != want
@@ -147,7 +148,7 @@ class Executor:
         try:
             # the symbol's open orders (what the guard protects the fill against) are read
             # while the entry is in flight: the stop goes out one round trip after the fill
-            filled, book = await asyncio.gather(
+            filled, book = await together(self.ex,
                 self.ex.new_order(**Order(sym, it.side, "MARKET", cid, quantity=str(order.qty),
                                           result=True).params()),
                 self.ex.open_orders(sym) if self.guard else asyncio.sleep(0),
@@ -270,7 +271,7 @@ class Executor:
         r = self.rules.get(symbol)
         if r is None or r.status != "TRADING" or r.quote != s["ASTER_QUOTE"]:
             return False, f"not opened: {symbol} is not a tradable {s['ASTER_QUOTE']} perpetual here"
-        tick_rows, book_rows, prem_rows = await asyncio.gather(
+        tick_rows, book_rows, prem_rows = await together(self.ex,
             self.ex.ticker_24h(symbol), self.ex.book_ticker(symbol), self.ex.premium_index(symbol))
         prems = by_symbol(prem_rows)
         now = int(prems.get(symbol, {}).get("time") or 0) or self.now_ms()

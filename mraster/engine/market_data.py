@@ -20,6 +20,7 @@ from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import Snapshot
 from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features, rsi_signal
 from mraster.words import words
+from mraster.exchange.together import together
 
 log = logging.getLogger("mraster.engine")
 FUNDING_SAMPLE_MS = 3_600_000  # the sentinel keeps one funding sample per symbol and hour...
@@ -136,7 +137,7 @@ class MarketData:
 
         async def one(sym: str) -> None:
             async with sem:  # a symbol's two timeframes are independent: asked together
-                lt, ht = await asyncio.gather(
+                lt, ht = await together(self.ex,
                     self.cache.candles(self.ex, sym, s["ASTER_INTERVAL"], LTF_WINDOW, now),
                     self.cache.candles(self.ex, sym, s["ASTER_HTF_INTERVAL"], HTF_WINDOW, now),
                     return_exceptions=True)
@@ -148,7 +149,7 @@ class MarketData:
                     log.warning("klines for %s failed: %s", sym, got)
                     return  # the symbol is skipped with reason data_error
             out[sym] = (lt, ht)
-        await asyncio.gather(*(one(sym) for sym in later))
+        await together(self.ex, *(one(sym) for sym in later))
         return out
 
     def _features(self, sym: str, ltf: Candles, htf: Candles):

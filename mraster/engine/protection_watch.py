@@ -7,7 +7,6 @@ notice until the read-back agrees again; every change of a position's protection
 """
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 from typing import Any
@@ -16,6 +15,7 @@ from mraster.exchange import errors as E
 from mraster.execution import ids
 from mraster.execution.protection import at_risk, verify
 from mraster.words import Words, words
+from mraster.exchange.together import together
 
 log = logging.getLogger("mraster.engine")
 LOG_KEPT = 500
@@ -101,7 +101,7 @@ class ProtectionWatch:
             return
         # funding and the fee rates not known yet (new positions), read together
         new = {p.symbol for p in self.state["positions"].values() if p.symbol not in self._fees}
-        await asyncio.gather(self._funding_so_far(now), *(self._fee_rate(sym) for sym in new))
+        await together(self.ex, self._funding_so_far(now), *(self._fee_rate(sym) for sym in new))
         orders = self.guard.last_orders
         for token, pos in list(self.state["positions"].items()):
             if not pos.is_open or not pos.holds(amounts.get(pos.symbol, 0.0)) \
@@ -154,4 +154,5 @@ class ProtectionWatch:
         what = {"CANCELED": words("cancelled outside the bot"), "FILLED": words("triggered"),
                 "EXPIRED": words("expired")}.get(status, words("no longer open"))
         self._protection_log(pos.token, pos.symbol, who, words(
-            "{kind} {client_id} {what}", kind=words("take-profit" if kind == "tp" else "stop"), client_id=cid, what=what))
+            "{kind} {client_id} {what}", kind=words("take-profit" if kind == "tp" else "stop"),
+            client_id=cid, what=what))

@@ -9,7 +9,6 @@ I/O for ``Engine``.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from mraster.execution import ids
 from mraster.execution.booking import book_trade, join_fills, position_fills
 from mraster.execution.ownership import Ownership, owner_of
 from mraster.words import side_word, words
+from mraster.exchange.together import together
 
 log = logging.getLogger("mraster.engine")
 # the notice for a trade that ended without the bot's own exit
@@ -255,7 +255,7 @@ class Reconciler:
         # adopted position's orders may be older than its adoption: a day is looked back
         orders_since = since if pos.sent_ms else since - 86_400_000
         # fills, orders and funding do not depend on each other: asked together
-        trades, orders, income = await asyncio.gather(
+        trades, orders, income = await together(self.ex,
             self.ex.user_trades(sym, start_time=since, limit=1000),
             self.ex.all_orders(sym, start_time=orders_since, limit=1000),
             self.ex.income(sym, "FUNDING_FEE", start_time=pos.opened_at), return_exceptions=True)

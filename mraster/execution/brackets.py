@@ -10,7 +10,6 @@ reduce-only stop or take-profit placed by hand).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from decimal import Decimal
@@ -22,6 +21,7 @@ from mraster.exchange.rules import SymbolRules, bracket_rounding
 from mraster.exchange.ratelimit import urgent
 from mraster.execution import ids
 from mraster.store import JsonDocument
+from mraster.exchange.together import together
 
 log = logging.getLogger("mraster.brackets")
 Emit = Callable[..., None]
@@ -138,7 +138,7 @@ class BracketGuard:
             self.emit("order", action="cancel_orphan", symbol=sym,
                       client_id=o.get("clientOrderId", ""))
             return 1
-        got = await asyncio.gather(*(cancel(o) for o in orders if ids.bracket_kind(o)),
+        got = await together(self.ex, *(cancel(o) for o in orders if ids.bracket_kind(o)),
                                    return_exceptions=True)
         for g in got:
             if isinstance(g, BaseException):
@@ -193,7 +193,7 @@ class BracketGuard:
 
         # stop and take-profit are separate orders with their own ids: both go out together
         # (a failing one does not hold the other back); the stop's error is raised first
-        for got in await asyncio.gather(mend("stop"), mend("tp"), return_exceptions=True):
+        for got in await together(self.ex, mend("stop"), mend("tp"), return_exceptions=True):
             if isinstance(got, BaseException):
                 raise got
 

@@ -121,6 +121,7 @@ class LocalExchange(_SignedMixin):
     """The simulator in-process; ``key`` names the account inside it."""
 
     has_credentials = True
+    answers_at_once = True  # requests sent together are awaited in turn (exchange/together.py)
 
     def __init__(self, sim: SimExchange, key: str = "paper", persist: Persist | None = None,
                  saved: dict[str, Any] | None = None, sole_client: bool = False) -> None:
