@@ -95,3 +95,11 @@ def test_the_bot_moves_the_stop_order_on_the_exchange(sim_factory, tmp_path):
         assert len(stops) == 1 and stops[0].stopPrice == pytest.approx(p["stop"], rel=1e-3)
     events = (tmp_path / "events.jsonl").read_text()
     assert '"event": "stop_moved"' in events and '"rule": "breakeven"' in events
+    # the protection log names the bot and its rule; moving a stop on plan is no repair (the
+    # page said "repaired 5×" for every FastTP and trailing step)
+    for p in moved:
+        log = [e for e in state["protection_log"] if e["position"] == p["token"]]
+        assert any(e["who"] == "bot" and e["what"].startswith("stop moved to ")
+                   and e["what"].endswith(" (break-even)") for e in log), log
+        assert not [e for e in log if e["who"] == "guard" and "placed" in e["what"]], log
+        assert not p["protection"].get("repairs"), p["protection"]

@@ -84,6 +84,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.journal = None  # mraster.journal.Journal: every trade with its fills (the runner's)
         self._policy_recorded: tuple[int, int] | None = None  # the policy as last recorded
         self.guard_actor = "guard"  # who the guard's next bracket changes are logged as
+        # (position token, "stop"/"tp") → the rule that moved that level this cycle: the guard's
+        # replacement carries out the bot's plan (no repair; the log names the rule)
+        self._moving: dict[tuple[str, str], str] = {}
         self._cancelled: set[str] = set()  # client ids the guard cancelled (not "gone")
         self._fees: dict[str, float] = {}  # taker fee rate per symbol, from the exchange
         self._funding_read = 0
@@ -221,6 +224,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         await self._manage(candles, snaps, now)
         if self.guard:
             done = await self.guard.run(self.state["positions"], amounts, orders=orders)
+            self._moving = {}
             if any(done.values()):
                 self.emit("guard", **done)
             await self._verify_protection(amounts, now, asked)
@@ -338,6 +342,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
     async def _manage(self, candles: dict[str, tuple[Candles, Candles]],
                       snaps: dict[str, Snapshot], now: int) -> None:
         """FastTP (see ``mraster.strategy.fasttp``); the guard then moves the order."""
+        self._moving = {}
         for pos in self.state["positions"].values():
             sym = pos.symbol
             if sym not in candles or sym not in snaps or not pos.is_open:
@@ -350,10 +355,12 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             if hit is not None:
                 old, (new_tp, facts) = pos.take_profit, hit
                 pos.take_profit, pos.fasttp_at = new_tp, now
+                self._moving[(pos.token, "tp")] = "fasttp"
                 self.emit("fasttp", symbol=sym, old_tp=old, new_tp=new_tp, **facts)
             moved = locked_stop(pos, price, s, fasttp_fired=hit is not None)
             if moved is not None:  # the guard replaces the stop order (new one first)
                 old_stop, (pos.stop, rule) = pos.stop, moved
                 pos.stop_rule = rule
+                self._moving[(pos.token, "stop")] = rule
                 self.emit("stop_moved", symbol=sym, rule=rule, old_stop=old_stop,
                           new_stop=pos.stop, r=round(pos.r_at(price), 3))

@@ -54,8 +54,16 @@ class ProtectionWatch:
         pos = self.state["positions"].get(token)
         sym = data.get("symbol", pos.symbol if pos else "")
         action = data.get("action")
-        if action == "bracket":
-            what = words("take-profit placed at {price}" if data.get("kind") == "tp" else
+        kind = data.get("kind") if action == "bracket" else \
+            {"S": "stop", "T": "tp"}.get(parsed[0][:1], "")
+        rule = self._moving.get((token, kind))  # the bot moved this level: its own plan
+        if action == "bracket" and rule:
+            what = words("take-profit moved to {price} ({rule})" if kind == "tp" else
+                         "stop moved to {price} ({rule})", price=_price(data.get("stop_price")),
+                         rule=words("break-even" if rule == "breakeven" else "trailing stop"
+                                    if rule == "trailing" else "FastTP"))
+        elif action == "bracket":
+            what = words("take-profit placed at {price}" if kind == "tp" else
                          "stop placed at {price}", price=_price(data.get("stop_price")))
             if pos is not None and self.guard_actor == "guard":
                 pos.protection["repairs"] = pos.protection.get("repairs", 0) + 1
@@ -64,7 +72,7 @@ class ProtectionWatch:
             what = words("order {client_id} cancelled", client_id=data.get("client_id"))
         else:
             return
-        self._protection_log(token, sym, self.guard_actor, what)
+        self._protection_log(token, sym, "bot" if rule else self.guard_actor, what)
 
     async def _fee_rate(self, sym: str) -> float:
         if sym not in self._fees:

@@ -458,3 +458,21 @@ def test_a_tripped_breaker_and_its_alert_read_in_german(tmp_path, dashboard, pag
     expect(page.locator("#notices")).to_contain_text("Schutzschalter daily_loss: Tagesverlust 349,5")
     assert "today's loss" not in page.locator("body").inner_text()
     assert page.errors == []
+
+
+def test_a_stop_moved_past_the_entry_reads_as_profit_locked_in(tmp_path, dashboard, page_factory):
+    """A short whose trailing stop sits below its entry risks nothing: the row says what the stop
+    locks in (it read "at risk -6.77 USDT")."""
+    from conftest import position
+
+    pos = position(symbol="ETCUSDT", side="SELL", entry=30.197, initial_stop=30.402, stop=30.144,
+                   take_profit=30.054, qty=239.0)
+    pos.protection = {"status": "ok", "since": 1_700_000_000_000, "stop": 30.144, "tp": 30.054,
+                      "at_risk": -6.77, "funding": 0.0, "checked_at": 1_700_000_000_000}
+    (tmp_path / "aster_state.json").write_text(json.dumps({"positions": {"t": pos.to_dict()}}))
+    server = dashboard()
+    page = page_factory(locale="de-DE")
+    page.goto(server.url)
+    cell = page.get_by_test_id("protection-ok")
+    expect(cell).to_contain_text("der Stop sichert 6,77 USDT")
+    assert "-6,77" not in cell.inner_text() and page.errors == []
