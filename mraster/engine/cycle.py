@@ -168,8 +168,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # everything the cycle reads that does not depend on another read, in flight together:
         # the symbols' rules (hourly), quotes, positions, the account and the open orders (the
         # guard's, when no entry changes them before it runs)
-        _, tick_rows, book_rows, prem_rows, risk_rows, acct, orders = await together(self.ex,
-            self._load_rules(), self.ex.ticker_24h(), self.ex.book_ticker(),
+        _, tick_rows, book_rows, prem_rows, risk_rows, acct, orders = await together(
+            self.ex, self._load_rules(), self.ex.ticker_24h(), self.ex.book_ticker(),
             self.ex.premium_index(), self.ex.position_risk(), self.ex.account(),
             self.ex.open_orders())
         tickers, books, prems = by_symbol(tick_rows), by_symbol(book_rows), by_symbol(prem_rows)
@@ -216,8 +216,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             for plan in entries:
                 used = await self._enter(res, plan, equity, used, now)
         if self.orders_sent != sent0:  # entries went out: positions, orders and margin changed
-            risk_rows, orders, acct = await together(self.ex,
-                self.ex.position_risk(), self.ex.open_orders(), self.ex.account())
+            risk_rows, orders, acct = await together(
+                self.ex, self.ex.position_risk(), self.ex.open_orders(), self.ex.account())
         amounts = position_amounts(risk_rows)
         view.mark_positions(self.state["positions"].values(), risk_rows)
         asked = {t: (p.stop, p.take_profit) for t, p in self.state["positions"].items()}

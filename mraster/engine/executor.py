@@ -66,7 +66,8 @@ class Executor:
             return used  # nothing set on the exchange for a trade no leverage lets through
         # margin mode and leverage are independent settings: both asked at once; leverage is
         # set on the exchange before the sizing relies on it
-        margin, lever = await together(self.ex,
+        margin, lever = await together(
+            self.ex,
             self._set_margin_type(sym) if self.margin_set.get(sym) != s["ASTER_MARGIN_TYPE"]
             else asyncio.sleep(0),
             self._set_leverage(sym, want) if self.leverage_set.get(sym) != want
@@ -148,7 +149,8 @@ class Executor:
         try:
             # the symbol's open orders (what the guard protects the fill against) are read
             # while the entry is in flight: the stop goes out one round trip after the fill
-            filled, book = await together(self.ex,
+            filled, book = await together(
+                self.ex,
                 self.ex.new_order(**Order(sym, it.side, "MARKET", cid, quantity=str(order.qty),
                                           result=True).params()),
                 self.ex.open_orders(sym) if self.guard else asyncio.sleep(0),
@@ -271,8 +273,9 @@ class Executor:
         r = self.rules.get(symbol)
         if r is None or r.status != "TRADING" or r.quote != s["ASTER_QUOTE"]:
             return False, f"not opened: {symbol} is not a tradable {s['ASTER_QUOTE']} perpetual here"
-        tick_rows, book_rows, prem_rows = await together(self.ex,
-            self.ex.ticker_24h(symbol), self.ex.book_ticker(symbol), self.ex.premium_index(symbol))
+        tick_rows, book_rows, prem_rows = await together(
+            self.ex, self.ex.ticker_24h(symbol), self.ex.book_ticker(symbol),
+            self.ex.premium_index(symbol))
         prems = by_symbol(prem_rows)
         now = int(prems.get(symbol, {}).get("time") or 0) or self.now_ms()
         snap = snapshot(symbol, by_symbol(tick_rows), by_symbol(book_rows), prems)

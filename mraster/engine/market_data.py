@@ -137,7 +137,8 @@ class MarketData:
 
         async def one(sym: str) -> None:
             async with sem:  # a symbol's two timeframes are independent: asked together
-                lt, ht = await together(self.ex,
+                lt, ht = await together(
+                    self.ex,
                     self.cache.candles(self.ex, sym, s["ASTER_INTERVAL"], LTF_WINDOW, now),
                     self.cache.candles(self.ex, sym, s["ASTER_HTF_INTERVAL"], HTF_WINDOW, now),
                     return_exceptions=True)

@@ -255,8 +255,8 @@ class Reconciler:
         # adopted position's orders may be older than its adoption: a day is looked back
         orders_since = since if pos.sent_ms else since - 86_400_000
         # fills, orders and funding do not depend on each other: asked together
-        trades, orders, income = await together(self.ex,
-            self.ex.user_trades(sym, start_time=since, limit=1000),
+        trades, orders, income = await together(
+            self.ex, self.ex.user_trades(sym, start_time=since, limit=1000),
             self.ex.all_orders(sym, start_time=orders_since, limit=1000),
             self.ex.income(sym, "FUNDING_FEE", start_time=pos.opened_at), return_exceptions=True)
         for got in (trades, orders, income):
