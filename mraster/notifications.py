@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import httpx
 
-from mraster.words import words
+from mraster.words import Fixed, Say, english, side_word, speaker, words
 
 log = logging.getLogger("mraster.notify")
 QUEUE_MAX = 200
@@ -33,21 +33,34 @@ SWITCH = {"entries": "ASTER_NOTIFY_ENTRIES", "exits": "ASTER_NOTIFY_EXITS",
 BRACKET_WORDS = ("could not be placed", "the bracket guard repairs", "no stop could be placed")
 
 
-def message_for(event: str, data: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(kind, text) for an engine event worth a message, else None."""
+def _said(data: Mapping[str, Any]) -> Any:
+    """An event's sentence: its words (template and values) when it has them, else its text."""
+    w = data.get("words")
+    return w if isinstance(w, Mapping) and "template" in w else str(data.get("message") or "")
+
+
+def message_for(event: str, data: Mapping[str, Any], say: Say = english
+                ) -> tuple[str, str] | None:
+    """(kind, text) for an engine event worth a message, else None; in the language of ``say``
+    (``ASTER_NOTIFY_LANGUAGE``)."""
     if event == "order" and data.get("action") in ("entry", "entry_adopted"):
-        return "entries", (f"Opened {data.get('side')} {data.get('qty')} {data.get('symbol')} at "
-                           f"{data.get('price')}")
+        return "entries", say("Opened {side} {qty} {symbol} at {price}",
+                              side=say(side_word(str(data.get("side")))), qty=data.get("qty"),
+                              symbol=data.get("symbol"), price=data.get("price"))
     if event == "close":
-        return "exits", (f"Closed {data.get('side')} {data.get('symbol')} ({data.get('reason')}): "
-                         f"pnl {float(data.get('pnl') or 0):+.2f} USDT, "
-                         f"{float(data.get('r') or 0):+.2f} R")
+        return "exits", say("Closed {side} {symbol} ({reason}): pnl {pnl} USDT, {r} R",
+                            side=say(side_word(str(data.get("side")))), symbol=data.get("symbol"),
+                            reason=say(str(data.get("reason") or "").replace("_", "-")),
+                            pnl=Fixed(float(data.get("pnl") or 0), signed=True),
+                            r=Fixed(float(data.get("r") or 0), signed=True))
     if event == "breaker":
-        return "breakers", f"Circuit breaker {data.get('name')}: {data.get('message')}"
+        return "breakers", say("Circuit breaker {name}: {message}", name=data.get("name"),
+                               message=_said(data))
     if event == "alert" and data.get("level") in ("warning", "error"):
         text = str(data.get("message") or "")
         kind = "brackets" if any(w in text for w in BRACKET_WORDS) else "alerts"
-        return kind, f"{str(data.get('level')).upper()}: {text}"
+        return kind, say("WARNING: {message}" if data.get("level") == "warning" else
+                         "ERROR: {message}", message=_said(data))
     return None
 
 
@@ -66,6 +79,7 @@ class Notifier:
         self.tasks: list[asyncio.Task] = []
         self.failing: set[str] = set()
         self.sent = 0
+        self.say = speaker(s["ASTER_NOTIFY_LANGUAGE"])
         self._confirm_until = 0.0
         self._offset = 0
         self._summary_day = (state.get("notify") or {}).get("summary_day")
@@ -88,7 +102,7 @@ class Notifier:
 
     # -- messages -------------------------------------------------------------------------------
     def on_event(self, event: str, data: Mapping[str, Any]) -> None:
-        found = message_for(event, data)
+        found = message_for(event, data, self.say)
         if found:
             self.push(*found)
 
@@ -111,9 +125,10 @@ class Notifier:
         trades = [t for t in self.state.get("history", []) if t.get("closed_at", 0) >= since]
         pnl = sum(float(t.get("pnl") or 0) for t in trades)
         eq = (self.state.get("telemetry") or {}).get("equity")
-        self.push("daily", f"Daily summary: {len(trades)} trade(s), pnl {pnl:+.2f} USDT, "
-                           f"{len(self.state.get('positions', {}))} open position(s)"
-                           + (f", equity {eq:.2f} USDT" if eq is not None else ""))
+        self.push("daily", self.say(
+            "Daily summary: {n} trade(s), pnl {pnl} USDT, {open} open position(s)", n=len(trades),
+            pnl=Fixed(pnl, signed=True), open=len(self.state.get("positions", {})))
+            + (self.say(", equity {equity} USDT", equity=Fixed(eq)) if eq is not None else ""))
         self._summary_day = day
         self.state["notify"] = {"summary_day": day}
 
@@ -188,24 +203,29 @@ class Notifier:
         """The reply to one command (and its effect, through the state file's inbox)."""
         word, _, rest = text.partition(" ")
         word = word.split("@")[0].lower()
-        st = self.state
+        st, say = self.state, self.say
         if word == "/status":
             t = st.get("telemetry") or {}
-            return (f"MrAster {st.get('mode', '?')}: equity {t.get('equity', 0):.2f} USDT, "
-                    f"{len(st.get('positions', {}))} open position(s), "
-                    f"{'paused' if st.get('paused') else 'trading'}, cycle {t.get('cycle', 0)}")
+            return say("MrAster {mode}: equity {equity} USDT, {n} open position(s), {activity}, "
+                       "cycle {cycle}", mode=say(st.get("mode", "?")),
+                       equity=Fixed(float(t.get("equity") or 0)),
+                       n=len(st.get("positions", {})),
+                       activity=say("paused" if st.get("paused") else "trading"),
+                       cycle=t.get("cycle", 0))
         if word == "/positions":
-            rows = [f"{p.side.value} {p.qty:g} {p.symbol} at {p.entry:g}, stop {p.stop:g}, "
-                    f"TP {p.take_profit:g}" for p in st.get("positions", {}).values()]
-            return "\n".join(rows) or "No open positions."
+            rows = [say("{side} {qty} {symbol} at {entry}, stop {stop}, TP {tp}",
+                        side=say(side_word(p.side.value)), qty=p.qty, symbol=p.symbol,
+                        entry=p.entry, stop=p.stop, tp=p.take_profit)
+                    for p in st.get("positions", {}).values()]
+            return "\n".join(rows) or say("No open positions.")
         if word in ("/pause", "/resume"):
             paused = word == "/pause"
 
             def set_paused(d: dict[str, Any]) -> None:
                 d.setdefault("commands", {})["paused"] = paused
             self.doc.update(set_paused)
-            return "Paused: no new entries; stops and take-profits keep working." if paused \
-                else "Resumed: new entries allowed again."
+            return say("Paused: no new entries; stops and take-profits keep working." if paused
+                       else "Resumed: new entries allowed again.")
         if word == "/flatten":
             if rest.strip().upper() == "CONFIRM" and time.monotonic() < self._confirm_until:
                 self._confirm_until = 0.0
@@ -216,12 +236,13 @@ class Notifier:
                     c["paused"] = True
                     c["inbox"] = (c.get("inbox", []) + [cmd])[-50:]
                 self.doc.update(add)
-                return "Flatten sent: all of the bot's positions close at market; entries paused."
+                return say("Flatten sent: all of the bot's positions close at market; entries "
+                           "paused.")
             self._confirm_until = time.monotonic() + CONFIRM_S
-            return (f"Flatten closes all of the bot's positions at market and pauses entries. "
-                    f"Send /flatten CONFIRM within {CONFIRM_S:.0f} s to do it.")
+            return say("Flatten closes all of the bot's positions at market and pauses entries. "
+                       "Send /flatten CONFIRM within {seconds} s to do it.", seconds=int(CONFIRM_S))
         if word.startswith("/"):
-            return "Commands: /status, /positions, /pause, /resume, /flatten"
+            return say("Commands: /status, /positions, /pause, /resume, /flatten")
         return None
 
     async def close(self, grace_s: float = 5.0) -> None:

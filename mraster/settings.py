@@ -479,6 +479,8 @@ CATALOGUE: tuple[Setting, ...] = (
     S("ASTER_NOTIFY_BRACKETS", "bool", True, "notify", "Notify a stop or take-profit that could not "
       "be placed, or that is not on the exchange as the bot believes."),
     S("ASTER_NOTIFY_DAILY", "bool", True, "notify", "A summary once a day (UTC)."),
+    S("ASTER_NOTIFY_LANGUAGE", "choice", "en", "notify", "Language of the messages and of the "
+      "replies to commands (en: English, de: German).", choices=("en", "de")),
     S("ASTER_DASHBOARD_HOST", "str", "127.0.0.1", "dashboard", "Address the dashboard binds to; "
       "anything but loopback needs a token."),
     S("ASTER_DASHBOARD_PORT", "int", 8000, "dashboard", "Dashboard port.", min=1, max=65535),

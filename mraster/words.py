@@ -33,12 +33,27 @@ class Words:
         """A value may itself be ``Words`` (a breaker's figures inside its alert): kept as a
         template of its own, so the page translates both."""
         return {"template": self.template, "params": {
-            k: v.to_dict() if isinstance(v, Words) else v for k, v in self.params.items()}}
+            k: v.to_dict() if isinstance(v, Words) else round(v.value, v.places)
+            if isinstance(v, Fixed) else v for k, v in self.params.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Words:
         return cls(d["template"], {k: cls.from_dict(v) if isinstance(v, Mapping) else v
                                    for k, v in d["params"].items()})
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """A number written with exactly ``places`` decimals (an amount of money: 10000.00 USDT;
+    ``signed``: +1.50), in the language's decimal sign. For messages sent at once; a sentence
+    kept for later stores the plain number."""
+
+    value: float
+    places: int = 2
+    signed: bool = False
+
+    def text(self, decimal: str = ".") -> str:
+        return f"{self.value:{'+' if self.signed else ''}.{self.places}f}".replace(".", decimal)
 
 
 def words(template: str, **params: Any) -> Words:
@@ -60,6 +75,8 @@ def _plain(v: Any, decimal: str, strings: Mapping[str, str]) -> str:
         v = Words.from_dict(v)
     if isinstance(v, Words):
         return fill(strings.get(v.template, v.template), v.params, decimal, strings)
+    if isinstance(v, Fixed):
+        return v.text(decimal)
     if isinstance(v, float):
         return f"{v:.10f}".rstrip("0").rstrip(".").replace(".", decimal)
     return "–" if v is None else str(v)

@@ -134,3 +134,45 @@ def test_a_token_telegram_refuses_is_said_not_polled_in_silence(tmp_path):
             return alerts
         alerts = asyncio.run(go())
     assert alerts[0][0] == "error" and "HTTP 401" in alerts[0][1] and TOKEN not in alerts[0][1]
+
+
+def test_a_german_trader_gets_messages_and_replies_in_german(sim_factory, tmp_path):
+    """``ASTER_NOTIFY_LANGUAGE=de``: the bot's entries, a breaker, a warning, the daily summary
+    and the replies to commands reach the phone in German, amounts with a decimal comma."""
+    from mraster.notifications import message_for
+    from mraster.protections import DAY_MS, roll_ledger, trips
+    from mraster.words import speaker, words
+
+    app = create_telegram_stub()
+    sim, url, _ = sim_factory(n=12, seed=11)
+    (tmp_path / "bot").mkdir()
+    with ThreadedServer(app) as tg:
+        s = bot_settings(tmp_path / "bot", url, ASTER_NOTIFY_ALERTS="false",
+                         ASTER_NOTIFY_BRACKETS="false", ASTER_NOTIFY_LANGUAGE="de",
+                         **notify_env(tg.url, ASTER_TELEGRAM_COMMANDS="false"))
+        assert asyncio.run(run_async(s)) == 0
+    texts = [b["text"] for _, b in app.state.sent]
+    assert texts and all(t.startswith(("Eröffnet: Long ", "Eröffnet: Short ")) for t in texts), texts
+    de = speaker("de")
+    now = 1_700_000_000_000 // DAY_MS * DAY_MS + 36_000_000
+    ledger = roll_ledger(roll_ledger({}, 10_000.0, now), 9_650.0, now + 60_000)
+    (trip,) = trips([], ledger, 9_650.0, now + 60_000, st.load(environ={}, env_file=Path("/n")))
+    kind, text = message_for("breaker", {"name": trip.name, "message": trip.message,
+                                         "words": trip.words}, de)
+    assert kind == "breakers" and text.startswith("Schutzschalter daily_loss: Tagesverlust 350 USDT")
+    w = words("{kind} notifications are delivered again", kind="telegram")
+    assert message_for("alert", {"level": "warning", "message": str(w), "words": w.to_dict()},
+                       de)[1].startswith("WARNUNG: ")
+    assert message_for("close", {"side": "SELL", "symbol": "ETHUSDT", "reason": "take_profit",
+                                 "pnl": 12.5, "r": 1.4}, de)[1] == \
+        "Geschlossen: Short ETHUSDT (Take-Profit): PnL +12,50 USDT, +1,40 R"
+    n, _, _ = make(tmp_path, "http://127.0.0.1:9", ASTER_NOTIFY_LANGUAGE="de")
+    assert n.command("/status") == \
+        "MrAster Papier: Kontowert 10000,00 USDT, 0 offene Position(en), handelt, Zyklus 7"
+    assert n.command("/positions") == "Keine offenen Positionen."
+    assert n.command("/help").startswith("Befehle: ")
+    n.state["history"] = [{"closed_at": now, "pnl": -3.25}]
+    n.daily(now)
+    n.daily(now + DAY_MS)
+    assert n.queue.get_nowait() == \
+        "Tagesbilanz: 1 Trade(s), PnL -3,25 USDT, 0 offene Position(en), Kontowert 10000,00 USDT"

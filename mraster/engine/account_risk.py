@@ -36,7 +36,7 @@ class AccountRisk:
                          "take-profits keep working", name=t.name,
                     message=Words.from_dict(t.words) if t.words else t.message), t.symbol)
                 self.emit("breaker", name=t.name, symbol=t.symbol, message=t.message,
-                          until=t.until)
+                          until=t.until, words=t.words)
         self.state["protections"] = {"ledger": ledger, "log": log_,
                                      "active": [t.to_dict() for t in self.breakers]}
 

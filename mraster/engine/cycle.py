@@ -155,7 +155,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         a = {"time": int(time.time() * 1000), "level": level, **said(message), "symbol": symbol}
         text = a["message"]
         self.state["alerts"] = (self.state["alerts"] + [a])[-100:]
-        self.emit("alert", level=level, message=text, symbol=symbol)
+        self.emit("alert", level=level, message=text, symbol=symbol,
+                  **({"words": a["words"]} if "words" in a else {}))  # for the phone's language
         (log.error if level == "error" else log.warning)(text)
 
     # -- the cycle -----------------------------------------------------------------------------
