@@ -64,6 +64,8 @@ def test_bad_settings_get_422_naming_every_field_and_nothing_is_saved(dash, tmp_
     assert set(errors) == {"ASTER_LEVERAGE", "ASTER_RISK_PER_TRADE", "ASTER_NOT_A_SETTING",
                            "ASTER_INTERVAL"}
     assert "[1, 125]" in errors["ASTER_LEVERAGE"]["allowed"]
+    # what was just typed is not "from dashboard_config.json" (it was never saved)
+    assert not [e for e in errors.values() if "dashboard_config.json" in e["allowed"] + e["message"]]
     assert (tmp_path / "dashboard_config.json").read_text() == before
     # cross-field rule
     r = dash.put("/api/config", {"values": {"ASTER_RSI_BUY_MIN": 40, "ASTER_RSI_SELL_MAX": 60}})

@@ -167,6 +167,7 @@ def put_config(body: ConfigUpdate, ctx: DashboardContext = Depends(get_ctx)):
         for e in exc.errors:  # a value just typed is not "from dashboard_config.json": unsaved
             if e.key in body.values and e.source == "dashboard_config.json":
                 e.args = (str(e).removesuffix(" (from dashboard_config.json)"),)
+                e.allowed = e.allowed.removesuffix(" (from dashboard_config.json)")
         return settings_error_response(exc, f"{len(exc.errors)} setting(s) not valid; nothing "
                                             "was saved")
     return _result(ctx, old, new)
