@@ -19,7 +19,8 @@ class InsufficientMargin(ExchangeError):
 
 
 class PrecisionError(ExchangeError):
-    plain = "Price or quantity does not match the symbol's tick or step size."
+    plain = ("Price or quantity does not fit the symbol's rules (tick or step size, smallest or "
+             "largest quantity).")
 
 
 class MinNotionalError(ExchangeError):
