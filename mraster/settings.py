@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+# the languages of the page (one catalogue file each) are the languages messages can be sent in
+I18N_FOLDER = Path(__file__).resolve().parent.parent / "static" / "i18n"
+
 Origin = str  # "cli" | "dashboard"
 
 TRUE_WORDS = {"true", "1", "yes", "on", "y", "t"}
@@ -480,7 +483,9 @@ CATALOGUE: tuple[Setting, ...] = (
       "be placed, or that is not on the exchange as the bot believes."),
     S("ASTER_NOTIFY_DAILY", "bool", True, "notify", "A summary once a day (UTC)."),
     S("ASTER_NOTIFY_LANGUAGE", "choice", "en", "notify", "Language of the messages and of the "
-      "replies to commands (en: English, de: German).", choices=("en", "de")),
+      "replies to commands: en, or one the dashboard offers (de: German).",
+      choices=("en", *sorted(f.stem for f in I18N_FOLDER.glob("*.json")
+                              if re.fullmatch(r"[a-z]{2}", f.stem) and f.stem != "en"))),
     S("ASTER_DASHBOARD_HOST", "str", "127.0.0.1", "dashboard", "Address the dashboard binds to; "
       "anything but loopback needs a token."),
     S("ASTER_DASHBOARD_PORT", "int", 8000, "dashboard", "Dashboard port.", min=1, max=65535),

@@ -11,10 +11,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
-CATALOGUES = Path(__file__).resolve().parent.parent / "static" / "i18n"
+from mraster.settings import I18N_FOLDER as CATALOGUES
+
 Say = Callable[..., str]  # say(template, **values) -> the sentence in one language
 
 
