@@ -1052,12 +1052,12 @@ async function pollOptimise() {
 }
 function renderOptimise(r) {
   $("#opt-result").hidden = !r; if (!r) return;
-  $("#opt-warnings").replaceChildren(...r.warnings.map((w) => el("li", { class: "raw" }, w)));
+  $("#opt-warnings").replaceChildren(...(r.warnings_words || r.warnings).map((w) => el("li", {}, typeof w === "string" ? el("span", { class: "raw" }, w) : said(w))));
   $("#opt-folds-table tbody").replaceChildren(...r.folds.map((f) => {
     const i = f.in_sample || {}, o = f.out_of_sample || {};
     return el("tr", {}, el("td", {}, f.name === "final" ? t("hold-out") : f.name), el("td", {}, `${f.trials} (${f.feasible})`),
       el("td", {}, fmt(i.value, 3)), el("td", { class: (o.value ?? 0) > 0 ? "pos" : "neg" }, fmt(o.value, 3)),
-      el("td", {}, `${i.trades ?? "–"} / ${o.trades ?? "–"}`), el("td", { class: "raw" }, f.warning || ""));
+      el("td", {}, `${i.trades ?? "–"} / ${o.trades ?? "–"}`), el("td", {}, f.warning_words ? said(f.warning_words) : f.warning || ""));
   }));
   const mc = r.monte_carlo || {};
   $("#opt-mc").textContent = mc.runs ? `${t(r.objective)}. ` + t("Out-of-sample trades reshuffled {runs} times: maximum drawdown {actual} as it happened, {p50} typical, {p95} in the worst 5 %.", { runs: mc.runs, actual: pct(mc.actual), p50: pct(mc.p50), p95: pct(mc.p95) }) : t(r.objective);

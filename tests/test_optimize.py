@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from conftest import DATA, ROOT
 from mraster import settings as st
+from mraster.words import speaker
 from mraster.optimize import space as sp
 from mraster.optimize.__main__ import settings_for
 from mraster.optimize.scoring import Score
@@ -301,6 +302,18 @@ def test_a_proposed_preset_passes_validation_and_the_caps(tmp_path):
     assert {"in_sample", "out_of_sample"} <= f.keys() and rep["monte_carlo"]["runs"] == 1000
 
 
+def test_a_search_that_fitted_noise_says_so_in_the_readers_language():
+    from mraster.optimize.robustness import divergence
+
+    de = speaker("de")
+    noise = divergence(0.4, -0.1)
+    assert str(noise) == "positive in-sample, not positive out of sample: the search fitted noise"
+    assert de(noise.template) == "im Sample positiv, außerhalb nicht positiv: Die Suche hat " \
+                                 "Rauschen angepasst"
+    assert divergence(0.4, 0.1).template.startswith("out of sample reached less than half")
+    assert divergence(0.4, 0.3) is None and divergence(-0.2, -0.5) is None
+
+
 def test_the_dashboard_runs_a_search_and_saves_its_result_only_as_a_reviewed_preset(tmp_path):
     """The Optimise view over HTTP: bad choices refused by name, progress, the fold table, the
     same preview as a built-in preset, and a saved preset that changes nothing until applied."""
@@ -324,6 +337,10 @@ def test_the_dashboard_runs_a_search_and_saves_its_result_only_as_a_reviewed_pre
         rep = job["report"]
         assert [f["name"] for f in rep["folds"]] == ["fold-1", "final"]
         assert all("out_of_sample" in f and "in_sample" in f for f in rep["folds"])
+        # every warning (each fold's, a fragile best trial) also as words for the page's language
+        german = [speaker("de")(w["template"], **w["params"]) for w in rep["warnings_words"]]
+        assert len(german) == len(rep["warnings"]) >= sum(bool(f["warning"]) for f in rep["folds"])
+        assert all(bool(f["warning"]) == bool(f["warning_words"]) for f in rep["folds"])
         assert "<svg" in dash.get("/api/optimize/report.html").text
         before = {s["key"]: s["value"] for s in dash.get("/api/config").json()["settings"]}
         preview = dash.get("/api/optimize/preset-preview").json()

@@ -19,6 +19,7 @@ from mraster.optimize import robustness as rb
 from mraster.optimize.scoring import OBJECTIVES, score
 from mraster.optimize.study import Evaluator, Plan, PlanError, feasible, plan_dict
 from mraster.optimize.windows import Window
+from mraster.words import Words, words
 
 TOP = 2  # best trials whose neighbourhoods are checked (each costs 2 backtests per setting)
 
@@ -72,6 +73,12 @@ def summaries(plan: Plan, ev: Evaluator, tasks: list[tuple[Mapping[str, Any], Wi
                         "again: every trial is kept and only the report is redone") from None
 
 
+def _warning(w: Words | None) -> dict[str, Any]:
+    """A fold's warning: in English (the CLI, report.html) and as words (the page's language)."""
+    return {"warning": str(w), "warning_words": w.to_dict()} if w is not None else \
+        {"warning": None, "warning_words": None}
+
+
 def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, Any]:
     """The out-of-sample runs and the neighbourhoods, spread over ``jobs`` processes."""
     folds, best = [], []
@@ -81,8 +88,9 @@ def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, 
                                "feasible": sum(feasible(t) for t in done)}
         top = best_trials(study)
         if not top:
-            row["warning"] = (f"no trial met the constraints (max drawdown {plan.max_dd:.0%}, at "
-                              f"least {plan.min_trades} trades); loosen them or widen the window")
+            row.update(_warning(words(
+                "no trial met the constraints (max drawdown {dd}%, at least {n} trades); loosen "
+                "them or widen the window", dd=round(plan.max_dd * 100, 1), n=plan.min_trades)))
         folds.append(row)
         best.append(top[0] if top else None)
     final_fold, final_study, _ = studies[-1]
@@ -97,11 +105,12 @@ def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, 
         if t is None:
             continue
         oos, pnls, first_equity = next(results)
+        row.update(_warning(rb.divergence(t.value, oos.value)))
         row.update(params=t.params, trial=t.number,
                    in_sample={"value": t.value, "trades": t.user_attrs.get("trades"),
                               "max_drawdown_pct": t.user_attrs.get("max_drawdown_pct"),
                               "total_return": t.user_attrs.get("total_return")},
-                   out_of_sample=_score_dict(oos), warning=rb.divergence(t.value, oos.value))
+                   out_of_sample=_score_dict(oos))
         oos_pnls += pnls  # hold-out included
         if start_eq is None:
             start_eq = first_equity
@@ -111,14 +120,16 @@ def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, 
     final = folds[-1]
     changes = [{"key": k, "from": plan.settings.get(k), "to": v}
                for k, v in (final.get("params") or {}).items() if plan.settings.get(k) != v]
-    warnings = [f"{f['name']}: {f['warning']}" for f in folds if f.get("warning")]
+    said = [words("{fold}: {warning}", fold=f["name"], warning=Words.from_dict(f["warning_words"]))
+            for f in folds if f.get("warning_words")]
     if robust and robust[0]["fragile"]:
-        warnings.append("the best trial is fragile: moving " +
-                        ", ".join(robust[0]["fragile_params"]) + " by 10 % of its range loses "
-                        "more than half of its score")
+        said.append(words("the best trial is fragile: moving {params} by 10 % of its range loses "
+                          "more than half of its score",
+                          params=", ".join(robust[0]["fragile_params"])))
     return {
         "plan": plan_dict(plan), "objective_words": OBJECTIVES[plan.objective],
-        "folds": folds, "holdout": final, "warnings": warnings,
+        "folds": folds, "holdout": final, "warnings": [str(w) for w in said],
+        "warnings_words": [w.to_dict() for w in said],  # the page says them in its language
         "robustness": robust, "importances": rb.importances(final_study),
         "monte_carlo": rb.drawdowns(oos_pnls, start_eq or 0.0, seed=plan.seed),
         "history": {study.study_name: [[t.number, t.value, feasible(t)] for t in study.get_trials(

@@ -9,16 +9,17 @@ import numpy as np
 import optuna
 
 from mraster.optimize.space import Param
+from mraster.words import Words, words
 
 NUDGE = 0.1  # a neighbour: one parameter moved by 10 % of its range
 
 
-def divergence(in_sample: float, out_of_sample: float) -> str | None:
+def divergence(in_sample: float, out_of_sample: float) -> Words | None:
     """A warning in words when the unseen window tells another story than the search."""
     if in_sample > 0 and out_of_sample <= 0:
-        return "positive in-sample, not positive out of sample: the search fitted noise"
+        return words("positive in-sample, not positive out of sample: the search fitted noise")
     if in_sample > 0 and out_of_sample < 0.5 * in_sample:
-        return "out of sample reached less than half of in-sample"
+        return words("out of sample reached less than half of in-sample")
     return None
 
 

@@ -71,9 +71,11 @@ def _summary(rep: dict[str, Any] | None) -> dict[str, Any] | None:
     if rep is None:
         return None
     return {"folds": [{k: f.get(k) for k in ("name", "train", "test", "trials", "feasible",
-                                             "in_sample", "out_of_sample", "warning")}
+                                             "in_sample", "out_of_sample", "warning",
+                                             "warning_words")}
                       for f in rep["folds"]],
-            "warnings": rep["warnings"], "changes": rep["preset"]["changes"],
+            "warnings": rep["warnings"], "warnings_words": rep.get("warnings_words"),
+            "changes": rep["preset"]["changes"],
             "importances": rep["importances"], "monte_carlo": rep["monte_carlo"],
             "objective": rep["objective_words"]}
 
