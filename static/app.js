@@ -1055,7 +1055,7 @@ function renderOptimise(r) {
   $("#opt-warnings").replaceChildren(...(r.warnings_words || r.warnings).map((w) => el("li", {}, typeof w === "string" ? el("span", { class: "raw" }, w) : said(w))));
   $("#opt-folds-table tbody").replaceChildren(...r.folds.map((f) => {
     const i = f.in_sample || {}, o = f.out_of_sample || {};
-    return el("tr", {}, el("td", {}, f.name === "final" ? t("hold-out") : f.name), el("td", {}, `${f.trials} (${f.feasible})`),
+    return el("tr", {}, el("td", {}, f.name === "final" ? t("hold-out") : f.name.replace(/^fold-(\d+)$/, (m, n) => t("fold {n}", { n }))), el("td", {}, `${f.trials} (${f.feasible})`),
       el("td", {}, fmt(i.value, 3)), el("td", { class: (o.value ?? 0) > 0 ? "pos" : "neg" }, fmt(o.value, 3)),
       el("td", {}, `${i.trades ?? "–"} / ${o.trades ?? "–"}`), el("td", {}, f.warning_words ? said(f.warning_words) : f.warning || ""));
   }));

@@ -73,6 +73,11 @@ def summaries(plan: Plan, ev: Evaluator, tasks: list[tuple[Mapping[str, Any], Wi
                         "again: every trial is kept and only the report is redone") from None
 
 
+def _fold_words(name: str) -> Words:
+    """"fold-2" → fold 2; "final" → the hold-out (its unseen window)."""
+    return words("hold-out") if name == "final" else words("fold {n}", n=int(name.rsplit("-", 1)[1]))
+
+
 def _warning(w: Words | None) -> dict[str, Any]:
     """A fold's warning: in English (the CLI, report.html) and as words (the page's language)."""
     return {"warning": str(w), "warning_words": w.to_dict()} if w is not None else \
@@ -120,7 +125,8 @@ def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, 
     final = folds[-1]
     changes = [{"key": k, "from": plan.settings.get(k), "to": v}
                for k, v in (final.get("params") or {}).items() if plan.settings.get(k) != v]
-    said = [words("{fold}: {warning}", fold=f["name"], warning=Words.from_dict(f["warning_words"]))
+    said = [words("{fold}: {warning}", fold=_fold_words(f["name"]),
+                  warning=Words.from_dict(f["warning_words"]))
             for f in folds if f.get("warning_words")]
     if robust and robust[0]["fragile"]:
         said.append(words("the best trial is fragile: moving {params} by 10 % of its range loses "
