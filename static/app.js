@@ -431,7 +431,7 @@ function protectionCell(x) {
   const locks = p.at_risk != null && p.at_risk < 0;
   const facts = t(locks ? "stop {stop} / TP {tp} on the exchange · the stop locks in {risk} USDT (fees, funding {funding} USDT)" : "stop {stop} / TP {tp} on the exchange · at risk {risk} USDT (fees, funding {funding} USDT)", { stop: p.stop == null ? "–" : price(p.stop, x.symbol), tp: p.tp == null ? "–" : price(p.tp, x.symbol), risk: p.at_risk == null ? "–" : fmt(Math.abs(p.at_risk), 2), funding: fmt(p.funding, 4) }) +
     (p.stop_liq_distance == null ? "" : " · " + t("stop {distance} from liquidation", { distance: pct(p.stop_liq_distance) })) + (p.repairs ? " · " + t("repaired {n}×", { n: p.repairs }) : "");
-  if (p.status === "problem") return el("td", { class: "neg", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), el("span", { class: "raw" }, p.problems.join("; ")), el("br", {}), el("small", {}, facts));
+  if (p.status === "problem") return el("td", { class: "neg", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), ...p.problems_words.flatMap((w, i) => [i ? "; " : "", said(w)]), el("br", {}), el("small", {}, facts));
   return el("td", { class: "pos", "data-testid": "protection-ok" }, "✓ " + t("protected since {time}", { time: time(p.since) }), el("br", {}), el("small", {}, facts));
 }
 

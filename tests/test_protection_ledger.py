@@ -126,6 +126,14 @@ def test_every_disagreement_is_found_alerted_shown_red_and_repaired(sim_factory,
     red = [t for t, p in view.items() if p["protection"]["status"] == "problem"]
     assert red == [t for t, k in plan.items() if k == "foreign_order"]
     assert any("did not place" in x for x in view[red[0]]["protection"]["problems"])
+    # the red row and the alerts read in German on a German page (they were English sentences)
+    de = speaker("de")
+    row = [de(w["template"], **w["params"]) for w in view[red[0]]["protection"]["problems_words"]]
+    assert any(": eine Order, die der Bot nicht platziert hat, ist offen (" in x for x in row), row
+    said = [de(a["words"]["template"], **a["words"]["params"]) for a in second["alerts"]
+            if a.get("words")]
+    assert any(x.endswith(": kein Stop des Bots an der Börse; der Bracket-Wächter repariert das")
+               for x in said), said
     assert log and log[0]["time"] >= log[-1]["time"]  # newest first
 
 

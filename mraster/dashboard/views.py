@@ -47,6 +47,8 @@ def protection_view(p: Any) -> dict[str, Any]:
             "funding": prot.get("funding", 0.0), "repairs": prot.get("repairs", 0),
             "checked_at": prot.get("checked_at"),
             "problems": [f["detail"] for f in prot.get("findings", [])],
+            "problems_words": [f.get("words") or {"template": f["detail"], "params": {}}
+                               for f in prot.get("findings", [])],  # older states: English
             "stop_liq_distance": abs(p.stop - p.liquidation) / p.mark
             if p.liquidation and p.mark else None}
 

@@ -134,9 +134,9 @@ class ProtectionWatch:
             for f in said:
                 if f"{f.kind}:{f.bracket}:{f.client_id}" not in set(prot.get("alerted", [])):
                     self.alert("error", words("{problem}; the bracket guard repairs it",
-                                              problem=f.detail), pos.symbol)
+                                              problem=f.said), pos.symbol)
                     if f.kind == "foreign_order":
-                        self._protection_log(token, pos.symbol, "user", f.detail)
+                        self._protection_log(token, pos.symbol, "user", f.said)
             fee = await self._fee_rate(pos.symbol)
             prot.update(status="ok" if v.ok else "problem", stop=v.stop, tp=v.tp,
                         findings=[f.to_dict() for f in v.findings], checked_at=now,

@@ -9,26 +9,35 @@ Pure: the engine does the I/O and keeps the ledger (``Engine._verify_protection`
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable
 
 from mraster.domain import Position
 from mraster.exchange.rules import SymbolRules, bracket_rounding
 from mraster.execution import ids
+from mraster.words import Words, words
 
-KINDS = {"stop": "stop", "tp": "take-profit"}
 
 
 @dataclass(frozen=True)
 class Finding:
     kind: str      # missing | wrong_price | wrong_side | wrong_qty | stale_bracket | foreign_order
     bracket: str | None  # stop | tp (None for an order that is no bracket of this position)
-    detail: str
+    said: Words    # the sentence: ``detail`` in English, its words for the reader's language
     client_id: str = ""
 
+    @property
+    def detail(self) -> str:
+        return str(self.said)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": self.kind, "bracket": self.bracket, "detail": self.detail,
+                "words": self.said.to_dict(), "client_id": self.client_id}
+
+
+def _kind(bracket: str | None) -> Words:
+    return words("take-profit" if bracket == "tp" else "stop")
 
 
 @dataclass(frozen=True)
@@ -59,32 +68,37 @@ def verify(pos: Position, orders: Iterable[dict], rules: SymbolRules, amount: fl
         kind = ids.bracket_kind(o)
         what = f"{o.get('type')} {o.get('side')} at {o.get('stopPrice') or o.get('price')}"
         if parsed is None:
-            findings.append(Finding("foreign_order", kind, f"{sym}: an order the bot did not "
-                                    f"place is open ({what})", cid))
+            findings.append(Finding("foreign_order", kind, words(
+                "{symbol}: an order the bot did not place is open ({order})", symbol=sym,
+                order=what), cid))
             continue
         if kind is None:
             continue  # the bot's own entry or close in flight: not a bracket
         if parsed[1] != pos.token:
-            findings.append(Finding("stale_bracket", kind, f"{sym}: a {KINDS[kind]} of another "
-                                    f"position of the bot is still open ({what})", cid))
+            findings.append(Finding("stale_bracket", kind, words(
+                "{symbol}: a {kind} of another position of the bot is still open ({order})",
+                symbol=sym, kind=_kind(kind), order=what), cid))
             continue
         seen[kind] = cid
         price = Decimal(str(o.get("stopPrice") or "0"))
         found[kind] = float(price)
         if o.get("side") != close_side:
-            findings.append(Finding("wrong_side", kind, f"{sym}: the {KINDS[kind]} would "
-                                    f"{o.get('side')} instead of {close_side} ({what})", cid))
+            findings.append(Finding("wrong_side", kind, words(
+                "{symbol}: the {kind} would {side} instead of {close_side} ({order})", symbol=sym,
+                kind=_kind(kind), side=o.get("side"), close_side=close_side, order=what), cid))
         elif price != want[kind]:
-            findings.append(Finding("wrong_price", kind, f"{sym}: the {KINDS[kind]} sits at "
-                                    f"{price}, the bot's level is {want[kind]}", cid))
+            findings.append(Finding("wrong_price", kind, words(
+                "{symbol}: the {kind} sits at {price}, the bot's level is {level}", symbol=sym,
+                kind=_kind(kind), price=float(price), level=float(want[kind])), cid))
         elif o.get("closePosition") not in (True, "true") and \
                 Decimal(str(o.get("origQty") or "0")) < Decimal(str(abs(amount))):
-            findings.append(Finding("wrong_qty", kind, f"{sym}: the {KINDS[kind]} covers "
-                                    f"{o.get('origQty')} of a {abs(amount):g} position", cid))
+            findings.append(Finding("wrong_qty", kind, words(
+                "{symbol}: the {kind} covers {qty} of a {amount} position", symbol=sym,
+                kind=_kind(kind), qty=float(o.get("origQty") or 0), amount=abs(amount)), cid))
     for kind in ("stop", "tp"):
         if kind not in seen:
-            findings.append(Finding("missing", kind, f"{sym}: no {KINDS[kind]} of the bot on "
-                                    "the exchange"))
+            findings.append(Finding("missing", kind, words(
+                "{symbol}: no {kind} of the bot on the exchange", symbol=sym, kind=_kind(kind))))
     return Verification(found["stop"], found["tp"], tuple(findings), seen)
 
 

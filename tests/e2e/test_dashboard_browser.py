@@ -462,17 +462,30 @@ def test_a_tripped_breaker_and_its_alert_read_in_german(tmp_path, dashboard, pag
 
 def test_a_stop_moved_past_the_entry_reads_as_profit_locked_in(tmp_path, dashboard, page_factory):
     """A short whose trailing stop sits below its entry risks nothing: the row says what the stop
-    locks in (it read "at risk -6.77 USDT")."""
+    locks in (it read "at risk -6.77 USDT"); a position found unprotected says so in German."""
     from conftest import position
 
     pos = position(symbol="ETCUSDT", side="SELL", entry=30.197, initial_stop=30.402, stop=30.144,
                    take_profit=30.054, qty=239.0)
     pos.protection = {"status": "ok", "since": 1_700_000_000_000, "stop": 30.144, "tp": 30.054,
                       "at_risk": -6.77, "funding": 0.0, "checked_at": 1_700_000_000_000}
-    (tmp_path / "aster_state.json").write_text(json.dumps({"positions": {"t": pos.to_dict()}}))
+    from mraster.execution.protection import verify
+    from mraster.sim.exchange import SimExchange
+    from mraster.sim.market import SyntheticMarket
+
+    # and a long whose stop is missing on the exchange: the red row reads in German too
+    rules = SimExchange(SyntheticMarket(1, seed=3, manual=True, history=50)).rules
+    bare = position(symbol=next(iter(rules)), entry=100.0, initial_stop=99.0, take_profit=102.0)
+    found = verify(bare, [], rules[bare.symbol], 1.0)
+    bare.protection = {"status": "problem", "findings": [f.to_dict() for f in found.findings],
+                       "checked_at": 1_700_000_000_000}
+    (tmp_path / "aster_state.json").write_text(json.dumps({"positions": {
+        "t": pos.to_dict(), "u": bare.to_dict()}}))
     server = dashboard()
     page = page_factory(locale="de-DE")
     page.goto(server.url)
     cell = page.get_by_test_id("protection-ok")
     expect(cell).to_contain_text("der Stop sichert 6,77 USDT")
     assert "-6,77" not in cell.inner_text() and page.errors == []
+    expect(page.get_by_test_id("protection-problem")).to_contain_text(
+        f"{bare.symbol}: kein Stop des Bots an der Börse; {bare.symbol}: kein Take-Profit des Bots")
