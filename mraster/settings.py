@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-# the languages of the page (one catalogue file each) are the languages messages can be sent in
-I18N_FOLDER = Path(__file__).resolve().parent.parent / "static" / "i18n"
+from mraster.words import CATALOGUES, Words, words
 
 Origin = str  # "cli" | "dashboard"
 
@@ -34,17 +33,29 @@ _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 class SettingError(ValueError):
     """A setting value was rejected; the message names the key, the value and what is allowed."""
 
-    def __init__(self, key: str, value: Any, allowed: str, secret: bool = False) -> None:
+    def __init__(self, key: str, value: Any, allowed: str | Words, secret: bool = False) -> None:
         try:
             shown = "••••" if secret else repr(value)
         except ValueError:  # an integer with more digits than Python will print
             shown = "a number too large"
         if len(shown) > 60:
             shown = shown[:57] + "…"
-        self.key = key
-        self.allowed = allowed
+        self.key, self.shown = key, shown
+        self.allowed = str(allowed)
+        self.allowed_words = allowed if isinstance(allowed, Words) else None
         self.source: str | None = None  # the layer the value came from, when it came from one
         super().__init__(f"{key}: {shown} is not allowed; expected {allowed}")
+
+    def said(self) -> Words:
+        """The message as words, so the settings editor says it in the page's language (an
+        allowed range the catalogue describes is translated; a rule's own sentence stays)."""
+        tail = f" (from {self.source})"
+        allowed = self.allowed_words or self.allowed.removesuffix(tail)
+        if self.source and str(self).endswith(tail):
+            return words("{field}: {value} is not allowed; expected {allowed} (from {source})",
+                         field=self.key, value=self.shown, allowed=allowed, source=self.source)
+        return words("{field}: {value} is not allowed; expected {allowed}", field=self.key,
+                     value=self.shown, allowed=allowed)
 
 
 class SettingsErrors(ValueError):
@@ -81,29 +92,33 @@ class Setting:
         return self.default
 
     def allowed(self) -> str:
+        return str(self.allowed_words())
+
+    def allowed_words(self) -> Words:
+        """What the setting accepts, in words the editor translates (the README's table too)."""
         if self.kind == "bool":
-            return "a boolean (true/false/1/0/yes/no/on/off)"
+            return words("a boolean (true/false/1/0/yes/no/on/off)")
         if self.kind == "choice":
-            return "one of " + ", ".join(self.choices)
+            return words("one of {choices}", choices=", ".join(self.choices))
         if self.kind == "address":
-            return "an address: 0x followed by 40 hex digits (or empty)"
+            return words("an address: 0x followed by 40 hex digits (or empty)")
         if self.kind == "url":
-            return "an http:// or https:// URL (or empty)"
+            return words("an http:// or https:// URL (or empty)")
         if self.kind == "list":
-            return "a comma-separated list of symbols (A-Z, 0-9)"
+            return words("a comma-separated list of symbols (A-Z, 0-9)")
         if self.kind == "prices":
-            return ("comma-separated model=input/output prices in USD per million tokens, e.g. "
-                    "gpt-4.1=3/9,llama3=0/0 (or empty)")
+            return words("comma-separated model=input/output prices in USD per million tokens, "
+                         "e.g. gpt-4.1=3/9,llama3=0/0 (or empty)")
         if self.kind in ("int", "float"):
-            word = "an integer" if self.kind == "int" else "a number"
             lo = "-inf" if self.min is None else _fmt(self.min)
             hi = "inf" if self.max is None else _fmt(self.max)
-            return f"{word} in [{lo}, {hi}]"
-        return f"a single-line text of at most {self.limit} characters"
+            return words("an integer in [{lo}, {hi}]" if self.kind == "int" else
+                         "a number in [{lo}, {hi}]", lo=lo, hi=hi)
+        return words("a single-line text of at most {n} characters", n=self.limit)
 
     def parse(self, value: Any) -> Any:
         """Turn a raw value (string from the environment, or JSON value) into a checked value."""
-        err = SettingError(self.name, value, self.allowed(), self.secret)
+        err = SettingError(self.name, value, self.allowed_words(), self.secret)
         if isinstance(value, str) and len(value) > self.limit:
             raise SettingError(self.name, value, f"{self.allowed()}; at most "
                                f"{self.limit} characters", self.secret)
@@ -201,8 +216,9 @@ def parse_prices(text: str) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
+def _fmt(x: float) -> int | float:
+    """A bound as a number (a whole one without its ".0"): the editor writes it the reader's way."""
+    return int(x) if float(x).is_integer() else float(x)
 
 
 def S(name: str, kind: str, default: Any, group: str, help: str, **kw: Any) -> Setting:
@@ -484,7 +500,7 @@ CATALOGUE: tuple[Setting, ...] = (
     S("ASTER_NOTIFY_DAILY", "bool", True, "notify", "A summary once a day (UTC)."),
     S("ASTER_NOTIFY_LANGUAGE", "choice", "en", "notify", "Language of the messages and of the "
       "replies to commands: en, or one the dashboard offers (de: German).",
-      choices=("en", *sorted(f.stem for f in I18N_FOLDER.glob("*.json")
+      choices=("en", *sorted(f.stem for f in CATALOGUES.glob("*.json")
                               if re.fullmatch(r"[a-z]{2}", f.stem) and f.stem != "en"))),
     S("ASTER_DASHBOARD_HOST", "str", "127.0.0.1", "dashboard", "Address the dashboard binds to; "
       "anything but loopback needs a token."),

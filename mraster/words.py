@@ -11,9 +11,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from mraster.settings import I18N_FOLDER as CATALOGUES
+# the page's languages, one catalogue file each (messages and the server's words use the same)
+CATALOGUES = Path(__file__).resolve().parent.parent / "static" / "i18n"
 
 Say = Callable[..., str]  # say(template, **values) -> the sentence in one language
 

@@ -928,14 +928,14 @@ $("#btn-reset-all").addEventListener("click", async () => {
 // every rejected field at once: listed above the form (in view) and beside each field
 function proErrors(e) {
   const errs = (e.body && e.body.errors) || [];
-  $("#pro-result").textContent = e.message;
+  $("#pro-result").textContent = errs.length ? t("{n} setting(s) not valid; nothing was saved", { n: errs.length }) : e.message;
   $("#pro-errors").replaceChildren(...errs.map((x) => el("li", {}, el("a", { href: "#", onclick: (ev) => {
     ev.preventDefault(); const row = $("#pro-form").querySelector(`[data-key="${x.field}"]`); if (row) { row.hidden = false; row.scrollIntoView({ block: "center" }); row.querySelector("input, select")?.focus(); }
-  } }, x.field), ": ", el("span", { class: "raw" }, x.message))));
+  } }, x.field), ": ", x.words ? said(x.words) : el("span", { class: "raw" }, x.message))));
   $("#pro-errors").hidden = !errs.length;
   for (const x of errs) {
     const row = $("#pro-form").querySelector(`[data-key="${x.field}"]`);
-    if (row) { row.hidden = false; row.closest("fieldset").hidden = false; row.querySelector(".field-error").textContent = x.message; }
+    if (row) { row.hidden = false; row.closest("fieldset").hidden = false; row.querySelector(".field-error").replaceChildren(x.words ? said(x.words) : x.message); }
   }
   (errs.length ? $("#pro-errors") : $("#pro-result")).scrollIntoView({ block: "start" });
 }

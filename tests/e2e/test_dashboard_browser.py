@@ -489,3 +489,23 @@ def test_a_stop_moved_past_the_entry_reads_as_profit_locked_in(tmp_path, dashboa
     assert "-6,77" not in cell.inner_text() and page.errors == []
     expect(page.get_by_test_id("protection-problem")).to_contain_text(
         f"{bare.symbol}: kein Stop des Bots an der Börse; {bare.symbol}: kein Take-Profit des Bots")
+
+
+def test_a_refused_setting_is_explained_in_german(dashboard, page_factory):
+    """The editor's errors come from the server; on a German page they read in German, the
+    allowed range in German number writing (they were English sentences)."""
+    server = dashboard()
+    page = page_factory(locale="de-DE")
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.click("#tabs button[data-tab=settings]")
+    page.click("#pro-toggle")
+    page.fill('[data-key="ASTER_LEVERAGE"] input', "500")
+    page.fill('[data-key="ASTER_RISK_PER_TRADE"] input', "0.5")
+    page.click("#pro-form button[type=submit]")
+    expect(page.locator("#pro-result")).to_have_text("2 Einstellung(en) ungültig; nichts wurde gespeichert")
+    expect(page.locator('[data-key="ASTER_LEVERAGE"] .field-error')).to_have_text(
+        "ASTER_LEVERAGE: 500 ist nicht erlaubt; erwartet: eine ganze Zahl in [1; 125]")
+    expect(page.locator('[data-key="ASTER_RISK_PER_TRADE"] .field-error')).to_have_text(
+        "ASTER_RISK_PER_TRADE: 0.5 ist nicht erlaubt; erwartet: eine Zahl in [0,0001; 0,02]")
+    assert page.errors == []

@@ -11,4 +11,5 @@ def settings_error_response(exc: st.SettingsErrors, detail: str) -> JSONResponse
     them in its message)."""
     return JSONResponse(status_code=422, content={
         "detail": detail,
-        "errors": [{"field": e.key, "allowed": e.allowed, "message": str(e)} for e in exc.errors]})
+        "errors": [{"field": e.key, "allowed": e.allowed, "message": str(e),
+                    "words": e.said().to_dict()} for e in exc.errors]})  # the page's language
