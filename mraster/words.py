@@ -58,6 +58,11 @@ class Fixed:
         return f"{self.value:{'+' if self.signed else ''}.{self.places}f}".replace(".", decimal)
 
 
+def significant(x: float, digits: int = 6) -> float:
+    """A level the bot computed (a stop at 574.5277743891) as a person reads it: 574.528."""
+    return float(f"{x:.{digits}g}")
+
+
 def words(template: str, **params: Any) -> Words:
     return Words(template, params)
 

@@ -329,7 +329,7 @@ function renderHeader(d) {
 function commandNotice(resp, what) {
   const id = resp && resp.command ? "cmd-" + resp.command.id : "local-" + Date.now();
   const note = resp && resp.note ? ` (${resp.note})` : "";
-  notice(t("{what}: sent to the bot, waiting for its answer…", { what }) + note, "info", id);
+  notice(el("span", {}, t("{what}: sent to the bot, waiting for its answer…", { what }) + note), "info", id);
   const n = $("#notices").querySelector(`[data-id="${CSS.escape(id)}"]`);
   if (n) n.dataset.what = what;
 }
@@ -339,7 +339,7 @@ function renderAnswers(d) {
     if (!n) continue;
     n.dataset.answered = c.ack.ok ? "done" : "refused";
     n.className = `notice ${c.ack.ok ? "info" : "error"}`;
-    n.firstChild.textContent = `${n.dataset.what}: ${c.ack.ok ? t("done") : t("refused")} — ${c.ack.message}`;
+    n.firstChild.replaceChildren(`${n.dataset.what}: ${c.ack.ok ? t("done") : t("refused")} — `, c.ack.words ? said(c.ack.words) : c.ack.message);
   }
 }
 
@@ -500,7 +500,7 @@ function renderChat(ch) {
   if (stick) log.scrollTop = log.scrollHeight;
   $("#chat-proposals tbody").replaceChildren(...ch.proposals.slice().reverse().map((p) => el("tr", {},
     el("td", {}, p.symbol), el("td", {}, side(p.side)), el("td", { class: "raw" }, p.reason),
-    el("td", {}, p.ack ? `${p.ack.ok ? t("done") : t("refused")}: ` : t(p.status), p.ack ? el("span", { class: "raw" }, p.ack.message) : ""),
+    el("td", {}, p.ack ? `${p.ack.ok ? t("done") : t("refused")}: ` : t(p.status), p.ack ? (p.ack.words ? said(p.ack.words) : el("span", { class: "raw" }, p.ack.message)) : ""),
     el("td", {}, p.status === "proposed" ? el("span", {},
       el("button", { onclick: () => confirmProposal(p) }, t("Confirm…")), " ",
       el("button", { class: "secondary", onclick: () => api("POST", `/api/ai/proposals/${p.id}/dismiss`).then(refresh, fail) }, t("Dismiss"))) : ""))));

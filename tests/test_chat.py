@@ -12,6 +12,7 @@ from conftest import API_KEY, bot_settings
 from dashboard_helpers import Dashboard, dashboard_environ
 from mraster.sim.serve import ThreadedServer
 from mraster.store import JsonDocument
+from mraster.words import words
 from openai_stub import create_stub
 
 KEY = "sk-chat-NEVER-SHOWN-0123456789abcdef"
@@ -143,7 +144,11 @@ def test_a_confirmed_proposal_is_opened_by_the_bot_with_its_brackets(sim_factory
         assert asyncio.run(run_async(s)) == 0  # the bot acts on its inbox
         props = {p["symbol"]: p for p in d.get("/api/state").json()["chat"]["proposals"]}
     ok, refused = props[free]["ack"], props[taken]["ack"]
-    assert ok["ok"] and ok["message"].startswith("opened SELL") and "stop" in ok["message"]
+    assert ok["ok"] and ok["message"].startswith("opened short") and "stop" in ok["message"]
+    # the answer is kept as words too: a German page says it in German
+    from mraster.words import speaker
+    german = speaker("de")(ok["words"]["template"], **ok["words"]["params"])
+    assert german.startswith("eröffnet: Short ") and ", Stop " in german, german
     assert not refused["ok"] and "already holding this symbol" in refused["message"]
     state = json.loads((tmp_path / "aster_state.json").read_text())
     pos = [p for p in state["positions"].values() if p["symbol"] == free]
@@ -166,12 +171,13 @@ def test_a_confirmed_trade_is_marked_on_disk_before_its_order_can_leave(sim_fact
 
         async def manual_entry(self, symbol, side):
             seen.append(json.loads(path.read_text())["command_acks"])
-            return True, "opened"
+            return True, words("opened")
 
     state: dict = {}
     commands = {"inbox": [{"id": "c1", "kind": "enter", "symbol": "XRPUSDT", "side": "BUY"}]}
     asyncio.run(handle_commands(Recorder(), commands, state, lambda *a, **k: None))
-    assert seen == [{"c1": {"ok": False, "message": INTERRUPTED, "time": seen[0]["c1"]["time"]}}]
+    assert seen == [{"c1": {"ok": False, "message": str(INTERRUPTED), "words": INTERRUPTED.to_dict(),
+                            "time": seen[0]["c1"]["time"]}}]
     assert state["command_acks"]["c1"]["message"] == "opened"
     asyncio.run(handle_commands(Recorder(), commands, state, lambda *a, **k: None))
     assert len(seen) == 1  # acknowledged: never run twice

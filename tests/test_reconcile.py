@@ -399,7 +399,7 @@ def test_a_position_the_bot_did_not_open_is_handed_over_only_on_the_users_typed_
     (pos,) = state["positions"].values()
     assert pos["symbol"] == sym and pos["origin"] == "handed_over" and not state["external_positions"]
     (ack,) = state["command_acks"].values()
-    assert ack["ok"] and ack["message"].startswith("adopted BUY")
+    assert ack["ok"] and ack["message"].startswith("adopted long")
     open_ = sim.accounts[API_KEY].open_orders(sym)
     assert sorted(ids.bracket_kind(o.to_api()) for o in open_) == ["stop", "tp"]
     assert all(o.clientOrderId.startswith("mra1-") for o in open_)  # the original's stop replaced

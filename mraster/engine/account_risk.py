@@ -43,7 +43,7 @@ class AccountRisk:
     def lift_breakers(self) -> str:
         """The user lifted the breakers early (a typed confirmation on the dashboard)."""
         if not self.breakers:
-            return "no circuit breaker is on"
+            return words("no circuit breaker is on")
         p = self.state.setdefault("protections", {})
         names = ", ".join(t.name + (f" ({t.symbol})" if t.symbol else "") for t in self.breakers)
         curve = self.state.get("equity_curve") or [[0, 0.0]]
@@ -53,4 +53,4 @@ class AccountRisk:
         self.breakers = []
         p["active"] = []
         self.alert("warning", words("circuit breakers lifted by hand: {names}", names=names))
-        return f"lifted: {names}"
+        return words("lifted: {names}", names=names)

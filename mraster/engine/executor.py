@@ -26,7 +26,7 @@ from mraster.risk import check_order, exposure_cap
 from mraster.strategy.filters import REASONS, market_filters, side_filters
 from mraster.strategy.signals import expected_r, win_probability
 from mraster.strategy.sizing import plan_order, size_multiplier
-from mraster.words import words
+from mraster.words import Words, significant, words
 from mraster.exchange.together import together
 
 LEVERAGE_STEPS = (100, 75, 50, 25, 20, 10, 5, 3, 2, 1)
@@ -264,7 +264,7 @@ class Executor:
                     raise
         raise E.BadRequest(-4028, f"no leverage accepted for {sym}")
 
-    async def manual_entry(self, symbol: str, side: str) -> tuple[bool, str]:
+    async def manual_entry(self, symbol: str, side: str) -> tuple[bool, Words]:
         """A trade the user confirmed (a chat proposal). Only the signal and the policy are the
         user's: the market filters, the sentinel, the entry gate, the risk sizing (the smallest
         bucket), the order checks and the brackets are the bot's own. Returns (opened, sentence)."""
@@ -272,7 +272,8 @@ class Executor:
         await self._load_rules()
         r = self.rules.get(symbol)
         if r is None or r.status != "TRADING" or r.quote != s["ASTER_QUOTE"]:
-            return False, f"not opened: {symbol} is not a tradable {s['ASTER_QUOTE']} perpetual here"
+            return False, words("not opened: {symbol} is not a tradable {quote} perpetual here",
+                                symbol=symbol, quote=s["ASTER_QUOTE"])
         tick_rows, book_rows, prem_rows = await together(
             self.ex, self.ex.ticker_24h(symbol), self.ex.book_ticker(symbol),
             self.ex.premium_index(symbol))
@@ -282,7 +283,7 @@ class Executor:
         ltf, htf = (await self._fetch_candles([symbol], now)).get(symbol, (None, None))
         f = self._features(symbol, ltf, htf) if ltf is not None else None
         if snap is None or f is None:
-            return False, f"not opened: no usable market data for {symbol} yet"
+            return False, words("not opened: no usable market data for {symbol} yet", symbol=symbol)
         label = self._label(symbol)
         # may this symbol be traded at all (cooldown, the user's position, a breaker)? Said
         # first; then whether the market allows it now
@@ -290,7 +291,7 @@ class Executor:
             market_filters(snap, f.wickiness, s) or side_filters(snap, side, s) or \
             ("sentinel_block" if label and label["label"] == "red" else None)
         if reason:
-            return False, f"not opened: {REASONS.get(reason, reason)}"
+            return False, words("not opened: {why}", why=Words(REASONS.get(reason, reason)))
         p = win_probability(f, side)
         er = expected_r(p, s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"], f.atr, f.price,
                         snap.spread, snap.funding, side)
@@ -303,11 +304,14 @@ class Executor:
         await self._enter(res, it, equity, used, now)
         d = res.decisions.get(symbol, {})
         if d.get("action") != "TAKE":
-            return False, f"not opened: {d.get('why') or d.get('reason', 'refused')}"
-        return True, (f"opened {side} {d['qty']:g} {symbol} at {d['entry']:g}, stop {d['stop']:g}, "
-                      f"take-profit {d['take_profit']:g}")
+            return False, words("not opened: {why}", why=Words(
+                d.get("why") or REASONS.get(d.get("reason", ""), "refused")))
+        return True, words("opened {side} {qty} {symbol} at {entry}, stop {stop}, take-profit {tp}",
+                           side=words("long" if side == "BUY" else "short"), qty=d["qty"],
+                           symbol=symbol, entry=significant(d["entry"]), stop=significant(d["stop"]),
+                           tp=significant(d["take_profit"]))
 
-    async def close_positions(self, symbol: str | None = None) -> str:
+    async def close_positions(self, symbol: str | None = None) -> Words:
         """Close the bot's positions at market (one symbol, or all when ``symbol`` is None), then
         book the closes and cancel the brackets left behind. Positions the bot did not open are
         left alone. Returns a plain sentence for the dashboard."""
@@ -334,9 +338,10 @@ class Executor:
             left = position_amounts(await self.ex.position_risk())
             await self.guard.run(self.state["positions"], left)
         if not closed:
-            return f"no open position of the bot on {symbol}" if symbol else \
-                "no open positions of the bot to close"
+            return words("no open position of the bot on {symbol}" if symbol else
+                         "no open positions of the bot to close", symbol=symbol)
         external = [e["symbol"] for e in self.state["external_positions"]]
-        return f"closed {', '.join(closed)} at market" + (
-            f"; positions the bot did not open were left alone: {', '.join(external)}"
-            if external and not symbol else "")
+        if external and not symbol:
+            return words("closed {symbols} at market; positions the bot did not open were left "
+                         "alone: {external}", symbols=", ".join(closed), external=", ".join(external))
+        return words("closed {symbols} at market", symbols=", ".join(closed))

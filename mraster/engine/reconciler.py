@@ -20,7 +20,7 @@ from mraster.exchange import errors as E
 from mraster.execution import ids
 from mraster.execution.booking import book_trade, join_fills, position_fills
 from mraster.execution.ownership import Ownership, owner_of
-from mraster.words import side_word, words
+from mraster.words import side_word, significant, words
 from mraster.exchange.together import together
 
 log = logging.getLogger("mraster.engine")
@@ -149,7 +149,8 @@ class Reconciler:
         rows = await self.ex.position_risk()
         amount = position_amounts(rows).get(sym, 0.0)
         if not amount or sym not in {e["symbol"] for e in self.state["external_positions"]}:
-            return False, f"not adopted: no position on {sym} that the bot does not already manage"
+            return False, words("not adopted: no position on {symbol} that the bot does not "
+                                "already manage", symbol=sym)
         now = self.market_ms or self.now_ms()
         token = ids.new_token(now, taken=self.state["positions"])
         own = Ownership(Owner.BOT, "handed to the bot by the user", token=token,
@@ -161,8 +162,10 @@ class Reconciler:
         if self.guard:
             await self.guard.run(self.state["positions"], position_amounts(rows))
         pos = self.state["positions"][token]
-        return True, (f"adopted {pos.side.value} {pos.qty:g} {sym} at {pos.entry:g}: stop "
-                      f"{pos.stop:g}, take-profit {pos.take_profit:g}")
+        return True, words("adopted {side} {qty} {symbol} at {entry}: stop {stop}, take-profit {tp}",
+                           side=words("long" if pos.side.value == "BUY" else "short"),
+                           qty=pos.qty, symbol=sym, entry=significant(pos.entry),
+                           stop=significant(pos.stop), tp=significant(pos.take_profit))
 
     async def _adopt(self, sym: str, amount: float, rows: list[dict], own: Ownership,
                      now: int, origin: str = "adopted") -> None:

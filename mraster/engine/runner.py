@@ -37,7 +37,7 @@ from mraster.execution.paper import LocalExchange, PaperExchange
 from mraster.logs import mask
 from mraster.files import beside_state, queue_document, state_document
 from mraster.store import JsonDocument
-from mraster.words import words
+from mraster.words import Words, words
 
 log = logging.getLogger("mraster.bot")
 
@@ -48,8 +48,8 @@ BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decis
             "audit", "notify")
 
 
-INTERRUPTED = ("interrupted: the bot stopped while opening this trade and did not retry it; check "
-               "the positions")
+INTERRUPTED = words("interrupted: the bot stopped while opening this trade and did not retry it; "
+                    "check the positions")
 
 
 class EventSink:
@@ -207,21 +207,27 @@ async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: di
             elif cmd.get("kind") == "enter" and cmd.get("side") in ("BUY", "SELL"):
                 # on disk before the order can leave: after a crash in between, the trade is
                 # reported as interrupted, never sent a second time
-                acks[cmd["id"]] = {"ok": False, "message": INTERRUPTED, "time": int(time.time() * 1000)}
+                acks[cmd["id"]] = _ack(False, INTERRUPTED)
                 engine.save()
                 ok, message = await engine.manual_entry(cmd.get("symbol") or "", cmd["side"])
             else:
-                ok, message = False, f"unknown command {cmd.get('kind')!r}"
+                ok, message = False, words("unknown command {kind}", kind=repr(cmd.get("kind")))
         except E.ExchangeError as exc:
-            ok, message = False, f"failed: {exc}"
+            ok, message = False, words("failed: {error}", error=str(exc))
             engine.alert("error", words("command {kind} {symbol}: {error}", kind=cmd.get("kind"),
                                      symbol=cmd.get("symbol") or "", error=str(exc)))
-        acks[cmd["id"]] = {"ok": ok, "message": message, "time": int(time.time() * 1000)}
+        acks[cmd["id"]] = _ack(ok, message)
         emit("command", id=cmd["id"], kind=cmd.get("kind"), symbol=cmd.get("symbol"), ok=ok,
-             message=message)
+             message=str(message))
     live_ids = {c.get("id") for c in inbox}
     for cid in [c for c in acks if c not in live_ids]:
         del acks[cid]
+
+
+def _ack(ok: bool, message: Words) -> dict[str, Any]:
+    """The bot's answer to a command: the page shows it in its language."""
+    return {"ok": ok, "message": str(message), "words": message.to_dict(),
+            "time": int(time.time() * 1000)}
 
 
 def _has_new_commands(commands: Mapping[str, Any], state: dict[str, Any]) -> bool:
