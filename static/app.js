@@ -535,9 +535,9 @@ function renderCopilots(c) {
   const pb = c.playbook, bad = c.llm_problem;
   $("#copilot-problem").textContent = bad ? t("Last LLM problem ({kind}, {time}): {why}; the rules stood in.", { kind: bad.kind, time: time(bad.time), why: bad.why }) : "";
   $("#playbook").replaceChildren(...(pb ? [el("p", {}, el("b", {}, t("Regime: {regime}", { regime: t(pb.regime) })), " — " + t("longs ×{long}, shorts ×{short} ({source}, {time})", { long: fmt(pb.size_factor.BUY, 2), short: fmt(pb.size_factor.SELL, 2), source: t(pb.source), time: time(pb.at) })),
-    el("ul", { class: "raw" }, ...pb.directives.map((x) => el("li", {}, x))),
+    el("ul", {}, ...(pb.directives_words || pb.directives).map((x) => el("li", {}, typeof x === "string" ? el("span", { class: "raw" }, x) : said(x)))),
     ...(pb.blocks || []).filter((b) => b.until > serverNow()).map((b) => el("p", { class: "warn", "data-testid": "playbook-block" },
-      t("Blocked: {what} until {time} — ", { what: (b.symbol || t("every symbol")) + (b.side ? ", " + t(b.side === "BUY" ? "longs" : "shorts") : ""), time: time(b.until) }), el("span", { class: "raw" }, b.reason))),
+      t("Blocked: {what} until {time} — ", { what: (b.symbol || t("every symbol")) + (b.side ? ", " + t(b.side === "BUY" ? "longs" : "shorts") : ""), time: time(b.until) }), b.reason_words ? said(b.reason_words) : el("span", { class: "raw" }, b.reason))),
     Object.keys(pb.tighten || {}).length ? el("p", {}, t("Tightened: {what}", { what: Object.entries(pb.tighten).map(([k, v]) => k === "ASTER_MIN_EDGE_R" ? `${k} +${v}` : `${k} ×${v}`).join(", ") })) : "",
     pb.bias && (pb.bias.sl !== 1 || pb.bias.tp !== 1) ? el("p", {}, t("Stop ×{sl}, target ×{tp} (inside the tuner's limits)", { sl: fmt(pb.bias.sl, 2), tp: fmt(pb.bias.tp, 2) })) : "",
     pb.note ? el("p", { class: "muted raw" }, pb.note) : ""] : [el("p", { class: "muted" }, t("No playbook yet."))]));
@@ -545,7 +545,7 @@ function renderCopilots(c) {
   $("#tuner").replaceChildren(...(tu ? [el("p", {}, t("From {trades} trades (confidence {confidence}, {source}): size S ×{s}, M ×{m}, L ×{l}; stop ×{sl}; target ×{tp}.", { trades: tu.trades, confidence: pct(tu.confidence), source: t(tu.source), s: fmt(tu.size_bias.S, 2), m: fmt(tu.size_bias.M, 2), l: fmt(tu.size_bias.L, 2), sl: fmt(tu.sl_bias, 2), tp: fmt(tu.tp_bias, 2) })),
     ...c.tuner_log.slice().reverse().slice(0, 3).map((x) => el("p", { class: "muted" }, `${time(x.time)}: ${t(x.source)}`, x.note ? el("span", { class: "raw" }, " — " + x.note) : ""))] : []));
   $("#postmortems tbody").replaceChildren(...c.postmortem.map((p) => el("tr", {}, el("td", {}, p.symbol), el("td", {}, p.trades),
-    el("td", { class: p.edge >= 0 ? "pos" : "neg" }, fmt(p.edge, 2)), el("td", {}, pct(p.quick_stop_rate)), el("td", { class: "raw" }, p.lesson || ""), el("td", {}, t(p.source)))));
+    el("td", { class: p.edge >= 0 ? "pos" : "neg" }, fmt(p.edge, 2)), el("td", {}, pct(p.quick_stop_rate)), el("td", {}, p.lesson_words ? said(p.lesson_words) : el("span", { class: "raw" }, p.lesson || "")), el("td", {}, t(p.source)))));
 }
 
 function renderDecisions(d) {

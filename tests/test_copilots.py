@@ -136,6 +136,31 @@ def test_the_playbook_can_block_tighten_and_bias_only_toward_less_risk():
     assert PB.tightened(s, {"tighten": {}}) is s
 
 
+def test_the_rule_based_copilots_speak_the_readers_language():
+    """The AI tab's playbook, its blocks and the postmortem lessons are kept as words too: a
+    German page reads them in German (they were English sentences); the English text, which
+    the LLM advisor also reads, is unchanged."""
+    from mraster.ai import postmortem as PM
+    from mraster.words import speaker
+
+    de = speaker("de")
+    one_way = {f"S{i}": {"change_pct": 3.0} for i in range(19)} | {"S19": {"change_pct": -1.0}}
+    pb = PB.rule_playbook(PB.overview(one_way, {}, [{"symbol": "ETHUSDT", "reason": "stop",
+                                                     "r": -1.0}] * 2), now_ms=1_000)
+    assert pb["directives"][0] == "95% of the market is up over 24 h: shorts at 70 % size."
+    german = [de(w["template"], **w["params"]) for w in pb["directives_words"]]
+    assert german[0] == "95 % des Marktes liegen über 24 h im Plus: Shorts mit 70 % Größe."
+    assert "2 Stop-outs in Folge auf ETHUSDT: Es setzt aus" in german
+    assert [de(b["reason_words"]["template"], **b["reason_words"]["params"])
+            for b in pb["blocks"]][0].endswith("keine neuen Shorts")
+    review = PM.rule_review({"symbol": "ETHUSDT", "reason": "take_profit", "r": 1.5,
+                             "opened_at": 0, "closed_at": 45 * 60_000})
+    assert review["lesson"] == "take-profit reached after 45 min at +1.50 R: the setup worked"
+    w = PM.learn({}, review)["lesson_words"]
+    assert de(w["template"], **w["params"]) == \
+        "Take-Profit nach 45 min bei 1,5 R erreicht: Das Setup hat funktioniert"
+
+
 def test_the_bot_skips_what_the_playbook_blocks(sim_factory, tmp_path):
     """AI mode without a key, over HTTP: a playbook that blocks longs and shorts for an hour
     turns every candidate the policy would take into playbook_block, said with its reason."""

@@ -20,6 +20,8 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, Field
 
+from mraster.words import Words, words
+
 SIZE_RANGE = (0.3, 1.0)
 BLOCK_HOURS_MAX = 24.0
 # filters a playbook may tighten: a maximum is multiplied by a factor in [0.5, 1]; the minimum
@@ -75,11 +77,21 @@ def overview(market: Mapping[str, Mapping[str, Any]], labels: Mapping[str, Mappi
             "recent_losses": sum(1 for t in last if (t.get("r") or 0) < 0), "recent_trades": len(last)}
 
 
+def _pct(share: float) -> int:
+    """A share as whole percent (``f"{x:.0%}"`` rounds the same way)."""
+    return int(f"{share * 100:.0f}")
+
+
+def _block(side: str | None, symbol: str | None, until: int, why: Words) -> dict[str, Any]:
+    return {"side": side, "symbol": symbol, "until": until, "reason": str(why),
+            "reason_words": why.to_dict()}
+
+
 def rule_playbook(ov: Mapping[str, Any], now_ms: int = 0, hours: float = 1.0) -> dict[str, Any]:
     """``hours``: how long its blocks last (the playbook is renewed before they end while the
     condition holds)."""
     size = {"BUY": 1.0, "SELL": 1.0}
-    directives: list[str] = []
+    directives: list[Words] = []
     blocks: list[dict[str, Any]] = []
     tighten: dict[str, float] = {}
     bias = {"sl": 1.0, "tp": 1.0}
@@ -89,37 +101,41 @@ def rule_playbook(ov: Mapping[str, Any], now_ms: int = 0, hours: float = 1.0) ->
         size = {"BUY": 0.6, "SELL": 0.6}
         tighten = {"ASTER_SPREAD_BPS_MAX": 0.7, "ASTER_WICKINESS_MAX": 0.9}
         bias = {"sl": 1.0, "tp": 0.9}
-        directives.append("Market shock: every new position at 60 % size, spread and wick limits "
-                          "tightened, targets 10 % closer; red-labelled symbols are not traded.")
+        directives.append(words("Market shock: every new position at 60 % size, spread and wick "
+                                "limits tightened, targets 10 % closer; red-labelled symbols are "
+                                "not traded."))
     elif ov["breadth"] >= 0.65:
         regime = "bullish"
         size["SELL"] = 0.7
-        directives.append(f"{ov['breadth']:.0%} of the market is up over 24 h: shorts at 70 % size.")
+        directives.append(words("{share}% of the market is up over 24 h: shorts at 70 % size.",
+                                share=_pct(ov["breadth"])))
     elif ov["breadth"] <= 0.35:
         regime = "bearish"
         size["BUY"] = 0.7
-        directives.append(f"{1 - ov['breadth']:.0%} of the market is down over 24 h: longs at "
-                          "70 % size.")
+        directives.append(words("{share}% of the market is down over 24 h: longs at 70 % size.",
+                                share=_pct(1 - ov["breadth"])))
     else:
         regime = "mixed"
-        directives.append("No clear market direction: normal size both ways.")
+        directives.append(words("No clear market direction: normal size both ways."))
     if ov["symbols"] and ov["breadth"] >= ONE_WAY:
-        blocks.append({"side": "SELL", "symbol": None, "until": until,
-                       "reason": f"{ov['breadth']:.0%} of the market is up over 24 h: no new shorts"})
+        blocks.append(_block("SELL", None, until, words(
+            "{share}% of the market is up over 24 h: no new shorts", share=_pct(ov["breadth"]))))
     elif ov["symbols"] and ov["breadth"] <= 1 - ONE_WAY:
-        blocks.append({"side": "BUY", "symbol": None, "until": until,
-                       "reason": f"{1 - ov['breadth']:.0%} of the market is down over 24 h: no new "
-                                 "longs"})
+        blocks.append(_block("BUY", None, until, words(
+            "{share}% of the market is down over 24 h: no new longs",
+            share=_pct(1 - ov["breadth"]))))
     for sym, n in sorted(ov.get("stop_streaks", {}).items()):
-        blocks.append({"side": None, "symbol": sym, "until": until,
-                       "reason": f"{n} stop-outs in a row on {sym}: it sits out"})
+        blocks.append(_block(None, sym, until, words(
+            "{n} stop-outs in a row on {symbol}: it sits out", n=n, symbol=sym)))
     if ov["recent_trades"] >= 5 and ov["recent_losses"] >= 4:
         size = {k: round(v * 0.8, 4) for k, v in size.items()}
         tighten["ASTER_MIN_EDGE_R"] = 0.05
-        directives.append(f"{ov['recent_losses']} of the last 5 trades lost: size cut by a further "
-                          "20 %, minimum edge raised by 0.05 R.")
-    directives += [b["reason"] for b in blocks]
-    return {"regime": regime, "directives": directives, "size_factor": size, "blocks": blocks,
+        directives.append(words("{n} of the last 5 trades lost: size cut by a further 20 %, "
+                                "minimum edge raised by 0.05 R.", n=ov["recent_losses"]))
+    directives += [Words.from_dict(b["reason_words"]) for b in blocks]
+    return {"regime": regime, "directives": [str(d) for d in directives],
+            "directives_words": [d.to_dict() for d in directives],  # the page's language
+            "size_factor": size, "blocks": blocks,
             "tighten": tighten, "bias": bias, "source": "rules", "overview": dict(ov)}
 
 

@@ -17,6 +17,8 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel, Field
 
+from mraster.words import Fixed, words
+
 DECAY = 0.8          # weight of the previous value in the per-symbol averages
 # the measured features, averaged per symbol (name: what it is)
 NUMERIC = {
@@ -84,31 +86,36 @@ def rule_review(trade: Mapping[str, Any], measured: Mapping[str, Any] | None = N
     minutes = max(0.0, (trade.get("closed_at", 0) - trade.get("opened_at", 0)) / 60_000)
     reason = trade.get("reason", "closed")
     quick_stop = reason == "stop" and minutes < QUICK_MINUTES
+    mins, rr = round(minutes), Fixed(r, signed=True)
     if quick_stop:
-        lesson = (f"stopped out after {minutes:.0f} min: the entry came late in the move or the "
-                  "stop sat inside the noise")
+        lesson = words("stopped out after {minutes} min: the entry came late in the move or the "
+                       "stop sat inside the noise", minutes=mins)
     elif reason == "stop":
-        lesson = f"stopped out after {minutes:.0f} min at {r:+.2f} R: the setup failed"
+        lesson = words("stopped out after {minutes} min at {r} R: the setup failed",
+                       minutes=mins, r=rr)
     elif reason == "take_profit":
-        lesson = f"take-profit reached after {minutes:.0f} min at {r:+.2f} R: the setup worked"
+        lesson = words("take-profit reached after {minutes} min at {r} R: the setup worked",
+                       minutes=mins, r=rr)
     elif reason == "manual":
-        lesson = f"closed by hand at {r:+.2f} R"
+        lesson = words("closed by hand at {r} R", r=rr)
     else:
-        lesson = f"closed ({reason}) at {r:+.2f} R after {minutes:.0f} min"
+        lesson = words("closed ({reason}) at {r} R after {minutes} min", reason=reason, r=rr,
+                       minutes=mins)
     m = dict(measured or {})
     regime = m.pop("regime", None) or trade.get("regime")
     m.update(stop_rate=float("stop" in reason), tp_rate=float(reason == "take_profit"))
     if "stop" in reason:
         m["stop_minutes"] = round(minutes, 2)
     return {"symbol": trade.get("symbol"), "closed_at": trade.get("closed_at"), "r": r,
-            "score": round(math.tanh(r / 1.5), 4), "quick_stop": quick_stop, "lesson": lesson,
+            "score": round(math.tanh(r / 1.5), 4), "quick_stop": quick_stop,
+            "lesson": str(lesson), "lesson_words": lesson.to_dict(),  # the page's language
             "source": "rules", "measured": m, "regime": regime}
 
 
 def with_llm(review: dict[str, Any], llm: Review) -> dict[str, Any]:
     """The LLM's view blended with the rules' (half each), its lesson kept."""
     return {**review, "score": round((review["score"] + llm.score) / 2, 4), "lesson": llm.lesson,
-            "source": "ai"}
+            "lesson_words": None, "source": "ai"}
 
 
 def learn(book: dict[str, Any], review: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,7 +124,8 @@ def learn(book: dict[str, Any], review: Mapping[str, Any]) -> dict[str, Any]:
     out = {"edge": round(DECAY * e["edge"] + (1 - DECAY) * review["score"], 4),
            "quick_stop_rate": round(DECAY * e["quick_stop_rate"]
                                     + (1 - DECAY) * float(review["quick_stop"]), 4),
-           "trades": e["trades"] + 1, "lesson": review["lesson"], "source": review["source"]}
+           "trades": e["trades"] + 1, "lesson": review["lesson"],
+           "lesson_words": review.get("lesson_words"), "source": review["source"]}
     for k in NUMERIC:  # a measure seen for the first time starts at its value
         v = (review.get("measured") or {}).get(k)
         old = e.get(k)
