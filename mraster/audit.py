@@ -14,6 +14,7 @@ slippage, a late cycle, or an exchange refusal.
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from typing import Any, Mapping
 
@@ -113,7 +114,7 @@ def replay(record_lines: list[dict[str, Any]], s: Mapping[str, Any],
             divergent.append({"time": t, "symbol": sym, "live": reason or action,
                               "live_side": side, "replay": replayed or "opens",
                               "replay_side": replay_side,
-                              "cause": _cause(sym, ltf, line.get("s"), now_hash, revised)})
+                              **_cause(sym, ltf, line.get("s"), now_hash, revised)})
     fills = []
     for tr in history:
         if int(tr["opened_at"]) < since:
@@ -156,17 +157,20 @@ def _tightened(s: Mapping[str, Any], tight: Mapping[str, float]) -> Mapping[str,
 
 
 def _cause(sym: str, ltf: Candles, recorded_hash: str | None, now_hash: str,
-           revised: Mapping[tuple[str, int], list[float]] | None) -> str:
-    if revised:
-        for i in range(len(ltf.t)):
-            now = revised.get((sym, int(ltf.t[i])))
-            seen = [float(ltf.o[i]), float(ltf.h[i]), float(ltf.l[i]), float(ltf.c[i])]
-            if now is not None and [float(x) for x in now[1:5]] != seen:
-                return (f"data changed afterwards: the exchange now shows a different candle at "
-                        f"{int(ltf.t[i])} than the bot saw")
+           revised: Mapping[tuple[str, int], list[float]] | None) -> dict[str, Any]:
+    """Why a decision differs: ``cause`` in English, ``cause_words`` for the page's language."""
+    said = words("the evaluator decides differently on the same data (a code change)")
     if recorded_hash and recorded_hash != now_hash:
-        return "the settings changed since: the replay uses today's settings"
-    return "the evaluator decides differently on the same data (a code change)"
+        said = words("the settings changed since: the replay uses today's settings")
+    for i in range(len(ltf.t) if revised else 0):
+        now = revised.get((sym, int(ltf.t[i])))
+        seen = [float(ltf.o[i]), float(ltf.h[i]), float(ltf.l[i]), float(ltf.c[i])]
+        if now is not None and [float(x) for x in now[1:5]] != seen:
+            said = words("data changed afterwards: the exchange now shows a different candle at "
+                         "{time} than the bot saw", time=time.strftime(
+                             "%Y-%m-%d %H:%M UTC", time.gmtime(int(ltf.t[i]) / 1000)))
+            break
+    return {"cause": str(said), "cause_words": said.to_dict()}
 
 
 def _late_cycles(lines: list[dict[str, Any]], s: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -420,7 +420,7 @@ function renderAudit(a) {
       late: Array.isArray(a.late_cycles) ? a.late_cycles.length : a.late_cycles || 0, refused: Array.isArray(a.refusals) ? a.refusals.length : a.refusals || 0 })),
     div.length ? el("table", {}, el("thead", {}, el("tr", {}, ...["Time", "Symbol", "Live", "Replay", "Cause"].map((h) => el("th", {}, t(h))))),
       el("tbody", {}, ...div.map((d) => el("tr", {}, el("td", {}, time(d.time)), el("td", {}, d.symbol), el("td", {}, `${d.live}${d.live_side ? " " + side(d.live_side) : ""}`),
-        el("td", {}, `${d.replay}${d.replay_side ? " " + side(d.replay_side) : ""}`), el("td", { class: "raw" }, d.cause))))) : "",
+        el("td", {}, `${d.replay}${d.replay_side ? " " + side(d.replay_side) : ""}`), el("td", {}, d.cause_words ? said(d.cause_words) : el("span", { class: "raw" }, d.cause)))))) : "",
     fills.length ? el("p", {}, t("Fills beyond their quote:") + " " + fills.map((f) => `${f.symbol} ${fmt(f.slippage_bps, 1)} bps`).join(", ")) : "");
 }
 

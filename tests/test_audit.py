@@ -10,6 +10,7 @@ from conftest import bot_settings
 from mraster.audit import replay
 from mraster.engine.recorder import DAY_MS, Recorder, read
 from mraster.engine.runner import run_async
+from mraster.words import speaker
 
 
 def recorded_day(sim_factory, tmp_path, runs: int = 4):
@@ -53,6 +54,9 @@ def test_the_replay_reproduces_every_decision_and_names_each_planted_divergence(
             found = hits[0]
             break
     assert found and found["cause"].startswith("data changed afterwards"), found
+    # the page reads it in its language (the table said it in English), the candle's time readable
+    de = speaker("de")(found["cause_words"]["template"], **found["cause_words"]["params"])
+    assert de.startswith("Daten nachträglich geändert: Die Börse zeigt bei 20") and " UTC " in de
 
     # 2. the settings changed since: every decision that passed the screen now fails it
     from mraster import settings as st
