@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import httpx
 
-from mraster.words import Fixed, Say, english, side_word, speaker, words
+from mraster.words import Fixed, Say, english, side_word, significant, speaker, words
 
 log = logging.getLogger("mraster.notify")
 QUEUE_MAX = 200
@@ -215,7 +215,8 @@ class Notifier:
         if word == "/positions":
             rows = [say("{side} {qty} {symbol} at {entry}, stop {stop}, TP {tp}",
                         side=say(side_word(p.side.value)), qty=p.qty, symbol=p.symbol,
-                        entry=p.entry, stop=p.stop, tp=p.take_profit)
+                        entry=significant(p.entry), stop=significant(p.stop),
+                        tp=significant(p.take_profit))
                     for p in st.get("positions", {}).values()]
             return "\n".join(rows) or say("No open positions.")
         if word in ("/pause", "/resume"):

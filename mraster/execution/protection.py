@@ -19,7 +19,6 @@ from mraster.execution import ids
 from mraster.words import Words, words
 
 
-
 @dataclass(frozen=True)
 class Finding:
     kind: str      # missing | wrong_price | wrong_side | wrong_qty | stale_bracket | foreign_order
