@@ -431,8 +431,8 @@ function protectionCell(x) {
   const locks = p.at_risk != null && p.at_risk < 0;
   const facts = t(locks ? "stop {stop} / TP {tp} on the exchange · the stop locks in {risk} USDT (fees, funding {funding} USDT)" : "stop {stop} / TP {tp} on the exchange · at risk {risk} USDT (fees, funding {funding} USDT)", { stop: p.stop == null ? "–" : price(p.stop, x.symbol), tp: p.tp == null ? "–" : price(p.tp, x.symbol), risk: p.at_risk == null ? "–" : fmt(Math.abs(p.at_risk), 2), funding: fmt(p.funding, 4) }) +
     (p.stop_liq_distance == null ? "" : " · " + t("stop {distance} from liquidation", { distance: pct(p.stop_liq_distance) })) + (p.repairs ? " · " + t("repaired {n}×", { n: p.repairs }) : "");
-  if (p.status === "problem") return el("td", { class: "neg", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), ...p.problems_words.flatMap((w, i) => [i ? "; " : "", said(w)]), el("br", {}), el("small", {}, facts));
-  return el("td", { class: "pos", "data-testid": "protection-ok" }, "✓ " + t("protected since {time}", { time: time(p.since) }), el("br", {}), el("small", {}, facts));
+  if (p.status === "problem") return el("td", { class: "neg text", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), ...p.problems_words.flatMap((w, i) => [i ? "; " : "", said(w)]), el("br", {}), el("small", {}, facts));
+  return el("td", { class: "pos text", "data-testid": "protection-ok" }, "✓ " + t("protected since {time}", { time: time(p.since) }), el("br", {}), el("small", {}, facts));
 }
 
 async function adoptPosition(symbol) {
@@ -550,9 +550,9 @@ function renderCopilots(c) {
 
 function renderDecisions(d) {
   $("#decisions tbody").replaceChildren(...d.decisions.map((x) => el("tr", { "data-chart": x.symbol },
-    el("td", {}, x.symbol), el("td", { class: x.action === "TAKE" ? "pos" : "" }, t(x.action)), el("td", {}, t(x.why || "")),
+    el("td", {}, x.symbol), el("td", { class: x.action === "TAKE" ? "pos" : "" }, t(x.action)), el("td", { class: "text" }, t(x.why || "")),
     el("td", {}, side(x.side)), el("td", {}, fmt(x.rsi, 1)), el("td", {}, x.htf_trend == null ? "" : t(String(x.htf_trend))), el("td", {}, x.expected_r == null ? "" : fmt(x.expected_r, 2) + " R"))));
-  $("#skips tbody").replaceChildren(...d.skip_reasons.map((x) => el("tr", {}, el("td", { title: x.reason }, t(x.label)), el("td", {}, x.count), el("td", {}, t(x.why)))));
+  $("#skips tbody").replaceChildren(...d.skip_reasons.map((x) => el("tr", {}, el("td", { title: x.reason }, t(x.label)), el("td", {}, x.count), el("td", { class: "text" }, t(x.why)))));
 }
 
 function renderMarket(d) {

@@ -124,3 +124,21 @@ def test_a_german_speaking_trader_reads_every_view_in_german(dashboard, page_fac
     page.reload()
     expect(page.locator("#lang")).to_have_value("en")
     assert page.errors == []
+
+
+@pytest.mark.parametrize("width", [1280])
+def test_every_view_fits_a_laptop_screen(dashboard, page_factory, width):
+    """On a laptop the page never scrolls sideways either: the positions and decisions tables
+    were one line per row, 2,000 px wide (2,150 in German), and moved the whole page."""
+    server = dashboard(ASTER_SCAN_INTERVAL_SECONDS="1")
+    page = page_factory(width, 800, locale="de-DE")
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.get_by_test_id("start").click()
+    expect(page.locator("#positions tbody tr[data-status=open]").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("protection-ok").first).to_be_visible(timeout=60_000)
+    for tab in TABS:
+        page.click(f"#tabs button[data-tab={tab}]")
+        expect(page.locator(f"#tab-{tab}")).to_be_visible()
+        fits(page)
+    assert page.errors == []
