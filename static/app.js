@@ -66,6 +66,8 @@ $("#lang").addEventListener("change", (ev) => {
 // one formatter for every number, date and time on the page, charts included: the chosen
 // language's conventions, this browser's time zone (the page says so)
 const fmt = (x, d = 4) => (x === null || x === undefined) ? "–" : Number(x).toLocaleString(I18N.locale, { maximumFractionDigits: d });
+// an amount of dollars: always two decimals ("0,60 USDT" beside "21,36 USDT"), never "-0,00"
+const cents = (x) => (x === null || x === undefined) ? "–" : Number(Math.abs(x) < 0.005 ? 0 : x).toLocaleString(I18N.locale, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const pct = (x) => (x === null || x === undefined) ? "–" : Number(x).toLocaleString(I18N.locale, { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
 // whole seconds from a moment until now (the server sends moments, the page counts: an
 // unchanged state is not sent again)
@@ -367,18 +369,18 @@ function renderNotices(d) {
 
 function renderOverview(d) {
   const p = d.performance;
-  const cards = [["Equity", fmt(p.equity, 2) + " USDT"], ["Closed trades", p.trades], ["Win rate", pct(p.win_rate)],
+  const cards = [["Equity", cents(p.equity) + " USDT"], ["Closed trades", p.trades], ["Win rate", pct(p.win_rate)],
     ["Profit factor", p.profit_factor === null ? "–" : fmt(p.profit_factor, 2)], ["Expectancy", p.expectancy_r === null ? "–" : fmt(p.expectancy_r, 2) + " R"],
-    ["Total PnL", fmt(p.total_pnl, 2) + " USDT"], ["Max drawdown", p.max_drawdown === null ? "–" : `${fmt(p.max_drawdown, 2)} USDT (${pct(p.max_drawdown_pct)})`]];
+    ["Total PnL", cents(p.total_pnl) + " USDT"], ["Max drawdown", p.max_drawdown === null ? "–" : `${cents(p.max_drawdown)} USDT (${pct(p.max_drawdown_pct)})`]];
   const x = d.exposure || {};
-  cards.push(["Unrealised PnL", fmt(x.unrealized, 2) + " USDT"], ["Margin used", x.margin_used == null ? "–" : fmt(x.margin_used, 2) + " USDT"],
+  cards.push(["Unrealised PnL", cents(x.unrealized) + " USDT"], ["Margin used", x.margin_used == null ? "–" : cents(x.margin_used) + " USDT"],
     ["Notional / equity", x.notional_x == null ? "–" : fmt(x.notional_x, 2) + "×"], ["Open risk / equity", x.open_risk_pct == null ? "–" : pct(x.open_risk_pct)]);
   $("#perf-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card" }, el("small", {}, t(k)), el("b", {}, String(v)))));
   const tb = $("#positions tbody");
   tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-chart": x.symbol, "data-status": x.status, "data-protection": x.protection.status, class: x.protection.status === "problem" ? "unprotected" : null },
     el("td", {}, x.symbol), el("td", { class: x.side === "BUY" ? "long" : "short" }, side(x.side)),
     el("td", {}, fmt(x.qty)), el("td", {}, price(x.entry, x.symbol)), el("td", {}, price(x.mark, x.symbol)),
-    el("td", { class: x.pnl >= 0 ? "pos" : "neg" }, fmt(x.pnl, 2) + " USDT"), el("td", {}, fmt(x.r, 2) + " R"),
+    el("td", { class: x.pnl >= 0 ? "pos" : "neg" }, cents(x.pnl) + " USDT"), el("td", {}, fmt(x.r, 2) + " R"),
     el("td", {}, price(x.stop, x.symbol)), el("td", {}, price(x.take_profit, x.symbol)),
     el("td", {}, x.liquidation ? `${price(x.liquidation, x.symbol)} (${pct(x.liquidation_distance)})` : "–"),
     protectionCell(x),
@@ -429,7 +431,7 @@ function protectionCell(x) {
   if (p.status === "unverified") return el("td", { class: "muted" }, t("not read back yet"));
   // a stop moved past the entry no longer risks money: it locks some in (it read "at risk -6.77")
   const locks = p.at_risk != null && p.at_risk < 0;
-  const facts = t(locks ? "stop {stop} / TP {tp} on the exchange · the stop locks in {risk} USDT (fees, funding {funding} USDT)" : "stop {stop} / TP {tp} on the exchange · at risk {risk} USDT (fees, funding {funding} USDT)", { stop: p.stop == null ? "–" : price(p.stop, x.symbol), tp: p.tp == null ? "–" : price(p.tp, x.symbol), risk: p.at_risk == null ? "–" : fmt(Math.abs(p.at_risk), 2), funding: fmt(p.funding, 4) }) +
+  const facts = t(locks ? "stop {stop} / TP {tp} on the exchange · the stop locks in {risk} USDT (fees, funding {funding} USDT)" : "stop {stop} / TP {tp} on the exchange · at risk {risk} USDT (fees, funding {funding} USDT)", { stop: p.stop == null ? "–" : price(p.stop, x.symbol), tp: p.tp == null ? "–" : price(p.tp, x.symbol), risk: p.at_risk == null ? "–" : cents(Math.abs(p.at_risk)), funding: fmt(p.funding, 4) }) +
     (p.stop_liq_distance == null ? "" : " · " + t("stop {distance} from liquidation", { distance: pct(p.stop_liq_distance) })) + (p.repairs ? " · " + t("repaired {n}×", { n: p.repairs }) : "");
   if (p.status === "problem") return el("td", { class: "neg text", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), ...p.problems_words.flatMap((w, i) => [i ? "; " : "", said(w)]), el("br", {}), el("small", {}, facts));
   return el("td", { class: "pos text", "data-testid": "protection-ok" }, "✓ " + t("protected since {time}", { time: time(p.since) }), el("br", {}), el("small", {}, facts));
@@ -602,7 +604,7 @@ async function renderHistory(force = false) {
   const rows = page.rows;
   $("#history tbody").replaceChildren(...rows.map((h) => el("tr", { "data-chart": $("#hist-source").value === "backtest" ? null : h.symbol },
     el("td", {}, time(h.closed_at)), el("td", {}, h.symbol), el("td", {}, side(h.side)), el("td", {}, fmt(h.qty)),
-    el("td", {}, price(h.entry, h.symbol)), el("td", {}, price(h.exit, h.symbol)), el("td", {}, exitWords(h.reason)), el("td", { class: h.pnl > 0 ? "pos" : "neg" }, fmt(h.pnl, 2)),
+    el("td", {}, price(h.entry, h.symbol)), el("td", {}, price(h.exit, h.symbol)), el("td", {}, exitWords(h.reason)), el("td", { class: h.pnl > 0 ? "pos" : "neg" }, cents(h.pnl)),
     el("td", {}, fmt(h.fees, 4)), el("td", {}, fmt(h.funding, 4)), el("td", {}, fmt(h.r, 2)),
     el("td", { class: "notes raw" }, (h.notes || []).join(" · ")))));
   if (!rows.length) $("#history tbody").append(el("tr", {}, el("td", { colspan: 12, class: "muted" }, t("No closed trades match."))));
@@ -611,11 +613,11 @@ async function renderHistory(force = false) {
   $("#hist-newer").disabled = hist.offset === 0;
   $("#hist-older").disabled = last >= page.total;
   $("#hist-summary").textContent = page.total
-    ? t("{total} trades · {wins} wins ({share}) · PnL {pnl} USDT", { total: page.total, wins: page.wins, share: pct(page.wins / page.total), pnl: fmt(page.pnl, 2) })
+    ? t("{total} trades · {wins} wins ({share}) · PnL {pnl} USDT", { total: page.total, wins: page.wins, share: pct(page.wins / page.total), pnl: cents(page.pnl) })
     : "";
   $("#calendar tbody").replaceChildren(...cal.rows.map((c) => el("tr", {},
     el("td", {}, c.period), el("td", {}, c.trades), el("td", {}, c.wins),
-    el("td", { class: c.pnl > 0 ? "pos" : "neg" }, fmt(c.pnl, 2)), el("td", {}, fmt(c.fees, 4)), el("td", {}, fmt(c.r, 2)))));
+    el("td", { class: c.pnl > 0 ? "pos" : "neg" }, cents(c.pnl)), el("td", {}, fmt(c.fees, 4)), el("td", {}, fmt(c.r, 2)))));
   if (!cal.rows.length) $("#calendar tbody").append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, t("No closed trades yet."))));
 }
 for (const id of ["#hist-source", "#hist-symbol", "#hist-side", "#hist-result", "#hist-reason", "#hist-since", "#hist-until", "#cal-period"]) {
@@ -997,8 +999,7 @@ $("#btn-download").addEventListener("click", async () => {
 // an amount of the backtest's account: cents of a dollar quote, satoshis of BTC (the sample
 // pairs are quoted in BTC), never "-0"
 function money(x, quote) {
-  const d = quote.startsWith("USD") ? 2 : 8;
-  return `${fmt(Math.abs(x) < 0.5 * 10 ** -d ? 0 : x, d)} ${quote}`;
+  return quote.startsWith("USD") ? `${cents(x)} ${quote}` : `${fmt(Math.abs(x) < 5e-9 ? 0 : x, 8)} ${quote}`;
 }
 function renderBacktest(r) {
   const s = r.summary, q = r.quote || "USDT";

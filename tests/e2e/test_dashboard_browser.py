@@ -468,7 +468,7 @@ def test_a_stop_moved_past_the_entry_reads_as_profit_locked_in(tmp_path, dashboa
     pos = position(symbol="ETCUSDT", side="SELL", entry=30.197, initial_stop=30.402, stop=30.144,
                    take_profit=30.054, qty=239.0)
     pos.protection = {"status": "ok", "since": 1_700_000_000_000, "stop": 30.144, "tp": 30.054,
-                      "at_risk": -6.77, "funding": 0.0, "checked_at": 1_700_000_000_000}
+                      "at_risk": -6.7, "funding": 0.0, "checked_at": 1_700_000_000_000}
     from mraster.execution.protection import verify
     from mraster.sim.exchange import SimExchange
     from mraster.sim.market import SyntheticMarket
@@ -485,8 +485,8 @@ def test_a_stop_moved_past_the_entry_reads_as_profit_locked_in(tmp_path, dashboa
     page = page_factory(locale="de-DE")
     page.goto(server.url)
     cell = page.get_by_test_id("protection-ok")
-    expect(cell).to_contain_text("der Stop sichert 6,77 USDT")
-    assert "-6,77" not in cell.inner_text() and page.errors == []
+    expect(cell).to_contain_text("der Stop sichert 6,70 USDT")  # money always with its cents
+    assert "-6,7" not in cell.inner_text() and page.errors == []
     expect(page.get_by_test_id("protection-problem")).to_contain_text(
         f"{bare.symbol}: kein Stop des Bots an der Börse; {bare.symbol}: kein Take-Profit des Bots")
 
