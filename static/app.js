@@ -319,7 +319,7 @@ function renderHeader(d) {
   if (state.config && d.market_source !== state.sourceShown) { state.sourceShown = d.market_source; renderModeChoice(); }
   const br = d.breakers || [];
   $("#breaker-banner").hidden = !br.length;
-  $("#breaker-text").replaceChildren(...br.flatMap((b, i) => [i ? " · " : "", b.words ? said(b.words) : b.message, `; ${b.symbol ? t("no new trades on {symbol}", { symbol: b.symbol }) : t("no new trades (stops and take-profits keep working)")}, ${b.until ? t("lifts {time}", { time: time(b.until) }) : t("until you lift it")}`]));
+  $("#breaker-text").replaceChildren(...br.flatMap((b, i) => [i ? " · " : "", saidOr(b.words, b.message), `; ${b.symbol ? t("no new trades on {symbol}", { symbol: b.symbol }) : t("no new trades (stops and take-profits keep working)")}, ${b.until ? t("lifts {time}", { time: time(b.until) }) : t("until you lift it")}`]));
   const c = d.commands;
   const pb = $("#btn-pause");
   pb.textContent = c.paused ? t("Resume entries") : t("Pause entries");
@@ -341,7 +341,7 @@ function renderAnswers(d) {
     if (!n) continue;
     n.dataset.answered = c.ack.ok ? "done" : "refused";
     n.className = `notice ${c.ack.ok ? "info" : "error"}`;
-    n.firstChild.replaceChildren(`${n.dataset.what}: ${c.ack.ok ? t("done") : t("refused")} — `, c.ack.words ? said(c.ack.words) : c.ack.message);
+    n.firstChild.replaceChildren(`${n.dataset.what}: ${c.ack.ok ? t("done") : t("refused")} — `, saidOr(c.ack.words, c.ack.message));
   }
 }
 
@@ -360,10 +360,12 @@ function said(w) {
   out.push(text.slice(at));
   return el("span", {}, ...out);
 }
+// a sentence kept as words when it has them, else the server's own text (marked raw)
+const saidOr = (w, text) => w ? said(w) : el("span", { class: "raw" }, text ?? "");
 function renderNotices(d) {
   const shown = new Set([...document.querySelectorAll("#notices .notice")].map((n) => n.dataset.id));
   for (const a of d.alerts.slice(0, 20).reverse()) {
-    if (!shown.has(a.id)) notice(el("span", {}, `${time(a.time)} · `, a.words ? said(a.words) : el("span", { class: "raw" }, a.message)), a.level === "error" ? "error" : "warn", a.id);
+    if (!shown.has(a.id)) notice(el("span", {}, `${time(a.time)} · `, saidOr(a.words, a.message)), a.level === "error" ? "error" : "warn", a.id);
   }
 }
 
@@ -387,7 +389,7 @@ function renderOverview(d) {
     el("td", {}, x.status === "open" ? age(since(x.opened_at)) : t(x.status)),
     el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
   if (d.audit && !state.auditShown) renderAudit(d.audit);
-  $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${t(e.who)}: `, e.words ? said(e.words) : el("span", { class: "raw" }, e.what))));
+  $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${t(e.who)}: `, saidOr(e.words, e.what))));
   if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? t("No open positions.") : t("No open positions. Start the bot to trade."))));
   $("#external").replaceChildren(...(d.external_positions.length ? [
     t("Positions the bot did not open (left alone: no entry, add, flip, brackets or close on these symbols):") + " ",
@@ -422,7 +424,7 @@ function renderAudit(a) {
       late: Array.isArray(a.late_cycles) ? a.late_cycles.length : a.late_cycles || 0, refused: Array.isArray(a.refusals) ? a.refusals.length : a.refusals || 0 })),
     div.length ? el("table", {}, el("thead", {}, el("tr", {}, ...["Time", "Symbol", "Live", "Replay", "Cause"].map((h) => el("th", {}, t(h))))),
       el("tbody", {}, ...div.map((d) => el("tr", {}, el("td", {}, time(d.time)), el("td", {}, d.symbol), el("td", {}, `${d.live}${d.live_side ? " " + side(d.live_side) : ""}`),
-        el("td", {}, `${d.replay}${d.replay_side ? " " + side(d.replay_side) : ""}`), el("td", {}, d.cause_words ? said(d.cause_words) : el("span", { class: "raw" }, d.cause)))))) : "",
+        el("td", {}, `${d.replay}${d.replay_side ? " " + side(d.replay_side) : ""}`), el("td", {}, saidOr(d.cause_words, d.cause)))))) : "",
     fills.length ? el("p", {}, t("Fills beyond their quote:") + " " + fills.map((f) => `${f.symbol} ${fmt(f.slippage_bps, 1)} bps`).join(", ")) : "");
 }
 
@@ -502,7 +504,7 @@ function renderChat(ch) {
   if (stick) log.scrollTop = log.scrollHeight;
   $("#chat-proposals tbody").replaceChildren(...ch.proposals.slice().reverse().map((p) => el("tr", {},
     el("td", {}, p.symbol), el("td", {}, side(p.side)), el("td", { class: "raw" }, p.reason),
-    el("td", {}, p.ack ? `${p.ack.ok ? t("done") : t("refused")}: ` : t(p.status), p.ack ? (p.ack.words ? said(p.ack.words) : el("span", { class: "raw" }, p.ack.message)) : ""),
+    el("td", {}, p.ack ? `${p.ack.ok ? t("done") : t("refused")}: ` : t(p.status), p.ack ? saidOr(p.ack.words, p.ack.message) : ""),
     el("td", {}, p.status === "proposed" ? el("span", {},
       el("button", { onclick: () => confirmProposal(p) }, t("Confirm…")), " ",
       el("button", { class: "secondary", onclick: () => api("POST", `/api/ai/proposals/${p.id}/dismiss`).then(refresh, fail) }, t("Dismiss"))) : ""))));
@@ -537,9 +539,9 @@ function renderCopilots(c) {
   const pb = c.playbook, bad = c.llm_problem;
   $("#copilot-problem").textContent = bad ? t("Last LLM problem ({kind}, {time}): {why}; the rules stood in.", { kind: bad.kind, time: time(bad.time), why: bad.why }) : "";
   $("#playbook").replaceChildren(...(pb ? [el("p", {}, el("b", {}, t("Regime: {regime}", { regime: t(pb.regime) })), " — " + t("longs ×{long}, shorts ×{short} ({source}, {time})", { long: fmt(pb.size_factor.BUY, 2), short: fmt(pb.size_factor.SELL, 2), source: t(pb.source), time: time(pb.at) })),
-    el("ul", {}, ...(pb.directives_words || pb.directives).map((x) => el("li", {}, typeof x === "string" ? el("span", { class: "raw" }, x) : said(x)))),
+    el("ul", {}, ...(pb.directives_words || pb.directives).map((x) => el("li", {}, typeof x === "string" ? saidOr(null, x) : said(x)))),
     ...(pb.blocks || []).filter((b) => b.until > serverNow()).map((b) => el("p", { class: "warn", "data-testid": "playbook-block" },
-      t("Blocked: {what} until {time} — ", { what: (b.symbol || t("every symbol")) + (b.side ? ", " + t(b.side === "BUY" ? "longs" : "shorts") : ""), time: time(b.until) }), b.reason_words ? said(b.reason_words) : el("span", { class: "raw" }, b.reason))),
+      t("Blocked: {what} until {time} — ", { what: (b.symbol || t("every symbol")) + (b.side ? ", " + t(b.side === "BUY" ? "longs" : "shorts") : ""), time: time(b.until) }), saidOr(b.reason_words, b.reason))),
     Object.keys(pb.tighten || {}).length ? el("p", {}, t("Tightened: {what}", { what: Object.entries(pb.tighten).map(([k, v]) => k === "ASTER_MIN_EDGE_R" ? `${k} +${v}` : `${k} ×${v}`).join(", ") })) : "",
     pb.bias && (pb.bias.sl !== 1 || pb.bias.tp !== 1) ? el("p", {}, t("Stop ×{sl}, target ×{tp} (inside the tuner's limits)", { sl: fmt(pb.bias.sl, 2), tp: fmt(pb.bias.tp, 2) })) : "",
     pb.note ? el("p", { class: "muted raw" }, pb.note) : ""] : [el("p", { class: "muted" }, t("No playbook yet."))]));
@@ -547,7 +549,7 @@ function renderCopilots(c) {
   $("#tuner").replaceChildren(...(tu ? [el("p", {}, t("From {trades} trades (confidence {confidence}, {source}): size S ×{s}, M ×{m}, L ×{l}; stop ×{sl}; target ×{tp}.", { trades: tu.trades, confidence: pct(tu.confidence), source: t(tu.source), s: fmt(tu.size_bias.S, 2), m: fmt(tu.size_bias.M, 2), l: fmt(tu.size_bias.L, 2), sl: fmt(tu.sl_bias, 2), tp: fmt(tu.tp_bias, 2) })),
     ...c.tuner_log.slice().reverse().slice(0, 3).map((x) => el("p", { class: "muted" }, `${time(x.time)}: ${t(x.source)}`, x.note ? el("span", { class: "raw" }, " — " + x.note) : ""))] : []));
   $("#postmortems tbody").replaceChildren(...c.postmortem.map((p) => el("tr", {}, el("td", {}, p.symbol), el("td", {}, p.trades),
-    el("td", { class: p.edge >= 0 ? "pos" : "neg" }, fmt(p.edge, 2)), el("td", {}, pct(p.quick_stop_rate)), el("td", {}, p.lesson_words ? said(p.lesson_words) : el("span", { class: "raw" }, p.lesson || "")), el("td", {}, t(p.source)))));
+    el("td", { class: p.edge >= 0 ? "pos" : "neg" }, fmt(p.edge, 2)), el("td", {}, pct(p.quick_stop_rate)), el("td", {}, saidOr(p.lesson_words, p.lesson)), el("td", {}, t(p.source)))));
 }
 
 function renderDecisions(d) {
@@ -933,11 +935,11 @@ function proErrors(e) {
   $("#pro-result").textContent = errs.length ? t("{n} setting(s) not valid; nothing was saved", { n: errs.length }) : e.message;
   $("#pro-errors").replaceChildren(...errs.map((x) => el("li", {}, el("a", { href: "#", onclick: (ev) => {
     ev.preventDefault(); const row = $("#pro-form").querySelector(`[data-key="${x.field}"]`); if (row) { row.hidden = false; row.scrollIntoView({ block: "center" }); row.querySelector("input, select")?.focus(); }
-  } }, x.field), ": ", x.words ? said(x.words) : el("span", { class: "raw" }, x.message))));
+  } }, x.field), ": ", saidOr(x.words, x.message))));
   $("#pro-errors").hidden = !errs.length;
   for (const x of errs) {
     const row = $("#pro-form").querySelector(`[data-key="${x.field}"]`);
-    if (row) { row.hidden = false; row.closest("fieldset").hidden = false; row.querySelector(".field-error").replaceChildren(x.words ? said(x.words) : x.message); }
+    if (row) { row.hidden = false; row.closest("fieldset").hidden = false; row.querySelector(".field-error").replaceChildren(saidOr(x.words, x.message)); }
   }
   (errs.length ? $("#pro-errors") : $("#pro-result")).scrollIntoView({ block: "start" });
 }
@@ -1053,12 +1055,12 @@ async function pollOptimise() {
 }
 function renderOptimise(r) {
   $("#opt-result").hidden = !r; if (!r) return;
-  $("#opt-warnings").replaceChildren(...(r.warnings_words || r.warnings).map((w) => el("li", {}, typeof w === "string" ? el("span", { class: "raw" }, w) : said(w))));
+  $("#opt-warnings").replaceChildren(...(r.warnings_words || r.warnings).map((w) => el("li", {}, typeof w === "string" ? saidOr(null, w) : said(w))));
   $("#opt-folds-table tbody").replaceChildren(...r.folds.map((f) => {
     const i = f.in_sample || {}, o = f.out_of_sample || {};
     return el("tr", {}, el("td", {}, f.name === "final" ? t("hold-out") : f.name.replace(/^fold-(\d+)$/, (m, n) => t("fold {n}", { n }))), el("td", {}, `${f.trials} (${f.feasible})`),
       el("td", {}, fmt(i.value, 3)), el("td", { class: (o.value ?? 0) > 0 ? "pos" : "neg" }, fmt(o.value, 3)),
-      el("td", {}, `${i.trades ?? "–"} / ${o.trades ?? "–"}`), el("td", {}, f.warning_words ? said(f.warning_words) : f.warning || ""));
+      el("td", {}, `${i.trades ?? "–"} / ${o.trades ?? "–"}`), el("td", {}, saidOr(f.warning_words, f.warning)));
   }));
   const mc = r.monte_carlo || {};
   $("#opt-mc").textContent = mc.runs ? `${t(r.objective)}. ` + t("Out-of-sample trades reshuffled {runs} times: maximum drawdown {actual} as it happened, {p50} typical, {p95} in the worst 5 %.", { runs: mc.runs, actual: pct(mc.actual), p50: pct(mc.p50), p95: pct(mc.p95) }) : t(r.objective);
