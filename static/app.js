@@ -822,7 +822,14 @@ async function renderPresets() {
     el("p", { class: "saved-preset-form" }, name, " ", save));
 }
 
-function previewPreset(x) {
+// the changes as they are now, not as when the card was drawn: a preset applied a moment ago (the
+// cards not yet redrawn) made a saved preset's preview say "nothing would change"
+async function previewPreset(drawn) {
+  let x = drawn;
+  try {
+    const p = await api("GET", "/api/presets");
+    x = (drawn.saved ? p.saved : p.presets).find((y) => y.name === drawn.name) || drawn;
+  } catch (e) { /* the drawn card's changes, when the server cannot be asked */ }
   const box = $("#preset-preview");
   box.hidden = false;
   const rows = x.changes.map((c) => el("tr", {}, el("td", {}, c.key), el("td", {}, JSON.stringify(c.from)), el("td", {}, "→"), el("td", {}, JSON.stringify(c.to))));

@@ -163,6 +163,12 @@ def test_a_user_saves_their_settings_as_a_preset_and_brings_them_back(tmp_path, 
     expect(page.locator("#notices")).to_contain_text("Preset “Mein Setup” applied")
     cfg = httpx.get(f"{server.url}/api/config").json()
     assert cfg["preset"] == "mid"
+    # HIGH applied elsewhere (another tab, a phone): this page's cards are stale, its preview not
+    expect(page.locator("#preset-preview")).to_be_hidden()
+    r = httpx.post(f"{server.url}/api/presets/high", json={}, headers={"X-MrAster-CSRF": "1"})
+    assert r.status_code == 200, r.text
+    card.get_by_role("button", name="Preview").click()
+    expect(page.get_by_test_id("preset-changes")).to_contain_text("ASTER_PRESET_MODE")
 
 
 def test_the_wizard_runs_the_fire_drill_before_live(tmp_path, dashboard, page_factory):
