@@ -58,12 +58,27 @@ class SettingError(ValueError):
                      value=self.shown, allowed=allowed)
 
 
+def given_by(errors: "SettingsErrors", keys: Iterable[str], layer: str, label: str | None
+             ) -> None:
+    """Values the user just gave — typed in the editor, written on the command line — passed
+    through ``layer`` but do not come from it: their errors say ``label`` instead (None: no
+    source, a value never saved), or they sent the user looking in the wrong place."""
+    keys, tail = set(keys), f" (from {layer})"
+    for e in errors.errors:
+        if e.key in keys and e.source == layer:
+            e.args = (str(e).removesuffix(tail) + (f" (from {label})" if label else ""),)
+            e.allowed, e.source = e.allowed.removesuffix(tail), label
+
+
 class SettingsErrors(ValueError):
     """Several settings were rejected at once (the editor shows every bad field, not just the first)."""
 
     def __init__(self, errors: list[SettingError]) -> None:
         self.errors = errors
-        super().__init__("; ".join(str(e) for e in errors))
+        super().__init__()
+
+    def __str__(self) -> str:  # from the errors as they are now (``given_by`` relabels them)
+        return "; ".join(str(e) for e in self.errors)
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,18 @@ def test_a_future_spike_changes_nothing_before_it_happens(tmp_path):
     assert plain.state["stats"]["skipped"] != spiked.state["stats"]["skipped"]
 
 
+def test_a_bad_setting_on_the_command_line_is_named_as_given_there(tmp_path, capsys, monkeypatch):
+    """``ASTER_LEVERAGE=999`` written after the command was said to come "from environment",
+    sending the user to look in their shell; one set in the environment still says so."""
+    monkeypatch.setenv("ASTER_RISK_PER_TRADE", "0.5")
+    args = ["--data", str(DATA), "--out", str(tmp_path / "out"), "ASTER_LEVERAGE=999"]
+    assert backtest_main(args) == 2
+    err = capsys.readouterr().err
+    assert "ASTER_LEVERAGE: '999' is not allowed; expected an integer in [1, 125] (from the " \
+           "command line)" in err
+    assert "ASTER_RISK_PER_TRADE: '0.5' is not allowed" in err and "0.02] (from environment)" in err
+
+
 def test_report_files_and_figures(tmp_path, capsys):
     start, end = window()
     code = backtest_main(["--data", str(DATA), "--symbols", ",".join(SYMBOLS), "--from", str(start),

@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s = st.load(environ=env)
     except st.SettingsErrors as exc:
+        st.given_by(exc, [k.split("=", 1)[0] for k in a.overrides], "environment",
+                    "the command line")
         print(f"mraster.backtest: invalid setting: {exc}", file=sys.stderr)
         return 2
 

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = settings_for(env)
     except st.SettingsErrors as exc:
+        st.given_by(exc, [k.split("=", 1)[0] for k in a.overrides], "environment",
+                    "the command line")
         print(f"mraster.optimize: invalid setting: {exc}", file=sys.stderr)
         return 2
     plan = Plan(data=a.data, picks=a.settings.split(","), settings=base, symbols=a.symbols,

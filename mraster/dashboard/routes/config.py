@@ -164,10 +164,7 @@ def put_config(body: ConfigUpdate, ctx: DashboardContext = Depends(get_ctx)):
     try:
         old, new = save_config(ctx, change)
     except st.SettingsErrors as exc:
-        for e in exc.errors:  # a value just typed is not "from dashboard_config.json": unsaved
-            if e.key in body.values and e.source == "dashboard_config.json":
-                e.args = (str(e).removesuffix(" (from dashboard_config.json)"),)
-                e.allowed = e.allowed.removesuffix(" (from dashboard_config.json)")
+        st.given_by(exc, body.values, "dashboard_config.json", None)  # typed, never saved
         return settings_error_response(exc, f"{len(exc.errors)} setting(s) not valid; nothing "
                                             "was saved")
     return _result(ctx, old, new)
