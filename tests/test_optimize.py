@@ -296,6 +296,10 @@ def test_a_proposed_preset_passes_validation_and_the_caps(tmp_path):
     rep = json.loads((tmp_path / "optimize.json").read_text())
     values = rep["preset"]["values"]
     assert values and values["ASTER_RISK_PER_TRADE"] <= 0.01 and values["ASTER_LEVERAGE"] <= 4
+    # proposed as a trader writes them (three digits), and scored with exactly those values
+    floats = [v for v in values.values() if isinstance(v, float)]
+    assert floats and all(float(f"{v:.3g}") == v for v in floats), values
+    assert "ExperimentalWarning" not in p.stderr  # Optuna's notes on itself stay out of the way
     s = st.load(environ={"ASTER_LEVERAGE": "4"}, env_file=None, config=values)  # validates
     assert s["ASTER_RISK_PER_TRADE"] == values["ASTER_RISK_PER_TRADE"]
     f = rep["folds"][0]

@@ -132,6 +132,7 @@ def prepare(plan: Plan, market: Market | None = None) -> Evaluator:
 
 
 def storage_of(plan: Plan) -> optuna.storages.RDBStorage:
+    _quiet_optuna()
     if plan.storage.startswith("sqlite:///"):
         Path(plan.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     kw = {"connect_args": {"timeout": 60}} if plan.storage.startswith("sqlite") else {}
@@ -151,6 +152,8 @@ def storage_of(plan: Plan) -> optuna.storages.RDBStorage:
 
 
 def _quiet_optuna() -> None:
+    """Optuna's notes on its own experimental arguments are not the user's business: a search
+    printed a dozen of them (from the storage, made before the studies) in every process."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
