@@ -300,6 +300,7 @@ def test_a_proposed_preset_passes_validation_and_the_caps(tmp_path):
     floats = [v for v in values.values() if isinstance(v, float)]
     assert floats and all(float(f"{v:.3g}") == v for v in floats), values
     assert "ExperimentalWarning" not in p.stderr  # Optuna's notes on itself stay out of the way
+    assert "\r" not in p.stderr and "trials 12/12" in p.stderr  # a pipe gets whole lines
     s = st.load(environ={"ASTER_LEVERAGE": "4"}, env_file=None, config=values)  # validates
     assert s["ASTER_RISK_PER_TRADE"] == values["ASTER_RISK_PER_TRADE"]
     f = rep["folds"][0]

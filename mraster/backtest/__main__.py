@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, TextIO
 
 from mraster import settings as st
 from mraster.backtest import report
 from mraster.backtest.runner import WARMUP_CANDLES, run_backtest
 from mraster.journal import write_backtest
+from mraster.progress import ProgressLine
 from mraster.sim.market import DataError
 from mraster.strategy.signals import MIN_HTF, MIN_LTF
 
@@ -32,50 +30,6 @@ def parse_time(text: str) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return int(dt.timestamp() * 1000)
-
-
-class ProgressLine(logging.Handler):
-    """The run's progress on one line of stderr, and the engine's notices (a breaker that trips)
-    each on a line of its own above it: a notice printed after the progress text continued that
-    line (``open  2circuit breaker …``). Where stderr is not a terminal (a log file, a pipe) a
-    carriage return does not overwrite, so progress goes out as whole lines, every tenth."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__(logging.WARNING)
-        self.stream, self.text, self.tty = stream, "", stream.isatty()
-        self._tenth = -1
-
-    def progress(self, done: float, trades: int, open_: int) -> None:
-        self.text = f"backtest {done:6.1%}  trades {trades:4d}  open {open_:2d}"
-        if self.tty:
-            print(f"\r{self.text}", end="", file=self.stream, flush=True)
-        elif int(done * 10) > self._tenth:
-            self._tenth = int(done * 10)
-            print(self.text, file=self.stream, flush=True)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        wipe = f"\r{' ' * len(self.text)}\r" if self.tty and self.text else ""
-        print(f"{wipe}{record.getMessage()}", file=self.stream)
-        if wipe:
-            print(self.text, end="", file=self.stream, flush=True)
-
-    def end(self) -> None:
-        if self.tty and self.text:
-            print(file=self.stream, flush=True)
-        self.text = ""
-
-    @contextlib.contextmanager
-    def attached(self) -> Iterator[ProgressLine]:
-        """The engine's notices come here instead of Python's bare last-resort output."""
-        log = logging.getLogger("mraster")
-        log.addHandler(self)
-        propagate, log.propagate = log.propagate, False
-        try:
-            yield self
-        finally:
-            self.end()
-            log.removeHandler(self)
-            log.propagate = propagate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         with ProgressLine(sys.stderr).attached() as line:
-            result = run_backtest(a.data, s, symbols=a.symbols, start_ms=a.start, end_ms=a.end,
-                                  balance_usdt=a.balance, progress=line.progress)
+            result = run_backtest(
+                a.data, s, symbols=a.symbols, start_ms=a.start, end_ms=a.end,
+                balance_usdt=a.balance, progress=lambda done, trades, open_: line.show(
+                    f"backtest {done:6.1%}  trades {trades:4d}  open {open_:2d}", done))
     except DataError as exc:
         print(f"mraster.backtest: {exc}", file=sys.stderr)
         return 2

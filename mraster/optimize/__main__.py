@@ -14,6 +14,7 @@ from mraster import settings as st
 from mraster.optimize import report, space
 from mraster.optimize.scoring import OBJECTIVES
 from mraster.optimize.study import Plan, PlanError, open_studies, prepare, run, storage_of
+from mraster.progress import ProgressLine
 
 
 def settings_for(env: dict[str, str]) -> dict:
@@ -72,22 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
+    line = ProgressLine(sys.stderr)
+
     def show(pr) -> None:
         if a.json_progress:
             print(json.dumps({"event": "progress", "done": pr.done, "total": pr.total,
                               "study": pr.study, "best": pr.best, "eta_s": pr.eta_s}), flush=True)
         else:
-            print(f"\r{pr.line()}   ", end="", file=sys.stderr, flush=True)
+            line.show(pr.line(), pr.done / max(1, pr.total))
     try:
         ev = prepare(plan)
         complete = run(plan, ev, a.jobs, show, stop.is_set)
+        line.end()
         if not complete:
-            print("\nmraster.optimize: stopped; run the same command to resume (no finished "
+            print("mraster.optimize: stopped; run the same command to resume (no finished "
                   "trial is lost)", file=sys.stderr)
             return 130
         if a.json_progress:
             print(json.dumps({"event": "report"}), flush=True)
-        print("\nall trials done; scoring the unseen windows and the neighbourhoods",
+        print("all trials done; scoring the unseen windows and the neighbourhoods",
               file=sys.stderr, flush=True)
         storage = storage_of(plan)
         try:
@@ -95,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             storage.engine.dispose()
     except PlanError as exc:
-        print(f"\nmraster.optimize: {exc}", file=sys.stderr)
+        line.end()
+        print(f"mraster.optimize: {exc}", file=sys.stderr)
         return 2
     paths = report.write(rep, a.out)
     if a.json_progress:
