@@ -40,8 +40,11 @@ class Words:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Words:
-        return cls(d["template"], {k: cls.from_dict(v) if isinstance(v, Mapping) else v
-                                   for k, v in d["params"].items()})
+        """(A dict of the wrong shape — from a state file edited by hand — gives what it holds.)"""
+        params = d.get("params")
+        return cls(str(d.get("template", "")), {
+            k: cls.from_dict(v) if isinstance(v, Mapping) else v
+            for k, v in (params.items() if isinstance(params, Mapping) else ())})
 
 
 @dataclass(frozen=True)

@@ -347,12 +347,15 @@ function renderAnswers(d) {
 
 // a sentence the bot or the dashboard recorded as template and values: the template in the
 // reader's language, numbers in its conventions, text values (errors, names) as they came
+// (a state file of the wrong shape — no template, no values — shows what there is, never breaks
+// the page)
 function said(w) {
-  const out = [], text = t(w.template);
+  if (!w || typeof w.template !== "string") return el("span", { class: "raw" }, w && typeof w === "object" ? "" : String(w ?? ""));
+  const out = [], text = t(w.template), params = w.params && typeof w.params === "object" ? w.params : {};
   let at = 0;
   for (const m of text.matchAll(/\{(\w+)\}/g)) {
     out.push(text.slice(at, m.index));
-    const v = w.params[m[1]];
+    const v = params[m[1]];
     out.push(typeof v === "number" ? fmt(v, 10) : v && typeof v === "object" && v.template ? said(v)
       : el("span", { class: "raw" }, v == null ? "–" : String(v)));
     at = m.index + m[0].length;

@@ -151,3 +151,13 @@ def test_a_notice_keeps_a_small_price_whole_in_every_language():
               side="long", qty=1_000_000.0, entry=0.00001234)
     assert "(long 1000000 at 0.00001234)" in str(w)
     assert "0,00001234" in speaker("de")(w.template, **w.params)
+
+
+def test_a_sentence_of_the_wrong_shape_is_said_as_far_as_it_goes():
+    """A state file edited by hand may hold words without values or with a number for a template:
+    the server says what there is instead of failing the notice (or the cycle) that reads it."""
+    from mraster.words import Words, speaker
+
+    assert str(Words.from_dict({"template": "{x} left", "params": None})) == "{x} left"
+    assert str(Words.from_dict({"template": 5})) == "5"
+    assert speaker("de")("{m}", m={"template": "no {kind}", "params": []}) == "no {kind}"

@@ -307,6 +307,19 @@ def test_a_proposed_preset_passes_validation_and_the_caps(tmp_path):
     assert {"in_sample", "out_of_sample"} <= f.keys() and rep["monte_carlo"]["runs"] == 1000
 
 
+def test_a_trials_numbers_are_tidied_but_never_past_their_range():
+    """Three significant digits, except where that would leave the range: a cap of 2.5555
+    (the user's own, with more digits) must not become 2.56."""
+    from mraster.optimize.space import Param, tidy
+
+    space = [Param("ASTER_MAX_TOTAL_NOTIONAL_X", "float", 1.0, 2.5555),
+             Param("ASTER_SL_ATR_MULT", "float", 0.5, 3.0), Param("ASTER_LEVERAGE", "int", 1, 20)]
+    got = tidy({"ASTER_MAX_TOTAL_NOTIONAL_X": 2.5555, "ASTER_SL_ATR_MULT": 1.9154429105367345,
+                "ASTER_LEVERAGE": 7}, space)
+    assert got == {"ASTER_MAX_TOTAL_NOTIONAL_X": 2.5555, "ASTER_SL_ATR_MULT": 1.92,
+                   "ASTER_LEVERAGE": 7}
+
+
 def test_a_search_that_fitted_noise_says_so_in_the_readers_language():
     from mraster.optimize.robustness import divergence
 

@@ -82,17 +82,18 @@ def _pct(share: float) -> int:
     return int(f"{share * 100:.0f}")
 
 
-def _block(side: str | None, symbol: str | None, until: int, why: Words) -> dict[str, Any]:
-    return {"side": side, "symbol": symbol, "until": until, "reason": str(why),
-            "reason_words": why.to_dict()}
-
-
 def rule_playbook(ov: Mapping[str, Any], now_ms: int = 0, hours: float = 1.0) -> dict[str, Any]:
     """``hours``: how long its blocks last (the playbook is renewed before they end while the
     condition holds)."""
     size = {"BUY": 1.0, "SELL": 1.0}
     directives: list[Words] = []
     blocks: list[dict[str, Any]] = []
+    reasons: list[Words] = []  # each block's, said after the directives
+
+    def block(side: str | None, symbol: str | None, why: Words) -> None:
+        blocks.append({"side": side, "symbol": symbol, "until": until, "reason": str(why),
+                       "reason_words": why.to_dict()})
+        reasons.append(why)
     tighten: dict[str, float] = {}
     bias = {"sl": 1.0, "tp": 1.0}
     until = now_ms + int(hours * 3_600_000)
@@ -118,21 +119,19 @@ def rule_playbook(ov: Mapping[str, Any], now_ms: int = 0, hours: float = 1.0) ->
         regime = "mixed"
         directives.append(words("No clear market direction: normal size both ways."))
     if ov["symbols"] and ov["breadth"] >= ONE_WAY:
-        blocks.append(_block("SELL", None, until, words(
-            "{share}% of the market is up over 24 h: no new shorts", share=_pct(ov["breadth"]))))
+        block("SELL", None, words("{share}% of the market is up over 24 h: no new shorts",
+                                  share=_pct(ov["breadth"])))
     elif ov["symbols"] and ov["breadth"] <= 1 - ONE_WAY:
-        blocks.append(_block("BUY", None, until, words(
-            "{share}% of the market is down over 24 h: no new longs",
-            share=_pct(1 - ov["breadth"]))))
+        block("BUY", None, words("{share}% of the market is down over 24 h: no new longs",
+                                 share=_pct(1 - ov["breadth"])))
     for sym, n in sorted(ov.get("stop_streaks", {}).items()):
-        blocks.append(_block(None, sym, until, words(
-            "{n} stop-outs in a row on {symbol}: it sits out", n=n, symbol=sym)))
+        block(None, sym, words("{n} stop-outs in a row on {symbol}: it sits out", n=n, symbol=sym))
     if ov["recent_trades"] >= 5 and ov["recent_losses"] >= 4:
         size = {k: round(v * 0.8, 4) for k, v in size.items()}
         tighten["ASTER_MIN_EDGE_R"] = 0.05
         directives.append(words("{n} of the last 5 trades lost: size cut by a further 20 %, "
                                 "minimum edge raised by 0.05 R.", n=ov["recent_losses"]))
-    directives += [Words.from_dict(b["reason_words"]) for b in blocks]
+    directives += reasons
     return {"regime": regime, "directives": [str(d) for d in directives],
             "directives_words": [d.to_dict() for d in directives],  # the page's language
             "size_factor": size, "blocks": blocks,

@@ -40,7 +40,7 @@ class AccountRisk:
         self.state["protections"] = {"ledger": ledger, "log": log_,
                                      "active": [t.to_dict() for t in self.breakers]}
 
-    def lift_breakers(self) -> str:
+    def lift_breakers(self) -> Words:
         """The user lifted the breakers early (a typed confirmation on the dashboard)."""
         if not self.breakers:
             return words("no circuit breaker is on")

@@ -24,6 +24,7 @@ from mraster.engine.protection_watch import ProtectionWatch
 from mraster.engine.reconciler import CycleResult, Reconciler, by_symbol, position_amounts
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
+from mraster.exchange.together import together
 from mraster.execution.brackets import BracketGuard
 from mraster.execution.ownership import Ownership
 from mraster.liquidation import Bracket, brackets_from_api
@@ -37,7 +38,6 @@ from mraster.strategy.orderbook import DEPTH_LIMIT, book_context
 from mraster.strategy.signals import Candles
 from mraster.strategy.sizing import plan_order, size_multiplier
 from mraster.words import Words, said
-from mraster.exchange.together import together
 
 __all__ = ["CycleResult", "Engine", "by_symbol", "position_amounts", "snapshot"]
 
@@ -107,7 +107,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         async def tiers_of() -> Any:  # an adapter without them fails inside, not here
             return await self.ex.leverage_brackets()
         info, tiers = await together(self.ex, self.ex.exchange_info(), tiers_of(),
-                                           return_exceptions=True)
+                                     return_exceptions=True)
         if isinstance(info, BaseException):
             raise info
         self.rules = rules_from_exchange_info(info)

@@ -19,6 +19,7 @@ from mraster.domain import Intent, Order, OrderStatus, Position, PositionStatus,
 from mraster.engine.market_data import snapshot
 from mraster.engine.reconciler import CycleResult, by_symbol, position_amounts
 from mraster.exchange import errors as E
+from mraster.exchange.together import together
 from mraster.execution import ids
 from mraster.liquidation import DEFAULT_BRACKETS, isolated_margin, liquidation_price, stop_is_safe
 from mraster.policy import Decision
@@ -27,7 +28,6 @@ from mraster.strategy.filters import REASONS, market_filters, side_filters
 from mraster.strategy.signals import expected_r, win_probability
 from mraster.strategy.sizing import plan_order, size_multiplier
 from mraster.words import Words, significant, words
-from mraster.exchange.together import together
 
 LEVERAGE_STEPS = (100, 75, 50, 25, 20, 10, 5, 3, 2, 1)
 
@@ -314,7 +314,7 @@ class Executor:
     async def close_positions(self, symbol: str | None = None) -> Words:
         """Close the bot's positions at market (one symbol, or all when ``symbol`` is None), then
         book the closes and cancel the brackets left behind. Positions the bot did not open are
-        left alone. Returns a plain sentence for the dashboard."""
+        left alone. Returns the sentence for the dashboard (as words: the page's language)."""
         await self._load_rules()
         amounts = position_amounts(await self.ex.position_risk())
         closed = []

@@ -16,11 +16,11 @@ import numpy as np
 
 from mraster.ai import anomalies, sentinel
 from mraster.exchange import errors as E
+from mraster.exchange.together import together
 from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import Snapshot
 from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features, rsi_signal
 from mraster.words import words
-from mraster.exchange.together import together
 
 log = logging.getLogger("mraster.engine")
 FUNDING_SAMPLE_MS = 3_600_000  # the sentinel keeps one funding sample per symbol and hour...

@@ -12,10 +12,10 @@ import logging
 from typing import Any
 
 from mraster.exchange import errors as E
+from mraster.exchange.together import together
 from mraster.execution import ids
 from mraster.execution.protection import at_risk, verify
 from mraster.words import Words, words
-from mraster.exchange.together import together
 
 log = logging.getLogger("mraster.engine")
 LOG_KEPT = 500

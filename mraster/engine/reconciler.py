@@ -17,11 +17,11 @@ from typing import Any
 from mraster.domain import (Owner, OrderStatus, Position, PositionStatus, Side, Trade,
                             next_entry_status, position_amounts)
 from mraster.exchange import errors as E
+from mraster.exchange.together import together
 from mraster.execution import ids
 from mraster.execution.booking import book_trade, join_fills, position_fills
 from mraster.execution.ownership import Ownership, owner_of
 from mraster.words import side_word, significant, words
-from mraster.exchange.together import together
 
 log = logging.getLogger("mraster.engine")
 # the notice for a trade that ended without the bot's own exit

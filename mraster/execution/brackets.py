@@ -19,9 +19,9 @@ from mraster.domain import Order, Position, Side, position_amounts
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, bracket_rounding
 from mraster.exchange.ratelimit import urgent
+from mraster.exchange.together import together
 from mraster.execution import ids
 from mraster.store import JsonDocument
-from mraster.exchange.together import together
 
 log = logging.getLogger("mraster.brackets")
 Emit = Callable[..., None]
@@ -139,7 +139,7 @@ class BracketGuard:
                       client_id=o.get("clientOrderId", ""))
             return 1
         got = await together(self.ex, *(cancel(o) for o in orders if ids.bracket_kind(o)),
-                                   return_exceptions=True)
+                             return_exceptions=True)
         for g in got:
             if isinstance(g, BaseException):
                 raise g

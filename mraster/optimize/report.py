@@ -112,7 +112,7 @@ def build(plan: Plan, ev: Evaluator, studies: list, jobs: int = 1) -> dict[str, 
             continue
         oos, pnls, first_equity = next(results)
         row.update(_warning(rb.divergence(t.value, oos.value)))
-        row.update(params=sp.tidy(t.params), trial=t.number,
+        row.update(params=sp.tidy(t.params, plan.space), trial=t.number,
                    in_sample={"value": t.value, "trades": t.user_attrs.get("trades"),
                               "max_drawdown_pct": t.user_attrs.get("max_drawdown_pct"),
                               "total_return": t.user_attrs.get("total_return")},

@@ -112,18 +112,23 @@ def build(picks: list[str], base: Mapping[str, Any]) -> list[Param]:
     return out
 
 
-def tidy(params: Mapping[str, Any]) -> dict[str, Any]:
+def tidy(params: Mapping[str, Any], space: list[Param]) -> dict[str, Any]:
     """A trial's numbers to three significant digits, the way a trader writes a setting: a stop
-    distance of 1.92 ATR, not the sampler's 1.9154429105367345. Every backtest of a trial runs on
-    these, so what the report proposes is exactly what was scored."""
-    return {k: float(f"{v:.3g}") if isinstance(v, float) else v for k, v in params.items()}
+    distance of 1.92 ATR, not the sampler's 1.9154429105367345 — kept inside the parameter's
+    range (a bound with more digits, such as the user's own cap, is never rounded past). Every
+    backtest of a trial runs on these, so what the report proposes is exactly what was scored."""
+    bounds = {p.name: (p.low, p.high) for p in space if p.kind == "float"}
+    out = dict(params)
+    for k, (lo, hi) in bounds.items():
+        if isinstance(out.get(k), float):
+            out[k] = min(max(float(f"{out[k]:.3g}"), lo), hi)
+    return out
 
 
 def apply(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings of one trial: the user's, with the trial's values (``tidy``), checked by the
-    same validation as a saved configuration and against the caps."""
-    params = tidy(params)
-    merged = {**dict(base), **params}
+    """The settings of one trial: the user's, with the trial's values, checked by the same
+    validation as a saved configuration and against the caps."""
+    merged = {**dict(base), **dict(params)}
     errors = []
     for k, v in params.items():
         try:

@@ -84,7 +84,7 @@ class Evaluator:
                                               warmup=WARMUP_CANDLES)
 
     def run(self, params: Mapping[str, Any], window: Window) -> Any:
-        s = sp.apply(self.plan.settings, params)
+        s = sp.apply(self.plan.settings, sp.tidy(params, self.plan.space))
         quiet = logging.getLogger("mraster")
         level = quiet.level
         quiet.setLevel(logging.CRITICAL)  # a replay's repairs, breakers and alerts are its result

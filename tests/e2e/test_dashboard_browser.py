@@ -452,9 +452,13 @@ def test_a_tripped_breaker_and_its_alert_read_in_german(tmp_path, dashboard, pag
     alert = {"id": "a1", "time": now, "level": "error", "symbol": None, **said(words(
         "circuit breaker {name}: {message}; no new trades; stops and take-profits keep working",
         name=trip.name, message=Words.from_dict(trip.words)))}
+    # and two notices of the wrong shape (a hand-edited file): shown as they are, the page intact
+    odd = [{"id": "a2", "time": now, "level": "warning", "message": "odd", "words": {"template": 5}},
+           {"id": "a3", "time": now, "level": "warning", "message": "odd",
+            "words": {"template": "{x} left", "params": None}}]
     (tmp_path / "aster_state.json").write_text(json.dumps({
         "protections": {"ledger": ledger, "active": [trip.to_dict()], "log": []},
-        "alerts": [alert]}))
+        "alerts": [alert, *odd]}))
     server = dashboard()
     page = page_factory(locale="de-DE")
     page.goto(server.url)
