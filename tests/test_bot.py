@@ -391,6 +391,79 @@ def test_a_new_positions_stop_and_take_profit_leave_together_right_after_the_fil
             {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
 
 
+def test_a_cycles_entries_go_out_together_not_one_after_the_other(sim_factory, tmp_path,
+                                                                     monkeypatch):
+    """Each entry used to wait for the one before it (leverage, order, brackets: three round
+    trips each, 18 for a cold start with six). The margin mode and leverage of every entry
+    that will go out are set together, each order leaves as soon as it is decided, and every
+    position still gets its stop and take-profit — requests seen over real HTTP, against a
+    simulator answering after 30 ms."""
+    from mraster.sim.server import Faults
+
+    sim, url, _ = sim_factory(n=12, seed=11, faults=Faults(latency_ms=30))
+    events = record_requests(monkeypatch)
+    state = one_cycle(settings_for(tmp_path, url), tmp_path)
+    opened = {p.symbol for p in state["positions"].values()}
+    assert len(opened) >= 2, "the cycle should open several positions"
+
+    def at(kind: str, method: str, endpoint: str, suffix: str = "") -> list[int]:
+        return [k for k, e in enumerate(events) if e[0] == kind and e[1:3] == (method, endpoint)
+                and e[3].endswith(suffix)]
+    entries = (at("start", "POST", "order", " MARKET"), at("end", "POST", "order", " MARKET"))
+    assert len(entries[0]) == len(opened)
+    assert max(entries[0]) < min(entries[1])  # every entry left before the first answer
+    levers = (at("start", "POST", "leverage"), at("end", "POST", "leverage"))
+    assert {events[k][3] for k in levers[0]} == opened  # set for the trades made, only
+    assert max(levers[0]) < min(levers[1])
+    acct = sim.accounts[API_KEY]
+    for sym in opened:
+        assert {o.type for o in acct.open_orders() if o.symbol == sym} == \
+            {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
+    assert not [p for p in state["positions"].values() if p.protection.get("repairs")]
+
+
+def test_a_failure_deciding_a_later_entry_leaves_the_earlier_one_protected(sim_factory,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    """An entry already on its way when deciding the next one fails (a bug, a full disk) is
+    finished first: it fills and gets its stop and take-profit in this cycle, instead of being
+    cut off mid-flight and left to the next start's reconciliation. Stands in for the failure
+    by making the liquidation check raise for the second entry (nothing else here is mocked)."""
+    import pytest
+
+    from mraster.engine.cycle import Engine
+    from mraster.engine.executor import Executor
+    from mraster.sim.server import Faults
+
+    sim, url, _ = sim_factory(n=12, seed=11, faults=Faults(latency_ms=30))
+    s = settings_for(tmp_path, url)
+    check = Executor._stop_before_liquidation
+    calls: list[str] = []
+
+    def failing_second(self, sym, *a, **k):
+        calls.append(sym)
+        if len(calls) == 2:
+            raise RuntimeError("boom while deciding the second entry")
+        return check(self, sym, *a, **k)
+    monkeypatch.setattr(Executor, "_stop_before_liquidation", failing_second)
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            with pytest.raises(RuntimeError, match="boom"):
+                await eng.cycle()
+            return eng.state
+    state = asyncio.run(go())
+    first = calls[0]
+    acct = sim.accounts[API_KEY]
+    held = acct.positions.get(first)
+    assert held is not None and held.amt != 0, "the first entry was cut off"
+    assert {o.type for o in acct.open_orders() if o.symbol == first} == \
+        {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
+    assert [p.status.value for p in state["positions"].values() if p.symbol == first] == ["open"]
+
+
 def test_a_restarted_bot_sets_leverage_and_margin_mode_only_where_they_differ(sim_factory,
                                                                              tmp_path):
     """The exchange reports each symbol's leverage and margin mode; where they already are the

@@ -189,3 +189,30 @@ def test_a_bracket_that_triggered_between_the_reads_is_not_replaced_on_a_flat_sy
             return done, kinds(await c.open_orders(), sym)
     done, left = asyncio.run(go())
     assert done["placed"] == 0 and "stop" not in left
+
+
+def test_passes_running_at_once_keep_each_others_repairs(sim_factory, tmp_path):
+    """The entries of one cycle each protect their own position at the same time (and
+    ``brackets_guard.py`` may run beside the bot). When two such passes both fail to place a
+    bracket, the repair queue keeps both positions: a pass writes what it changed onto the file
+    as it is now, not the whole queue it read before the other one wrote."""
+    sim, url, _ = sim_factory(n=4, seed=5, faults=Faults(
+        reject_types=frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET"}), latency_ms=20))
+    queue = JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}})
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())
+            syms = list(rules)
+            guard = BracketGuard(c, rules, queue)
+            a = await open_position(c, syms[0], rules, "tok-a001")
+            b = await open_position(c, syms[1], rules, "tok-b002")
+            held = await amounts(c)
+            return await asyncio.gather(
+                guard.run({"tok-a001": a}, held, full=False, new=True),
+                guard.run({"tok-b002": b}, held, full=False, new=True))
+    done = asyncio.run(go())
+    assert [d["failed"] for d in done] == [1, 1]
+    items = queue.read()["items"]
+    assert set(items) == {"tok-a001", "tok-b002"}
+    assert all(i["attempts"] == 1 and "-1116" in i["last_error"] for i in items.values())

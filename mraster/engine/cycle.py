@@ -83,7 +83,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.recorder = None  # engine.recorder.Recorder in live and paper mode (set by the runner)
         self.journal = None  # mraster.journal.Journal: every trade with its fills (the runner's)
         self._policy_recorded: tuple[int, int] | None = None  # the policy as last recorded
-        self.guard_actor = "guard"  # who the guard's next bracket changes are logged as
+        self._entering: set[str] = set()  # positions whose first brackets go out now (the bot's)
         # (position token, "stop"/"tp") → the rule that moved that level this cycle: the guard's
         # replacement carries out the bot's plan (no repair; the log names the rule)
         self._moving: dict[tuple[str, str], str] = {}
@@ -214,8 +214,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
                 entries.append(plan)
         entries.sort(key=lambda e: -e.expected_r)
         if entries:
-            for plan in entries:
-                used = await self._enter(res, plan, equity, used, now)
+            used = await self._enter(res, entries, equity, used, now)
         if self.orders_sent != sent0:  # entries went out: positions, orders and margin changed
             risk_rows, orders, acct = await together(
                 self.ex, self.ex.position_risk(), self.ex.open_orders(), self.ex.account())

@@ -65,14 +65,14 @@ class ProtectionWatch:
         elif action == "bracket":
             what = words("take-profit placed at {price}" if kind == "tp" else
                          "stop placed at {price}", price=_price(data.get("stop_price")))
-            if pos is not None and self.guard_actor == "guard":
+            if pos is not None and token not in self._entering:
                 pos.protection["repairs"] = pos.protection.get("repairs", 0) + 1
         elif action == "cancel":
             self._cancelled.add(data.get("client_id", ""))
             what = words("order {client_id} cancelled", client_id=data.get("client_id"))
         else:
             return
-        self._protection_log(token, sym, "bot" if rule else self.guard_actor, what)
+        self._protection_log(token, sym, "bot" if rule or token in self._entering else "guard", what)
 
     async def _fee_rate(self, sym: str) -> float:
         if sym not in self._fees:

@@ -69,18 +69,17 @@ class BracketGuard:
             for sym in {p.symbol for p in positions.values()}:
                 self.last_orders[sym] = by_symbol.get(sym, [])
         queue = self.queue.read().get("items", {})
-        before = repr(queue)
+        start = {token: dict(item) for token, item in queue.items()}
         now = self.clock()
-        covered = set()
-        for token, pos in positions.items():
+
+        async def guard(token: str, pos: Position) -> None:
             sym = pos.symbol
-            covered.add(sym)
             amt = amounts.get(sym, 0.0)
             if not pos.holds(amt):
-                continue  # closed (the engine records it); leftovers are cancelled below
+                return  # closed (the engine records it); leftovers are cancelled below
             item = queue.get(token)
             if item and item.get("next_try", 0) > now:
-                continue
+                return
             try:
                 await self._protect(token, pos, by_symbol.get(sym, []), done, amt, confirm=full,
                                     new=new)
@@ -104,6 +103,13 @@ class BracketGuard:
                                       f"{item['attempts']} attempts: {exc}")
                 if self.stop_grace_s is not None and now - item["since"] >= self.stop_grace_s:
                     await self._close_unprotected(token, pos, queue, done)
+
+        # positions are independent (one per symbol): all protected at once, so the tenth
+        # position's stop does not wait for nine others' round trips
+        for got in await together(self.ex, *(guard(t, p) for t, p in positions.items()),
+                                  return_exceptions=True):
+            if isinstance(got, BaseException):
+                raise got
         # leftovers: brackets on symbols where the exchange has no position any more
         for sym, olist in by_symbol.items():
             if full and amounts.get(sym, 0.0) == 0:
@@ -111,9 +117,26 @@ class BracketGuard:
         if full:
             for token in [t for t in queue if t not in positions]:
                 queue.pop(token)
-        if repr(queue) != before or not self.queue.exists():  # write only on change
-            self.queue.update(lambda d: {"items": queue})
+        self._write_queue(start, queue)
         return done
+
+    def _write_queue(self, start: dict[str, dict], queue: dict[str, dict]) -> None:
+        """Write only what this pass changed, onto the file as it is now: passes run at once
+        (the entries of one cycle, each protecting its own position; ``brackets_guard.py`` in
+        another process) and one pass writing back what it read would drop the others'
+        repairs."""
+        gone = [t for t in start if t not in queue]
+        changed = {t: item for t, item in queue.items() if start.get(t) != item}
+        if not (gone or changed) and self.queue.exists():
+            return
+
+        def apply(doc: dict[str, Any]) -> dict[str, Any]:
+            items = dict(doc.get("items", {}))
+            for t in gone:
+                items.pop(t, None)
+            items.update(changed)
+            return {"items": items}
+        self.queue.update(apply)
 
     async def clear_leftovers(self, sym: str) -> int:
         """Cancel the brackets a closed position left on ``sym`` (the take-profit after its stop

@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         line.end()
         print(f"mraster.optimize: {exc}", file=sys.stderr)
         return 2
+    except BaseException:
+        line.end()  # a traceback starts on a line of its own, not after the progress text
+        raise
     paths = report.write(rep, a.out)
     if a.json_progress:
         print(json.dumps({"event": "done", "report": str(paths[0])}), flush=True)

@@ -233,6 +233,7 @@ def fail_unstarted(study: optuna.Study, grace_s: float) -> None:
     between creating a trial and its first heartbeat leaves a trial with none, running forever.
     Such a trial (no worker ever claimed it, older than the grace period) is failed and queued
     again here; of two workers doing this at once, one succeeds."""
+    _quiet_optuna()
     now = datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if "worker" in t.user_attrs or t.datetime_start is None or \
