@@ -464,6 +464,55 @@ def test_a_failure_deciding_a_later_entry_leaves_the_earlier_one_protected(sim_f
     assert [p.status.value for p in state["positions"].values() if p.symbol == first] == ["open"]
 
 
+@pytest.mark.parametrize("times", ["2.5", "12.5"])
+def test_a_position_larger_than_the_largest_market_order_is_closed_in_pieces(sim_factory,
+                                                                             tmp_path, times):
+    """The exchange lowered its largest market order below a position the bot holds (or the
+    bot adopted a larger one): Close… sent one order for the whole size, refused with -4005
+    every time. It now closes in pieces each within the limit, each with an id of its own,
+    and books one trade from all their fills (simulator over real HTTP). More than ten
+    pieces' worth: ten go out, and the answer and a notice say what is left."""
+    import dataclasses
+    from decimal import Decimal
+
+    from mraster.engine.cycle import Engine
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            await eng.cycle()
+            pos = next(iter(eng.state["positions"].values()))
+            rules = sim.rules[pos.symbol]
+            limit = rules.round_qty(Decimal(str(pos.qty)) / Decimal(times), market=True)
+            sim.rules[pos.symbol] = dataclasses.replace(rules, market_max_qty=limit)
+            eng._rules_at -= 7200  # the bot reads the symbols' rules again (hourly)
+            said = await eng.close_positions(pos.symbol)
+            return pos, limit, said, eng.state
+    pos, limit, said, state = asyncio.run(go())
+    acct = sim.accounts[API_KEY]
+    pieces = [o for o in acct.orders.values() if o.symbol == pos.symbol and o.type == "MARKET"
+              and o.clientOrderId != pos.entry_client_id]
+    assert all(Decimal(str(o.origQty)) <= limit for o in pieces)
+    kinds = sorted((o.clientOrderId.split("-")[1] for o in pieces), key=lambda k: (len(k), k))
+    if times == "2.5":
+        assert str(said) == f"closed {pos.symbol} at market"
+        assert acct.positions[pos.symbol].amt == 0
+        assert kinds == ["X1", "X1p2", "X1p3"]
+        [trade] = [h for h in state["history"] if h["symbol"] == pos.symbol]
+        assert trade["reason"] == "manual" and trade["qty"] == pytest.approx(pos.qty)
+    else:
+        left = abs(acct.positions[pos.symbol].amt)
+        assert kinds == ["X1"] + [f"X1p{k}" for k in range(2, 11)]
+        assert left == pytest.approx(pos.qty - 10 * float(limit))
+        assert str(said).startswith(f"{pos.symbol}: {float(limit * 10):g} of ") and \
+            str(said).endswith("close again for the rest")
+        assert state["alerts"][-1]["words"]["template"] == said.template
+
+
 def test_a_restarted_bot_sets_leverage_and_margin_mode_only_where_they_differ(sim_factory,
                                                                              tmp_path):
     """The exchange reports each symbol's leverage and margin mode; where they already are the

@@ -44,3 +44,22 @@ def test_bracket_rounding_is_protective():
     assert r.round_price("100.019", "down") == Decimal("100.01")
     assert r.round_price("100.011", "up") == Decimal("100.02")
     assert r.round_qty("1.29") == Decimal("1.2")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(STEPS), st.integers(min_value=1, max_value=10**6),
+       st.integers(min_value=1, max_value=10**4))
+def test_a_close_in_pieces_adds_up_and_every_piece_is_accepted(step, steps_held, steps_max):
+    """A position larger than the largest market order closes in pieces: together exactly the
+    position, each one an order the exchange accepts (on the step, within its limits); at most
+    ten, which then cover ten times the largest order."""
+    import dataclasses
+
+    r = dataclasses.replace(make(Decimal("0.01"), step), market_max_qty=step * steps_max)
+    qty = step * steps_held
+    pieces = r.market_pieces(qty)
+    assert sum(pieces) == min(qty, 10 * r.market_max_qty) and len(pieces) <= 10
+    for q in pieces:
+        r.check_qty(q, market=True)  # raises RuleViolation if the exchange would refuse it
+    if qty <= r.market_max_qty:
+        assert pieces == [qty]

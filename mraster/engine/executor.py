@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from decimal import Decimal
 import time
 from typing import Any, Mapping
 
@@ -21,6 +22,7 @@ from mraster.engine.reconciler import CycleResult, by_symbol, position_amounts
 from mraster.exchange import errors as E
 from mraster.exchange.together import together
 from mraster.execution import ids
+from mraster.execution.brackets import market_close
 from mraster.liquidation import DEFAULT_BRACKETS, isolated_margin, liquidation_price, stop_is_safe
 from mraster.policy import Decision
 from mraster.risk import check_order, exposure_cap
@@ -401,22 +403,28 @@ class Executor:
         left alone. Returns the sentence for the dashboard (as words: the page's language)."""
         await self._load_rules()
         amounts = position_amounts(await self.ex.position_risk())
-        closed = []
+        closed, partly = [], []
         for token, pos in list(self.state["positions"].items()):
             sym = pos.symbol
             amt = amounts.get(sym, 0.0)
             if (symbol and sym != symbol) or not pos.is_open or not pos.holds(amt):
                 continue
-            close = Order(sym, pos.side.opposite, "MARKET", ids.order_id("X1", token),
-                          quantity=str(self.rules[sym].round_qty(abs(amt), market=True)),
-                          reduce_only=True)
             pos.close_reason = "manual"
             self.state["cooldowns"][sym] = self.now_ms() + int(
                 self.s["ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES"] * 60_000)
-            await self.ex.new_order(**close.params())
-            self.emit("order", action="close", symbol=sym, side=close.side.value,
-                      qty=close.quantity, client_id=close.client_id)
+            sent = await market_close(self.ex, self.rules[sym], token, pos, amt, "X1")
+            for close in sent:
+                self.emit("order", action="close", symbol=sym, side=close.side.value,
+                          qty=close.quantity, client_id=close.client_id)
             closed.append(sym)
+            done = sum(Decimal(o.quantity) for o in sent)
+            if done < self.rules[sym].round_qty(abs(amt), market=True):
+                note = words("{symbol}: {qty} of {total} closed (the exchange takes at most {most} "
+                             "in one market order); close again for the rest", symbol=sym,
+                             qty=float(done), total=abs(amt),
+                             most=float(self.rules[sym].market_max_qty))
+                self.alert("warning", note, sym)  # stays on the dashboard until dismissed
+                partly.append(note)
         await self._sync_positions(CycleResult(), self.now_ms())
         if self.guard and closed:
             left = position_amounts(await self.ex.position_risk())
@@ -424,6 +432,8 @@ class Executor:
         if not closed:
             return words("no open position of the bot on {symbol}" if symbol else
                          "no open positions of the bot to close", symbol=symbol)
+        if partly and len(closed) == 1:
+            return partly[0]
         external = [e["symbol"] for e in self.state["external_positions"]]
         if external and not symbol:
             return words("closed {symbols} at market; positions the bot did not open were left "

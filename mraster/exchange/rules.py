@@ -84,6 +84,23 @@ class SymbolRules:
         n = (D(qty) / step).to_integral_value(rounding=ROUND_FLOOR)
         return (n * step).quantize(step)
 
+    def market_pieces(self, qty: Any, most: int = 10) -> list[Decimal]:
+        """A market order of ``qty`` (on the market step) as pieces the exchange accepts: one when it
+        is within the largest market order, else near-equal pieces each within it (a close of
+        a position larger than that — adopted, or after the exchange lowered its limit — was
+        refused whole, -4005, every time it was tried). At most ``most`` pieces (a burst of
+        orders the rate limits allow): beyond that, they cover ``most`` × the largest order."""
+        q, hi = D(qty), self.market_max_qty
+        if not hi or q <= hi:
+            return [q]
+        step = self.market_step
+        units, most_units = int(q / step), int(self.round_qty(hi, market=True) / step)
+        n = min(most, -(-units // most_units))  # as few pieces as the limit allows
+        units = min(units, n * most_units)
+        each, extra = divmod(units, n)  # near-equal: ``extra`` of them one step larger
+        return [((each + 1) * step).quantize(step)] * extra + \
+            [(each * step).quantize(step)] * (n - extra)
+
     # -- checks -----------------------------------------------------------------------------
     def check_price(self, price: Any, field: str = "price") -> None:
         p = _number(price, field)

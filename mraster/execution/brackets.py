@@ -171,11 +171,10 @@ class BracketGuard:
     async def _close_unprotected(self, token: str, pos: Position, queue: dict, done: dict) -> None:
         """The stop could not be placed within the grace period: a position without a stop is
         the one risk the bot never keeps, so it is closed at market."""
-        close_side = pos.side.opposite.value
         try:
             if any(ids.bracket_kind(o) == "stop" for o in await self.ex.open_orders(pos.symbol)):
                 return  # the stop is there (only the take-profit is missing): keep the position
-            await self.close_at_market(token, pos, close_side, "no_stop")
+            await self.close_at_market(token, pos, "no_stop")
         except E.ExchangeError as exc:
             log.error("closing unprotected %s failed: %s", pos.symbol, exc)
             return
@@ -239,21 +238,18 @@ class BracketGuard:
                                             close_position=True).params())
         except E.WouldTrigger:
             # price is already beyond the level: do what the order was for, close now
-            await self.close_at_market(token, pos, close_side,
-                                       "stop_passed" if kind == "stop" else "tp_passed")
+            await self.close_at_market(token, pos, "stop_passed" if kind == "stop" else "tp_passed")
             done["closed"] += 1
             return
         done["replaced" if replacing else "placed"] += 1
         self.emit("order", action="bracket", kind=kind, symbol=sym, client_id=cid,
                   stop_price=str(price))
 
-    async def close_at_market(self, token: str, pos: Position, close_side: str, why: str) -> None:
+    async def close_at_market(self, token: str, pos: Position, why: str) -> None:
         sym = pos.symbol
-        qty = self.rules[sym].round_qty(pos.qty, market=True)
         # the trade is booked from the fills; this names why the guard's close happened
         pos.close_reason = {"stop_passed": "stop", "tp_passed": "take_profit"}.get(why, why)
-        await self.ex.new_order(**Order(sym, Side(close_side), "MARKET", ids.order_id("X", token),
-                                        quantity=str(qty), reduce_only=True).params())
+        await market_close(self.ex, self.rules[sym], token, pos, pos.qty, "X")
         text = {"stop_passed": "price passed the stop before it could be placed",
                 "tp_passed": "price passed the take-profit before it could be placed",
                 "no_stop": f"no stop could be placed within the {self.stop_grace_s or 0:g} s grace"}[why]
@@ -267,6 +263,24 @@ class BracketGuard:
             self.emit("order", action="cancel", symbol=sym, client_id=o.get("clientOrderId", ""))
         except E.UnknownOrder:
             pass
+
+
+async def market_close(ex, rules: SymbolRules, token: str, pos: Position, amount: float,
+                       kind: str) -> list[Order]:
+    """Close ``|amount|`` of the position ``token`` with reduce-only market orders of kind
+    ``kind`` (``X`` the guard, ``X1`` the user): one order, or pieces each within the
+    exchange's largest market order, all sent at once (each has an id of its own, so none is
+    ever sent twice). Raises the first refusal after every piece was tried; returns the
+    orders sent."""
+    qty = rules.round_qty(abs(amount), market=True)
+    orders = [Order(pos.symbol, pos.side.opposite, "MARKET",
+                    ids.order_id(ids.piece(kind, k), token), quantity=str(q), reduce_only=True)
+              for k, q in enumerate(rules.market_pieces(qty), start=1)]
+    for got in await together(ex, *(ex.new_order(**o.params()) for o in orders),
+                              return_exceptions=True):
+        if isinstance(got, BaseException):
+            raise got
+    return orders
 
 
 def _covers(o: dict, amount: float) -> bool:

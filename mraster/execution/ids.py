@@ -4,7 +4,9 @@ Scheme ``mra1`` (current): ``mra1-<kind>-<token>`` where kind is E (entry), S (s
 T (take-profit), X (market close by the guard), X1 (close the user asked for) and ``token`` identifies the position (base36 milliseconds of
 the entry decision plus a 4-character random tag), e.g. ``mra1-E-lq3k9x2a-7f3c``. The entry and
 its brackets share the token, so a stop can always be matched to its position. FastTP moves add
-a counter: ``mra1-T2-<token>``. Ids stay within the exchange's 36-character limit.
+a counter: ``mra1-T2-<token>``. A market close larger than the exchange's largest market order
+goes out in pieces: the first keeps its kind, the k-th adds ``p<k>`` (``mra1-X1p2-<token>``). Ids
+stay within the exchange's 36-character limit.
 
 BracketGuard also recognises orders it did not create: any ``closePosition`` STOP_MARKET or
 TAKE_PROFIT_MARKET (placed by hand or by older versions), and ``reduceOnly`` stop orders.
@@ -16,7 +18,7 @@ import secrets
 from collections.abc import Container
 
 SCHEME = "mra1"
-_RE = re.compile(r"^mra1-(E|S\d*|T\d*|X\d*)-([0-9a-z]+-[0-9a-f]{4})$")
+_RE = re.compile(r"^mra1-(E|S\d*|T\d*|X\d*(?:p\d+)?)-([0-9a-z]+-[0-9a-f]{4})$")
 
 
 def _b36(n: int) -> str:
@@ -45,6 +47,11 @@ def order_id(kind: str, token: str) -> str:
     cid = f"{SCHEME}-{kind}-{token}"
     assert len(cid) <= 36, cid
     return cid
+
+
+def piece(kind: str, k: int) -> str:
+    """The kind of piece ``k`` (from 1) of a market close sent in pieces."""
+    return kind if k == 1 else f"{kind}p{k}"
 
 
 def parse(cid: str) -> tuple[str, str] | None:
