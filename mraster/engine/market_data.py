@@ -150,6 +150,7 @@ class MarketData:
                     log.warning("klines for %s failed: %s", sym, got)
                     return  # the symbol is skipped with reason data_error
             out[sym] = (lt, ht)
+            self._features(sym, lt, ht)  # (cached) while the other symbols' candles are on the way
         await together(self.ex, *(one(sym) for sym in later))
         return out
 
