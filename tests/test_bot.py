@@ -218,16 +218,13 @@ def test_an_order_below_min_notional_is_skipped_never_rounded_up(sim_factory, tm
 
 
 def test_klines_are_fetched_only_when_a_candle_has_closed(sim_factory, tmp_path):
-    from mraster.engine.cycle import Engine
-
     sim, url, _ = sim_factory(n=6, seed=11)
     s = settings_for(tmp_path, url)
     counts = []
 
     async def go():
         async with AsterRest(url, API_KEY, API_SECRET) as c:
-            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
-                         lambda *a, **k: None)
+            eng = new_engine(c, s, tmp_path)
             for step in (0, 0, 5 * 60_000):
                 if step:
                     sim.step(step)
@@ -306,14 +303,19 @@ def record_requests(monkeypatch) -> list[tuple[str, str, str, str]]:
     return events
 
 
-def one_cycle(s, tmp_path) -> dict:
-    """A fresh engine's first (cold) cycle over real HTTP; its state."""
+def new_engine(c, s, tmp_path):
+    """A fresh engine on client ``c``, its repair queue in ``tmp_path``, events dropped."""
     from mraster.engine.cycle import Engine
 
+    return Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                  lambda *a, **k: None)
+
+
+def one_cycle(s, tmp_path) -> dict:
+    """A fresh engine's first (cold) cycle over real HTTP; its state."""
     async def go():
         async with AsterRest(s["ASTER_EXCHANGE_BASE"], API_KEY, API_SECRET) as c:
-            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
-                         lambda *a, **k: None)
+            eng = new_engine(c, s, tmp_path)
             await eng.cycle()
             return eng.state
     return asyncio.run(go())
@@ -343,16 +345,13 @@ def test_a_cold_cycle_asks_once_and_sends_what_is_independent_together(sim_facto
 def test_a_closed_trade_is_booked_from_reads_sent_together(sim_factory, tmp_path, monkeypatch):
     """Booking a closed position reads its fills, its orders and its funding: independent
     reads, in flight together (requests seen by the client over real HTTP)."""
-    from mraster.engine.cycle import Engine
-
     sim, url, _ = sim_factory(n=12, seed=11)
     s = settings_for(tmp_path, url)
     events = record_requests(monkeypatch)
 
     async def go():
         async with AsterRest(url, API_KEY, API_SECRET) as c:
-            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
-                         lambda *a, **k: None)
+            eng = new_engine(c, s, tmp_path)
             await eng.cycle()
             pos = next(iter(eng.state["positions"].values()))
             await c.new_order(symbol=pos.symbol, side=pos.side.opposite.value, type="MARKET",
@@ -429,9 +428,6 @@ def test_a_failure_deciding_a_later_entry_leaves_the_earlier_one_protected(sim_f
     finished first: it fills and gets its stop and take-profit in this cycle, instead of being
     cut off mid-flight and left to the next start's reconciliation. Stands in for the failure
     by making the liquidation check raise for the second entry (nothing else here is mocked)."""
-    import pytest
-
-    from mraster.engine.cycle import Engine
     from mraster.engine.executor import Executor
     from mraster.sim.server import Faults
 
@@ -449,8 +445,7 @@ def test_a_failure_deciding_a_later_entry_leaves_the_earlier_one_protected(sim_f
 
     async def go():
         async with AsterRest(url, API_KEY, API_SECRET) as c:
-            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
-                         lambda *a, **k: None)
+            eng = new_engine(c, s, tmp_path)
             with pytest.raises(RuntimeError, match="boom"):
                 await eng.cycle()
             return eng.state
@@ -475,15 +470,12 @@ def test_a_position_larger_than_the_largest_market_order_is_closed_in_pieces(sim
     import dataclasses
     from decimal import Decimal
 
-    from mraster.engine.cycle import Engine
-
     sim, url, _ = sim_factory(n=12, seed=11)
     s = settings_for(tmp_path, url)
 
     async def go():
         async with AsterRest(url, API_KEY, API_SECRET) as c:
-            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
-                         lambda *a, **k: None)
+            eng = new_engine(c, s, tmp_path)
             await eng.cycle()
             pos = next(iter(eng.state["positions"].values()))
             rules = sim.rules[pos.symbol]
@@ -601,15 +593,12 @@ def test_a_warm_cycle_reads_positions_orders_and_account_once(sim_factory, tmp_p
 
     from fault_proxy import FaultProxy
 
-    from mraster.engine.cycle import Engine
-
     sim, url, _ = sim_factory(n=12, seed=11)
     s = settings_for(tmp_path, url)
 
     async def go(proxy):
         async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
-            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
-                         lambda *a, **k: None)
+            eng = new_engine(c, s, tmp_path)
             await eng.cycle()
             assert eng.state["positions"], "the cold cycle should open positions"
             first = len(proxy.seen)
