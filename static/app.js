@@ -618,7 +618,8 @@ async function renderHistory(force = false) {
   $("#hist-newer").disabled = hist.offset === 0;
   $("#hist-older").disabled = last >= page.total;
   $("#hist-summary").textContent = page.total
-    ? t("{total} trades · {wins} wins ({share}) · PnL {pnl} USDT", { total: page.total, wins: page.wins, share: pct(page.wins / page.total), pnl: cents(page.pnl) })
+    ? t(page.total === 1 ? "1 trade · {wins} wins ({share}) · PnL {pnl} USDT" : "{total} trades · {wins} wins ({share}) · PnL {pnl} USDT",
+      { total: page.total, wins: page.wins, share: pct(page.wins / page.total), pnl: cents(page.pnl) })
     : "";
   $("#calendar tbody").replaceChildren(...cal.rows.map((c) => el("tr", {},
     el("td", {}, c.period), el("td", {}, c.trades), el("td", {}, c.wins),
