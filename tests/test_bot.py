@@ -505,6 +505,29 @@ def test_a_position_larger_than_the_largest_market_order_is_closed_in_pieces(sim
         assert state["alerts"][-1]["words"]["template"] == said.template
 
 
+def test_every_saved_state_carries_the_price_decimals_of_its_positions(sim_factory, tmp_path):
+    """The state is saved before each entry leaves, mid-cycle; the page draws what it reads,
+    and a position (and its chart) read from such a save had no tick decimals yet on the first
+    cycle (they came with the cycle's last save): the chart kept six decimals. Every save now
+    carries the decimals of every position it holds."""
+    from mraster.engine.cycle import Engine
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    saved: list[tuple[set, set]] = []
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, {}, JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None,
+                         save=lambda: saved.append(({p.symbol for p in eng.state["positions"].values()},
+                                                    set(eng.state.get("ticks", {})))))
+            await eng.cycle()
+    asyncio.run(go())
+    assert saved, "the cycle should save before its entries"
+    assert all(held <= ticks for held, ticks in saved), saved
+
+
 def test_a_restarted_bot_sets_leverage_and_margin_mode_only_where_they_differ(sim_factory,
                                                                              tmp_path):
     """The exchange reports each symbol's leverage and margin mode; where they already are the

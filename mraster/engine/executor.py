@@ -166,6 +166,8 @@ class Executor:
         # Crash-only: the intent is on disk before the order leaves, so a crash at any line
         # leaves a position the next start adopts (by its client id) instead of an unknown one.
         self.state["positions"][token] = pos
+        if sym in self.price_places:  # the page may show it from this save: its price decimals
+            self.state.setdefault("ticks", {})[sym] = self.price_places[sym]
         self.save()
         self.orders_sent += 1
         return used + order.notional / order.leverage, (it, pos, order, sl_mult, tp_mult)
