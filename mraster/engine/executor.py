@@ -96,12 +96,14 @@ class Executor:
         f, rules, ai = it.features, self.rules[sym], it.ai
         s, mult, want, price = self._terms(it)
         sl_mult, tp_mult = s["ASTER_SL_ATR_MULT"], s["ASTER_TP_ATR_MULT"]
-        # refused at the leverage wanted: refused at any the exchange accepts (a lower one only
-        # shrinks the order), so nothing is set on the exchange for it
-        refused = self._refusal(plan_order(side=side, price=price, atr=f.atr, equity=equity,
-                                           used_margin=used, rules=rules, mult=mult,
-                                           max_leverage=want, s=s), equity, used, s)
-        if refused:
+        # refused as it would go out at the leverage wanted (its stop clear of the liquidation
+        # price, so the leverage stays): nothing is set on the exchange for it. (Sized at a lower
+        # leverage, for the liquidation buffer, a smaller order might pass: that is tried below.)
+        planned = plan_order(side=side, price=price, atr=f.atr, equity=equity, used_margin=used,
+                             rules=rules, mult=mult, max_leverage=want, s=s)
+        refused = self._refusal(planned, equity, used, s)
+        if refused and (planned.reason or self._stop_before_liquidation(sym, side, price, planned,
+                                                                        equity, used)):
             self._skip(res, sym, refused[0], side=side, **refused[1])
             return used, None
         margin, lever = await self._set_margin_and_leverage(sym, s, want)
