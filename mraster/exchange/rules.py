@@ -95,6 +95,8 @@ class SymbolRules:
             return [q]
         step = self.market_step
         units, most_units = int(q / step), int(self.round_qty(hi, market=True) / step)
+        if most_units < 1:  # a limit below one step: nothing to split into
+            return [q]
         n = min(most, -(-units // most_units))  # as few pieces as the limit allows
         units = min(units, n * most_units)
         each, extra = divmod(units, n)  # near-equal: ``extra`` of them one step larger
