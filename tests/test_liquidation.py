@@ -63,3 +63,23 @@ def test_a_liquidation_is_booked_as_such_with_an_alert(sim_factory, tmp_path):
     (t,) = [t for t in state["history"] if t["symbol"] == sym]
     assert t["reason"] == "liquidation" and t["exit"] == pytest.approx(liq, rel=1e-6)
     assert any("LIQUIDATED" in a["message"] for a in state["alerts"])
+
+
+def test_a_trade_that_fits_the_caps_only_at_the_leverage_its_stop_needs_is_still_made(sim_factory,
+                                                                                      tmp_path):
+    """At 125x the stop (8 ATR away) lies beyond the liquidation price and the order, sized by
+    risk, is larger than the notional cap (600 USDT) allows; at the lower leverage the stop
+    needs, the margin budget (1 % of equity) makes it smaller and it fits. The entry is still
+    made there: an order the caps refuse is skipped before anything is set on the exchange
+    only when it would go out as planned (its stop clear of the liquidation price)."""
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = bot_settings(tmp_path, url, ASTER_LEVERAGE=125, ASTER_SL_ATR_MULT=8, ASTER_TP_ATR_MULT=12,
+                     ASTER_MAX_OPEN_RISK=0.2, ASTER_MAX_TOTAL_NOTIONAL_X=0.06,
+                     ASTER_EQUITY_FRACTION=0.01, ASTER_RISK_PER_TRADE=0.02)
+    asyncio.run(run_async(s))
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    assert state["positions"], state["decisions"]
+    for p in state["positions"].values():
+        assert p["leverage"] < 125 and p["qty"] * p["entry"] <= 600 * 1.0001
+    rows = {r["symbol"]: r for r in sim.matching.position_risk(sim.account(API_KEY))}
+    assert all(int(rows[p["symbol"]]["leverage"]) == p["leverage"] for p in state["positions"].values())
