@@ -24,6 +24,7 @@ from mraster.dashboard.limits import BodyLimitMiddleware
 from mraster.dashboard.sessions import token_problem
 from mraster.dashboard.security import SecurityMiddleware
 from mraster.logs import setup_logging
+from mraster.words import CATALOGUES
 
 ROOT = Path(__file__).resolve().parents[2]
 log = logging.getLogger("mraster.dashboard")
@@ -60,7 +61,7 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
         app.include_router(module.router)
 
     app.openapi = lambda: truthful_openapi(app)
-    offered = languages(ROOT / "static" / "i18n")
+    offered = languages(CATALOGUES)
 
     @app.get("/api/health", tags=["health"])
     def health() -> dict:

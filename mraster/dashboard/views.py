@@ -46,8 +46,8 @@ def protection_view(p: Any) -> dict[str, Any]:
             "stop": prot.get("stop"), "tp": prot.get("tp"), "at_risk": prot.get("at_risk"),
             "funding": prot.get("funding", 0.0), "repairs": prot.get("repairs", 0),
             "checked_at": prot.get("checked_at"),
-            "problems": [f["detail"] for f in prot.get("findings", [])],
-            "problems_words": [f.get("words") or {"template": f["detail"], "params": {}}
+            "problems": [f.get("detail", "") for f in prot.get("findings", [])],
+            "problems_words": [f.get("words") or {"template": f.get("detail", ""), "params": {}}
                                for f in prot.get("findings", [])],  # older states: English
             "stop_liq_distance": abs(p.stop - p.liquidation) / p.mark
             if p.liquidation and p.mark else None}

@@ -20,7 +20,7 @@ from mraster.domain import Intent, Order, OrderStatus, Position, PositionStatus,
 from mraster.engine.market_data import snapshot
 from mraster.engine.reconciler import CycleResult, by_symbol, position_amounts
 from mraster.exchange import errors as E
-from mraster.exchange.together import together
+from mraster.exchange.together import answers_at_once, together
 from mraster.execution import ids
 from mraster.execution.brackets import market_close
 from mraster.liquidation import DEFAULT_BRACKETS, isolated_margin, liquidation_price, stop_is_safe
@@ -64,7 +64,7 @@ class Executor:
                 used, ready = await self._prepare(res, it, equity, used, now)
                 if ready is None:
                     continue
-                if getattr(self.ex, "answers_at_once", False):
+                if answers_at_once(self.ex):
                     await self._send(res, *ready)
                 else:
                     sending.append(asyncio.ensure_future(self._send(res, *ready)))

@@ -12,10 +12,15 @@ import asyncio
 from typing import Any, Awaitable
 
 
+def answers_at_once(ex: Any) -> bool:
+    """Does ``ex`` answer in-process (nothing to gain from requests in flight together)?"""
+    return bool(getattr(ex, "answers_at_once", False))
+
+
 async def together(ex: Any, *aws: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
     """``asyncio.gather`` for the exchange ``ex``. In-process, every request runs even when an
     earlier one failed (as gathered ones do), and the first failure is raised after them."""
-    if not getattr(ex, "answers_at_once", False):
+    if not answers_at_once(ex):
         return await asyncio.gather(*aws, return_exceptions=return_exceptions)
     out: list[Any] = []
     first: BaseException | None = None

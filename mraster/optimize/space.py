@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from mraster import settings as st
+from mraster.words import significant
 
 RISK_CAP = 0.01  # risk per trade is never searched above 1 % of equity
 
@@ -121,7 +122,7 @@ def tidy(params: Mapping[str, Any], space: list[Param]) -> dict[str, Any]:
     out = dict(params)
     for k, (lo, hi) in bounds.items():
         if isinstance(out.get(k), float):
-            out[k] = min(max(float(f"{out[k]:.3g}"), lo), hi)
+            out[k] = min(max(significant(out[k], 3), lo), hi)
     return out
 
 
