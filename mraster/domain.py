@@ -144,6 +144,7 @@ class Position:
     stop_rule: str | None = None  # breakeven | trailing | fasttp once a rule moved the stop
     close_reason: str | None = None  # why the bot itself closed it (manual, no_stop, ...)
     bracket_seq: dict[str, int] = field(default_factory=dict)
+    close_seq: int = 0            # market closes sent so far (each attempt's ids are new)
     protection: dict[str, Any] = field(default_factory=dict)  # the last read-back (ProtectionWatch)
     mark: float | None = None     # from the exchange each cycle, for the dashboard
     unrealized: float | None = None

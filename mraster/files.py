@@ -35,6 +35,7 @@ class PositionShape(_Open):
     entry_status: Literal["sent", "filled", "rejected", "unknown"] | None = None
     protection: dict[str, Any] = {}   # the last read-back (engine.protection_watch)
     bracket_seq: dict[str, int] = {}
+    close_seq: int = 0
 
 
 class CommandShape(_Open):

@@ -505,6 +505,55 @@ def test_a_position_larger_than_the_largest_market_order_is_closed_in_pieces(sim
         assert state["alerts"][-1]["words"]["template"] == said.template
 
 
+def test_a_second_close_of_what_is_left_never_reuses_the_first_closes_ids(sim_factory,
+                                                                         tmp_path):
+    """A first Close… left part of a position open (more than ten times the largest market
+    order). The second Close… sent the same ids (``X1``, ``X1p2``, …); when its answers were
+    lost, the look-up by id found the first close's filled orders and reported the second as
+    done, while nothing had reached the exchange. Each close now has ids of its own: the lost
+    one stays unknown (an error, the rest still open), and the next closes the rest, no id
+    ever reaching the exchange twice (simulator over real HTTP, behind the fault proxy)."""
+    import dataclasses
+    from decimal import Decimal
+
+    from fault_proxy import FaultProxy, Rule
+
+    from mraster.exchange import errors as E
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+
+    async def go(proxy):
+        async with AsterRest(proxy.url, API_KEY, API_SECRET, consistency_s=0.05) as c:
+            eng = new_engine(c, s, tmp_path)
+            await eng.cycle()
+            acct = sim.accounts[API_KEY]
+            pos = next(iter(eng.state["positions"].values()))
+            rules = sim.rules[pos.symbol]
+            limit = rules.round_qty(Decimal(str(pos.qty)) / Decimal("12.5"), market=True)
+            sim.rules[pos.symbol] = dataclasses.replace(rules, market_max_qty=limit)
+            eng._rules_at -= 7200  # the bot reads the symbols' rules again (hourly)
+            await eng.close_positions(pos.symbol)
+            left = abs(acct.positions[pos.symbol].amt)
+            proxy.set_rules(Rule("POST", "/fapi/v1/order", refuse=1.0))
+            with pytest.raises(E.OrderStatusUnknown):
+                await eng.close_positions(pos.symbol)
+            assert abs(acct.positions[pos.symbol].amt) == pytest.approx(left)
+            proxy.heal()
+            said = await eng.close_positions(pos.symbol)
+            return pos, said, acct, eng.state
+
+    with FaultProxy(url) as proxy:
+        pos, said, acct, state = asyncio.run(go(proxy))
+        sent = proxy.forwarded_client_ids()
+    assert str(said) == f"closed {pos.symbol} at market"
+    assert acct.positions[pos.symbol].amt == 0
+    assert len(sent) == len(set(sent)), sorted(sent)
+    assert {c.split("-")[1] for c in sent if "-X1" in c} >= {"X1", "X1p10", "X1r3", "X1r3p3"}
+    [trade] = [h for h in state["history"] if h["symbol"] == pos.symbol]  # booked from all fills
+    assert trade["reason"] == "manual" and trade["qty"] == pytest.approx(pos.qty)
+
+
 def test_every_saved_state_carries_the_price_decimals_of_its_positions(sim_factory, tmp_path):
     """The state is saved before each entry leaves, mid-cycle; the page draws what it reads,
     and a position (and its chart) read from such a save had no tick decimals yet on the first

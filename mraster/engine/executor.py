@@ -416,7 +416,8 @@ class Executor:
             pos.close_reason = "manual"
             self.state["cooldowns"][sym] = self.now_ms() + int(
                 self.s["ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES"] * 60_000)
-            sent = await market_close(self.ex, self.rules[sym], token, pos, amt, "X1")
+            sent = await market_close(self.ex, self.rules[sym], token, pos, amt, "X1",
+                                      before=self.save)
             for close in sent:
                 self.emit("order", action="close", symbol=sym, side=close.side.value,
                           qty=close.quantity, client_id=close.client_id)

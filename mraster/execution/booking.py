@@ -69,8 +69,8 @@ def exit_reason_of(fill: Fill, guard_reason: str | None = None) -> str:
             return "stop"
         if kind.startswith("T"):
             return "take_profit"
-        if kind.split("p")[0] == "X1":
-            return "manual"  # the user's close through the dashboard (or a piece of it)
+        if ids.close_kind(kind) == "X1":
+            return "manual"  # the user's close through the dashboard (any attempt or piece)
         if kind.startswith("X"):
             return guard_reason or "stop"  # the guard closed it (price passed a bracket)
         return "unknown"

@@ -266,16 +266,22 @@ class BracketGuard:
 
 
 async def market_close(ex, rules: SymbolRules, token: str, pos: Position, amount: float,
-                       kind: str) -> list[Order]:
+                       kind: str, before: Callable[[], None] = lambda: None) -> list[Order]:
     """Close ``|amount|`` of the position ``token`` with reduce-only market orders of kind
     ``kind`` (``X`` the guard, ``X1`` the user): one order, or pieces each within the
     exchange's largest market order, all sent at once (each has an id of its own, so none is
-    ever sent twice). Raises the first refusal after every piece was tried; returns the
-    orders sent."""
+    ever sent twice). Each call is a new attempt with ids of its own (``pos.close_seq``,
+    saved with the position): a repeated id whose answer was lost would be looked up and found
+    as the earlier, filled close. ``before`` runs once the ids are chosen, before anything
+    leaves (the engine saves the state there). Raises the first refusal after every piece was
+    tried; returns the orders sent."""
     qty = rules.round_qty(abs(amount), market=True)
+    pos.close_seq += 1
+    kind = ids.attempt(kind, pos.close_seq)
     orders = [Order(pos.symbol, pos.side.opposite, "MARKET",
                     ids.order_id(ids.piece(kind, k), token), quantity=str(q), reduce_only=True)
               for k, q in enumerate(rules.market_pieces(qty), start=1)]
+    before()
     for got in await together(ex, *(ex.new_order(**o.params()) for o in orders),
                               return_exceptions=True):
         if isinstance(got, BaseException):

@@ -5,8 +5,10 @@ T (take-profit), X (market close by the guard), X1 (close the user asked for) an
 the entry decision plus a 4-character random tag), e.g. ``mra1-E-lq3k9x2a-7f3c``. The entry and
 its brackets share the token, so a stop can always be matched to its position. FastTP moves add
 a counter: ``mra1-T2-<token>``. A market close larger than the exchange's largest market order
-goes out in pieces: the first keeps its kind, the k-th adds ``p<k>`` (``mra1-X1p2-<token>``). Ids
-stay within the exchange's 36-character limit.
+goes out in pieces: the first keeps its kind, the k-th adds ``p<k>`` (``mra1-X1p2-<token>``).
+The n-th market close of one position adds ``r<n>`` (``mra1-X1r2-<token>``, ``mra1-X1r2p3-…``):
+an order whose answer was lost is looked up by its id, and a repeated id would find an earlier,
+filled close instead. Ids stay within the exchange's 36-character limit.
 
 BracketGuard also recognises orders it did not create: any ``closePosition`` STOP_MARKET or
 TAKE_PROFIT_MARKET (placed by hand or by older versions), and ``reduceOnly`` stop orders.
@@ -18,7 +20,8 @@ import secrets
 from collections.abc import Container
 
 SCHEME = "mra1"
-_RE = re.compile(r"^mra1-(E|S\d*|T\d*|X\d*(?:p\d+)?)-([0-9a-z]+-[0-9a-f]{4})$")
+_RE = re.compile(r"^mra1-(E|S\d*|T\d*|X\d*(?:r\d+)?(?:p\d+)?)-([0-9a-z]+-[0-9a-f]{4})$")
+_CLOSE = re.compile(r"X\d*")
 
 
 def _b36(n: int) -> str:
@@ -52,6 +55,17 @@ def order_id(kind: str, token: str) -> str:
 def piece(kind: str, k: int) -> str:
     """The kind of piece ``k`` (from 1) of a market close sent in pieces."""
     return kind if k == 1 else f"{kind}p{k}"
+
+
+def attempt(kind: str, n: int) -> str:
+    """The kind of a position's ``n``-th market close (from 1)."""
+    return kind if n <= 1 else f"{kind}r{n}"
+
+
+def close_kind(kind: str) -> str | None:
+    """``X`` (the guard's) or ``X1`` (the user's) for any attempt or piece of a market close."""
+    m = _CLOSE.match(kind)
+    return m.group() if m else None
 
 
 def parse(cid: str) -> tuple[str, str] | None:
