@@ -254,6 +254,11 @@ class BanditPolicy:
         return Decision(action, None if action == "SKIP" else arm[-1], arm, reason, scores, p,
                         dict(feats))
 
+    def learn_shadow(self, x: Any, r: float) -> None:
+        """Teach the alpha model the R a vetoed signal would have made (``mraster.shadows``);
+        the bandit's arms learn from trades taken only."""
+        self.alpha_model.update(np.asarray(x, dtype=float), r)
+
     def learn(self, feats: Mapping[str, float], arm: str, r: float) -> None:
         """Credit a closed trade's R (after fees) to the arm chosen at entry."""
         x = vectorize(feats, self.names)

@@ -424,6 +424,9 @@ CATALOGUE: tuple[Setting, ...] = (
       "that upsizes one bucket.", min=0, max=1),
     S("ASTER_ALPHA_WARMUP", "int", 30, "policy", "Trades the alpha model sees before it may veto.",
       min=0, max=10000),
+    S("ASTER_ALPHA_SHADOW", "bool", True, "policy", "The alpha model also learns from the signals "
+      "it vetoed, followed as if taken (to their stop or take-profit, no order sent), so a model "
+      "that says no to everything can change its mind."),
     S("ASTER_HISTORY_MAX", "int", 250, "policy", "Recent closed trades kept in the state file "
       "(for the breakers and the overview); the journal keeps every trade.", min=10,
       max=100000),

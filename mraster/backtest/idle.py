@@ -32,6 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from mraster import shadows
 from mraster.backtest.data import ReplayData
 from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
@@ -64,6 +65,7 @@ class Screened:
         self.cand_step = np.zeros(0, np.int64)  # candidates of screened blocks not yet passed
         self.cand_sym = np.zeros(0, np.int64)  # their symbol (a column of ``reasons``)
         self.cand_x = np.zeros((0, len(FEATURES)))  # their policy features
+        self.cand_lv = np.zeros((0, 3))  # their price, ATR and spread (a vetoed one's shadow)
         self.engine_steps = np.zeros(0, np.int64)  # steps only the engine can decide, so far
 
     def ensure(self, lo: int, hi: int) -> None:
@@ -75,9 +77,9 @@ class Screened:
 
     def _screen_block(self, lo: int, hi: int) -> None:
         times = self.times[lo:hi]
-        steps, syms, rows = [], [], []
+        steps, syms, rows, lvs = [], [], [], []
         for col in range(len(self.symbols)):
-            codes, cand, x = self._screen_symbol(col, times)
+            codes, cand, x, lv = self._screen_symbol(col, times)
             if col % TRIM_EVERY == TRIM_EVERY - 1:
                 release_free_memory()  # the last symbols' temporaries
             self.reasons[lo:hi, col] = codes
@@ -85,6 +87,7 @@ class Screened:
                 steps.append(cand + lo)
                 syms.append(np.full(len(cand), col))
                 rows.append(x)
+                lvs.append(lv)
         busy = lo + np.flatnonzero((self.reasons[lo:hi] == CODE[ENGINE]).any(axis=1))
         self.engine_steps = np.concatenate([self.engine_steps, busy])
         if not steps:
@@ -104,12 +107,15 @@ class Screened:
             a += len(r)
             rows[k] = None
         self.cand_x = x
+        self.cand_lv = np.concatenate([self.cand_lv, np.concatenate(lvs)[order]])
         self.cand_step = np.concatenate([self.cand_step, step[order]])
         self.cand_sym = np.concatenate([self.cand_sym, np.concatenate(syms)[order]])
 
     def _screen_symbol(self, col: int, times: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                     np.ndarray | None,
                                                                      np.ndarray | None]:
-        """One symbol's reason codes at ``times``, its candidates and their policy features."""
+        """One symbol's reason codes at ``times``, its candidates, their policy features and
+        their price, ATR and spread."""
         data, s, sym = self.data, self.s, self.symbols[col]
         f, ok = data.feature_table(sym, times)
         q = self.sim.parsed_quotes(sym, times)
@@ -133,16 +139,17 @@ class Screened:
         codes = np.fromiter((CODE[r] for r in reason.tolist()), np.uint8, len(reason))
         cand = np.flatnonzero(codes == 0)
         if not len(cand):
-            return codes, cand, None
+            return codes, cand, None, None
         ctx = {k: np.asarray(v)[cand] for k, v in policy_context(f, snap, sc).items()}
-        return codes, cand, vectorize(build_features(ctx))
+        return codes, cand, vectorize(build_features(ctx)), \
+            np.column_stack([ctx["price"], ctx["atr"], ctx["spread"]])
 
     def forget_before(self, i: int) -> None:
         """Candidates of steps already passed are never asked for again."""
         k = int(self.cand_step.searchsorted(i))
         if k:
-            self.cand_step, self.cand_sym, self.cand_x = \
-                self.cand_step[k:], self.cand_sym[k:], self.cand_x[k:]
+            self.cand_step, self.cand_sym, self.cand_x, self.cand_lv = \
+                self.cand_step[k:], self.cand_sym[k:], self.cand_x[k:], self.cand_lv[k:]
 
     def first_engine_step(self, i: int) -> int | None:
         at = self.engine_steps.searchsorted(i)
@@ -155,10 +162,15 @@ class IdleSteps:
 
     def __init__(self, data: ReplayData, sim: SimExchange, s: Mapping[str, Any],
                  symbols: list[str], times: np.ndarray, copilots: Any = None,
-                 state: Mapping[str, Any] | None = None) -> None:
+                 state: Mapping[str, Any] | None = None,
+                 shadows: list[dict[str, Any]] | None = None) -> None:
         self.data, self.sim, self.s, self.symbols, self.times = data, sim, s, symbols, times
         self.copilots = copilots  # mraster.ai.copilots.Copilots in AI mode
         self.state = state if state is not None else {}
+        # the engine's open shadows (``mraster.shadows``): the walk settles and opens them as
+        # the engine would have on the steps it skips
+        self.shadows = shadows if shadows is not None else []
+        self._settles: dict[tuple[str, int], tuple[int, float | None, int]] = {}
         self.screens: dict[tuple, Screened] = {}  # per tightening of the filters
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # see _market
 
@@ -256,27 +268,88 @@ class IdleSteps:
         pm = self._pm_rows()
         lo, chunk = i, FIRST_CHUNK
         while lo < stop:
+            self._settle(lo, policy)
             end, pb, renewed = self._segment(lo)
-            hi = min(stop, end, lo + chunk)
+            hi = min(stop, end, lo + chunk, self._next_lesson())
             chunk = min(2 * chunk, MAX_CHUNK)  # a TAKE is often near: look close first
-            at = self._walk(lo, hi, pb, policy, pm, reducing, counts)
+            at, busy = self._walk(lo, hi, pb, policy, pm, reducing, counts)
             if renewed and at > lo:  # it held for the steps walked (else the engine renews it)
                 self.copilots.book["playbook"] = pb
             lo = at
-            if at < hi:
+            if busy:
                 break
         return lo, counts
 
+    # -- shadows of vetoed signals ------------------------------------------------------------
+    def _settled(self, sh: Mapping[str, Any]) -> tuple[int, float | None, int]:
+        """The step at which the engine would settle ``sh``, the R it would learn (None:
+        expired) and when it settled, from the whole history's candles: the same first candle
+        the engine's windows find (``shadows.settle``)."""
+        key = (sh["symbol"], sh["t"])
+        got = self._settles.get(key)
+        if got is None:
+            x = self.data.symbols[sh["symbol"]]
+            done = shadows.settle(sh, x.ltf[0], x.ltf[2], x.ltf[3], x.ltf_ms)
+            got = (len(self.times), None, 0) if done is None else \
+                (int(self.times.searchsorted(done[0])), done[1], done[0])
+            self._settles[key] = got
+        return got
+
+    def _settle(self, step: int, policy: BanditPolicy | None = None) -> None:
+        """Drop the shadows settled by ``step`` and teach ``policy`` their R, as the engine's
+        cycle at that step does before deciding."""
+        left, lessons = [], []
+        for sh in self.shadows:
+            at, r, when = self._settled(sh)
+            if at > step:
+                left.append(sh)
+                continue
+            self._settles.pop((sh["symbol"], sh["t"]), None)
+            if r is not None:
+                lessons.append((when, sh, r))
+        self.shadows[:] = left
+        if lessons:
+            assert policy is not None, "a lesson inside a walked stretch"
+            shadows.teach(policy, lessons)
+
+    def _next_lesson(self) -> int:
+        """The first step at which an open shadow teaches the policy (it changes there)."""
+        return min([at for at, r, _ in map(self._settled, self.shadows) if r is not None],
+                   default=len(self.times))
+
+    def _open_shadows(self, veto: np.ndarray, step: np.ndarray, col: np.ndarray, x: np.ndarray,
+                      lv: np.ndarray, hi: int) -> int:
+        """Open the shadows of the vetoed candidates before ``hi`` (in step order, as the
+        engine would); the step where the first of them teaches the policy, or ``hi``."""
+        for n in veto.tolist():
+            at = int(step[n])
+            if at >= hi:
+                break
+            self._settle(at)  # the engine's list at that step: expired ones gone
+            sym = self.symbols[col[n]]
+            sx = self.data.symbols[sym]
+            k = int(np.searchsorted(sx.ltf[0], self.times[at] - sx.ltf_ms, side="right")) - 1
+            sh = shadows.open_shadow(sym, "BUY" if x[n, SIDE] > 0 else "SELL", int(sx.ltf[0][k]),
+                                     float(lv[n, 0]), float(lv[n, 1]), float(lv[n, 2]), x[n],
+                                     self.s)
+            if sh is not None and shadows.keep(self.shadows, sh):
+                taught, r, _ = self._settled(sh)
+                if r is not None:
+                    hi = min(hi, taught)
+        return hi
+
     def _walk(self, lo: int, hi: int, pb: Mapping[str, Any] | None, policy: BanditPolicy,
-              pm: np.ndarray | None, reducing: bool, counts: Counter) -> int:
+              pm: np.ndarray | None, reducing: bool, counts: Counter) -> tuple[int, bool]:
         """Count the idle steps of [lo, hi) under playbook ``pb`` into ``counts``; where the
-        walk stopped (``hi``, or the first step that needs the engine)."""
+        walk stopped (``hi``, the first step that needs the engine, or the first where a
+        shadow opened here teaches the policy), and whether the engine is needed there."""
         table = self._screened((pb or {}).get("tighten") or {})
         table.ensure(lo, hi)
         table.forget_before(lo)
         eng = table.first_engine_step(lo)
-        if eng is not None:
-            hi = min(hi, eng)
+        busy = eng is not None and eng < hi
+        if busy:
+            hi = eng
         a, b = table.cand_step.searchsorted(lo), table.cand_step.searchsorted(hi)
         step, sym = table.cand_step[a:b], table.cand_sym[a:b]
         red = self._red(step, sym) if self.s["ASTER_AI_SENTINEL_ENABLED"] else \
@@ -292,16 +365,21 @@ class IdleSteps:
             verdict = policy.verdicts(x)[2] if len(x) else np.zeros(0, str)
             if pb and pb.get("blocks"):  # a TAKE the playbook blocks is a skip, like a SKIP
                 verdict = self._blocked(verdict, pb, sym[ask], step[ask], x)
-            busy = np.flatnonzero((verdict == "TAKE") | (verdict == "tie"))
-            if len(busy):
-                hi = int(step[ask][busy[0]])
+            take = np.flatnonzero((verdict == "TAKE") | (verdict == "tie"))
+            if len(take) and int(step[ask][take[0]]) < hi:
+                hi, busy = int(step[ask][take[0]]), True
+            veto = np.flatnonzero(verdict == "alpha_veto")
+            if len(veto) and self.s["ASTER_ALPHA_SHADOW"]:
+                cut = self._open_shadows(veto, step[ask], sym[ask], x, table.cand_lv[a:b][ask], hi)
+                if cut < hi:
+                    hi, busy = cut, False
         counts.update(verdict[step[ask] < hi].tolist())
         blocked = int((red & (step < hi)).sum())
         if blocked:
             counts["sentinel_block"] += blocked
         per = np.bincount(table.reasons[lo:hi].ravel(), minlength=len(NAMES))
         counts.update({NAMES[c]: int(k) for c, k in enumerate(per) if k and c})
-        return hi
+        return hi, busy
 
     def _blocked(self, verdict: np.ndarray, pb: Mapping[str, Any], sym: np.ndarray,
                  step: np.ndarray, x: np.ndarray) -> np.ndarray:

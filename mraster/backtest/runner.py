@@ -206,7 +206,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             if i == 0 and skip_idle and data.ok:
                 universe = engine.universe({})
                 if not s["ASTER_UNIVERSE_MAX"] or s["ASTER_UNIVERSE_MAX"] >= len(universe):
-                    idle = IdleSteps(data, sim, s, universe, times, engine.copilots, state)
+                    idle = IdleSteps(data, sim, s, universe, times, engine.copilots, state,
+                                     engine.shadows)
             i += 1
     asyncio.run(loop())
     return BacktestResult(settings={k: v for k, v in s.items() if k not in st.SECRET_NAMES},

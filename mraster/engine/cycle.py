@@ -28,9 +28,11 @@ from mraster.exchange.together import together
 from mraster.execution.brackets import BracketGuard
 from mraster.execution.ownership import Ownership
 from mraster.liquidation import Bracket, brackets_from_api
-from mraster.policy import BanditPolicy
+from mraster import shadows
+from mraster.policy import BanditPolicy, vectorize
 from mraster.protections import Trip
 from mraster.saved_presets import settings_hash
+from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.exits import locked_stop
 from mraster.strategy.fasttp import FASTTP_KEYS, fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot
@@ -83,6 +85,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.recorder = None  # engine.recorder.Recorder in live and paper mode (set by the runner)
         self.journal = None  # mraster.journal.Journal: every trade with its fills (the runner's)
         self._policy_recorded: tuple[int, int] | None = None  # the policy as last recorded
+        # vetoed signals followed to their stop or target (``mraster.shadows``); kept in memory
+        # only: a restart forgets the few still open, the model keeps what they taught it
+        self.shadows: list[dict[str, Any]] = []
         self._entering: set[str] = set()  # positions whose first brackets go out now (the bot's)
         # (position token, "stop"/"tp") → the rule that moved that level this cycle: the guard's
         # replacement carries out the bot's plan (no repair; the log names the rule)
@@ -198,9 +203,11 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         for sym in snaps:
             if sym not in liquid:
                 self._skip(res, sym, "min_qvol", quote_volume=snaps[sym].quote_volume)
-        candles = await self._fetch_candles(liquid + [p.symbol for p in self.state["positions"].values()
-                                                      if p.symbol not in liquid], now)
+        candles = await self._fetch_candles(
+            liquid + [p.symbol for p in self.state["positions"].values()]
+            + [sh["symbol"] for sh in self.shadows], now)
         self._watch_anomalies(snaps, candles, now)
+        self._follow_shadows(candles)
         seen = self._decision_context(paused, liquid) if self.recorder is not None else None
         entries = []
         pf = self.portfolio(paused=paused)  # nothing it holds changes before the entries
@@ -261,10 +268,18 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         """The evaluator's verdict on ``sym``; an intent the LLM advisor (AI mode) approves."""
         label = self._label(sym)
         cop = self.copilots
-        got = decide(sym, snap, self._features(sym, ltf, htf), pf,
+        f = self._features(sym, ltf, htf)
+        got = decide(sym, snap, f, pf,
                      cop.tightened(self.s) if cop is not None else self.s, policy=self.policy,
                      label=label, postmortem=cop.pm_inputs(sym) if cop is not None else None)
         if isinstance(got, Skip):
+            if got.policy_features is not None and self.s["ASTER_ALPHA_SHADOW"]:
+                sh = shadows.open_shadow(sym, got.info["side"], int(ltf.t[-1]), f.price, f.atr,
+                                         snap.spread,
+                                         vectorize(got.policy_features, self.policy.names),
+                                         self.s)
+                if sh is not None:
+                    shadows.keep(self.shadows, sh)
             self._skip(res, sym, got.reason, **got.info)
             return None
         block = cop.playbook_block(sym, got.side.value, self.now_ms()) if cop is not None else None
@@ -300,6 +315,23 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             self._skip(res, sym, "ai_veto", side=side, ai=plan.explanation, **got.info)
             return None
         return dataclasses.replace(got, ai=plan)
+
+    def _follow_shadows(self, candles: Mapping[str, tuple[Candles, Candles]]) -> None:
+        """Settle the vetoed signals the closed candles now decide and teach the alpha model
+        their R (``mraster.shadows``), before this cycle's decisions."""
+        open_ = self.shadows
+        if not open_:
+            return
+        ms, left, lessons = INTERVAL_MS[self.s["ASTER_INTERVAL"]], [], []
+        for sh in open_:
+            ltf = candles.get(sh["symbol"], (None, None))[0]
+            done = None if ltf is None else shadows.settle(sh, ltf.t, ltf.h, ltf.l, ms)
+            if done is None:
+                left.append(sh)
+            elif done[1] is not None:
+                lessons.append((done[0], sh, done[1]))
+        open_[:] = left
+        shadows.teach(self.policy, lessons)
 
     def _decision_context(self, paused: bool, symbols: list[str]) -> dict[str, Any]:
         """What the evaluator decides from besides the market, as this cycle's evaluation saw

@@ -42,6 +42,7 @@ class Skip:
     """No entry, and why (a reason code of ``strategy.filters.REASONS``) with its figures."""
     reason: str
     info: dict[str, Any]
+    policy_features: Mapping[str, float] | None = None  # an alpha veto's (for its shadow)
 
 
 def decide(symbol: str, snap: Snapshot, f: Any, portfolio: Portfolio, s: Mapping[str, Any], *,
@@ -77,8 +78,10 @@ def decide(symbol: str, snap: Snapshot, f: Any, portfolio: Portfolio, s: Mapping
     feats = build_features(ctx)
     decision = policy.decide(feats)
     if decision.action == "SKIP":
-        return Skip("alpha_veto" if "veto" in decision.reason else "policy_skip",
-                    {"side": sc.side, "policy": decision.to_dict(), **info})
+        veto = "veto" in decision.reason
+        return Skip("alpha_veto" if veto else "policy_skip",
+                    {"side": sc.side, "policy": decision.to_dict(), **info},
+                    feats if veto else None)
     # confidence: the alpha model's probability once it speaks, else the prior's distance above
     # a coin flip scaled to [0, 1] (the prior tops out at 0.65)
     p = sc.win_prob

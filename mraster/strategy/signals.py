@@ -123,8 +123,11 @@ def win_probability(f: Features, side: Any) -> Any:
     return xp.clip(p, 0.35, 0.65)
 
 
+TAKER_FEE = 0.0004  # the fee the edge assumes for a market order, each way
+
+
 def expected_r(p: Any, sl_mult: float, tp_mult: float, atr_abs: Any, price: Any,
-               spread: Any, funding: Any, side: Any, fee: float = 0.0004,
+               spread: Any, funding: Any, side: Any, fee: float = TAKER_FEE,
                hold_hours: float = 4.0) -> Any:
     """Expected R = p × reward/risk − (1 − p) − costs in R.
 
