@@ -320,6 +320,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         """Settle the vetoed signals the closed candles now decide and teach the alpha model
         their R (``mraster.shadows``), before this cycle's decisions."""
         open_ = self.shadows
+        if not self.s["ASTER_ALPHA_SHADOW"]:  # switched off while some were open
+            open_.clear()
         if not open_:
             return
         ms, left, lessons = INTERVAL_MS[self.s["ASTER_INTERVAL"]], [], []
