@@ -39,7 +39,7 @@ def open_shadow(symbol: str, side: str, signal_t: int, price: float, atr: float,
     cost = (2 * TAKER_FEE + spread) * price / (sl * atr)
     return {"symbol": symbol, "side": side, "t": int(signal_t),
             "stop": price - sign * sl * atr, "tp": price + sign * tp * atr,
-            "r_win": tp / sl - cost, "r_loss": -1.0 - cost, "x": [float(v) for v in x]}
+            "r_win": tp / sl - cost, "r_loss": -1.0 - cost, "x": np.array(x, dtype=float)}
 
 
 def settle(sh: Mapping[str, Any], t: np.ndarray, h: np.ndarray, l: np.ndarray,

@@ -59,8 +59,9 @@ class Screened:
     def __init__(self, data: ReplayData, sim: SimExchange, s: Mapping[str, Any],
                  symbols: list[str], times: np.ndarray) -> None:
         self.data, self.sim, self.s, self.symbols, self.times = data, sim, s, symbols, times
-        # one byte per symbol and step: an index into NAMES (0: a candidate for the policy)
-        self.reasons = np.zeros((len(times), len(symbols)), dtype=np.uint8)
+        # per screened block, one byte per step and symbol: an index into NAMES (0: a
+        # candidate for the policy); blocks the walk has passed are dropped
+        self.reasons: dict[int, np.ndarray] = {}
         self.done: set[int] = set()  # blocks screened
         self.cand_step = np.zeros(0, np.int64)  # candidates of screened blocks not yet passed
         self.cand_sym = np.zeros(0, np.int64)  # their symbol (a column of ``reasons``)
@@ -77,18 +78,19 @@ class Screened:
 
     def _screen_block(self, lo: int, hi: int) -> None:
         times = self.times[lo:hi]
+        reasons = self.reasons[lo // BLOCK] = np.zeros((hi - lo, len(self.symbols)), np.uint8)
         steps, syms, rows, lvs = [], [], [], []
         for col in range(len(self.symbols)):
             codes, cand, x, lv = self._screen_symbol(col, times)
             if col % TRIM_EVERY == TRIM_EVERY - 1:
                 release_free_memory()  # the last symbols' temporaries
-            self.reasons[lo:hi, col] = codes
+            reasons[:, col] = codes
             if len(cand):
                 steps.append(cand + lo)
                 syms.append(np.full(len(cand), col))
                 rows.append(x)
                 lvs.append(lv)
-        busy = lo + np.flatnonzero((self.reasons[lo:hi] == CODE[ENGINE]).any(axis=1))
+        busy = lo + np.flatnonzero((reasons == CODE[ENGINE]).any(axis=1))
         self.engine_steps = np.concatenate([self.engine_steps, busy])
         if not steps:
             return
@@ -99,17 +101,23 @@ class Screened:
         keep = len(self.cand_step)
         at = np.empty_like(order)  # each new row's place
         at[order] = keep + np.arange(len(order))
-        x = np.empty((keep + len(step), len(FEATURES)))
-        x[:keep] = self.cand_x
-        a = 0
-        for k, r in enumerate(rows):
-            x[at[a:a + len(r)]] = r
-            a += len(r)
-            rows[k] = None
-        self.cand_x = x
-        self.cand_lv = np.concatenate([self.cand_lv, np.concatenate(lvs)[order]])
+        self.cand_x, self.cand_lv = (self._placed(old, parts, at)
+                                     for old, parts in ((self.cand_x, rows), (self.cand_lv, lvs)))
         self.cand_step = np.concatenate([self.cand_step, step[order]])
         self.cand_sym = np.concatenate([self.cand_sym, np.concatenate(syms)[order]])
+
+    @staticmethod
+    def _placed(kept: np.ndarray, parts: list[np.ndarray | None], at: np.ndarray) -> np.ndarray:
+        """``kept`` followed by the rows of ``parts`` (freed as they go), each row at its
+        place ``at``."""
+        out = np.empty((len(kept) + len(at), kept.shape[1]))
+        out[:len(kept)] = kept
+        a = 0
+        for k, r in enumerate(parts):
+            out[at[a:a + len(r)]] = r
+            a += len(r)
+            parts[k] = None
+        return out
 
     def _screen_symbol(self, col: int, times: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                                                                      np.ndarray | None,
@@ -144,8 +152,17 @@ class Screened:
         return codes, cand, vectorize(build_features(ctx)), \
             np.column_stack([ctx["price"], ctx["atr"], ctx["spread"]])
 
+    def codes(self, lo: int, hi: int) -> np.ndarray:
+        """The reason codes of steps [lo, hi) (screened), steps × symbols."""
+        return np.concatenate([self.reasons[b][max(lo, b * BLOCK) - b * BLOCK:
+                                               min(hi, (b + 1) * BLOCK) - b * BLOCK]
+                               for b in range(lo // BLOCK, (hi - 1) // BLOCK + 1)]) \
+            if hi > lo else np.zeros((0, len(self.symbols)), np.uint8)
+
     def forget_before(self, i: int) -> None:
-        """Candidates of steps already passed are never asked for again."""
+        """Candidates and reasons of steps already passed are never asked for again."""
+        for b in [b for b in self.reasons if (b + 1) * BLOCK <= i]:
+            del self.reasons[b]
         k = int(self.cand_step.searchsorted(i))
         if k:
             self.cand_step, self.cand_sym, self.cand_x, self.cand_lv = \
@@ -377,7 +394,7 @@ class IdleSteps:
         blocked = int((red & (step < hi)).sum())
         if blocked:
             counts["sentinel_block"] += blocked
-        per = np.bincount(table.reasons[lo:hi].ravel(), minlength=len(NAMES))
+        per = np.bincount(table.codes(lo, hi).ravel(), minlength=len(NAMES))
         counts.update({NAMES[c]: int(k) for c, k in enumerate(per) if k and c})
         return hi, busy
 
