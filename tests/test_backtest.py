@@ -44,11 +44,11 @@ def window():
     return start, start + STEPS * BASE_MS
 
 
-def live_loop_over_http(tmp_path: Path, start: int, end: int) -> dict:
+def live_loop_over_http(tmp_path: Path, start: int, end: int, overrides=None) -> dict:
     """The live bot's engine and REST client against the simulator replaying the same candles."""
     market = replay_market(DATA, SYMBOLS, manual=True, warmup=WARMUP_CANDLES)
     market.clock.set(start)
-    s = backtest_settings(defaults(), "BTC")
+    s = backtest_settings({**defaults(), **(overrides or {})}, "BTC")
     sim = SimExchange(market, balance=s["ASTER_PAPER_BALANCE"] / QUOTE_USD["BTC"])
     app = create_sim_app(sim, {API_KEY: API_SECRET}, Faults(weight_limit=10**9))
     state: dict = {}
@@ -65,15 +65,26 @@ def live_loop_over_http(tmp_path: Path, start: int, end: int) -> dict:
     return state
 
 
-def test_backtest_and_live_loop_make_the_same_trades(tmp_path):
+@pytest.mark.parametrize("overrides", [
+    {},
+    # the alpha model speaks from the third trade on: vetoes, and their shadows settled live
+    # from the candles the client fetched, in the backtest from the replay's (skipped steps too)
+    {"ASTER_ALPHA_WARMUP": 3},
+])
+def test_backtest_and_live_loop_make_the_same_trades(tmp_path, overrides):
     start, end = window()
-    bt = run_backtest(DATA, defaults(), symbols=SYMBOLS, start_ms=start, end_ms=end)
-    live = live_loop_over_http(tmp_path, start, end)
+    bt = run_backtest(DATA, {**defaults(), **overrides}, symbols=SYMBOLS, start_ms=start,
+                      end_ms=end)
+    live = live_loop_over_http(tmp_path, start, end, overrides)
     assert len(bt.state["history"]) >= 5, "the slice should trade"
     assert trade_keys(bt.state["history"]) == trade_keys(live["history"])
     # every decision of every step alike: the backtest's bulk features equal the live ones
     assert bt.state["stats"]["skipped"] == live["stats"]["skipped"]
     assert bt.state["stats"]["taken"] == live["stats"]["taken"]
+    assert bt.state["policy"] == live["policy"]
+    if overrides:
+        assert bt.state["stats"]["skipped"]["alpha_veto"] > 10
+        assert bt.state["policy"]["alpha"]["count"] > len(bt.state["history"])  # shadows taught
 
 
 def test_a_future_spike_changes_nothing_before_it_happens(tmp_path):
