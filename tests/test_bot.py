@@ -554,6 +554,32 @@ def test_a_second_close_of_what_is_left_never_reuses_the_first_closes_ids(sim_fa
     assert trade["reason"] == "manual" and trade["qty"] == pytest.approx(pos.qty)
 
 
+def test_a_shadow_whose_candles_cannot_be_read_is_dropped_once_it_would_have_expired(
+        sim_factory, tmp_path):
+    """A vetoed signal's symbol was delisted (its klines refused): its shadow used to be
+    asked for every cycle, for ever. It waits as long as it could still settle, then goes,
+    teaching nothing (simulator over real HTTP)."""
+    from mraster import shadows
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = new_engine(c, s, tmp_path)
+            await eng.cycle()
+            now, five = eng.market_ms, 300_000
+            old, fresh = (shadows.open_shadow("GONEUSDT", "BUY", t, 1.0, 0.01, 0.0,
+                                              [0.0] * len(eng.policy.names), s)
+                          for t in (now - (shadows.MAX_AGE + 3) * five, now - 2 * five))
+            eng.shadows[:] = [old, fresh]
+            learned = eng.policy.alpha_model.count
+            await eng.cycle()
+            return eng.shadows, fresh, learned, eng.policy.alpha_model.count
+    left, fresh, before, after = asyncio.run(go())
+    assert left == [fresh] and after == before
+
+
 def test_every_saved_state_carries_the_price_decimals_of_its_positions(sim_factory, tmp_path):
     """The state is saved before each entry leaves, mid-cycle; the page draws what it reads,
     and a position (and its chart) read from such a save had no tick decimals yet on the first

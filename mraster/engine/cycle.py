@@ -207,7 +207,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             liquid + [p.symbol for p in self.state["positions"].values()]
             + [sh["symbol"] for sh in self.shadows], now)
         self._watch_anomalies(snaps, candles, now)
-        self._follow_shadows(candles)
+        self._follow_shadows(candles, now)
         seen = self._decision_context(paused, liquid) if self.recorder is not None else None
         entries = []
         pf = self.portfolio(paused=paused)  # nothing it holds changes before the entries
@@ -316,9 +316,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             return None
         return dataclasses.replace(got, ai=plan)
 
-    def _follow_shadows(self, candles: Mapping[str, tuple[Candles, Candles]]) -> None:
+    def _follow_shadows(self, candles: Mapping[str, tuple[Candles, Candles]], now: int) -> None:
         """Settle the vetoed signals the closed candles now decide and teach the alpha model
-        their R (``mraster.shadows``), before this cycle's decisions."""
+        their R (``mraster.shadows``), before this cycle's decisions. One whose candles cannot
+        be read is dropped once it would have expired anyway."""
         open_ = self.shadows
         if not self.s["ASTER_ALPHA_SHADOW"]:  # switched off while some were open
             open_.clear()
@@ -328,9 +329,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         for sh in open_:
             ltf = candles.get(sh["symbol"], (None, None))[0]
             done = None if ltf is None else shadows.settle(sh, ltf.t, ltf.h, ltf.l, ms)
-            if done is None:
+            if done is None and (ltf is not None or now < sh["t"] + (shadows.MAX_AGE + 2) * ms):
                 left.append(sh)
-            elif done[1] is not None:
+            elif done is not None and done[1] is not None:
                 lessons.append((done[0], sh, done[1]))
         open_[:] = left
         shadows.teach(self.policy, lessons)
