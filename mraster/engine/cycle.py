@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any, Callable, Mapping
 
+from mraster import shadows
 from mraster.domain import Intent, positions_of
 from mraster.engine import view
 from mraster.engine.account_risk import AccountRisk
@@ -28,7 +29,6 @@ from mraster.exchange.together import together
 from mraster.execution.brackets import BracketGuard
 from mraster.execution.ownership import Ownership
 from mraster.liquidation import Bracket, brackets_from_api
-from mraster import shadows
 from mraster.policy import BanditPolicy, vectorize
 from mraster.protections import Trip
 from mraster.saved_presets import settings_hash

@@ -32,7 +32,9 @@ REASONS = {
     "exposure": "margin budget used up (ASTER_EQUITY_FRACTION × leverage)",
     "risk_cap": "the order would exceed a limit (leverage, notional or risk per trade)",
     "policy_skip": "the bandit policy chose SKIP",
-    "alpha_veto": "the alpha model's win probability is below ASTER_ALPHA_THRESHOLD",
+    "alpha_veto": "the alpha model's win probability is below ASTER_ALPHA_THRESHOLD (with "
+                  "ASTER_ALPHA_SHADOW on it follows the signal without an order and learns how "
+                  "it would have ended)",
     "paused": "autonomy paused by the user",
     "ai_pending": "waiting for the AI advisor's review (decided on a following cycle)",
     "ai_veto": "the AI advisor advised against this trade",
