@@ -330,6 +330,7 @@ def test_skipping_idle_steps_changes_nothing_for_random_settings(seed, monkeypat
     assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"]), drawn
     assert fast.state["stats"] == full.state["stats"], drawn
     assert fast.equity == full.equity, drawn
+    assert fast.state["policy"] == full.state["policy"], drawn  # shadows taught it alike
 
 
 def test_ai_mode_skips_idle_steps_and_changes_nothing(monkeypatch):
