@@ -7,11 +7,16 @@ volume. The files are written once to a cache folder (about 300 MB) and reused.
 
 python bench/year_bench.py [CACHE_DIR]
 Goal (issue 22): ≤ 400 MB peak and ≤ 15 s for the whole run, from the CSV files to the report.
+Two runs, each a process of its own: the first parses the CSV files (an empty parsed-candle
+cache), the second finds them parsed (``mraster.sim.candle_cache``), as a run again does.
 """
 from __future__ import annotations
 
+import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,10 +61,7 @@ def make_year(src: Path, out: Path) -> None:
     print(file=sys.stderr)
 
 
-def main() -> None:
-    cache = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/mraster-year-bench")
-    if len(list(cache.glob("*-5m.csv"))) != SYMBOLS:
-        make_year(ROOT.parent / "shared" / "data", cache)
+def once(cache: Path) -> None:
     from mraster.backtest import report
     from mraster.backtest.runner import run_backtest
 
@@ -75,7 +77,22 @@ def main() -> None:
     print(file=sys.stderr)
     print(f"{SYMBOLS} symbols x {rep['candles_per_symbol']} candles: {wall:.1f} s, peak {peak:.0f} MB "
           f"(goal 15 s, 400 MB); {rep['summary']['trades']} trades, engine on "
-          f"{result.engine_steps} of {result.steps} steps")
+          f"{result.engine_steps} of {result.steps} steps", flush=True)
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if a != "--once"]
+    cache = Path(args[0]) if args else Path("/tmp/mraster-year-bench")
+    if "--once" in sys.argv:
+        return once(cache)
+    if len(list(cache.glob("*-5m.csv"))) != SYMBOLS:
+        make_year(ROOT.parent / "shared" / "data", cache)
+    with tempfile.TemporaryDirectory() as parsed:  # a parsed-candle cache of this bench's own
+        env = {**os.environ, "XDG_CACHE_HOME": parsed}
+        env.pop("MRASTER_CANDLE_CACHE", None)
+        for label in ("CSV files parsed", "parsed candles cached"):
+            print(f"{label}: ", end="", flush=True)
+            subprocess.run([sys.executable, __file__, str(cache), "--once"], env=env, check=True)
 
 
 if __name__ == "__main__":

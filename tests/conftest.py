@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,13 @@ def bare_positions(sim, url: str, tmp_path: Path):
     for o in acct.open_orders():
         o.status = "CANCELED"
     return s, held
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _candle_cache(tmp_path_factory):
+    """Parsed candle files are cached in the session's own folder (inherited by the processes
+    tests start), never in the user's ~/.cache."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
 
 
 @pytest.fixture

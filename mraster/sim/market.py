@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from mraster.sim import candle_cache
 from mraster.sim.heap import release_free_memory
 
 BASE_MS = 5 * 60_000
@@ -504,22 +505,31 @@ class DataError(ValueError):
 
 
 def read_candles_csv(path: Path) -> tuple[np.ndarray, ...]:
-    """Read ``open_time_ms,open,high,low,close,volume`` with line-precise error messages."""
+    """Read ``open_time_ms,open,high,low,close,volume`` with line-precise error messages; a file
+    read before and unchanged since comes from the parsed-candle cache (``candle_cache``)."""
     path = Path(path)
+    entry = candle_cache.entry(path)
+    got = entry and candle_cache.load(entry)
+    if got:
+        return got
     try:
         with path.open(encoding="utf-8") as fh:
             head = fh.readline()
-        clean = head.lower().startswith("open_time") and _parse_clean(path)
-        if clean:
-            return clean
-        lines = path.read_text(encoding="utf-8").splitlines()
+        got = head.lower().startswith("open_time") and _parse_clean(path)
+        if not got:
+            lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file") from None
-    if not lines or not lines[0].lower().startswith("open_time"):
-        raise DataError(f"{path}:1: expected the header open_time_ms,open,high,low,close,volume")
-    return _parse_lines(path, lines)
+    if not got:
+        if not lines or not lines[0].lower().startswith("open_time"):
+            raise DataError(f"{path}:1: expected the header "
+                            "open_time_ms,open,high,low,close,volume")
+        got = _parse_lines(path, lines)
+    if entry:
+        candle_cache.store(entry, got)
+    return got
 
 
 def _parse_lines(path: Path, lines: list[str]) -> tuple[np.ndarray, ...]:

@@ -1,0 +1,106 @@
+"""The parsed-candle cache: a backtest run again on the same files skips the parse, and never
+replays numbers the files no longer hold."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mraster.sim import candle_cache, market
+from mraster.sim.market import read_candles_csv
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "mraster" / "candles"
+
+
+def _copy(tmp_path: Path, name: str = "ETH_BTC-5m.csv") -> Path:
+    dst = tmp_path / "data" / name
+    dst.parent.mkdir(exist_ok=True)
+    shutil.copy(DATA / name, dst)
+    return dst
+
+
+def _same(a, b) -> bool:
+    return len(a) == len(b) and all(x.dtype == y.dtype and np.array_equal(x, y)
+                                    for x, y in zip(a, b))
+
+
+def _no_parse(monkeypatch) -> None:
+    def refuse(*a, **k):
+        raise AssertionError("the file was parsed again")
+    monkeypatch.setattr(market, "_parse_clean", refuse)
+    monkeypatch.setattr(market, "_parse_lines", refuse)
+
+
+def test_a_file_read_again_comes_from_the_cache_bit_for_bit(tmp_path, cache, monkeypatch):
+    f = _copy(tmp_path)
+    first = read_candles_csv(f)
+    assert len(list(cache.glob("*.npz"))) == 1
+    _no_parse(monkeypatch)
+    again = read_candles_csv(f)
+    assert _same(first, again) and again[0].dtype == np.int64
+
+
+def test_a_file_changed_since_is_parsed_again(tmp_path, cache, monkeypatch):
+    f = _copy(tmp_path)
+    before = read_candles_csv(f)
+    lines = f.read_text().splitlines()
+    t, o, h, l, c, v = (float(x) for x in lines[-1].split(","))
+    with f.open("a") as fh:  # what ``mraster.data download`` does: one more closed candle
+        fh.write(f"{int(t) + 300_000},{c},{c * 1.01},{c * 0.99},{c},12.5\n")
+    after = read_candles_csv(f)
+    assert len(after[0]) == len(before[0]) + 1 and after[0][-1] == int(t) + 300_000
+    assert len(list(cache.glob("*.npz"))) == 1  # the entry was replaced, not added to
+    _no_parse(monkeypatch)
+    assert _same(read_candles_csv(f), after)
+
+
+def test_a_damaged_entry_is_a_miss_and_is_rewritten(tmp_path, cache):
+    f = _copy(tmp_path)
+    first = read_candles_csv(f)
+    (entry,) = cache.glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # a disk that filled up
+    assert _same(read_candles_csv(f), first)
+    assert candle_cache.load(candle_cache.entry(f)) is not None
+
+
+def test_a_messy_file_is_cached_after_its_line_by_line_read(tmp_path, cache, monkeypatch):
+    f = tmp_path / "X_BTC-5m.csv"  # an empty line stops the whole-file parse
+    f.write_text("open_time_ms,open,high,low,close,volume\n0,1,2,0.5,1.5,10\n\n"
+                 "300000,1.5,2,1,1.2,11\n")
+    first = read_candles_csv(f)
+    _no_parse(monkeypatch)
+    assert _same(read_candles_csv(f), first) and list(first[0]) == [0, 300_000]
+
+
+def test_a_bad_file_is_refused_every_time_and_nothing_is_cached(tmp_path, cache):
+    f = tmp_path / "X_BTC-5m.csv"
+    f.write_text("open_time_ms,open,high,low,close,volume\n0,1,2,0.5,1.5,10\n0,1,2,0.5,1.5,10\n")
+    for _ in range(2):
+        with pytest.raises(market.DataError, match=r"X_BTC-5m.csv:3: time 0 is not after"):
+            read_candles_csv(f)
+    assert not cache.exists() or not list(cache.iterdir())
+
+
+def test_the_cache_can_be_turned_off(tmp_path, cache, monkeypatch):
+    monkeypatch.setenv("MRASTER_CANDLE_CACHE", "off")
+    f = _copy(tmp_path)
+    assert _same(read_candles_csv(f), read_candles_csv(f))
+    assert not cache.exists()
+
+
+def test_an_unwritable_cache_folder_only_costs_time(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # the cache's parent is a file: the folder cannot be made
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    f = _copy(tmp_path)
+    assert _same(read_candles_csv(f), read_candles_csv(f))
+    assert os.path.isfile(blocker)
