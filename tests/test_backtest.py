@@ -225,6 +225,10 @@ def both_ways(s, symbols, steps: int = 2500):
     (SYMBOLS, {"ASTER_ALLOW_TREND_ALIGN": True}),
     # seven pairs through a crash: candidates the sentinel's red label blocks before the policy
     (SEVEN, {}),
+    # one stop-out locks its symbol for a day: some symbol is locked on nearly every step, and
+    # the walk books its candidates as "symbol_locked" while the others still reach the policy
+    (SYMBOLS, {"ASTER_SYMBOL_STOPS": 1, "ASTER_SYMBOL_LOCK_MINUTES": 1440.0,
+               "ASTER_STREAK_STOPS": 0}),
 ])
 def test_skipping_idle_steps_changes_nothing(symbols, overrides, monkeypatch):
     """The engine runs only where something can happen; the rest is screened in bulk, block by
@@ -242,6 +246,8 @@ def test_skipping_idle_steps_changes_nothing(symbols, overrides, monkeypatch):
     assert skipped.get("policy_skip", 0) + skipped.get("alpha_veto", 0) > 10  # the policy spoke
     if symbols == SEVEN:
         assert skipped["sentinel_block"] > 100
+    if "ASTER_SYMBOL_STOPS" in overrides:
+        assert skipped["symbol_locked"] > 1000
     assert fast.equity == full.equity
     assert fast.state["equity_curve"] == full.state["equity_curve"]
     assert fast.state["policy"] == full.state["policy"]

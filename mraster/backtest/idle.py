@@ -269,18 +269,25 @@ class IdleSteps:
 
     # -- the walk ---------------------------------------------------------------------------------
     def next_busy(self, i: int, policy: BanditPolicy, reducing_until: int | None = None,
-                  reducing: bool = False) -> tuple[int, Counter]:
+                  reducing: bool = False, locked: Mapping[str, int | None] | None = None
+                  ) -> tuple[int, Counter]:
         """The first step from ``i`` on that needs the engine (the last step at the latest),
         and the skip reasons of the idle steps before it, as the engine would count them.
 
         ``reducing``: an account-wide circuit breaker is on, so the entry gate books every
-        candidate as ``reducing`` before the policy is asked; the stretch then ends two candles
-        before the breaker lifts by itself at ``reducing_until`` (the engine takes the steps
-        around that moment)."""
+        candidate as ``reducing`` before the policy is asked; ``locked``: the symbols a
+        per-symbol breaker locked (symbol → when it lifts by itself), whose candidates the gate
+        books as ``symbol_locked``. The stretch ends two candles before the first of those
+        breakers lifts by itself (the engine takes the steps around that moment); while it
+        lasts no breaker trips or lifts: nothing a breaker reads changes while the bot is flat."""
         stop = len(self.times) - 1
-        if reducing and reducing_until is not None:
-            base = int(self.times[1] - self.times[0]) if len(self.times) > 1 else 0
-            stop = min(stop, int(self.times.searchsorted(reducing_until - 2 * base)))
+        base = int(self.times[1] - self.times[0]) if len(self.times) > 1 else 0
+        locked = locked or {}
+        for until in [reducing_until if reducing else None, *locked.values()]:
+            if until is not None:
+                stop = min(stop, int(self.times.searchsorted(until - 2 * base)))
+        cols = np.array([self.symbols.index(sym) for sym in locked if sym in self.symbols],
+                        np.int64)
         counts: Counter = Counter()
         pm = self._pm_rows()
         lo, chunk = i, FIRST_CHUNK
@@ -289,7 +296,7 @@ class IdleSteps:
             end, pb, renewed = self._segment(lo)
             hi = min(stop, end, lo + chunk, self._next_lesson())
             chunk = min(2 * chunk, MAX_CHUNK)  # a TAKE is often near: look close first
-            at, busy = self._walk(lo, hi, pb, policy, pm, reducing, counts)
+            at, busy = self._walk(lo, hi, pb, policy, pm, reducing, cols, counts)
             if renewed and at > lo:  # it held for the steps walked (else the engine renews it)
                 self.copilots.book["playbook"] = pb
             lo = at
@@ -356,7 +363,8 @@ class IdleSteps:
         return hi
 
     def _walk(self, lo: int, hi: int, pb: Mapping[str, Any] | None, policy: BanditPolicy,
-              pm: np.ndarray | None, reducing: bool, counts: Counter) -> tuple[int, bool]:
+              pm: np.ndarray | None, reducing: bool, locked: np.ndarray,
+              counts: Counter) -> tuple[int, bool]:
         """Count the idle steps of [lo, hi) under playbook ``pb`` into ``counts``; where the
         walk stopped (``hi``, the first step that needs the engine, or the first where a
         shadow opened here teaches the policy), and whether the engine is needed there."""
@@ -371,7 +379,10 @@ class IdleSteps:
         step, sym = table.cand_step[a:b], table.cand_sym[a:b]
         red = self._red(step, sym) if self.s["ASTER_AI_SENTINEL_ENABLED"] else \
             np.zeros(len(step), bool)
-        ask = ~red
+        ask = ~red  # the sentinel's red label is said before the entry gate
+        held = ask & np.isin(sym, locked) if len(locked) and not reducing else \
+            np.zeros(len(step), bool)  # a locked symbol's candidates: the gate's, not the policy's
+        ask &= ~held
         if reducing:
             verdict = np.full(int(ask.sum()), "reducing")
         else:
@@ -391,9 +402,10 @@ class IdleSteps:
                 if cut < hi:
                     hi, busy = cut, False
         counts.update(verdict[step[ask] < hi].tolist())
-        blocked = int((red & (step < hi)).sum())
-        if blocked:
-            counts["sentinel_block"] += blocked
+        for reason, mask in (("sentinel_block", red), ("symbol_locked", held)):
+            n = int((mask & (step < hi)).sum())
+            if n:
+                counts[reason] += n
         per = np.bincount(table.codes(lo, hi).ravel(), minlength=len(NAMES))
         counts.update({NAMES[c]: int(k) for c, k in enumerate(per) if k and c})
         return hi, busy

@@ -179,12 +179,14 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
         nonlocal exposure, idle, ran
         i = 0
         while i < steps:
-            blocking = reducing(engine.breakers)
-            if idle is not None and flat() and (blocking or not engine.breakers):
-                # a symbol lock alone leaves the steps to the engine; an account-wide breaker
-                # turns every candidate into "reducing" until it lifts
+            if idle is not None and flat():
+                # an account-wide breaker turns every candidate into "reducing" until it lifts,
+                # a per-symbol one that symbol's into "symbol_locked"
+                blocking = reducing(engine.breakers)
                 k, counts = idle.next_busy(i, engine.policy, reducing=bool(blocking),
-                                           reducing_until=blocking and blocking.until)
+                                           reducing_until=blocking and blocking.until,
+                                           locked={t.symbol: t.until for t in engine.breakers
+                                                   if t.symbol})
                 if k > i:  # idle steps: what the engine would record, without running it
                     equity = float((await ex.account())["totalMarginBalance"])
                     skipped = state["stats"]["skipped"]
