@@ -560,6 +560,18 @@ function renderDecisions(d) {
     el("td", {}, x.symbol), el("td", { class: x.action === "TAKE" ? "pos" : "" }, t(x.action)), el("td", { class: "text" }, t(x.why || "")),
     el("td", {}, side(x.side)), el("td", {}, fmt(x.rsi, 1)), el("td", {}, x.htf_trend == null ? "" : t(String(x.htf_trend))), el("td", {}, x.expected_r == null ? "" : fmt(x.expected_r, 2) + " R"))));
   $("#skips tbody").replaceChildren(...d.skip_reasons.map((x) => el("tr", {}, el("td", { title: x.reason }, t(x.label)), el("td", {}, x.count), el("td", { class: "text" }, t(x.why)))));
+  $("#learning").textContent = learningText((d.telemetry || {}).learning);
+}
+
+// the alpha model's standing: whether it may veto yet, and how many vetoed signals it follows
+function learningText(l) {
+  if (!l) return "";
+  if (!l.alpha) return t("Alpha model off: it vetoes nothing.");
+  let text = l.lessons < l.warmup
+    ? t("Alpha model still learning: {n} of {warmup} outcomes seen; it vetoes nothing before that.", { n: l.lessons, warmup: l.warmup })
+    : t("Alpha model active: it may veto signals, learned from {n} outcomes.", { n: l.lessons });
+  if (l.shadows != null) text += " " + t("Vetoed signals followed without an order: {k}.", { k: l.shadows });
+  return text;
 }
 
 function renderMarket(d) {

@@ -85,6 +85,11 @@ def test_backtest_and_live_loop_make_the_same_trades(tmp_path, overrides):
     if overrides:
         assert bt.state["stats"]["skipped"]["alpha_veto"] > 10
         assert bt.state["policy"]["alpha"]["count"] > len(bt.state["history"])  # shadows taught
+        # the page is told where the model stands: past its warm-up, what it learned from
+        learning = live["telemetry"]["learning"]
+        assert learning["alpha"] and learning["warmup"] == 3
+        assert learning["lessons"] == live["policy"]["alpha"]["count"]
+        assert isinstance(learning["shadows"], int)
 
 
 def test_a_future_spike_changes_nothing_before_it_happens(tmp_path):

@@ -259,7 +259,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             "cpu_s": round(time.process_time() - cpu0, 4), "symbols": len(universe),
             "evaluated": len(liquid),
             "weight": None if weight0 is None else self._weight() - weight0,
-            "equity": equity, "used_margin": used, "open_positions": len(st["positions"])}
+            "equity": equity, "used_margin": used, "open_positions": len(st["positions"]),
+            "learning": self._learning()}
         self.emit("cycle", **st["telemetry"], opened=res.opened, closed=len(res.closed))
         return res
 
@@ -356,6 +357,14 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             self._policy_recorded = learned
             out["policy"] = self.policy.to_dict()
         return out
+
+    def _learning(self) -> dict[str, Any]:
+        """Where the alpha model stands, for the page: a model that vetoes, or has not yet
+        seen enough outcomes to, changes what the bot does, and only its weights said so."""
+        m = self.policy.alpha_model
+        return {"alpha": bool(self.s["ASTER_ALPHA_ENABLED"]), "lessons": m.count,
+                "warmup": m.warmup,
+                "shadows": len(self.shadows) if self.s["ASTER_ALPHA_SHADOW"] else None}
 
     async def _book(self, it: Intent, equity: float, used: float) -> dict[str, Any] | None:
         """Depth, imbalance and the planned order's slippage (``strategy.orderbook``); None when

@@ -519,3 +519,27 @@ def test_a_refused_setting_is_explained_in_german(dashboard, page_factory):
     expect(page.locator('[data-key="ASTER_RISK_PER_TRADE"] .field-error')).to_have_text(
         "ASTER_RISK_PER_TRADE: 0.5 ist nicht erlaubt; erwartet: eine Zahl in [0,0001; 0,02]")
     assert page.errors == []
+
+
+def test_the_decisions_tab_says_where_the_alpha_model_stands_in_german(tmp_path, dashboard,
+                                                                     page_factory):
+    """A bot that stops trading because its alpha model vetoes, or trades before the model may
+    veto, showed nothing of that model on the page: the Decisions tab now says whether it may
+    veto yet, what it learned from and how many vetoed signals it follows."""
+    learning = {"alpha": True, "lessons": 12, "warmup": 30, "shadows": 4}
+    (tmp_path / "aster_state.json").write_text(json.dumps({"telemetry": {"learning": learning}}))
+    server = dashboard()
+    page = page_factory(locale="de-DE")
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()  # a new user's first choice (no bot started)
+    page.click("#tabs button[data-tab=decisions]")
+    line = page.get_by_test_id("learning")
+    expect(line).to_have_text("Alpha-Modell lernt noch: 12 von 30 Ergebnissen gesehen; bis dahin "
+                              "lehnt es nichts ab. Abgelehnte Signale, die ohne Order verfolgt "
+                              "werden: 4.")
+    learning.update(lessons=31, shadows=None)  # past its warm-up; shadows turned off
+    (tmp_path / "new.json").write_text(json.dumps({"telemetry": {"learning": learning}}))
+    (tmp_path / "new.json").replace(tmp_path / "aster_state.json")  # as the bot saves it
+    expect(line).to_have_text("Alpha-Modell aktiv: Es darf Signale ablehnen, gelernt aus 31 "
+                              "Ergebnissen.", timeout=30_000)
+    assert page.errors == []
