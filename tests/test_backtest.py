@@ -323,6 +323,19 @@ def random_settings(rng: np.random.Generator) -> dict[str, str]:
             continue
 
 
+def test_progress_moves_while_the_walk_passes_a_long_flat_stretch():
+    """With nothing to take, the engine runs on the first step only and the idle walk passes the
+    rest of the history in one stretch. Its progress was reported only at the start and at the
+    end: a year of 50 symbols sat at 1 % for the whole run, as if it had hung."""
+    seen: list[float] = []
+    result = run_backtest(DATA, {**defaults(), "ASTER_MIN_EDGE_R": 10.0}, symbols=SYMBOLS,
+                          progress=lambda done, trades, open_: seen.append(done))
+    assert result.state["history"] == [] and result.engine_steps < 5  # the walk did the rest
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    # the walk looks ahead at most 1,024 steps at a time: 19 % of these 5,360 steps
+    assert max(b - a for a, b in zip([0.0] + seen, seen)) < 0.2, seen
+
+
 @pytest.mark.parametrize("seed", range(16))
 def test_skipping_idle_steps_changes_nothing_for_random_settings(seed, monkeypatch):
     """Skipping idle steps must hold for whatever the user sets, not only for the cases above

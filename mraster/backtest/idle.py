@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -269,8 +269,8 @@ class IdleSteps:
 
     # -- the walk ---------------------------------------------------------------------------------
     def next_busy(self, i: int, policy: BanditPolicy, reducing_until: int | None = None,
-                  reducing: bool = False, locked: Mapping[str, int | None] | None = None
-                  ) -> tuple[int, Counter]:
+                  reducing: bool = False, locked: Mapping[str, int | None] | None = None,
+                  walked: Callable[[int], None] | None = None) -> tuple[int, Counter]:
         """The first step from ``i`` on that needs the engine (the last step at the latest),
         and the skip reasons of the idle steps before it, as the engine would count them.
 
@@ -279,7 +279,9 @@ class IdleSteps:
         per-symbol breaker locked (symbol → when it lifts by itself), whose candidates the gate
         books as ``symbol_locked``. The stretch ends two candles before the first of those
         breakers lifts by itself (the engine takes the steps around that moment); while it
-        lasts no breaker trips or lifts: nothing a breaker reads changes while the bot is flat."""
+        lasts no breaker trips or lifts: nothing a breaker reads changes while the bot is flat.
+        ``walked``: told each step the walk has reached (the run's progress; a stretch can be
+        the whole history)."""
         stop = len(self.times) - 1
         base = int(self.times[1] - self.times[0]) if len(self.times) > 1 else 0
         locked = locked or {}
@@ -302,6 +304,8 @@ class IdleSteps:
             lo = at
             if busy:
                 break
+            if walked is not None:
+                walked(lo)
         return lo, counts
 
     # -- shadows of vetoed signals ------------------------------------------------------------

@@ -171,8 +171,13 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             not any(a.open_orders() or any(p.amt for p in a.positions.values())
                     for a in sim.accounts.values())
 
-    def report(i: int, jumped: bool = False) -> None:
-        if progress and (jumped or i % max(1, steps // 50) == 0 or i == steps - 1):
+    every, shown = max(1, steps // 50), [-1]  # a report per 2 % of the steps (and the last)
+
+    def report(i: int) -> None:
+        """Step ``i`` is done; also called while the idle walk passes long flat stretches (a
+        year with no trade to take walked silently for minutes)."""
+        if progress and (i // every > shown[0] or i == steps - 1):
+            shown[0] = i // every
             progress((i + 1) / steps, len(state["history"]), len(state["positions"]))
 
     async def loop() -> None:
@@ -186,7 +191,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                 k, counts = idle.next_busy(i, engine.policy, reducing=bool(blocking),
                                            reducing_until=blocking and blocking.until,
                                            locked={t.symbol: t.until for t in engine.breakers
-                                                   if t.symbol})
+                                                   if t.symbol},
+                                           walked=lambda at: report(at - 1))
                 if k > i:  # idle steps: what the engine would record, without running it
                     equity = float((await ex.account())["totalMarginBalance"])
                     skipped = state["stats"]["skipped"]
@@ -197,7 +203,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                     state["equity_curve"] = (state["equity_curve"] + [  # it keeps the last 2,000
                         [t, round(equity, 6)] for t in times[max(i, k - 2000):k].tolist()])[-2000:]
                     sim.step((k - i) * BASE_MS)
-                    report(k - 1, jumped=True)
+                    report(k - 1)
                     i = k
             sim.step(BASE_MS)  # fills what the candle crossed, settles funding
             await engine.cycle()
