@@ -63,6 +63,25 @@ def test_a_file_changed_since_is_parsed_again(tmp_path, cache, monkeypatch):
     assert _same(read_candles_csv(f), after)
 
 
+def test_a_file_replaced_with_the_same_size_and_modification_time_is_parsed_again(tmp_path,
+                                                                                  cache):
+    """Another day's candles copied over the file with ``cp -p`` or ``rsync -t`` can keep its size
+    and modification time; the backtest replayed the old numbers from the cache."""
+    f = _copy(tmp_path)
+    before = read_candles_csv(f)
+    lines = f.read_text().splitlines()
+    t, o, h, l, c, v = lines[-1].split(",")
+    other = "1" if c[-1] != "1" else "2"  # the last close's last digit: same length, new value
+    lines[-1] = ",".join([t, o, h, l, c[:-1] + other, v])
+    stat = f.stat()
+    f.write_text("\n".join(lines) + "\n")
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert f.stat().st_size == stat.st_size and f.stat().st_mtime_ns == stat.st_mtime_ns
+    after = read_candles_csv(f)
+    assert after[4][-1] == float(c[:-1] + other) != before[4][-1]
+    assert _same(after[:4], before[:4])
+
+
 def test_a_damaged_entry_is_a_miss_and_is_rewritten(tmp_path, cache):
     f = _copy(tmp_path)
     first = read_candles_csv(f)

@@ -4,8 +4,10 @@ parse (text to numbers is most of loading: 6 of 30 s for a year of 50 symbols).
 One entry per source file, named by a hash of its resolved path, in ``$XDG_CACHE_HOME/mraster/
 candles`` (``~/.cache/…`` by default; ``MRASTER_CANDLE_CACHE=off`` turns it off). An entry holds the
 numbers exactly as parsed (raw float64/int64, so replays stay bit for bit the same) and the
-file's size and modification time: a file that was edited, appended to by ``mraster.data`` or
-replaced is parsed again and its entry rewritten. Entries are written to a temporary file and
+file's size, modification and change times and inode: a file that was edited, appended to by
+``mraster.data`` or replaced is parsed again and its entry rewritten, also when the copy that
+replaced it kept the old one's size and modification time (``cp -p``, ``rsync -t``): the change
+time cannot be set back. Entries are written to a temporary file and
 renamed, so a reader never sees half an entry; one that cannot be read is a miss, not an error —
 the cache only saves time, the CSV file stays the truth.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 1  # the entry's layout; a new layout ignores old entries
+VERSION = 2  # the entry's layout and key; a new one ignores old entries
 Candles = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -51,7 +53,8 @@ def entry(path: Path) -> Entry | None:
         return None
     name = hashlib.sha256(str(real).encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return Entry(where / f"{name}.npz",
-                 np.array([VERSION, st.st_size, st.st_mtime_ns], dtype=np.int64))
+                 np.array([VERSION, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino],
+                          dtype=np.int64))
 
 
 def load(e: Entry) -> Candles | None:
