@@ -17,6 +17,7 @@ backtest from the replay's candles, whether the engine runs the step or the back
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -25,6 +26,8 @@ from mraster.strategy.signals import TAKER_FEE
 
 MAX_AGE = 96  # candles of the signal timeframe a shadow waits for its stop or target
 MAX_OPEN = 2000  # shadows followed at once (the oldest go first)
+LEVELS = ("stop", "tp", "r_win", "r_loss")
+SYMBOL = re.compile(r"[A-Z0-9]{2,30}")  # a saved shadow's symbol, asked of the exchange
 
 
 def open_shadow(symbol: str, side: str, signal_t: int, price: float, atr: float,
@@ -79,6 +82,30 @@ def keep(shadows: list[dict[str, Any]], new: dict[str, Any]) -> bool:
     if len(shadows) > MAX_OPEN:
         shadows.remove(min(shadows, key=lambda o: (o["t"], o["symbol"])))
     return True
+
+
+def to_json(shadows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The open shadows as the state file keeps them (a restart goes on following them)."""
+    return [{**sh, "x": [float(v) for v in sh["x"]]} for sh in shadows]
+
+
+def from_json(saved: Any, width: int) -> list[dict[str, Any]]:
+    """The open shadows a state file kept; one that is not whole, or whose features do not fit
+    the policy's ``width`` (another version's features), is left out: a shadow only teaches,
+    so a lost one costs a lesson, a wrong one would teach the model nonsense."""
+    out: list[dict[str, Any]] = []
+    for sh in saved if isinstance(saved, list) else []:
+        try:
+            x = np.array(sh["x"], dtype=float)
+            one = {"symbol": sh["symbol"], "side": sh["side"], "t": int(sh["t"]),
+                   **{k: float(sh[k]) for k in LEVELS}, "x": x}
+        except (KeyError, TypeError, ValueError, OverflowError):
+            continue
+        if isinstance(one["symbol"], str) and SYMBOL.fullmatch(one["symbol"]) and \
+                one["side"] in ("BUY", "SELL") and x.shape == (width,) and \
+                np.isfinite(x).all() and np.isfinite([one[k] for k in LEVELS]).all():
+            keep(out, one)
+    return out
 
 
 def teach(policy: Any, lessons: list[tuple[int, dict[str, Any], float]]) -> None:

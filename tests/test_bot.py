@@ -580,6 +580,54 @@ def test_a_shadow_whose_candles_cannot_be_read_is_dropped_once_it_would_have_exp
     assert left == [fresh] and after == before
 
 
+def test_a_restarted_bot_goes_on_following_the_vetoed_signals_it_followed(sim_factory,
+                                                                          tmp_path):
+    """The shadows of vetoed signals lived in memory only: a restart (an update, a reboot) forgot
+    those still open and the alpha model never learned how they ended. They are saved with the
+    state each cycle and taken over by the next start; one a hand edit broke, or with another
+    version's features, is left out (simulator over real HTTP, the bot's own state file)."""
+    from mraster import shadows
+    from mraster.engine.cycle import Engine
+    from mraster.engine.runner import _save, bot_state
+    from mraster.files import state_document
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    doc = state_document(tmp_path / "aster_state.json")
+
+    async def before_restart():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = new_engine(c, s, tmp_path)
+            await eng.cycle()
+            sym = next(iter(eng.state["decisions"]))
+            price = sim.market.price_at(sym, sim.market.clock.now_ms())
+            # a stop below zero and a target at four times the price: open for many candles
+            sh = shadows.open_shadow(sym, "BUY", eng.market_ms - 2 * 300_000, price, price, 0.0,
+                                     [0.5] * len(eng.policy.names), s)
+            eng.shadows[:] = [sh]
+            await eng.cycle()
+            _save(doc, eng.state)
+            return shadows.to_json(eng.shadows)
+
+    followed = asyncio.run(before_restart())
+    assert len(followed) == 1
+    doc.update(lambda d: d["shadows"].extend([{"symbol": "BROKEN"},
+                                              {**followed[0], "x": [0.5, 0.5]}]))
+
+    async def after_restart():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, bot_state(doc),
+                         JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            taken_over = shadows.to_json(eng.shadows)
+            await eng.cycle()
+            return taken_over, shadows.to_json(eng.shadows), eng.state["telemetry"]["learning"]
+
+    taken_over, still, learning = asyncio.run(after_restart())
+    assert taken_over == followed and still == followed  # followed on, not started afresh
+    assert learning["shadows"] == 1
+
+
 def test_every_saved_state_carries_the_price_decimals_of_its_positions(sim_factory, tmp_path):
     """The state is saved before each entry leaves, mid-cycle; the page draws what it reads,
     and a position (and its chart) read from such a save had no tick decimals yet on the first

@@ -85,9 +85,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.recorder = None  # engine.recorder.Recorder in live and paper mode (set by the runner)
         self.journal = None  # mraster.journal.Journal: every trade with its fills (the runner's)
         self._policy_recorded: tuple[int, int] | None = None  # the policy as last recorded
-        # vetoed signals followed to their stop or target (``mraster.shadows``); kept in memory
-        # only: a restart forgets the few still open, the model keeps what they taught it
-        self.shadows: list[dict[str, Any]] = []
+        # vetoed signals followed to their stop or target (``mraster.shadows``); saved with the
+        # state each cycle, so a restarted bot goes on following them
+        self.shadows: list[dict[str, Any]] = shadows.from_json(state.get("shadows"),
+                                                                len(self.policy.names))
         self._entering: set[str] = set()  # positions whose first brackets go out now (the bot's)
         # (position token, "stop"/"tp") → the rule that moved that level this cycle: the guard's
         # replacement carries out the bot's plan (no repair; the log names the rule)
@@ -251,6 +252,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
                 p.symbol for p in st["positions"].values()] if sym in self.price_places}
         st["stats"]["cycles"] += 1
         st["policy"] = self.policy.to_dict()
+        if self.data is None:  # (a backtest keeps them in memory: it never restarts)
+            st["shadows"] = shadows.to_json(self.shadows)
         if self.advisor is not None:
             self.advisor.forget_old()
             st["ai"] = self.advisor.snapshot()

@@ -45,7 +45,7 @@ BOT_KEYS = ("positions", "history", "external_positions", "equity_curve", "decis
             "stats", "telemetry", "policy", "market_source", "market_source_why", "mode", "bot",
             "paper_account", "market", "charts", "ticks", "command_acks", "paused", "cooldowns",
             "ai", "ai_ledger", "sentinel", "watch", "copilots", "protections", "protection_log",
-            "audit", "notify")
+            "audit", "notify", "shadows")
 
 
 INTERRUPTED = words("interrupted: the bot stopped while opening this trade and did not retry it; "
@@ -252,6 +252,11 @@ def open_journal(s: Mapping[str, Any], state: Mapping[str, Any], alert) -> Journ
     return journal
 
 
+def bot_state(doc: JsonDocument) -> dict[str, Any]:
+    """What a starting bot takes over from the state file (the rest is the dashboard's)."""
+    return {k: v for k, v in doc.read().items() if k in BOT_KEYS}
+
+
 def _save(doc: JsonDocument, state: dict[str, Any]) -> None:
     def merge(d: dict[str, Any]) -> None:
         for k in BOT_KEYS:
@@ -263,7 +268,7 @@ def _save(doc: JsonDocument, state: dict[str, Any]) -> None:
 async def run_async(s: Mapping[str, Any]) -> int:
     doc = state_document(s["ASTER_STATE_FILE"])
     queue = queue_document(s["ASTER_BRACKETS_QUEUE_FILE"])
-    state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
+    state = bot_state(doc)
     emit = EventSink(s["ASTER_EVENTS_FILE"])
     lock = BotLock(s["ASTER_STATE_FILE"])
     stop = asyncio.Event()
