@@ -6,9 +6,13 @@ are the strings the exchange and the state file already use, so the persisted fo
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Mapping
+
+# an exchange symbol as the bot accepts one from a setting, the page or a saved file
+SYMBOL_RE = re.compile(r"[A-Z0-9]{2,30}")
 
 
 class Side(str, Enum):

@@ -17,17 +17,16 @@ backtest from the replay's candles, whether the engine runs the step or the back
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mraster.domain import SYMBOL_RE
 from mraster.strategy.signals import TAKER_FEE
 
 MAX_AGE = 96  # candles of the signal timeframe a shadow waits for its stop or target
 MAX_OPEN = 2000  # shadows followed at once (the oldest go first)
 LEVELS = ("stop", "tp", "r_win", "r_loss")
-SYMBOL = re.compile(r"[A-Z0-9]{2,30}")  # a saved shadow's symbol, asked of the exchange
 
 
 def open_shadow(symbol: str, side: str, signal_t: int, price: float, atr: float,
@@ -42,7 +41,8 @@ def open_shadow(symbol: str, side: str, signal_t: int, price: float, atr: float,
     cost = (2 * TAKER_FEE + spread) * price / (sl * atr)
     return {"symbol": symbol, "side": side, "t": int(signal_t),
             "stop": price - sign * sl * atr, "tp": price + sign * tp * atr,
-            "r_win": tp / sl - cost, "r_loss": -1.0 - cost, "x": np.array(x, dtype=float)}
+            "r_win": tp / sl - cost, "r_loss": -1.0 - cost,
+            "x": np.asarray(x, dtype=float).tolist()}  # plain floats: saved with the state as is
 
 
 def settle(sh: Mapping[str, Any], t: np.ndarray, h: np.ndarray, l: np.ndarray,
@@ -84,28 +84,28 @@ def keep(shadows: list[dict[str, Any]], new: dict[str, Any]) -> bool:
     return True
 
 
-def to_json(shadows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The open shadows as the state file keeps them (a restart goes on following them)."""
-    return [{**sh, "x": [float(v) for v in sh["x"]]} for sh in shadows]
-
-
-def from_json(saved: Any, width: int) -> list[dict[str, Any]]:
-    """The open shadows a state file kept; one that is not whole, or whose features do not fit
-    the policy's ``width`` (another version's features), is left out: a shadow only teaches,
-    so a lost one costs a lesson, a wrong one would teach the model nonsense."""
-    out: list[dict[str, Any]] = []
-    for sh in saved if isinstance(saved, list) else []:
+def restore(saved: Any, width: int) -> tuple[list[dict[str, Any]], int]:
+    """The open shadows a state file kept, and how many were left out: one that is not whole,
+    names no exchange symbol, or whose features do not fit the policy's ``width`` (another
+    version's features). A shadow only teaches, so a lost one costs a lesson; a wrong one would
+    teach the model nonsense. As ``keep`` would: each signal once, the newest ``MAX_OPEN``
+    (sorted once, so a file holding very many costs no more than reading it)."""
+    rows = saved if isinstance(saved, list) else []
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for sh in rows:
         try:
-            x = np.array(sh["x"], dtype=float)
+            x = np.asarray(sh["x"], dtype=float)
             one = {"symbol": sh["symbol"], "side": sh["side"], "t": int(sh["t"]),
-                   **{k: float(sh[k]) for k in LEVELS}, "x": x}
+                   **{k: float(sh[k]) for k in LEVELS}, "x": x.tolist()}
         except (KeyError, TypeError, ValueError, OverflowError):
             continue
-        if isinstance(one["symbol"], str) and SYMBOL.fullmatch(one["symbol"]) and \
+        if isinstance(one["symbol"], str) and SYMBOL_RE.fullmatch(one["symbol"]) and \
                 one["side"] in ("BUY", "SELL") and x.shape == (width,) and \
                 np.isfinite(x).all() and np.isfinite([one[k] for k in LEVELS]).all():
-            keep(out, one)
-    return out
+            out.setdefault((one["symbol"], one["t"]), one)
+    newest = set(sorted(out, key=lambda k: (k[1], k[0]))[-MAX_OPEN:])
+    kept = [sh for key, sh in out.items() if key in newest]
+    return kept, len(rows) - len(kept)
 
 
 def teach(policy: Any, lessons: list[tuple[int, dict[str, Any], float]]) -> None:

@@ -607,7 +607,7 @@ def test_a_restarted_bot_goes_on_following_the_vetoed_signals_it_followed(sim_fa
             eng.shadows[:] = [sh]
             await eng.cycle()
             _save(doc, eng.state)
-            return shadows.to_json(eng.shadows)
+            return list(eng.shadows)
 
     followed = asyncio.run(before_restart())
     assert len(followed) == 1
@@ -619,13 +619,17 @@ def test_a_restarted_bot_goes_on_following_the_vetoed_signals_it_followed(sim_fa
             eng = Engine(c, s, bot_state(doc),
                          JsonDocument(tmp_path / "q.json", default=lambda: {"items": {}}),
                          lambda *a, **k: None)
-            taken_over = shadows.to_json(eng.shadows)
+            taken_over = list(eng.shadows)
             await eng.cycle()
-            return taken_over, shadows.to_json(eng.shadows), eng.state["telemetry"]["learning"]
+            return taken_over, list(eng.shadows), eng.state["telemetry"]["learning"], \
+                eng.state["alerts"]
 
-    taken_over, still, learning = asyncio.run(after_restart())
+    taken_over, still, learning, alerts = asyncio.run(after_restart())
     assert taken_over == followed and still == followed  # followed on, not started afresh
     assert learning["shadows"] == 1
+    # the two broken ones are said on the page, not only in a log
+    assert any(a["message"].startswith("2 vetoed signals saved in the state file could not be "
+                                       "read") for a in alerts)
 
 
 def test_every_saved_state_carries_the_price_decimals_of_its_positions(sim_factory, tmp_path):

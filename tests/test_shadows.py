@@ -8,7 +8,7 @@ import numpy as np
 
 from conftest import DATA
 from mraster import settings as st
-from mraster.shadows import MAX_AGE, MAX_OPEN, from_json, keep, open_shadow, settle, to_json
+from mraster.shadows import MAX_AGE, MAX_OPEN, keep, open_shadow, restore, settle
 from mraster.sim.market import read_candles_csv
 
 S = st.load(environ={}, env_file=None)
@@ -78,16 +78,17 @@ def test_shadows_read_back_from_a_state_file_are_whole_bounded_and_fit_the_polic
     """The state file is the user's: a hand edit, another version's features or a damaged value
     leaves that shadow out (it only teaches), never the bot unable to start or a model taught
     from nonsense; a file holding more than the bound keeps the newest."""
-    good = open_shadow("ETHUSDT", "SELL", 3_000, 2.0, 0.05, 0.001, [0.1, 0.2, 0.3], S)
-    saved = to_json([good])
+    good = open_shadow("ETHUSDT", "SELL", 3_000, 2.0, 0.05, 0.001, np.array([0.1, 0.2, 0.3]), S)
+    saved = [good]
     assert json.loads(json.dumps(saved)) == saved  # plain JSON, floats exact
     broken = [None, "x", {}, {**saved[0], "x": [0.1, 0.2]}, {**saved[0], "x": [0.1, "a", 0.3]},
               {**saved[0], "side": "HOLD"}, {**saved[0], "symbol": "../../etc"},
               {**saved[0], "symbol": 7}, {**saved[0], "t": float("inf")},
               {**saved[0], "stop": float("nan")}, {**saved[0], "x": [[0.1], [0.2], [0.3]]}]
-    back = from_json(broken + saved, width=3)
-    assert to_json(back) == saved and back[0]["x"].dtype == np.float64
-    assert from_json({"not": "a list"}, width=3) == []
-    many = [{**saved[0], "t": 10_000 + k} for k in range(MAX_OPEN + 5)]
-    kept = from_json(many, width=3)
-    assert len(kept) == MAX_OPEN and min(sh["t"] for sh in kept) == 10_005
+    back, dropped = restore(broken + saved, width=3)
+    assert back == saved and all(type(v) is float for v in back[0]["x"])
+    assert dropped == len(broken)
+    assert restore({"not": "a list"}, width=3) == ([], 0)
+    many = [{**saved[0], "t": 10_000 + k} for k in range(MAX_OPEN + 5)] + [saved[0]] * 3
+    kept, dropped = restore(many, width=3)
+    assert len(kept) == MAX_OPEN and min(sh["t"] for sh in kept) == 10_005 and dropped == 8

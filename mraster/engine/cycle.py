@@ -39,11 +39,15 @@ from mraster.strategy.filters import REASONS, Snapshot
 from mraster.strategy.orderbook import DEPTH_LIMIT, book_context
 from mraster.strategy.signals import Candles
 from mraster.strategy.sizing import plan_order, size_multiplier
-from mraster.words import Words, said
+from mraster.words import Words, said, words
 
 __all__ = ["CycleResult", "Engine", "by_symbol", "position_amounts", "snapshot"]
 
 log = logging.getLogger("mraster.engine")
+
+# said once at start when saved shadows are left out (``shadows.restore``)
+SHADOWS_DROPPED = ("{n} vetoed signals saved in the state file could not be read (damaged, or "
+                   "from another version) and are no longer followed; nothing else is affected")
 Emit = Callable[..., None]
 
 
@@ -86,9 +90,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.journal = None  # mraster.journal.Journal: every trade with its fills (the runner's)
         self._policy_recorded: tuple[int, int] | None = None  # the policy as last recorded
         # vetoed signals followed to their stop or target (``mraster.shadows``); saved with the
-        # state each cycle, so a restarted bot goes on following them
-        self.shadows: list[dict[str, Any]] = shadows.from_json(state.get("shadows"),
-                                                                len(self.policy.names))
+        # state (live and paper), so a restarted bot goes on following them
+        self.shadows, dropped = shadows.restore(state.get("shadows"), len(self.policy.names))
         self._entering: set[str] = set()  # positions whose first brackets go out now (the bot's)
         # (position token, "stop"/"tp") → the rule that moved that level this cycle: the guard's
         # replacement carries out the bot's plan (no repair; the log names the rule)
@@ -103,6 +106,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
                              ("equity_curve", []), ("decisions", {}), ("alerts", []),
                              ("stats", {"taken": 0, "skipped": {}, "cycles": 0}), ("cooldowns", {})):
             state.setdefault(key, default)
+        if dropped:
+            self.alert("warning", words(SHADOWS_DROPPED, n=dropped))
 
     # -- helpers -------------------------------------------------------------------------------
     async def _load_rules(self) -> None:
@@ -252,8 +257,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
                 p.symbol for p in st["positions"].values()] if sym in self.price_places}
         st["stats"]["cycles"] += 1
         st["policy"] = self.policy.to_dict()
-        if self.data is None:  # (a backtest keeps them in memory: it never restarts)
-            st["shadows"] = shadows.to_json(self.shadows)
+        if self.data is None:  # the list itself (plain JSON); a backtest never restarts
+            st["shadows"] = self.shadows
         if self.advisor is not None:
             self.advisor.forget_old()
             st["ai"] = self.advisor.snapshot()

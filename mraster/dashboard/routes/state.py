@@ -11,13 +11,14 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, field_validator
 
 from mraster.ai.budget import daily_budget
+from mraster.domain import SYMBOL_RE
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.bot import bot_status
 from mraster.dashboard.routes.journal import performance
 from mraster.dashboard.views import alerts_view, chart_view, state_view
 
 router = APIRouter(prefix="/api", tags=["state"])
-SYMBOL_PATTERN = r"^[A-Z0-9]{2,30}$"
+SYMBOL_PATTERN = f"^{SYMBOL_RE.pattern}$"
 SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 # a symbol in a path, as the published schema states it (check_symbol says it in words)
 SymbolPath = Annotated[str, Path(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])]
