@@ -92,6 +92,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # vetoed signals followed to their stop or target (``mraster.shadows``); saved with the
         # state (live and paper), so a restarted bot goes on following them
         self.shadows, dropped = shadows.restore(state.get("shadows"), len(self.policy.names))
+        state["shadows"] = self.shadows  # the same list (changed in place), plain JSON
         self._entering: set[str] = set()  # positions whose first brackets go out now (the bot's)
         # (position token, "stop"/"tp") → the rule that moved that level this cycle: the guard's
         # replacement carries out the bot's plan (no repair; the log names the rule)
@@ -257,8 +258,6 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
                 p.symbol for p in st["positions"].values()] if sym in self.price_places}
         st["stats"]["cycles"] += 1
         st["policy"] = self.policy.to_dict()
-        if self.data is None:  # the list itself (plain JSON); a backtest never restarts
-            st["shadows"] = self.shadows
         if self.advisor is not None:
             self.advisor.forget_old()
             st["ai"] = self.advisor.snapshot()
