@@ -37,7 +37,8 @@ from mraster.strategy.exits import locked_stop
 from mraster.strategy.fasttp import FASTTP_KEYS, fasttp_target
 from mraster.strategy.filters import REASONS, Snapshot
 from mraster.strategy.orderbook import DEPTH_LIMIT, book_context
-from mraster.strategy.signals import Candles
+from mraster.strategy.screen import Screen, screen_each
+from mraster.strategy.signals import Candles, Features
 from mraster.strategy.sizing import plan_order, size_multiplier
 from mraster.words import Words, said, words
 
@@ -218,12 +219,17 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         seen = self._decision_context(paused, liquid) if self.recorder is not None else None
         entries = []
         pf = self.portfolio(paused=paused)  # nothing it holds changes before the entries
+        # the playbook's tightening holds for the whole cycle (refreshed above)
+        s_now = self.copilots.tightened(self.s) if self.copilots is not None else self.s
+        feats = {sym: self._features(sym, *candles[sym]) for sym in liquid if sym in candles}
+        ready = [sym for sym, f in feats.items() if f is not None]
+        screens = dict(zip(ready, screen_each([(feats[x], snaps[x]) for x in ready], s_now)))
         for sym in liquid:
-            ltf, htf = candles.get(sym, (None, None))
-            if ltf is None:
+            if sym not in feats:
                 self._skip(res, sym, "data_error")
                 continue
-            plan = await self._evaluate(res, sym, snaps[sym], ltf, htf, pf, equity, used)
+            plan = await self._evaluate(res, sym, snaps[sym], candles[sym][0], feats[sym],
+                                        screens.get(sym), s_now, pf, equity, used)
             if plan:
                 entries.append(plan)
         entries.sort(key=lambda e: -e.expected_r)
@@ -272,14 +278,15 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         return res
 
     async def _evaluate(self, res: CycleResult, sym: str, snap: Snapshot, ltf: Candles,
-                        htf: Candles, pf: Portfolio, equity: float, used: float) -> Intent | None:
-        """The evaluator's verdict on ``sym``; an intent the LLM advisor (AI mode) approves."""
+                        f: Features | None, sc: Screen | None, s_now: Mapping[str, Any],
+                        pf: Portfolio, equity: float, used: float) -> Intent | None:
+        """The evaluator's verdict on ``sym``; an intent the LLM advisor (AI mode) approves.
+        ``f``, ``sc``: its features and screen (``screen_each``); ``s_now``: the settings with
+        the playbook's tightening."""
         label = self._label(sym)
         cop = self.copilots
-        f = self._features(sym, ltf, htf)
-        got = decide(sym, snap, f, pf,
-                     cop.tightened(self.s) if cop is not None else self.s, policy=self.policy,
-                     label=label, postmortem=cop.pm_inputs(sym) if cop is not None else None)
+        got = decide(sym, snap, f, pf, s_now, policy=self.policy, label=label,
+                     postmortem=cop.pm_inputs(sym) if cop is not None else None, screened=sc)
         if isinstance(got, Skip):
             if got.policy_features is not None and self.s["ASTER_ALPHA_SHADOW"]:
                 sh = shadows.open_shadow(sym, got.info["side"], int(ltf.t[-1]), f.price, f.atr,

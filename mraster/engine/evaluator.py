@@ -16,7 +16,7 @@ from mraster.domain import Intent, Position, Side
 from mraster.policy import build_features
 from mraster.risk import entry_gate
 from mraster.strategy.filters import Snapshot
-from mraster.strategy.screen import MARKET_REASONS, SIGNAL_REASONS, policy_context, screen
+from mraster.strategy.screen import MARKET_REASONS, SIGNAL_REASONS, Screen, policy_context, screen
 
 
 @dataclass(frozen=True)
@@ -47,16 +47,19 @@ class Skip:
 
 def decide(symbol: str, snap: Snapshot, f: Any, portfolio: Portfolio, s: Mapping[str, Any], *,
            policy: Any, label: Mapping[str, Any] | None = None,
-           postmortem: Mapping[str, float | None] | None = None) -> Intent | Skip:
+           postmortem: Mapping[str, float | None] | None = None,
+           screened: Screen | None = None) -> Intent | Skip:
     """``f``: the indicators of the closed candles (None while there are too few);
     ``label``: the sentinel's label when it is on; ``postmortem``: the symbol's postmortem
-    inputs to the policy (``ai.postmortem.policy_inputs``) when the copilots run; ``policy``: the bandit (``policy.BanditPolicy``)."""
+    inputs to the policy (``ai.postmortem.policy_inputs``) when the copilots run; ``policy``: the
+    bandit (``policy.BanditPolicy``); ``screened``: ``screen(f, snap, s)`` when already worked
+    out (the cycle screens all its symbols at once, ``screen_each``)."""
     if f is None:
         return Skip("few_klines", {})
     info = {"rsi": round(f.rsi, 2), "htf_trend": f.htf_trend}
     if symbol in portfolio.off_limits:  # the user's position: said first, whatever the signal
         return Skip("external_position", info)
-    sc = screen(f, snap, s)
+    sc = screened if screened is not None else screen(f, snap, s)
     if sc.reason in MARKET_REASONS:
         return Skip(sc.reason, {"spread": round(snap.spread, 6),
                                 "wickiness": round(f.wickiness, 3), **info})

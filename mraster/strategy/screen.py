@@ -7,8 +7,8 @@ arrays) to find the moments where the policy has something to decide.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -51,6 +51,25 @@ def screen(f: Features, snap: Snapshot, s: Mapping[str, Any]) -> Screen:
     reason = _first_of(market_filters(snap, f.wickiness, s), signal, side_filters(snap, sig.side, s),
                        pick(er < s["ASTER_MIN_EDGE_R"], "edge_r", None))
     return Screen(reason, sig.side, p, er)
+
+
+_FEATURES = tuple(x.name for x in fields(Features))
+_SNAPSHOT = tuple(x.name for x in fields(Snapshot))
+
+
+def screen_each(pairs: Sequence[tuple[Features, Snapshot]], s: Mapping[str, Any]) -> list[Screen]:
+    """``screen`` of each (features, quotes) pair, worked out as one array screen: the live cycle
+    screens its whole universe at once (a symbol's screen one at a time was a fifth of a warm
+    cycle's work). Equal to ``screen`` of each pair, as the bulk history screen is; the answers
+    are plain Python values."""
+    if not pairs:
+        return []
+    f = Features(**{k: np.array([getattr(p[0], k) for p in pairs]) for k in _FEATURES})
+    snap = Snapshot(**{k: np.array([getattr(p[1], k) for p in pairs], dtype=float)
+                       for k in _SNAPSHOT})
+    sc = screen(f, snap, s)
+    return [Screen(*one) for one in zip(sc.reason.tolist(), sc.side.tolist(),
+                                        sc.win_prob.tolist(), sc.expected_r.tolist())]
 
 
 def policy_context(f: Features, snap: Snapshot, sc: Screen) -> dict[str, Any]:
