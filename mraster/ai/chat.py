@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, Field
 
 from mraster.ai.news import QUOTES
+from mraster.domain import SYMBOL_RE
 from mraster.strategy.filters import REASONS
 from mraster.words import Say, english, side_word
 
@@ -39,7 +40,7 @@ ASKS = {"close": r"\b(close|exit|flatten|schlie(ß|ss)\w*|glattstell\w*)\b",
 
 
 class Proposal(BaseModel):
-    symbol: str = Field(pattern=r"^[A-Z0-9]{2,30}$")
+    symbol: str = Field(pattern=f"^{SYMBOL_RE.pattern}$")
     side: str = Field(pattern="^(BUY|SELL)$")
     reason: str = Field("", max_length=500)
 
