@@ -484,33 +484,33 @@ def test_the_cycles_screen_of_all_symbols_at_once_equals_screen_of_each(variant,
     symbol gets the reason, side, win probability and edge (plain Python values, as the state
     file and the page take them) that screening it alone gives, on the real candles of all
     eight pairs at moments through the history, with ADX worked out or left out (a backtest
-    computes it only where a signal fired)."""
+    computes it only where a signal fired); so does a universe too small for the array screen."""
     from mraster.backtest.data import ReplayData
     from mraster.engine.cycle import by_symbol, snapshot
-    from mraster.strategy.screen import screen, screen_each
+    from mraster.strategy.screen import BULK_FROM, screen, screen_each
     from mraster.strategy.signals import features
 
     s = {**defaults(), "ASTER_MIN_EDGE_R": 0.1, "ASTER_NON_ARB_SKIP_GAP": 0.0015, **variant}
     market = replay_market(DATA, None, manual=True, warmup=WARMUP_CANDLES)
     sim = SimExchange(market)
     data = ReplayData(market, "5m", "1h")
-    seen: set[str] = set()
+    pairs = []
     for n in range(200):  # (XRPUSDT's candles are of another year: each symbol at its own time)
-        pairs = []
         for sym, x in sorted(market.series.items()):
             lo = 800  # after the 60 trend candles the features need
             t = int(x.t[lo + (len(x.t) - lo - 1) * n // 200]) + BASE_MS
             market.clock.set(t)
             ltf, htf = data.candles(sym, t)
             f = features(ltf, htf) if n % 2 else data.features(sym, ltf, htf, adx_if=lambda _: False)
+            assert f is not None
             pairs.append((f, snapshot(sym, by_symbol(sim.ticker_24h()), by_symbol(sim.book_ticker()),
                                       by_symbol(sim.premium_index()))))
-        assert len(pairs) == 8 and all(f is not None for f, _ in pairs)
-        together = screen_each(pairs, s)
-        for (f, snap), got in zip(pairs, together):
+    seen: set[str] = set()
+    for batch in (pairs, pairs[:BULK_FROM], pairs[:BULK_FROM - 1], pairs[:1]):
+        for (f, snap), got in zip(batch, screen_each(batch, s), strict=True):
             one = screen(f, snap, s)
             assert (got.reason, got.side, got.win_prob, got.expected_r) == \
-                (one.reason, one.side, one.win_prob, one.expected_r), n
+                (one.reason, one.side, one.win_prob, one.expected_r), vars(f)
             assert type(got.win_prob) is float and type(got.expected_r) is float
             assert got.reason is None or type(got.reason) is str
             seen.add(got.reason or "pass")

@@ -53,6 +53,7 @@ def screen(f: Features, snap: Snapshot, s: Mapping[str, Any]) -> Screen:
     return Screen(reason, sig.side, p, er)
 
 
+BULK_FROM = 12  # pairs from which one array screen is faster than a screen of each
 _FEATURES = tuple(x.name for x in fields(Features))
 _SNAPSHOT = tuple(x.name for x in fields(Snapshot))
 
@@ -61,9 +62,10 @@ def screen_each(pairs: Sequence[tuple[Features, Snapshot]], s: Mapping[str, Any]
     """``screen`` of each (features, quotes) pair, worked out as one array screen: the live cycle
     screens its whole universe at once (a symbol's screen one at a time was a fifth of a warm
     cycle's work). Equal to ``screen`` of each pair, as the bulk history screen is; the answers
-    are plain Python values."""
-    if not pairs:
-        return []
+    are plain Python values. A few pairs are screened one by one: the array screen's fixed cost
+    (about 0.2 ms) is that of ten scalar screens."""
+    if len(pairs) < BULK_FROM:
+        return [screen(f, snap, s) for f, snap in pairs]
     f = Features(**{k: np.array([getattr(p[0], k) for p in pairs]) for k in _FEATURES})
     snap = Snapshot(**{k: np.array([getattr(p[1], k) for p in pairs], dtype=float)
                        for k in _SNAPSHOT})
