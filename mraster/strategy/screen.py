@@ -1,9 +1,10 @@
 """The screen: every check a symbol passes before the sentinel, the entry gate and the policy.
 
 Market hygiene, the RSI signal, the side's funding and non-arbitrage checks and the expected
-edge, in that order; the first failing check names the reason. The live engine screens one
-symbol at a time; a backtest screens its whole history at once (features and snapshots as
-arrays) to find the moments where the policy has something to decide.
+edge, in that order; the first failing check names the reason. The same formulas take one
+symbol's numbers or arrays: the engine screens all its symbols of one moment at once
+(``screen_each``), a backtest a symbol's whole history at once to find the moments where the
+policy has something to decide.
 """
 from __future__ import annotations
 
