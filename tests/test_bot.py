@@ -390,6 +390,31 @@ def test_a_new_positions_stop_and_take_profit_leave_together_right_after_the_fil
             {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
 
 
+def test_a_new_positions_fee_rate_and_funding_are_read_with_the_cycles_closing_reads(
+        sim_factory, tmp_path, monkeypatch):
+    """Verifying a new position's protection needs its fee rate and the funding so far. They
+    are asked together with the reads that follow the entries, not in a round trip of their own
+    after them (it was the last one of a cold start) — requests seen over real HTTP, in the
+    order they started and ended; every new position is still verified, with its fee."""
+    sim, url, _ = sim_factory(n=12, seed=11)
+    events = record_requests(monkeypatch)
+    state = one_cycle(settings_for(tmp_path, url), tmp_path)
+    assert state["positions"], "the cycle should open positions"
+    closing = [("GET", "positionRisk", ""), ("GET", "openOrders", ""), ("GET", "account", "")]
+    last = {e: k for k, e in enumerate(events)}  # the closing reads are the last of their kind
+    sent = min(last[("start", *r)] for r in closing)
+    answered = min(last[("end", *r)] for r in closing)
+    fees = [k for k, e in enumerate(events) if e[:3] == ("start", "GET", "commissionRate")]
+    assert sorted(e[3] for e in events if e[:3] == ("start", "GET", "commissionRate")) == \
+        sorted(p.symbol for p in state["positions"].values())  # once per new symbol
+    funding = [k for k, e in enumerate(events) if e[:3] == ("start", "GET", "income")]
+    assert len(funding) == 1
+    for k in fees + funding:
+        assert sent < k < answered, (k, sent, answered)  # in flight together
+    for pos in state["positions"].values():
+        assert pos.protection["status"] == "ok" and "at_risk" in pos.protection, pos.symbol
+
+
 def test_a_cycles_entries_go_out_together_not_one_after_the_other(sim_factory, tmp_path,
                                                                      monkeypatch):
     """Each entry used to wait for the one before it (leverage, order, brackets: three round

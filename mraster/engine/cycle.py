@@ -236,8 +236,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         if entries:
             used = await self._enter(res, entries, equity, used, now)
         if self.orders_sent != sent0:  # entries went out: positions, orders and margin changed
-            risk_rows, orders, acct = await together(
-                self.ex, self.ex.position_risk(), self.ex.open_orders(), self.ex.account())
+            reads = [self.ex.position_risk(), self.ex.open_orders(), self.ex.account()]
+            if self.guard:  # the new positions' fee rates (and funding) for their verification
+                reads.append(self._protection_reads(now))
+            risk_rows, orders, acct, *_ = await together(self.ex, *reads)
         amounts = position_amounts(risk_rows)
         view.mark_positions(self.state["positions"].values(), risk_rows)
         asked = {t: (p.stop, p.take_profit) for t, p in self.state["positions"].items()}

@@ -100,6 +100,13 @@ class ProtectionWatch:
                                                 if r["symbol"] == p.symbol
                                                 and int(r["time"]) >= p.opened_at), 8)
 
+    async def _protection_reads(self, now: int) -> None:
+        """Funding so far (hourly) and the fee rates not known yet (new positions), read
+        together. A cycle that sent entries asks them with its closing reads, so the new
+        positions' protection is verified without a round trip of its own."""
+        new = {p.symbol for p in self.state["positions"].values() if p.symbol not in self._fees}
+        await together(self.ex, self._funding_so_far(now), *(self._fee_rate(sym) for sym in new))
+
     async def _verify_protection(self, amounts: dict[str, float], now: int,
                                  asked: dict[str, tuple[float, float]] | None = None) -> None:
         """``asked``: each position's stop and take-profit before this cycle moved any (the
@@ -107,9 +114,7 @@ class ProtectionWatch:
         asked for is no disagreement; anything else is, whoever changed it."""
         if self.guard is None:
             return
-        # funding and the fee rates not known yet (new positions), read together
-        new = {p.symbol for p in self.state["positions"].values() if p.symbol not in self._fees}
-        await together(self.ex, self._funding_so_far(now), *(self._fee_rate(sym) for sym in new))
+        await self._protection_reads(now)  # (nothing left to ask when the closing reads did)
         orders = self.guard.last_orders
         for token, pos in list(self.state["positions"].items()):
             if not pos.is_open or not pos.holds(amounts.get(pos.symbol, 0.0)) \
