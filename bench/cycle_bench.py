@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._sim import KEY, SECRET, start_simulator  # noqa: E402
 from mraster import settings as st  # noqa: E402
 from mraster.engine.cycle import Engine  # noqa: E402
-from mraster.exchange.rules import rules_from_exchange_info  # noqa: E402
-from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW  # noqa: E402
 from mraster.exchange.rest import AsterRest  # noqa: E402
+from mraster.exchange.rules import rules_from_exchange_info  # noqa: E402
 from mraster.store import JsonDocument  # noqa: E402
+from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW  # noqa: E402
 
 
 async def run(url: str, folder: Path, cycles: int, latency_s: float) -> tuple[float, int]:
