@@ -15,6 +15,11 @@ from typing import Any, Mapping
 SYMBOL_RE = re.compile(r"[A-Z0-9]{2,30}")
 
 
+def is_symbol(x: Any) -> bool:
+    """The whole of ``x`` is a symbol (``SYMBOL_RE.match`` would pass "ETH/BTC" on its "ETH")."""
+    return isinstance(x, str) and SYMBOL_RE.fullmatch(x) is not None
+
+
 class Side(str, Enum):
     BUY = "BUY"
     SELL = "SELL"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mraster.domain import SYMBOL_RE
+from mraster.domain import is_symbol
 from mraster.words import CATALOGUES, Words, words
 
 Origin = str  # "cli" | "dashboard"
@@ -179,7 +179,7 @@ class Setting:
             return value.lower()
         if self.kind == "list":
             items = [v.strip().upper() for v in value.split(",") if v.strip()]
-            if any(not SYMBOL_RE.fullmatch(v) for v in items):
+            if not all(map(is_symbol, items)):
                 raise err
             return tuple(items)
         if self.kind == "address":

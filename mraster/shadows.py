@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mraster.domain import SYMBOL_RE
+from mraster.domain import is_symbol
 from mraster.strategy.signals import TAKER_FEE
 
 MAX_AGE = 96  # candles of the signal timeframe a shadow waits for its stop or target
@@ -99,7 +99,7 @@ def restore(saved: Any, width: int) -> tuple[list[dict[str, Any]], int]:
                    **{k: float(sh[k]) for k in LEVELS}, "x": x.tolist()}
         except (KeyError, TypeError, ValueError, OverflowError):
             continue
-        if isinstance(one["symbol"], str) and SYMBOL_RE.fullmatch(one["symbol"]) and \
+        if is_symbol(one["symbol"]) and \
                 one["side"] in ("BUY", "SELL") and x.shape == (width,) and \
                 np.isfinite(x).all() and np.isfinite([one[k] for k in LEVELS]).all():
             out.setdefault((one["symbol"], one["t"]), one)

@@ -415,6 +415,27 @@ def test_a_new_positions_fee_rate_and_funding_are_read_with_the_cycles_closing_r
         assert pos.protection["status"] == "ok" and "at_risk" in pos.protection, pos.symbol
 
 
+def test_an_odd_funding_answer_with_the_closing_reads_stops_neither_the_cycle_nor_the_guard(
+        sim_factory, tmp_path, monkeypatch):
+    """The funding so far is asked with the reads that follow the entries, before the guard: an
+    answer of the wrong shape (valid JSON, not income rows) is left aside, and the cycle still
+    protects and verifies every new position. Mocked: only the income read's answer (the
+    simulator answers well-formed rows); everything else goes over real HTTP."""
+    sim, url, _ = sim_factory(n=12, seed=11)
+    income = AsterRest.income
+
+    async def odd(self, *a, **k):
+        await income(self, *a, **k)  # sent and answered as usual, then misread
+        return {"code": 0, "rows": "not a list of rows"}
+    monkeypatch.setattr(AsterRest, "income", odd)
+    state = one_cycle(settings_for(tmp_path, url), tmp_path)
+    assert state["positions"], "the cycle should open positions"
+    for pos in state["positions"].values():
+        assert pos.protection["status"] == "ok" and "funding" not in pos.protection, pos.symbol
+        assert {o.type for o in sim.accounts[API_KEY].open_orders() if o.symbol == pos.symbol} \
+            == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
+
+
 def test_a_cycles_entries_go_out_together_not_one_after_the_other(sim_factory, tmp_path,
                                                                      monkeypatch):
     """Each entry used to wait for the one before it (leverage, order, brackets: three round

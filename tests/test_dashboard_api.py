@@ -220,6 +220,8 @@ def test_state_view_computes_performance_and_the_chart(dash, tmp_path):
     assert dash.get("/api/chart/bad symbol").status_code == 422
     assert dash.put("/api/ui", {"chart_symbol": "ETHUSDT"}).json() == {"chart_symbol": "ETHUSDT"}
     assert dash.put("/api/ui", {"chart_symbol": "../etc"}).status_code == 422
+    bad = dash.put("/api/ui", {"chart_symbol": "ETHUSDT\n"})  # a whole symbol, nothing after it
+    assert bad.status_code == 422 and "A-Z and 0-9" in bad.text
     assert dash.state_file()["history"] == state["history"]  # the ui write kept the bot's data
 
 

@@ -47,8 +47,9 @@ __all__ = ["CycleResult", "Engine", "by_symbol", "position_amounts", "snapshot"]
 log = logging.getLogger("mraster.engine")
 
 # said once at start when saved shadows are left out (``shadows.restore``)
-SHADOWS_DROPPED = ("{n} vetoed signals saved in the state file could not be read (damaged, or "
-                   "from another version) and are no longer followed; nothing else is affected")
+SHADOWS_DROPPED = ("{n} vetoed signals saved in the state file could not be read or taken over "
+                   "(damaged, from another version, repeated, or beyond the 2,000 followed at "
+                   "once) and are no longer followed; nothing else is affected")
 Emit = Callable[..., None]
 
 

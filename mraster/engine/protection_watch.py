@@ -94,11 +94,16 @@ class ProtectionWatch:
         except E.ExchangeError as exc:
             log.warning("funding so far could not be read: %s", exc)
             return
+        try:  # (asked with the closing reads, before the guard: an odd answer must not stop it)
+            got = {p.token: round(sum(float(r["income"]) for r in rows
+                                      if r["symbol"] == p.symbol and int(r["time"]) >= p.opened_at),
+                                  8) for p in open_}
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            log.warning("funding so far could not be read: unexpected answer (%s)", exc)
+            return
         self._funding_read = now
         for p in open_:
-            p.protection["funding"] = round(sum(float(r["income"]) for r in rows
-                                                if r["symbol"] == p.symbol
-                                                and int(r["time"]) >= p.opened_at), 8)
+            p.protection["funding"] = got[p.token]
 
     async def _protection_reads(self, now: int) -> None:
         """Funding so far (hourly) and the fee rates not known yet (new positions), read

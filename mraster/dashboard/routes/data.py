@@ -16,8 +16,8 @@ from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.backtest import Job
 from mraster.dashboard.routes.config import save_config
 from mraster.dashboard.routes.errors import settings_error_response
-from mraster.dashboard.routes.state import SYMBOL_RE
 from mraster.data import download
+from mraster.domain import is_symbol
 from mraster.exchange.rest import AsterRest
 
 router = APIRouter(prefix="/api", tags=["data"])
@@ -49,7 +49,7 @@ def get_download(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
 
 @router.post("/data/download", responses={409: {"description": "a download is running"}})
 def start_download(body: DownloadRequest, ctx: DashboardContext = Depends(get_ctx)):
-    bad = [x for x in body.symbols if not SYMBOL_RE.match(x.upper())]
+    bad = [x for x in body.symbols if not is_symbol(x.upper())]
     if bad:
         raise HTTPException(422, f"symbols: {bad[0]!r} is not allowed; expected 2-30 characters "
                                  "A-Z and 0-9, e.g. BTCUSDT")

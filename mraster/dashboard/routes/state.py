@@ -4,28 +4,26 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, field_validator
 
 from mraster.ai.budget import daily_budget
-from mraster.domain import SYMBOL_RE
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.bot import bot_status
 from mraster.dashboard.routes.journal import performance
 from mraster.dashboard.views import alerts_view, chart_view, state_view
+from mraster.domain import SYMBOL_RE, is_symbol
 
 router = APIRouter(prefix="/api", tags=["state"])
 SYMBOL_PATTERN = f"^{SYMBOL_RE.pattern}$"
-SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 # a symbol in a path, as the published schema states it (check_symbol says it in words)
 SymbolPath = Annotated[str, Path(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])]
 
 
 def check_symbol(symbol: str) -> str:
-    if not SYMBOL_RE.match(symbol):
+    if not is_symbol(symbol):
         raise HTTPException(422, f"symbol: {symbol!r} is not allowed; expected 2-30 characters "
                                  "A-Z and 0-9, e.g. BTCUSDT")
     return symbol
@@ -37,7 +35,7 @@ class UiPrefs(BaseModel):
     @field_validator("chart_symbol")
     @classmethod
     def _symbol(cls, v: str | None) -> str | None:
-        if v is not None and not SYMBOL_RE.match(v):
+        if v is not None and not is_symbol(v):
             raise ValueError("expected 2-30 characters A-Z and 0-9, e.g. BTCUSDT")
         return v
 
