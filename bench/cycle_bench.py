@@ -6,7 +6,10 @@ python bench/cycle_bench.py [--symbols 200] [--latency-ms 50]
 Targets: warm cycle under 2 s and ≤ 1.5× one concurrent round trip of its reads (measured here:
 the six reads sent together, latency plus the simulator's time to answer them), under 1 ms CPU
 per symbol, under 300 MB peak memory; cold cycle ≤ 1.1× its chain (measured here: the same
-dependent requests on a fresh client against a fresh simulator, with nothing else done).
+dependent requests on a fresh client against a fresh simulator, with nothing else done). The
+first warm cycle follows a pause (``--pause``, longer than httpx's default 5 s keep-alive, as the
+bot pauses 30 s by default): no warm cycle should open a connection (each costs a TCP and a TLS
+handshake on a real exchange, which this loopback simulator does not show in time).
 """
 from __future__ import annotations
 
@@ -22,13 +25,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._sim import KEY, SECRET, start_simulator  # noqa: E402
 from mraster import settings as st  # noqa: E402
 from mraster.engine.cycle import Engine  # noqa: E402
-from mraster.exchange.rest import AsterRest  # noqa: E402
+from mraster.exchange.rest import AsterRest, keepalive_across  # noqa: E402
 from mraster.exchange.rules import rules_from_exchange_info  # noqa: E402
 from mraster.store import JsonDocument  # noqa: E402
 from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW  # noqa: E402
 
 
-async def run(url: str, folder: Path, cycles: int, latency_s: float) -> tuple[float, int]:
+def connections(c: AsterRest) -> set[int]:
+    """The client's open connections (httpx's pool, read for this figure only)."""
+    return {id(x) for x in c._http._transport._pool.connections}
+
+
+async def run(url: str, folder: Path, cycles: int, latency_s: float,
+              pause_s: float) -> tuple[float, int]:
     """The bot's cycles; returns the cold cycle's time and the entries it sent."""
     s = st.load(environ={"ASTER_PAPER": "false", "ASTER_EXCHANGE_BASE": url, "ASTER_API_KEY": KEY,
                          "ASTER_API_SECRET": SECRET, "ASTER_MIN_QUOTE_VOL_USDT": "0",
@@ -39,12 +48,16 @@ async def run(url: str, folder: Path, cycles: int, latency_s: float) -> tuple[fl
     # the cold cycle is timed (by another client: the bot's own starts cold)
     async with AsterRest(url, KEY, SECRET) as other:
         await other.ticker_24h()
-    async with AsterRest(url, KEY, SECRET) as c:
+    async with AsterRest(url, KEY, SECRET,
+                         keepalive_s=keepalive_across(s["ASTER_SCAN_INTERVAL_SECONDS"])) as c:
         queue = JsonDocument(folder / "q.json", default=lambda: {"items": {}})
         eng = Engine(c, s, {}, queue, lambda *a, **k: None)
         warm: list[float] = []
         cold, entries = 0.0, 0
         for i in range(cycles):
+            if i == 1 and pause_s:
+                await asyncio.sleep(pause_s)  # the bot's pause between cycles (30 s by default)
+            kept = connections(c)
             w0, r0, k0 = c.governor.total_weight, c.stats["requests"], eng.cache.requests
             t0, cpu0 = time.perf_counter(), time.process_time()
             await eng.cycle()
@@ -54,12 +67,14 @@ async def run(url: str, folder: Path, cycles: int, latency_s: float) -> tuple[fl
                 warm.append(took)
             else:
                 cold, entries = took, tel["open_positions"]
-            print(f"cycle {i + 1} ({'cold' if i == 0 else 'warm'}): {took:5.2f} s "
+            after = "" if i != 1 or not pause_s else f" after a {pause_s:.0f} s pause"
+            print(f"cycle {i + 1} ({'cold' if i == 0 else 'warm'}{after}): {took:5.2f} s "
                   f"({took / latency_s:.1f} round trips), "
                   f"{tel['symbols']} symbols, {c.stats['requests'] - r0} requests "
                   f"({eng.cache.requests - k0} kline), weight {c.governor.total_weight - w0}, "
                   f"CPU {cpu * 1000 / max(1, tel['evaluated']):.2f} ms per symbol, "
-                  f"opened {tel['open_positions']} positions so far")
+                  f"opened {tel['open_positions']} positions so far"
+                  + (f", {len(connections(c) - kept)} new connections (goal 0)" if i else ""))
         # the warm cycle's yardstick: its six reads sent together and nothing else done
         # (latency plus the simulator's own time to answer for every symbol), best of five
         trips = []
@@ -112,11 +127,13 @@ def main() -> None:
     p.add_argument("--symbols", type=int, default=200)
     p.add_argument("--latency-ms", type=float, default=50.0)
     p.add_argument("--cycles", type=int, default=4)
+    p.add_argument("--pause", type=float, default=6.0, help="seconds before the first warm cycle")
     a = p.parse_args()
     proc, url = start_simulator(a.symbols, a.latency_ms)
     try:
         with tempfile.TemporaryDirectory() as d:
-            cold, entries = asyncio.run(run(url, Path(d), a.cycles, a.latency_ms / 1000))
+            cold, entries = asyncio.run(run(url, Path(d), a.cycles, a.latency_ms / 1000,
+                                             a.pause))
     finally:
         proc.terminate()
         proc.wait()

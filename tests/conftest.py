@@ -84,12 +84,13 @@ def sim_factory():
 
     servers = []
 
-    def make(market=None, faults=None, balance=10_000.0, n=5, seed=3, chain_id=1666):
+    def make(market=None, faults=None, balance=10_000.0, n=5, seed=3, chain_id=1666, wrap=None):
+        """``wrap(app)``: an ASGI app in front of the simulator's (to watch what arrives)."""
         market = market or SyntheticMarket(n, seed=seed, manual=True, history=600)
         sim = SimExchange(market, balance=balance)
         app = create_sim_app(sim, {API_KEY: API_SECRET}, faults or Faults(),
                              agents={V3_USER: {V3_SIGNER}}, chain_id=chain_id)
-        srv = ThreadedServer(app).start()
+        srv = ThreadedServer(wrap(app) if wrap else app).start()
         servers.append(srv)
         return sim, srv.url, app
 

@@ -415,6 +415,46 @@ def test_a_new_positions_fee_rate_and_funding_are_read_with_the_cycles_closing_r
         assert pos.protection["status"] == "ok" and "at_risk" in pos.protection, pos.symbol
 
 
+def test_a_warm_cycle_after_the_pause_between_cycles_reuses_the_open_connections(
+        sim_factory, tmp_path):
+    """A new connection costs a TCP and a TLS handshake before its request leaves: two round
+    trips or more on a real exchange. The bot's connections used to expire after 5 s idle, so
+    after every pause between cycles (30 s by default) each warm cycle opened its six
+    connections again. They now outlive the pause: the exchange (the simulator, keeping idle
+    connections 75 s like a common front end) sees the second cycle's requests arrive on the
+    connections the first one opened. The 6 s pause is the scenario itself (longer than the old
+    expiry, shorter than the scan interval set here), not a wait for something to happen."""
+    from mraster.engine.runner import make_exchange
+
+    arrivals: list[tuple[str, int]] = []  # (path, the client's port: one per connection)
+
+    def watch(app):
+        async def seen(scope, receive, send):
+            if scope["type"] == "http":
+                arrivals.append((scope["path"], scope["client"][1]))
+            await app(scope, receive, send)
+        return seen
+
+    _, url, _ = sim_factory(n=12, seed=11, wrap=watch)
+    s = settings_for(tmp_path, url, ASTER_SCAN_INTERVAL_SECONDS=10)
+
+    async def go() -> None:
+        ex, _ = await make_exchange(s, {})
+        async with ex:
+            eng = new_engine(ex, s, tmp_path)
+            await eng.cycle()
+            await asyncio.sleep(6.0)
+            first = len(arrivals)
+            await eng.cycle()
+            assert eng.state["telemetry"]["evaluated"] >= 10
+            return first
+    first = asyncio.run(go())
+    opened = {port for _, port in arrivals[:first]}
+    later = arrivals[first:]
+    assert len(later) >= 6, later  # the warm cycle's reads
+    assert {port for _, port in later} <= opened, [p for p in later if p[1] not in opened]
+
+
 def test_an_odd_funding_answer_with_the_closing_reads_stops_neither_the_cycle_nor_the_guard(
         sim_factory, tmp_path, monkeypatch):
     """The funding so far is asked with the reads that follow the entries, before the guard: an

@@ -30,7 +30,7 @@ from mraster.journal import Journal, JournalError
 from mraster.notifications import Notifier
 from mraster.exchange import errors as E
 from mraster.exchange import auth
-from mraster.exchange.rest import AsterRest
+from mraster.exchange.rest import AsterRest, keepalive_across
 from mraster.exchange.rules import rules_from_exchange_info
 from mraster.execution.brackets import BracketGuard
 from mraster.execution.paper import LocalExchange, PaperExchange
@@ -96,8 +96,10 @@ class StartupError(Exception):
     """The bot cannot start with these settings; the message says what to change."""
 
 
-async def make_exchange(s: Mapping[str, Any], state: dict[str, Any]):
-    """(adapter, market_source) for the settings; StartupError when live mode cannot run."""
+async def make_exchange(s: Mapping[str, Any], state: dict[str, Any], pause_s: float | None = None):
+    """(adapter, market_source) for the settings; StartupError when live mode cannot run. Its
+    connections outlive a pause of ``pause_s`` (the scan interval unless given) between uses."""
+    keepalive = keepalive_across(s["ASTER_SCAN_INTERVAL_SECONDS"] if pause_s is None else pause_s)
     def persist(acct: dict[str, Any]) -> None:
         state["paper_account"] = acct
 
@@ -111,9 +113,9 @@ async def make_exchange(s: Mapping[str, Any], state: dict[str, Any]):
             raise StartupError(f"live mode cannot sign requests: {trouble} (or keep ASTER_PAPER=true)")
         # not pinged here: an exchange that is down is waited for (``wait_for_exchange``),
         # never a reason to refuse to start
-        return auth.make_client(s), "live"
+        return auth.make_client(s, keepalive_s=keepalive), "live"
     market = AsterRest(s["ASTER_EXCHANGE_BASE"], rate_share=s["ASTER_RATE_LIMIT_SHARE"],
-                       timeout=5.0, read_retries=1)
+                       timeout=5.0, read_retries=1, keepalive_s=keepalive)
     try:
         await market.ping()
         return PaperExchange(market, balance=s["ASTER_PAPER_BALANCE"], persist=persist,
@@ -463,7 +465,7 @@ async def guard_command(loop_seconds: float | None) -> int:
     doc = state_document(s["ASTER_STATE_FILE"])
     state = {k: v for k, v in doc.read().items() if k in BOT_KEYS}
     try:
-        ex, _ = await make_exchange(s, state)
+        ex, _ = await make_exchange(s, state, pause_s=loop_seconds or 0.0)
     except StartupError as exc:
         print(f"brackets_guard: {exc}", file=sys.stderr)
         return 2

@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
                          agents=agents, chain_id=int(os.environ.get("ASTER_CHAIN_ID", "1666")))
     import uvicorn
 
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    from mraster.sim.serve import KEEP_ALIVE_S
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="off",
+                            timeout_keep_alive=KEEP_ALIVE_S)
     server = uvicorn.Server(config)
 
     async def serve() -> None:

@@ -7,6 +7,11 @@ import time
 
 import uvicorn
 
+# how long an idle connection stays open, as on an exchange's front end (nginx's default): the
+# bot keeps its connections across the pause between cycles, and a server closing them after
+# uvicorn's 5 s would hide whether it does
+KEEP_ALIVE_S = 75
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -21,7 +26,7 @@ class ThreadedServer:
         self.port = port or free_port(host)
         config = uvicorn.Config(app, host=host, port=self.port, log_level="warning",
                                 log_config=None, lifespan=lifespan,
-                                timeout_graceful_shutdown=2)
+                                timeout_graceful_shutdown=2, timeout_keep_alive=KEEP_ALIVE_S)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
