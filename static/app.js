@@ -438,8 +438,12 @@ function protectionCell(x) {
   const locks = p.at_risk != null && p.at_risk < 0;
   const facts = t(locks ? "stop {stop} / TP {tp} on the exchange · the stop locks in {risk} USDT (fees, funding {funding} USDT)" : "stop {stop} / TP {tp} on the exchange · at risk {risk} USDT (fees, funding {funding} USDT)", { stop: p.stop == null ? "–" : price(p.stop, x.symbol), tp: p.tp == null ? "–" : price(p.tp, x.symbol), risk: p.at_risk == null ? "–" : cents(Math.abs(p.at_risk)), funding: fmt(p.funding, 4) }) +
     (p.stop_liq_distance == null ? "" : " · " + t("stop {distance} from liquidation", { distance: pct(p.stop_liq_distance) })) + (p.repairs ? " · " + t("repaired {n}×", { n: p.repairs }) : "");
-  if (p.status === "problem") return el("td", { class: "neg text", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), ...p.problems_words.flatMap((w, i) => [i ? "; " : "", said(w)]), el("br", {}), el("small", {}, facts));
-  return el("td", { class: "pos text", "data-testid": "protection-ok" }, "✓ " + t("protected since {time}", { time: time(p.since) }), el("br", {}), el("small", {}, facts));
+  // what the exchange did not answer, so the figure above is partly assumed (it said so only in the log)
+  const unread = [p.fee_assumed ? t("fee rate not read yet: {rate} % assumed", { rate: fmt(p.fee_rate * 100, 4) }) : "",
+    p.funding_unread_since ? t("funding not read since {time}", { time: time(p.funding_unread_since) }) : ""].filter(Boolean);
+  const small = el("small", {}, facts, ...unread.map((u) => el("span", { class: "warn", "data-testid": "protection-unread" }, " · " + u)));
+  if (p.status === "problem") return el("td", { class: "neg text", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), ...p.problems_words.flatMap((w, i) => [i ? "; " : "", said(w)]), el("br", {}), small);
+  return el("td", { class: "pos text", "data-testid": "protection-ok" }, "✓ " + t("protected since {time}", { time: time(p.since) }), el("br", {}), small);
 }
 
 async function adoptPosition(symbol) {

@@ -476,6 +476,92 @@ def test_an_odd_funding_answer_with_the_closing_reads_stops_neither_the_cycle_no
             == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
 
 
+def test_the_ten_minute_clock_sync_goes_out_beside_a_warm_cycles_signed_reads(sim_factory,
+                                                                               tmp_path):
+    """The clock offset is renewed every ten minutes. The warm cycle that found it due waited a
+    round trip for the sync before its signed reads left; now they leave at once, signed with
+    the offset held (a clock drifts milliseconds in ten minutes), beside the sync. The
+    simulator over real HTTP holds its answer to the sync until the account read has arrived
+    (8 s at most, under the client's timeout): the old code sent that read only after the
+    answer. The ten minutes are skipped by ageing the last sync, as a test cannot wait them."""
+    import contextlib
+
+    seen: list[str] = []  # what the exchange saw, in order
+    hold = {"on": False}
+
+    def watch(app):
+        arrived = asyncio.Event()  # (bound to the server's loop on first use)
+
+        async def seen_by_exchange(scope, receive, send):
+            if scope["type"] == "http" and hold["on"]:
+                seen.append(scope["path"])
+                if scope["path"].endswith("/account"):
+                    arrived.set()
+                elif scope["path"].endswith("/time"):
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(arrived.wait(), 8)
+                    seen.append("time answered")
+            await app(scope, receive, send)
+        return seen_by_exchange
+
+    _, url, _ = sim_factory(n=12, seed=11, wrap=watch)
+    s = settings_for(tmp_path, url)
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = new_engine(c, s, tmp_path)
+            await eng.cycle()
+            c._synced_at -= 601
+            hold["on"] = True
+            await eng.cycle()
+            return c.stats["resyncs"], eng.state["telemetry"]
+    resyncs, tel = asyncio.run(go())
+    account = next(k for k, p in enumerate(seen) if p.endswith("/account"))
+    assert account < seen.index("time answered"), seen
+    assert resyncs >= 2 and tel["evaluated"] >= 10  # synced, and the cycle went through
+
+
+def test_a_fee_rate_or_funding_the_exchange_does_not_answer_is_said_on_the_position_row(
+        sim_factory, tmp_path):
+    """The money at risk counts the account's fee rate and the funding so far. When the
+    exchange does not answer them (refused here by the fault proxy), the figure used the
+    default fee and no funding and only the log said so. The position's row now says the fee is
+    assumed and since when the funding is unread, and the next cycle that reads them clears
+    both (simulator over real HTTP, behind the fault proxy)."""
+    from fault_proxy import FaultProxy, Rule
+
+    from mraster.dashboard.views import positions_view
+    from mraster.engine.protection_watch import DEFAULT_FEE
+    from mraster.sim.matching import TAKER_FEE
+
+    _, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+
+    async def go(proxy):
+        async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
+            eng = new_engine(c, s, tmp_path)
+            proxy.set_rules(Rule("GET", "/fapi/v1/commissionRate", refuse=1.0),
+                            Rule("GET", "/fapi/v1/income", refuse=1.0))
+            await eng.cycle()
+            first = eng.state["telemetry"]["time"], positions_view(eng.state)
+            proxy.heal()
+            await eng.cycle()
+            return first, positions_view(eng.state)
+
+    with FaultProxy(url) as proxy:
+        (when, unread), read = asyncio.run(go(proxy))
+    assert unread, "the cycle should open positions"
+    for row in unread:
+        p = row["protection"]
+        assert p["status"] == "ok" and p["at_risk"] is not None, row["symbol"]
+        assert p["fee_assumed"] and p["fee_rate"] == DEFAULT_FEE, row["symbol"]
+        assert p["funding_unread_since"] == when, row["symbol"]
+    for row in read:
+        p = row["protection"]
+        assert not p["fee_assumed"] and p["fee_rate"] == pytest.approx(TAKER_FEE), row["symbol"]
+        assert p["funding_unread_since"] is None, row["symbol"]
+
+
 def test_a_cycles_entries_go_out_together_not_one_after_the_other(sim_factory, tmp_path,
                                                                      monkeypatch):
     """Each entry used to wait for the one before it (leverage, order, brackets: three round

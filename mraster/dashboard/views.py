@@ -45,6 +45,9 @@ def protection_view(p: Any) -> dict[str, Any]:
     return {"status": prot.get("status", "unverified"), "since": prot.get("since"),
             "stop": prot.get("stop"), "tp": prot.get("tp"), "at_risk": prot.get("at_risk"),
             "funding": prot.get("funding", 0.0), "repairs": prot.get("repairs", 0),
+            # figures the exchange did not give: the fee assumed, the funding unread since when
+            "fee_rate": prot.get("fee_rate"), "fee_assumed": bool(prot.get("fee_assumed")),
+            "funding_unread_since": prot.get("funding_unread_since"),
             "checked_at": prot.get("checked_at"),
             "problems": [f.get("detail", "") for f in prot.get("findings", [])],
             "problems_words": [f.get("words") or {"template": f.get("detail", ""), "params": {}}

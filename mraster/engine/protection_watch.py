@@ -23,6 +23,13 @@ FUNDING_EVERY_MS = 3_600_000   # funding received or paid is read back at most h
 DEFAULT_FEE = 0.0004           # until the exchange tells the account's own taker rate
 
 
+def _funding_unread(positions: list, now: int) -> None:
+    """The funding so far could not be read: each position's row says since when (its money
+    at risk counts the funding last read, or none), until a read succeeds."""
+    for p in positions:
+        p.protection.setdefault("funding_unread_since", now)
+
+
 def _price(x: Any) -> float | None:
     """A price as a number, so the page writes it in the reader's way (``9.0383e-06`` was
     written as Python formats it)."""
@@ -75,6 +82,8 @@ class ProtectionWatch:
         self._protection_log(token, sym, "bot" if rule or token in self._entering else "guard", what)
 
     async def _fee_rate(self, sym: str) -> float:
+        """The account's taker rate on ``sym``, asked once; ``DEFAULT_FEE`` while it cannot be
+        read (asked again next cycle; the position's row says the fee is assumed)."""
         if sym not in self._fees:
             try:
                 self._fees[sym] = float((await self.ex.commission_rate(sym))["takerCommissionRate"])
@@ -93,6 +102,7 @@ class ProtectionWatch:
                                         start_time=min(p.opened_at for p in open_), limit=1000)
         except E.ExchangeError as exc:
             log.warning("funding so far could not be read: %s", exc)
+            _funding_unread(open_, now)
             return
         try:  # (asked with the closing reads, before the guard: an odd answer must not stop it)
             got = {p.token: round(sum(float(r["income"]) for r in rows
@@ -100,10 +110,12 @@ class ProtectionWatch:
                                   8) for p in open_}
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             log.warning("funding so far could not be read: unexpected answer (%s)", exc)
+            _funding_unread(open_, now)
             return
         self._funding_read = now
         for p in open_:
             p.protection["funding"] = got[p.token]
+            p.protection.pop("funding_unread_since", None)
 
     async def _protection_reads(self, now: int) -> None:
         """Funding so far (hourly) and the fee rates not known yet (new positions), read
@@ -150,7 +162,8 @@ class ProtectionWatch:
             fee = await self._fee_rate(pos.symbol)
             prot.update(status="ok" if v.ok else "problem", stop=v.stop, tp=v.tp,
                         findings=[f.to_dict() for f in v.findings], checked_at=now,
-                        seen=v.seen, alerted=sorted(keys),
+                        seen=v.seen, alerted=sorted(keys), fee_rate=fee,
+                        fee_assumed=pos.symbol not in self._fees,
                         at_risk=at_risk(pos, fee, prot.get("funding", 0.0)))
             if v.ok and not prot.get("since"):
                 prot["since"] = now

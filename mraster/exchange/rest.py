@@ -100,6 +100,7 @@ class AsterRest:
         self.time_offset_ms = 0
         self._synced_at = 0.0
         self._sync_lock = asyncio.Lock()  # signed requests sent together share one time sync
+        self._resync: asyncio.Task | None = None  # the ten-minute sync, run beside the requests
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
                                        transport=transport,
                                        limits=httpx.Limits(max_connections=32,
@@ -115,6 +116,9 @@ class AsterRest:
         return bool(self.v3 or (self._key and self._secret))
 
     async def close(self) -> None:
+        if self._resync is not None and not self._resync.done():
+            self._resync.cancel()
+            await asyncio.gather(self._resync, return_exceptions=True)
         await self._http.aclose()
 
     async def __aenter__(self) -> "AsterRest":
@@ -130,6 +134,27 @@ class AsterRest:
 
     def _clock_fresh(self) -> bool:
         return bool(self._synced_at) and time.monotonic() - self._synced_at <= 600
+
+    async def _clock_for_signing(self) -> None:
+        """The first sync is waited for (no offset is known yet). The one due every ten minutes
+        runs beside the requests, which are signed with the offset held meanwhile: a clock
+        drifts milliseconds in that time, well inside the receive window, and a request refused
+        for its timestamp (-1021) resyncs and is sent again. A warm cycle used to wait a whole
+        round trip for it every ten minutes."""
+        if self._synced_at:
+            if self._resync is None or self._resync.done():
+                self._resync = asyncio.create_task(self._sync_beside())
+            return
+        async with self._sync_lock:
+            if not self._clock_fresh():  # (the request ahead may have just synced)
+                await self.sync_time()
+
+    async def _sync_beside(self) -> None:
+        try:
+            await self.sync_time()
+        except (E.ExchangeError, KeyError, TypeError, ValueError) as exc:  # (nobody awaits it)
+            log.warning("clock sync failed (%s); the offset held stays in use, asked again at the "
+                        "next signed request", exc)
 
     async def sync_time(self) -> int:
         t0 = time.time() * 1000
@@ -151,9 +176,7 @@ class AsterRest:
         last_exc: Exception | None = None
         for attempt in range(attempts + 1):
             if signed and not self._clock_fresh():
-                async with self._sync_lock:
-                    if not self._clock_fresh():  # (the request ahead may have just synced)
-                        await self.sync_time()
+                await self._clock_for_signing()
             await self.governor.acquire(weight(endpoint, params))
             query = urlencode(params)
             headers = {}

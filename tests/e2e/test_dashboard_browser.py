@@ -472,13 +472,16 @@ def test_a_tripped_breaker_and_its_alert_read_in_german(tmp_path, dashboard, pag
 
 def test_a_stop_moved_past_the_entry_reads_as_profit_locked_in(tmp_path, dashboard, page_factory):
     """A short whose trailing stop sits below its entry risks nothing: the row says what the stop
-    locks in (it read "at risk -6.77 USDT"); a position found unprotected says so in German."""
+    locks in (it read "at risk -6.77 USDT"); a position found unprotected says so in German. A
+    fee rate and funding the exchange did not answer are said on the row (only the log did)."""
     from conftest import position
 
     pos = position(symbol="ETCUSDT", side="SELL", entry=30.197, initial_stop=30.402, stop=30.144,
                    take_profit=30.054, qty=239.0)
     pos.protection = {"status": "ok", "since": 1_700_000_000_000, "stop": 30.144, "tp": 30.054,
-                      "at_risk": -6.7, "funding": 0.0, "checked_at": 1_700_000_000_000}
+                      "at_risk": -6.7, "funding": 0.0, "checked_at": 1_700_000_000_000,
+                      "fee_rate": 0.0004, "fee_assumed": True,
+                      "funding_unread_since": 1_700_000_000_000}
     from mraster.execution.protection import verify
     from mraster.sim.exchange import SimExchange
     from mraster.sim.market import SyntheticMarket
@@ -497,6 +500,10 @@ def test_a_stop_moved_past_the_entry_reads_as_profit_locked_in(tmp_path, dashboa
     cell = page.get_by_test_id("protection-ok")
     expect(cell).to_contain_text("der Stop sichert 6,70 USDT")  # money always with its cents
     assert "-6,7" not in cell.inner_text() and page.errors == []
+    unread = page.get_by_test_id("protection-unread")
+    expect(unread.first).to_contain_text("Gebührensatz noch nicht gelesen: 0,04 % angenommen")
+    expect(unread.nth(1)).to_contain_text("Funding seit ")
+    assert "not read" not in cell.inner_text()
     expect(page.get_by_test_id("protection-problem")).to_contain_text(
         f"{bare.symbol}: kein Stop des Bots an der Börse; {bare.symbol}: kein Take-Profit des Bots")
 
