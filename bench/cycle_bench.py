@@ -9,7 +9,9 @@ per symbol, under 300 MB peak memory; cold cycle ≤ 1.1× its chain (measured h
 dependent requests on a fresh client against a fresh simulator, with nothing else done). The
 first warm cycle follows a pause (``--pause``, longer than httpx's default 5 s keep-alive, as the
 bot pauses 30 s by default): no warm cycle should open a connection (each costs a TCP and a TLS
-handshake on a real exchange, which this loopback simulator does not show in time).
+handshake on a real exchange, which this loopback simulator does not show in time). Last, on a
+fresh simulator, a cycle right after a signal candle closed (each symbol's signal timeframe
+asked again from its last candle on): its round trips.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._sim import KEY, SECRET, start_simulator  # noqa: E402
 from mraster import settings as st  # noqa: E402
 from mraster.engine.cycle import Engine  # noqa: E402
+from mraster.engine.market_data import KLINES_IN_FLIGHT  # noqa: E402
 from mraster.exchange.rest import AsterRest, keepalive_across  # noqa: E402
 from mraster.exchange.rules import rules_from_exchange_info  # noqa: E402
 from mraster.store import JsonDocument  # noqa: E402
@@ -36,13 +39,18 @@ def connections(c: AsterRest) -> set[int]:
     return {id(x) for x in c._http._transport._pool.connections}
 
 
+def bot_settings(url: str, folder: Path):
+    return st.load(environ={"ASTER_PAPER": "false", "ASTER_EXCHANGE_BASE": url,
+                            "ASTER_API_KEY": KEY, "ASTER_API_SECRET": SECRET,
+                            "ASTER_MIN_QUOTE_VOL_USDT": "0",
+                            "ASTER_STATE_FILE": str(folder / "state.json")},
+                   env_file=folder / "none.env")
+
+
 async def run(url: str, folder: Path, cycles: int, latency_s: float,
               pause_s: float) -> tuple[float, int]:
     """The bot's cycles; returns the cold cycle's time and the entries it sent."""
-    s = st.load(environ={"ASTER_PAPER": "false", "ASTER_EXCHANGE_BASE": url, "ASTER_API_KEY": KEY,
-                         "ASTER_API_SECRET": SECRET, "ASTER_MIN_QUOTE_VOL_USDT": "0",
-                         "ASTER_STATE_FILE": str(folder / "state.json")},
-                env_file=folder / "none.env")
+    s = bot_settings(url, folder)
     # the simulator works out its 24 h statistics on the first request (0.4 s for 200 symbols,
     # holding up every answer meanwhile); an exchange has them ready, so they are made before
     # the cold cycle is timed (by another client: the bot's own starts cold)
@@ -107,7 +115,7 @@ async def chain(url: str, entries: int) -> tuple[float, int]:
                                         c.open_orders())
         symbols = [r.symbol for r in rules_from_exchange_info(info).values()
                    if r.status == "TRADING" and r.quote == s["ASTER_QUOTE"]]
-        sem = asyncio.Semaphore(8)
+        sem = asyncio.Semaphore(KLINES_IN_FLIGHT // 2)
 
         async def one(sym: str) -> None:
             async with sem:
@@ -119,7 +127,30 @@ async def chain(url: str, entries: int) -> tuple[float, int]:
         for _ in range(waves):
             await asyncio.gather(*(c.open_orders(sym) for sym in symbols[:entries]))
         await asyncio.gather(c.position_risk(), c.open_orders(), c.account())
-        return time.perf_counter() - t0, 2 + -(-len(symbols) // 8) + waves + 1
+        return time.perf_counter() - t0, 2 + -(-2 * len(symbols) // KLINES_IN_FLIGHT) + waves + 1
+
+
+async def candle_close(url: str, folder: Path, latency_s: float) -> None:
+    """A cycle right after a signal candle closed: every symbol's signal timeframe is asked
+    again from its last candle on (the higher timeframe's candle is still forming). Made here,
+    after a cold cycle, by forgetting each symbol's forming signal candle in the bot's cache."""
+    s = bot_settings(url, folder)
+    async with AsterRest(url, KEY, SECRET) as other:
+        await other.ticker_24h()  # (as in ``run``)
+    async with AsterRest(url, KEY, SECRET,
+                         keepalive_s=keepalive_across(s["ASTER_SCAN_INTERVAL_SECONDS"])) as c:
+        queue = JsonDocument(folder / "q2.json", default=lambda: {"items": {}})
+        eng = Engine(c, s, {}, queue, lambda *a, **k: None)
+        await eng.cycle()
+        for key, rows in list(eng.cache.rows.items()):
+            if key[1] == s["ASTER_INTERVAL"]:
+                eng.cache.rows[key] = rows[:-1]
+        r0, k0 = c.stats["requests"], eng.cache.requests
+        t0 = time.perf_counter()
+        await eng.cycle()
+        took = time.perf_counter() - t0
+        print(f"cycle after a signal candle closed: {took:.2f} s ({took / latency_s:.1f} round "
+              f"trips), {c.stats['requests'] - r0} requests ({eng.cache.requests - k0} kline)")
 
 
 def main() -> None:
@@ -146,6 +177,13 @@ def main() -> None:
         proc.wait()
     print(f"the cold cycle's chain alone ({trips} dependent round trips, fresh client and "
           f"simulator): {floor:.2f} s; the cold cycle took {cold / floor:.2f}× that (goal ≤ 1.1×)")
+    proc, url = start_simulator(a.symbols, a.latency_ms)  # (a fresh minute of weight again)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            asyncio.run(candle_close(url, Path(d), a.latency_ms / 1000))
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 if __name__ == "__main__":

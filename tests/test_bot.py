@@ -476,6 +476,39 @@ def test_an_odd_funding_answer_with_the_closing_reads_stops_neither_the_cycle_no
             == {"STOP_MARKET", "TAKE_PROFIT_MARKET"}
 
 
+def test_a_cycle_after_a_signal_candle_closed_asks_up_to_sixteen_windows_at_once(
+        sim_factory, tmp_path, monkeypatch):
+    """After a signal candle closes, every symbol's signal timeframe is asked again (one request
+    each; the higher timeframe's candle is still forming). Eight symbols at a time left half of
+    the sixteen request slots unused (200 symbols: 25 round trips instead of 13); the limit now
+    counts requests (requests seen by the client over real HTTP)."""
+    from mraster.engine.market_data import KLINES_IN_FLIGHT
+
+    sim, url, _ = sim_factory(n=20, seed=11)
+    now = sim.market.clock.now_ms()
+    sim.step((7 * 60_000 - now % 1_800_000) % 1_800_000)  # 7 min into a half hour
+    events = record_requests(monkeypatch)
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            eng = new_engine(c, settings_for(tmp_path, url), tmp_path)
+            await eng.cycle()
+            del events[:]
+            sim.step(5 * 60_000)  # a 5m candle closed; the 30m one has not
+            await eng.cycle()
+            return eng.state["telemetry"]
+    tel = asyncio.run(go())
+    assert tel["evaluated"] == 20
+    klines = [e for e in events if e[2] == "klines"]
+    assert sorted(e[3] for e in klines if e[0] == "start") == sorted(
+        sym for sym in sim.rules if sym.endswith("USDT"))  # each symbol once
+    flight = most = 0
+    for e in klines:
+        flight += 1 if e[0] == "start" else -1
+        most = max(most, flight)
+    assert 8 < most <= KLINES_IN_FLIGHT, most
+
+
 def test_the_ten_minute_clock_sync_goes_out_beside_a_warm_cycles_signed_reads(sim_factory,
                                                                                tmp_path):
     """The clock offset is renewed every ten minutes. The warm cycle that found it due waited a

@@ -23,6 +23,7 @@ from mraster.strategy.signals import HTF_WINDOW, LTF_WINDOW, Candles, features, 
 from mraster.words import words
 
 log = logging.getLogger("mraster.engine")
+KLINES_IN_FLIGHT = 16          # kline requests at once (a symbol's two windows leave together)
 FUNDING_SAMPLE_MS = 3_600_000  # the sentinel keeps one funding sample per symbol and hour...
 FUNDING_SAMPLES = 72           # ...for three days
 
@@ -124,9 +125,8 @@ class MarketData:
         if self.data is not None:  # a backtest: the same windows, straight from the replay
             return {sym: c for sym in dict.fromkeys(symbols)
                     if (c := self.data.candles(sym, now)) is not None}
-        sem = asyncio.Semaphore(8)
         out: dict[str, tuple[Candles, Candles]] = {}
-        s, later = self.s, []
+        s, later, asks = self.s, [], 1
         for sym in dict.fromkeys(symbols):  # most cycles no candle closed: no task needed
             lt = self.cache.cached(sym, s["ASTER_INTERVAL"], now)
             ht = self.cache.cached(sym, s["ASTER_HTF_INTERVAL"], now)
@@ -134,6 +134,11 @@ class MarketData:
                 out[sym] = (lt, ht)
             else:
                 later.append(sym)
+                asks = max(asks, (lt is None) + (ht is None))
+        # symbols at once, so that KLINES_IN_FLIGHT requests are: after a signal candle closed
+        # each symbol asks one window, and eight symbols at a time (as for two) left half the
+        # slots unused (200 symbols: 25 round trips instead of 13)
+        sem = asyncio.Semaphore(KLINES_IN_FLIGHT // asks)
 
         async def one(sym: str) -> None:
             async with sem:  # a symbol's two timeframes are independent: asked together
