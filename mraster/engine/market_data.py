@@ -222,12 +222,10 @@ class MarketData:
         w = self.state.setdefault("watch", {})
         history, alerted = w.setdefault("funding", {}), set(w.get("funding_alerted", []))
         rates = {sym: snap.funding for sym, snap in snaps.items()}
+        market = anomalies.RestOfMarket(list(rates.values()))  # each rate against the others
         for sym, rate in rates.items():
             hist = history.setdefault(sym, [])
-            # the rest of the market, listed only for a rate large enough to be judged
-            others = [r for x, r in rates.items() if x != sym] \
-                if abs(rate) >= anomalies.FUNDING_FLOOR else []
-            found = anomalies.funding_anomaly(rate, [r for _, r in hist], others,
+            found = anomalies.funding_anomaly(rate, [r for _, r in hist], market,
                                               self.s["ASTER_SENTINEL_FUNDING_Z"])
             if found and sym not in alerted:
                 self.alert("warning", anomalies.funding_words(sym, found), sym)
