@@ -402,15 +402,17 @@ def test_a_new_positions_fee_rate_and_funding_are_read_with_the_cycles_closing_r
     assert state["positions"], "the cycle should open positions"
     closing = [("GET", "positionRisk", ""), ("GET", "openOrders", ""), ("GET", "account", "")]
     last = {e: k for k, e in enumerate(events)}  # the closing reads are the last of their kind
-    sent = min(last[("start", *r)] for r in closing)
+    sent = max(last[("start", *r)] for r in closing)
     answered = min(last[("end", *r)] for r in closing)
     fees = [k for k, e in enumerate(events) if e[:3] == ("start", "GET", "commissionRate")]
     assert sorted(e[3] for e in events if e[:3] == ("start", "GET", "commissionRate")) == \
         sorted(p.symbol for p in state["positions"].values())  # once per new symbol
     funding = [k for k, e in enumerate(events) if e[:3] == ("start", "GET", "income")]
     assert len(funding) == 1
-    for k in fees + funding:
-        assert sent < k < answered, (k, sent, answered)  # in flight together
+    ended = [k for k, e in enumerate(events) if e[0] == "end" and e[2] in (
+        "commissionRate", "income")]
+    for k in fees + funding:  # in flight together: every one of them left before any came back
+        assert k < answered and sent < min(ended), (k, sent, answered)
     for pos in state["positions"].values():
         assert pos.protection["status"] == "ok" and "at_risk" in pos.protection, pos.symbol
 
@@ -453,6 +455,47 @@ def test_a_warm_cycle_after_the_pause_between_cycles_reuses_the_open_connections
     later = arrivals[first:]
     assert len(later) >= 6, later  # the warm cycle's reads
     assert {port for _, port in later} <= opened, [p for p in later if p[1] not in opened]
+
+
+def test_the_guards_pass_does_not_wait_for_a_new_positions_fee_rate(sim_factory, tmp_path,
+                                                                     monkeypatch):
+    """The new positions' fee rates leave with the reads after the entries, but only their
+    verification needs them: a slow fee-rate answer (held here by the simulator over real HTTP
+    until the guard's pass has begun, 8 s at most) must not hold up the guard, which repairs
+    every position's brackets. The old code awaited the fee rates with the closing reads, so
+    the guard began only after the answer. The guard's own code runs unchanged (it is only
+    watched)."""
+    import threading
+
+    from mraster.execution.brackets import BracketGuard
+
+    seen: list[str] = []
+    asked, began = threading.Event(), threading.Event()
+
+    def watch(app):
+        async def held(scope, receive, send):
+            if scope["type"] == "http" and scope["path"].endswith("/commissionRate"):
+                seen.append("fee asked")
+                asked.set()
+                await asyncio.to_thread(began.wait, 8)
+                seen.append("fee answered")
+            await app(scope, receive, send)
+        return held
+
+    run = BracketGuard.run
+
+    async def watched(self, *a, **k):
+        if asked.is_set():
+            seen.append("guard began")
+            began.set()
+        return await run(self, *a, **k)
+    monkeypatch.setattr(BracketGuard, "run", watched)
+    _, url, _ = sim_factory(n=12, seed=11, wrap=watch)
+    state = one_cycle(settings_for(tmp_path, url), tmp_path)
+    assert state["positions"], "the cycle should open positions"
+    assert seen.index("guard began") < seen.index("fee answered"), seen
+    for pos in state["positions"].values():  # verified with the fee, once it came
+        assert pos.protection["status"] == "ok" and not pos.protection["fee_assumed"], pos.symbol
 
 
 def test_an_odd_funding_answer_with_the_closing_reads_stops_neither_the_cycle_nor_the_guard(

@@ -9,6 +9,7 @@ exchange adapter with the AsterRest interface (the real exchange, the simulator 
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -25,7 +26,7 @@ from mraster.engine.protection_watch import ProtectionWatch
 from mraster.engine.reconciler import CycleResult, Reconciler, by_symbol, position_amounts
 from mraster.exchange import errors as E
 from mraster.exchange.rules import SymbolRules, rules_from_exchange_info
-from mraster.exchange.together import together
+from mraster.exchange.together import answers_at_once, together
 from mraster.execution.brackets import BracketGuard
 from mraster.execution.ownership import Ownership
 from mraster.liquidation import Bracket, brackets_from_api
@@ -236,21 +237,33 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         entries.sort(key=lambda e: -e.expected_r)
         if entries:
             used = await self._enter(res, entries, equity, used, now)
-        if self.orders_sent != sent0:  # entries went out: positions, orders and margin changed
-            reads = [self.ex.position_risk(), self.ex.open_orders(), self.ex.account()]
-            if self.guard:  # the new positions' fee rates (and funding) for their verification
-                reads.append(self._protection_reads(now))
-            risk_rows, orders, acct, *_ = await together(self.ex, *reads)
-        amounts = position_amounts(risk_rows)
-        view.mark_positions(self.state["positions"].values(), risk_rows)
-        asked = {t: (p.stop, p.take_profit) for t, p in self.state["positions"].items()}
-        await self._manage(candles, snaps, now)
-        if self.guard:
-            done = await self.guard.run(self.state["positions"], amounts, orders=orders)
-            self._moving = {}
-            if any(done.values()):
-                self.emit("guard", **done)
-            await self._verify_protection(amounts, now, asked)
+        beside: asyncio.Future | None = None
+        try:
+            if self.orders_sent != sent0:  # entries went out: positions, orders, margin changed
+                reads = [self.ex.position_risk(), self.ex.open_orders(), self.ex.account()]
+                if self.guard and answers_at_once(self.ex):
+                    reads.append(self._protection_reads(now))
+                elif self.guard:
+                    # the new positions' fee rates (and funding) for their verification leave
+                    # with these reads, awaited only by it: a slow one must not hold up the
+                    # guard's repairs
+                    beside = asyncio.ensure_future(self._protection_reads(now))
+                risk_rows, orders, acct, *_ = await together(self.ex, *reads)
+            amounts = position_amounts(risk_rows)
+            view.mark_positions(self.state["positions"].values(), risk_rows)
+            asked = {t: (p.stop, p.take_profit) for t, p in self.state["positions"].items()}
+            await self._manage(candles, snaps, now)
+            if self.guard:
+                done = await self.guard.run(self.state["positions"], amounts, orders=orders)
+                self._moving = {}
+                if any(done.values()):
+                    self.emit("guard", **done)
+                if beside is not None:
+                    await beside
+                await self._verify_protection(amounts, now, asked)
+        finally:
+            if beside is not None and not beside.done():  # the cycle stopped short
+                beside.cancel()
         equity, used = self._equity_of(acct)
         st = self.state
         if self.recorder is not None:  # what this cycle saw, for the live-versus-replay audit

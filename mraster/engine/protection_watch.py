@@ -104,7 +104,7 @@ class ProtectionWatch:
             log.warning("funding so far could not be read: %s", exc)
             _funding_unread(open_, now)
             return
-        try:  # (asked with the closing reads, before the guard: an odd answer must not stop it)
+        try:  # (asked beside the closing reads and the guard: an odd answer must stop neither)
             got = {p.token: round(sum(float(r["income"]) for r in rows
                                       if r["symbol"] == p.symbol and int(r["time"]) >= p.opened_at),
                                   8) for p in open_}
@@ -119,8 +119,9 @@ class ProtectionWatch:
 
     async def _protection_reads(self, now: int) -> None:
         """Funding so far (hourly) and the fee rates not known yet (new positions), read
-        together. A cycle that sent entries asks them with its closing reads, so the new
-        positions' protection is verified without a round trip of its own."""
+        together. A cycle that sent entries asks them beside its closing reads (awaited only
+        before the verification, not by the guard), so the new positions' protection is
+        verified without a round trip of its own."""
         new = {p.symbol for p in self.state["positions"].values() if p.symbol not in self._fees}
         await together(self.ex, self._funding_so_far(now), *(self._fee_rate(sym) for sym in new))
 
