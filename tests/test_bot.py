@@ -626,7 +626,11 @@ def test_a_fee_rate_or_funding_the_exchange_does_not_answer_is_said_on_the_posit
 
     with FaultProxy(url) as proxy:
         (when, unread), read = asyncio.run(go(proxy))
+        fee_refused = proxy.count("refuse", "GET", "/fapi/v1/commissionRate")
+        funding_refused = proxy.count("refuse", "GET", "/fapi/v1/income")
     assert unread, "the cycle should open positions"
+    # each read asked once in the failing cycle (with its retries), not again per row
+    assert funding_refused and fee_refused == len(unread) * funding_refused
     for row in unread:
         p = row["protection"]
         assert p["status"] == "ok" and p["at_risk"] is not None, row["symbol"]

@@ -103,6 +103,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self._cancelled: set[str] = set()  # client ids the guard cancelled (not "gone")
         self._fees: dict[str, float] = {}  # taker fee rate per symbol, from the exchange
         self._funding_read = 0
+        self._protection_asked = -1  # the cycle (number) that last asked fee rates and funding
         self._issued: tuple[int, set[str]] = (0, set())  # position tokens given out at a moment
         self.orders_sent = 0  # entries and cancels sent before the guard point (cycle re-reads)
         state["positions"] = positions_of(state)  # the file's dicts become records

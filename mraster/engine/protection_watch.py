@@ -122,6 +122,7 @@ class ProtectionWatch:
         together. A cycle that sent entries asks them beside its closing reads (awaited only
         before the verification, not by the guard), so the new positions' protection is
         verified without a round trip of its own."""
+        self._protection_asked = self.state["stats"]["cycles"]
         new = {p.symbol for p in self.state["positions"].values() if p.symbol not in self._fees}
         await together(self.ex, self._funding_so_far(now), *(self._fee_rate(sym) for sym in new))
 
@@ -132,7 +133,9 @@ class ProtectionWatch:
         asked for is no disagreement; anything else is, whoever changed it."""
         if self.guard is None:
             return
-        await self._protection_reads(now)  # (nothing left to ask when the closing reads did)
+        if self._protection_asked != self.state["stats"]["cycles"]:  # once a cycle: what
+            # failed is asked at the next (each read has its retries already)
+            await self._protection_reads(now)
         orders = self.guard.last_orders
         for token, pos in list(self.state["positions"].items()):
             if not pos.is_open or not pos.holds(amounts.get(pos.symbol, 0.0)) \
@@ -160,7 +163,7 @@ class ProtectionWatch:
                                               problem=f.said), pos.symbol)
                     if f.kind == "foreign_order":
                         self._protection_log(token, pos.symbol, "user", f.said)
-            fee = await self._fee_rate(pos.symbol)
+            fee = self._fees.get(pos.symbol, DEFAULT_FEE)  # (asked above; not again per row)
             prot.update(status="ok" if v.ok else "problem", stop=v.stop, tp=v.tp,
                         findings=[f.to_dict() for f in v.findings], checked_at=now,
                         seen=v.seen, alerted=sorted(keys), fee_rate=fee,
