@@ -15,9 +15,17 @@ from typing import Any, Mapping
 SYMBOL_RE = re.compile(r"[A-Z0-9]{2,30}")
 
 
+SYMBOL_EXPECTED = "expected 2-30 characters A-Z and 0-9"  # SYMBOL_RE in words
+
+
 def is_symbol(x: Any) -> bool:
     """The whole of ``x`` is a symbol (``SYMBOL_RE.match`` would pass "ETH/BTC" on its "ETH")."""
     return isinstance(x, str) and SYMBOL_RE.fullmatch(x) is not None
+
+
+def not_a_symbol(field: str, x: Any, example: str = "BTCUSDT") -> str:
+    """What every check that refuses a symbol says: the field, the value, the allowed form."""
+    return f"{field}: {x!r} is not allowed; {SYMBOL_EXPECTED}, e.g. {example}"
 
 
 class Side(str, Enum):

@@ -121,7 +121,7 @@ class Setting:
         if self.kind == "url":
             return words("an http:// or https:// URL (or empty)")
         if self.kind == "list":
-            return words("a comma-separated list of symbols (A-Z, 0-9)")
+            return words("a comma-separated list of symbols, each 2-30 characters A-Z and 0-9")
         if self.kind == "prices":
             return words("comma-separated model=input/output prices in USD per million tokens, "
                          "e.g. gpt-4.1=3/9,llama3=0/0 (or empty)")

@@ -72,6 +72,24 @@ def test_bad_settings_get_422_naming_every_field_and_nothing_is_saved(dash, tmp_
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "ASTER_RSI_SELL_MAX"
 
 
+def test_every_place_that_takes_a_symbol_refuses_a_bad_one_naming_the_field_and_the_form(dash):
+    """A symbol typed into the editor, the backtest or download form, or the chart's choice is
+    refused with the field's name and the same allowed form (2-30 characters A-Z and 0-9)."""
+    form = "2-30 characters A-Z and 0-9"
+    answers = {
+        "ASTER_SYMBOLS": dash.put("/api/config", {"values": {"ASTER_SYMBOLS": "ETHBTC,ETH/BTC"}}),
+        "symbols (backtest)": dash.post("/api/backtest", {"symbols": ["ETH/BTC"]}),
+        "symbols (download)": dash.post("/api/data/download", {"symbols": ["X"]}),
+        "chart_symbol": dash.put("/api/ui", {"chart_symbol": "A" * 31}),
+    }
+    for field, r in answers.items():
+        assert r.status_code == 422, field
+        assert field.split()[0] in r.text and form in r.text, (field, r.text)
+    assert "'ETH/BTC' is not allowed" in answers["symbols (backtest)"].text
+    cfg = {s["key"]: s for s in dash.get("/api/config").json()["settings"]}
+    assert cfg["ASTER_SYMBOLS"]["value"] == []  # nothing saved
+
+
 def test_saving_settings_and_resetting_one_to_its_default(dash):
     r = dash.put("/api/config", {"values": {"ASTER_LEVERAGE": 7, "ASTER_SYMBOLS": "btcusdt,ETHUSDT"}})
     assert r.status_code == 200

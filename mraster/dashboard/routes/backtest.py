@@ -15,7 +15,7 @@ from mraster.backtest.runner import run_backtest
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.errors import settings_error_response
 from mraster.dashboard.routes.journal import backtest_journal
-from mraster.domain import is_symbol
+from mraster.domain import is_symbol, not_a_symbol
 from mraster.journal import write_backtest
 from mraster.sim.market import DataError
 
@@ -81,8 +81,7 @@ def start_backtest(body: BacktestRequest, ctx: DashboardContext = Depends(get_ct
         return settings_error_response(exc, "fix these settings before running a backtest")
     bad = [x for x in body.symbols or [] if not is_symbol(x.upper())]
     if bad:
-        raise HTTPException(422, f"symbols: {bad[0]!r} is not allowed; expected 2-30 characters "
-                                 "A-Z and 0-9, e.g. ETHBTC")
+        raise HTTPException(422, not_a_symbol("symbols", bad[0], "ETHBTC"))
     data = Path(s["ASTER_BACKTEST_DATA"]) if s["ASTER_BACKTEST_DATA"] else SAMPLE_DATA
     if not data.is_absolute():  # inside the working folder, where a download puts it
         data = ctx.env_file.parent / data

@@ -17,7 +17,7 @@ from mraster.dashboard.routes.backtest import Job
 from mraster.dashboard.routes.config import save_config
 from mraster.dashboard.routes.errors import settings_error_response
 from mraster.data import download
-from mraster.domain import is_symbol
+from mraster.domain import is_symbol, not_a_symbol
 from mraster.exchange.rest import AsterRest
 
 router = APIRouter(prefix="/api", tags=["data"])
@@ -51,8 +51,7 @@ def get_download(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
 def start_download(body: DownloadRequest, ctx: DashboardContext = Depends(get_ctx)):
     bad = [x for x in body.symbols if not is_symbol(x.upper())]
     if bad:
-        raise HTTPException(422, f"symbols: {bad[0]!r} is not allowed; expected 2-30 characters "
-                                 "A-Z and 0-9, e.g. BTCUSDT")
+        raise HTTPException(422, not_a_symbol("symbols", bad[0]))
     try:
         s = ctx.settings()
     except st.SettingsErrors as exc:

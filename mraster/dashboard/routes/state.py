@@ -14,7 +14,7 @@ from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.bot import bot_status
 from mraster.dashboard.routes.journal import performance
 from mraster.dashboard.views import alerts_view, chart_view, state_view
-from mraster.domain import SYMBOL_RE, is_symbol
+from mraster.domain import SYMBOL_EXPECTED, SYMBOL_RE, is_symbol, not_a_symbol
 
 router = APIRouter(prefix="/api", tags=["state"])
 SYMBOL_PATTERN = f"^{SYMBOL_RE.pattern}$"
@@ -24,8 +24,7 @@ SymbolPath = Annotated[str, Path(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])]
 
 def check_symbol(symbol: str) -> str:
     if not is_symbol(symbol):
-        raise HTTPException(422, f"symbol: {symbol!r} is not allowed; expected 2-30 characters "
-                                 "A-Z and 0-9, e.g. BTCUSDT")
+        raise HTTPException(422, not_a_symbol("symbol", symbol))
     return symbol
 
 
@@ -36,7 +35,7 @@ class UiPrefs(BaseModel):
     @classmethod
     def _symbol(cls, v: str | None) -> str | None:
         if v is not None and not is_symbol(v):
-            raise ValueError("expected 2-30 characters A-Z and 0-9, e.g. BTCUSDT")
+            raise ValueError(f"{SYMBOL_EXPECTED}, e.g. BTCUSDT")
         return v
 
 
