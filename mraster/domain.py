@@ -23,9 +23,19 @@ def is_symbol(x: Any) -> bool:
     return isinstance(x, str) and SYMBOL_RE.fullmatch(x) is not None
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A refused value as an error message quotes it: ``repr``, cut to ``limit`` characters, so
+    a megabyte typed into a field is not sent back whole."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with more digits than Python will print
+        return "a number too large"
+    return text if len(text) <= limit else text[:limit - 3] + "…"
+
+
 def not_a_symbol(field: str, x: Any, example: str = "BTCUSDT") -> str:
     """What every check that refuses a symbol says: the field, the value, the allowed form."""
-    return f"{field}: {x!r} is not allowed; {SYMBOL_EXPECTED}, e.g. {example}"
+    return f"{field}: {shown(x)} is not allowed; {SYMBOL_EXPECTED}, e.g. {example}"
 
 
 class Side(str, Enum):

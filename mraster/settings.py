@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mraster.domain import is_symbol
+from mraster.domain import is_symbol, shown
 from mraster.words import CATALOGUES, Words, words
 
 Origin = str  # "cli" | "dashboard"
@@ -35,17 +35,11 @@ class SettingError(ValueError):
     """A setting value was rejected; the message names the key, the value and what is allowed."""
 
     def __init__(self, key: str, value: Any, allowed: str | Words, secret: bool = False) -> None:
-        try:
-            shown = "••••" if secret else repr(value)
-        except ValueError:  # an integer with more digits than Python will print
-            shown = "a number too large"
-        if len(shown) > 60:
-            shown = shown[:57] + "…"
-        self.key, self.shown = key, shown
+        self.key, self.shown = key, "••••" if secret else shown(value)
         self.allowed = str(allowed)
         self.allowed_words = allowed if isinstance(allowed, Words) else None
         self.source: str | None = None  # the layer the value came from, when it came from one
-        super().__init__(f"{key}: {shown} is not allowed; expected {allowed}")
+        super().__init__(f"{key}: {self.shown} is not allowed; expected {allowed}")
 
     def said(self) -> Words:
         """The message as words, so the settings editor says it in the page's language (an

@@ -90,6 +90,23 @@ def test_every_place_that_takes_a_symbol_refuses_a_bad_one_naming_the_field_and_
     assert cfg["ASTER_SYMBOLS"]["value"] == []  # nothing saved
 
 
+def test_a_refused_value_is_not_sent_back_whole_nor_a_secret_at_all(dash):
+    """A body its schema refuses is answered with the field and the rule, without the value: a
+    token or key typed wrong stays out of the answer, and a megabyte pasted into a field is not
+    sent back (nor quoted whole by the symbol check)."""
+    token = "tok-" + SECRET_KEY + "x" * 500  # longer than a login token may be
+    r = dash.post("/api/login", {"token": token})
+    assert r.status_code == 422 and "token" in r.text and "500" in r.text, r.text
+    assert SECRET_KEY not in r.text
+    r = dash.put("/api/config/secrets", {"values": {"ASTER_OPENAI_API_KEY": [SECRET_KEY]}})
+    assert r.status_code == 422 and "ASTER_OPENAI_API_KEY" in r.text and SECRET_KEY not in r.text
+    huge = "A" * 200_000
+    for r, field in ((dash.put("/api/ui", {"chart_symbol": huge}), "chart_symbol"),
+                     (dash.post("/api/backtest", {"symbols": [huge]}), "symbols")):
+        assert r.status_code == 422 and field in r.text and "2-30 characters" in r.text, r.text
+        assert len(r.text) < 1000, len(r.text)
+
+
 def test_saving_settings_and_resetting_one_to_its_default(dash):
     r = dash.put("/api/config", {"values": {"ASTER_LEVERAGE": 7, "ASTER_SYMBOLS": "btcusdt,ETHUSDT"}})
     assert r.status_code == 200

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -21,6 +22,7 @@ from mraster.dashboard.i18n import languages
 from mraster.dashboard.routes import (actions, ai, audit, auth, backtest, bot, config, data, drill,
                                       journal, optimize, setup, state, stream)
 from mraster.dashboard.limits import BodyLimitMiddleware
+from mraster.dashboard.routes.errors import schema_error_response
 from mraster.dashboard.sessions import token_problem
 from mraster.dashboard.security import SecurityMiddleware
 from mraster.logs import setup_logging
@@ -48,6 +50,7 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
         await app.state.ctx.supervisor.shutdown()
 
     app = FastAPI(title="MrAster dashboard", version=__version__, lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, schema_error_response)
     app.add_middleware(BodyLimitMiddleware)  # inner: only requests that passed security
     app.add_middleware(SecurityMiddleware, token=lambda: context().token,
                        sessions=lambda: context().sessions, throttle=lambda: context().throttle)
