@@ -471,3 +471,26 @@ def test_an_unchanged_state_is_not_sent_again(dash, tmp_path):
     changed = httpx.get(f"{dash.url}/api/state", headers={"If-None-Match": tag})
     assert changed.status_code == 200 and changed.json()["telemetry"]["cycle"] == 2
     assert changed.headers["etag"] != tag
+
+
+def test_every_address_of_the_api_belongs_to_exactly_one_route(tmp_path):
+    """The routers are matched hot-first (the state the pages poll), not in the order they were
+    written: that is only safe while no address and method is answered by two routes, which a
+    new route with a path parameter (``/api/{what}``) could silently break."""
+    from starlette.routing import Match
+
+    from mraster.dashboard.app import ROUTERS, create_app
+    from mraster.dashboard.context import make_context
+
+    app = create_app(make_context({}, cwd=tmp_path))
+    routes = [r for m in ROUTERS for r in m.router.routes] + [
+        r for r in app.routes if hasattr(r, "path")]  # the app's own: /, health, docs, static
+    checked = 0
+    for route in (r for m in ROUTERS for r in m.router.routes):
+        address = route.path.replace("{", "").replace("}", "") if "{" in route.path else route.path
+        for method in route.methods:
+            scope = {"type": "http", "path": address, "method": method, "root_path": ""}
+            full = [r for r in routes if r.matches(dict(scope))[0] == Match.FULL]
+            assert full == [route], f"{method} {address} is answered by {full}"
+            checked += 1
+    assert checked >= 40  # every route of every router

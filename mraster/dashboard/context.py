@@ -98,7 +98,10 @@ class DashboardContext:
         return s["ASTER_STATE_FILE"], s["ASTER_EVENTS_FILE"]
 
     def state_doc(self) -> JsonDocument:
-        return state_document(self.bot_files()[0])
+        """One document object per state path: making one builds a file lock, which cost a
+        fifth of every poll of the page (the lock is per thread, so sharing it is safe)."""
+        path = self.bot_files()[0]
+        return self.cached("state_doc", path, lambda: state_document(path))
 
     def read_state(self) -> tuple[dict[str, Any], Any]:
         """The state file and a version stamp; parsed again only after it was replaced (the bot
