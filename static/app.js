@@ -85,9 +85,18 @@ function price(x, symbol) {
 const exitWords = (r) => r ? t(String(r).replace(/_/g, "-")) : "";  // stop, take-profit, manual…
 const side = (s) => s === "BUY" ? t("long") : s === "SELL" ? t("short") : (s || "");
 
+// a refusal as a sentence: the routes' own are sentences already; a body the schema refused
+// comes as a list of {loc, msg}, read as "field: rule" (it was shown as its JSON)
+function detailText(d) {
+  if (typeof d === "string") return d;
+  if (Array.isArray(d)) return d.map((e) => e && e.msg
+    ? `${(e.loc || []).filter((x) => x !== "body").join(".")}: ${e.msg}` : JSON.stringify(e)).join("; ");
+  return JSON.stringify(d);
+}
+
 class HttpError extends Error {
   constructor(status, body) {
-    super(body && body.detail ? (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail)) : `HTTP ${status}`);
+    super(body && body.detail ? detailText(body.detail) : `HTTP ${status}`);
     this.status = status; this.body = body;
   }
 }

@@ -105,6 +105,21 @@ def test_a_refused_value_is_not_sent_back_whole_nor_a_secret_at_all(dash):
                      (dash.post("/api/backtest", {"symbols": [huge]}), "symbols")):
         assert r.status_code == 422 and field in r.text and "2-30 characters" in r.text, r.text
         assert len(r.text) < 1000, len(r.text)
+    # a list is bounded by count too: no more symbols than the bot's universe may hold
+    r = dash.post("/api/backtest", {"symbols": ["ETHBTC"] * 1001})
+    assert r.status_code == 422 and "symbols" in r.text and "1000" in r.text, r.text
+    assert dash.get("/api/backtest").json()["state"] == "idle"  # nothing started
+    # an unknown id or name in the address is quoted cut, not whole (a URL may be 16 KB)
+    long_id = "x" * 5000
+    for r in (dash.post(f"/api/ai/proposals/{long_id}/confirm", {"confirm": "BTCUSDT"}),
+              dash.post(f"/api/alerts/{long_id}/dismiss"), dash.post(f"/api/presets/{long_id}"),
+              dash.delete(f"/api/saved-presets/{long_id}")):
+        assert r.status_code == 404 and "xxx" in r.text and len(r.text) < 300, r.text[:200]
+    r = dash.post("/api/backtest", {"preset": huge})
+    assert r.status_code == 422 and "preset" in r.text and len(r.text) < 300, r.text[:200]
+    # a typed confirmation is a word, not a megabyte
+    r = dash.post("/api/positions/BTCUSDT/close", {"confirm": huge})
+    assert r.status_code == 422 and "confirm" in r.text and "100" in r.text, r.text
 
 
 def test_saving_settings_and_resetting_one_to_its_default(dash):

@@ -550,3 +550,19 @@ def test_the_decisions_tab_says_where_the_alpha_model_stands_in_german(tmp_path,
     expect(line).to_have_text("Alpha-Modell aktiv: Es darf Signale ablehnen, gelernt aus 31 "
                               "Ergebnissen.", timeout=30_000)
     assert page.errors == []
+
+
+def test_a_typed_confirmation_is_bounded_and_a_refused_body_reads_as_a_sentence(dashboard,
+                                                                                  page_factory):
+    """The confirmation box takes no more than the server accepts (100 characters), and a body
+    the server's schema refuses is shown as "field: rule", not as the JSON of its error list."""
+    _, page = offline_on_tab(dashboard, page_factory, "overview")
+    page.click("#btn-flatten")
+    page.fill("#dialog-input", "F" * 150)
+    assert len(page.input_value("#dialog-input")) == 100
+    page.click("#dialog button[value=cancel]")
+    message = page.evaluate("""async () => {
+        try { await api("POST", "/api/positions/flatten", { confirm: "x".repeat(150) }); }
+        catch (e) { return e.message; } }""")
+    assert message == "confirm: String should have at most 100 characters", message
+    assert page.errors == []

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel, StrictBool
+from pydantic import BaseModel, Field, StrictBool
 
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.state import SymbolPath, check_symbol
@@ -27,7 +27,7 @@ class Pause(BaseModel):
 
 
 class Confirm(BaseModel):
-    confirm: str
+    confirm: str = Field(max_length=100)  # the symbol or the adopt word, typed
 
 
 def new_command(kind: str, symbol: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from mraster.ai.calls import paid_call
 from mraster.ai.llm import client_for
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.actions import append_command, new_command, queued
+from mraster.domain import shown
 from mraster.logs import mask
 from mraster.words import catalogue, speaker
 
@@ -36,7 +37,7 @@ class ChatIn(BaseModel):
 
 
 class ConfirmIn(BaseModel):
-    confirm: str
+    confirm: str = Field(max_length=100)  # the symbol, typed
 
 
 @router.post("/chat")
@@ -86,7 +87,7 @@ def _proposal(d: dict[str, Any], pid: str) -> dict[str, Any]:
     for p in d.get("chat", {}).get("proposals", []):
         if p["id"] == pid:
             return p
-    raise HTTPException(404, f"no chat proposal with id {pid!r}")
+    raise HTTPException(404, f"no chat proposal with id {shown(pid)}")
 
 
 @router.post("/proposals/{pid}/confirm")

@@ -15,7 +15,7 @@ from mraster.backtest.runner import run_backtest
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.errors import settings_error_response
 from mraster.dashboard.routes.journal import backtest_journal
-from mraster.domain import is_symbol, not_a_symbol
+from mraster.domain import is_symbol, not_a_symbol, shown
 from mraster.journal import write_backtest
 from mraster.sim.market import DataError
 
@@ -25,7 +25,8 @@ SAMPLE_DATA = Path(__file__).resolve().parents[3] / "tests" / "data"
 
 class BacktestRequest(BaseModel):
     preset: str | None = Field(None, description="low, mid, high or att; empty = current settings")
-    symbols: list[str] | None = None
+    # as many as the bot's universe may hold (each is also checked, and the body is capped)
+    symbols: list[str] | None = Field(None, max_length=st.BY_NAME["ASTER_UNIVERSE_MAX"].max)
     days: float | None = Field(None, gt=0, le=3650, description="only the last N days of the data")
 
 
@@ -69,7 +70,7 @@ async def get_backtest(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, An
 def start_backtest(body: BacktestRequest, ctx: DashboardContext = Depends(get_ctx)):
     job = _job(ctx)
     if body.preset is not None and body.preset not in st.PRESETS:
-        raise HTTPException(422, f"preset: {body.preset!r} is not allowed; expected one of "
+        raise HTTPException(422, f"preset: {shown(body.preset)} is not allowed; expected one of "
                                  f"{', '.join(st.PRESETS)}")
     config = ctx.read_config()
     if body.preset:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from mraster import saved_presets as sp
 from mraster import settings as st
+from mraster.domain import shown
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.errors import settings_error_response
 from mraster.exchange.eip712 import address_of
@@ -252,7 +253,7 @@ def saved_preview(ctx: DashboardContext, name: str, item: dict[str, Any]) -> dic
 
 def _preset_name(name: str) -> str:
     if name not in st.PRESETS:
-        raise HTTPException(404, f"unknown preset {name!r}; expected one of {', '.join(st.PRESETS)}")
+        raise HTTPException(404, f"unknown preset {shown(name)}; expected one of {', '.join(st.PRESETS)}")
     return name
 
 
@@ -292,7 +293,7 @@ class SavedPresetName(BaseModel):
 def _saved(ctx: DashboardContext, name: str) -> dict[str, Any]:
     item = ctx.saved_presets().get(name)
     if item is None:
-        raise HTTPException(404, f"no saved preset called {name!r}")
+        raise HTTPException(404, f"no saved preset called {shown(name)}")
     return item
 
 

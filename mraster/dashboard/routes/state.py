@@ -14,7 +14,7 @@ from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.bot import bot_status
 from mraster.dashboard.routes.journal import performance
 from mraster.dashboard.views import alerts_view, chart_view, state_view
-from mraster.domain import SYMBOL_EXPECTED, SYMBOL_RE, is_symbol, not_a_symbol
+from mraster.domain import SYMBOL_EXPECTED, SYMBOL_RE, is_symbol, not_a_symbol, shown
 
 router = APIRouter(prefix="/api", tags=["state"])
 SYMBOL_PATTERN = f"^{SYMBOL_RE.pattern}$"
@@ -113,7 +113,7 @@ def put_ui(body: UiPrefs, ctx: DashboardContext = Depends(get_ctx)) -> dict[str,
 def dismiss(alert_id: str, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
     doc = ctx.state_doc()
     if alert_id not in {a["id"] for a in alerts_view(doc.read(), ctx.file_alerts())}:
-        raise HTTPException(404, f"no open notice with id {alert_id!r}")
+        raise HTTPException(404, f"no open notice with id {shown(alert_id)}")
 
     def change(d: dict[str, Any]) -> None:
         ui = d.setdefault("ui", {})
