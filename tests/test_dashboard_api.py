@@ -160,6 +160,12 @@ def test_cross_site_and_rebinding_requests_are_refused(dash):
     assert r.status_code == 403
     r = dash.get("/api/state", headers={"Host": "evil.example:8000"})
     assert r.status_code == 403
+    # the refusal quotes a long Host or Origin cut, not whole
+    r = dash.get("/api/state", headers={"Host": "evil" + "e" * 5000 + ".example"})
+    assert r.status_code == 403 and "evilee" in r.text and len(r.text) < 400, r.text[:100]
+    r = dash.post("/api/bot/pause", {"paused": True},
+                  headers={"Origin": "https://evil" + "e" * 5000 + ".example"})
+    assert r.status_code == 403 and "evilee" in r.text and len(r.text) < 400, r.text[:100]
     r = dash.get("/api/state", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in r.headers
     r = dash.client.options("/api/bot/start", headers={

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from mraster.dashboard.sessions import LoginThrottle, SessionStore
+from mraster.domain import shown
 
 SESSION_COOKIE = "mraster_session"
 CSRF_HEADER = "x-mraster-csrf"
@@ -116,14 +117,14 @@ class SecurityMiddleware:
                          "machine; set a token to use it from elsewhere")
         if not token and _host_name(host) not in LOOPBACK_NAMES:
             return 403, (f"this dashboard answers only on 127.0.0.1/localhost (request was for "
-                         f"{host!r}); set ASTER_DASHBOARD_TOKEN to serve other host names")
+                         f"{shown(host)}); set ASTER_DASHBOARD_TOKEN to serve other host names")
         if method not in SAFE_METHODS:
             if headers.get(CSRF_HEADER) != "1":
                 return 403, "cross-site request refused: the X-MrAster-CSRF header is missing"
             origin = headers.get("origin")
             if origin and origin != "null" and (urlsplit(origin).netloc != host or
                                                 urlsplit(origin).scheme != scheme):
-                return 403, f"cross-site request refused: origin {origin} is not this dashboard"
+                return 403, f"cross-site request refused: origin {shown(origin)} is not this dashboard"
             if origin == "null":
                 return 403, "cross-site request refused: opaque origin"
         if token and not (path in PUBLIC_PATHS or path.startswith("/static/")):
