@@ -464,20 +464,27 @@ def test_the_guards_pass_does_not_wait_for_a_new_positions_fee_rate(sim_factory,
     until the guard's pass has begun, 8 s at most) must not hold up the guard, which repairs
     every position's brackets. The old code awaited the fee rates with the closing reads, so
     the guard began only after the answer. The guard's own code runs unchanged (it is only
-    watched)."""
+    watched). The answers wait on the simulator's own loop: a thread each would take the
+    threads its signed requests run in (six on two cores), and with six new positions the
+    closing reads themselves waited out the 8 s."""
+    import contextlib
     import threading
 
     from mraster.execution.brackets import BracketGuard
 
     seen: list[str] = []
-    asked, began = threading.Event(), threading.Event()
+    asked = threading.Event()
+    hold: dict = {}  # the simulator's loop and the event its held answers wait for
 
     def watch(app):
         async def held(scope, receive, send):
             if scope["type"] == "http" and scope["path"].endswith("/commissionRate"):
                 seen.append("fee asked")
+                if not hold:
+                    hold.update(loop=asyncio.get_running_loop(), began=asyncio.Event())
                 asked.set()
-                await asyncio.to_thread(began.wait, 8)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(hold["began"].wait(), 8)
                 seen.append("fee answered")
             await app(scope, receive, send)
         return held
@@ -485,9 +492,9 @@ def test_the_guards_pass_does_not_wait_for_a_new_positions_fee_rate(sim_factory,
     run = BracketGuard.run
 
     async def watched(self, *a, **k):
-        if asked.is_set():
+        if asked.is_set():  # (the hold is set up before the flag)
             seen.append("guard began")
-            began.set()
+            hold["loop"].call_soon_threadsafe(hold["began"].set)
         return await run(self, *a, **k)
     monkeypatch.setattr(BracketGuard, "run", watched)
     _, url, _ = sim_factory(n=12, seed=11, wrap=watch)
