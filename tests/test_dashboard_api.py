@@ -508,7 +508,7 @@ def test_every_address_of_the_api_belongs_to_exactly_one_route(tmp_path):
         r for r in app.routes if hasattr(r, "path")]  # the app's own: /, health, docs, static
     checked = 0
     for route in (r for m in ROUTERS for r in m.router.routes):
-        address = route.path.replace("{", "").replace("}", "") if "{" in route.path else route.path
+        address = route.path.replace("{", "").replace("}", "")  # /api/positions/symbol/close
         for method in route.methods:
             scope = {"type": "http", "path": address, "method": method, "root_path": ""}
             full = [r for r in routes if r.matches(dict(scope))[0] == Match.FULL]
