@@ -77,7 +77,8 @@ def create_app(ctx: DashboardContext | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request):
         return templates.TemplateResponse(request, "index.html",
-                                          {"version": __version__, "languages": offered})
+                                          {"version": __version__, "languages": offered,
+                                           "confirm_max": actions.CONFIRM_MAX})
 
     return app
 

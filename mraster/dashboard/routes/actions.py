@@ -26,8 +26,13 @@ class Pause(BaseModel):
     paused: StrictBool  # true or false, not 0 / "yes"
 
 
+# the page's confirmation box takes as many characters (index.html gets it from here)
+CONFIRM_MAX = 100
+
+
 class Confirm(BaseModel):
-    confirm: str = Field(max_length=100)  # the symbol or the adopt word, typed
+    """The words typed to confirm: the symbol, ADOPT and the symbol, FLATTEN, LIFT."""
+    confirm: str = Field(max_length=CONFIRM_MAX)
 
 
 def new_command(kind: str, symbol: str | None = None, **extra: Any) -> dict[str, Any]:

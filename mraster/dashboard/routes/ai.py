@@ -19,7 +19,7 @@ from mraster.ai.budget import SectionLedger, daily_budget
 from mraster.ai.calls import paid_call
 from mraster.ai.llm import client_for
 from mraster.dashboard.context import DashboardContext, get_ctx
-from mraster.dashboard.routes.actions import append_command, new_command, queued
+from mraster.dashboard.routes.actions import Confirm, append_command, new_command, queued
 from mraster.domain import shown
 from mraster.logs import mask
 from mraster.words import catalogue, speaker
@@ -34,10 +34,6 @@ class ChatIn(BaseModel):
     message: str = Field(min_length=1, max_length=2000)
     lang: str = Field("en", pattern=r"^[a-z]{2}$", description="the page's language: rule "
                       "answers and the AI's reply use it")
-
-
-class ConfirmIn(BaseModel):
-    confirm: str = Field(max_length=100)  # the symbol, typed
 
 
 @router.post("/chat")
@@ -91,7 +87,7 @@ def _proposal(d: dict[str, Any], pid: str) -> dict[str, Any]:
 
 
 @router.post("/proposals/{pid}/confirm")
-def confirm(pid: str, body: ConfirmIn, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
+def confirm(pid: str, body: Confirm, ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
     """Send a proposal to the bot, once; the check and the send are one locked update."""
     sent: list[dict[str, Any]] = []
 
