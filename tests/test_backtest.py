@@ -184,6 +184,30 @@ def test_bad_input_gets_a_clear_message_naming_file_and_line(tmp_path, capsys, p
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
+def test_symbols_with_the_same_open_times_share_one_read_only_column():
+    """A replay holds each distinct open-time column once (a year of 50 symbols held its one
+    grid 50 times: 42 MB), and so do the backtest's signal and trend groups built on it; the
+    shared column is read-only, so no symbol can change another's times. Real candles: four of
+    the seven spot pairs have the same 5,760 candles, the others have gaps of their own."""
+    from mraster.backtest.data import ReplayData
+
+    market = replay_market(DATA, manual=True, warmup=WARMUP_CANDLES)
+    by_times: dict[bytes, list[str]] = {}
+    for sym, x in market.series.items():
+        by_times.setdefault(x.t.tobytes(), []).append(sym)
+    same = max(by_times.values(), key=len)
+    assert len(same) >= 4 and len(by_times) >= 3
+    for syms in by_times.values():  # one array per distinct column, whatever the symbols
+        assert len({id(market.series[x].t) for x in syms}) == 1
+    assert len({id(x.t) for x in market.series.values()}) == len(by_times)
+    with pytest.raises(ValueError):
+        market.series[same[0]].t[0] += 1
+    data = ReplayData(market, "15m", "1h")
+    for part in (lambda x: x.ltf[0], lambda x: x.htf_t):
+        assert len({id(part(data.symbols[x])) for x in same}) == 1
+        assert len({id(part(x)) for x in data.symbols.values()}) == len(by_times)
+
+
 def test_bulk_features_equal_the_live_features_on_every_window():
     """The backtest's features for all windows at once (backtest.data) against features() on
     each window, as the live engine computes them, over real ETHBTC and XRPUSDT candles."""

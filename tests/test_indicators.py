@@ -42,3 +42,34 @@ def test_the_bots_last_value_functions_equal_the_whole_series(data_dir):
                           (adx_last(hw, lw, cw), adx(hw, lw, cw)[-1]), (ema_last(cw, 21), ema(cw, 21)[-1]),
                           (ema_last(cw[:-4], 55), ema(cw, 55)[-5])):
             assert ours == pytest.approx(ref, rel=1e-10)
+
+
+@pytest.mark.parametrize("name", ["ETH_BTC-5m.csv", "XRPUSDT-5m-futures.csv"])
+def test_many_windows_at_once_equal_each_window_alone(data_dir, name):
+    """A backtest computes the indicators of thousands of windows as the rows of one matrix
+    (ADX's running sums then go column by column across the rows); every row equals the same
+    window computed alone, as the live bot computes it, to the last bit: full windows and
+    shorter ones, in the backtest's chunks of 512 rows and in a few rows at a time."""
+    from numpy.lib.stride_tricks import sliding_window_view as windows
+
+    from mraster.market.indicators import (adx_from_moves, atr_from_moves, ema_last, moves,
+                                           rsi_from_moves)
+
+    df = pd.read_csv(data_dir / name)
+    h, l, c = (df[k].to_numpy(float) for k in ("high", "low", "close"))
+    mv = moves(h, l, c)
+    for n in (200, 60):
+        w = {k: windows(v, n - 1) for k, v in mv.items()}
+        close = windows(c, n)
+        each = {"rsi": lambda x: rsi_from_moves(w["gain"][x], w["loss"][x]),
+                "atr": lambda x: atr_from_moves(w["tr"][x]),
+                "adx": lambda x: adx_from_moves(w["pdm"][x], w["mdm"][x]),
+                "ema21": lambda x: ema_last(close[x], 21), "ema55": lambda x: ema_last(close[x], 55)}
+        rows = len(close)
+        for key, f in each.items():
+            for chunk in (512, 3):
+                at = np.arange(0, rows, 5 if chunk == 512 else 211)
+                bulk = np.concatenate([f(slice(a, a + chunk)) for a in range(0, rows, chunk)])
+                alone = np.array([f(k) for k in at])
+                assert np.array_equal(bulk[at], alone, equal_nan=True), (key, n, chunk)
+                assert not np.isnan(alone).all(), key

@@ -150,12 +150,13 @@ class _Symbol:
     the slopes: the engine's trend windows are aggregated from the base candles
     when it asks for one (a year of 30m candles for 50 symbols kept whole was 40 MB)."""
 
-    def __init__(self, s, ltf_ms: int, htf_ms: int) -> None:
+    def __init__(self, s, ltf_ms: int, htf_ms: int, grid: Callable[[np.ndarray, int], tuple]
+                 = buckets) -> None:
         self.s, self.ltf_ms, self.htf_ms = s, ltf_ms, htf_ms
-        self.ltf = aggregate(s.t, s.o, s.h, s.l, s.c, s.v, ltf_ms)
+        self.ltf = aggregate(s.t, s.o, s.h, s.l, s.c, s.v, ltf_ms, grid(s.t, ltf_ms))
         t, o, h, l, c, v = self.ltf
         self.table = WindowTable(h, l, c, LTF_WINDOW) if len(c) >= LTF_WINDOW else None
-        self.htf_t, _, ends = buckets(s.t, htf_ms)
+        self.htf_t, _, ends = grid(s.t, htf_ms)
         self.slope = htf_slopes(s.c[ends], HTF_WINDOW, MIN_HTF)
         self._htf: tuple[tuple[int, int], Candles] | None = None  # the last trend window
 
@@ -186,7 +187,14 @@ class ReplayData:
     def __init__(self, market: Market, interval: str, htf_interval: str) -> None:
         self.ok = interval in INTERVAL_MS and htf_interval in INTERVAL_MS and \
             INTERVAL_MS[interval] % BASE_MS == 0 and INTERVAL_MS[htf_interval] % BASE_MS == 0
-        self.symbols = {sym: _Symbol(s, INTERVAL_MS[interval], INTERVAL_MS[htf_interval])
+        grids: dict[tuple[int, int], tuple] = {}  # symbols sharing open times share their groups
+
+        def grid(t: np.ndarray, iv: int) -> tuple:
+            key = (id(t), iv)  # (every series' array is alive while this is asked)
+            if key not in grids:
+                grids[key] = buckets(t, iv)
+            return grids[key]
+        self.symbols = {sym: _Symbol(s, INTERVAL_MS[interval], INTERVAL_MS[htf_interval], grid)
                         for sym, s in market.series.items()} if self.ok else {}
         self.market = market
         self._assessed: dict[str, dict[int, dict]] = {}  # per symbol: the window's assessments

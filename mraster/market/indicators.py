@@ -169,6 +169,34 @@ def atr_from_moves(tr: np.ndarray, period: int = 14):
     return _nan(tr) if tr.shape[-1] < period else _out(_wilder_last(tr, period))
 
 
+RUN_BLOCK = 31  # moves summed one after another before a block's total is carried on
+MANY_ROWS = 64  # windows from which their sums are added across all of them at once
+
+
+def _running_sums(x: np.ndarray) -> None:
+    """Running sums along the last axis, in place, in one order whatever the number of windows:
+    one after another within blocks of ``RUN_BLOCK``, then each block plus the total of those
+    before it. numpy's ``cumsum`` along a row is a chain of dependent additions (3.5 ns each, a
+    third of a backtest's ADX); for many windows the same additions go column by column across
+    all of them at once, which gives the same numbers to the last bit."""
+    n = x.shape[-1]
+    full = n - n % RUN_BLOCK
+    z = x[..., :full].reshape(x.shape[:-1] + (full // RUN_BLOCK, RUN_BLOCK))
+    tail = x[..., full:]
+    many = x.ndim > 1 and x.size >= MANY_ROWS * n
+    for part in (z, tail):
+        if many:
+            for j in range(1, part.shape[-1]):
+                part[..., j] += part[..., j - 1]
+        elif part.shape[-1]:
+            np.cumsum(part, axis=-1, out=part)
+    if not full:
+        return
+    before = np.cumsum(z[..., -1], axis=-1)  # the total at each block's end (the same additions)
+    z[..., 1:, :] += before[..., :-1, None]
+    tail += before[..., -1:]
+
+
 def adx_from_moves(pdm: np.ndarray, mdm: np.ndarray, period: int = 14):
     """ADX at the end of each window of directional moves. TA-Lib's Wilder sums of +DM and −DM
     share their decay, and DX is a ratio of the two, so the decay cancels: DX comes from the
@@ -183,11 +211,11 @@ def adx_from_moves(pdm: np.ndarray, mdm: np.ndarray, period: int = 14):
     # in place: a backtest runs this on millions of windows (the same arithmetic, fewer buffers)
     diff = np.subtract(p, m)
     diff *= grow
-    np.cumsum(diff, axis=-1, out=diff)
+    _running_sums(diff)
     diff += np.expand_dims(p_seed - m_seed, -1)
     total = np.add(p, m)
     total *= grow
-    np.cumsum(total, axis=-1, out=total)
+    _running_sums(total)
     total += np.expand_dims(p_seed + m_seed, -1)
     with np.errstate(divide="ignore", invalid="ignore"):
         # = 100·|+DI − −DI| / (+DI + −DI): TR cancels; no movement at all counts as 0
