@@ -150,8 +150,9 @@ class _Symbol:
     the slopes: the engine's trend windows are aggregated from the base candles
     when it asks for one (a year of 30m candles for 50 symbols kept whole was 40 MB)."""
 
-    def __init__(self, s, ltf_ms: int, htf_ms: int, grid: Callable[[np.ndarray, int], tuple]
-                 = buckets) -> None:
+    def __init__(self, s, ltf_ms: int, htf_ms: int,
+                 grid: Callable[[np.ndarray, int], tuple]) -> None:
+        """``grid(t, iv)``: ``buckets(t, iv)``, once for all symbols with these open times."""
         self.s, self.ltf_ms, self.htf_ms = s, ltf_ms, htf_ms
         self.ltf = aggregate(s.t, s.o, s.h, s.l, s.c, s.v, ltf_ms, grid(s.t, ltf_ms))
         t, o, h, l, c, v = self.ltf

@@ -620,7 +620,7 @@ def shared_grid(grids: list[np.ndarray], t: np.ndarray) -> np.ndarray:
     times, and a year of 5m candles for 50 symbols held its one grid 50 times (42 MB). Every
     column is read-only, so no symbol can change another's times."""
     for g in grids:
-        if len(g) == len(t) and g[0] == t[0] and g[-1] == t[-1] and np.array_equal(g, t):
+        if len(g) == len(t) and np.array_equal(g[-1:], t[-1:]) and np.array_equal(g, t):
             return g
     t.setflags(write=False)
     grids.append(t)
