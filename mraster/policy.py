@@ -17,6 +17,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from mraster.strategy.filters import is_side
+
 ARMS = ("SKIP", "TAKE-S", "TAKE-M", "TAKE-L")
 VERDICTS = np.array(["TAKE", "policy_skip", "alpha_veto", "tie"])
 VERSION = 1
@@ -60,7 +62,7 @@ def build_features(ctx: Mapping[str, Any]) -> dict[str, Any]:
         missing = missing + np.isnan(v)
         return np.nan_to_num(v, nan=0.0)
 
-    side = np.where(np.asarray(ctx.get("side")) == "BUY", 1.0, -1.0)
+    side = np.where(is_side(np.asarray(ctx.get("side")), "BUY"), 1.0, -1.0)
     pm_edge = ctx.get("pm_edge")
     f = {
         "bias": 1.0,

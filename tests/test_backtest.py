@@ -463,7 +463,7 @@ def test_screen_of_many_moments_equals_screen_of_each(variant, expect):
     on real candles with funding and a mark/index gap (XRPUSDT) and without (ETHBTC)."""
     from mraster.backtest.data import ReplayData
     from mraster.engine.cycle import by_symbol, snapshot
-    from mraster.strategy.filters import Snapshot
+    from mraster.strategy.filters import Snapshot, reason_names, side_names
     from mraster.strategy.screen import screen
     from mraster.strategy.signals import Features
 
@@ -479,6 +479,9 @@ def test_screen_of_many_moments_equals_screen_of_each(variant, expect):
         q = sim.parsed_quotes(sym, times)
         bulk = screen(f, Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
                                   mark=q["mark"], index=q["index"], funding=q["funding"]), s)
+        # an array screen's reasons and sides are a byte each, named through their tables
+        assert bulk.reason.dtype == bulk.side.dtype == np.uint8
+        reasons, sides = reason_names(bulk.reason), side_names(bulk.side)
         for n, t in enumerate(times.tolist()):
             if not ok[n]:
                 continue
@@ -490,7 +493,7 @@ def test_screen_of_many_moments_equals_screen_of_each(variant, expect):
                  q["funding"][n]), (sym, t)
             one = screen(Features(**{k: np.asarray(v)[n].item() for k, v in vars(f).items()}),
                          snap, s)
-            assert (one.reason, one.side) == (bulk.reason[n], bulk.side[n]), (sym, t)
+            assert (one.reason, one.side) == (reasons[n], sides[n]), (sym, t)
             assert one.win_prob == bulk.win_prob[n] and one.expected_r == bulk.expected_r[n]
             seen[one.reason or "pass"] = seen.get(one.reason or "pass", 0) + 1
     assert expect <= set(seen), seen  # passes and the reasons of every stage were compared

@@ -37,12 +37,13 @@ from mraster.backtest.data import ReplayData
 from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
 from mraster.sim.heap import release_free_memory
-from mraster.strategy.filters import REASONS, Snapshot, market_filters
+from mraster.strategy.filters import REASON_CODES, Snapshot, market_filters
 from mraster.strategy.screen import edge, policy_context, screen
 from mraster.strategy.signals import rsi_signal
 
 ENGINE = "engine"  # marks a symbol's step that only the engine can decide
-NAMES = (None, ENGINE, *REASONS)  # reason codes as one byte each; 0 = candidate for the policy
+# reason codes as one byte each: the screen's own (0 = a candidate for the policy), then ENGINE
+NAMES = (*REASON_CODES, ENGINE)
 CODE = {name: code for code, name in enumerate(NAMES)}
 FIRST_CHUNK, MAX_CHUNK = 32, 1024  # steps whose candidates get their verdicts at once
 BLOCK = 4096  # steps screened at once, when the walk gets there: memory stays bounded
@@ -135,16 +136,14 @@ class Screened:
         # Whether the signal timeframe's trend agrees needs the EMAs themselves: the side is
         # taken before that check (ASTER_ALLOW_TREND_ALIGN), the screen then applies it.
         side = rsi_signal(f, {**s, "ASTER_ALLOW_TREND_ALIGN": False}).side
-        fired = ok & np.equal(market_filters(snap, f.wickiness, s), None) & \
-            np.not_equal(side, None)
+        fired = ok & (market_filters(snap, f.wickiness, s) == 0) & (side != 0)
         f = data.fill(sym, times, f, fired, ("trend",))
         best = edge(replace(f, adx=np.where(fired, np.inf, np.nan)), snap, s, side)[1]
         f = data.fill(sym, times, f, fired & ~(best < s["ASTER_MIN_EDGE_R"]), ("adx",))
         sc = screen(f, snap, s)
         liquid = q["quote_volume"] >= s["ASTER_MIN_QUOTE_VOL_USDT"]
-        reason = np.where(liquid, np.where(ok, sc.reason, ENGINE), "min_qvol")
-        # each reason (None: a candidate) to its code: one dict lookup per step
-        codes = np.fromiter((CODE[r] for r in reason.tolist()), np.uint8, len(reason))
+        codes = np.where(liquid, np.where(ok, sc.reason, np.uint8(CODE[ENGINE])),
+                         np.uint8(CODE["min_qvol"]))
         cand = np.flatnonzero(codes == 0)
         if not len(cand):
             return codes, cand, None, None

@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mraster.strategy.elementwise import many
-from mraster.strategy.filters import Snapshot, market_filters, pick, side_filters
+from mraster.strategy.filters import (Snapshot, first_reason, market_filters, reason_names,
+                                      side_filters, side_names, unless)
 from mraster.strategy.signals import Features, expected_r, rsi_signal, win_probability
 
 MARKET_REASONS = frozenset({"min_qvol", "spread", "wicky"})
@@ -23,18 +24,21 @@ SIGNAL_REASONS = frozenset({"no_signal", "trend_misaligned"})
 
 @dataclass
 class Screen:
-    reason: Any      # None when the symbol goes on to the gate and the policy (arrays: per row)
+    reason: Any      # None when the symbol goes on to the gate and the policy
     side: Any        # BUY / SELL once the signal fired, else None
+    # (arrays: a code per row, ``filters.REASON_CODES`` and ``filters.SIDE_CODES``)
     win_prob: Any
     expected_r: Any
 
 
 def _first_of(*reasons: Any) -> Any:
+    """The first reason given (None: none); of arrays, the first nonzero code of each row."""
     if not many(*reasons):
         return next((r for r in reasons if r is not None), None)
-    out = reasons[-1]
-    for r in reversed(reasons[:-1]):
-        out = np.where(np.equal(r, None), out, r) if np.ndim(r) else (out if r is None else r)
+    out = None
+    for r in reversed(reasons):
+        if r is not None:  # a check left out (no array) gives no reason
+            out = r if out is None else np.where(r != 0, r, out)
     return out
 
 
@@ -48,9 +52,9 @@ def edge(f: Features, snap: Snapshot, s: Mapping[str, Any], side: Any) -> tuple[
 def screen(f: Features, snap: Snapshot, s: Mapping[str, Any]) -> Screen:
     sig = rsi_signal(f, s)
     p, er = edge(f, snap, s, sig.side)
-    signal = pick(sig.reason == "signal", None, sig.reason)
-    reason = _first_of(market_filters(snap, f.wickiness, s), signal, side_filters(snap, sig.side, s),
-                       pick(er < s["ASTER_MIN_EDGE_R"], "edge_r", None))
+    reason = _first_of(market_filters(snap, f.wickiness, s), unless(sig.reason, "signal"),
+                       side_filters(snap, sig.side, s),
+                       first_reason(("edge_r", er < s["ASTER_MIN_EDGE_R"])))
     return Screen(reason, sig.side, p, er)
 
 
@@ -71,7 +75,8 @@ def screen_each(pairs: Sequence[tuple[Features, Snapshot]], s: Mapping[str, Any]
     snap = Snapshot(**{k: np.array([getattr(p[1], k) for p in pairs], dtype=float)
                        for k in _SNAPSHOT})
     sc = screen(f, snap, s)
-    return [Screen(*one) for one in zip(sc.reason.tolist(), sc.side.tolist(),
+    return [Screen(*one) for one in zip(reason_names(sc.reason).tolist(),
+                                        side_names(sc.side).tolist(),
                                         sc.win_prob.tolist(), sc.expected_r.tolist())]
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from mraster.market.indicators import adx_last, atr_last, ema_last, rsi_last
 from mraster.strategy.elementwise import ops
-from mraster.strategy.filters import first_reason, pick
+from mraster.strategy.filters import REASON_CODES, first_reason, is_side, pick, side_codes
 
 MIN_LTF = 60
 MIN_HTF = 60
@@ -81,6 +81,9 @@ def features(ltf: Candles, htf: Candles) -> Features | None:
                     ret1=float(c[-1] / c[-2] - 1), ret3=float(c[-1] / c[-4] - 1))
 
 
+SIGNAL = np.uint8(REASON_CODES.index("signal"))  # an array screen's code for "signal"
+
+
 @dataclass
 class Signal:
     side: str | None  # "BUY", "SELL" or None
@@ -91,7 +94,8 @@ class Signal:
 
 def rsi_signal(f: Features, s: Mapping[str, Any]) -> Signal:
     """RSI beyond its bound in the direction of the higher timeframe's trend. Features may hold
-    arrays (many moments at once); side and reason are then arrays too."""
+    arrays (many moments at once); side and reason are then arrays of codes
+    (``filters.SIDE_CODES``, ``filters.REASON_CODES``)."""
     buy = (f.rsi > s["ASTER_RSI_BUY_MIN"]) & (f.htf_trend > 0)
     sell = (f.rsi < s["ASTER_RSI_SELL_MAX"]) & (f.htf_trend < 0)  # never both: SELL_MAX ≤ BUY_MIN
     if s["ASTER_TREND_BIAS"] == "against":
@@ -101,14 +105,13 @@ def rsi_signal(f: Features, s: Mapping[str, Any]) -> Signal:
                           ("trend_misaligned", xp.logical_and(bool(s["ASTER_ALLOW_TREND_ALIGN"]),
                                                               f.ltf_trend != f.htf_trend)))
     if xp is np:
-        passed = np.equal(reason, None)
-        return Signal(np.where(passed, np.where(buy, "BUY", "SELL"), None),
-                      np.where(passed, "signal", reason))
+        passed = reason == 0
+        return Signal(side_codes(buy, passed), np.where(passed, SIGNAL, reason))
     return Signal(("BUY" if buy else "SELL") if reason is None else None, reason or "signal")
 
 
 def _direction(side: Any) -> Any:
-    return pick(side == "BUY", 1, -1)
+    return pick(is_side(side, "BUY"), 1, -1)
 
 
 def win_probability(f: Features, side: Any) -> Any:
