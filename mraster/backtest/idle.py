@@ -36,7 +36,6 @@ from mraster import shadows
 from mraster.backtest.data import ReplayData
 from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
-from mraster.sim.heap import release_free_memory
 from mraster.strategy.filters import REASON_CODES, Snapshot, market_filters
 from mraster.strategy.screen import edge, policy_context, screen
 from mraster.strategy.signals import rsi_signal
@@ -47,7 +46,6 @@ NAMES = (*REASON_CODES, ENGINE)
 CODE = {name: code for code, name in enumerate(NAMES)}
 FIRST_CHUNK, MAX_CHUNK = 32, 1024  # steps whose candidates get their verdicts at once
 BLOCK = 4096  # steps screened at once, when the walk gets there: memory stays bounded
-TRIM_EVERY = 8  # symbols screened between two hand-backs of freed memory (each ~0.3 ms)
 SIDE = FEATURES.index("side")
 PM_COLUMNS = [FEATURES.index(k) for k in ("pm_edge", "pm_mae", "pm_exit_eff", "pm_slippage")]
 
@@ -83,8 +81,6 @@ class Screened:
         steps, syms, rows, lvs = [], [], [], []
         for col in range(len(self.symbols)):
             codes, cand, x, lv = self._screen_symbol(col, times)
-            if col % TRIM_EVERY == TRIM_EVERY - 1:
-                release_free_memory()  # the last symbols' temporaries
             reasons[:, col] = codes
             if len(cand):
                 steps.append(cand + lo)

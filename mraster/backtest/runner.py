@@ -26,6 +26,7 @@ from mraster.protections import reducing
 from mraster.engine.cycle import Engine
 from mraster.execution.paper import LocalExchange
 from mraster.sim.exchange import SimExchange
+from mraster.sim.heap import reuse_freed_memory
 from mraster.sim.market import BASE_MS, QUOTE_USD, DataError, Market, replay_market
 from mraster.store import MemoryDocument
 
@@ -217,7 +218,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                     idle = IdleSteps(data, sim, s, universe, times, engine.copilots, state,
                                      engine.shadows)
             i += 1
-    asyncio.run(loop())
+    with reuse_freed_memory():  # the screen's temporaries, block after block
+        asyncio.run(loop())
     return BacktestResult(settings={k: v for k, v in s.items() if k not in st.SECRET_NAMES},
                           symbols=sorted(market.series), start_ms=start, end_ms=end, steps=steps,
                           state=state, exposure_steps=exposure, equity=curve, gaps=find_gaps(market),

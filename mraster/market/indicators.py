@@ -120,6 +120,13 @@ def _last(x: np.ndarray, seed, s: int, a: float, b: float):
     return p[m] * seed + b * np.einsum("...j,j->...", x[..., s + 1:], p[m - 1::-1])
 
 
+def _seed(x: np.ndarray, period: int):
+    """The mean of each window's first ``period`` values: numpy's mean is this sum and one
+    division, and its bookkeeping cost more than the sum (a backtest asks a hundred thousand
+    times)."""
+    return x[..., :period].sum(axis=-1) / period
+
+
 def _nan(x: np.ndarray):
     return np.full(x.shape[:-1], np.nan) if x.ndim > 1 else float("nan")
 
@@ -133,12 +140,12 @@ def ema_last(x: np.ndarray, period: int):
     if x.shape[-1] < period:
         return _nan(x)
     k = 2.0 / (period + 1)
-    return _out(_last(x, x[..., :period].mean(axis=-1), period - 1, 1.0 - k, k))
+    return _out(_last(x, _seed(x, period), period - 1, 1.0 - k, k))
 
 
 def _wilder_last(x: np.ndarray, period: int):
     """Wilder's average, seeded by the mean of the first ``period`` values."""
-    return _last(x, x[..., :period].mean(axis=-1), period - 1, 1.0 - 1.0 / period, 1.0 / period)
+    return _last(x, _seed(x, period), period - 1, 1.0 - 1.0 / period, 1.0 / period)
 
 
 # The moves between candles (gains, losses, true ranges, directional moves) are one fewer than the
@@ -224,7 +231,7 @@ def adx_from_moves(pdm: np.ndarray, mdm: np.ndarray, period: int = 14):
         dx /= total
     np.copyto(dx, 0.0, where=~(total > 0))
     # dx[0] is the first DX (2·period − 2 moves in); ADX is seeded with the mean of period DX
-    return _out(_last(dx, dx[..., :period].mean(axis=-1), period - 1,
+    return _out(_last(dx, _seed(dx, period), period - 1,
                       (period - 1) / period, 1.0 / period))
 
 

@@ -468,6 +468,9 @@ def _num(x: float) -> str:
     return f"{float(x):.10g}"
 
 
+_POW10 = np.array([10.0 ** k for k in range(-22, 23)])  # 10^k at k + 22 (a lookup, not a pow)
+
+
 def as_sent(values: np.ndarray, fmt: Callable[[float], str] = _num,
             places: int | None = None) -> np.ndarray:
     """``float(fmt(x))`` for every x: the numbers a client reads from the exchange's strings,
@@ -484,7 +487,7 @@ def as_sent(values: np.ndarray, fmt: Callable[[float], str] = _num,
     else:
         k = np.full(len(v), places)
     ok = np.abs(k) <= 22  # powers of ten exact in float
-    scale = 10.0 ** np.where(ok, k, 0)
+    scale = _POW10[np.where(ok, k, 0) + 22]
     scaled = v * scale
     n = np.rint(scaled)
     frac = np.abs(scaled - np.trunc(scaled))
@@ -493,7 +496,7 @@ def as_sent(values: np.ndarray, fmt: Callable[[float], str] = _num,
     if places is None:
         ok &= (np.abs(n) >= 1e9) & (np.abs(n) <= 1e10)  # the exponent guess was right
     with np.errstate(divide="ignore", invalid="ignore"):
-        out[nz] = np.where(k > 0, n / scale, n * 10.0 ** np.where(ok, -k, 0).clip(0))
+        out[nz] = np.where(k > 0, n / scale, n * _POW10[np.where(ok, -k, 0).clip(0) + 22])
     for i in nz[~ok]:
         out[i] = float(fmt(x[i]))
     return out
