@@ -10,17 +10,19 @@ step's time are ever returned: no look-ahead.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from mraster.market.indicators import (adx_from_moves, atr_from_moves, ema_last, moves,
+from mraster.market.indicators import (adx_from_parts, atr_from_moves, ema_last, moves,
                                        rsi_from_moves)
 from mraster.strategy.elementwise import ops
 from mraster.sim.market import BASE_MS, INTERVAL_MS, Market, aggregate, buckets, runs
-from mraster.strategy.signals import (EMA_FAST, EMA_SLOW, HTF_EMA, HTF_SLOPE_LAG, HTF_WINDOW,
-                                      LTF_WINDOW, MIN_HTF, MIN_LTF, Candles, Features, features)
+from mraster.strategy.signals import (ADX_PERIOD, EMA_FAST, EMA_SLOW, HTF_EMA, HTF_SLOPE_LAG,
+                                      HTF_WINDOW, LTF_WINDOW, MIN_HTF, MIN_LTF, Candles, Features,
+                                      features)
 
 
 FIRST_AHEAD, MAX_AHEAD = 8, 512  # windows computed at once when the engine asks for one
@@ -58,12 +60,14 @@ class WindowTable:
             return blk
         lo, hi = b * TABLE_BLOCK, min(self.n, (b + 1) * TABLE_BLOCK)
         end = hi + self.window - 1
-        mv = {k: sliding_window_view(v, self.window - 1)
-              for k, v in moves(self.h[lo:end], self.l[lo:end], self.c[lo:end]).items()}
+        mv = moves(self.h[lo:end], self.l[lo:end], self.c[lo:end])
+        # ADX's +DM − −DM and +DM + −DM, once for the block instead of once per window
+        mv["dmd"], mv["dms"] = np.subtract(mv["pdm"], mv["mdm"]), np.add(mv["pdm"], mv["mdm"])
+        mv = {k: sliding_window_view(v, self.window - 1) for k, v in mv.items()}
         m = hi - lo
         blk = {"rsi": np.empty(m), "done": {g: np.zeros(m, bool) for g in LAZY},
                "close": sliding_window_view(self.c[lo:end], self.window),
-               **{k: mv[k] for k in ("tr", "pdm", "mdm")},
+               **{k: mv[k] for k in ("tr", "pdm", "mdm", "dmd", "dms")},
                **{name: np.full(m, np.nan) for name in GROUP}}
         for a in range(0, m, CHUNK):
             part = slice(a, min(m, a + CHUNK))
@@ -124,7 +128,9 @@ class WindowTable:
                 blk["ema_fast"][part], blk["ema_slow"][part] = \
                     ema_last(w, EMA_FAST), ema_last(w, EMA_SLOW)
             else:
-                blk["adx"][part] = adx_from_moves(blk["pdm"][part], blk["mdm"][part])
+                k = ADX_PERIOD - 1  # the moves that seed ADX's sums, then the rest
+                blk["adx"][part] = adx_from_parts(blk["pdm"][part, :k], blk["mdm"][part, :k],
+                                                  blk["dmd"][part, k:], blk["dms"][part, k:])
             blk["done"][group][part] = True
 
 
@@ -200,6 +206,7 @@ class ReplayData:
         self.market = market
         self._assessed: dict[str, dict[int, dict]] = {}  # per symbol: the window's assessments
         self._rows: dict[str, dict[int, dict[str, np.ndarray]]] = {}  # see _day_row
+        self._last_full: tuple = (None, None, None)  # see _full
 
     def sentinel_label(self, sym: str, now: int, decay_minutes: float) -> dict:
         """The sentinel's label at ``now`` as a replay stepping every candle would have it: the
@@ -357,24 +364,30 @@ class ReplayData:
         x = self.symbols[sym]
         if not need.any():  # (always so where the history holds no full window: no table)
             return f
-        i, j, _ = self._full(x, times)
-        k = i[need] - LTF_WINDOW + 1
+        k = self._full(x, times)[0][need] - LTF_WINDOW + 1
         got = {name: getattr(f, name) for name in GROUP}
         for name in (n for g in groups for n in LAZY[g]):
             got[name] = got[name].copy()
             got[name][need] = x.table.get(name, k)
         if "adx" in groups:
             x.table.prefetch["adx"] = False  # the engine's other moments never use their ADX
-        return _assemble(x, i, j, f.rsi, got["atr"], got["ema_fast"], got["ema_slow"], got["adx"])
+        # the candles' part of ``f`` stays as it is
+        return replace(f, **_indicators(f.price, got["atr"], got["ema_fast"], got["ema_slow"],
+                                        got["adx"], np))
 
     def _full(self, x: _Symbol, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The candles the windows at ``times`` end at, and where those windows are full (the
         others point at the first full window, or the last candle of a history too short for
         one; their numbers are not used)."""
+        got = self._last_full
+        if got[0] is x and got[1] is times:  # a screen asks three times for the same moments
+            return got[2]
         i, j = self._indices(x, times)
         ok = (i + 1 >= LTF_WINDOW) & (j + 1 >= MIN_HTF) if x.table is not None else \
             np.zeros(len(times), bool)
-        return np.where(ok, i, min(LTF_WINDOW, len(x.ltf[0])) - 1), np.where(ok, j, 0), ok
+        out = np.where(ok, i, min(LTF_WINDOW, len(x.ltf[0])) - 1), np.where(ok, j, 0), ok
+        self._last_full = (x, times, out)
+        return out
 
 
 def _from_tables(x: _Symbol, i: int, j: int, adx: bool = True) -> Features:
@@ -395,7 +408,12 @@ def _assemble(x: _Symbol, i, j, r, a, ef, es, ax) -> Features:
             wick = np.where(rng > 0, (rng - body) / rng, 0.0)
     else:
         wick = (rng - body) / rng if rng > 0 else 0.0
-    return Features(price=price, rsi=r, atr=a, atr_pct=a / price, adx=ax,
-                    ema_fast=ef, ema_slow=es, ltf_trend=xp.where(ef > es, 1, -1),
+    return Features(price=price, rsi=r, **_indicators(price, a, ef, es, ax, xp),
                     htf_trend=xp.where(slope > 0, 1, -1), htf_slope=slope, wickiness=wick,
                     ret1=c[i] / c[i - 1] - 1, ret3=c[i] / c[i - 3] - 1)
+
+
+def _indicators(price, a, ef, es, ax, xp) -> dict:
+    """The features made of the lazily computed indicators (ATR, the EMAs, ADX)."""
+    return {"atr": a, "atr_pct": a / price, "adx": ax, "ema_fast": ef, "ema_slow": es,
+            "ltf_trend": xp.where(ef > es, 1, -1)}

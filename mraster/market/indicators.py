@@ -205,22 +205,31 @@ def _running_sums(x: np.ndarray) -> None:
 
 
 def adx_from_moves(pdm: np.ndarray, mdm: np.ndarray, period: int = 14):
-    """ADX at the end of each window of directional moves. TA-Lib's Wilder sums of +DM and −DM
-    share their decay, and DX is a ratio of the two, so the decay cancels: DX comes from the
-    undecayed running sums (a scaled cumulative sum over the window, seeded with the sum of the
-    first period − 1 moves), their difference and their total."""
+    """ADX at the end of each window of directional moves."""
     if pdm.shape[-1] < 2 * period - 1:
         return _nan(pdm)
     k = period - 1
-    grow = _powers(period / (period - 1), pdm.shape[-1] - k + 1)[1:]  # 1 / decay^t
-    p_seed, m_seed = pdm[..., :k].sum(axis=-1), mdm[..., :k].sum(axis=-1)
     p, m = pdm[..., k:], mdm[..., k:]
+    return adx_from_parts(pdm[..., :k], mdm[..., :k], np.subtract(p, m), np.add(p, m), period)
+
+
+def adx_from_parts(p_head: np.ndarray, m_head: np.ndarray, diff: np.ndarray, total: np.ndarray,
+                   period: int = 14):
+    """ADX from each window's first ``period`` − 1 directional moves (``p_head``, ``m_head``)
+    and, for the moves after them, +DM − −DM (``diff``) and +DM + −DM (``total``), which are
+    worked on in place: a backtest takes them for a whole block of windows at once from the
+    moves' own differences and sums, the same numbers as ``adx_from_moves`` makes per window.
+
+    TA-Lib's Wilder sums of +DM and −DM share their decay, and DX is a ratio of the two, so the
+    decay cancels: DX comes from the undecayed running sums (a scaled cumulative sum over the
+    window, seeded with the sum of the first period − 1 moves), their difference and their
+    total."""
+    grow = _powers(period / (period - 1), diff.shape[-1] + 1)[1:]  # 1 / decay^t
+    p_seed, m_seed = p_head.sum(axis=-1), m_head.sum(axis=-1)
     # in place: a backtest runs this on millions of windows (the same arithmetic, fewer buffers)
-    diff = np.subtract(p, m)
     diff *= grow
     _running_sums(diff)
     diff += np.expand_dims(p_seed - m_seed, -1)
-    total = np.add(p, m)
     total *= grow
     _running_sums(total)
     total += np.expand_dims(p_seed + m_seed, -1)
@@ -231,8 +240,7 @@ def adx_from_moves(pdm: np.ndarray, mdm: np.ndarray, period: int = 14):
         dx /= total
     np.copyto(dx, 0.0, where=~(total > 0))
     # dx[0] is the first DX (2·period − 2 moves in); ADX is seeded with the mean of period DX
-    return _out(_last(dx, _seed(dx, period), period - 1,
-                      (period - 1) / period, 1.0 / period))
+    return _out(_last(dx, _seed(dx, period), period - 1, (period - 1) / period, 1.0 / period))
 
 
 def rsi_last(close: np.ndarray, period: int = 14):
