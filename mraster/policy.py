@@ -60,7 +60,8 @@ def build_features(ctx: Mapping[str, Any]) -> dict[str, Any]:
             return 0.0 if math.isnan(v) else v
         v = np.asarray(v, dtype=float)
         missing = missing + np.isnan(v)
-        return np.nan_to_num(v, nan=0.0)
+        # (nan_to_num also bounds ±inf; most columns have neither, and it costs 20 µs each)
+        return v if np.isfinite(v).all() else np.nan_to_num(v, nan=0.0)
 
     side = np.where(is_side(np.asarray(ctx.get("side")), "BUY"), 1.0, -1.0)
     pm_edge = ctx.get("pm_edge")
@@ -91,7 +92,7 @@ def build_features(ctx: Mapping[str, Any]) -> dict[str, Any]:
     f["missing"] = np.minimum(missing / 3, 1.0)
     if not many:
         return {k: min(max(float(v), -1.0), 1.0) for k, v in f.items()}
-    return {k: np.clip(v, -1.0, 1.0) for k, v in f.items()}
+    return {k: np.minimum(np.maximum(v, -1.0), 1.0) for k, v in f.items()}  # clip, less overhead
 
 
 def vectorize(feats: Mapping[str, Any], names: tuple[str, ...] = FEATURES) -> np.ndarray:

@@ -135,7 +135,8 @@ def first_reason(*checks: tuple[str, Any]) -> Any:
     shape = np.broadcast_shapes(*(np.shape(c) for _, c in checks))
     out = np.zeros(shape, np.uint8)
     for reason, cond in reversed(checks):
-        out[np.broadcast_to(cond, shape)] = _REASON[reason]
+        where = cond if np.shape(cond) == shape else np.broadcast_to(cond, shape)
+        out[where] = _REASON[reason]
     return out
 
 
