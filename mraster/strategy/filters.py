@@ -96,11 +96,6 @@ def _coded(x: Any) -> bool:
     return isinstance(x, np.ndarray) and x.dtype == np.uint8
 
 
-def is_reason(x: Any, name: str) -> Any:
-    """Whether the reason (a name, or codes) is ``name``."""
-    return x == _REASON[name] if _coded(x) else x == name
-
-
 def is_side(x: Any, name: str | None) -> Any:
     """Whether the side (a name or None, or codes) is ``name``."""
     return x == _SIDE[name] if _coded(x) else x == name
