@@ -474,8 +474,8 @@ def test_screen_of_many_moments_equals_screen_of_each(variant, expect):
     seen: dict[str, int] = {}
     for sym, series in market.series.items():
         times = series.t[WARMUP_CANDLES::7] + BASE_MS
-        f, ok = data.feature_table(sym, times)
-        f = data.fill(sym, times, f, ok)
+        f, ok, rows = data.feature_table(sym, times)
+        f = data.fill(sym, rows, f, ok)
         q = sim.parsed_quotes(sym, times)
         bulk = screen(f, Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
                                   mark=q["mark"], index=q["index"], funding=q["funding"]), s)
@@ -543,6 +543,21 @@ def test_the_cycles_screen_of_all_symbols_at_once_equals_screen_of_each(variant,
             seen.add(got.reason or "pass")
     assert expect <= seen, seen
     assert screen_each([], s) == []
+
+
+def test_an_array_screen_takes_a_check_that_names_one_reason_for_every_moment():
+    """A check whose conditions are all single values answers one name (or None) even in an
+    array screen; its reason still lands as a code in every row it is first for, so the bulk
+    screen's reasons stay a byte each and name the same reason the one-at-a-time screen does."""
+    from mraster.strategy.filters import first_reason, reason_names
+    from mraster.strategy.screen import _first_of
+
+    market = first_reason(("spread", np.array([True, False, False])))
+    for side, want in (("funding_long", ["spread", "funding_long", "funding_long"]),
+                       (None, ["spread", None, None])):
+        got = _first_of(market, first_reason((side, side is not None)), None)
+        assert got.dtype == np.uint8 and reason_names(got).tolist() == want
+    assert _first_of(None, "edge_r", None) == "edge_r"  # one moment: the name itself
 
 
 def test_the_24h_volume_sums_kept_in_blocks_equal_one_running_sum(monkeypatch):

@@ -206,7 +206,6 @@ class ReplayData:
         self.market = market
         self._assessed: dict[str, dict[int, dict]] = {}  # per symbol: the window's assessments
         self._rows: dict[str, dict[int, dict[str, np.ndarray]]] = {}  # see _day_row
-        self._last_full: tuple = (None, None, None)  # see _full
 
     def sentinel_label(self, sym: str, now: int, decay_minutes: float) -> dict:
         """The sentinel's label at ``now`` as a replay stepping every candle would have it: the
@@ -347,24 +346,27 @@ class ReplayData:
             out.adx = float(x.table.row(i - LTF_WINDOW + 1)[4])
         return out
 
-    def feature_table(self, sym: str, times: np.ndarray) -> tuple[Features, np.ndarray]:
-        """Features at many moments at once (arrays), and where they are valid: full windows
-        only; the first, still growing windows are left to ``features``. ATR, the EMAs and ADX
-        stay NaN until ``fill`` is asked for the moments that need them."""
+    def feature_table(self, sym: str, times: np.ndarray) -> tuple[Features, np.ndarray,
+                                                                   np.ndarray]:
+        """Features at many moments at once (arrays), where they are valid (full windows only;
+        the first, still growing windows are left to ``features``) and the indicator table's
+        rows they come from. ATR, the EMAs and ADX stay NaN until ``fill`` is asked for the
+        moments that need them."""
         x = self.symbols[sym]
         i, j, ok = self._full(x, times)
+        rows = i - LTF_WINDOW + 1
         nan = np.full(len(times), np.nan)
-        rsi = nan if x.table is None else x.table.get("rsi", i - LTF_WINDOW + 1)
-        return _assemble(x, i, j, rsi, nan, nan, nan, nan), ok
+        rsi = nan if x.table is None else x.table.get("rsi", rows)
+        return _assemble(x, i, j, rsi, nan, nan, nan, nan), ok, rows
 
-    def fill(self, sym: str, times: np.ndarray, f: Features, need: np.ndarray,
+    def fill(self, sym: str, rows: np.ndarray, f: Features, need: np.ndarray,
              groups: tuple[str, ...] = tuple(LAZY)) -> Features:
-        """``f`` (from ``feature_table``) with the indicators of ``groups`` (ATR, the EMAs,
-        ADX) computed at the moments ``need``."""
+        """``f`` (from ``feature_table``, with its ``rows``) with the indicators of ``groups``
+        (ATR, the EMAs, ADX) computed at the moments ``need``."""
         x = self.symbols[sym]
         if not need.any():  # (always so where the history holds no full window: no table)
             return f
-        k = self._full(x, times)[0][need] - LTF_WINDOW + 1
+        k = rows[need]
         got = {name: getattr(f, name) for name in GROUP}
         for name in (n for g in groups for n in LAZY[g]):
             got[name] = got[name].copy()
@@ -379,15 +381,10 @@ class ReplayData:
         """The candles the windows at ``times`` end at, and where those windows are full (the
         others point at the first full window, or the last candle of a history too short for
         one; their numbers are not used)."""
-        got = self._last_full
-        if got[0] is x and got[1] is times:  # a screen asks three times for the same moments
-            return got[2]
         i, j = self._indices(x, times)
         ok = (i + 1 >= LTF_WINDOW) & (j + 1 >= MIN_HTF) if x.table is not None else \
             np.zeros(len(times), bool)
-        out = np.where(ok, i, min(LTF_WINDOW, len(x.ltf[0])) - 1), np.where(ok, j, 0), ok
-        self._last_full = (x, times, out)
-        return out
+        return np.where(ok, i, min(LTF_WINDOW, len(x.ltf[0])) - 1), np.where(ok, j, 0), ok
 
 
 def _from_tables(x: _Symbol, i: int, j: int, adx: bool = True) -> Features:

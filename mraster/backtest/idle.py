@@ -122,7 +122,7 @@ class Screened:
         """One symbol's reason codes at ``times``, its candidates, their policy features and
         their price, ATR and spread."""
         data, s, sym = self.data, self.s, self.symbols[col]
-        f, ok = data.feature_table(sym, times)
+        f, ok, rows = data.feature_table(sym, times)
         q = self.sim.parsed_quotes(sym, times)
         snap = Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
                         mark=q["mark"], index=q["index"], funding=q["funding"])
@@ -133,9 +133,9 @@ class Screened:
         # taken before that check (ASTER_ALLOW_TREND_ALIGN), the screen then applies it.
         side = rsi_signal(f, {**s, "ASTER_ALLOW_TREND_ALIGN": False}).side
         fired = ok & (market_filters(snap, f.wickiness, s) == 0) & (side != 0)
-        f = data.fill(sym, times, f, fired, ("trend",))
+        f = data.fill(sym, rows, f, fired, ("trend",))
         best = edge(replace(f, adx=np.where(fired, np.inf, np.nan)), snap, s, side)[1]
-        f = data.fill(sym, times, f, fired & ~(best < s["ASTER_MIN_EDGE_R"]), ("adx",))
+        f = data.fill(sym, rows, f, fired & ~(best < s["ASTER_MIN_EDGE_R"]), ("adx",))
         sc = screen(f, snap, s)
         liquid = q["quote_volume"] >= s["ASTER_MIN_QUOTE_VOL_USDT"]
         codes = np.where(liquid, np.where(ok, sc.reason, np.uint8(CODE[ENGINE])),

@@ -101,6 +101,11 @@ def is_side(x: Any, name: str | None) -> Any:
     return x == _SIDE[name] if _coded(x) else x == name
 
 
+def reason_codes(x: Any) -> Any:
+    """A reason as codes: an array of codes stays, one name (or None) becomes its code."""
+    return x if _coded(x) else _REASON[x]
+
+
 def reason_names(codes: np.ndarray) -> np.ndarray:
     """An array screen's reasons as names (None where none)."""
     return _REASON_NAMES[codes]

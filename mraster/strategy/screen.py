@@ -14,8 +14,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mraster.strategy.elementwise import many
-from mraster.strategy.filters import (Snapshot, first_reason, market_filters, reason_names,
-                                      side_filters, side_names, unless)
+from mraster.strategy.filters import (Snapshot, first_reason, market_filters, reason_codes,
+                                      reason_names, side_filters, side_names, unless)
 from mraster.strategy.signals import Features, expected_r, rsi_signal, win_probability
 
 MARKET_REASONS = frozenset({"min_qvol", "spread", "wicky"})
@@ -24,20 +24,24 @@ SIGNAL_REASONS = frozenset({"no_signal", "trend_misaligned"})
 
 @dataclass
 class Screen:
+    """One screen's answer; of arrays, reasons and sides are a byte per row, indices into
+    ``filters.REASON_CODES`` and ``filters.SIDE_CODES``."""
+
     reason: Any      # None when the symbol goes on to the gate and the policy
     side: Any        # BUY / SELL once the signal fired, else None
-    # (arrays: a code per row, ``filters.REASON_CODES`` and ``filters.SIDE_CODES``)
     win_prob: Any
     expected_r: Any
 
 
 def _first_of(*reasons: Any) -> Any:
-    """The first reason given (None: none); of arrays, the first nonzero code of each row."""
+    """The first reason given (None: none); of arrays, the first nonzero code of each row (a
+    check answering one name for every row counts as that name's code in each)."""
     if not many(*reasons):
         return next((r for r in reasons if r is not None), None)
     out = None
     for r in reversed(reasons):
         if r is not None:  # a check left out (no array) gives no reason
+            r = reason_codes(r)
             out = r if out is None else np.where(r != 0, r, out)
     return out
 
