@@ -61,10 +61,11 @@ class SimExchange:
     def now(self) -> int:
         return self.market.clock.now_ms()
 
-    def _quote(self, sym: str) -> dict[str, float]:
-        """The market's quote now; one moment's quotes are computed once (a cycle asks for a
-        symbol's mark a dozen times: margins, positions, the account)."""
-        now = self.now()
+    def _quote(self, sym: str, now: int | None = None) -> dict[str, float]:
+        """The market's quote now (or at ``now``, a moment read from the clock); one moment's
+        quotes are computed once (a cycle asks for a symbol's mark a dozen times: margins,
+        positions, the account, and its ticker, book and premium rows)."""
+        now = self.now() if now is None else now
         if now != self._quotes_at:
             self._quotes, self._quotes_at = {}, now
         q = self._quotes.get(sym)
@@ -101,7 +102,7 @@ class SimExchange:
                 for acct in self.accounts.values():
                     for sym, pos in acct.positions.items():
                         if pos.amt:
-                            q = self.market.quote(sym, now)
+                            q = self._quote(sym, now)
                             self.matching.settle_funding(acct, sym, q["funding"], q["mark"], now)
                 self._last_funding = epoch
 
@@ -126,7 +127,7 @@ class SimExchange:
 
     def ticker_price(self, symbol: str | None = None) -> Any:
         def row(sym: str, now: int) -> dict[str, Any]:
-            return {"symbol": sym, "price": _num(self.market.quote(sym, now)["last"]), "time": now}
+            return {"symbol": sym, "price": _num(self._quote(sym, now)["last"]), "time": now}
         return self._per_symbol(symbol, row)
 
     def recent_trades(self, symbol: str, limit: int = 500) -> list[dict[str, Any]]:
@@ -166,14 +167,14 @@ class SimExchange:
 
     def book_ticker(self, symbol: str | None = None) -> Any:
         def row(sym: str, now: int) -> dict[str, Any]:
-            q = self.market.quote(sym, now)
+            q = self._quote(sym, now)
             return {"symbol": sym, "bidPrice": _num(q["bid"]), "bidQty": "10",
                     "askPrice": _num(q["ask"]), "askQty": "10", "time": now, "lastUpdateId": now}
         return self._per_symbol(symbol, row)
 
     def premium_index(self, symbol: str | None = None) -> Any:
         def row(sym: str, now: int) -> dict[str, Any]:
-            q = self.market.quote(sym, now)
+            q = self._quote(sym, now)
             return {"symbol": sym, "markPrice": _num(q["mark"]), "indexPrice": _num(q["index"]),
                     "estimatedSettlePrice": _num(q["index"]),
                     "lastFundingRate": _rate(q["funding"]),
