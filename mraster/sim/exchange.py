@@ -64,7 +64,9 @@ class SimExchange:
     def _quote(self, sym: str, now: int | None = None) -> dict[str, float]:
         """The market's quote now (or at ``now``, a moment read from the clock); one moment's
         quotes are computed once (a cycle asks for a symbol's mark a dozen times: margins,
-        positions, the account, and its ticker, book and premium rows)."""
+        positions, the account, and its ticker, book and premium rows). Callers hold
+        ``self.lock`` (the HTTP server's and the in-process client's requests do), so the memo
+        and its moment change together."""
         now = self.now() if now is None else now
         if now != self._quotes_at:
             self._quotes, self._quotes_at = {}, now
