@@ -284,6 +284,35 @@ def test_skipping_idle_steps_changes_nothing(symbols, overrides, monkeypatch):
     assert full.engine_steps == full.steps and fast.engine_steps < full.steps / 2
 
 
+@pytest.mark.parametrize("overrides", [{}, {"ASTER_AI_MODE": True}])
+def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, monkeypatch):
+    """On the steps the engine runs, a symbol the bulk screen skips for a reason of its own (no
+    signal, a market filter, the edge) is booked with that reason: no candles, features or
+    screen are worked out for it again. The run's outcome is that of running every step in
+    full (in AI mode too, under the playbook's tightening), and its last step decides every
+    symbol itself, so the final decisions keep their figures."""
+    from mraster.backtest.data import ReplayData
+
+    asked: dict[int, int] = {}  # per run (its own replay data): the engine's asks
+    features = ReplayData.features
+
+    def counted(self, sym, *args, **kwargs):  # the real features, counted
+        asked[id(self)] = asked.get(id(self), 0) + 1
+        return features(self, sym, *args, **kwargs)
+
+    monkeypatch.setattr(ReplayData, "features", counted)
+    fast, full = both_ways({**defaults(), **overrides}, SYMBOLS)  # in this order
+    fast_asked, full_asked = asked.values()
+    assert full_asked > 0.9 * full.steps * len(SYMBOLS)  # every step, every symbol
+    assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
+    assert fast.state["stats"] == full.state["stats"] and fast.equity == full.equity
+    assert fast.state["policy"] == full.state["policy"]
+    assert fast.state["decisions"] == full.state["decisions"]
+    assert any("rsi" in d for d in fast.state["decisions"].values())
+    # most symbols on the engine's steps were the screen's to skip
+    assert fast_asked < 0.6 * fast.engine_steps * len(SYMBOLS)
+
+
 @pytest.mark.parametrize("interval,trend", [("6h", "1d"), ("1d", "1d"), ("15m", "4h")])
 def test_a_long_signal_timeframe_backtests_whatever_the_history_holds(interval, trend):
     """A signal timeframe whose 200-candle window the history never fills (6 h or a day over

@@ -44,6 +44,8 @@ ENGINE = "engine"  # marks a symbol's step that only the engine can decide
 # reason codes as one byte each: the screen's own (0 = a candidate for the policy), then ENGINE
 NAMES = (*REASON_CODES, ENGINE)
 CODE = {name: code for code, name in enumerate(NAMES)}
+# codes the engine decides itself on its steps: a candidate, a growing window, the volume floor
+SELF_DECIDED = frozenset((0, CODE[ENGINE], CODE["min_qvol"]))
 FIRST_CHUNK, MAX_CHUNK = 32, 1024  # steps whose candidates get their verdicts at once
 BLOCK = 4096  # steps screened at once, when the walk gets there: memory stays bounded
 SIDE = FEATURES.index("side")
@@ -261,6 +263,19 @@ class IdleSteps:
             return None
         return np.array([vectorize(build_features(self.copilots.pm_inputs(sym)))
                          for sym in self.symbols])
+
+    def known(self, step: int, tighten: Mapping[str, float]) -> dict[str, str]:
+        """The skip reasons the screen gives at ``step`` (an engine step) under the playbook's
+        ``tighten``, for the symbols whose reason is the screen's own — a market filter, no
+        signal, funding, the non-arbitrage guard, the edge: the evaluator says those first,
+        whatever the account holds. The engine books them without screening those symbols
+        again; the rest (candidates, growing windows, the volume floor) it decides itself."""
+        table = self._screened(tighten)
+        table.ensure(step, step + 1)
+        table.forget_before(step)
+        row = table.codes(step, step + 1)[0]
+        return {self.symbols[col]: NAMES[code] for col, code in enumerate(row.tolist())
+                if code not in SELF_DECIDED}
 
     # -- the walk ---------------------------------------------------------------------------------
     def next_busy(self, i: int, policy: BanditPolicy, reducing_until: int | None = None,

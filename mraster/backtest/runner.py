@@ -181,6 +181,15 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             shown[0] = i // every
             progress((i + 1) / steps, len(state["history"]), len(state["positions"]))
 
+    def known_skips(now: int) -> dict[str, str]:
+        """The bulk screen's skip reasons at an engine step (the last step screens every
+        symbol itself: the run's final decisions keep their figures)."""
+        k = int(times.searchsorted(now))
+        if idle is None or k >= steps - 1 or times[k] != now:
+            return {}
+        pb = engine.copilots.book["playbook"] if engine.copilots is not None else None
+        return idle.known(k, (pb or {}).get("tighten") or {})
+
     async def loop() -> None:
         nonlocal exposure, idle, ran
         i = 0
@@ -217,6 +226,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                 if not s["ASTER_UNIVERSE_MAX"] or s["ASTER_UNIVERSE_MAX"] >= len(universe):
                     idle = IdleSteps(data, sim, s, universe, times, engine.copilots, state,
                                      engine.shadows)
+                    engine.known_skips = known_skips
             i += 1
     with reuse_freed_memory():  # the screen's temporaries, block after block
         asyncio.run(loop())

@@ -82,6 +82,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.chart_symbols: tuple[str, ...] = ()  # symbols the dashboard asked to chart
         self.charts_enabled = True
         self.data = None  # a backtest's ReplayData: windows and features precomputed in bulk
+        # a backtest's bulk screen: the skip reasons it already knows at a moment (symbol →
+        # reason), which the cycle books without reading those symbols' candles and features
+        self.known_skips: Callable[[int], Mapping[str, str]] | None = None
         self._feature_cache: dict[str, tuple] = {}
         self.advisor = None  # mraster.ai.advisor.Advisor when AI mode is on (set by the runner)
         self.copilots = None  # mraster.ai.copilots.Copilots in AI mode (set by the runner)
@@ -214,8 +217,12 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         for sym in snaps:
             if sym not in liquid:
                 self._skip(res, sym, "min_qvol", quote_volume=snaps[sym].quote_volume)
+        # what a backtest's bulk screen already skips needs neither candles nor features here
+        known = self.known_skips(now) if self.known_skips is not None else {}
+        known = {sym: why for sym, why in known.items() if sym not in self.off_limits}
         candles = await self._fetch_candles(
-            liquid + [p.symbol for p in self.state["positions"].values()]
+            [x for x in liquid if x not in known]
+            + [p.symbol for p in self.state["positions"].values()]
             + [sh["symbol"] for sh in self.shadows], now)
         self._watch_anomalies(snaps, candles, now)
         self._follow_shadows(candles, now)
@@ -224,10 +231,14 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         pf = self.portfolio(paused=paused)  # nothing it holds changes before the entries
         # the playbook's tightening holds for the whole cycle (refreshed above)
         s_now = self.copilots.tightened(self.s) if self.copilots is not None else self.s
-        feats = {sym: self._features(sym, *candles[sym]) for sym in liquid if sym in candles}
+        feats = {sym: self._features(sym, *candles[sym]) for sym in liquid
+                 if sym in candles and sym not in known}
         ready = [sym for sym, f in feats.items() if f is not None]
         screens = dict(zip(ready, screen_each([(feats[x], snaps[x]) for x in ready], s_now)))
         for sym in liquid:
+            if sym in known:
+                self._skip(res, sym, known[sym])
+                continue
             if sym not in feats:
                 self._skip(res, sym, "data_error")
                 continue
