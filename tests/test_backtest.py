@@ -293,11 +293,11 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     symbol itself, so the final decisions keep their figures."""
     from mraster.backtest.data import ReplayData
 
-    asked: dict[int, int] = {}  # per run (its own replay data): the engine's asks
+    asked: dict[ReplayData, int] = {}  # per run (its own replay data, kept alive here)
     features = ReplayData.features
 
     def counted(self, sym, *args, **kwargs):  # the real features, counted
-        asked[id(self)] = asked.get(id(self), 0) + 1
+        asked[self] = asked.get(self, 0) + 1
         return features(self, sym, *args, **kwargs)
 
     monkeypatch.setattr(ReplayData, "features", counted)
