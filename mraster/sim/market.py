@@ -112,6 +112,8 @@ class Market:
         self.clock = clock
         self._at: dict[str, tuple[int, int, int]] = {}  # symbol → (time, candles, index)
         self._cum: dict[str, RunningSums] = {}  # running volume sums
+        self._day_asked: dict[str, int] = {}  # symbol → the last moment stats_24h was asked at
+        self._day_block: dict[str, tuple[int, dict[str, np.ndarray]]] = {}  # see stats_24h
 
     # -- time & price ------------------------------------------------------------------------
     def symbols(self) -> list[str]:
@@ -231,23 +233,29 @@ class Market:
             last[k] = self.price_at(sym, int(times[k]))
         return last, i, at, frac
 
-    def _day_quote_volume(self, sym: str, last, i, at, frac) -> np.ndarray:
+    def _day_quote_volume(self, sym: str, last, i, at, frac, k: int = 1) -> np.ndarray:
+        """The 24 h quote volume (``k`` 0: the base volume) at the moments of ``_last_many``."""
         s = self.series[sym]
         cum = self._sums(sym)
         done = s.v[at] * np.clip(frac, 0.0, 1.0)  # as stats_24h: the forming candle's share
-        day_ago = cum.at(1, np.maximum(0, at - (DAY_CANDLES - 1)))
-        return np.where(i < 0, 0.0, cum.at(1, at) - day_ago + done * last)
+        day_ago = cum.at(k, np.maximum(0, at - (DAY_CANDLES - 1)))
+        return np.where(i < 0, 0.0, cum.at(k, at) - day_ago + (done * last if k else done))
 
-    def day_stats(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
-        """``stats_24h`` at many moments at once: open, high, low, last and quote volume."""
+    def day_stats(self, sym: str, times: np.ndarray,
+                  volume: bool = False) -> dict[str, np.ndarray]:
+        """``stats_24h`` at many moments at once: open, high, low, last and quote volume (and
+        the base volume when asked)."""
         s = self.series[sym]
         last, i, at, frac = self._last_many(sym, times)
         before = np.where(i < 0, 0, at)  # the day's candles before the moment's own: [j, i)
         high = np.maximum(trailing(s.h, before, DAY_CANDLES - 1, np.maximum, -np.inf), last)
         low = np.minimum(trailing(s.l, before, DAY_CANDLES - 1, np.minimum, np.inf), last)
-        return {"open": np.where(i < 0, last, s.o[np.maximum(0, at - (DAY_CANDLES - 1))]),
-                "high": high, "low": low, "last": last,
-                "quote_volume": self._day_quote_volume(sym, last, i, at, frac)}
+        out = {"open": np.where(i < 0, last, s.o[np.maximum(0, at - (DAY_CANDLES - 1))]),
+               "high": high, "low": low, "last": last,
+               "quote_volume": self._day_quote_volume(sym, last, i, at, frac)}
+        if volume:
+            out["volume"] = self._day_quote_volume(sym, last, i, at, frac, k=0)
+        return out
 
     def quotes(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
         """``quote`` and the 24h quote volume at many moments at once (a backtest's steps)."""
@@ -327,7 +335,26 @@ class Market:
             cum = self._cum[sym] = RunningSums(s.v, s.c)
         return cum
 
+    DAY_BLOCK = 64  # moments of 24 h stats worked out at once for a replay's consecutive steps
+    extends = False  # a replay's series are whole; a generated one grows as the clock moves
+
     def stats_24h(self, sym: str, t_ms: int) -> dict[str, float]:
+        """The 24 h ticker's numbers at ``t_ms``. A replay asked at consecutive moments of the
+        base grid (an engine running step after step) gets them from ``day_stats`` for a block
+        of the coming moments at once, the same numbers for a fraction of the time."""
+        prev, self._day_asked[sym] = self._day_asked.get(sym), t_ms
+        if t_ms % BASE_MS or self.extends:
+            return self._stats_one(sym, t_ms)
+        got = self._day_block.get(sym)
+        if got is None or not got[0] <= t_ms < got[0] + self.DAY_BLOCK * BASE_MS:
+            if prev != t_ms - BASE_MS:
+                return self._stats_one(sym, t_ms)
+            got = self._day_block[sym] = (t_ms, self.day_stats(
+                sym, t_ms + BASE_MS * np.arange(self.DAY_BLOCK), volume=True))
+        k = (t_ms - got[0]) // BASE_MS
+        return {name: float(col[k]) for name, col in got[1].items()}
+
+    def _stats_one(self, sym: str, t_ms: int) -> dict[str, float]:
         s = self.series[sym]
         i = self.index_at(sym, t_ms)
         j = max(0, i - (DAY_CANDLES - 1))
@@ -695,6 +722,7 @@ class SyntheticMarket(Market):
     a premium of mark over index and funding rates; extended on demand as the clock advances."""
 
     CHUNK = 288
+    extends = True
 
     def __init__(self, n_symbols: int = 20, seed: int = 7, *, history: int = 1000,
                  start_ms: int | None = None, speed: float = 1.0, manual: bool = False,
