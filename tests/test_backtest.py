@@ -480,6 +480,48 @@ def test_bulk_sentinel_labels_and_day_tickers_equal_the_engines(symbols):
     assert seen == ({0, 1, 2} if symbols == SEVEN else {0, 1})
 
 
+def test_engine_sentinel_labels_are_the_fold_of_every_moment_and_green_windows_skip_it(
+        monkeypatch):
+    """The engine's label at a step is the sentinel's fold over every moment of its decay
+    window, whatever the steps before it — the whole label (since, until, risk, hype), through a
+    crash with labels of every colour. A window that was green throughout is not folded: only
+    its last moment is assessed (an engine stepping sparsely over many symbols assessed each
+    window's every moment again)."""
+    from mraster.ai import sentinel
+    from mraster.backtest.data import ReplayData
+    from mraster.sim.exchange import ticker_row
+
+    market = replay_market(DATA, ["ETHBTC", "XLMBTC"], manual=True, warmup=WARMUP_CANDLES)
+    calls = {"n": 0}
+    assess = sentinel.assess
+
+    def counted(*a, **k):  # a spy: the real assessment, counted
+        calls["n"] += 1
+        return assess(*a, **k)
+    colours = set()
+    for decay in (60.0, 7.0):
+        window = [k * BASE_MS for k in range(int(decay * 60_000) // BASE_MS + 1)
+                  if k * BASE_MS < decay * 60_000]
+        for sym, s in market.series.items():
+            times = np.arange(int(s.t[0]) - 2 * BASE_MS, int(s.t[-1]) + 2 * BASE_MS, BASE_MS)
+            alone = {t: assess(ticker_row(market, sym, t))
+                     for t in range(int(times[0]) - window[-1], int(times[-1]) + 1, BASE_MS)}
+            want = {t: sentinel.fold_all([(t - k, alone[t - k]) for k in reversed(window)], decay)
+                    for t in times.tolist()}
+            colours |= {w["label"] for w in want.values()}
+            for stride in (1, 13):  # every step, and an engine running on every 13th
+                data = ReplayData(market, "5m", "1h")
+                monkeypatch.setattr(sentinel, "assess", counted)
+                calls["n"] = 0
+                asked = times[::stride].tolist()
+                for t in asked:
+                    assert data.sentinel_label(sym, t, decay) == want[t], (sym, decay, stride, t)
+                monkeypatch.setattr(sentinel, "assess", assess)
+                if stride > 1 and len(window) > 2:  # each green window assessed once
+                    assert calls["n"] < 0.35 * len(asked) * len(window), (sym, decay)
+    assert colours == {"green", "yellow", "red"}
+
+
 @pytest.mark.parametrize("variant,expect", [
     ({}, {"pass", "no_signal", "wicky", "edge_r", "oracle_gap"}),
     ({"ASTER_TREND_BIAS": "against", "ASTER_ALLOW_TREND_ALIGN": True,

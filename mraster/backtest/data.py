@@ -9,6 +9,8 @@ step's time are ever returned: no look-ahead.
 """
 from __future__ import annotations
 
+import bisect
+
 from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable
@@ -206,6 +208,8 @@ class ReplayData:
         self.market = market
         self._assessed: dict[str, dict[int, dict]] = {}  # per symbol: the window's assessments
         self._rows: dict[str, dict[int, dict[str, np.ndarray]]] = {}  # see _day_row
+        # per symbol: the blocks of moments looked at, and the moments of them not green
+        self._warnings: dict[str, tuple[int, int, list[int]]] = {}
 
     def sentinel_label(self, sym: str, now: int, decay_minutes: float) -> dict:
         """The sentinel's label at ``now`` as a replay stepping every candle would have it: the
@@ -215,11 +219,24 @@ class ReplayData:
         from mraster.sim.exchange import ticker_row
 
         span = int(decay_minutes * 60_000)
+        seen = self._assessed.setdefault(sym, {})
+        if span > 0 and now % BASE_MS == 0:
+            first = now - (span - 1) // BASE_MS * BASE_MS  # the window's first moment
+            if not self._warned(sym, first, now):
+                # every moment of the window green: the fold keeps the first one's time and the
+                # last one's assessment, so only that one is needed
+                got = seen.get(now)
+                if got is None:
+                    got = seen[now] = sentinel.assess(self._day_row(sym, now))
+                    if len(seen) > 2 * (now - first) // BASE_MS + 8:
+                        for t in [t for t in seen if t < first]:
+                            del seen[t]
+                return {**got, "since": first, "until": now}
         times = [t for t in range(now - (span // BASE_MS) * BASE_MS, now + 1, BASE_MS)
                  if t > now - span]
-        seen = self._assessed.setdefault(sym, {})
-        for t in [t for t in seen if t < times[0]]:
-            del seen[t]  # out of the window for good (steps only move forward)
+        if times:
+            for t in [t for t in seen if t < times[0]]:
+                del seen[t]  # out of the window for good (steps only move forward)
         moments = []
         for t in times:
             got = seen.get(t)
@@ -229,19 +246,43 @@ class ReplayData:
             moments.append((t, got))
         return sentinel.fold_all(moments, decay_minutes)
 
-    def _day_row(self, sym: str, t: int) -> dict[str, float]:
-        """The numbers ``sentinel.assess`` reads from the 24 h ticker row at ``t`` (a moment of
-        the base grid), computed for a block of moments at once (``day_changes``)."""
-        span = BASE_MS * ROW_BLOCK
-        block = t // span
+    def _row_block(self, sym: str, block: int) -> dict[str, np.ndarray]:
+        """The 24 h ticker numbers of ``ROW_BLOCK`` moments of the base grid at once
+        (``day_changes``)."""
         cache = self._rows.setdefault(sym, {})
         got = cache.get(block)
         if got is None:
             for old in [b for b in cache if b < block - 1]:
                 del cache[old]
-            d = self.day_changes(sym, block * span + BASE_MS * np.arange(ROW_BLOCK))
-            got = cache[block] = d
-        k = (t - block * span) // BASE_MS
+            got = cache[block] = self.day_changes(
+                sym, block * BASE_MS * ROW_BLOCK + BASE_MS * np.arange(ROW_BLOCK))
+        return got
+
+    def _warned(self, sym: str, first: int, last: int) -> bool:
+        """Was any moment of the base grid from ``first`` to ``last`` assessed yellow or red?
+        From the moments of the blocks around them that were (``sentinel.ranks``: the same
+        labels as ``assess`` on the same numbers), kept per symbol as a sorted list."""
+        span = BASE_MS * ROW_BLOCK
+        got = self._warnings.get(sym)
+        if got is None or not got[0] <= first // span <= last // span <= got[1]:
+            from mraster.ai.sentinel import ranks
+
+            moments: list[int] = []
+            for block in range(first // span, last // span + 1):
+                d = self._row_block(sym, block)
+                rank = ranks(d["last"], d["high"], d["low"], d["change"],
+                             lambda at, q=d["quote_volume"]: q[at])
+                moments += ((block * ROW_BLOCK + np.flatnonzero(rank)) * BASE_MS).tolist()
+            got = self._warnings[sym] = (first // span, last // span, moments)
+        k = bisect.bisect_left(got[2], first)
+        return k < len(got[2]) and got[2][k] <= last
+
+    def _day_row(self, sym: str, t: int) -> dict[str, float]:
+        """The numbers ``sentinel.assess`` reads from the 24 h ticker row at ``t`` (a moment of
+        the base grid), computed for a block of moments at once (``_row_block``)."""
+        block = t // (BASE_MS * ROW_BLOCK)
+        got = self._row_block(sym, block)
+        k = t // BASE_MS - block * ROW_BLOCK
         return {"lastPrice": float(got["last"][k]), "highPrice": float(got["high"][k]),
                 "lowPrice": float(got["low"][k]), "priceChangePercent": float(got["change"][k]),
                 "quoteVolume": float(got["quote_volume"][k])}
