@@ -8,10 +8,15 @@ python bench/freqtrade_bench.py --install [--venv DIR]   # once: freqtrade into 
 python bench/freqtrade_bench.py [--venv DIR] [--rounds N] [--only NAME]
 
 Goal: every scenario at ≤ 0.10× freqtrade's wall time, none above 0.2×.
+
+The issue's longer and wider scenarios (320 days of seven symbols, 20 days of 56) are made of the
+seven pairs' real days, chained as ``year_bench.py`` makes its year, written once next to the
+venv (CSV files for MrAster, feather files for freqtrade) with a pair list of their own.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -19,21 +24,35 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DATA, FT = SHARED / "data", SHARED / "bench" / "freqtrade"
 PAIRS = ["ADA_BTC", "ETC_BTC", "ETH_BTC", "LTC_BTC", "NXT_BTC", "TRX_BTC", "XLM_BTC"]
-# (name, MrAster's settings, first day, last day); freqtrade runs its strategy on the same days
+# made histories: (symbols, days) of real days chained (year_bench.make_year), from 2022-01-01
+MADE = {"320 days": (7, 320), "56 symbols": (56, 20)}
+MADE_START = datetime(2022, 1, 1, tzinfo=timezone.utc)
+
+
+def _made_span(key: str) -> tuple[str, str]:
+    days = MADE[key][1]
+    return MADE_START.strftime("%Y-%m-%d"), (MADE_START + timedelta(days=days)).strftime("%Y-%m-%d")
+
+
+# (name, MrAster's settings, first day, last day, made history or None for the seven pairs);
+# freqtrade runs its strategy on the same days
 SCENARIOS = [
-    ("defaults, 20 days", [], "2018-01-10", "2018-01-30"),
-    ("AI mode, 20 days", ["ASTER_AI_MODE=true"], "2018-01-10", "2018-01-30"),
+    ("defaults, 20 days", [], "2018-01-10", "2018-01-30", None),
+    ("defaults, 320 days", [], *_made_span("320 days"), "320 days"),
+    ("56 symbols, 20 days", [], *_made_span("56 symbols"), "56 symbols"),
+    ("AI mode, 20 days", ["ASTER_AI_MODE=true"], "2018-01-10", "2018-01-30", None),
     ("actively trading, 5 days", ["ASTER_BANDIT_ENABLED=false", "ASTER_ALPHA_ENABLED=false",
                                   "ASTER_MIN_EDGE_R=-5", "ASTER_RSI_BUY_MIN=51",
                                   "ASTER_RSI_SELL_MAX=49", "ASTER_MAX_DRAWDOWN=0",
                                   "ASTER_DAILY_LOSS_LIMIT=0", "ASTER_STREAK_STOPS=0",
-                                  "ASTER_SYMBOL_STOPS=0"], "2018-01-12", "2018-01-17"),
+                                  "ASTER_SYMBOL_STOPS=0"], "2018-01-12", "2018-01-17", None),
 ]
 CONVERT = """
 import sys, pandas as pd
@@ -62,6 +81,32 @@ def install(venv: Path) -> None:
     print(f"freqtrade installed in {venv}")
 
 
+def made(venv: Path, key: str) -> tuple[Path, list[str]]:
+    """The made history ``key``: MrAster's data folder, and freqtrade's run script, config and
+    data folder for its pairs (written once)."""
+    from year_bench import make_year  # (bench/ is this script's folder)
+
+    symbols, days = MADE[key]
+    work, slug = venv / "work", key.replace(" ", "-")
+    csvs = venv / f"data-{slug}"
+    names = [f"Y{k:02d}_BTC" for k in range(symbols)]
+    if not all((csvs / f"{n}-5m.csv").exists() for n in names):
+        make_year(DATA, csvs, symbols, days)
+    feathers = work / "user_data" / "data" / slug
+    if not all((feathers / f"{n}-5m.feather").exists() for n in names):
+        subprocess.run([str(venv / "bin" / "python"), "-c", CONVERT, str(csvs), str(feathers),
+                        *names], check=True)
+    pairs = [n.replace("_", "/") for n in names]
+    script = (FT / "run_ft.py").read_text()
+    head = next(line for line in script.splitlines() if line.startswith("PAIRS = "))
+    (work / f"run_ft-{slug}.py").write_text(script.replace(head, f"PAIRS = {pairs!r}"))
+    config = json.loads((FT / "config.json").read_text())
+    config["exchange"]["pair_whitelist"] = pairs
+    (work / f"config-{slug}.json").write_text(json.dumps(config))
+    return csvs, [f"run_ft-{slug}.py", "backtesting", "-c", f"config-{slug}.json",
+                  "--datadir", f"user_data/data/{slug}"]
+
+
 def timed(cmd: list[str], cwd: Path) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
@@ -82,16 +127,21 @@ def main() -> None:
     work = a.venv / "work"
     if not (work / "run_ft.py").exists():
         sys.exit(f"freqtrade is not set up in {a.venv}: run with --install first")
-    for name, overrides, first, last in SCENARIOS:
+    for name, overrides, first, last, key in SCENARIOS:
         if a.only not in name:
             continue
+        data, ft_args = made(a.venv, key) if key else \
+            (DATA, ["run_ft.py", "backtesting", "-c", "config.json"])
         with tempfile.TemporaryDirectory() as out:
-            ours = [sys.executable, "-m", "mraster.backtest", "--data", str(DATA), "--from", first,
+            ours = [sys.executable, "-m", "mraster.backtest", "--data", str(data), "--from", first,
                     "--to", last, "--out", out, *overrides]
-            theirs = [str(a.venv / "bin" / "python"), "run_ft.py", "backtesting", "-c",
-                      "config.json", "--strategy", "RsiTrend", "--cache", "none", "--timerange",
+            theirs = [str(a.venv / "bin" / "python"), *ft_args, "--strategy", "RsiTrend",
+                      "--cache", "none", "--timerange",
                       f"{first.replace('-', '')}-{last.replace('-', '')}"]
-            timed(ours, ROOT), timed(theirs, work)  # both compile and cache their modules once
+            timed(ours, ROOT)  # both compile and cache their modules once
+            first_run = subprocess.run(theirs, cwd=work, env=ENV, capture_output=True, text=True)
+            if "BACKTESTING REPORT" not in first_run.stdout:  # run_ft.py swallows its exit
+                sys.exit(f"{name}: freqtrade did not backtest:\n{first_run.stdout[-2000:]}")
             mine, ft = [], []
             for _ in range(a.rounds):  # alternating: both meet the machine's same spells
                 mine.append(timed(ours, ROOT))

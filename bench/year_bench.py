@@ -32,7 +32,9 @@ SYMBOLS, DAYS, DAY = 50, 365, 288
 START_MS = 1_640_995_200_000  # 2022-01-01 UTC
 
 
-def make_year(src: Path, out: Path) -> None:
+def make_year(src: Path, out: Path, symbols: int = SYMBOLS, n_days: int = DAYS) -> None:
+    """``symbols`` files of ``n_days`` real days each (``freqtrade_bench.py`` makes its longer
+    and wider scenarios this way too)."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(22)
     real = {}
@@ -42,12 +44,12 @@ def make_year(src: Path, out: Path) -> None:
         days = len(c) // DAY
         real[p] = np.stack([o / prev, h / prev, l / prev, c / prev, v])[:, :days * DAY] \
             .reshape(5, days, DAY)
-    n = DAYS * DAY
+    n = n_days * DAY
     t = START_MS + BASE_MS * np.arange(n, dtype=np.int64)
-    for k in range(SYMBOLS):
+    for k in range(symbols):
         pair = PAIRS[k % len(PAIRS)]
         days = real[pair]
-        pick = rng.integers(0, days.shape[1], DAYS)
+        pick = rng.integers(0, days.shape[1], n_days)
         ro, rh, rl, rc, v = (days[j][pick].ravel() for j in range(5))
         close = 1.0 * np.cumprod(rc)
         prev = np.r_[1.0, close[:-1]]
@@ -57,7 +59,7 @@ def make_year(src: Path, out: Path) -> None:
         np.savetxt(out / f"Y{k:02d}_BTC-5m.csv", rows, delimiter=",",
                    fmt=["%d", "%.10g", "%.10g", "%.10g", "%.10g", "%.6f"],
                    header="open_time_ms,open,high,low,close,volume", comments="")
-        print(f"\rwriting {k + 1}/{SYMBOLS}", end="", file=sys.stderr, flush=True)
+        print(f"\rwriting {k + 1}/{symbols}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
 
 
