@@ -10,7 +10,6 @@ step's time are ever returned: no look-ahead.
 from __future__ import annotations
 
 import bisect
-
 from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable
