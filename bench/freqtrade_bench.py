@@ -27,18 +27,19 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from year_bench import START_MS, make_year, symbol_names  # (bench/ is this script's folder)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 DATA, FT = SHARED / "data", SHARED / "bench" / "freqtrade"
 PAIRS = ["ADA_BTC", "ETC_BTC", "ETH_BTC", "LTC_BTC", "NXT_BTC", "TRX_BTC", "XLM_BTC"]
-# made histories: (symbols, days) of real days chained (year_bench.make_year), from 2022-01-01
+# made histories: (symbols, days) of real days chained by year_bench.make_year (from its START_MS)
 MADE = {"320 days": (7, 320), "56 symbols": (56, 20)}
-MADE_START = datetime(2022, 1, 1, tzinfo=timezone.utc)
 
 
 def _made_span(key: str) -> tuple[str, str]:
-    days = MADE[key][1]
-    return MADE_START.strftime("%Y-%m-%d"), (MADE_START + timedelta(days=days)).strftime("%Y-%m-%d")
+    start = datetime.fromtimestamp(START_MS / 1000, tz=timezone.utc)
+    return start.strftime("%Y-%m-%d"), (start + timedelta(days=MADE[key][1])).strftime("%Y-%m-%d")
 
 
 # (name, MrAster's settings, first day, last day, made history or None for the seven pairs);
@@ -84,12 +85,10 @@ def install(venv: Path) -> None:
 def made(venv: Path, key: str) -> tuple[Path, list[str]]:
     """The made history ``key``: MrAster's data folder, and freqtrade's run script, config and
     data folder for its pairs (written once)."""
-    from year_bench import make_year  # (bench/ is this script's folder)
-
     symbols, days = MADE[key]
-    work, slug = venv / "work", key.replace(" ", "-")
+    work, slug = venv / "work", f"{symbols}-symbols-{days}-days"  # a new shape, new files
     csvs = venv / f"data-{slug}"
-    names = [f"Y{k:02d}_BTC" for k in range(symbols)]
+    names = symbol_names(symbols)
     if not all((csvs / f"{n}-5m.csv").exists() for n in names):
         make_year(DATA, csvs, symbols, days)
     feathers = work / "user_data" / "data" / slug

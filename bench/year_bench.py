@@ -32,9 +32,15 @@ SYMBOLS, DAYS, DAY = 50, 365, 288
 START_MS = 1_640_995_200_000  # 2022-01-01 UTC
 
 
+def symbol_names(symbols: int) -> list[str]:
+    """The file stems ``make_year`` writes (``Y00_BTC`` …)."""
+    return [f"Y{k:02d}_BTC" for k in range(symbols)]
+
+
 def make_year(src: Path, out: Path, symbols: int = SYMBOLS, n_days: int = DAYS) -> None:
     """``symbols`` files of ``n_days`` real days each (``freqtrade_bench.py`` makes its longer
-    and wider scenarios this way too)."""
+    and wider scenarios this way too). Each file is written whole under another name first, so
+    an interrupted run leaves no short file that a later run would take as made."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(22)
     real = {}
@@ -46,7 +52,7 @@ def make_year(src: Path, out: Path, symbols: int = SYMBOLS, n_days: int = DAYS) 
             .reshape(5, days, DAY)
     n = n_days * DAY
     t = START_MS + BASE_MS * np.arange(n, dtype=np.int64)
-    for k in range(symbols):
+    for k, name in enumerate(symbol_names(symbols)):
         pair = PAIRS[k % len(PAIRS)]
         days = real[pair]
         pick = rng.integers(0, days.shape[1], n_days)
@@ -56,9 +62,11 @@ def make_year(src: Path, out: Path, symbols: int = SYMBOLS, n_days: int = DAYS) 
         o, h, l = ro * prev, rh * prev, rl * prev
         h, l = np.maximum(h, np.maximum(o, close)), np.minimum(l, np.minimum(o, close))
         rows = np.column_stack([t, o, h, l, close, v])
-        np.savetxt(out / f"Y{k:02d}_BTC-5m.csv", rows, delimiter=",",
+        part = out / f"{name}-5m.csv.part"
+        np.savetxt(part, rows, delimiter=",",
                    fmt=["%d", "%.10g", "%.10g", "%.10g", "%.10g", "%.6f"],
                    header="open_time_ms,open,high,low,close,volume", comments="")
+        os.replace(part, out / f"{name}-5m.csv")
         print(f"\rwriting {k + 1}/{symbols}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
 

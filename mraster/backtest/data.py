@@ -247,7 +247,7 @@ class ReplayData:
 
     def _row_block(self, sym: str, block: int) -> dict[str, np.ndarray]:
         """The 24 h ticker numbers of ``ROW_BLOCK`` moments of the base grid at once
-        (``day_changes``)."""
+        (``day_changes``), and the sentinel's rank of each once ``_warned`` asked."""
         cache = self._rows.setdefault(sym, {})
         got = cache.get(block)
         if got is None:
@@ -269,9 +269,10 @@ class ReplayData:
             moments: list[int] = []
             for block in range(first // span, last // span + 1):
                 d = self._row_block(sym, block)
-                rank = ranks(d["last"], d["high"], d["low"], d["change"],
-                             lambda at, q=d["quote_volume"]: q[at])
-                moments += ((block * ROW_BLOCK + np.flatnonzero(rank)) * BASE_MS).tolist()
+                if "rank" not in d:  # (a block is asked again when the window moves on)
+                    d["rank"] = ranks(d["last"], d["high"], d["low"], d["change"],
+                                      lambda at, q=d["quote_volume"]: q[at])
+                moments += ((block * ROW_BLOCK + np.flatnonzero(d["rank"])) * BASE_MS).tolist()
             got = self._warnings[sym] = (first // span, last // span, moments)
         k = bisect.bisect_left(got[2], first)
         return k < len(got[2]) and got[2][k] <= last
