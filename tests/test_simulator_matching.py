@@ -147,29 +147,37 @@ def test_the_24h_ticker_counts_only_volume_already_traded():
     assert half["volume"] == pytest.approx(float(s.v[i - 287:i].sum() + s.v[i] / 2), rel=1e-12)
 
 
-def test_24h_stats_of_consecutive_steps_equal_the_stats_worked_out_one_by_one():
-    """An engine stepping candle by candle gets its 24 h tickers from blocks of moments worked
-    out at once; every number must be the one the simulator works out for the moment alone —
-    from before the data starts, over gaps and block edges, to after it ends, and the same
-    again when the steps jump or fall between candles (those are worked out alone)."""
+def test_quotes_and_24h_stats_of_consecutive_steps_equal_those_worked_out_one_by_one():
+    """An engine stepping candle by candle gets its quotes (last, bid, ask, mark, index,
+    funding) and 24 h tickers from blocks of moments worked out at once; every number must be
+    the one the simulator works out for the moment alone, bit for bit — from before the data
+    starts, over gaps and block edges, to after it ends (XRPUSDT: mark basis, index premium
+    and funding settlements of its own), and the same again when the steps jump or fall
+    between candles (those are worked out alone)."""
     from mraster.sim.market import BASE_MS
 
     pairs = ["ETHBTC", "XLMBTC", "XRPUSDT"]
     stepped = replay_market(DATA, pairs, manual=True, warmup=0)
     alone = replay_market(DATA, pairs, manual=True, warmup=0)
-    blocks = 0
     for sym in pairs:
         t = stepped.series[sym].t
         moments = [*range(int(t[0]) - 3 * BASE_MS, int(t[0]) + 150 * BASE_MS, BASE_MS),
                    *range(int(t[-1]) - 100 * BASE_MS, int(t[-1]) + 5 * BASE_MS, BASE_MS),
                    int(t[-1]) + 9 * BASE_MS, int(t[900]) + 61_000, int(t[900]) + 2 * BASE_MS]
         for now in moments:
-            got = stepped.stats_24h(sym, now)
-            want = alone._stats_one(sym, now)
-            assert got == want, (sym, now)
-            assert set(got) == {"open", "high", "low", "last", "volume", "quote_volume"}
-        blocks += sym in stepped._day_block
-    assert blocks == len(pairs)  # the consecutive steps did come from blocks
+            for got, want, names in (
+                    (stepped.stats_24h(sym, now), alone._stats_one(sym, now),
+                     {"open", "high", "low", "last", "volume", "quote_volume"}),
+                    (stepped.quote(sym, now), alone._quote_one(sym, now),
+                     {"last", "bid", "ask", "mark", "index", "funding"})):
+                assert set(got) == set(want) == names
+                # the same double (repr tells 0.1 from 0.1000000000000000055…), not just ==
+                assert {k: repr(float(v)) for k, v in got.items()} == \
+                    {k: repr(float(v)) for k, v in want.items()}, (sym, now)
+    # the consecutive steps did come from blocks
+    assert {key for key in stepped._blocks} == {(w, s) for w in ("day", "quote") for s in pairs}
+    xrp = stepped.series["XRPUSDT"]
+    assert xrp.basis is not None and xrp.funding_times is not None  # the perpetual's own parts
 
 
 def test_bulk_decimals_equal_the_exchange_strings_parsed_one_by_one():

@@ -112,8 +112,10 @@ class Market:
         self.clock = clock
         self._at: dict[str, tuple[int, int, int]] = {}  # symbol → (time, candles, index)
         self._cum: dict[str, RunningSums] = {}  # running volume sums
-        self._day_asked: dict[str, int] = {}  # symbol → the last moment stats_24h was asked at
-        self._day_block: dict[str, tuple[int, dict[str, np.ndarray]]] = {}  # see stats_24h
+        # (what, symbol) → the last moment asked, and the block of moments worked out at once
+        # (see _from_block)
+        self._asked: dict[tuple[str, str], int] = {}
+        self._blocks: dict[tuple[str, str], tuple[int, list[dict[str, float]]]] = {}
 
     # -- time & price ------------------------------------------------------------------------
     def symbols(self) -> list[str]:
@@ -212,7 +214,13 @@ class Market:
         return (t_ms // FUNDING_MS + 1) * FUNDING_MS
 
     def quote(self, sym: str, t_ms: int | None = None) -> dict[str, float]:
+        """Last, bid, ask, mark, index and funding at ``t_ms`` (default: now); an engine
+        stepping candle after candle through a replay gets them from blocks (``_from_block``)."""
         t_ms = self.clock.now_ms() if t_ms is None else t_ms
+        got = self._from_block("quote", sym, t_ms, self._quote_block)
+        return got if got is not None else self._quote_one(sym, t_ms)
+
+    def _quote_one(self, sym: str, t_ms: int) -> dict[str, float]:
         s = self.series[sym]
         last = self.price_at(sym, t_ms)
         bid, ask, mark, index = _book(s, last, self.premium_at(sym, t_ms), self.basis_at(sym, t_ms))
@@ -257,8 +265,10 @@ class Market:
             out["volume"] = self._day_quote_volume(sym, last, i, at, frac, k=0)
         return out
 
-    def quotes(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
-        """``quote`` and the 24h quote volume at many moments at once (a backtest's steps)."""
+    def quotes(self, sym: str, times: np.ndarray,
+               day_volume: bool = True) -> dict[str, np.ndarray]:
+        """``quote`` and (unless not asked) the 24h quote volume at many moments at once (a
+        backtest's steps)."""
         s = self.series[sym]
         last, i, at, frac = self._last_many(sym, times)
         prem = s.premium[at] if s.premium is not None else np.zeros(len(times))
@@ -272,8 +282,14 @@ class Market:
         else:
             funding = s.funding[at]
         bid, ask, mark, index = _book(s, last, prem, basis)
-        return {"last": last, "bid": bid, "ask": ask, "mark": mark, "index": index,
-                "funding": funding, "quote_volume": self._day_quote_volume(sym, last, i, at, frac)}
+        out = {"last": last, "bid": bid, "ask": ask, "mark": mark, "index": index,
+               "funding": funding}
+        if day_volume:
+            out["quote_volume"] = self._day_quote_volume(sym, last, i, at, frac)
+        return out
+
+    def _quote_block(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
+        return self.quotes(sym, times, day_volume=False)
 
     # -- candles -----------------------------------------------------------------------------
     def candles(self, sym: str, interval: str, t_ms: int, limit: int = 500,
@@ -335,24 +351,38 @@ class Market:
             cum = self._cum[sym] = RunningSums(s.v, s.c)
         return cum
 
-    DAY_BLOCK = 64  # moments of 24 h stats worked out at once for a replay's consecutive steps
+    DAY_BLOCK = 64  # moments worked out at once for a replay's consecutive steps
     extends = False  # a replay's series are whole; a generated one grows as the clock moves
 
     def stats_24h(self, sym: str, t_ms: int) -> dict[str, float]:
-        """The 24 h ticker's numbers at ``t_ms``. A replay asked at consecutive moments of the
-        base grid (an engine running step after step) gets them from ``day_stats`` for a block
-        of the coming moments at once, the same numbers for a fraction of the time."""
-        prev, self._day_asked[sym] = self._day_asked.get(sym), t_ms
+        """The 24 h ticker's numbers at ``t_ms`` (from blocks, as ``quote``)."""
+        got = self._from_block("day", sym, t_ms, self._day_block)
+        return got if got is not None else self._stats_one(sym, t_ms)
+
+    def _day_block(self, sym: str, times: np.ndarray) -> dict[str, np.ndarray]:
+        return self.day_stats(sym, times, volume=True)
+
+    def _from_block(self, what: str, sym: str, t_ms: int,
+                    make: Callable[[str, np.ndarray], dict[str, np.ndarray]]
+                    ) -> dict[str, float] | None:
+        """``what``'s numbers at ``t_ms`` from a block of moments worked out at once by
+        ``make`` (``day_stats`` or ``quotes``), or None when the moment is to be worked out
+        alone. An engine stepping candle after candle asks every symbol's quote and 24 h ticker
+        at every step; a replay asked at consecutive moments of the base grid gets the next
+        DAY_BLOCK moments at once, the same numbers for a fraction of the time. Moments off the
+        grid, a step that jumps, and generated markets (``extends``) are worked out alone."""
+        key = (what, sym)
+        prev, self._asked[key] = self._asked.get(key), t_ms
         if t_ms % BASE_MS or self.extends:
-            return self._stats_one(sym, t_ms)
-        got = self._day_block.get(sym)
+            return None
+        got = self._blocks.get(key)
         if got is None or not got[0] <= t_ms < got[0] + self.DAY_BLOCK * BASE_MS:
             if prev != t_ms - BASE_MS:
-                return self._stats_one(sym, t_ms)
-            got = self._day_block[sym] = (t_ms, self.day_stats(
-                sym, t_ms + BASE_MS * np.arange(self.DAY_BLOCK), volume=True))
-        k = (t_ms - got[0]) // BASE_MS
-        return {name: float(col[k]) for name, col in got[1].items()}
+                return None
+            cols = make(sym, t_ms + BASE_MS * np.arange(self.DAY_BLOCK))
+            got = self._blocks[key] = (t_ms, [dict(zip(cols, row)) for row in zip(
+                *(col.tolist() for col in cols.values()))])
+        return dict(got[1][(t_ms - got[0]) // BASE_MS])
 
     def _stats_one(self, sym: str, t_ms: int) -> dict[str, float]:
         s = self.series[sym]
