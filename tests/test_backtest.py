@@ -290,19 +290,34 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     signal, a market filter, the edge) is booked with that reason: no candles, features or
     screen are worked out for it again. The run's outcome is that of running every step in
     full (in AI mode too, under the playbook's tightening), and its last step decides every
-    symbol itself, so the final decisions keep their figures."""
+    symbol itself, so the final decisions keep their figures. Without the AI mode's playbook
+    (which reads every label) nor are those symbols' sentinel labels worked out."""
     from mraster.backtest.data import ReplayData
 
     asked: dict[ReplayData, int] = {}  # per run (its own replay data, kept alive here)
-    features = ReplayData.features
+    labelled: dict[ReplayData, int] = {}
+    features, sentinel_label = ReplayData.features, ReplayData.sentinel_label
 
     def counted(self, sym, *args, **kwargs):  # the real features, counted
         asked[self] = asked.get(self, 0) + 1
         return features(self, sym, *args, **kwargs)
 
+    def counted_label(self, sym, *args, **kwargs):  # the real labels, counted
+        labelled[self] = labelled.get(self, 0) + 1
+        return sentinel_label(self, sym, *args, **kwargs)
+
     monkeypatch.setattr(ReplayData, "features", counted)
-    fast, full = both_ways({**defaults(), **overrides}, SYMBOLS)  # in this order
+    monkeypatch.setattr(ReplayData, "sentinel_label", counted_label)
+    s = {**defaults(), **overrides}
+    assert s["ASTER_AI_SENTINEL_ENABLED"]  # the labels decide sizes and red blocks here
+    fast, full = both_ways(s, SYMBOLS)  # in this order
     fast_asked, full_asked = asked.values()
+    fast_labels, full_labels = labelled.values()
+    assert full_labels >= full.steps * len(SYMBOLS)
+    if "ASTER_AI_MODE" in overrides:  # the playbook reads every symbol's label
+        assert fast_labels >= fast.engine_steps * len(SYMBOLS)
+    else:
+        assert fast_labels < 0.6 * fast.engine_steps * len(SYMBOLS)
     assert full_asked > 0.9 * full.steps * len(SYMBOLS)  # every step, every symbol
     assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
     assert fast.state["stats"] == full.state["stats"] and fast.equity == full.equity

@@ -178,6 +178,12 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
                   **({"words": a["words"]} if "words" in a else {}))  # for the phone's language
         (log.error if level == "error" else log.warning)(text)
 
+    def _known_skips(self, now: int) -> dict[str, str]:
+        """The skip reasons a backtest's bulk screen already knows at ``now`` (none live),
+        except for symbols off limits, which the cycle always decides itself."""
+        known = self.known_skips(now) if self.known_skips is not None else {}
+        return {sym: why for sym, why in known.items() if sym not in self.off_limits}
+
     # -- the cycle -----------------------------------------------------------------------------
     async def cycle(self, *, paused: bool = False) -> CycleResult:
         t0 = time.perf_counter()
@@ -201,11 +207,16 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         equity, used = self._equity_of(acct)  # serves the breakers and this cycle's entries
         self._update_breakers(equity, now)
         universe = self.universe(tickers)
-        await self._watch_markets(universe, tickers, now)
+        # what a backtest's bulk screen already skips needs neither candles nor features here,
+        # nor a sentinel label unless the playbook reads every label (it also tightens the
+        # screen the skips come from: then they are asked after its renewal)
+        known = self._known_skips(now) if self.copilots is None else {}
+        await self._watch_markets(universe, tickers, now, unread=known)
         if self.copilots is not None:
             self.copilots.refresh_playbook(
                 now, {sym: {"change_pct": float(tickers.get(sym, {}).get("priceChangePercent", 0))}
                       for sym in universe}, self.state.get("sentinel", {}), self.state["history"])
+            known = self._known_skips(now)
         snaps: dict[str, Snapshot] = {}
         for sym in universe:
             snap = snapshot(sym, tickers, books, prems)
@@ -217,9 +228,6 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         for sym in snaps:
             if sym not in liquid:
                 self._skip(res, sym, "min_qvol", quote_volume=snaps[sym].quote_volume)
-        # what a backtest's bulk screen already skips needs neither candles nor features here
-        known = self.known_skips(now) if self.known_skips is not None else {}
-        known = {sym: why for sym, why in known.items() if sym not in self.off_limits}
         candles = await self._fetch_candles(
             [x for x in liquid if x not in known]
             + [p.symbol for p in self.state["positions"].values()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Container
 
 import numpy as np
 
@@ -180,14 +180,22 @@ class MarketData:
         """The symbol's sentinel label while the sentinel is on."""
         return self.state.get("sentinel", {}).get(sym) if self.sentinel_on else None
 
-    async def _watch_markets(self, universe: list[str], tickers: dict[str, dict], now: int) -> None:
+    async def _watch_markets(self, universe: list[str], tickers: dict[str, dict], now: int,
+                             unread: Container[str] = ()) -> None:
+        """The sentinel's labels of the ``universe``. ``unread``: symbols a backtest's step
+        decides without reading their label (skips its bulk screen knows); theirs is dropped
+        rather than worked out (a backtest's state is not shown, and a stale label must not be
+        read by mistake)."""
         if not self.sentinel_on:
             return
         decay = self.s["ASTER_AI_SENTINEL_DECAY_MINUTES"]
         if self.data is not None:  # a backtest: the same labels however many steps it skipped
             labels = self.state.setdefault("sentinel", {})
             for sym in universe:
-                labels[sym] = self.data.sentinel_label(sym, now, decay)
+                if sym in unread:
+                    labels.pop(sym, None)
+                else:
+                    labels[sym] = self.data.sentinel_label(sym, now, decay)
             return
         items: list = []
         if self.news is not None:
