@@ -351,7 +351,7 @@ class Market:
             cum = self._cum[sym] = RunningSums(s.v, s.c)
         return cum
 
-    DAY_BLOCK = 64  # moments worked out at once for a replay's consecutive steps
+    STEP_BLOCK = 64  # moments worked out at once for a replay's consecutive steps
     extends = False  # a replay's series are whole; a generated one grows as the clock moves
 
     def stats_24h(self, sym: str, t_ms: int) -> dict[str, float]:
@@ -369,17 +369,17 @@ class Market:
         ``make`` (``day_stats`` or ``quotes``), or None when the moment is to be worked out
         alone. An engine stepping candle after candle asks every symbol's quote and 24 h ticker
         at every step; a replay asked at consecutive moments of the base grid gets the next
-        DAY_BLOCK moments at once, the same numbers for a fraction of the time. Moments off the
+        STEP_BLOCK moments at once, the same numbers for a fraction of the time. Moments off the
         grid, a step that jumps, and generated markets (``extends``) are worked out alone."""
         key = (what, sym)
         prev, self._asked[key] = self._asked.get(key), t_ms
         if t_ms % BASE_MS or self.extends:
             return None
         got = self._blocks.get(key)
-        if got is None or not got[0] <= t_ms < got[0] + self.DAY_BLOCK * BASE_MS:
+        if got is None or not got[0] <= t_ms < got[0] + self.STEP_BLOCK * BASE_MS:
             if prev != t_ms - BASE_MS:
                 return None
-            cols = make(sym, t_ms + BASE_MS * np.arange(self.DAY_BLOCK))
+            cols = make(sym, t_ms + BASE_MS * np.arange(self.STEP_BLOCK))
             got = self._blocks[key] = (t_ms, [dict(zip(cols, row)) for row in zip(
                 *(col.tolist() for col in cols.values()))])
         return dict(got[1][(t_ms - got[0]) // BASE_MS])
