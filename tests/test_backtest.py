@@ -290,8 +290,8 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     signal, a market filter, the edge) is booked with that reason: no candles, features or
     screen are worked out for it again. The run's outcome is that of running every step in
     full (in AI mode too, under the playbook's tightening), and its last step decides every
-    symbol itself, so the final decisions keep their figures. Without the AI mode's playbook
-    (which reads every label) nor are those symbols' sentinel labels worked out."""
+    symbol itself, so the final decisions keep their figures. Without AI mode's playbook (which
+    reads every label), those symbols' sentinel labels are not worked out either."""
     from mraster.backtest.data import ReplayData
 
     asked: dict[ReplayData, int] = {}  # per run (its own replay data, kept alive here)
