@@ -291,12 +291,15 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     screen are worked out for it again. The run's outcome is that of running every step in
     full (in AI mode too, under the playbook's tightening), and its last step decides every
     symbol itself, so the final decisions keep their figures. Without AI mode's playbook (which
-    reads every label), those symbols' sentinel labels are not worked out either."""
+    reads every label), those symbols' sentinel labels are not worked out either. The steps'
+    quotes come from the walk's blocks: no ticker, book or premium rows are made and parsed."""
     from mraster.backtest.data import ReplayData
 
     asked: dict[ReplayData, int] = {}  # per run (its own replay data, kept alive here)
     labelled: dict[ReplayData, int] = {}
+    read: dict[SimExchange, int] = {}  # bulk ticker reads per run (its own simulator)
     features, sentinel_label = ReplayData.features, ReplayData.sentinel_label
+    ticker_24h = SimExchange.ticker_24h
 
     def counted(self, sym, *args, **kwargs):  # the real features, counted
         asked[self] = asked.get(self, 0) + 1
@@ -306,13 +309,22 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
         labelled[self] = labelled.get(self, 0) + 1
         return sentinel_label(self, sym, *args, **kwargs)
 
+    def counted_ticker(self, symbol=None):  # the real rows, counted
+        read[self] = read.get(self, 0) + (symbol is None)
+        return ticker_24h(self, symbol)
+
     monkeypatch.setattr(ReplayData, "features", counted)
     monkeypatch.setattr(ReplayData, "sentinel_label", counted_label)
+    monkeypatch.setattr(SimExchange, "ticker_24h", counted_ticker)
     s = {**defaults(), **overrides}
     assert s["ASTER_AI_SENTINEL_ENABLED"]  # the labels decide sizes and red blocks here
     fast, full = both_ways(s, SYMBOLS)  # in this order
     fast_asked, full_asked = asked.values()
     fast_labels, full_labels = labelled.values()
+    fast_read, full_read = read.values()
+    # the engine's steps take their quotes from the walk's blocks, but for its first step
+    # (before the walk) and its last (which reads and screens everything itself)
+    assert full_read == full.engine_steps == full.steps and fast_read == 2 < fast.engine_steps
     assert full_labels >= full.steps * len(SYMBOLS)
     if "ASTER_AI_MODE" in overrides:  # the playbook reads every symbol's label
         assert fast_labels >= fast.engine_steps * len(SYMBOLS)
@@ -583,6 +595,41 @@ def test_screen_of_many_moments_equals_screen_of_each(variant, expect):
             assert one.win_prob == bulk.win_prob[n] and one.expected_r == bulk.expected_r[n]
             seen[one.reason or "pass"] = seen.get(one.reason or "pass", 0) + 1
     assert expect <= set(seen), seen  # passes and the reasons of every stage were compared
+
+
+def test_the_replays_quotes_of_a_step_equal_those_parsed_from_the_rows():
+    """An engine step of a backtest reads its quotes from the walk's blocks instead of the
+    simulator's ticker, book and premium rows: at every step, over block edges, in the data
+    and before it starts or after it ends, with XRPUSDT's own mark basis, index premium and
+    funding settlements, every symbol's snapshot (book sizes included), 24 h quote volume (the
+    universe's order) and 24 h change are the numbers the cycle parses from the rows, as the
+    same doubles, and so is the step's clock."""
+    from mraster.backtest.data import ReplayData
+    from mraster.backtest.quotes import ReplayQuotes
+    from mraster.engine.market_data import quotes_from_rows
+
+    market = replay_market(DATA, ["ADABTC", "ETHBTC", "XRPUSDT"], manual=True,
+                           warmup=WARMUP_CANDLES)
+    sim, data, symbols = SimExchange(market), ReplayData(market, "5m", "1h"), sorted(market.series)
+    settled = set()
+    # the BTC pairs' days, then XRPUSDT's (years apart) around a change of its funding rate
+    for sym, first in (("ETHBTC", WARMUP_CANDLES), ("XRPUSDT", 1500)):
+        times = int(market.series[sym].t[first]) + BASE_MS * np.arange(1, 301)
+        replay = ReplayQuotes(data, sim, symbols, times, block=64, changes=True)
+        for k, t in enumerate(times.tolist()):
+            market.clock.set(t)
+            rows = quotes_from_rows(sim.ticker_24h(), sim.book_ticker(), sim.premium_index(),
+                                    clock=lambda: 0)
+            got = replay.at(k)
+            assert got.now == rows.now == t
+            for x in symbols:
+                assert repr(vars(got.snapshot(x))) == repr(vars(rows.snapshot(x))), (x, t)
+                assert repr((got.volume(x), got.change_pct(x))) == \
+                    repr((rows.volume(x), rows.change_pct(x))), (x, t)
+            settled.add(got.snapshot("XRPUSDT").funding)
+            replay.forget_before(k)
+            assert len(replay._blocks) == 1  # the blocks passed are dropped
+    assert len(settled) > 1  # a funding settlement changed the rate
 
 
 @pytest.mark.parametrize("variant,expect", [

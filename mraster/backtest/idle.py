@@ -34,6 +34,7 @@ import numpy as np
 
 from mraster import shadows
 from mraster.backtest.data import ReplayData
+from mraster.backtest.quotes import ReplayQuotes
 from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
 from mraster.strategy.filters import REASON_CODES, Snapshot, market_filters
@@ -57,9 +58,9 @@ class Screened:
     there; a block's candidates are dropped once the walk has passed them (a year of 50
     symbols holds about a million candidates: 190 MB when they were all kept)."""
 
-    def __init__(self, data: ReplayData, sim: SimExchange, s: Mapping[str, Any],
+    def __init__(self, data: ReplayData, quotes: ReplayQuotes, s: Mapping[str, Any],
                  symbols: list[str], times: np.ndarray) -> None:
-        self.data, self.sim, self.s, self.symbols, self.times = data, sim, s, symbols, times
+        self.data, self.quotes, self.s, self.symbols, self.times = data, quotes, s, symbols, times
         # per screened block, one byte per step and symbol: an index into NAMES (0: a
         # candidate for the policy); blocks the walk has passed are dropped
         self.reasons: dict[int, np.ndarray] = {}
@@ -82,7 +83,8 @@ class Screened:
         reasons = self.reasons[lo // BLOCK] = np.zeros((hi - lo, len(self.symbols)), np.uint8)
         steps, syms, rows, lvs = [], [], [], []
         for col in range(len(self.symbols)):
-            codes, cand, x, lv = self._screen_symbol(col, times)
+            codes, cand, x, lv = self._screen_symbol(col, times,
+                                                     self.quotes.of_symbol(lo // BLOCK, col))
             reasons[:, col] = codes
             if len(cand):
                 steps.append(cand + lo)
@@ -118,14 +120,12 @@ class Screened:
             parts[k] = None
         return out
 
-    def _screen_symbol(self, col: int, times: np.ndarray) -> tuple[np.ndarray, np.ndarray,
-                                                                     np.ndarray | None,
-                                                                     np.ndarray | None]:
-        """One symbol's reason codes at ``times``, its candidates, their policy features and
-        their price, ATR and spread."""
+    def _screen_symbol(self, col: int, times: np.ndarray, q: Mapping[str, np.ndarray]
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """One symbol's reason codes at ``times`` (its quotes there: ``q``), its candidates,
+        their policy features and their price, ATR and spread."""
         data, s, sym = self.data, self.s, self.symbols[col]
         f, ok, rows = data.feature_table(sym, times)
-        q = self.sim.parsed_quotes(sym, times)
         snap = Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
                         mark=q["mark"], index=q["index"], funding=q["funding"])
         # ATR and the EMAs are needed where the market filters pass and a signal fired; ADX
@@ -178,8 +178,10 @@ class IdleSteps:
                  symbols: list[str], times: np.ndarray, copilots: Any = None,
                  state: Mapping[str, Any] | None = None,
                  shadows: list[dict[str, Any]] | None = None) -> None:
-        self.data, self.sim, self.s, self.symbols, self.times = data, sim, s, symbols, times
+        self.data, self.s, self.symbols, self.times = data, s, symbols, times
         self.copilots = copilots  # mraster.ai.copilots.Copilots in AI mode
+        # the steps' quotes (and in AI mode 24 h changes): the screen's and the engine's
+        self.quotes = ReplayQuotes(data, sim, symbols, times, BLOCK, changes=copilots is not None)
         self.state = state if state is not None else {}
         # the engine's open shadows (``mraster.shadows``): the walk settles and opens them as
         # the engine would have on the steps it skips
@@ -195,7 +197,7 @@ class IdleSteps:
             if tighten:  # AI mode only (the playbook's module is not loaded otherwise)
                 from mraster.ai.playbook import tightened
                 s = tightened(self.s, {"tighten": tighten})
-            self.screens[key] = Screened(self.data, self.sim, s, self.symbols, self.times)
+            self.screens[key] = Screened(self.data, self.quotes, s, self.symbols, self.times)
         return self.screens[key]
 
     # -- the sentinel and the copilots ------------------------------------------------------------
@@ -213,8 +215,8 @@ class IdleSteps:
                 # outside AI mode only red matters (the playbook reads yellow too)
                 rank = np.column_stack([self.data.sentinel_ranks(
                     sym, times, decay, red_only=self.copilots is None) for sym in self.symbols])
-            change = None if self.copilots is None else np.column_stack(
-                [self.data.day_changes(sym, times, ("change",))["change"] for sym in self.symbols])
+            change = None if self.copilots is None else \
+                self.quotes.block(block)[self.quotes.fields.index("change")].T
             got = self._blocks[block] = (rank, change)
         return got
 
@@ -271,6 +273,7 @@ class IdleSteps:
         whatever the account holds. The engine books them without screening those symbols
         again; the rest (candidates, growing windows, the volume floor) it decides itself."""
         table = self._screened(tighten)
+        self.quotes.forget_before(step)
         table.ensure(step, step + 1)
         table.forget_before(step)
         row = table.codes(step, step + 1)[0]
@@ -383,6 +386,7 @@ class IdleSteps:
         walk stopped (``hi``, the first step that needs the engine, or the first where a
         shadow opened here teaches the policy), and whether the engine is needed there."""
         table = self._screened((pb or {}).get("tighten") or {})
+        self.quotes.forget_before(lo)
         table.ensure(lo, hi)
         table.forget_before(lo)
         eng = table.first_engine_step(lo)

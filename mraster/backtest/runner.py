@@ -24,6 +24,7 @@ from mraster.backtest.data import ReplayData
 from mraster.backtest.idle import IdleSteps
 from mraster.protections import reducing
 from mraster.engine.cycle import Engine
+from mraster.engine.market_data import Quotes
 from mraster.execution.paper import LocalExchange
 from mraster.sim.exchange import SimExchange
 from mraster.sim.heap import reuse_freed_memory
@@ -181,14 +182,25 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             shown[0] = i // every
             progress((i + 1) / steps, len(state["history"]), len(state["positions"]))
 
-    def known_skips(now: int) -> dict[str, str]:
-        """The bulk screen's skip reasons at an engine step (the last step screens every
-        symbol itself: the run's final decisions keep their figures)."""
+    def walked_step(now: int) -> int | None:
+        """The step at ``now`` when the walk knows it, the last step excepted: it reads and
+        screens every symbol itself, so the run's final state (decisions, market table) is
+        the live cycle's."""
         k = int(times.searchsorted(now))
-        if idle is None or k >= steps - 1 or times[k] != now:
+        return k if idle is not None and k < steps - 1 and times[k] == now else None
+
+    def known_skips(now: int) -> dict[str, str]:
+        """The bulk screen's skip reasons at an engine step."""
+        k = walked_step(now)
+        if k is None:
             return {}
         pb = engine.copilots.book["playbook"] if engine.copilots is not None else None
         return idle.known(k, (pb or {}).get("tighten") or {})
+
+    def replayed_quotes() -> Quotes | None:
+        """The engine step's quotes from the walk's blocks (the numbers of the rows)."""
+        k = walked_step(market.clock.now_ms())
+        return None if k is None else idle.quotes.at(k)
 
     async def loop() -> None:
         nonlocal exposure, idle, ran
@@ -222,11 +234,11 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             curve.append(market.clock.now_ms(), state["telemetry"]["equity"])
             report(i)
             if i == 0 and skip_idle and data.ok:
-                universe = engine.universe({})
+                universe = engine.universe()
                 if not s["ASTER_UNIVERSE_MAX"] or s["ASTER_UNIVERSE_MAX"] >= len(universe):
                     idle = IdleSteps(data, sim, s, universe, times, engine.copilots, state,
                                      engine.shadows)
-                    engine.known_skips = known_skips
+                    engine.known_skips, engine.replayed_quotes = known_skips, replayed_quotes
             i += 1
     with reuse_freed_memory():  # the screen's temporaries, block after block
         asyncio.run(loop())

@@ -21,7 +21,7 @@ from mraster.engine import view
 from mraster.engine.account_risk import AccountRisk
 from mraster.engine.evaluator import Portfolio, Skip, decide
 from mraster.engine.executor import Executor
-from mraster.engine.market_data import KlineCache, MarketData, snapshot
+from mraster.engine.market_data import KlineCache, MarketData, Quotes, quotes_from_rows, snapshot
 from mraster.engine.protection_watch import ProtectionWatch
 from mraster.engine.reconciler import CycleResult, Reconciler, by_symbol, position_amounts
 from mraster.exchange import errors as E
@@ -85,6 +85,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # a backtest's bulk screen: the skip reasons it already knows at a moment (symbol →
         # reason), which the cycle books without reading those symbols' candles and features
         self.known_skips: Callable[[int], Mapping[str, str]] | None = None
+        # ...and the replay's quotes at the step, when the step may take them from there
+        self.replayed_quotes: Callable[[], Quotes | None] | None = None
         self._feature_cache: dict[str, tuple] = {}
         self.advisor = None  # mraster.ai.advisor.Advisor when AI mode is on (set by the runner)
         self.copilots = None  # mraster.ai.copilots.Copilots in AI mode (set by the runner)
@@ -194,32 +196,32 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # everything the cycle reads that does not depend on another read, in flight together:
         # the symbols' rules (hourly), quotes, positions, the account and the open orders (the
         # guard's, when no entry changes them before it runs)
-        _, tick_rows, book_rows, prem_rows, risk_rows, acct, orders = await together(
-            self.ex, self._load_rules(), self.ex.ticker_24h(), self.ex.book_ticker(),
-            self.ex.premium_index(), self.ex.position_risk(), self.ex.account(),
+        # (a backtest's engine step has its quotes from the replay: no rows to read)
+        replayed = self.replayed_quotes() if self.replayed_quotes is not None else None
+        market = () if replayed else (self.ex.ticker_24h(), self.ex.book_ticker(),
+                                      self.ex.premium_index())
+        _, *rows, risk_rows, acct, orders = await together(
+            self.ex, self._load_rules(), *market, self.ex.position_risk(), self.ex.account(),
             self.ex.open_orders())
-        tickers, books, prems = by_symbol(tick_rows), by_symbol(book_rows), by_symbol(prem_rows)
-        # the market's own clock (the premium index is stamped by the exchange), so candle
-        # closes are judged on the exchange's time even when this machine's clock drifts
-        now = max([int(r.get("time") or 0) for r in prem_rows] + [0]) or self.now_ms()
-        self.market_ms = now
+        quotes = replayed or quotes_from_rows(*rows, clock=self.now_ms)
+        now = self.market_ms = quotes.now
         await self._sync_positions(res, now, risk_rows)
         equity, used = self._equity_of(acct)  # serves the breakers and this cycle's entries
         self._update_breakers(equity, now)
-        universe = self.universe(tickers)
+        universe = self.universe(quotes.volume)
         # what a backtest's bulk screen already skips needs neither candles nor features here,
         # nor a sentinel label unless the playbook reads every label (it also tightens the
         # screen the skips come from: then they are asked after its renewal)
         known = self._known_skips(now) if self.copilots is None else {}
-        await self._watch_markets(universe, tickers, now, unread=known)
+        await self._watch_markets(universe, quotes.tickers or {}, now, unread=known)
         if self.copilots is not None:
             self.copilots.refresh_playbook(
-                now, {sym: {"change_pct": float(tickers.get(sym, {}).get("priceChangePercent", 0))}
-                      for sym in universe}, self.state.get("sentinel", {}), self.state["history"])
+                now, {sym: {"change_pct": quotes.change_pct(sym)} for sym in universe},
+                self.state.get("sentinel", {}), self.state["history"])
             known = self._known_skips(now)
         snaps: dict[str, Snapshot] = {}
         for sym in universe:
-            snap = snapshot(sym, tickers, books, prems)
+            snap = quotes.snapshot(sym)
             if snap is None:
                 self._skip(res, sym, "no_quote")
                 continue
@@ -290,7 +292,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             self.recorder.write(now, settings_hash(self.s), snaps, candles, res.decisions, seen)
         st["equity_curve"] = (st["equity_curve"] + [[now, round(equity, 6)]])[-2000:]
         st["decisions"] = res.decisions
-        st["market"] = view.market_table(universe, tickers, res.decisions)
+        if replayed is None:  # (a backtest's walked steps: nobody reads these views before
+            # its last step, which reads the rows)
+            st["market"] = view.market_table(universe, quotes.tickers, res.decisions)
+            st["policy"] = self.policy.to_dict()
         if self.charts_enabled:
             # open positions, the symbol the user picked, the last closed trades
             st["charts"] = view.charts(candles, [p.symbol for p in st["positions"].values()]
@@ -299,7 +304,6 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             st["ticks"] = {sym: self.price_places[sym] for sym in universe + [
                 p.symbol for p in st["positions"].values()] if sym in self.price_places}
         st["stats"]["cycles"] += 1
-        st["policy"] = self.policy.to_dict()
         if self.advisor is not None:
             self.advisor.forget_old()
             st["ai"] = self.advisor.snapshot()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Container
+from dataclasses import dataclass
+from typing import Any, Callable, Container, Mapping
 
 import numpy as np
 
 from mraster.ai import anomalies, sentinel
 from mraster.exchange import errors as E
+from mraster.engine.reconciler import by_symbol
 from mraster.exchange.together import together
 from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import Snapshot
@@ -101,17 +103,45 @@ def snapshot(sym: str, tickers: dict[str, dict], books: dict[str, dict],
                     ask_qty=float(b.get("askQty") or 0))
 
 
+@dataclass(frozen=True)
+class Quotes:
+    """One moment's quotes as the cycle reads them. Live and in paper mode they are parsed
+    from the exchange's 24 h ticker, book and premium rows (``quotes_from_rows``); on a
+    backtest's engine steps they come from the replay's arrays (``backtest.quotes``): the same
+    numbers, without three rows per symbol made and parsed again at every step."""
+
+    now: int  # the market's clock: the premium index's stamp
+    volume: Callable[[str], float]  # the 24 h quote volume (0 for a symbol not quoted)
+    snapshot: Callable[[str], Snapshot | None]  # None: the symbol is not quoted
+    change_pct: Callable[[str], float]  # the 24 h change in %
+    tickers: Mapping[str, dict] | None = None  # the ticker rows, when read (the market table)
+
+
+def quotes_from_rows(tick_rows: list[dict], book_rows: list[dict], prem_rows: list[dict],
+                     clock: Callable[[], int]) -> Quotes:
+    """The quotes of the bulk ticker, book and premium answers; ``clock``: the time when the
+    premium rows carry none."""
+    tickers, books, prems = (by_symbol(r) for r in (tick_rows, book_rows, prem_rows))
+    # the market's own clock (the premium index is stamped by the exchange), so candle
+    # closes are judged on the exchange's time even when this machine's clock drifts
+    now = max([int(r.get("time") or 0) for r in prems.values()] + [0]) or clock()
+    return Quotes(now, lambda sym: float(tickers.get(sym, {}).get("quoteVolume", 0)),
+                  lambda sym: snapshot(sym, tickers, books, prems),
+                  lambda sym: float(tickers.get(sym, {}).get("priceChangePercent", 0)), tickers)
+
+
 class MarketData:
     """Mixed into ``Engine``."""
 
-    def universe(self, tickers: dict[str, dict]) -> list[str]:
+    def universe(self, volume: Callable[[str], float] = lambda sym: 0.0) -> list[str]:
+        """The symbols the cycle scans, by 24 h quote ``volume``, largest first."""
         s = self.s
         syms = [r.symbol for r in self.rules.values()
                 if r.status == "TRADING" and r.quote == s["ASTER_QUOTE"]]
         if s["ASTER_SYMBOLS"]:
             syms = [x for x in syms if x in s["ASTER_SYMBOLS"]]
         syms = [x for x in syms if x not in s["ASTER_EXCLUDE_SYMBOLS"]]
-        syms.sort(key=lambda x: -float(tickers.get(x, {}).get("quoteVolume", 0)))
+        syms.sort(key=lambda x: -volume(x))
         if s["ASTER_UNIVERSE_MAX"]:
             syms = syms[: s["ASTER_UNIVERSE_MAX"]]
         return syms

@@ -18,6 +18,7 @@ from mraster.liquidation import brackets_to_api
 from mraster.sim.matching import MAKER_FEE, TAKER_FEE, Account, Matching, SimError
 
 MAX_BUILDER_FEE = 0.01  # the highest builder fee rate an account may approve (1 %)
+BOOK_QTY = 10.0  # the size the book ticker shows at the best bid and ask
 
 RATE_LIMITS = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
@@ -170,8 +171,9 @@ class SimExchange:
     def book_ticker(self, symbol: str | None = None) -> Any:
         def row(sym: str, now: int) -> dict[str, Any]:
             q = self._quote(sym, now)
-            return {"symbol": sym, "bidPrice": _num(q["bid"]), "bidQty": "10",
-                    "askPrice": _num(q["ask"]), "askQty": "10", "time": now, "lastUpdateId": now}
+            return {"symbol": sym, "bidPrice": _num(q["bid"]), "bidQty": _num(BOOK_QTY),
+                    "askPrice": _num(q["ask"]), "askQty": _num(BOOK_QTY), "time": now,
+                    "lastUpdateId": now}
         return self._per_symbol(symbol, row)
 
     def premium_index(self, symbol: str | None = None) -> Any:
