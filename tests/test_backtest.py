@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -147,6 +148,13 @@ def test_report_files_and_figures(tmp_path, capsys):
     rows = list(csv.DictReader((tmp_path / "out" / "trades.csv").open()))
     assert len(rows) == sm["trades"] and all(r["reason"] and r["r"] for r in rows)
     assert len((tmp_path / "out" / "equity.csv").read_text().splitlines()) == rep["candles_per_symbol"] + 1
+    # report.json is indented for a reader, with a point of the equity curve per line (a
+    # number per line made a long run's file slow to write): the points of equity.csv
+    text = (tmp_path / "out" / "report.json").read_text()
+    assert text.startswith('{\n "symbols": [\n  "')
+    points = [json.loads(m[1]) for m in re.finditer(r"^\s*(?:\"equity_curve\": \[)?(\[.*?\])",
+                                                      text, re.M) if "," in m[1]]
+    assert points == rep["equity_curve"] and len(points) == rep["candles_per_symbol"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert "<svg" in html
     # the account is kept in the pairs' quote currency, and the report says which

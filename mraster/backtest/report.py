@@ -67,10 +67,20 @@ def build(result: BacktestResult) -> dict[str, Any]:
     }
 
 
+def report_json(report: dict[str, Any]) -> str:
+    """The report indented, but its equity curve — a point per step, most of the file — a
+    point per line from json's C encoder: indenting every number took three quarters of the
+    writing (0.3 s for 320 days of steps) and put each number on a line of its own."""
+    curve = json.dumps(report["equity_curve"]).replace("], [", "],\n  [")  # numbers only
+    text = json.dumps({**report, "equity_curve": None}, indent=1, default=str)
+    # (the first such text is the key's: inside a string its quotes would be escaped)
+    return text.replace('"equity_curve": null', f'"equity_curve": {curve}', 1)
+
+
 def write(report: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "report.json", out / "trades.csv", out / "equity.csv", out / "report.html"]
-    paths[0].write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    paths[0].write_text(report_json(report), encoding="utf-8")
     with paths[1].open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=TRADE_FIELDS)
         w.writeheader()
