@@ -36,6 +36,7 @@ class ReplayQuotes:
         self._blocks: dict[int, np.ndarray] = {}
 
     def block(self, b: int) -> np.ndarray:
+        """Block ``b``'s quotes, worked out when first asked for."""
         got = self._blocks.get(b)
         if got is None:
             times = self.times[b * self.size:(b + 1) * self.size]

@@ -292,8 +292,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             self.recorder.write(now, settings_hash(self.s), snaps, candles, res.decisions, seen)
         st["equity_curve"] = (st["equity_curve"] + [[now, round(equity, 6)]])[-2000:]
         st["decisions"] = res.decisions
-        if replayed is None:  # (a backtest's walked steps: nobody reads these views before
-            # its last step, which reads the rows)
+        if replayed is None:  # (a backtest's walked steps leave the views to its last step)
             st["market"] = view.market_table(universe, quotes.tickers, res.decisions)
             st["policy"] = self.policy.to_dict()
         if self.charts_enabled:
