@@ -16,8 +16,8 @@ from typing import Any, Callable, Container, Mapping
 import numpy as np
 
 from mraster.ai import anomalies, sentinel
-from mraster.exchange import errors as E
 from mraster.engine.reconciler import by_symbol
+from mraster.exchange import errors as E
 from mraster.exchange.together import together
 from mraster.sim.market import INTERVAL_MS
 from mraster.strategy.filters import Snapshot
