@@ -215,8 +215,7 @@ class IdleSteps:
                 # outside AI mode only red matters (the playbook reads yellow too)
                 rank = np.column_stack([self.data.sentinel_ranks(
                     sym, times, decay, red_only=self.copilots is None) for sym in self.symbols])
-            change = None if self.copilots is None else \
-                self.quotes.block(block)[self.quotes.fields.index("change")].T
+            change = None if self.copilots is None else self.quotes.field(block, "change").T
             got = self._blocks[block] = (rank, change)
         return got
 

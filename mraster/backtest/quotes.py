@@ -49,6 +49,10 @@ class ReplayQuotes:
                     got[f, col] = q[name]
         return got
 
+    def field(self, b: int, name: str) -> np.ndarray:
+        """One field of block ``b``, symbol × step (AI mode's walk reads the 24 h changes)."""
+        return self.block(b)[self.fields.index(name)]
+
     def of_symbol(self, b: int, col: int) -> dict[str, np.ndarray]:
         """The quotes of the walk's ``col``-th symbol over block ``b``, by field."""
         arr = self.block(b)
