@@ -23,7 +23,7 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -292,7 +292,7 @@ def write_backtest(path: str | Path, result: Any) -> Path:
                 ("funding", FUNDING_SQL, [("backtest", r["symbol"], r["time"], float(r["income"]))
                                           for r in acct.income
                                           if r["incomeType"] == "FUNDING_FEE"]),
-                ("orders", *j._status_rows(asdict(o) for o in acct.orders.values()))])
+                ("orders", *j._status_rows(o.as_dict() for o in acct.orders.values()))])
         j._many([("meta", "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                   [("backtest", json.dumps({"symbols": result.symbols, "start_ms": result.start_ms,
                                             "end_ms": result.end_ms}))])])

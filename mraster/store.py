@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from filelock import FileLock
-
 log = logging.getLogger("mraster.store")
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
@@ -85,6 +83,8 @@ class JsonDocument:
         self._default = default
         self._migrations = migrations or {}
         self._shape = shape  # raises ValueError when a parsed document has the wrong shape
+        from filelock import FileLock  # (here: a backtest keeps its documents in memory)
+
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
 
     # -- public API -------------------------------------------------------------------------

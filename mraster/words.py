@@ -76,8 +76,13 @@ def fill(text: str, params: Mapping[str, Any], decimal: str = ".",
     decimals (a price of 0.00001234 stays whole; callers round what they mean to round) and
     the language's decimal sign; a value that is itself words (``Words`` or its dict) in the
     same language (``strings``: the catalogue's sentences)."""
-    return re.sub(r"\{(\w+)\}", lambda m: _plain(params[m.group(1)], decimal, strings or {})
-                  if m.group(1) in params else m.group(0), text)
+    if "{" not in text:  # nothing to fill (a backtest renders sentences on every step)
+        return text
+    return _FIELD.sub(lambda m: _plain(params[m.group(1)], decimal, strings or {})
+                      if m.group(1) in params else m.group(0), text)
+
+
+_FIELD = re.compile(r"\{(\w+)\}")
 
 
 def _plain(v: Any, decimal: str, strings: Mapping[str, str]) -> str:

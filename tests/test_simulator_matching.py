@@ -223,3 +223,44 @@ def test_a_stop_crossed_inside_a_candle_fills_at_its_price_and_a_gap_at_the_open
         fills.append(float(stop.avgPrice))
     assert fills[0] == pytest.approx(95.0, rel=1e-4)  # crossed on the way from 100 to 90
     assert fills[1] == pytest.approx(80.0, rel=1e-4)  # never traded between 90 and 80: the open
+
+
+def test_in_process_answers_are_fresh_and_an_order_read_while_open_reads_filled_later():
+    """A backtest's client asks the simulator for the same rows many times a step: the rows it
+    gets are its own (changing one changes no later answer), a repeated ``positionRisk`` is the
+    simulator's answer, and an open order's row, kept between reads, turns FILLED when the
+    order fills."""
+    from mraster.execution.paper import LocalExchange
+    from mraster.sim.market import BASE_MS, Market, Series, SimClock
+
+    t = 1_700_000_100_000 // BASE_MS * BASE_MS + BASE_MS * np.arange(4, dtype=np.int64)
+    o, c = np.array([100.0, 100.0, 90.0, 90.0]), np.array([100.0, 90.0, 90.0, 90.0])
+    market = Market([Series("TSTUSDT", "TST", "USDT", t, o, np.maximum(o, c), np.minimum(o, c),
+                            c, np.full(4, 1e6), tick=0.01, step=0.001)],
+                    SimClock(int(t[1]), manual=True))
+    sim = SimExchange(market)
+    ex = LocalExchange(sim, sole_client=True)
+
+    async def go():
+        await ex.new_order(symbol="TSTUSDT", side="BUY", type="MARKET", quantity="0.1",
+                           newClientOrderId="e-1")
+        await ex.new_order(symbol="TSTUSDT", side="SELL", type="STOP_MARKET", stopPrice="95",
+                           closePosition=True, newClientOrderId="s-1")
+        first = await ex.position_risk()
+        assert all(type(v) in (str, int, float, bool) for row in first for v in row.values())
+        first[0]["positionAmt"] = "999"
+        again = await ex.position_risk()
+        assert again == sim.handle_signed("paper", "GET", "positionRisk", {})
+        assert float(again[0]["positionAmt"]) == 0.1
+        acct = await ex.account()
+        acct["positions"][0]["positionAmt"] = "999"
+        assert float((await ex.account())["positions"][0]["positionAmt"]) == 0.1
+        (open_row,) = await ex.open_orders("TSTUSDT")
+        assert open_row["status"] == "NEW" and float(open_row["executedQty"]) == 0
+        sim.step(BASE_MS)  # the price falls through the stop
+        filled = await ex.query_order("TSTUSDT", client_id="s-1")
+        assert filled["status"] == "FILLED" and float(filled["executedQty"]) == 0.1
+        assert float(filled["avgPrice"]) == pytest.approx(95.0, rel=1e-4)
+        assert await ex.open_orders("TSTUSDT") == [] and open_row["status"] == "NEW"
+        assert float((await ex.position_risk())[0]["positionAmt"]) == 0
+    asyncio.run(go())

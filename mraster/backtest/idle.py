@@ -223,7 +223,7 @@ class IdleSteps:
         """Candidates whose symbol's sentinel label is red at their step (the engine skips them
         before the entry gate)."""
         red = np.zeros(len(step), bool)
-        for b in np.unique(step // BLOCK).tolist():
+        for b in sorted(set((step // BLOCK).tolist())):  # (np.unique loads numpy.ma: 10 ms)
             at = step // BLOCK == b
             red[at] = self._market(b)[0][step[at] - b * BLOCK, col[at]] == 2
         return red

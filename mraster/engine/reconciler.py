@@ -78,17 +78,18 @@ class Reconciler:
     def _remember_symbol_settings(self, rows: list[dict[str, Any]]) -> None:
         """Each symbol's leverage and margin mode as the exchange reports them, so a restarted
         bot sets them only where they differ from the user's (not once per symbol it enters)."""
-        for r in rows:
+        for r in rows:  # (known symbols skipped: every cycle hands in every symbol's row)
             sym = r.get("symbol")
             if not sym:
                 continue
-            try:
-                self.leverage_set.setdefault(sym, int(float(r["leverage"])))
-            except (KeyError, TypeError, ValueError):
-                pass
-            mode = str(r.get("marginType") or "").lower()
+            if sym not in self.leverage_set:
+                try:
+                    self.leverage_set[sym] = int(float(r["leverage"]))
+                except (KeyError, TypeError, ValueError):
+                    pass
+            mode = str(r.get("marginType") or "").lower() if sym not in self.margin_set else ""
             if mode:
-                self.margin_set.setdefault(sym, "crossed" if mode.startswith("cross") else "isolated")
+                self.margin_set[sym] = "crossed" if mode.startswith("cross") else "isolated"
 
     async def _sync_positions(self, res: CycleResult, now: int, rows: list[dict] | None = None
                               ) -> None:

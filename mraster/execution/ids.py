@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Container
+from functools import lru_cache
 
 SCHEME = "mra1"
 _RE = re.compile(r"^mra1-(E|S\d*|T\d*|X\d*(?:r\d+)?(?:p\d+)?)-([0-9a-z]+-[0-9a-f]{4})$")
@@ -68,8 +69,10 @@ def close_kind(kind: str) -> str | None:
     return m.group() if m else None
 
 
+@lru_cache(maxsize=4096)
 def parse(cid: str) -> tuple[str, str] | None:
-    """(kind, token) for our ids, None for anything else."""
+    """(kind, token) for our ids, None for anything else. (Remembered: every cycle's guard
+    and checks parse the ids of every open order again.)"""
     m = _RE.match(cid or "")
     return (m.group(1), m.group(2)) if m else None
 

@@ -108,6 +108,13 @@ def _fresh(x: Any) -> Any:
 _NESTED = (dict, list)
 
 
+def _copy(path: str, answer: Any) -> Any:
+    """``_fresh`` of a repeated read: ``positionRisk`` is a row of plain values per symbol
+    (``Matching.position_risk``), copied at C speed (the generic copy looked at every value
+    of every row: 50 µs a step at 56 symbols)."""
+    return list(map(dict.copy, answer)) if path == "positionRisk" else _fresh(answer)
+
+
 def _ids(symbol: str, order_id: int | None, client_id: str | None) -> dict[str, str]:
     p = {"symbol": symbol}
     if order_id:
@@ -147,7 +154,7 @@ class LocalExchange(_SignedMixin):
             moment = (self.sim.market.clock.now_ms(), self._writes)
             hit = self._snapshots.get(path)
             if hit is not None and hit[0] == moment:
-                return _fresh(hit[1])
+                return _copy(path, hit[1])
         try:
             out = self.sim.handle_signed(self.key, method, path, p)
         except SimError as e:
@@ -156,7 +163,7 @@ class LocalExchange(_SignedMixin):
             if method != "GET":
                 self._writes += 1  # refused or not: the next read asks the simulator
         if again:
-            self._snapshots[path] = (moment, _fresh(out))
+            self._snapshots[path] = (moment, _copy(path, out))
         if method != "GET" and self.persist:
             self.persist(self.sim.account(self.key).to_json())
         return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
 from mraster.exchange.rules import RuleViolation, SymbolRules
@@ -55,9 +55,13 @@ class Order:
     builderFeeRate: float = 0.0  # V3 builder fee, charged on top of the exchange's fee
 
     def to_api(self) -> dict[str, Any]:
-        done = self.__dict__.get("_api")  # a finished order never changes again
-        if done is not None:
-            return done  # shared: callers only read the rows (JSON out, bookings)
+        """The exchange's row, kept with the order: a backtest asks for every open order's on
+        every step. The simulator fills an order whole, so a row changes only when its order
+        finishes (status and update time, the key), and then never again."""
+        key = (self.status, self.updateTime, self.executedQty)
+        kept = self.__dict__.get("_api")
+        if kept is not None and kept[0] == key:
+            return kept[1]  # shared: callers only read the rows (JSON out, bookings)
         row = {
             "orderId": self.orderId, "symbol": self.symbol, "status": self.status,
             "clientOrderId": self.clientOrderId, "price": _s(self.price),
@@ -69,9 +73,16 @@ class Order:
             "stopPrice": _s(self.stopPrice), "workingType": self.workingType,
             "priceProtect": False, "time": self.time, "updateTime": self.updateTime,
         }
-        if self.status not in OPEN_STATES:
-            self._api = row
+        self._api = (key, row)
         return row
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields (``dataclasses.asdict`` without its deep copies: every field is a plain
+        value)."""
+        return {name: getattr(self, name) for name in ORDER_FIELDS}
+
+
+ORDER_FIELDS = tuple(f.name for f in fields(Order))
 
 
 @dataclass
@@ -80,6 +91,9 @@ class Position:
     entry: float = 0.0
     realized: float = 0.0
     update_time: int = 0
+
+
+_FLAT = Position()  # a symbol never traded (only read)
 
 
 @dataclass
@@ -114,7 +128,7 @@ class Account:
         return {"balance": self.balance,
                 "positions": {k: asdict(v) for k, v in self.positions.items() if v.amt},
                 "leverage": self.leverage, "margin_type": self.margin_type,
-                "orders": [asdict(o) for o in self.orders.values()][-2000:],
+                "orders": [o.as_dict() for o in self.orders.values()][-2000:],
                 "trades": self.trades[-2000:], "income": self.income[-2000:],
                 "next_id": self.next_id, "next_trade": self.next_trade,
                 "dual_side": self.dual_side, "builders": self.builders}
@@ -547,20 +561,26 @@ class Matching:
     def position_risk(self, acct: Account, symbol: str | None = None) -> list[dict[str, Any]]:
         rows = []
         for sym in ([symbol] if symbol else list(self.rules)):
-            pos = acct.positions.get(sym, Position())
-            mark = self.quote(sym)["mark"] if (pos.amt or symbol) else 0.0
+            pos = acct.positions.get(sym) or _FLAT
             lev = acct.leverage.get(sym, 20)
+            if pos.amt or symbol:
+                mark = self.quote(sym)["mark"]
+                mark_s, upnl, liq, notional = (
+                    _s(mark), _s((mark - pos.entry) * pos.amt),
+                    _s(self.liquidation_price(acct, sym)), _s(pos.amt * mark))
+            else:  # (the whole account's rows: most symbols are flat, their figures all 0)
+                mark_s = upnl = liq = notional = "0"
             rows.append({"symbol": sym, "positionAmt": _s(pos.amt) if pos.amt else "0.0",
                          "entryPrice": _s(pos.entry) if pos.amt else "0.0",
-                         "markPrice": _s(mark), "unRealizedProfit": _s((mark - pos.entry) * pos.amt),
-                         "liquidationPrice": _s(self.liquidation_price(acct, sym)),
+                         "markPrice": mark_s, "unRealizedProfit": upnl,
+                         "liquidationPrice": liq,
                          "leverage": str(lev),
                          "maxNotionalValue": "1000000",
                          "marginType": acct.margin_type.get(sym, "cross"),
                          "isolatedMargin": _s(isolated_margin(pos.entry, pos.amt, lev))
                          if pos.amt and acct.margin_type.get(sym) == "isolated" else "0.00000000",
                          "isAutoAddMargin": "false",
-                         "positionSide": "BOTH", "notional": _s(pos.amt * mark),
+                         "positionSide": "BOTH", "notional": notional,
                          "isolatedWallet": "0", "updateTime": pos.update_time})
         return rows
 
