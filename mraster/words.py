@@ -29,6 +29,8 @@ class Words:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
+        if all(type(v) in _KEYABLE for v in self.params.values()):
+            return _filled(self.template, tuple(self.params.items()))
         return fill(self.template, self.params)
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,9 +85,20 @@ def fill(text: str, params: Mapping[str, Any], decimal: str = ".",
 
 
 _FIELD = re.compile(r"\{(\w+)\}")
+# values whose equal ones are written alike (not floats: -0.0 equals 0.0; not bools: True
+# equals 1), so a sentence of them is written once: a backtest's playbook says the same few
+# sentences at every renewal
+_KEYABLE = frozenset((int, str))
+
+
+@lru_cache(maxsize=1024)
+def _filled(template: str, items: tuple[tuple[str, Any], ...]) -> str:
+    return fill(template, dict(items))
 
 
 def _plain(v: Any, decimal: str, strings: Mapping[str, str]) -> str:
+    if type(v) is str or type(v) is int:  # the most common values, before the slow ABC check
+        return str(v)
     if isinstance(v, Mapping) and "template" in v:
         v = Words.from_dict(v)
     if isinstance(v, Words):

@@ -161,3 +161,19 @@ def test_a_sentence_of_the_wrong_shape_is_said_as_far_as_it_goes():
     assert str(Words.from_dict({"template": "{x} left", "params": None})) == "{x} left"
     assert str(Words.from_dict({"template": 5})) == "5"
     assert speaker("de")("{m}", m={"template": "no {kind}", "params": []}) == "no {kind}"
+
+
+def test_a_sentence_written_again_reads_as_its_values_say():
+    """Sentences of whole numbers and words are written once and then remembered (a backtest's
+    playbook says the same few at every renewal): values that compare equal but read apart
+    never share a sentence."""
+    from mraster.words import words
+
+    for first, then, read in ((1, True, "True"), (True, 1, "1"), (0.0, -0.0, "-0"),
+                              (-0.0, 0.0, "0"), (2, 2.5, "2.5")):
+        assert str(words("{n} stop-outs", n=first)) != str(words("{n} stop-outs", n=then))
+        assert str(words("{n} stop-outs", n=then)) == f"{read} stop-outs"
+    assert str(words("{n} stop-outs in a row on {symbol}: it sits out", n=3,
+                     symbol="ETHBTC")) == "3 stop-outs in a row on ETHBTC: it sits out"
+    assert str(words("{a} and {b}", a=words("{c} lost", c=2), b="x")) == "2 lost and x"
+    assert str(words("no values")) == "no values"

@@ -63,3 +63,14 @@ def test_a_close_in_pieces_adds_up_and_every_piece_is_accepted(step, steps_held,
         r.check_qty(q, market=True)  # raises RuleViolation if the exchange would refuse it
     if qty <= r.market_max_qty:
         assert pieces == [qty]
+
+
+def test_a_price_rounded_again_is_rounded_on_its_own_symbols_tick():
+    """Roundings are remembered (every cycle rounds each position's brackets again): by tick,
+    direction and the price's type, never across symbols."""
+    fine, coarse = make(Decimal("0.01"), Decimal("1")), make(Decimal("0.5"), Decimal("1"))
+    for _ in range(2):
+        assert fine.round_price(101.26, "down") == Decimal("101.26")
+        assert coarse.round_price(101.26, "down") == Decimal("101.0")
+        assert coarse.round_price(101.26, "up") == Decimal("101.5")
+        assert str(fine.round_price(3, "nearest")) == str(fine.round_price(3.0)) == "3.00"

@@ -7,11 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import Any
 
 
 def D(x: Any) -> Decimal:
     return x if isinstance(x, Decimal) else Decimal(str(x))
+
+
+@lru_cache(maxsize=4096)
+def _on_tick(tick: Decimal, base: Decimal, kind: type, price: Any, direction: str) -> Decimal:
+    """``round_price``, remembered (by the price's type too: 1 and 1.0 are written apart): the
+    guard and its checks round each position's stop and take-profit again every cycle."""
+    mode = {"down": ROUND_FLOOR, "up": ROUND_CEILING, "nearest": ROUND_HALF_UP}[direction]
+    n = ((D(price) - base) / tick).to_integral_value(rounding=mode)
+    return (base + n * tick).quantize(tick)
 
 
 class RuleViolation(ValueError):
@@ -72,11 +82,7 @@ class SymbolRules:
     def round_price(self, price: Any, direction: str = "nearest") -> Decimal:
         """Round to the tick. ``down``/``up`` choose the side; brackets use the protective side
         (a long's stop rounds down, its take-profit up; a short's the other way)."""
-        mode = {"down": ROUND_FLOOR, "up": ROUND_CEILING, "nearest": ROUND_HALF_UP}[direction]
-        p = D(price)
-        base = self.min_price if self.min_price else Decimal(0)
-        n = ((p - base) / self.tick).to_integral_value(rounding=mode)
-        return (base + n * self.tick).quantize(self.tick)
+        return _on_tick(self.tick, self.min_price or Decimal(0), type(price), price, direction)
 
     def round_qty(self, qty: Any, market: bool = False) -> Decimal:
         """Round a quantity down to the step (never up: rounding up would exceed the user's risk)."""
