@@ -68,9 +68,9 @@ def build_features(ctx: Mapping[str, Any]) -> dict[str, Any]:
     if many:
         side = np.where(is_side(np.asarray(ctx.get("side")), "BUY"), 1.0, -1.0)
         agree = np.where(g("ltf_trend") == g("htf_trend"), 1.0, -1.0)
-    else:  # one decision: Python floats, the same IEEE arithmetic without numpy's cost per
-        # call on 0-d arrays (50 µs a decision; 0-d arrays were ±1 for the side, and every
-        # product with it one); numpy stays for tanh and log10
+    else:  # one decision: Python floats, the same IEEE arithmetic without the cost of numpy's
+        # 0-d arrays (the side was one, and so was every product with it: 50 µs a decision);
+        # tanh and log10 stay numpy's, so the features equal the bulk screen's to the bit
         sv = ctx.get("side")
         side = 1.0 if is_side(np.asarray(sv) if isinstance(sv, np.generic) else sv, "BUY") \
             else -1.0

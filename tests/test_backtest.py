@@ -740,7 +740,9 @@ def test_a_clean_file_reads_the_same_fast_as_line_by_line(tmp_path):
 
 def test_a_backtest_outside_ai_mode_loads_no_ai_copilots_http_client_or_pydantic(tmp_path):
     """The backtest CLI's start-up is part of every run (and of every optimiser worker): the
-    copilots, the postmortem, the news feed (httpx) and pydantic are loaded only in AI mode."""
+    copilots, the postmortem, the news feed (httpx) and pydantic are loaded only in AI mode;
+    filelock (a backtest's documents live in memory) and numpy.ma (which numpy's median loads on
+    its first call) never."""
     import subprocess
     import sys
 
@@ -749,8 +751,8 @@ def test_a_backtest_outside_ai_mode_loads_no_ai_copilots_http_client_or_pydantic
             "try:\n    runpy.run_module('mraster.backtest', run_name='__main__')\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'pydantic', "
-            "'openai') or m.startswith(('mraster.ai.copilots', 'mraster.ai.postmortem', "
-            "'mraster.ai.news', 'mraster.ai.plan'))))")
+            "'openai', 'filelock') or m == 'numpy.ma' or m.startswith(('mraster.ai.copilots', "
+            "'mraster.ai.postmortem', 'mraster.ai.news', 'mraster.ai.plan', 'numpy.ma.'))))")
     p = subprocess.run([sys.executable, "-c", code, str(DATA), str(tmp_path / "out")],
                        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
                        timeout=300)

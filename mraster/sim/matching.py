@@ -57,7 +57,7 @@ class Order:
     def to_api(self) -> dict[str, Any]:
         """The exchange's row, kept with the order: a backtest asks for every open order's on
         every step. The simulator fills an order whole, so a row changes only when its order
-        finishes (status and update time, the key), and then never again."""
+        finishes (its key: status, update time and executed quantity), then never again."""
         key = (self.status, self.updateTime, self.executedQty)
         kept = self.__dict__.get("_api")
         if kept is not None and kept[0] == key:
