@@ -4,34 +4,33 @@ machine's load does not move, so two commits can be compared where wall and CPU 
 
 python bench/instructions_bench.py [--against REV] [--only NAME]
 
-The scenarios of ``freqtrade_bench.py`` on the seven pairs (defaults and AI mode over 20 days,
-the actively trading configuration over 5) and 20 days of 56 symbols made as ``year_bench.py``
-makes its year (written once to ~/.cache/mraster-bench). Each is one whole ``python -m
-mraster.backtest`` process, imports and report included, run under callgrind: about 50× slower
-than without, one to four minutes. ``--against REV`` runs the same on a worktree of that commit,
-beside this checkout's (two processes at once: the counts do not depend on it), and prints the
-change. Compiled modules and parsed candles are made before anything is counted, so both count
-the same work. Repeated runs of the same code agree within 0.1 %.
+The scenarios of ``freqtrade_bench.py``: the seven pairs (defaults and AI mode over 20 days, the
+actively trading configuration over 5) and the histories made of their real days (320 days of
+seven symbols, 20 days of 56; written once to ~/.cache/mraster-bench as ``year_bench.py`` makes
+its year). Each is one whole ``python -m mraster.backtest`` process, imports and report
+included, run under callgrind: about 50× slower than without, one to four minutes each.
+``--against REV`` runs the same on a worktree of that commit, beside this
+checkout's (two processes at once: the counts do not depend on it), and prints the change.
+Compiled modules and parsed candles are made before anything is counted, so both count the
+same work. Repeated runs of the same code agree within 0.1 %.
 
 Needs valgrind (Debian: ``apt install valgrind``).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
-from freqtrade_bench import DATA, SCENARIOS  # (bench/ is this script's folder)
-from year_bench import START_MS, make_year
+from freqtrade_bench import DATA, ENV, MADE, SCENARIOS  # (bench/ is this script's folder)
+from year_bench import make_year
 
 ROOT = Path(__file__).resolve().parents[1]
-MADE = Path.home() / ".cache" / "mraster-bench" / "data-56-symbols-20-days"
+CACHE = Path.home() / ".cache" / "mraster-bench"
 WARM = """
 import sys; sys.path.insert(0, {root!r})
 from pathlib import Path
@@ -41,26 +40,21 @@ replay_market(Path({data!r}))
 """
 
 
-def scenarios() -> list[tuple[str, Path, list[str]]]:
-    """(name, data folder, CLI arguments after it)."""
-    out = [(name, DATA, ["--from", first, "--to", last, *over])
-           for name, over, first, last, made in SCENARIOS if made is None]
-    if len(list(MADE.glob("*-5m.csv"))) != 56:
-        make_year(DATA, MADE, 56, 20)
-    start = START_MS // 86_400_000
-    out.append(("56 symbols, 20 days", MADE, [
-        "--from", _day(start), "--to", _day(start + 20)]))
-    return out
+def data_for(made: str | None) -> Path:
+    """The scenario's candles: the seven pairs, or a made history (written once)."""
+    if made is None:
+        return DATA
+    symbols, days = MADE[made]
+    folder = CACHE / f"data-{symbols}-symbols-{days}-days"
+    if len(list(folder.glob("*-5m.csv"))) != symbols:
+        make_year(DATA, folder, symbols, days)
+    return folder
 
 
-def _day(d: int) -> str:
-    return datetime.fromtimestamp(d * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
-
-
-def counting(root: Path, data: Path, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    out = tempfile.mkdtemp()
+def counting(root: Path, data: Path, args: list[str], env: dict[str, str], out: Path
+             ) -> subprocess.Popen:
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-           sys.executable, "-m", "mraster.backtest", "--data", str(data), *args, "--out", out]
+           sys.executable, "-m", "mraster.backtest", "--data", str(data), *args, "--out", str(out)]
     return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
@@ -80,10 +74,13 @@ def main() -> None:
     a = ap.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt install valgrind)")
+    if a.against and subprocess.run(["git", "rev-parse", "--verify", "-q",
+                                     f"{a.against}^{{commit}}"], cwd=ROOT,
+                                    capture_output=True).returncode:
+        sys.exit(f"--against {a.against}: no such commit in {ROOT}")
     with tempfile.TemporaryDirectory() as tmp:
-        # compiled modules kept, parsed candles in a cache of this bench's own
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
+        # compiled modules kept (ENV), parsed candles in a cache of this bench's own
+        env = {**ENV, "XDG_CACHE_HOME": str(Path(tmp) / "cache")}
         env.pop("MRASTER_CANDLE_CACHE", None)
         roots = [ROOT]
         if a.against:
@@ -92,14 +89,17 @@ def main() -> None:
                            cwd=ROOT, check=True)
             roots.insert(0, other)
         try:
-            for name, data, args in scenarios():
+            for name, overrides, first, last, made in SCENARIOS:
                 if a.only not in name:
                     continue
+                data = data_for(made)
+                args = ["--from", first, "--to", last, *overrides]
                 for root in roots:
                     subprocess.run([sys.executable, "-c", WARM.format(root=str(root),
                                                                       data=str(data))],
                                    env=env, check=True)
-                runs = [counting(root, data, args, env) for root in roots]
+                runs = [counting(root, data, args, env, Path(tmp) / f"out-{k}")
+                        for k, root in enumerate(roots)]
                 counts = [collected(p) for p in runs]
                 line = f"{name}: {counts[-1] / 1e9:.3f} G instructions"
                 if a.against:

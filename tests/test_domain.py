@@ -127,3 +127,19 @@ def test_orders_say_what_the_exchange_needs_and_nothing_else():
     assert entry.params() == {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
                               "newClientOrderId": "mra1-E-t", "quantity": "0.012",
                               "newOrderRespType": "RESULT"}
+
+
+def test_an_order_id_of_the_wrong_shape_is_no_order_of_the_bot():
+    """Client ids are remembered once parsed (every cycle parses those of every open order);
+    an answer holding an id that is no string (a list, a number, null) is simply not the
+    bot's, twice in a row, instead of failing the cycle."""
+    from mraster.execution import ids
+
+    cid = ids.order_id("S", ids.new_token(1_700_000_000_000, "7f3c"))
+    for _ in range(2):
+        assert ids.parse(cid) == ("S", cid.split("-", 2)[2])
+        assert ids.parse(cid.upper()) is None and ids.parse("") is None
+        for odd in (None, 7, ["mra1-S-x-7f3c"], {"id": cid}):
+            assert ids.parse(odd) is None
+            assert ids.bracket_kind({"clientOrderId": odd, "type": "STOP_MARKET",
+                                     "closePosition": True}) == "stop"  # hand-placed: a stop

@@ -69,11 +69,16 @@ def close_kind(kind: str) -> str | None:
     return m.group() if m else None
 
 
-@lru_cache(maxsize=4096)
 def parse(cid: str) -> tuple[str, str] | None:
-    """(kind, token) for our ids, None for anything else. (Remembered: every cycle's guard
-    and checks parse the ids of every open order again.)"""
-    m = _RE.match(cid or "")
+    """(kind, token) for our ids, None for anything else — also for an id that is no string
+    (an answer of the wrong shape)."""
+    return _parse(cid) if isinstance(cid, str) else None
+
+
+@lru_cache(maxsize=4096)
+def _parse(cid: str) -> tuple[str, str] | None:
+    """(Remembered: every cycle's guard and checks parse the ids of every open order again.)"""
+    m = _RE.match(cid)
     return (m.group(1), m.group(2)) if m else None
 
 
