@@ -155,6 +155,10 @@ def test_report_files_and_figures(tmp_path, capsys):
     points = [json.loads(m[1]) for m in re.finditer(r"^\s*(?:\"equity_curve\": \[)?(\[.*?\])",
                                                       text, re.M) if "," in m[1]]
     assert points == rep["equity_curve"] and len(points) == rep["candles_per_symbol"]
+    # ...and a trade per line (an indented trade took 18 lines and most of the writing time)
+    lines = [json.loads(m[1]) for m in re.finditer(r'^\s*(?:"trades": \[)?(\{"symbol".*\})[,\]]*$',
+                                                     text, re.M)]
+    assert lines == rep["trades"] and len(lines) == sm["trades"] > 0
     html = (tmp_path / "out" / "report.html").read_text()
     assert "<svg" in html
     # the account is kept in the pairs' quote currency, and the report says which
@@ -462,6 +466,13 @@ def test_ai_mode_skips_idle_steps_and_changes_nothing(monkeypatch):
         tightenings.add(tuple(sorted(tighten)))
         return screened(self, tighten)
     monkeypatch.setattr(idle.IdleSteps, "_screened", spy)
+    pm_rows, build = [], idle.build_features
+
+    def counted(ctx):  # the real features; the inputs of a symbol's postmortem row kept
+        if set(ctx) == {"pm_edge", "pm_mae", "pm_exit_eff", "pm_slippage"}:
+            pm_rows.append(repr(ctx))
+        return build(ctx)
+    monkeypatch.setattr(idle, "build_features", counted)
     fast, full = both_ways({**defaults(), "ASTER_AI_MODE": True}, SEVEN)
     assert len(full.state["history"]) >= 20, "the slice should trade"
     assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
@@ -481,6 +492,10 @@ def test_ai_mode_skips_idle_steps_and_changes_nothing(monkeypatch):
     # the engine runs while positions are held: half the slice, now that the alpha model keeps
     # learning from the signals it vetoed and lets some through again
     assert fast.engine_steps < full.steps / 2
+    # the postmortem rows are worked out again only once a trade changed their inputs (they
+    # were at every stretch the walk took, three times as often)
+    built = [tuple(pm_rows[k:k + len(SEVEN)]) for k in range(0, len(pm_rows), len(SEVEN))]
+    assert len(built) > 10 and all(a != b for a, b in zip(built, built[1:]))
 
 
 @pytest.mark.parametrize("symbols", [SEVEN, ["XRPUSDT"]])

@@ -189,6 +189,7 @@ class IdleSteps:
         self._settles: dict[tuple[str, int], tuple[int, float | None, int]] = {}
         self.screens: dict[tuple, Screened] = {}  # per tightening of the filters
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # see _market
+        self._pm: tuple[str, np.ndarray] | None = None  # see _pm_rows
 
     def _screened(self, tighten: Mapping[str, float]) -> Screened:
         key = tuple(sorted(tighten.items()))
@@ -259,11 +260,16 @@ class IdleSteps:
         return max(end, lo + 1), pb, renewed
 
     def _pm_rows(self) -> np.ndarray | None:
-        """Each symbol's postmortem inputs as policy features (constant until a trade closes)."""
+        """Each symbol's postmortem inputs as policy features. They change only when a trade
+        closes, and the walk asks at every stretch (a third of AI mode's walk went on working
+        out the same rows): kept under the inputs as written (``repr`` tells −0.0 from 0.0)."""
         if self.copilots is None:
             return None
-        return np.array([vectorize(build_features(self.copilots.pm_inputs(sym)))
-                         for sym in self.symbols])
+        inputs = [self.copilots.pm_inputs(sym) for sym in self.symbols]
+        key = repr(inputs)
+        if self._pm is None or self._pm[0] != key:
+            self._pm = key, np.array([vectorize(build_features(x)) for x in inputs])
+        return self._pm[1]
 
     def known(self, step: int, tighten: Mapping[str, float]) -> dict[str, str]:
         """The skip reasons the screen gives at ``step`` (an engine step) under the playbook's
