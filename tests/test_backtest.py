@@ -155,7 +155,7 @@ def test_report_files_and_figures(tmp_path, capsys):
     points = [json.loads(m[1]) for m in re.finditer(r"^\s*(?:\"equity_curve\": \[)?(\[.*?\])",
                                                       text, re.M) if "," in m[1]]
     assert points == rep["equity_curve"] and len(points) == rep["candles_per_symbol"]
-    # ...and a trade per line (an indented trade took 18 lines and most of the writing time)
+    # ...and a trade per line (an indented trade took 16 lines)
     lines = [json.loads(m[1]) for m in re.finditer(r'^\s*(?:"trades": \[)?(\{"symbol".*\})[,\]]*$',
                                                      text, re.M)]
     assert lines == rep["trades"] and len(lines) == sm["trades"] > 0
@@ -493,7 +493,7 @@ def test_ai_mode_skips_idle_steps_and_changes_nothing(monkeypatch):
     # learning from the signals it vetoed and lets some through again
     assert fast.engine_steps < full.steps / 2
     # the postmortem rows are worked out again only once a trade changed their inputs (they
-    # were at every stretch the walk took, three times as often)
+    # were at every stretch the walk took: 2.6 times as many in this slice)
     built = [tuple(pm_rows[k:k + len(SEVEN)]) for k in range(0, len(pm_rows), len(SEVEN))]
     assert len(built) > 10 and all(a != b for a, b in zip(built, built[1:]))
 

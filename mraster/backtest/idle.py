@@ -261,7 +261,7 @@ class IdleSteps:
 
     def _pm_rows(self) -> np.ndarray | None:
         """Each symbol's postmortem inputs as policy features. They change only when a trade
-        closes, and the walk asks at every stretch (a third of AI mode's walk went on working
+        closes, and the walk asks at every stretch (a sixth of AI mode's walk went on working
         out the same rows): kept under the inputs as written (``repr`` tells −0.0 from 0.0)."""
         if self.copilots is None:
             return None
