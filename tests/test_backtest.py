@@ -753,27 +753,33 @@ def test_a_clean_file_reads_the_same_fast_as_line_by_line(tmp_path):
     assert _parse_clean(unsorted) is None  # bad files go the slow way, which names the line
 
 
-def test_a_backtest_outside_ai_mode_loads_no_ai_copilots_http_client_or_pydantic(tmp_path):
+@pytest.mark.parametrize("ai_mode", [False, True])
+def test_a_backtest_loads_no_http_client_or_pydantic_and_copilots_only_in_ai_mode(tmp_path, ai_mode):
     """The backtest CLI's start-up is part of every run (and of every optimiser worker): the
-    copilots, the postmortem, the news feed (httpx) and pydantic are loaded only in AI mode;
-    filelock (a backtest's documents live in memory) and numpy.ma (which numpy's median loads on
-    its first call) never."""
+    copilots and the postmortem are loaded only in AI mode; the news feed (httpx), pydantic and
+    the openai client only with an LLM (a backtest has none: its copilots are the rule-based
+    ones; pydantic alone was 80 ms of AI mode's start); filelock (a backtest's documents live in
+    memory) and numpy.ma (which numpy's median loads on its first call) never."""
     import subprocess
     import sys
 
     code = ("import sys, runpy; sys.argv = ['mraster.backtest', '--data', sys.argv[1], "
-            "'--symbols', 'ETHBTC', '--from', '2018-01-25', '--out', sys.argv[2]]\n"
+            "'--symbols', 'ETHBTC', '--from', '2018-01-25', '--out', sys.argv[2], *sys.argv[3:]]\n"
             "try:\n    runpy.run_module('mraster.backtest', run_name='__main__')\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('httpx', 'pydantic', "
             "'openai', 'filelock') or m == 'numpy.ma' or m.startswith(('mraster.ai.copilots', "
-            "'mraster.ai.postmortem', 'mraster.ai.news', 'mraster.ai.plan', 'numpy.ma.'))))")
-    p = subprocess.run([sys.executable, "-c", code, str(DATA), str(tmp_path / "out")],
+            "'mraster.ai.postmortem', 'mraster.ai.news', 'mraster.ai.plan', 'mraster.ai.answers', "
+            "'mraster.ai.llm', 'numpy.ma.'))))")
+    p = subprocess.run([sys.executable, "-c", code, str(DATA), str(tmp_path / "out"),
+                        *(["ASTER_AI_MODE=true"] if ai_mode else [])],
                        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert p.stdout.strip().splitlines()[-1] == "[]"
-    assert (tmp_path / "out" / "report.json").exists()
+    loaded = p.stdout.strip().splitlines()[-1]
+    assert loaded == ("['mraster.ai.copilots', 'mraster.ai.postmortem']" if ai_mode else "[]")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["settings"]["ASTER_AI_MODE"] is ai_mode
 
 
 def test_an_alpha_model_that_vetoes_everything_keeps_learning_and_trades_again():

@@ -13,15 +13,17 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from mraster.ai import playbook as PB
 from mraster.ai import postmortem as PM
 from mraster.ai import tuner as TU
 from mraster.ai.budget import DailyBudget
-from mraster.ai.calls import paid_call
-from mraster.ai.llm import LLMClient
 from mraster.words import words
+
+if TYPE_CHECKING:
+    from mraster.ai.calls import Answer
+    from mraster.ai.llm import LLMClient
 
 log = logging.getLogger("mraster.ai")
 TRADES_KEPT, REVIEWS_KEPT, LOG_KEPT = 220, 50, 50
@@ -90,8 +92,7 @@ class Copilots:
             self._spawn(self._llm_playbook(ov, now_ms))
 
     async def _llm_playbook(self, ov: dict[str, Any], now_ms: int) -> None:
-        ans = await paid_call(self.llm, self.budget, PB.SYSTEM, json.dumps(ov), PB.LLMPlaybook,
-                              "playbook")
+        ans = await self._paid(PB.SYSTEM, json.dumps(ov), "LLMPlaybook", "playbook")
         if ans.value is None:
             self._llm_failed("playbook", ans.why)
             return
@@ -125,7 +126,7 @@ class Copilots:
                                                       "take_profit", "r", "reason", "opened_at",
                                                       "closed_at", "fees", "funding")})
         try:
-            ans = await paid_call(self.llm, self.budget, PM.SYSTEM, user, PM.Review, "postmortem")
+            ans = await self._paid(PM.SYSTEM, user, "Review", "postmortem")
         except asyncio.CancelledError:
             self._learn(review)  # the bot is stopping: the trade is still learned, by the rules
             raise
@@ -152,7 +153,7 @@ class Copilots:
         recent = self.book["trades"][-TU.WINDOW:]
         user = json.dumps({"rules": {k: rules[k] for k in ("size_bias", "sl_bias", "tp_bias")},
                            "trades": recent})
-        ans = await paid_call(self.llm, self.budget, TU.SYSTEM, user, TU.Suggestion, "tuning")
+        ans = await self._paid(TU.SYSTEM, user, "Suggestion", "tuning")
         if ans.value is None:
             self._llm_failed("tuning", ans.why)
             return
@@ -168,6 +169,14 @@ class Copilots:
         self.emit("tuning", **entry)
 
     # -- plumbing ---------------------------------------------------------------------------------
+    async def _paid(self, system: str, user: str, shape: str, kind: str) -> Answer:
+        """One paid call for a reply of the shape ``answers.<shape>``. The shapes (pydantic) and
+        the client load here, with the first call: the rule-based copilots never need them."""
+        from mraster.ai import answers
+        from mraster.ai.calls import paid_call
+
+        return await paid_call(self.llm, self.budget, system, user, getattr(answers, shape), kind)
+
     def _llm_failed(self, kind: str, why: str) -> None:
         """The rules stand in; the AI tab says why (the budget used up is expected, not a notice)."""
         self.book["llm_problem"] = {"time": int(time.time() * 1000), "kind": kind, "why": why}

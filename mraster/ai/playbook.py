@@ -16,11 +16,12 @@ playbook may propose the same, clamped alike.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
-
-from pydantic import BaseModel, Field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from mraster.words import Words, words
+
+if TYPE_CHECKING:
+    from mraster.ai.answers import LLMPlaybook
 
 SIZE_RANGE = (0.3, 1.0)
 BLOCK_HOURS_MAX = 24.0
@@ -41,23 +42,6 @@ SYSTEM = ("You keep the trading playbook of a crypto perpetual-futures bot. From
           "ASTER_FUNDING_MAX_LONG, ASTER_FUNDING_MAX_SHORT (factors 0.5..1) or ASTER_MIN_EDGE_R "
           "(added 0..0.5), \"bias\": {\"sl\": n, \"tp\": n} stop and target distance factors "
           "(0.8..1.25), \"note\": string of at most 40 words}.")
-
-
-class LLMBlock(BaseModel):
-    side: str | None = Field(None, pattern="^(BUY|SELL)$")
-    symbol: str | None = Field(None, max_length=30)
-    hours: float = Field(ge=0, le=1000)
-    reason: str = Field("", max_length=300)
-
-
-class LLMPlaybook(BaseModel):
-    regime: str = Field(pattern="^(bullish|bearish|mixed|shock)$")
-    directives: list[str] = Field(default_factory=list, max_length=8)
-    size_factor: dict[str, float] = Field(default_factory=dict)
-    blocks: list[LLMBlock] = Field(default_factory=list, max_length=8)
-    bias: dict[str, float] = Field(default_factory=dict)
-    tighten: dict[str, float] = Field(default_factory=dict)
-    note: str = Field("", max_length=600)
 
 
 def overview(market: Mapping[str, Mapping[str, Any]], labels: Mapping[str, Mapping[str, Any]],

@@ -13,11 +13,12 @@ advisor sees in full and the bandit as ``pm_mae``, ``pm_exit_eff`` and ``pm_slip
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
-
-from pydantic import BaseModel, Field
+from typing import TYPE_CHECKING, Any, Mapping
 
 from mraster.words import Fixed, words
+
+if TYPE_CHECKING:
+    from mraster.ai.answers import Review
 
 DECAY = 0.8          # weight of the previous value in the per-symbol averages
 # the measured features, averaged per symbol (name: what it is)
@@ -39,11 +40,6 @@ QUICK_MINUTES = 15   # a stop-out sooner than this counts as a quick one
 SYSTEM = ("You review one closed crypto perpetual-futures trade of a risk-managed bot. Reply with "
           "one JSON object: {\"score\": number -1..1 (how good the decision was, not just the "
           "outcome), \"lesson\": string of at most 30 words for the next trade on this symbol}.")
-
-
-class Review(BaseModel):
-    score: float = Field(ge=-1, le=1)
-    lesson: str = Field(max_length=400)
 
 
 def measure(trade: Mapping[str, Any], candles: Any = None, quote: float | None = None

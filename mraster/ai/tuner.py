@@ -10,9 +10,10 @@ ranges and logged.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from pydantic import BaseModel, Field
+if TYPE_CHECKING:
+    from mraster.ai.answers import Suggestion
 
 WINDOW = 90
 LLM_EVERY_MS = 30 * 60_000
@@ -23,13 +24,6 @@ NEUTRAL = {"size_bias": {"S": 1.0, "M": 1.0, "L": 1.0}, "sl_bias": 1.0, "tp_bias
 SYSTEM = ("You tune a crypto futures bot from its recent trades. Reply with one JSON object: "
           "{\"size_bias\": {\"S\": n, \"M\": n, \"L\": n} (0.5..1), \"sl_bias\": n (0.8..1), "
           "\"tp_bias\": n (0.8..1.3), \"note\": string of at most 40 words}.")
-
-
-class Suggestion(BaseModel):
-    size_bias: dict[str, float] = Field(default_factory=dict)
-    sl_bias: float = 1.0
-    tp_bias: float = 1.0
-    note: str = Field("", max_length=600)
 
 
 def _clamp(x: float, lo_hi: tuple[float, float]) -> float:
