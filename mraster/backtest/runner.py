@@ -10,6 +10,7 @@ The engine sees only candles closed at the step's time, like the live bot: no lo
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from array import array
 from collections.abc import Iterator, Sequence
@@ -151,6 +152,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     queue = MemoryDocument(default=lambda: {"items": {}})
     engine = Engine(ex, s, state, queue, lambda *a, **k: None)
     engine.charts_enabled = False  # nobody looks at the dashboard's chart during a replay
+    tags = itertools.count()  # client ids as the run's own sequence: a run again writes the same
+    engine.token_tags = lambda: f"{next(tags) % 0x10000:04x}"
     data = ReplayData(market, s["ASTER_INTERVAL"], s["ASTER_HTF_INTERVAL"])
     if data.ok:
         engine.data = data

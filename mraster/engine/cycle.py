@@ -87,6 +87,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.known_skips: Callable[[int], Mapping[str, str]] | None = None
         # ...and the replay's quotes at the step, when the step may take them from there
         self.replayed_quotes: Callable[[], Quotes | None] | None = None
+        # a position token's 4-hex tag (``ids.new_token``): random live (unique across
+        # restarts); a backtest's own sequence, so the same run writes the same client ids
+        self.token_tags: Callable[[], str] | None = None
         self._feature_cache: dict[str, tuple] = {}
         self.advisor = None  # mraster.ai.advisor.Advisor when AI mode is on (set by the runner)
         self.copilots = None  # mraster.ai.copilots.Copilots in AI mode (set by the runner)

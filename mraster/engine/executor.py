@@ -147,7 +147,8 @@ class Executor:
         at, issued = self._issued
         if at != now:
             self._issued = (now, issued := set())
-        token = ids.new_token(now, taken=issued | set(self.state["positions"]))
+        token = ids.new_token(now, self.token_tags() if self.token_tags is not None else None,
+                              taken=issued | set(self.state["positions"]))
         issued.add(token)
         cid = ids.order_id("E", token)
         pos = Position(token=token, symbol=sym, side=it.side, status=PositionStatus.PENDING,

@@ -261,7 +261,7 @@ class PaperExchange(_SignedMixin):
         if self.matching is None:
             return
         now = self.now_ms()
-        for sym in {o.symbol for o in self.acct.open_orders()}:
+        for sym in dict.fromkeys(o.symbol for o in self.acct.open_orders()):  # (as the simulator)
             if sym in self.quotes and "bid" in self.quotes[sym]:
                 q = self._quote(sym)
                 last = q["last"]

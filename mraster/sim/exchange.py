@@ -91,7 +91,10 @@ class SimExchange:
                 return  # the clock has not moved: nothing can have triggered since
             self._advanced_at = now
             for acct in self.accounts.values():
-                for sym in {o.symbol for o in acct.open_orders()}:
+                # symbols in the order of their oldest open order: a set's order changed with
+                # each process's string hashing, and with it which stop filled first (the
+                # fills' ids, and a cross-margin account's balance at the next symbol's fill)
+                for sym in dict.fromkeys(o.symbol for o in acct.open_orders()):
                     t0 = self._last_eval.get(sym, now)
                     lo, hi = self.market.range_between(sym, min(t0, now), now)
                     self.matching.evaluate(
