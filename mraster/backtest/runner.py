@@ -152,7 +152,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     queue = MemoryDocument(default=lambda: {"items": {}})
     engine = Engine(ex, s, state, queue, lambda *a, **k: None)
     engine.charts_enabled = False  # nobody looks at the dashboard's chart during a replay
-    tags = itertools.count()  # client ids as the run's own sequence: a run again writes the same
+    tags = itertools.count()  # the tags of the run's client ids: a run again writes the same ids
     engine.token_tags = lambda: f"{next(tags) % 0x10000:04x}"
     data = ReplayData(market, s["ASTER_INTERVAL"], s["ASTER_HTF_INTERVAL"])
     if data.ok:
