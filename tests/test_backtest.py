@@ -759,7 +759,7 @@ def test_a_backtest_loads_no_http_client_or_pydantic_and_copilots_only_in_ai_mod
     """The backtest CLI's start-up is part of every run (and of every optimiser worker): the
     copilots and the postmortem are loaded only in AI mode; the news feed (httpx), pydantic and
     the openai client only with an LLM (a backtest has none: its copilots are the rule-based
-    ones; pydantic alone was 80 ms of AI mode's start); filelock (a backtest's documents live in
+    ones; pydantic and the client were 65 ms of AI mode's start); filelock (a backtest's documents live in
     memory) and numpy.ma (which numpy's median loads on its first call) never."""
     import subprocess
     import sys

@@ -1,7 +1,7 @@
 """The shapes a copilot's LLM reply must have before any of it is used (pydantic models).
 
 Kept apart from the rule-based copilots, which need none of this: AI mode without an LLM (every
-backtest's) then loads neither pydantic nor the LLM client, about 80 ms of each run's start.
+backtest's) then loads neither pydantic nor the LLM client, about 65 ms of each run's start.
 """
 from __future__ import annotations
 
