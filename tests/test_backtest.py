@@ -301,18 +301,23 @@ def test_skipping_idle_steps_changes_nothing(symbols, overrides, monkeypatch):
 def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, monkeypatch):
     """On the steps the engine runs, a symbol the bulk screen skips for a reason of its own (no
     signal, a market filter, the edge) is booked with that reason: no candles, features or
-    screen are worked out for it again. The run's outcome is that of running every step in
-    full (in AI mode too, under the playbook's tightening), and its last step decides every
+    screen are worked out for it again; a candidate it passed goes on to the entry gate and the
+    policy with the bulk screen's answer (the same numbers), not screened again. The run's
+    outcome is that of running every step in full (in AI mode too, under the playbook's
+    tightening), and its last step decides every
     symbol itself, so the final decisions keep their figures. Without AI mode's playbook (which
     reads every label), those symbols' sentinel labels are not worked out either. The steps'
     quotes come from the walk's blocks: no ticker, book or premium rows are made and parsed."""
     from mraster.backtest.data import ReplayData
+    from mraster.engine import cycle
 
     asked: dict[ReplayData, int] = {}  # per run (its own replay data, kept alive here)
     labelled: dict[ReplayData, int] = {}
     read: dict[SimExchange, int] = {}  # bulk ticker reads per run (its own simulator)
+    screened: list[int] = []  # symbols the engine's steps screened, per run (as they start)
     features, sentinel_label = ReplayData.features, ReplayData.sentinel_label
     ticker_24h = SimExchange.ticker_24h
+    screen_each, init = cycle.screen_each, ReplayData.__init__
 
     def counted(self, sym, *args, **kwargs):  # the real features, counted
         asked[self] = asked.get(self, 0) + 1
@@ -326,7 +331,17 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
         read[self] = read.get(self, 0) + (symbol is None)
         return ticker_24h(self, symbol)
 
+    def counted_screen(pairs, s):  # the real screen, counted for the run under way
+        screened[-1] += len(pairs)
+        return screen_each(pairs, s)
+
+    def started(self, *args, **kwargs):  # a run makes its replay data first
+        screened.append(0)
+        init(self, *args, **kwargs)
+
     monkeypatch.setattr(ReplayData, "features", counted)
+    monkeypatch.setattr(cycle, "screen_each", counted_screen)
+    monkeypatch.setattr(ReplayData, "__init__", started)
     monkeypatch.setattr(ReplayData, "sentinel_label", counted_label)
     monkeypatch.setattr(SimExchange, "ticker_24h", counted_ticker)
     s = {**defaults(), **overrides}
@@ -349,8 +364,11 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     assert fast.state["policy"] == full.state["policy"]
     assert fast.state["decisions"] == full.state["decisions"]
     assert any("rsi" in d for d in fast.state["decisions"].values())
-    # most symbols on the engine's steps were the screen's to skip
-    assert fast_asked < 0.6 * fast.engine_steps * len(SYMBOLS)
+    # the candidates it passed come with their screen: only the first step (before the walk
+    # starts) and the last (which decides everything itself) screen symbols
+    fast_screened, full_screened = screened
+    assert fast_screened <= 2 * len(SYMBOLS) < fast.engine_steps
+    assert full_screened > 0.9 * full.steps * len(SYMBOLS)
 
 
 @pytest.mark.parametrize("interval,trend", [("6h", "1d"), ("1d", "1d"), ("15m", "4h")])

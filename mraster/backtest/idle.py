@@ -37,8 +37,8 @@ from mraster.backtest.data import ReplayData
 from mraster.backtest.quotes import ReplayQuotes
 from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
-from mraster.strategy.filters import REASON_CODES, Snapshot, market_filters
-from mraster.strategy.screen import edge, policy_context, screen
+from mraster.strategy.filters import REASON_CODES, Snapshot, market_filters, side_names
+from mraster.strategy.screen import Screen, edge, policy_context, screen
 from mraster.strategy.signals import rsi_signal
 
 ENGINE = "engine"  # marks a symbol's step that only the engine can decide
@@ -69,6 +69,7 @@ class Screened:
         self.cand_sym = np.zeros(0, np.int64)  # their symbol (a column of ``reasons``)
         self.cand_x = np.zeros((0, len(FEATURES)))  # their policy features
         self.cand_lv = np.zeros((0, 3))  # their price, ATR and spread (a vetoed one's shadow)
+        self.cand_sc = np.zeros((0, 3))  # their screen: side code, win probability, expected R
         self.engine_steps = np.zeros(0, np.int64)  # steps only the engine can decide, so far
 
     def ensure(self, lo: int, hi: int) -> None:
@@ -81,16 +82,17 @@ class Screened:
     def _screen_block(self, lo: int, hi: int) -> None:
         times = self.times[lo:hi]
         reasons = self.reasons[lo // BLOCK] = np.zeros((hi - lo, len(self.symbols)), np.uint8)
-        steps, syms, rows, lvs = [], [], [], []
+        steps, syms, rows, lvs, scs = [], [], [], [], []
         for col in range(len(self.symbols)):
-            codes, cand, x, lv = self._screen_symbol(col, times,
-                                                     self.quotes.of_symbol(lo // BLOCK, col))
+            codes, cand, x, lv, sc = self._screen_symbol(col, times,
+                                                         self.quotes.of_symbol(lo // BLOCK, col))
             reasons[:, col] = codes
             if len(cand):
                 steps.append(cand + lo)
                 syms.append(np.full(len(cand), col))
                 rows.append(x)
                 lvs.append(lv)
+                scs.append(sc)
         busy = lo + np.flatnonzero((reasons == CODE[ENGINE]).any(axis=1))
         self.engine_steps = np.concatenate([self.engine_steps, busy])
         if not steps:
@@ -102,8 +104,9 @@ class Screened:
         keep = len(self.cand_step)
         at = np.empty_like(order)  # each new row's place
         at[order] = keep + np.arange(len(order))
-        self.cand_x, self.cand_lv = (self._placed(old, parts, at)
-                                     for old, parts in ((self.cand_x, rows), (self.cand_lv, lvs)))
+        self.cand_x, self.cand_lv, self.cand_sc = (
+            self._placed(old, parts, at) for old, parts in
+            ((self.cand_x, rows), (self.cand_lv, lvs), (self.cand_sc, scs)))
         self.cand_step = np.concatenate([self.cand_step, step[order]])
         self.cand_sym = np.concatenate([self.cand_sym, np.concatenate(syms)[order]])
 
@@ -121,9 +124,11 @@ class Screened:
         return out
 
     def _screen_symbol(self, col: int, times: np.ndarray, q: Mapping[str, np.ndarray]
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None,
+                                  np.ndarray | None]:
         """One symbol's reason codes at ``times`` (its quotes there: ``q``), its candidates,
-        their policy features and their price, ATR and spread."""
+        their policy features, their price, ATR and spread, and their screen (side code, win
+        probability, expected R)."""
         data, s, sym = self.data, self.s, self.symbols[col]
         f, ok, rows = data.feature_table(sym, times)
         snap = Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
@@ -144,10 +149,11 @@ class Screened:
                          np.uint8(CODE["min_qvol"]))
         cand = np.flatnonzero(codes == 0)
         if not len(cand):
-            return codes, cand, None, None
+            return codes, cand, None, None, None
         ctx = {k: np.asarray(v)[cand] for k, v in policy_context(f, snap, sc).items()}
         return codes, cand, vectorize(build_features(ctx)), \
-            np.column_stack([ctx["price"], ctx["atr"], ctx["spread"]])
+            np.column_stack([ctx["price"], ctx["atr"], ctx["spread"]]), \
+            np.column_stack([sc.side[cand], ctx["win_prob"], ctx["expected_r"]])
 
     def codes(self, lo: int, hi: int) -> np.ndarray:
         """The reason codes of steps [lo, hi) (screened), steps × symbols."""
@@ -162,8 +168,9 @@ class Screened:
             del self.reasons[b]
         k = int(self.cand_step.searchsorted(i))
         if k:
-            self.cand_step, self.cand_sym, self.cand_x, self.cand_lv = \
-                self.cand_step[k:], self.cand_sym[k:], self.cand_x[k:], self.cand_lv[k:]
+            self.cand_step, self.cand_sym, self.cand_x, self.cand_lv, self.cand_sc = \
+                self.cand_step[k:], self.cand_sym[k:], self.cand_x[k:], self.cand_lv[k:], \
+                self.cand_sc[k:]
 
     def first_engine_step(self, i: int) -> int | None:
         at = self.engine_steps.searchsorted(i)
@@ -284,6 +291,17 @@ class IdleSteps:
         row = table.codes(step, step + 1)[0]
         return {self.symbols[col]: NAMES[code] for col, code in enumerate(row.tolist())
                 if code not in SELF_DECIDED}
+
+    def candidates(self, step: int, tighten: Mapping[str, float]) -> dict[str, Screen]:
+        """The candidates the screen passed at ``step`` (an engine step, after ``known``) and
+        their screen, as plain Python values: the numbers the engine's own screen gives (the
+        bulk screen equals it, tested)."""
+        table = self._screened(tighten)
+        a, b = table.cand_step.searchsorted([step, step + 1]).tolist()
+        rows = table.cand_sc[a:b]
+        sides = side_names(rows[:, 0].astype(np.uint8)).tolist()
+        return {self.symbols[col]: Screen(None, side, p, er) for col, side, (_, p, er)
+                in zip(table.cand_sym[a:b].tolist(), sides, rows.tolist())}
 
     # -- the walk ---------------------------------------------------------------------------------
     def next_busy(self, i: int, policy: BanditPolicy, reducing_until: int | None = None,

@@ -31,6 +31,7 @@ from mraster.sim.exchange import SimExchange
 from mraster.sim.heap import reuse_freed_memory
 from mraster.sim.market import BASE_MS, QUOTE_USD, DataError, Market, replay_market
 from mraster.store import MemoryDocument
+from mraster.strategy.screen import Screen
 
 WARMUP_CANDLES = 400  # 5m candles before the start so the 1h trend has history
 Progress = Callable[[float, int, int], None]  # (fraction done, trades, open positions)
@@ -200,6 +201,14 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
         pb = engine.copilots.book["playbook"] if engine.copilots is not None else None
         return idle.known(k, (pb or {}).get("tighten") or {})
 
+    def known_candidates(now: int) -> dict[str, Screen]:
+        """The bulk screen's candidates at an engine step, and their screen."""
+        k = walked_step(now)
+        if k is None:
+            return {}
+        pb = engine.copilots.book["playbook"] if engine.copilots is not None else None
+        return idle.candidates(k, (pb or {}).get("tighten") or {})
+
     def replayed_quotes() -> Quotes | None:
         """The engine step's quotes from the walk's blocks (the numbers of the rows)."""
         k = walked_step(market.clock.now_ms())
@@ -242,6 +251,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                     idle = IdleSteps(data, sim, s, universe, times, engine.copilots, state,
                                      engine.shadows)
                     engine.known_skips, engine.replayed_quotes = known_skips, replayed_quotes
+                    engine.known_candidates = known_candidates
             i += 1
     with reuse_freed_memory():  # the screen's temporaries, block after block
         asyncio.run(loop())
