@@ -302,7 +302,8 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     """On the steps the engine runs, a symbol the bulk screen skips for a reason of its own (no
     signal, a market filter, the edge) is booked with that reason: no candles, features or
     screen are worked out for it again; a candidate it passed goes on to the entry gate and the
-    policy with the bulk screen's answer (the same numbers), not screened again. The run's
+    policy with the features and the answer the bulk screen worked out for it (the same
+    numbers), not worked out again. The run's
     outcome is that of running every step in full (in AI mode too, under the playbook's
     tightening), and its last step decides every
     symbol itself, so the final decisions keep their figures. Without AI mode's playbook (which
@@ -364,9 +365,11 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     assert fast.state["policy"] == full.state["policy"]
     assert fast.state["decisions"] == full.state["decisions"]
     assert any("rsi" in d for d in fast.state["decisions"].values())
-    # the candidates it passed come with their screen: only the first step (before the walk
-    # starts) and the last (which decides everything itself) screen symbols
+    # the candidates it passed come with their features and screen: only the first step
+    # (before the walk starts) and the last (which decides everything itself) work out
+    # features and screen symbols
     fast_screened, full_screened = screened
+    assert fast_asked <= 2 * len(SYMBOLS) < fast.engine_steps
     assert fast_screened <= 2 * len(SYMBOLS) < fast.engine_steps
     assert full_screened > 0.9 * full.steps * len(SYMBOLS)
 

@@ -39,7 +39,7 @@ from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
 from mraster.strategy.filters import REASON_CODES, Snapshot, market_filters, side_names
 from mraster.strategy.screen import Screen, edge, policy_context, screen
-from mraster.strategy.signals import rsi_signal
+from mraster.strategy.signals import Features, rsi_signal
 
 ENGINE = "engine"  # marks a symbol's step that only the engine can decide
 # reason codes as one byte each: the screen's own (0 = a candidate for the policy), then ENGINE
@@ -51,6 +51,12 @@ FIRST_CHUNK, MAX_CHUNK = 32, 1024  # steps whose candidates get their verdicts a
 BLOCK = 4096  # steps screened at once, when the walk gets there: memory stays bounded
 SIDE = FEATURES.index("side")
 PM_COLUMNS = [FEATURES.index(k) for k in ("pm_edge", "pm_mae", "pm_exit_eff", "pm_slippage")]
+# a candidate's row of ``Screened.cand_f``: its features as an engine step takes them
+# (``IdleSteps.candidates``), the screen's side code, win probability and expected R, and the
+# spread (with the price and ATR, what a vetoed one's shadow opens with)
+FIELDS = tuple(Features.__dataclass_fields__)
+SIDE_AT, WIN_AT, ER_AT, SPREAD_AT = range(len(FIELDS), len(FIELDS) + 4)
+PRICE_AT, ATR_AT = FIELDS.index("price"), FIELDS.index("atr")
 
 
 class Screened:
@@ -68,8 +74,7 @@ class Screened:
         self.cand_step = np.zeros(0, np.int64)  # candidates of screened blocks not yet passed
         self.cand_sym = np.zeros(0, np.int64)  # their symbol (a column of ``reasons``)
         self.cand_x = np.zeros((0, len(FEATURES)))  # their policy features
-        self.cand_lv = np.zeros((0, 3))  # their price, ATR and spread (a vetoed one's shadow)
-        self.cand_sc = np.zeros((0, 3))  # their screen: side code, win probability, expected R
+        self.cand_f = np.zeros((0, SPREAD_AT + 1))  # their features and screen (``FIELDS``)
         self.engine_steps = np.zeros(0, np.int64)  # steps only the engine can decide, so far
 
     def ensure(self, lo: int, hi: int) -> None:
@@ -82,17 +87,16 @@ class Screened:
     def _screen_block(self, lo: int, hi: int) -> None:
         times = self.times[lo:hi]
         reasons = self.reasons[lo // BLOCK] = np.zeros((hi - lo, len(self.symbols)), np.uint8)
-        steps, syms, rows, lvs, scs = [], [], [], [], []
+        steps, syms, rows, fs = [], [], [], []
         for col in range(len(self.symbols)):
-            codes, cand, x, lv, sc = self._screen_symbol(col, times,
-                                                         self.quotes.of_symbol(lo // BLOCK, col))
+            codes, cand, x, f = self._screen_symbol(col, times,
+                                                    self.quotes.of_symbol(lo // BLOCK, col))
             reasons[:, col] = codes
             if len(cand):
                 steps.append(cand + lo)
                 syms.append(np.full(len(cand), col))
                 rows.append(x)
-                lvs.append(lv)
-                scs.append(sc)
+                fs.append(f)
         busy = lo + np.flatnonzero((reasons == CODE[ENGINE]).any(axis=1))
         self.engine_steps = np.concatenate([self.engine_steps, busy])
         if not steps:
@@ -104,9 +108,8 @@ class Screened:
         keep = len(self.cand_step)
         at = np.empty_like(order)  # each new row's place
         at[order] = keep + np.arange(len(order))
-        self.cand_x, self.cand_lv, self.cand_sc = (
-            self._placed(old, parts, at) for old, parts in
-            ((self.cand_x, rows), (self.cand_lv, lvs), (self.cand_sc, scs)))
+        self.cand_x, self.cand_f = (self._placed(old, parts, at)
+                                    for old, parts in ((self.cand_x, rows), (self.cand_f, fs)))
         self.cand_step = np.concatenate([self.cand_step, step[order]])
         self.cand_sym = np.concatenate([self.cand_sym, np.concatenate(syms)[order]])
 
@@ -124,11 +127,9 @@ class Screened:
         return out
 
     def _screen_symbol(self, col: int, times: np.ndarray, q: Mapping[str, np.ndarray]
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None,
-                                  np.ndarray | None]:
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """One symbol's reason codes at ``times`` (its quotes there: ``q``), its candidates,
-        their policy features, their price, ATR and spread, and their screen (side code, win
-        probability, expected R)."""
+        their policy features and their rows of ``cand_f`` (features, screen, spread)."""
         data, s, sym = self.data, self.s, self.symbols[col]
         f, ok, rows = data.feature_table(sym, times)
         snap = Snapshot(bid=q["bid"], ask=q["ask"], quote_volume=q["quote_volume"],
@@ -149,11 +150,11 @@ class Screened:
                          np.uint8(CODE["min_qvol"]))
         cand = np.flatnonzero(codes == 0)
         if not len(cand):
-            return codes, cand, None, None, None
+            return codes, cand, None, None
         ctx = {k: np.asarray(v)[cand] for k, v in policy_context(f, snap, sc).items()}
-        return codes, cand, vectorize(build_features(ctx)), \
-            np.column_stack([ctx["price"], ctx["atr"], ctx["spread"]]), \
-            np.column_stack([sc.side[cand], ctx["win_prob"], ctx["expected_r"]])
+        return codes, cand, vectorize(build_features(ctx)), np.column_stack(
+            [ctx[k] for k in FIELDS] + [sc.side[cand], ctx["win_prob"], ctx["expected_r"],
+                                        ctx["spread"]])
 
     def codes(self, lo: int, hi: int) -> np.ndarray:
         """The reason codes of steps [lo, hi) (screened), steps × symbols."""
@@ -168,9 +169,12 @@ class Screened:
             del self.reasons[b]
         k = int(self.cand_step.searchsorted(i))
         if k:
-            self.cand_step, self.cand_sym, self.cand_x, self.cand_lv, self.cand_sc = \
-                self.cand_step[k:], self.cand_sym[k:], self.cand_x[k:], self.cand_lv[k:], \
-                self.cand_sc[k:]
+            # a view keeps its whole array; once most rows are passed, the rest is copied so
+            # that the passed ones are freed (before the next block is placed beside them)
+            cut = (lambda a: a[k:].copy()) if 2 * k > len(self.cand_step) else \
+                (lambda a: a[k:])
+            self.cand_step, self.cand_sym, self.cand_x, self.cand_f = \
+                map(cut, (self.cand_step, self.cand_sym, self.cand_x, self.cand_f))
 
     def first_engine_step(self, i: int) -> int | None:
         at = self.engine_steps.searchsorted(i)
@@ -286,22 +290,27 @@ class IdleSteps:
         again; the rest (candidates, growing windows, the volume floor) it decides itself."""
         table = self._screened(tighten)
         self.quotes.forget_before(step)
+        table.forget_before(step)  # first: a block screened next is placed beside fewer rows
         table.ensure(step, step + 1)
-        table.forget_before(step)
         row = table.codes(step, step + 1)[0]
         return {self.symbols[col]: NAMES[code] for col, code in enumerate(row.tolist())
                 if code not in SELF_DECIDED}
 
-    def candidates(self, step: int, tighten: Mapping[str, float]) -> dict[str, Screen]:
-        """The candidates the screen passed at ``step`` (an engine step, after ``known``) and
-        their screen, as plain Python values: the numbers the engine's own screen gives (the
-        bulk screen equals it, tested)."""
+    def candidates(self, step: int, tighten: Mapping[str, float]
+                   ) -> dict[str, tuple[Features, Screen]]:
+        """The candidates the screen passed at ``step`` (an engine step, after ``known``), with
+        their features and screen as plain Python values: the numbers the engine works out
+        for them itself (the bulk screen equals it, tested)."""
         table = self._screened(tighten)
         a, b = table.cand_step.searchsorted([step, step + 1]).tolist()
-        rows = table.cand_sc[a:b]
-        sides = side_names(rows[:, 0].astype(np.uint8)).tolist()
-        return {self.symbols[col]: Screen(None, side, p, er) for col, side, (_, p, er)
-                in zip(table.cand_sym[a:b].tolist(), sides, rows.tolist())}
+        rows = table.cand_f[a:b]
+        sides = side_names(rows[:, SIDE_AT].astype(np.uint8)).tolist()
+        out = {}
+        for col, side, row in zip(table.cand_sym[a:b].tolist(), sides, rows.tolist()):
+            f = dict(zip(FIELDS, row))
+            f["ltf_trend"], f["htf_trend"] = int(f["ltf_trend"]), int(f["htf_trend"])
+            out[self.symbols[col]] = (Features(**f), Screen(None, side, row[WIN_AT], row[ER_AT]))
+        return out
 
     # -- the walk ---------------------------------------------------------------------------------
     def next_busy(self, i: int, policy: BanditPolicy, reducing_until: int | None = None,
@@ -382,9 +391,10 @@ class IdleSteps:
                    default=len(self.times))
 
     def _open_shadows(self, veto: np.ndarray, step: np.ndarray, col: np.ndarray, x: np.ndarray,
-                      lv: np.ndarray, hi: int) -> int:
+                      cf: np.ndarray, hi: int) -> int:
         """Open the shadows of the vetoed candidates before ``hi`` (in step order, as the
-        engine would); the step where the first of them teaches the policy, or ``hi``."""
+        engine would; ``cf``: their rows of ``cand_f``); the step where the first of them
+        teaches the policy, or ``hi``."""
         for n in veto.tolist():
             at = int(step[n])
             if at >= hi:
@@ -394,7 +404,8 @@ class IdleSteps:
             sx = self.data.symbols[sym]
             k = int(np.searchsorted(sx.ltf[0], self.times[at] - sx.ltf_ms, side="right")) - 1
             sh = shadows.open_shadow(sym, "BUY" if x[n, SIDE] > 0 else "SELL", int(sx.ltf[0][k]),
-                                     float(lv[n, 0]), float(lv[n, 1]), float(lv[n, 2]), x[n],
+                                     float(cf[n, PRICE_AT]), float(cf[n, ATR_AT]),
+                                     float(cf[n, SPREAD_AT]), x[n],
                                      self.s)
             if sh is not None and shadows.keep(self.shadows, sh):
                 taught, r, _ = self._settled(sh)
@@ -410,8 +421,8 @@ class IdleSteps:
         shadow opened here teaches the policy), and whether the engine is needed there."""
         table = self._screened((pb or {}).get("tighten") or {})
         self.quotes.forget_before(lo)
-        table.ensure(lo, hi)
         table.forget_before(lo)
+        table.ensure(lo, hi)
         eng = table.first_engine_step(lo)
         busy = eng is not None and eng < hi
         if busy:
@@ -439,7 +450,7 @@ class IdleSteps:
                 hi, busy = int(step[ask][take[0]]), True
             veto = np.flatnonzero(verdict == "alpha_veto")
             if len(veto) and self.s["ASTER_ALPHA_SHADOW"]:
-                cut = self._open_shadows(veto, step[ask], sym[ask], x, table.cand_lv[a:b][ask], hi)
+                cut = self._open_shadows(veto, step[ask], sym[ask], x, table.cand_f[a:b][ask], hi)
                 if cut < hi:
                     hi, busy = cut, False
         counts.update(verdict[step[ask] < hi].tolist())

@@ -32,6 +32,7 @@ from mraster.sim.heap import reuse_freed_memory
 from mraster.sim.market import BASE_MS, QUOTE_USD, DataError, Market, replay_market
 from mraster.store import MemoryDocument
 from mraster.strategy.screen import Screen
+from mraster.strategy.signals import Features
 
 WARMUP_CANDLES = 400  # 5m candles before the start so the 1h trend has history
 Progress = Callable[[float, int, int], None]  # (fraction done, trades, open positions)
@@ -201,8 +202,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
         pb = engine.copilots.book["playbook"] if engine.copilots is not None else None
         return idle.known(k, (pb or {}).get("tighten") or {})
 
-    def known_candidates(now: int) -> dict[str, Screen]:
-        """The bulk screen's candidates at an engine step, and their screen."""
+    def known_candidates(now: int) -> dict[str, tuple[Features, Screen]]:
+        """The bulk screen's candidates at an engine step, with their features and screen."""
         k = walked_step(now)
         if k is None:
             return {}

@@ -85,9 +85,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # a backtest's bulk screen: the skip reasons it already knows at a moment (symbol →
         # reason), which the cycle books without reading those symbols' candles and features
         self.known_skips: Callable[[int], Mapping[str, str]] | None = None
-        # ...and the candidates it passed, with their screen (the numbers the cycle's own
-        # screen gives: symbol → screen)
-        self.known_candidates: Callable[[int], Mapping[str, Screen]] | None = None
+        # ...and the candidates it passed, with their features and screen (the numbers the
+        # cycle would work out from their candles: symbol → (features, screen))
+        self.known_candidates: Callable[[int], Mapping[str, tuple[Features, Screen]]] | None = None
         # ...and the replay's quotes at the step, when the step may take them from there
         self.replayed_quotes: Callable[[], Quotes | None] | None = None
         # a position token's 4-hex tag (``ids.new_token``): random live (unique across
@@ -192,9 +192,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         known = self.known_skips(now) if self.known_skips is not None else {}
         return {sym: why for sym, why in known.items() if sym not in self.off_limits}
 
-    def _known_candidates(self, now: int) -> dict[str, Screen]:
-        """The candidates a backtest's bulk screen passed at ``now`` (none live) and their
-        screen, except for symbols off limits."""
+    def _known_candidates(self, now: int) -> dict[str, tuple[Features, Screen]]:
+        """The candidates a backtest's bulk screen passed at ``now`` (none live), with their
+        features and screen, except for symbols off limits."""
         known = self.known_candidates(now) if self.known_candidates is not None else {}
         return {sym: got for sym, got in known.items() if sym not in self.off_limits}
 
@@ -253,13 +253,12 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         pf = self.portfolio(paused=paused)  # nothing it holds changes before the entries
         # the playbook's tightening holds for the whole cycle (refreshed above)
         s_now = self.copilots.tightened(self.s) if self.copilots is not None else self.s
-        given = self._known_candidates(now)  # (asked after ``known``, as the screen's order)
-        # (a candidate's signal fired: its ADX is read with the rest)
-        feats = {sym: self._features(sym, *candles[sym], adx=sym in given)
+        given = self._known_candidates(now)  # (after ``known``, which screens the step's block)
+        feats = {sym: given[sym][0] if sym in given else self._features(sym, *candles[sym])
                  for sym in liquid if sym in candles and sym not in known}
         ready = [sym for sym, f in feats.items() if f is not None and sym not in given]
         screens = dict(zip(ready, screen_each([(feats[x], snaps[x]) for x in ready], s_now)))
-        screens.update((sym, given[sym]) for sym in feats if sym in given)
+        screens.update((sym, given[sym][1]) for sym in feats if sym in given)
         for sym in liquid:
             if sym in known:
                 self._skip(res, sym, known[sym])

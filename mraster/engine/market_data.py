@@ -189,12 +189,11 @@ class MarketData:
         await together(self.ex, *(one(sym) for sym in later))
         return out
 
-    def _features(self, sym: str, ltf: Candles, htf: Candles, adx: bool = False):
-        """Indicators depend on closed candles only: computed once per new candle. ``adx``: a
-        backtest's candidate, whose signal the bulk screen saw fire."""
+    def _features(self, sym: str, ltf: Candles, htf: Candles):
+        """Indicators depend on closed candles only: computed once per new candle."""
         if self.data is not None:  # a backtest: ADX only where it can matter (a signal)
-            return self.data.features(sym, ltf, htf, adx_if=None if adx else
-                                      lambda f: rsi_signal(f, self.s).side is not None)
+            return self.data.features(sym, ltf, htf,
+                                      adx_if=lambda f: rsi_signal(f, self.s).side is not None)
         key = (len(ltf) and int(ltf.t[-1]), len(htf) and int(htf.t[-1]), len(ltf), len(htf))
         hit = self._feature_cache.get(sym)
         if hit is None or hit[0] != key:
