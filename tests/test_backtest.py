@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -303,10 +304,9 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     signal, a market filter, the edge) is booked with that reason: no candles, features or
     screen are worked out for it again; a candidate it passed goes on to the entry gate and the
     policy with the features and the answer the bulk screen worked out for it (the same
-    numbers), not worked out again. The run's
-    outcome is that of running every step in full (in AI mode too, under the playbook's
-    tightening), and its last step decides every
-    symbol itself, so the final decisions keep their figures. Without AI mode's playbook (which
+    numbers): its candles are read only for a position or shadow there. The run's outcome is
+    that of running every step in full (in AI mode too, under the playbook's tightening), and
+    its last step decides every symbol itself, so the final decisions keep their figures. Without AI mode's playbook (which
     reads every label), those symbols' sentinel labels are not worked out either. The steps'
     quotes come from the walk's blocks: no ticker, book or premium rows are made and parsed."""
     from mraster.backtest.data import ReplayData
@@ -319,6 +319,21 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     features, sentinel_label = ReplayData.features, ReplayData.sentinel_label
     ticker_24h = SimExchange.ticker_24h
     screen_each, init = cycle.screen_each, ReplayData.__init__
+    known_candidates, fetch_candles = Engine._known_candidates, Engine._fetch_candles
+    handed: dict[tuple[int, int], set[str]] = {}  # (run, step) → the candidates handed to it
+    fetched: list[tuple[int, int, list[str], set[str]]] = []  # the steps' own candle reads
+
+    def noted(self, now):  # the real candidates, noted
+        got = known_candidates(self, now)
+        handed[len(screened), now] = set(got)
+        return got
+
+    async def fetching(self, symbols, now):  # the real candles; the cycle's reads noted
+        if sys._getframe(1).f_code.co_name == "cycle":  # (a closed trade's review reads its own)
+            fetched.append((len(screened), now, list(symbols), {
+                p.symbol for p in self.state["positions"].values()} | {
+                sh["symbol"] for sh in self.shadows}))
+        return await fetch_candles(self, symbols, now)
 
     def counted(self, sym, *args, **kwargs):  # the real features, counted
         asked[self] = asked.get(self, 0) + 1
@@ -343,6 +358,8 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     monkeypatch.setattr(ReplayData, "features", counted)
     monkeypatch.setattr(cycle, "screen_each", counted_screen)
     monkeypatch.setattr(ReplayData, "__init__", started)
+    monkeypatch.setattr(Engine, "_known_candidates", noted)
+    monkeypatch.setattr(Engine, "_fetch_candles", fetching)
     monkeypatch.setattr(ReplayData, "sentinel_label", counted_label)
     monkeypatch.setattr(SimExchange, "ticker_24h", counted_ticker)
     s = {**defaults(), **overrides}
@@ -367,8 +384,12 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     assert any("rsi" in d for d in fast.state["decisions"].values())
     # the candidates it passed come with their features and screen: only the first step
     # (before the walk starts) and the last (which decides everything itself) work out
-    # features and screen symbols
+    # features and screen symbols; nor are a candidate's candles read, but for a position
+    # (one it opens included) or a shadow the step follows there
     fast_screened, full_screened = screened
+    assert sum(map(len, handed.values())) > 10
+    assert [(now, sym) for run, now, syms, held in fetched for sym in syms
+            if sym in handed.get((run, now), ()) and sym not in held] == []
     assert fast_asked <= 2 * len(SYMBOLS) < fast.engine_steps
     assert fast_screened <= 2 * len(SYMBOLS) < fast.engine_steps
     assert full_screened > 0.9 * full.steps * len(SYMBOLS)

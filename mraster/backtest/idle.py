@@ -297,10 +297,11 @@ class IdleSteps:
                 if code not in SELF_DECIDED}
 
     def candidates(self, step: int, tighten: Mapping[str, float]
-                   ) -> dict[str, tuple[Features, Screen]]:
+                   ) -> dict[str, tuple[Features, Screen, int]]:
         """The candidates the screen passed at ``step`` (an engine step, after ``known``), with
-        their features and screen as plain Python values: the numbers the engine works out
-        for them itself (the bulk screen equals it, tested)."""
+        their features and screen as plain Python values — the numbers the engine works out
+        for them itself (the bulk screen equals it, tested) — and the open time of their last
+        closed signal candle."""
         table = self._screened(tighten)
         a, b = table.cand_step.searchsorted([step, step + 1]).tolist()
         rows = table.cand_f[a:b]
@@ -309,8 +310,16 @@ class IdleSteps:
         for col, side, row in zip(table.cand_sym[a:b].tolist(), sides, rows.tolist()):
             f = dict(zip(FIELDS, row))
             f["ltf_trend"], f["htf_trend"] = int(f["ltf_trend"]), int(f["htf_trend"])
-            out[self.symbols[col]] = (Features(**f), Screen(None, side, row[WIN_AT], row[ER_AT]))
+            sym = self.symbols[col]
+            out[sym] = (Features(**f), Screen(None, side, row[WIN_AT], row[ER_AT]),
+                        self._candle_open(sym, step))
         return out
+
+    def _candle_open(self, sym: str, step: int) -> int:
+        """The open time of ``sym``'s last signal candle closed at ``step``."""
+        sx = self.data.symbols[sym]
+        k = int(np.searchsorted(sx.ltf[0], self.times[step] - sx.ltf_ms, side="right")) - 1
+        return int(sx.ltf[0][k])
 
     # -- the walk ---------------------------------------------------------------------------------
     def next_busy(self, i: int, policy: BanditPolicy, reducing_until: int | None = None,
@@ -401,9 +410,8 @@ class IdleSteps:
                 break
             self._settle(at)  # the engine's list at that step: expired ones gone
             sym = self.symbols[col[n]]
-            sx = self.data.symbols[sym]
-            k = int(np.searchsorted(sx.ltf[0], self.times[at] - sx.ltf_ms, side="right")) - 1
-            sh = shadows.open_shadow(sym, "BUY" if x[n, SIDE] > 0 else "SELL", int(sx.ltf[0][k]),
+            sh = shadows.open_shadow(sym, "BUY" if x[n, SIDE] > 0 else "SELL",
+                                     self._candle_open(sym, at),
                                      float(cf[n, PRICE_AT]), float(cf[n, ATR_AT]),
                                      float(cf[n, SPREAD_AT]), x[n],
                                      self.s)

@@ -202,8 +202,9 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
         pb = engine.copilots.book["playbook"] if engine.copilots is not None else None
         return idle.known(k, (pb or {}).get("tighten") or {})
 
-    def known_candidates(now: int) -> dict[str, tuple[Features, Screen]]:
-        """The bulk screen's candidates at an engine step, with their features and screen."""
+    def known_candidates(now: int) -> dict[str, tuple[Features, Screen, int]]:
+        """The bulk screen's candidates at an engine step, with their features, screen and
+        last closed candle's open time."""
         k = walked_step(now)
         if k is None:
             return {}

@@ -86,8 +86,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # reason), which the cycle books without reading those symbols' candles and features
         self.known_skips: Callable[[int], Mapping[str, str]] | None = None
         # ...and the candidates it passed, with their features and screen (the numbers the
-        # cycle would work out from their candles: symbol → (features, screen))
-        self.known_candidates: Callable[[int], Mapping[str, tuple[Features, Screen]]] | None = None
+        # cycle would work out from their candles) and their last closed candle's open time:
+        # symbol → (features, screen, time)
+        self.known_candidates: Callable[[int], Mapping[str, tuple[Features, Screen, int]]] | None \
+            = None
         # ...and the replay's quotes at the step, when the step may take them from there
         self.replayed_quotes: Callable[[], Quotes | None] | None = None
         # a position token's 4-hex tag (``ids.new_token``): random live (unique across
@@ -192,9 +194,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         known = self.known_skips(now) if self.known_skips is not None else {}
         return {sym: why for sym, why in known.items() if sym not in self.off_limits}
 
-    def _known_candidates(self, now: int) -> dict[str, tuple[Features, Screen]]:
+    def _known_candidates(self, now: int) -> dict[str, tuple[Features, Screen, int]]:
         """The candidates a backtest's bulk screen passed at ``now`` (none live), with their
-        features and screen, except for symbols off limits."""
+        features, screen and last closed candle's open time, except for symbols off limits."""
         known = self.known_candidates(now) if self.known_candidates is not None else {}
         return {sym: got for sym, got in known.items() if sym not in self.off_limits}
 
@@ -231,6 +233,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
                 now, {sym: {"change_pct": quotes.change_pct(sym)} for sym in universe},
                 self.state.get("sentinel", {}), self.state["history"])
             known = self._known_skips(now)
+        # ...and the candidates it passed come with their features and screen: no candles either
+        given = self._known_candidates(now)  # (after ``known``, which screens the step's block)
         snaps: dict[str, Snapshot] = {}
         for sym in universe:
             snap = quotes.snapshot(sym)
@@ -243,7 +247,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             if sym not in liquid:
                 self._skip(res, sym, "min_qvol", quote_volume=snaps[sym].quote_volume)
         candles = await self._fetch_candles(
-            [x for x in liquid if x not in known]
+            [x for x in liquid if x not in known and x not in given]
             + [p.symbol for p in self.state["positions"].values()]
             + [sh["symbol"] for sh in self.shadows], now)
         self._watch_anomalies(snaps, candles, now)
@@ -253,9 +257,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         pf = self.portfolio(paused=paused)  # nothing it holds changes before the entries
         # the playbook's tightening holds for the whole cycle (refreshed above)
         s_now = self.copilots.tightened(self.s) if self.copilots is not None else self.s
-        given = self._known_candidates(now)  # (after ``known``, which screens the step's block)
         feats = {sym: given[sym][0] if sym in given else self._features(sym, *candles[sym])
-                 for sym in liquid if sym in candles and sym not in known}
+                 for sym in liquid if sym in given or sym in candles and sym not in known}
         ready = [sym for sym, f in feats.items() if f is not None and sym not in given]
         screens = dict(zip(ready, screen_each([(feats[x], snaps[x]) for x in ready], s_now)))
         screens.update((sym, given[sym][1]) for sym in feats if sym in given)
@@ -266,13 +269,20 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             if sym not in feats:
                 self._skip(res, sym, "data_error")
                 continue
-            plan = await self._evaluate(res, sym, snaps[sym], candles[sym][0], feats[sym],
+            plan = await self._evaluate(res, sym, snaps[sym], given[sym][2] if sym in given
+                                        else _last_open(candles[sym][0]), feats[sym],
                                         screens.get(sym), s_now, pf, equity, used)
             if plan:
                 entries.append(plan)
         entries.sort(key=lambda e: -e.expected_r)
         if entries:
             used = await self._enter(res, entries, equity, used, now)
+            # a position opened on a candidate whose candles were not read: FastTP and the
+            # locked stop look at it this cycle, as at every other
+            opened = [p.symbol for p in self.state["positions"].values()
+                      if p.symbol in given and p.symbol not in candles]
+            if opened:
+                candles.update(await self._fetch_candles(opened, now))
         beside: asyncio.Future | None = None
         try:
             if self.orders_sent != sent0:  # entries went out: positions, orders, margin changed
@@ -330,10 +340,11 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.emit("cycle", **st["telemetry"], opened=res.opened, closed=len(res.closed))
         return res
 
-    async def _evaluate(self, res: CycleResult, sym: str, snap: Snapshot, ltf: Candles,
+    async def _evaluate(self, res: CycleResult, sym: str, snap: Snapshot, candle_t: int | None,
                         f: Features | None, sc: Screen | None, s_now: Mapping[str, Any],
                         pf: Portfolio, equity: float, used: float) -> Intent | None:
         """The evaluator's verdict on ``sym``; an intent the LLM advisor (AI mode) approves.
+        ``candle_t``: the open time of its last closed signal candle (None without candles);
         ``f``, ``sc``: its features and screen (``screen_each``); ``s_now``: the settings with
         the playbook's tightening."""
         label = self._label(sym)
@@ -342,7 +353,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
                      postmortem=cop.pm_inputs(sym) if cop is not None else None, screened=sc)
         if isinstance(got, Skip):
             if got.policy_features is not None and self.s["ASTER_ALPHA_SHADOW"]:
-                sh = shadows.open_shadow(sym, got.info["side"], int(ltf.t[-1]), f.price, f.atr,
+                sh = shadows.open_shadow(sym, got.info["side"], candle_t, f.price, f.atr,
                                          snap.spread,
                                          vectorize(got.policy_features, self.policy.names),
                                          self.s)
@@ -358,7 +369,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         if self.advisor is None:
             return got
         s, f, side = self.s, got.features, got.side.value
-        key = f"{sym}:{side}:{int(ltf.t[-1])}"
+        key = f"{sym}:{side}:{candle_t}"
         book = None
         if not self.advisor.asked(key):  # the book is fetched only for a question about to go
             book = await self._book(got, equity, used)
@@ -475,3 +486,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
                 self._moving[(pos.token, "stop")] = rule
                 self.emit("stop_moved", symbol=sym, rule=rule, old_stop=old_stop,
                           new_stop=pos.stop, r=round(pos.r_at(price), 3))
+
+
+def _last_open(ltf: Candles) -> int | None:
+    """The open time of the last closed candle of ``ltf`` (None when there is none)."""
+    return int(ltf.t[-1]) if len(ltf) else None
