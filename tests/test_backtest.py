@@ -306,9 +306,11 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     policy with the features and the answer the bulk screen worked out for it (the same
     numbers): its candles are read only for a position or shadow there. The run's outcome is
     that of running every step in full (in AI mode too, under the playbook's tightening), and
-    its last step decides every symbol itself, so the final decisions keep their figures. Without AI mode's playbook (which
-    reads every label), those symbols' sentinel labels are not worked out either. The steps'
-    quotes come from the walk's blocks: no ticker, book or premium rows are made and parsed."""
+    its last step decides every symbol itself, so the final decisions keep their figures.
+    Without AI mode's playbook (which reads every label), those symbols' sentinel labels are not
+    worked out either, nor a handed candidate's unless it is red (the evaluator reads nothing
+    else of it) or opens a position. The steps' quotes come from the walk's blocks: no ticker,
+    book or premium rows are made and parsed."""
     from mraster.backtest.data import ReplayData
     from mraster.engine import cycle
 
@@ -321,11 +323,14 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     screen_each, init = cycle.screen_each, ReplayData.__init__
     known_candidates, fetch_candles = Engine._known_candidates, Engine._fetch_candles
     handed: dict[tuple[int, int], set[str]] = {}  # (run, step) → the candidates handed to it
+    green: dict[tuple[int, int], set[str]] = {}  # ...of them, those whose label is not red
+    asked_label: list[tuple[int, int, str]] = []  # (run, step, symbol) of every label worked out
     fetched: list[tuple[int, int, list[str], set[str]]] = []  # the steps' own candle reads
 
     def noted(self, now):  # the real candidates, noted
         got = known_candidates(self, now)
         handed[len(screened), now] = set(got)
+        green[len(screened), now] = {sym for sym, (*_, red) in got.items() if not red}
         return got
 
     async def fetching(self, symbols, now):  # the real candles; the cycle's reads noted
@@ -339,9 +344,10 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
         asked[self] = asked.get(self, 0) + 1
         return features(self, sym, *args, **kwargs)
 
-    def counted_label(self, sym, *args, **kwargs):  # the real labels, counted
+    def counted_label(self, sym, now, *args, **kwargs):  # the real labels, counted
         labelled[self] = labelled.get(self, 0) + 1
-        return sentinel_label(self, sym, *args, **kwargs)
+        asked_label.append((len(screened), now, sym))
+        return sentinel_label(self, sym, now, *args, **kwargs)
 
     def counted_ticker(self, symbol=None):  # the real rows, counted
         read[self] = read.get(self, 0) + (symbol is None)
@@ -376,6 +382,11 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
         assert fast_labels >= fast.engine_steps * len(SYMBOLS)
     else:
         assert fast_labels < 0.6 * fast.engine_steps * len(SYMBOLS)
+        # a handed candidate whose label is not red has its label worked out only for an
+        # entry's size (the evaluator reads a label only for red)
+        opened = len(fast.state["history"]) + len(fast.state["positions"])
+        assert sum(map(len, green.values())) > opened
+        assert sum(sym in green.get((run, now), ()) for run, now, sym in asked_label) <= opened
     assert full_asked > 0.9 * full.steps * len(SYMBOLS)  # every step, every symbol
     assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
     assert fast.state["stats"] == full.state["stats"] and fast.equity == full.equity

@@ -62,7 +62,8 @@ PRICE_AT, ATR_AT = FIELDS.index("price"), FIELDS.index("atr")
 class Screened:
     """One set of filter settings screened over the history, block by block, as the walk gets
     there; a block's candidates are dropped once the walk has passed them (a year of 50
-    symbols holds about a million candidates: 190 MB when they were all kept)."""
+    symbols holds about a million candidates: 190 MB when they were all kept, with only their
+    policy features, price, ATR and spread)."""
 
     def __init__(self, data: ReplayData, quotes: ReplayQuotes, s: Mapping[str, Any],
                  symbols: list[str], times: np.ndarray) -> None:
@@ -287,7 +288,8 @@ class IdleSteps:
         ``tighten``, for the symbols whose reason is the screen's own — a market filter, no
         signal, funding, the non-arbitrage guard, the edge: the evaluator says those first,
         whatever the account holds. The engine books them without screening those symbols
-        again; the rest (candidates, growing windows, the volume floor) it decides itself."""
+        again; the rest (candidates, whose features and screen ``candidates`` hands over,
+        growing windows, the volume floor) it decides itself."""
         table = self._screened(tighten)
         self.quotes.forget_before(step)
         table.forget_before(step)  # first: a block screened next is placed beside fewer rows
@@ -297,22 +299,24 @@ class IdleSteps:
                 if code not in SELF_DECIDED}
 
     def candidates(self, step: int, tighten: Mapping[str, float]
-                   ) -> dict[str, tuple[Features, Screen, int]]:
+                   ) -> dict[str, tuple[Features, Screen, int, bool]]:
         """The candidates the screen passed at ``step`` (an engine step, after ``known``), with
         their features and screen as plain Python values — the numbers the engine works out
-        for them itself (the bulk screen equals it, tested) — and the open time of their last
-        closed signal candle."""
+        for them itself (the bulk screen equals it, tested) —, the open time of their last
+        closed signal candle and whether their sentinel label is red there."""
         table = self._screened(tighten)
         a, b = table.cand_step.searchsorted([step, step + 1]).tolist()
-        rows = table.cand_f[a:b]
+        rows, cols = table.cand_f[a:b], table.cand_sym[a:b]
         sides = side_names(rows[:, SIDE_AT].astype(np.uint8)).tolist()
+        red = self._red(np.full(len(cols), step), cols).tolist() \
+            if self.s["ASTER_AI_SENTINEL_ENABLED"] else [False] * len(cols)
         out = {}
-        for col, side, row in zip(table.cand_sym[a:b].tolist(), sides, rows.tolist()):
+        for col, side, row, r in zip(cols.tolist(), sides, rows.tolist(), red):
             f = dict(zip(FIELDS, row))
             f["ltf_trend"], f["htf_trend"] = int(f["ltf_trend"]), int(f["htf_trend"])
             sym = self.symbols[col]
             out[sym] = (Features(**f), Screen(None, side, row[WIN_AT], row[ER_AT]),
-                        self._candle_open(sym, step))
+                        self._candle_open(sym, step), r)
         return out
 
     def _candle_open(self, sym: str, step: int) -> int:

@@ -202,9 +202,9 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
         pb = engine.copilots.book["playbook"] if engine.copilots is not None else None
         return idle.known(k, (pb or {}).get("tighten") or {})
 
-    def known_candidates(now: int) -> dict[str, tuple[Features, Screen, int]]:
-        """The bulk screen's candidates at an engine step, with their features, screen and
-        last closed candle's open time."""
+    def known_candidates(now: int) -> dict[str, tuple[Features, Screen, int, bool]]:
+        """The bulk screen's candidates at an engine step, with their features, screen, last
+        closed candle's open time and red label."""
         k = walked_step(now)
         if k is None:
             return {}

@@ -86,10 +86,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # reason), which the cycle books without reading those symbols' candles and features
         self.known_skips: Callable[[int], Mapping[str, str]] | None = None
         # ...and the candidates it passed, with their features and screen (the numbers the
-        # cycle would work out from their candles) and their last closed candle's open time:
-        # symbol → (features, screen, time)
-        self.known_candidates: Callable[[int], Mapping[str, tuple[Features, Screen, int]]] | None \
-            = None
+        # cycle would work out from their candles), their last closed candle's open time and
+        # whether their sentinel label is red: symbol → (features, screen, time, red)
+        self.known_candidates: (Callable[[int], Mapping[str, tuple[Features, Screen, int, bool]]]
+                                | None) = None
         # ...and the replay's quotes at the step, when the step may take them from there
         self.replayed_quotes: Callable[[], Quotes | None] | None = None
         # a position token's 4-hex tag (``ids.new_token``): random live (unique across
@@ -194,9 +194,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         known = self.known_skips(now) if self.known_skips is not None else {}
         return {sym: why for sym, why in known.items() if sym not in self.off_limits}
 
-    def _known_candidates(self, now: int) -> dict[str, tuple[Features, Screen, int]]:
+    def _known_candidates(self, now: int) -> dict[str, tuple[Features, Screen, int, bool]]:
         """The candidates a backtest's bulk screen passed at ``now`` (none live), with their
-        features, screen and last closed candle's open time, except for symbols off limits."""
+        features, screen, last closed candle's open time and red label, except for symbols off
+        limits."""
         known = self.known_candidates(now) if self.known_candidates is not None else {}
         return {sym: got for sym, got in known.items() if sym not in self.off_limits}
 
@@ -226,15 +227,21 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # what a backtest's bulk screen already skips needs neither candles nor features here,
         # nor a sentinel label unless the playbook reads every label (it also tightens the
         # screen the skips come from: then they are asked after its renewal)
-        known = self._known_skips(now) if self.copilots is None else {}
-        await self._watch_markets(universe, quotes.tickers or {}, now, unread=known)
+        # The candidates it passed come with their features and screen (no candles either) and
+        # whether their label is red: the evaluator reads a label only for that, so outside AI
+        # mode the others' labels are worked out only for an entry's size (below)
+        known = given = {}
+        if self.copilots is None:
+            known = self._known_skips(now)
+            given = self._known_candidates(now)  # (after ``known``: it screens the step's block)
+        await self._watch_markets(universe, quotes.tickers or {}, now, unread=known.keys() | {
+            sym for sym, got in given.items() if not got[3]})
         if self.copilots is not None:
             self.copilots.refresh_playbook(
                 now, {sym: {"change_pct": quotes.change_pct(sym)} for sym in universe},
                 self.state.get("sentinel", {}), self.state["history"])
             known = self._known_skips(now)
-        # ...and the candidates it passed come with their features and screen: no candles either
-        given = self._known_candidates(now)  # (after ``known``, which screens the step's block)
+            given = self._known_candidates(now)
         snaps: dict[str, Snapshot] = {}
         for sym in universe:
             snap = quotes.snapshot(sym)
@@ -275,6 +282,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             if plan:
                 entries.append(plan)
         entries.sort(key=lambda e: -e.expected_r)
+        unlabelled = [e.symbol for e in entries if e.symbol in given and self.sentinel_on
+                      and self._label(e.symbol) is None]
+        if unlabelled:  # the sizes read the labels (a yellow one shrinks it)
+            await self._watch_markets(unlabelled, quotes.tickers or {}, now)
         if entries:
             used = await self._enter(res, entries, equity, used, now)
             # a position opened on a candidate whose candles were not read: FastTP and the
