@@ -35,6 +35,7 @@ import numpy as np
 from mraster import shadows
 from mraster.backtest.data import ReplayData
 from mraster.backtest.quotes import ReplayQuotes
+from mraster.engine.evaluator import Passed
 from mraster.policy import FEATURES, BanditPolicy, build_features, vectorize
 from mraster.sim.exchange import SimExchange
 from mraster.strategy.filters import REASON_CODES, Snapshot, market_filters, side_names
@@ -298,25 +299,24 @@ class IdleSteps:
         return {self.symbols[col]: NAMES[code] for col, code in enumerate(row.tolist())
                 if code not in SELF_DECIDED}
 
-    def candidates(self, step: int, tighten: Mapping[str, float]
-                   ) -> dict[str, tuple[Features, Screen, int, bool]]:
-        """The candidates the screen passed at ``step`` (an engine step, after ``known``), with
-        their features and screen as plain Python values — the numbers the engine works out
-        for them itself (the bulk screen equals it, tested) —, the open time of their last
-        closed signal candle and whether their sentinel label is red there."""
+    def candidates(self, step: int, tighten: Mapping[str, float]) -> dict[str, Passed]:
+        """The candidates the screen passed at ``step`` (an engine step, after ``known``), their
+        features and screen as plain Python values: the numbers the engine works out for them
+        itself (the bulk screen equals it, tested)."""
         table = self._screened(tighten)
         a, b = table.cand_step.searchsorted([step, step + 1]).tolist()
         rows, cols = table.cand_f[a:b], table.cand_sym[a:b]
         sides = side_names(rows[:, SIDE_AT].astype(np.uint8)).tolist()
-        red = self._red(np.full(len(cols), step), cols).tolist() \
+        red = [None] * len(cols) if self.copilots is not None else \
+            self._red(np.full(len(cols), step), cols).tolist() \
             if self.s["ASTER_AI_SENTINEL_ENABLED"] else [False] * len(cols)
         out = {}
         for col, side, row, r in zip(cols.tolist(), sides, rows.tolist(), red):
             f = dict(zip(FIELDS, row))
             f["ltf_trend"], f["htf_trend"] = int(f["ltf_trend"]), int(f["htf_trend"])
             sym = self.symbols[col]
-            out[sym] = (Features(**f), Screen(None, side, row[WIN_AT], row[ER_AT]),
-                        self._candle_open(sym, step), r)
+            out[sym] = Passed(Features(**f), Screen(None, side, row[WIN_AT], row[ER_AT]),
+                              self._candle_open(sym, step), r)
         return out
 
     def _candle_open(self, sym: str, step: int) -> int:

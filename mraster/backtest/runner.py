@@ -25,14 +25,13 @@ from mraster.backtest.data import ReplayData
 from mraster.backtest.idle import IdleSteps
 from mraster.protections import reducing
 from mraster.engine.cycle import Engine
+from mraster.engine.evaluator import Passed
 from mraster.engine.market_data import Quotes
 from mraster.execution.paper import LocalExchange
 from mraster.sim.exchange import SimExchange
 from mraster.sim.heap import reuse_freed_memory
 from mraster.sim.market import BASE_MS, QUOTE_USD, DataError, Market, replay_market
 from mraster.store import MemoryDocument
-from mraster.strategy.screen import Screen
-from mraster.strategy.signals import Features
 
 WARMUP_CANDLES = 400  # 5m candles before the start so the 1h trend has history
 Progress = Callable[[float, int, int], None]  # (fraction done, trades, open positions)
@@ -194,22 +193,22 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
         k = int(times.searchsorted(now))
         return k if idle is not None and k < steps - 1 and times[k] == now else None
 
+    def screened(now: int, ask: Callable[[int, Mapping[str, float]], dict]) -> dict:
+        """What the bulk screen knows at an engine step, under the playbook's tightening
+        (``ask``: ``idle.known`` or ``idle.candidates``); nothing off the walk."""
+        k = walked_step(now)
+        if k is None:
+            return {}
+        pb = engine.copilots.book["playbook"] if engine.copilots is not None else None
+        return ask(k, (pb or {}).get("tighten") or {})
+
     def known_skips(now: int) -> dict[str, str]:
         """The bulk screen's skip reasons at an engine step."""
-        k = walked_step(now)
-        if k is None:
-            return {}
-        pb = engine.copilots.book["playbook"] if engine.copilots is not None else None
-        return idle.known(k, (pb or {}).get("tighten") or {})
+        return screened(now, idle.known)
 
-    def known_candidates(now: int) -> dict[str, tuple[Features, Screen, int, bool]]:
-        """The bulk screen's candidates at an engine step, with their features, screen, last
-        closed candle's open time and red label."""
-        k = walked_step(now)
-        if k is None:
-            return {}
-        pb = engine.copilots.book["playbook"] if engine.copilots is not None else None
-        return idle.candidates(k, (pb or {}).get("tighten") or {})
+    def known_candidates(now: int) -> dict[str, Passed]:
+        """The candidates the bulk screen passed at an engine step."""
+        return screened(now, idle.candidates)
 
     def replayed_quotes() -> Quotes | None:
         """The engine step's quotes from the walk's blocks (the numbers of the rows)."""

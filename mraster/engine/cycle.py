@@ -19,7 +19,7 @@ from mraster import shadows
 from mraster.domain import Intent, positions_of
 from mraster.engine import view
 from mraster.engine.account_risk import AccountRisk
-from mraster.engine.evaluator import Portfolio, Skip, decide
+from mraster.engine.evaluator import Passed, Portfolio, Skip, decide
 from mraster.engine.executor import Executor
 from mraster.engine.market_data import KlineCache, MarketData, Quotes, quotes_from_rows, snapshot
 from mraster.engine.protection_watch import ProtectionWatch
@@ -85,11 +85,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         # a backtest's bulk screen: the skip reasons it already knows at a moment (symbol →
         # reason), which the cycle books without reading those symbols' candles and features
         self.known_skips: Callable[[int], Mapping[str, str]] | None = None
-        # ...and the candidates it passed, with their features and screen (the numbers the
-        # cycle would work out from their candles), their last closed candle's open time and
-        # whether their sentinel label is red: symbol → (features, screen, time, red)
-        self.known_candidates: (Callable[[int], Mapping[str, tuple[Features, Screen, int, bool]]]
-                                | None) = None
+        # ...and the candidates it passed, as the cycle would work them out (symbol → Passed)
+        self.known_candidates: Callable[[int], Mapping[str, Passed]] | None = None
         # ...and the replay's quotes at the step, when the step may take them from there
         self.replayed_quotes: Callable[[], Quotes | None] | None = None
         # a position token's 4-hex tag (``ids.new_token``): random live (unique across
@@ -194,10 +191,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         known = self.known_skips(now) if self.known_skips is not None else {}
         return {sym: why for sym, why in known.items() if sym not in self.off_limits}
 
-    def _known_candidates(self, now: int) -> dict[str, tuple[Features, Screen, int, bool]]:
-        """The candidates a backtest's bulk screen passed at ``now`` (none live), with their
-        features, screen, last closed candle's open time and red label, except for symbols off
-        limits."""
+    def _known_candidates(self, now: int) -> dict[str, Passed]:
+        """The candidates a backtest's bulk screen passed at ``now`` (none live), except for
+        symbols off limits."""
         known = self.known_candidates(now) if self.known_candidates is not None else {}
         return {sym: got for sym, got in known.items() if sym not in self.off_limits}
 
@@ -226,16 +222,15 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         universe = self.universe(quotes.volume)
         # what a backtest's bulk screen already skips needs neither candles nor features here,
         # nor a sentinel label unless the playbook reads every label (it also tightens the
-        # screen the skips come from: then they are asked after its renewal)
-        # The candidates it passed come with their features and screen (no candles either) and
-        # whether their label is red: the evaluator reads a label only for that, so outside AI
-        # mode the others' labels are worked out only for an entry's size (below)
+        # screen the skips come from: then they are asked after its renewal); the candidates it
+        # passed come with their features and screen, and the evaluator reads their label only
+        # when it is red: the others' are worked out only for an entry's size (below)
         known = given = {}
         if self.copilots is None:
             known = self._known_skips(now)
             given = self._known_candidates(now)  # (after ``known``: it screens the step's block)
         await self._watch_markets(universe, quotes.tickers or {}, now, unread=known.keys() | {
-            sym for sym, got in given.items() if not got[3]})
+            sym for sym, got in given.items() if got.red is False})
         if self.copilots is not None:
             self.copilots.refresh_playbook(
                 now, {sym: {"change_pct": quotes.change_pct(sym)} for sym in universe},
@@ -264,11 +259,11 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         pf = self.portfolio(paused=paused)  # nothing it holds changes before the entries
         # the playbook's tightening holds for the whole cycle (refreshed above)
         s_now = self.copilots.tightened(self.s) if self.copilots is not None else self.s
-        feats = {sym: given[sym][0] if sym in given else self._features(sym, *candles[sym])
+        feats = {sym: given[sym].features if sym in given else self._features(sym, *candles[sym])
                  for sym in liquid if sym in given or sym in candles and sym not in known}
         ready = [sym for sym, f in feats.items() if f is not None and sym not in given]
         screens = dict(zip(ready, screen_each([(feats[x], snaps[x]) for x in ready], s_now)))
-        screens.update((sym, given[sym][1]) for sym in feats if sym in given)
+        screens.update((sym, given[sym].screen) for sym in feats if sym in given)
         for sym in liquid:
             if sym in known:
                 self._skip(res, sym, known[sym])
@@ -276,7 +271,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             if sym not in feats:
                 self._skip(res, sym, "data_error")
                 continue
-            plan = await self._evaluate(res, sym, snaps[sym], given[sym][2] if sym in given
+            plan = await self._evaluate(res, sym, snaps[sym], given[sym].candle_t if sym in given
                                         else _last_open(candles[sym][0]), feats[sym],
                                         screens.get(sym), s_now, pf, equity, used)
             if plan:

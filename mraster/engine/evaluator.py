@@ -10,13 +10,14 @@ user. Sizing and sending are the executor's; the optional LLM advisor is asked a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from mraster.domain import Intent, Position, Side
 from mraster.policy import build_features
 from mraster.risk import entry_gate
 from mraster.strategy.filters import Snapshot
 from mraster.strategy.screen import MARKET_REASONS, SIGNAL_REASONS, Screen, policy_context, screen
+from mraster.strategy.signals import Features
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,17 @@ class Portfolio:
         return entry_gate(symbol, self.positions, s, paused=self.paused,
                           cooldown_until=int(self.cooldowns.get(symbol, 0)), now_ms=self.now_ms,
                           off_limits=self.off_limits, reducing=self.reducing, locked=self.locked)
+
+
+class Passed(NamedTuple):
+    """A candidate a backtest's bulk screen passed, as it hands it to an engine step: the
+    features and screen the step would work out from its candles, the open time of its last
+    closed signal candle, and whether its sentinel label is red there (None where every label
+    is worked out anyway: AI mode's playbook reads them all)."""
+    features: Features
+    screen: Screen
+    candle_t: int
+    red: bool | None
 
 
 @dataclass(frozen=True)
