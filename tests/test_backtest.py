@@ -303,16 +303,19 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     """On the steps the engine runs, a symbol the bulk screen skips for a reason of its own (no
     signal, a market filter, the edge) is booked with that reason: no candles, features or
     screen are worked out for it again; a candidate it passed goes on to the entry gate and the
-    policy with the features and the answer the bulk screen worked out for it (the same
-    numbers): its candles are read only for a position or shadow there. The run's outcome is
-    that of running every step in full (in AI mode too, under the playbook's tightening), and
-    its last step decides every symbol itself, so the final decisions keep their figures.
-    Without AI mode's playbook (which reads every label), those symbols' sentinel labels are not
-    worked out either, nor a handed candidate's unless it is red (the evaluator reads nothing
-    else of it) or opens a position. The steps' quotes come from the walk's blocks: no ticker,
-    book or premium rows are made and parsed."""
+    policy with the features, the answer and the policy features the bulk screen worked out
+    for it (the same numbers): its candles are read only for a position or shadow there. The
+    run's outcome is that of running every step in full (in AI mode too, under the playbook's
+    tightening), and its last step decides every symbol itself, so the final decisions keep
+    their figures.
+    But at the steps where AI mode renews its playbook (which reads every label), those
+    symbols' sentinel labels are not worked out either, nor a handed candidate's unless it is
+    red (the evaluator reads nothing else of it) or opens a position. The steps' quotes come
+    from the walk's blocks: no ticker, book or premium rows are made and parsed."""
+    from mraster.ai import playbook as PB
+    from mraster.ai.copilots import Copilots
     from mraster.backtest.data import ReplayData
-    from mraster.engine import cycle
+    from mraster.engine import cycle, evaluator
 
     asked: dict[ReplayData, int] = {}  # per run (its own replay data, kept alive here)
     labelled: dict[ReplayData, int] = {}
@@ -326,11 +329,18 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     green: dict[tuple[int, int], set[str]] = {}  # ...of them, those whose label is not red
     asked_label: list[tuple[int, int, str]] = []  # (run, step, symbol) of every label worked out
     fetched: list[tuple[int, int, list[str], set[str]]] = []  # the steps' own candle reads
+    renewed: set[tuple[int, int]] = set()  # (run, step) where AI mode's playbook was renewed
+    refresh_playbook = Copilots.refresh_playbook
+
+    def renewing(self, now, *args):  # the real playbook; its renewals noted
+        if PB.due(self.book["playbook"], now, self.settings):
+            renewed.add((len(screened), now))
+        return refresh_playbook(self, now, *args)
 
     def noted(self, now):  # the real candidates, noted
         got = known_candidates(self, now)
         handed[len(screened), now] = set(got)
-        green[len(screened), now] = {sym for sym, (*_, red) in got.items() if not red}
+        green[len(screened), now] = {sym for sym, p in got.items() if not p.red}
         return got
 
     async def fetching(self, symbols, now):  # the real candles; the cycle's reads noted
@@ -357,17 +367,27 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
         screened[-1] += len(pairs)
         return screen_each(pairs, s)
 
+    built: list[int] = []  # the policy features the engine's steps built, per run
+    build_features = evaluator.build_features
+
+    def counted_build(ctx):  # the real policy features, counted for the run under way
+        built[-1] += 1
+        return build_features(ctx)
+
     def started(self, *args, **kwargs):  # a run makes its replay data first
         screened.append(0)
+        built.append(0)
         init(self, *args, **kwargs)
 
     monkeypatch.setattr(ReplayData, "features", counted)
     monkeypatch.setattr(cycle, "screen_each", counted_screen)
+    monkeypatch.setattr(evaluator, "build_features", counted_build)
     monkeypatch.setattr(ReplayData, "__init__", started)
     monkeypatch.setattr(Engine, "_known_candidates", noted)
     monkeypatch.setattr(Engine, "_fetch_candles", fetching)
     monkeypatch.setattr(ReplayData, "sentinel_label", counted_label)
     monkeypatch.setattr(SimExchange, "ticker_24h", counted_ticker)
+    monkeypatch.setattr(Copilots, "refresh_playbook", renewing)
     s = {**defaults(), **overrides}
     assert s["ASTER_AI_SENTINEL_ENABLED"]  # the labels decide sizes and red blocks here
     fast, full = both_ways(s, SYMBOLS)  # in this order
@@ -378,15 +398,19 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     # (before the walk) and its last (which reads and screens everything itself)
     assert full_read == full.engine_steps == full.steps and fast_read == 2 < fast.engine_steps
     assert full_labels >= full.steps * len(SYMBOLS)
-    if "ASTER_AI_MODE" in overrides:  # the playbook reads every symbol's label
-        assert fast_labels >= fast.engine_steps * len(SYMBOLS)
-    else:
-        assert fast_labels < 0.6 * fast.engine_steps * len(SYMBOLS)
-        # a handed candidate whose label is not red has its label worked out only for an
-        # entry's size (the evaluator reads a label only for red)
-        opened = len(fast.state["history"]) + len(fast.state["positions"])
-        assert sum(map(len, green.values())) > opened
-        assert sum(sym in green.get((run, now), ()) for run, now, sym in asked_label) <= opened
+    assert fast_labels < 0.6 * fast.engine_steps * len(SYMBOLS)
+    # a renewed playbook reads every symbol's label
+    fast_run = len(screened) - 1
+    for run, now in renewed:
+        assert {sym for r, t, sym in asked_label if (r, t) == (run, now)} == set(SYMBOLS)
+    if "ASTER_AI_MODE" in overrides:
+        assert sum(run == fast_run for run, _ in renewed) > 10
+    # a handed candidate whose label is not red has its label worked out only for an entry's
+    # size (the evaluator reads a label only for red), or for a renewed playbook
+    opened = len(fast.state["history"]) + len(fast.state["positions"])
+    assert sum(map(len, green.values())) > opened
+    assert sum(sym in green.get((run, now), ()) for run, now, sym in asked_label
+               if (run, now) not in renewed) <= opened
     assert full_asked > 0.9 * full.steps * len(SYMBOLS)  # every step, every symbol
     assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
     assert fast.state["stats"] == full.state["stats"] and fast.equity == full.equity
@@ -403,6 +427,9 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
             if sym in handed.get((run, now), ()) and sym not in held] == []
     assert fast_asked <= 2 * len(SYMBOLS) < fast.engine_steps
     assert fast_screened <= 2 * len(SYMBOLS) < fast.engine_steps
+    # nor the policy's features of a candidate (the walk's verdicts read the same numbers)
+    fast_built, full_built = built
+    assert fast_built <= 2 * len(SYMBOLS) < full_built
     assert full_screened > 0.9 * full.steps * len(SYMBOLS)
 
 

@@ -50,6 +50,13 @@ class Copilots:
     def pm_inputs(self, symbol: str) -> dict[str, float | None]:
         return PM.policy_inputs(self.book["postmortem"], symbol)
 
+    def pm_entries(self, symbols: list[str]) -> list[Any]:
+        """The postmortem's entry of each symbol: ``pm_inputs`` reads nothing else, and a review
+        replaces an entry instead of changing it (``postmortem.learn``), so the same objects
+        give the same inputs."""
+        book = self.book["postmortem"]
+        return [book.get(sym) for sym in symbols]
+
     @property
     def regime(self) -> str | None:
         return (self.book["playbook"] or {}).get("regime")
@@ -80,10 +87,14 @@ class Copilots:
                 TU._clamp(t["tp_bias"] * pb.get("tp", 1.0), TU.TP_RANGE))
 
     # -- the playbook -----------------------------------------------------------------------------
+    def playbook_due(self, now_ms: int) -> bool:
+        """Does ``refresh_playbook`` renew the playbook at ``now_ms`` (it reads every label)?"""
+        return PB.due(self.book["playbook"], now_ms, self.settings)
+
     def refresh_playbook(self, now_ms: int, market: Mapping[str, Mapping[str, Any]],
                          labels: Mapping[str, Mapping[str, Any]], history: list[dict]) -> None:
         """Every ``ASTER_AI_PLAYBOOK_REFRESH_MINUTES`` (and at the first cycle)."""
-        if not PB.due(self.book["playbook"], now_ms, self.settings):
+        if not self.playbook_due(now_ms):
             return
         ov = PB.overview(market, labels, history)
         self.book["playbook"] = PB.refreshed(ov, now_ms, self.settings)

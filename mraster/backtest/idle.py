@@ -202,7 +202,7 @@ class IdleSteps:
         self._settles: dict[tuple[str, int], tuple[int, float | None, int]] = {}
         self.screens: dict[tuple, Screened] = {}  # per tightening of the filters
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # see _market
-        self._pm: tuple[str, np.ndarray] | None = None  # see _pm_rows
+        self._pm: tuple[list, np.ndarray] | None = None  # see _pm_rows
 
     def _screened(self, tighten: Mapping[str, float]) -> Screened:
         key = tuple(sorted(tighten.items()))
@@ -274,14 +274,14 @@ class IdleSteps:
 
     def _pm_rows(self) -> np.ndarray | None:
         """Each symbol's postmortem inputs as policy features. They change only when a trade
-        closes, and the walk asks at every stretch (a sixth of AI mode's walk went on working
-        out the same rows): kept under the inputs as written (``repr`` tells −0.0 from 0.0)."""
+        closes, and the walk and every engine step ask (a sixth of AI mode's walk went on
+        working out the same rows): kept while the postmortem's entries are the same objects."""
         if self.copilots is None:
             return None
-        inputs = [self.copilots.pm_inputs(sym) for sym in self.symbols]
-        key = repr(inputs)
-        if self._pm is None or self._pm[0] != key:
-            self._pm = key, np.array([vectorize(build_features(x)) for x in inputs])
+        entries = self.copilots.pm_entries(self.symbols)
+        if self._pm is None or any(a is not b for a, b in zip(self._pm[0], entries)):
+            self._pm = entries, np.array([vectorize(build_features(self.copilots.pm_inputs(sym)))
+                                          for sym in self.symbols])
         return self._pm[1]
 
     def known(self, step: int, tighten: Mapping[str, float]) -> dict[str, str]:
@@ -301,22 +301,25 @@ class IdleSteps:
 
     def candidates(self, step: int, tighten: Mapping[str, float]) -> dict[str, Passed]:
         """The candidates the screen passed at ``step`` (an engine step, after ``known``), their
-        features and screen as plain Python values: the numbers the engine works out for them
-        itself (the bulk screen equals it, tested)."""
+        features, screen and policy features as plain Python values: the numbers the engine
+        works out for them itself (the bulk screen equals it, tested)."""
         table = self._screened(tighten)
         a, b = table.cand_step.searchsorted([step, step + 1]).tolist()
-        rows, cols = table.cand_f[a:b], table.cand_sym[a:b]
+        rows, cols, xs = table.cand_f[a:b], table.cand_sym[a:b], table.cand_x[a:b]
+        pm = self._pm_rows()
+        if pm is not None and len(xs):  # the postmortem's inputs of this moment, as the walk's
+            xs = xs.copy()
+            xs[:, PM_COLUMNS] = pm[cols][:, PM_COLUMNS]
         sides = side_names(rows[:, SIDE_AT].astype(np.uint8)).tolist()
-        red = [None] * len(cols) if self.copilots is not None else \
-            self._red(np.full(len(cols), step), cols).tolist() \
+        red = self._red(np.full(len(cols), step), cols).tolist() \
             if self.s["ASTER_AI_SENTINEL_ENABLED"] else [False] * len(cols)
         out = {}
-        for col, side, row, r in zip(cols.tolist(), sides, rows.tolist(), red):
+        for col, side, row, r, x in zip(cols.tolist(), sides, rows.tolist(), red, xs.tolist()):
             f = dict(zip(FIELDS, row))
             f["ltf_trend"], f["htf_trend"] = int(f["ltf_trend"]), int(f["htf_trend"])
             sym = self.symbols[col]
             out[sym] = Passed(Features(**f), Screen(None, side, row[WIN_AT], row[ER_AT]),
-                              self._candle_open(sym, step), r)
+                              self._candle_open(sym, step), r, dict(zip(FEATURES, x)))
         return out
 
     def _candle_open(self, sym: str, step: int) -> int:

@@ -221,20 +221,22 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self._update_breakers(equity, now)
         universe = self.universe(quotes.volume)
         # what a backtest's bulk screen already skips needs neither candles nor features here,
-        # nor a sentinel label unless the playbook reads every label (it also tightens the
-        # screen the skips come from: then they are asked after its renewal); the candidates it
-        # passed come with their features and screen, and the evaluator reads their label only
-        # when it is red: the others' are worked out only for an entry's size (below)
+        # nor a sentinel label unless AI mode's playbook is renewed now (it reads every label,
+        # and tightens the screen the skips come from: then they are asked after it); the
+        # candidates it passed come with their features and screen, and the evaluator reads
+        # their label only when it is red: the others' are worked out only for an entry's size
+        renew = self.copilots is not None and self.copilots.playbook_due(now)
         known = given = {}
-        if self.copilots is None:
+        if not renew:
             known = self._known_skips(now)
             given = self._known_candidates(now)  # (after ``known``: it screens the step's block)
         await self._watch_markets(universe, quotes.tickers or {}, now, unread=known.keys() | {
-            sym for sym, got in given.items() if got.red is False})
+            sym for sym, got in given.items() if not got.red})
         if self.copilots is not None:
             self.copilots.refresh_playbook(
                 now, {sym: {"change_pct": quotes.change_pct(sym)} for sym in universe},
                 self.state.get("sentinel", {}), self.state["history"])
+        if renew:
             known = self._known_skips(now)
             given = self._known_candidates(now)
         snaps: dict[str, Snapshot] = {}
@@ -271,9 +273,10 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             if sym not in feats:
                 self._skip(res, sym, "data_error")
                 continue
-            plan = await self._evaluate(res, sym, snaps[sym], given[sym].candle_t if sym in given
-                                        else _last_open(candles[sym][0]), feats[sym],
-                                        screens.get(sym), s_now, pf, equity, used)
+            got = given.get(sym)
+            plan = await self._evaluate(res, sym, snaps[sym], got.candle_t if got else
+                                        _last_open(candles[sym][0]), feats[sym], screens.get(sym),
+                                        s_now, pf, equity, used, got and got.policy_features)
             if plan:
                 entries.append(plan)
         entries.sort(key=lambda e: -e.expected_r)
@@ -348,15 +351,18 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
 
     async def _evaluate(self, res: CycleResult, sym: str, snap: Snapshot, candle_t: int | None,
                         f: Features | None, sc: Screen | None, s_now: Mapping[str, Any],
-                        pf: Portfolio, equity: float, used: float) -> Intent | None:
+                        pf: Portfolio, equity: float, used: float,
+                        policy_features: dict[str, float] | None = None) -> Intent | None:
         """The evaluator's verdict on ``sym``; an intent the LLM advisor (AI mode) approves.
         ``candle_t``: the open time of its last closed signal candle (None without candles);
         ``f``, ``sc``: its features and screen (``screen_each``); ``s_now``: the settings with
-        the playbook's tightening."""
+        the playbook's tightening; ``policy_features``: the policy's, when a backtest's bulk
+        screen worked them out."""
         label = self._label(sym)
         cop = self.copilots
         got = decide(sym, snap, f, pf, s_now, policy=self.policy, label=label,
-                     postmortem=cop.pm_inputs(sym) if cop is not None else None, screened=sc)
+                     postmortem=cop.pm_inputs(sym) if cop is not None and policy_features is None
+                     else None, screened=sc, policy_features=policy_features)
         if isinstance(got, Skip):
             if got.policy_features is not None and self.s["ASTER_ALPHA_SHADOW"]:
                 sh = shadows.open_shadow(sym, got.info["side"], candle_t, f.price, f.atr,

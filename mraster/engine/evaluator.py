@@ -41,12 +41,13 @@ class Portfolio:
 class Passed(NamedTuple):
     """A candidate a backtest's bulk screen passed, as it hands it to an engine step: the
     features and screen the step would work out from its candles, the open time of its last
-    closed signal candle, and whether its sentinel label is red there (None where every label
-    is worked out anyway: AI mode's playbook reads them all)."""
+    closed signal candle, whether its sentinel label is red there, and the policy's features
+    of it (``policy.build_features``: the numbers the walk's verdicts read)."""
     features: Features
     screen: Screen
     candle_t: int
-    red: bool | None
+    red: bool
+    policy_features: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,14 @@ class Skip:
 def decide(symbol: str, snap: Snapshot, f: Any, portfolio: Portfolio, s: Mapping[str, Any], *,
            policy: Any, label: Mapping[str, Any] | None = None,
            postmortem: Mapping[str, float | None] | None = None,
-           screened: Screen | None = None) -> Intent | Skip:
+           screened: Screen | None = None,
+           policy_features: dict[str, float] | None = None) -> Intent | Skip:
     """``f``: the indicators of the closed candles (None while there are too few);
     ``label``: the sentinel's label when it is on; ``postmortem``: the symbol's postmortem
     inputs to the policy (``ai.postmortem.policy_inputs``) when the copilots run; ``policy``: the
     bandit (``policy.BanditPolicy``); ``screened``: ``screen(f, snap, s)`` when already worked
-    out (the cycle screens all its symbols at once, ``screen_each``)."""
+    out (the cycle screens all its symbols at once, ``screen_each``), ``policy_features`` the
+    policy's features of it (with the postmortem's) when a backtest's bulk screen did."""
     if f is None:
         return Skip("few_klines", {})
     info = {"rsi": round(f.rsi, 2), "htf_trend": f.htf_trend}
@@ -88,9 +91,11 @@ def decide(symbol: str, snap: Snapshot, f: Any, portfolio: Portfolio, s: Mapping
     gate = portfolio.gate(symbol, s)
     if gate:
         return Skip(gate, {"side": sc.side, **info})
-    ctx = policy_context(f, snap, sc)
-    ctx.update(postmortem or {})
-    feats = build_features(ctx)
+    feats = policy_features
+    if feats is None:
+        ctx = policy_context(f, snap, sc)
+        ctx.update(postmortem or {})
+        feats = build_features(ctx)
     decision = policy.decide(feats)
     if decision.action == "SKIP":
         veto = "veto" in decision.reason
