@@ -307,11 +307,10 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     for it (the same numbers): its candles are read only for a position or shadow there. The
     run's outcome is that of running every step in full (in AI mode too, under the playbook's
     tightening), and its last step decides every symbol itself, so the final decisions keep
-    their figures.
-    But at the steps where AI mode renews its playbook (which reads every label), those
-    symbols' sentinel labels are not worked out either, nor a handed candidate's unless it is
-    red (the evaluator reads nothing else of it) or opens a position. The steps' quotes come
-    from the walk's blocks: no ticker, book or premium rows are made and parsed."""
+    their figures. Except at the steps where AI mode renews its playbook (which reads every
+    label), those symbols' sentinel labels are not worked out either, nor a handed candidate's
+    unless it is red (the evaluator reads nothing else of it) or opens a position. The steps'
+    quotes come from the walk's blocks: no ticker, book or premium rows are made and parsed."""
     from mraster.ai import playbook as PB
     from mraster.ai.copilots import Copilots
     from mraster.backtest.data import ReplayData
@@ -400,7 +399,7 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     assert full_labels >= full.steps * len(SYMBOLS)
     assert fast_labels < 0.6 * fast.engine_steps * len(SYMBOLS)
     # a renewed playbook reads every symbol's label
-    fast_run = len(screened) - 1
+    fast_run = len(screened) - 1  # (the fast run came first: noted as run 1 of 2)
     for run, now in renewed:
         assert {sym for r, t, sym in asked_label if (r, t) == (run, now)} == set(SYMBOLS)
     if "ASTER_AI_MODE" in overrides:
