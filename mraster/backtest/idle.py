@@ -60,6 +60,16 @@ SIDE_AT, WIN_AT, ER_AT, SPREAD_AT = range(len(FIELDS), len(FIELDS) + 4)
 PRICE_AT, ATR_AT = FIELDS.index("price"), FIELDS.index("atr")
 
 
+def _with_postmortem(x: np.ndarray, cols: np.ndarray, pm: np.ndarray | None) -> np.ndarray:
+    """Candidates' policy rows ``x`` (symbols ``cols``) with AI mode's postmortem columns of
+    this moment (``IdleSteps._pm_rows``; the screen leaves them as without a postmortem)."""
+    if pm is None or not len(x):
+        return x
+    x = x.copy()
+    x[:, PM_COLUMNS] = pm[cols][:, PM_COLUMNS]
+    return x
+
+
 class Screened:
     """One set of filter settings screened over the history, block by block, as the walk gets
     there; a block's candidates are dropped once the walk has passed them (a year of 50
@@ -305,11 +315,10 @@ class IdleSteps:
         works out for them itself (the bulk screen equals it, tested)."""
         table = self._screened(tighten)
         a, b = table.cand_step.searchsorted([step, step + 1]).tolist()
-        rows, cols, xs = table.cand_f[a:b], table.cand_sym[a:b], table.cand_x[a:b]
-        pm = self._pm_rows()
-        if pm is not None and len(xs):  # the postmortem's inputs of this moment, as the walk's
-            xs = xs.copy()
-            xs[:, PM_COLUMNS] = pm[cols][:, PM_COLUMNS]
+        if a == b:
+            return {}
+        rows, cols = table.cand_f[a:b], table.cand_sym[a:b]
+        xs = _with_postmortem(table.cand_x[a:b], cols, self._pm_rows())
         sides = side_names(rows[:, SIDE_AT].astype(np.uint8)).tolist()
         red = self._red(np.full(len(cols), step), cols).tolist() \
             if self.s["ASTER_AI_SENTINEL_ENABLED"] else [False] * len(cols)
@@ -453,10 +462,7 @@ class IdleSteps:
         if reducing:
             verdict = np.full(int(ask.sum()), "reducing")
         else:
-            x = table.cand_x[a:b][ask]
-            if pm is not None and len(x):
-                x = x.copy()
-                x[:, PM_COLUMNS] = pm[sym[ask]][:, PM_COLUMNS]
+            x = _with_postmortem(table.cand_x[a:b][ask], sym[ask], pm)
             verdict = policy.verdicts(x)[2] if len(x) else np.zeros(0, str)
             if pb and pb.get("blocks"):  # a TAKE the playbook blocks is a skip, like a SKIP
                 verdict = self._blocked(verdict, pb, sym[ask], step[ask], x)

@@ -188,14 +188,19 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
     def _known_skips(self, now: int) -> dict[str, str]:
         """The skip reasons a backtest's bulk screen already knows at ``now`` (none live),
         except for symbols off limits, which the cycle always decides itself."""
-        known = self.known_skips(now) if self.known_skips is not None else {}
-        return {sym: why for sym, why in known.items() if sym not in self.off_limits}
+        return self._within_limits(self.known_skips, now)
 
     def _known_candidates(self, now: int) -> dict[str, Passed]:
         """The candidates a backtest's bulk screen passed at ``now`` (none live), except for
         symbols off limits."""
-        known = self.known_candidates(now) if self.known_candidates is not None else {}
-        return {sym: got for sym, got in known.items() if sym not in self.off_limits}
+        return self._within_limits(self.known_candidates, now)
+
+    def _within_limits(self, hook: Callable[[int], Mapping[str, Any]] | None,
+                       now: int) -> dict[str, Any]:
+        """What a backtest's hook knows at ``now``, but for symbols off limits (the user's
+        positions), which the cycle always decides itself."""
+        known = hook(now) if hook is not None else {}
+        return {sym: v for sym, v in known.items() if sym not in self.off_limits}
 
     # -- the cycle -----------------------------------------------------------------------------
     async def cycle(self, *, paused: bool = False) -> CycleResult:
@@ -276,7 +281,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             got = given.get(sym)
             plan = await self._evaluate(res, sym, snaps[sym], got.candle_t if got else
                                         _last_open(candles[sym][0]), feats[sym], screens.get(sym),
-                                        s_now, pf, equity, used, got and got.policy_features)
+                                        s_now, pf, equity, used,
+                                        got.policy_features if got else None)
             if plan:
                 entries.append(plan)
         entries.sort(key=lambda e: -e.expected_r)
