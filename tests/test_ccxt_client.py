@@ -214,18 +214,34 @@ def momentum_strategy(ex: ccxt.Exchange, symbol: str, budget: float, step) -> di
             "sl": float(sl), "tp": float(tp)}
 
 
-def test_a_strategy_written_against_ccxt_runs_unchanged_on_the_simulator(venue):
-    sim, ex = venue
+def test_a_strategy_written_against_ccxt_runs_unchanged_on_the_simulator(sim_factory):
+    """The market opens five minutes before a funding time (the simulator's clock starts at the
+    open of the candle forming at ``start_ms``), so the position pays or receives funding on
+    its way, as one held across 00:00, 08:00 or 16:00 UTC does: the wallet must add up to the
+    fill's PnL, the fees and that funding. (Started at the wall clock's time, this test failed
+    only when run just before a funding time.)"""
+    from mraster.sim.market import FUNDING_MS, SyntheticMarket
+
+    funding_at = 1_767_225_600_000  # 2026-01-01 00:00 UTC
+    assert funding_at % FUNDING_MS == 0
+    market = SyntheticMarket(3, seed=5, manual=True, history=600, start_ms=funding_at - 1)
+    sim, url, _ = sim_factory(market=market)
+    ex = client(url)
+    ex.load_markets()
     before = ex.fetch_balance()["USDT"]["total"]
     out = momentum_strategy(ex, SYMBOL, 300.0, lambda: sim.market.clock.step(60_000))
     assert ex.fetch_positions([SYMBOL]) == [] and ex.fetch_open_orders(SYMBOL) == []
     exit_fill = out["trades"][-1]
     assert exit_fill["side"] != out["side"] and exit_fill["amount"] == out["qty"]
+    assert exit_fill["timestamp"] > funding_at  # held across the funding time
     sign = 1 if out["side"] == "buy" else -1
     pnl = float(exit_fill["info"]["realizedPnl"])
     assert pnl == pytest.approx(sign * (exit_fill["price"] - out["entry"]) * out["qty"], rel=1e-6)
     fees = sum(t["fee"]["cost"] for t in out["trades"])
-    assert ex.fetch_balance()["USDT"]["total"] == pytest.approx(before + pnl - fees, rel=1e-9)
+    funding = [f["amount"] for f in ex.fetch_funding_history(SYMBOL)]
+    assert len(funding) == 1 and funding[0] != 0
+    assert ex.fetch_balance()["USDT"]["total"] == pytest.approx(
+        before + pnl - fees + funding[0], rel=1e-9)
     # it left at one of its brackets (a stop fills at market, so at or beyond its level)
     assert sign * (exit_fill["price"] - out["tp"]) >= -1e-9 or sign * (exit_fill["price"] - out["sl"]) <= 1e-9
 

@@ -73,3 +73,30 @@ def test_many_windows_at_once_equal_each_window_alone(data_dir, name):
                 alone = np.array([f(k) for k in at])
                 assert np.array_equal(bulk[at], alone, equal_nan=True), (key, n, chunk)
                 assert not np.isnan(alone).all(), key
+
+
+def test_a_windows_indicators_do_not_depend_on_how_its_candles_lie_in_memory(data_dir):
+    """The live bot computes each window from the columns of its parsed candle rows (strided
+    arrays); a backtest from views into its whole history, starting at any address. The sums
+    over a window (SIMD lanes for contiguous operands) must give the same bits however the
+    window lies, or the backtest would drift from the live screen by a last bit."""
+    from mraster.market.indicators import adx_last, atr_last, ema_last, rsi_last
+
+    df = pd.read_csv(data_dir / "XRPUSDT-5m-futures.csv")
+    h, l, c = (df[k].to_numpy(float) for k in ("high", "low", "close"))
+
+    def placed(x: np.ndarray, how: int) -> np.ndarray:
+        if how < 0:  # a column of rows, as the live client parses them
+            rows = np.zeros((len(x), -how))
+            rows[:, -how - 1] = x
+            return rows[:, -how - 1]
+        buf = np.empty(len(x) + 8)
+        buf[how:how + len(x)] = x
+        return buf[how:how + len(x)]
+
+    for end in range(200, len(c), 389):
+        w = slice(end - 200, end)
+        seen = {(rsi_last(placed(c[w], k)), atr_last(*(placed(x[w], k) for x in (h, l, c))),
+                 adx_last(*(placed(x[w], k) for x in (h, l, c))), ema_last(placed(c[w], k), 21),
+                 ema_last(placed(c[w], k), 55)) for k in (*range(8), -2, -6)}
+        assert len(seen) == 1, end

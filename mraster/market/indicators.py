@@ -115,9 +115,25 @@ def _last(x: np.ndarray, seed, s: int, a: float, b: float):
     m = x.shape[-1] - 1 - s
     if m <= 0:
         return seed
-    p = _powers(a, m + 1)
+    top, w = _weights(a, m)
+    xs = x[..., s + 1:]
+    if xs.strides[-1] != xs.itemsize:  # e.g. a column of the live client's parsed candles
+        xs = np.ascontiguousarray(xs)  # (einsum sums strided operands in another order)
     # einsum sums each window in its own loop: the same value alone or among thousands
-    return p[m] * seed + b * np.einsum("...j,j->...", x[..., s + 1:], p[m - 1::-1])
+    return top * seed + b * np.einsum("...j,j->...", xs, w)
+
+
+@lru_cache(maxsize=128)
+def _weights(a: float, m: int) -> tuple[float, np.ndarray]:
+    """a^m, and a^(m-1) … a^0 laid out in that order in memory: einsum's loop for two contiguous
+    operands sums in SIMD lanes, about twice as fast as over a reversed view (a backtest's
+    screen spends most of its indicator time here), and in an order that depends only on the
+    length, not on where a window starts in memory (for contiguous windows: ``_last`` copies a
+    strided one first): still the same value alone or among thousands."""
+    p = _powers(a, m + 1)
+    w = np.ascontiguousarray(p[m - 1::-1])
+    w.setflags(write=False)  # shared by every caller (cached)
+    return float(p[m]), w
 
 
 def _seed(x: np.ndarray, period: int):
