@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mraster.sim import candle_cache, market
+from mraster.sim import candle_cache, candle_prefetch, market
 from mraster.sim.market import read_candles_csv
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -123,3 +123,70 @@ def test_an_unwritable_cache_folder_only_costs_time(tmp_path, monkeypatch):
     f = _copy(tmp_path)
     assert _same(read_candles_csv(f), read_candles_csv(f))
     assert os.path.isfile(blocker)
+
+
+# -- a first run over large files: a helper process parses the last of them into the cache ----
+def _seven(tmp_path: Path) -> list[Path]:
+    return [_copy(tmp_path, f.name) for f in sorted(DATA.glob("*-5m.csv"))]
+
+
+def _parsed_here(monkeypatch) -> list[str]:
+    """The files this process parses (the helper's parse runs in its own process)."""
+    seen: list[str] = []
+    parse = market._parse_clean
+
+    def watched(path):
+        seen.append(Path(path).name)
+        return parse(path)
+    monkeypatch.setattr(market, "_parse_clean", watched)
+    return seen
+
+
+@pytest.fixture
+def small_is_large(monkeypatch):
+    """These files are small: count them as enough to share (the threshold is for real years)."""
+    monkeypatch.setattr(candle_prefetch, "MIN_BYTES", 0)
+    monkeypatch.setattr(candle_prefetch, "START_BYTES", 0)
+
+
+def test_a_first_run_over_large_files_parses_half_of_them_in_a_helper_process(
+        tmp_path, cache, monkeypatch, small_is_large):
+    files = _seven(tmp_path)
+    alone = [read_candles_csv(f) for f in files]  # (one process, the cache off)
+    shutil.rmtree(cache)
+    here = _parsed_here(monkeypatch)
+    m = market.replay_market(tmp_path / "data")
+    mine = candle_prefetch.helpers_share([f.stat().st_size for f in files])
+    assert 0 < mine < len(files)
+    assert here == [f.name for f in files[:mine]]  # the helper parsed the others
+    assert len(list(cache.glob("*.npz"))) == len(files) and not list(cache.glob(".part-*"))
+    for f, got in zip(files, alone):
+        s = m.series[market.symbol_from_filename(f.name)[0]]
+        assert _same(got, (s.t, s.o, s.h, s.l, s.c, s.v)), f.name
+
+
+def test_a_bad_file_the_helper_took_is_named_with_its_line(tmp_path, cache, small_is_large):
+    files = _seven(tmp_path)
+    lines = files[-1].read_text().splitlines()
+    lines[7] = lines[7].replace(",", ",x", 1)
+    files[-1].write_text("\n".join(lines) + "\n")
+    with pytest.raises(market.DataError, match=rf"{files[-1].name}:8: not a number"):
+        market.replay_market(tmp_path / "data")
+
+
+def test_without_a_helper_this_process_parses_everything(tmp_path, cache, monkeypatch,
+                                                         small_is_large):
+    """A helper that cannot start, or stops half-way: every file is still read, and a helper
+    stopped at work leaves no half-written entry behind."""
+    files = _seven(tmp_path)
+    with candle_prefetch.ParsingAhead(files) as ahead:
+        ahead.proc.terminate()
+        for f in files:
+            ahead.wait(f)
+            assert len(read_candles_csv(f)[0]) > 0
+    assert ahead.helped < len(ahead.theirs) and not list(cache.glob(".part-*"))
+    shutil.rmtree(cache)
+    here = _parsed_here(monkeypatch)
+    monkeypatch.setattr("sys.executable", str(tmp_path / "no-python-here"))
+    market.replay_market(tmp_path / "data")
+    assert here == [f.name for f in files]

@@ -701,29 +701,31 @@ def replay_market(data_dir: Path, symbols: list[str] | None = None, *, speed: fl
 
     A funding file ``<SYMBOL>-8h-funding.csv`` next to the candles is used for that symbol.
     """
+    from mraster.sim.candle_prefetch import ParsingAhead
+
     data_dir = Path(data_dir)
-    files = sorted(data_dir.glob(f"*-{interval}*.csv"))
+    files = [f for f in sorted(data_dir.glob(f"*-{interval}*.csv"))
+             if "mark" not in f.name and "funding" not in f.name
+             and (not symbols or symbol_from_filename(f.name)[0] in symbols)]
     series = []
     grids: dict[bytes, np.ndarray] = {}  # the distinct open-time columns (shared_grid)
-    for f in files:
-        if "mark" in f.name or "funding" in f.name:
-            continue
-        sym, base, quote = symbol_from_filename(f.name)
-        if symbols and sym not in symbols:
-            continue
-        t, o, h, l, c, v = read_candles_csv(f)
-        t = shared_grid(grids, t)
-        release_free_memory()  # the parse's buffers, before the next file's are taken
-        s = Series(sym, base, quote, t, o, h, l, c, v, spread=spread,
-                   min_notional=5.0 / QUOTE_USD.get(quote, 1.0))
-        mark = data_dir / f"{sym}-1h-mark.csv"
-        if mark.exists():
-            s.basis = mark_basis(t, c, np.loadtxt(mark, delimiter=",", skiprows=1, ndmin=2))
-        fund = data_dir / f"{sym}-8h-funding.csv"
-        if fund.exists():
-            arr = np.loadtxt(fund, delimiter=",", skiprows=1, ndmin=2)
-            s.funding_times, s.funding = arr[:, 0].astype(np.int64), arr[:, 1]
-        series.append(s)
+    with ParsingAhead(files) as ahead:  # a first run over large files: two processes parse
+        for f in files:
+            sym, base, quote = symbol_from_filename(f.name)
+            ahead.wait(f)
+            t, o, h, l, c, v = read_candles_csv(f)
+            t = shared_grid(grids, t)
+            release_free_memory()  # the parse's buffers, before the next file's are taken
+            s = Series(sym, base, quote, t, o, h, l, c, v, spread=spread,
+                       min_notional=5.0 / QUOTE_USD.get(quote, 1.0))
+            mark = data_dir / f"{sym}-1h-mark.csv"
+            if mark.exists():
+                s.basis = mark_basis(t, c, np.loadtxt(mark, delimiter=",", skiprows=1, ndmin=2))
+            fund = data_dir / f"{sym}-8h-funding.csv"
+            if fund.exists():
+                arr = np.loadtxt(fund, delimiter=",", skiprows=1, ndmin=2)
+                s.funding_times, s.funding = arr[:, 0].astype(np.int64), arr[:, 1]
+            series.append(s)
     if symbols:
         missing = sorted(set(symbols) - {s.symbol for s in series})
         if missing:
