@@ -78,11 +78,6 @@ class ParsingAhead:
             return  # (this process parses everything, as without a helper)
         self.theirs = {f: k for k, f in enumerate(theirs)}
 
-    @property
-    def helped(self) -> int:
-        """Files the helper parsed so far (for the caller's progress line)."""
-        return sum(self.done.values())
-
     def wait(self, path: Path) -> None:
         k = self.theirs.get(path)
         if k is None or self.proc is None or self.proc.stdout is None:
@@ -92,7 +87,8 @@ class ParsingAhead:
             if not line:  # the helper stopped: what it left is parsed here
                 return
             word, _, n = line.partition(" ")
-            self.done[int(n)] = word == "ok"
+            if n.strip().isdigit():  # (nothing else is expected on its output)
+                self.done[int(n)] = word == "ok"
 
     def close(self) -> None:
         if self.proc is None:
