@@ -657,10 +657,12 @@ def test_a_cycles_entries_go_out_together_not_one_after_the_other(sim_factory, t
     trips each, 18 for a cold start with six). The margin mode and leverage of every entry
     that will go out are set together, each order leaves as soon as it is decided, and every
     position still gets its stop and take-profit — requests seen over real HTTP, against a
-    simulator answering after 30 ms."""
+    simulator answering after 200 ms: deciding the later entries must not outlast the first
+    entry's round trip, and 30 ms was too short for that on a loaded machine (six entries,
+    the simulator answering in a thread of this process)."""
     from mraster.sim.server import Faults
 
-    sim, url, _ = sim_factory(n=12, seed=11, faults=Faults(latency_ms=30))
+    sim, url, _ = sim_factory(n=12, seed=11, faults=Faults(latency_ms=200))
     events = record_requests(monkeypatch)
     state = one_cycle(settings_for(tmp_path, url), tmp_path)
     opened = {p.symbol for p in state["positions"].values()}
