@@ -200,3 +200,9 @@ def test_without_a_helper_this_process_parses_everything(tmp_path, cache, monkey
     monkeypatch.setattr("sys.executable", str(tmp_path / "no-python-here"))
     market.replay_market(tmp_path / "data")
     assert here == [f.name for f in files]
+
+
+def test_a_single_file_starts_no_helper(tmp_path, cache, small_is_large):
+    """Files are shared whole: with one file to parse there is nothing to give a helper."""
+    with candle_prefetch.ParsingAhead([_copy(tmp_path)]) as ahead:
+        assert ahead.proc is None and not ahead.theirs

@@ -67,6 +67,8 @@ class ParsingAhead:
         if sum(sizes) < MIN_BYTES:
             return
         theirs = [f for f, _ in todo[helpers_share(sizes):]]
+        if not theirs:  # (one large file: nothing to share)
+            return
         root = str(Path(__file__).resolve().parents[2])  # (whatever the caller's folder)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
