@@ -294,8 +294,51 @@ def test_skipping_idle_steps_changes_nothing(symbols, overrides, monkeypatch):
     assert fast.equity == full.equity
     assert fast.state["equity_curve"] == full.state["equity_curve"]
     assert fast.state["policy"] == full.state["policy"]
+    assert fast.state["protections"] == full.state["protections"]  # breakers, ledger, log
     # the engine ran on a minority of the steps (how few depends on how long trades stay open)
     assert full.engine_steps == full.steps and fast.engine_steps < full.steps / 2
+
+
+@pytest.mark.parametrize("overrides", [{}, {"ASTER_AI_MODE": True}])
+def test_a_breaker_lifting_while_flat_needs_no_engine_step(overrides, monkeypatch):
+    """A losing streak's pause or a symbol lock that ends while no position is open is lifted
+    by the walk, as the engine's step at that moment would lift it, and the walk goes on under
+    the breakers left: the engine runs for positions and decisions, not for the steps around
+    a lift (it ran the last two candles before each one and the lift itself: 45 of the 231
+    engine steps of the seven pairs' 20 days). The run equals running every step, breakers
+    and their ledger included."""
+    from mraster.backtest import idle
+
+    monkeypatch.setattr(idle, "BLOCK", 300)
+    # per run (the skipping one first): breakers lifted between two engine steps, and engine
+    # steps that started and ended flat, sent nothing and only saw a breaker about to lift
+    lifted: dict[Engine, list] = {}
+    near_lift: dict[Engine, list] = {}
+    cycle, last = Engine.cycle, {}
+
+    async def watched(self, **kw):
+        now = self.ex.sim.market.clock.now_ms()
+        before = {(t.name, t.symbol) for t in self.breakers}
+        lifted.setdefault(self, []).extend(last.get(self, set()) - before)
+        flat, sent = not self.state["positions"], self.orders_sent
+        soon = [t for t in self.breakers if t.until is not None and t.until <= now + 2 * BASE_MS]
+        res = await cycle(self, **kw)
+        if flat and soon and not self.state["positions"] and self.orders_sent == sent:
+            near_lift.setdefault(self, []).append((now, [(t.name, t.symbol) for t in soon]))
+        last[self] = {(t.name, t.symbol) for t in self.breakers}
+        return res
+
+    monkeypatch.setattr(Engine, "cycle", watched)
+    fast, full = both_ways({**defaults(), **overrides}, SEVEN, steps=3000)
+    skipping, every = list(lifted)
+    assert len(lifted[skipping]) >= 5, lifted[skipping]  # lifted where no engine step ran
+    assert near_lift.get(skipping, []) == []
+    assert len(near_lift[every]) >= 15  # (running every step, these are engine steps)
+    assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
+    assert fast.state["protections"] == full.state["protections"]
+    assert fast.state["stats"] == full.state["stats"]
+    assert fast.equity == full.equity
+    assert fast.state["policy"] == full.state["policy"]
 
 
 @pytest.mark.parametrize("overrides", [{}, {"ASTER_AI_MODE": True}])

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 import numpy as np
 
@@ -338,26 +338,24 @@ class IdleSteps:
         return int(sx.ltf[0][k])
 
     # -- the walk ---------------------------------------------------------------------------------
-    def next_busy(self, i: int, policy: BanditPolicy, reducing_until: int | None = None,
-                  reducing: bool = False, locked: Mapping[str, int | None] | None = None,
+    def next_busy(self, i: int, policy: BanditPolicy, lifts_at: int | None = None,
+                  reducing: bool = False, locked: Collection[str] = (),
                   walked: Callable[[int], None] | None = None) -> tuple[int, Counter]:
         """The first step from ``i`` on that needs the engine (the last step at the latest),
-        and the skip reasons of the idle steps before it, as the engine would count them.
+        or at which a circuit breaker lifts, and the skip reasons of the idle steps before it,
+        as the engine would count them.
 
         ``reducing``: an account-wide circuit breaker is on, so the entry gate books every
         candidate as ``reducing`` before the policy is asked; ``locked``: the symbols a
-        per-symbol breaker locked (symbol → when it lifts by itself), whose candidates the gate
-        books as ``symbol_locked``. The stretch ends two candles before the first of those
-        breakers lifts by itself (the engine takes the steps around that moment); while it
-        lasts no breaker trips or lifts: nothing a breaker reads changes while the bot is flat.
+        per-symbol breaker locked, whose candidates the gate books as ``symbol_locked``;
+        ``lifts_at``: when the first breaker lifts by itself. The stretch ends at the first
+        step at or after that moment, where the breakers change (``lifted``); before it no
+        breaker trips or lifts: nothing a breaker reads changes while the bot is flat.
         ``walked``: told each step the walk has reached (the run's progress; a stretch can be
         the whole history)."""
         stop = len(self.times) - 1
-        base = int(self.times[1] - self.times[0]) if len(self.times) > 1 else 0
-        locked = locked or {}
-        for until in [reducing_until if reducing else None, *locked.values()]:
-            if until is not None:
-                stop = min(stop, int(self.times.searchsorted(until - 2 * base)))
+        if lifts_at is not None:
+            stop = min(stop, self.lifted(lifts_at))
         cols = np.array([self.symbols.index(sym) for sym in locked if sym in self.symbols],
                         np.int64)
         counts: Counter = Counter()
@@ -377,6 +375,11 @@ class IdleSteps:
             if walked is not None:
                 walked(lo)
         return lo, counts
+
+    def lifted(self, until: int) -> int:
+        """The first step at which a breaker on until ``until`` is off (``protections.trips``
+        keeps it while ``until > now``)."""
+        return int(self.times.searchsorted(until))
 
     # -- shadows of vetoed signals ------------------------------------------------------------
     def _settled(self, sh: Mapping[str, Any]) -> tuple[int, float | None, int]:

@@ -222,14 +222,16 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             if idle is not None and flat():
                 # an account-wide breaker turns every candidate into "reducing" until it lifts,
                 # a per-symbol one that symbol's into "symbol_locked"
-                blocking = reducing(engine.breakers)
-                k, counts = idle.next_busy(i, engine.policy, reducing=bool(blocking),
-                                           reducing_until=blocking and blocking.until,
-                                           locked={t.symbol: t.until for t in engine.breakers
-                                                   if t.symbol},
+                lifts_at = min((t.until for t in engine.breakers if t.until is not None),
+                               default=None)
+                k, counts = idle.next_busy(i, engine.policy, lifts_at=lifts_at,
+                                           reducing=reducing(engine.breakers) is not None,
+                                           locked={t.symbol for t in engine.breakers if t.symbol},
                                            walked=lambda at: report(at - 1))
-                if k > i:  # idle steps: what the engine would record, without running it
+                lifts = lifts_at is not None and k < steps - 1 and k >= idle.lifted(lifts_at)
+                if k > i or lifts:  # the equity of a flat account: its wallet
                     equity = float((await ex.account())["totalMarginBalance"])
+                if k > i:  # idle steps: what the engine would record, without running it
                     skipped = state["stats"]["skipped"]
                     for reason, n in counts.items():
                         skipped[reason] = skipped.get(reason, 0) + n
@@ -240,6 +242,12 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                     sim.step((k - i) * BASE_MS)
                     report(k - 1)
                     i = k
+                if lifts:
+                    # a breaker lifts at step k: the breakers as the engine's step there leaves
+                    # them (nothing else it reads changes while flat), and the walk goes on
+                    # from there under them; the engine runs only if a step needs it
+                    engine._update_breakers(equity, int(times[k]))
+                    continue
             sim.step(BASE_MS)  # fills what the candle crossed, settles funding
             await engine.cycle()
             ran += 1
