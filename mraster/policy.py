@@ -210,6 +210,9 @@ class BanditPolicy:
         self.threshold = threshold
         self.promote_delta = promote_delta
         self.rng = np.random.default_rng(seed)
+        # contexts handed ahead (``prepare``), and their verdicts once scored: row bytes → answer
+        self._pending: list[Mapping[str, float]] = []
+        self._prepared: dict[bytes, tuple] = {}
 
     @classmethod
     def from_settings(cls, s: Mapping[str, Any]) -> "BanditPolicy":
@@ -243,9 +246,34 @@ class BanditPolicy:
             code[tied & (skip_top | ~vetoed)] = 3
         return ucb, p, VERDICTS[code], means
 
+    def prepare(self, contexts: list[Mapping[str, float]]) -> None:
+        """The contexts ``decide`` may be asked about next (a backtest's engine step hands its
+        candidates over): the first one it is asked scores them all in one batch. One by one
+        they took 60 µs each, seventeen at once 80 µs in all; a step whose candidates all stop
+        at the entry gate (a breaker, the caps) scores none, nor does a policy with the bandit
+        and the alpha model off (its answer is a rule). Each row's sums run in their own
+        loop (``LinUCBArm.score``), so a row's answer is the same bits alone or in the batch;
+        what the policy learns next drops the answers."""
+        self._prepared.clear()
+        self._pending = list(contexts)
+
+    def _verdict(self, x: np.ndarray) -> tuple:
+        """``verdicts`` of the one context ``x``, from the batch of ``prepare`` when it is in it."""
+        if self._pending:
+            handed, self._pending = self._pending, []
+            # (scoring is the bandit's arms and the alpha model: without them there is none)
+            if len(handed) > 1 and (self.bandit_enabled or self.alpha_enabled):
+                many = np.array([vectorize(f, self.names) for f in handed])
+                ucb, probs, verdict, means = self.verdicts(many)
+                for k, row in enumerate(many):
+                    self._prepared[row.tobytes()] = (
+                        ucb[k:k + 1], None if probs is None else probs[k:k + 1],
+                        verdict[k:k + 1], means[k:k + 1])
+        got = self._prepared.get(x.tobytes()) if self._prepared else None
+        return got if got is not None else self.verdicts(x)
+
     def decide(self, feats: Mapping[str, float], default_bucket: str = "S") -> Decision:
-        x = vectorize(feats, self.names)[None]
-        ucb, probs, verdict, means = self.verdicts(x)
+        ucb, probs, verdict, means = self._verdict(vectorize(feats, self.names)[None])
         p = None if probs is None else float(probs[0])
         scores: dict[str, dict[str, float]] = {"SKIP": {"mean": 0.0, "bonus": 0.0, "ucb": 0.0}}
         if self.bandit_enabled:
@@ -274,10 +302,12 @@ class BanditPolicy:
     def learn_shadow(self, x: Any, r: float) -> None:
         """Teach the alpha model the R a vetoed signal would have made (``mraster.shadows``);
         the bandit's arms learn from trades taken only."""
+        self._prepared.clear()
         self.alpha_model.update(np.asarray(x, dtype=float), r)
 
     def learn(self, feats: Mapping[str, float], arm: str, r: float) -> None:
         """Credit a closed trade's R (after fees) to the arm chosen at entry."""
+        self._prepared.clear()
         x = vectorize(feats, self.names)
         if arm in self.arms:
             self.arms[arm].update(x, r)
@@ -294,6 +324,7 @@ class BanditPolicy:
 
     def load(self, d: Mapping[str, Any]) -> "BanditPolicy":
         """Restore a saved policy; features it did not know start fresh (identity/zero)."""
+        self._prepared.clear()
         saved = list(d.get("names", []))
         idx = [(i, saved.index(n)) for i, n in enumerate(self.names) if n in saved]
         for k, arm in self.arms.items():

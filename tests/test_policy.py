@@ -146,3 +146,38 @@ def test_verdicts_for_many_contexts_agree_with_each_decision():
     many = np.array([[synthetic_round(rng)[0][n] for n in FEATURES] for _ in range(300)])
     one_by_one = np.concatenate([policy.verdicts(row[None])[0] for row in many])
     assert np.array_equal(policy.verdicts(many)[0], one_by_one)  # the same bounds in a batch
+
+
+def test_decisions_answered_in_a_batch_equal_each_decision_alone():
+    """An engine step asks the policy about its candidates in one batch (``prepare``) before
+    the entry gate asks each (``decide``): every decision — arm, reason, scores to the bit,
+    P(win), and the random draw that breaks a tie — is the one the policy gives the candidate
+    alone, and what it learns in between drops the batch's answers."""
+    def fields(d):
+        return d.action, d.bucket, d.arm, d.reason, json.dumps(d.scores), d.alpha_prob
+
+    rng = np.random.default_rng(5)
+    for kw in ({"warmup": 10}, {"alpha": 0.0, "warmup": 10}):  # alpha 0: untrained arms tie
+        batched, alone = BanditPolicy(seed=4, **kw), BanditPolicy(seed=4, **kw)
+        kinds = set()
+        for step in range(120):
+            cands = [synthetic_round(rng) for _ in range(int(rng.integers(1, 9)))]
+            batched.prepare([f for f, _ in cands])
+            for feats, r in cands:
+                got, ref = batched.decide(feats), alone.decide(feats)
+                assert fields(got) == fields(ref)
+                kinds.add(ref.reason.split(":")[0])
+                if ref.action == "TAKE" and r > -0.2:  # learns mid-batch: the rest re-scored
+                    batched.learn(feats, ref.arm, r)
+                    alone.learn(feats, ref.arm, r)
+        assert batched.to_dict() == alone.to_dict()  # the same draws, the same learning
+        assert len(kinds) >= 2, kinds
+    # a batch's answers are dropped by what the policy learns, also from a vetoed signal
+    p = BanditPolicy(seed=1, warmup=0)
+    feats, _ = synthetic_round(rng)
+    p.prepare([feats])
+    before = p.decide(feats).alpha_prob
+    x = np.array([feats[n] for n in FEATURES])
+    for _ in range(5):
+        p.learn_shadow(x, -1.0)
+    assert p.decide(feats).alpha_prob < before

@@ -271,6 +271,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         ready = [sym for sym, f in feats.items() if f is not None and sym not in given]
         screens = dict(zip(ready, screen_each([(feats[x], snaps[x]) for x in ready], s_now)))
         screens.update((sym, given[sym].screen) for sym in feats if sym in given)
+        # the policy's answers for a backtest's handed candidates, in one batch
+        self.policy.prepare([given[sym].policy_features for sym in liquid
+                             if sym in given and sym not in known])
         for sym in liquid:
             if sym in known:
                 self._skip(res, sym, known[sym])
