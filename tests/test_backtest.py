@@ -341,6 +341,40 @@ def test_a_breaker_lifting_while_flat_needs_no_engine_step(overrides, monkeypatc
     assert fast.state["policy"] == full.state["policy"]
 
 
+def test_engine_steps_settle_shadows_from_the_history_without_reading_their_candles(monkeypatch):
+    """The shadows of vetoed signals an engine step settles are settled from the walk's reading
+    of the whole history (the step each one settles at and the R it teaches, as the step's own
+    candles would settle it), so their symbols' candles are not read for them; only the run's
+    last step reads them itself. The run equals running every step, shadows and the policy
+    they taught included."""
+    from mraster.backtest import idle
+
+    monkeypatch.setattr(idle, "BLOCK", 300)
+    with_shadows, by_candles = {}, {}  # per run: engine steps with shadows open / read by candles
+    cycle, follow = Engine.cycle, Engine._follow_shadows
+
+    async def counted(self, **kw):
+        if self.shadows:
+            with_shadows[self] = with_shadows.get(self, 0) + 1
+        return await cycle(self, **kw)
+
+    def by_their_candles(self, candles, now):
+        if self.shadows:
+            by_candles[self] = by_candles.get(self, 0) + 1
+        return follow(self, candles, now)
+
+    monkeypatch.setattr(Engine, "cycle", counted)
+    monkeypatch.setattr(Engine, "_follow_shadows", by_their_candles)
+    fast, full = both_ways({**defaults(), "ASTER_BANDIT_ALPHA": 0.0, "ASTER_ALPHA_WARMUP": 5},
+                           SYMBOLS)
+    skipping, every = list(with_shadows)
+    assert with_shadows[skipping] >= 20 and by_candles.get(skipping, 0) <= 1
+    assert by_candles[every] == with_shadows[every]
+    assert fast.state["shadows"] == full.state["shadows"]
+    assert fast.state["policy"] == full.state["policy"]
+    assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
+
+
 def test_an_engine_steps_handed_candidates_are_scored_by_the_policy_in_one_batch(monkeypatch):
     """On an engine step the candidates the bulk screen handed over are scored by the policy in
     one batch when the entry gate first asks about one of them (one by one they took 60 µs

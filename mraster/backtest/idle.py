@@ -362,7 +362,7 @@ class IdleSteps:
         pm = self._pm_rows()
         lo, chunk = i, FIRST_CHUNK
         while lo < stop:
-            self._settle(lo, policy)
+            self.settle(lo, policy)
             end, pb, renewed = self._segment(lo)
             hi = min(stop, end, lo + chunk, self._next_lesson())
             chunk = min(2 * chunk, MAX_CHUNK)  # a TAKE is often near: look close first
@@ -396,7 +396,7 @@ class IdleSteps:
             self._settles[key] = got
         return got
 
-    def _settle(self, step: int, policy: BanditPolicy | None = None) -> None:
+    def settle(self, step: int, policy: BanditPolicy | None = None) -> None:
         """Drop the shadows settled by ``step`` and teach ``policy`` their R, as the engine's
         cycle at that step does before deciding."""
         left, lessons = [], []
@@ -427,7 +427,7 @@ class IdleSteps:
             at = int(step[n])
             if at >= hi:
                 break
-            self._settle(at)  # the engine's list at that step: expired ones gone
+            self.settle(at)  # the engine's list at that step: expired ones gone
             sym = self.symbols[col[n]]
             sh = shadows.open_shadow(sym, "BUY" if x[n, SIDE] > 0 else "SELL",
                                      self._candle_open(sym, at),

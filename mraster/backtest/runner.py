@@ -210,6 +210,15 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
         """The candidates the bulk screen passed at an engine step."""
         return screened(now, idle.candidates)
 
+    def settle_shadows(now: int) -> bool:
+        """The open shadows settled at an engine step from the history's candles, as the
+        engine's own reading would settle them (``IdleSteps._settle``); False off the walk."""
+        k = walked_step(now)
+        if k is None:
+            return False
+        idle.settle(k, engine.policy)
+        return True
+
     def replayed_quotes() -> Quotes | None:
         """The engine step's quotes from the walk's blocks (the numbers of the rows)."""
         k = walked_step(market.clock.now_ms())
@@ -261,6 +270,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                                      engine.shadows)
                     engine.known_skips, engine.replayed_quotes = known_skips, replayed_quotes
                     engine.known_candidates = known_candidates
+                    engine.settle_shadows = settle_shadows
             i += 1
     with reuse_freed_memory():  # the screen's temporaries, block after block
         asyncio.run(loop())

@@ -87,6 +87,9 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.known_skips: Callable[[int], Mapping[str, str]] | None = None
         # ...and the candidates it passed, as the cycle would work them out (symbol → Passed)
         self.known_candidates: Callable[[int], Mapping[str, Passed]] | None = None
+        # ...and settles the vetoed signals' shadows at a moment from the history, as their
+        # candles would (True), without those candles being read
+        self.settle_shadows: Callable[[int], bool] | None = None
         # ...and the replay's quotes at the step, when the step may take them from there
         self.replayed_quotes: Callable[[], Quotes | None] | None = None
         # a position token's 4-hex tag (``ids.new_token``): random live (unique across
@@ -255,12 +258,15 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         for sym in snaps:
             if sym not in liquid:
                 self._skip(res, sym, "min_qvol", quote_volume=snaps[sym].quote_volume)
+        settled = bool(self.shadows) and self.s["ASTER_ALPHA_SHADOW"] and \
+            self.settle_shadows is not None and self.settle_shadows(now)
         candles = await self._fetch_candles(
             [x for x in liquid if x not in known and x not in given]
             + [p.symbol for p in self.state["positions"].values()]
-            + [sh["symbol"] for sh in self.shadows], now)
+            + ([] if settled else [sh["symbol"] for sh in self.shadows]), now)
         self._watch_anomalies(snaps, candles, now)
-        self._follow_shadows(candles, now)
+        if not settled:
+            self._follow_shadows(candles, now)
         seen = self._decision_context(paused, liquid) if self.recorder is not None else None
         entries = []
         pf = self.portfolio(paused=paused)  # nothing it holds changes before the entries
