@@ -212,7 +212,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
 
     def settle_shadows(now: int) -> bool:
         """The open shadows settled at an engine step from the history's candles, as the
-        engine's own reading would settle them (``IdleSteps._settle``); False off the walk."""
+        engine's own reading would settle them (``IdleSteps.settle``); False off the walk."""
         k = walked_step(now)
         if k is None:
             return False

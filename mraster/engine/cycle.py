@@ -277,7 +277,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         ready = [sym for sym, f in feats.items() if f is not None and sym not in given]
         screens = dict(zip(ready, screen_each([(feats[x], snaps[x]) for x in ready], s_now)))
         screens.update((sym, given[sym].screen) for sym in feats if sym in given)
-        # the policy's answers for a backtest's handed candidates, in one batch
+        # a backtest's handed candidates: the policy scores them in one batch when the entry
+        # gate first asks about one (none when every one stops at the gate)
         self.policy.prepare([given[sym].policy_features for sym in liquid
                              if sym in given and sym not in known])
         for sym in liquid:
