@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -473,8 +472,18 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
         green[len(screened), now] = {sym for sym, p in got.items() if not p.red}
         return got
 
+    reviewing: list[bool] = []  # inside a closed trade's booking, whose review reads its own
+    record_close = Engine._record_close
+
+    async def booking(self, *args, **kwargs):  # the real booking; its candle reads told apart
+        reviewing.append(True)
+        try:
+            return await record_close(self, *args, **kwargs)
+        finally:
+            reviewing.pop()
+
     async def fetching(self, symbols, now):  # the real candles; the cycle's reads noted
-        if sys._getframe(1).f_code.co_name == "cycle":  # (a closed trade's review reads its own)
+        if not reviewing:
             fetched.append((len(screened), now, list(symbols), {
                 p.symbol for p in self.state["positions"].values()} | {
                 sh["symbol"] for sh in self.shadows}))
@@ -515,6 +524,7 @@ def test_engine_steps_book_the_skips_the_bulk_screen_already_knows(overrides, mo
     monkeypatch.setattr(ReplayData, "__init__", started)
     monkeypatch.setattr(Engine, "_known_candidates", noted)
     monkeypatch.setattr(Engine, "_fetch_candles", fetching)
+    monkeypatch.setattr(Engine, "_record_close", booking)
     monkeypatch.setattr(ReplayData, "sentinel_label", counted_label)
     monkeypatch.setattr(SimExchange, "ticker_24h", counted_ticker)
     monkeypatch.setattr(Copilots, "refresh_playbook", renewing)
