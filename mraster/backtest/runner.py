@@ -255,7 +255,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                     # a breaker lifts at step k: the breakers as the engine's step there leaves
                     # them (nothing else it reads changes while flat), and the walk goes on
                     # from there under them; the engine runs only if a step needs it
-                    engine._update_breakers(equity, int(times[k]))
+                    engine.roll_breakers(equity, int(times[k]))
                     continue
             sim.step(BASE_MS)  # fills what the candle crossed, settles funding
             await engine.cycle()

@@ -19,9 +19,10 @@ class AccountRisk:
                          locked=frozenset(locked_symbols(self.breakers)), paused=paused,
                          now_ms=self.now_ms())
 
-    def _update_breakers(self, equity: float, now: int) -> None:
+    def roll_breakers(self, equity: float, now: int) -> None:
         """Roll the breakers' ledger and work out which are on; a breaker that just tripped is
-        an alert (and the dashboard's banner says which, the figures and when it lifts)."""
+        an alert (and the dashboard's banner says which, the figures and when it lifts).
+        Each cycle rolls them; a backtest's walk too, at a step where one lifts while flat."""
         prot = self.state.get("protections", {})
         ledger = roll_ledger(prot.get("ledger", {}), equity, now)
         log_ = list(prot.get("log", []))

@@ -226,7 +226,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         now = self.market_ms = quotes.now
         await self._sync_positions(res, now, risk_rows)
         equity, used = self._equity_of(acct)  # serves the breakers and this cycle's entries
-        self._update_breakers(equity, now)
+        self.roll_breakers(equity, now)
         universe = self.universe(quotes.volume)
         # what a backtest's bulk screen already skips needs neither candles nor features here,
         # nor a sentinel label unless AI mode's playbook is renewed now (it reads every label,
