@@ -368,6 +368,14 @@ class ReplayData:
         i, j = (int(v) for v in self._indices(x, now))
         return x.window(x.ltf, i, LTF_WINDOW), x.htf_window(j, HTF_WINDOW)
 
+    def closes(self, sym: str, now: int) -> np.ndarray | None:
+        """The closes of ``candles(sym, now)``'s signal window (what FastTP reads)."""
+        x = self.symbols.get(sym)
+        if x is None:
+            return None
+        i = int(self._indices(x, now)[0])
+        return x.ltf[4][max(0, i + 1 - LTF_WINDOW):i + 1]
+
     def features(self, sym: str, ltf: Candles, htf: Candles,
                  adx_if: Callable[[Features], bool] | None = None) -> Features | None:
         """``features(ltf, htf)`` from the tables. ``adx_if``: asked with the other features,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -252,7 +252,7 @@ class IdleSteps:
             red[at] = self._market(b)[0][step[at] - b * BLOCK, col[at]] == 2
         return red
 
-    def _playbook_at(self, step: int) -> dict[str, Any]:
+    def playbook_at(self, step: int) -> dict[str, Any]:
         """The playbook the engine would renew at this step (the copilots' rule-based one)."""
         from mraster.ai import playbook as PB
         from mraster.ai.sentinel import LABELS
@@ -278,7 +278,7 @@ class IdleSteps:
         pb = self.copilots.book["playbook"]
         renewed = PB.due(pb, int(self.times[lo]), self.s)
         if renewed:
-            pb = self._playbook_at(lo)
+            pb = self.playbook_at(lo)
         end = int(self.times.searchsorted(pb["at"] + PB.refresh_ms(self.s)))
         return max(end, lo + 1), pb, renewed
 
@@ -308,6 +308,19 @@ class IdleSteps:
         row = table.codes(step, step + 1)[0]
         return {self.symbols[col]: NAMES[code] for col, code in enumerate(row.tolist())
                 if code not in SELF_DECIDED}
+
+    def screened_alone(self, step: int, tighten: Mapping[str, float]) -> Counter | None:
+        """The skip reasons the engine would count at ``step`` when the screen decides every
+        symbol there (a market filter, no signal, funding, the guard, the edge, the volume
+        floor); None when a symbol is a candidate or left to the engine."""
+        table = self._screened(tighten)
+        self.quotes.forget_before(step)
+        table.forget_before(step)
+        table.ensure(step, step + 1)
+        row = table.codes(step, step + 1)[0]
+        if not row.all() or (row == CODE[ENGINE]).any():
+            return None
+        return Counter(NAMES[code] for code in row.tolist())
 
     def candidates(self, step: int, tighten: Mapping[str, float]) -> dict[str, Passed]:
         """The candidates the screen passed at ``step`` (an engine step, after ``known``), their
@@ -339,25 +352,26 @@ class IdleSteps:
 
     # -- the walk ---------------------------------------------------------------------------------
     def next_busy(self, i: int, policy: BanditPolicy, lifts_at: int | None = None,
-                  reducing: bool = False, locked: Collection[str] = (),
-                  walked: Callable[[int], None] | None = None) -> tuple[int, Counter]:
+                  reducing: bool = False, gates: Callable[[str], str | None] | None = None,
+                  walked: Callable[[int], None] | None = None,
+                  until: int | None = None) -> tuple[int, Counter]:
         """The first step from ``i`` on that needs the engine (the last step at the latest),
         or at which a circuit breaker lifts, and the skip reasons of the idle steps before it,
         as the engine would count them.
 
         ``reducing``: an account-wide circuit breaker is on, so the entry gate books every
-        candidate as ``reducing`` before the policy is asked; ``locked``: the symbols a
-        per-symbol breaker locked, whose candidates the gate books as ``symbol_locked``;
+        candidate as ``reducing`` before the policy is asked; ``gates``: the entry gate's
+        reason for a symbol's candidates (``symbol_locked`` while a per-symbol breaker is on;
+        with a position open also ``max_open_symbol``, a cooldown...), None: the policy's;
         ``lifts_at``: when the first breaker lifts by itself. The stretch ends at the first
         step at or after that moment, where the breakers change (``lifted``); before it no
         breaker trips or lifts: nothing a breaker reads changes while the bot is flat.
         ``walked``: told each step the walk has reached (the run's progress; a stretch can be
-        the whole history)."""
-        stop = len(self.times) - 1
+        the whole history); ``until``: the walk ends there at the latest (a held step is
+        walked alone)."""
+        stop = len(self.times) - 1 if until is None else min(until, len(self.times) - 1)
         if lifts_at is not None:
             stop = min(stop, self.lifted(lifts_at))
-        cols = np.array([self.symbols.index(sym) for sym in locked if sym in self.symbols],
-                        np.int64)
         counts: Counter = Counter()
         pm = self._pm_rows()
         lo, chunk = i, FIRST_CHUNK
@@ -366,7 +380,7 @@ class IdleSteps:
             end, pb, renewed = self._segment(lo)
             hi = min(stop, end, lo + chunk, self._next_lesson())
             chunk = min(2 * chunk, MAX_CHUNK)  # a TAKE is often near: look close first
-            at, busy = self._walk(lo, hi, pb, policy, pm, reducing, cols, counts)
+            at, busy = self._walk(lo, hi, pb, policy, pm, reducing, gates, counts)
             if renewed and at > lo:  # it held for the steps walked (else the engine renews it)
                 self.copilots.book["playbook"] = pb
             lo = at
@@ -441,8 +455,8 @@ class IdleSteps:
         return hi
 
     def _walk(self, lo: int, hi: int, pb: Mapping[str, Any] | None, policy: BanditPolicy,
-              pm: np.ndarray | None, reducing: bool, locked: np.ndarray,
-              counts: Counter) -> tuple[int, bool]:
+              pm: np.ndarray | None, reducing: bool,
+              gates: Callable[[str], str | None] | None, counts: Counter) -> tuple[int, bool]:
         """Count the idle steps of [lo, hi) under playbook ``pb`` into ``counts``; where the
         walk stopped (``hi``, the first step that needs the engine, or the first where a
         shadow opened here teaches the policy), and whether the engine is needed there."""
@@ -459,8 +473,10 @@ class IdleSteps:
         red = self._red(step, sym) if self.s["ASTER_AI_SENTINEL_ENABLED"] else \
             np.zeros(len(step), bool)
         ask = ~red  # the sentinel's red label is said before the entry gate
-        held = ask & np.isin(sym, locked) if len(locked) and not reducing else \
-            np.zeros(len(step), bool)  # a locked symbol's candidates: the gate's, not the policy's
+        # a gated symbol's candidates: the gate's reason, not the policy's verdict
+        gate = np.array([gates(self.symbols[c]) or "" for c in sym.tolist()], dtype=object) \
+            if gates and not reducing else np.full(len(step), "", dtype=object)
+        held = ask & (gate != "")
         ask &= ~held
         if reducing:
             verdict = np.full(int(ask.sum()), "reducing")
@@ -478,10 +494,10 @@ class IdleSteps:
                 if cut < hi:
                     hi, busy = cut, False
         counts.update(verdict[step[ask] < hi].tolist())
-        for reason, mask in (("sentinel_block", red), ("symbol_locked", held)):
-            n = int((mask & (step < hi)).sum())
-            if n:
-                counts[reason] += n
+        n = int((red & (step < hi)).sum())
+        if n:
+            counts["sentinel_block"] += n
+        counts.update(gate[held & (step < hi)].tolist())
         per = np.bincount(table.codes(lo, hi).ravel(), minlength=len(NAMES))
         counts.update({NAMES[c]: int(k) for c, k in enumerate(per) if k and c})
         return hi, busy

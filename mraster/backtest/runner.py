@@ -22,6 +22,7 @@ import numpy as np
 
 from mraster import settings as st
 from mraster.backtest.data import ReplayData
+from mraster.backtest.held import HeldSteps
 from mraster.backtest.idle import IdleSteps
 from mraster.protections import reducing
 from mraster.engine.cycle import Engine
@@ -167,6 +168,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
     exposure = 0
     curve = EquityCurve()
     idle: IdleSteps | None = None
+    held: HeldSteps | None = None  # held steps that change nothing (``backtest.held``)
     ran = 0
 
     def flat() -> bool:
@@ -225,7 +227,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
         return None if k is None else idle.quotes.at(k)
 
     async def loop() -> None:
-        nonlocal exposure, idle, ran
+        nonlocal exposure, idle, held, ran
         i = 0
         while i < steps:
             if idle is not None and flat():
@@ -233,9 +235,11 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                 # a per-symbol one that symbol's into "symbol_locked"
                 lifts_at = min((t.until for t in engine.breakers if t.until is not None),
                                default=None)
+                locked = {t.symbol for t in engine.breakers if t.symbol}
                 k, counts = idle.next_busy(i, engine.policy, lifts_at=lifts_at,
                                            reducing=reducing(engine.breakers) is not None,
-                                           locked={t.symbol for t in engine.breakers if t.symbol},
+                                           gates=lambda sym: "symbol_locked"
+                                           if sym in locked else None,
                                            walked=lambda at: report(at - 1))
                 lifts = lifts_at is not None and k < steps - 1 and k >= idle.lifted(lifts_at)
                 if k > i or lifts:  # the equity of a flat account: its wallet
@@ -258,7 +262,27 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                     engine.roll_breakers(equity, int(times[k]))
                     continue
             sim.step(BASE_MS)  # fills what the candle crossed, settles funding
+            now = int(times[i])
+            passed = await held.walk(i, now) if held is not None and i < steps - 1 else None
+            if passed is not None:  # a held step at which the engine would change nothing
+                counts, equity = passed
+                engine.market_ms = now
+                skipped = state["stats"]["skipped"]
+                for reason, n in counts.items():
+                    skipped[reason] = skipped.get(reason, 0) + n
+                state["stats"]["cycles"] += 1
+                curve.append(now, equity)
+                state["equity_curve"].append([now, round(equity, 6)])
+                del state["equity_curve"][:-2000]
+                exposure += 1
+                report(i)
+                i += 1
+                continue
+            if held is not None:
+                held.before_engine()
             await engine.cycle()
+            if held is not None:
+                held.after_engine()
             ran += 1
             exposure += bool(state["positions"])
             curve.append(market.clock.now_ms(), state["telemetry"]["equity"])
@@ -268,6 +292,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                 if not s["ASTER_UNIVERSE_MAX"] or s["ASTER_UNIVERSE_MAX"] >= len(universe):
                     idle = IdleSteps(data, sim, s, universe, times, engine.copilots, state,
                                      engine.shadows)
+                    held = HeldSteps(engine, sim, queue, idle)
                     engine.known_skips, engine.replayed_quotes = known_skips, replayed_quotes
                     engine.known_candidates = known_candidates
                     engine.settle_shadows = settle_shadows

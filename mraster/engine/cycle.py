@@ -34,8 +34,7 @@ from mraster.policy import BanditPolicy, vectorize
 from mraster.protections import Trip
 from mraster.saved_presets import settings_hash
 from mraster.sim.market import INTERVAL_MS
-from mraster.strategy.exits import locked_stop
-from mraster.strategy.fasttp import FASTTP_KEYS, fasttp_target
+from mraster.strategy.exits import exit_moves
 from mraster.strategy.filters import REASONS, Snapshot
 from mraster.strategy.orderbook import DEPTH_LIMIT, book_context
 from mraster.strategy.screen import Screen, screen_each
@@ -497,17 +496,12 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
             sym = pos.symbol
             if sym not in candles or sym not in snaps or not pos.is_open:
                 continue
-            price = snaps[sym].bid if pos.sign > 0 else snaps[sym].ask
-            s = self.s
-            if pos.fasttp:  # the AI plan's overrides (clamped when the plan arrived)
-                s = {**s, **{FASTTP_KEYS[k]: v for k, v in pos.fasttp.items()}}
-            hit = fasttp_target(pos, price, candles[sym][0].c, now, s)
+            price, hit, moved = exit_moves(pos, snaps[sym], candles[sym][0].c, now, self.s)
             if hit is not None:
                 old, (new_tp, facts) = pos.take_profit, hit
                 pos.take_profit, pos.fasttp_at = new_tp, now
                 self._moving[(pos.token, "tp")] = "fasttp"
                 self.emit("fasttp", symbol=sym, old_tp=old, new_tp=new_tp, **facts)
-            moved = locked_stop(pos, price, s, fasttp_fired=hit is not None)
             if moved is not None:  # the guard replaces the stop order (new one first)
                 old_stop, (pos.stop, rule) = pos.stop, moved
                 pos.stop_rule = rule

@@ -92,10 +92,14 @@ class ProtectionWatch:
                 return DEFAULT_FEE
         return self._fees[sym]
 
+    def funding_due(self, now: int) -> bool:
+        """Is the hourly read of the funding so far due at ``now`` (with a position open)?"""
+        return now - self._funding_read >= FUNDING_EVERY_MS
+
     async def _funding_so_far(self, now: int) -> None:
         """Funding received (+) or paid (−) per open position since it opened (hourly)."""
         open_ = [p for p in self.state["positions"].values() if p.is_open]
-        if not open_ or now - self._funding_read < FUNDING_EVERY_MS:
+        if not open_ or not self.funding_due(now):
             return
         try:
             rows = await self.ex.income(None, "FUNDING_FEE",

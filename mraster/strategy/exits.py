@@ -9,9 +9,10 @@ the bracket guard then replaces the stop order on the exchange.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from mraster.domain import Position
+from mraster.strategy.fasttp import FASTTP_KEYS, fasttp_target
 
 
 def locked_stop(pos: Position, price: float, s: Mapping[str, Any], *,
@@ -42,3 +43,16 @@ def locked_stop(pos: Position, price: float, s: Mapping[str, Any], *,
     if d * (stop - pos.stop) <= 1e-12 * abs(entry):
         return None  # a stop only moves toward price
     return stop, best[1]
+
+
+def exit_moves(pos: Position, snap: Any, closes: Sequence[float], now_ms: int,
+               s: Mapping[str, Any]) -> tuple[float, tuple | None, tuple[float, str] | None]:
+    """What managing ``pos`` would do now, without doing it: the price it would exit at (from
+    ``snap``'s bid or ask), FastTP's new take-profit and facts (None: FastTP does not act) and
+    the locked stop's move (None: the stop stays). The engine applies them each cycle; a
+    backtest's held steps ask whether anything would move (``backtest.held``)."""
+    price = snap.bid if pos.sign > 0 else snap.ask
+    if pos.fasttp:  # the AI plan's overrides (clamped when the plan arrived)
+        s = {**s, **{FASTTP_KEYS[k]: v for k, v in pos.fasttp.items()}}
+    hit = fasttp_target(pos, price, closes, now_ms, s)
+    return price, hit, locked_stop(pos, price, s, fasttp_fired=hit is not None)
