@@ -50,6 +50,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+def replace_synced(tmp: Path, path: Path) -> None:
+    """Sync ``tmp`` (written by another writer) to disk and rename it over ``path``."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(Path(path).parent)
+
+
 def _fsync_dir(folder: Path) -> None:
     if os.name != "posix":
         return

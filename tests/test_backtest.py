@@ -16,6 +16,7 @@ import pytest
 from conftest import API_KEY, API_SECRET, DATA
 from mraster import settings as st
 from mraster.backtest.__main__ import main as backtest_main
+from mraster.backtest.held import HeldSteps
 from mraster.backtest.runner import WARMUP_CANDLES, backtest_settings, run_backtest
 from mraster.engine.cycle import Engine
 from mraster.exchange.rest import AsterRest
@@ -363,12 +364,35 @@ def test_held_steps_that_change_nothing_need_no_engine_step(overrides, monkeypat
             holding.setdefault(self, []).append(self.ex.sim.market.clock.now_ms())
         return await cycle(self, **kw)
 
+    # held steps passed over, and those among them whose candidates went to the policy (the
+    # others stopped at their label or the gate: the held symbol's own signal, most often)
+    passed, asked = [], []
+    walk, next_busy = HeldSteps.walk, idle.IdleSteps.next_busy
+
+    async def walking(self, step, now):
+        got = await walk(self, step, now)
+        if got is not None:
+            passed.append(step)
+        return got
+
+    def walked_alone(self, i, policy, *args, until=None, **kw):
+        if until is not None:
+            asked.append(i)
+        return next_busy(self, i, policy, *args, until=until, **kw)
+
     monkeypatch.setattr(Engine, "cycle", watched)
+    monkeypatch.setattr(HeldSteps, "walk", walking)
+    monkeypatch.setattr(idle.IdleSteps, "next_busy", walked_alone)
     fast, full = both_ways({**defaults(), **overrides}, SEVEN, steps=3000)
     skipping, every = (holding[e] for e in holding)
     assert len(every) >= full.exposure_steps - 1 > 100  # every held step was the engine's
     assert fast.exposure_steps == full.exposure_steps
     assert len(skipping) < 0.8 * len(every), (len(skipping), len(every))  # (was: all of them)
+    assert len(passed) == len(every) - len(skipping)
+    # most passed steps: every candidate stopped before the policy; the others were walked
+    # through the policy's verdicts (a SKIP, a veto and its shadow)
+    policy = len(set(asked) & set(passed))
+    assert 5 < policy < 0.8 * len(passed), (policy, len(passed))
     log = full.state["protection_log"]
     assert any("moved" in e["what"] for e in log)  # levels moved while held: engine steps
     assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import json
 import sqlite3
@@ -159,6 +160,25 @@ def test_a_backtest_journal_holds_every_fill_and_funding_payment(backtest, tmp_p
     assert rows(path, "SELECT COUNT(*) FROM funding")[0][0] == sum(
         r["incomeType"] == "FUNDING_FEE" for r in acct.income)
     assert not list(tmp_path.glob(".*tmp"))  # written to a temp file and renamed
+
+
+def test_a_backtest_journal_that_cannot_be_written_whole_keeps_the_previous_one(backtest,
+                                                                              tmp_path):
+    """A backtest's journal is written without a rollback journal and synced once before it
+    is renamed: a write that fails part way (here a trade whose pnl SQLite cannot store; a
+    full disk alike) must not leave half a journal behind the name. The previous run's stays,
+    and the error says so (a failed write was only logged, and the rest renamed)."""
+    path = write_backtest(tmp_path / "bt.sqlite", backtest)
+    before = path.read_bytes()
+    last = backtest.state["history"][-1]
+    broken = dataclasses.replace(backtest, state={**backtest.state, "history": [
+        *backtest.state["history"], {**last, "closed_at": last["closed_at"] + 1, "pnl": [1]}]})
+    with pytest.raises(JournalError, match="could not be written"):
+        write_backtest(path, broken)
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob(".*tmp"))
+    with JournalReader(path) as r:
+        assert r.check() == "ok"
 
 
 def test_the_overview_counts_every_journaled_trade_not_only_the_recent_ones(backtest, tmp_path):

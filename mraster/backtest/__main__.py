@@ -12,7 +12,7 @@ from pathlib import Path
 from mraster import settings as st
 from mraster.backtest import report
 from mraster.backtest.runner import WARMUP_CANDLES, run_backtest
-from mraster.journal import write_backtest
+from mraster.journal import JournalError, write_backtest
 from mraster.progress import ProgressLine
 from mraster.sim.market import DataError
 from mraster.strategy.signals import MIN_HTF, MIN_LTF
@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mraster.backtest: {exc}", file=sys.stderr)
         return 2
     rep = report.build(result)
-    paths = report.write(rep, a.out) + [write_backtest(a.out / "journal.sqlite", result)]
+    try:
+        paths = report.write(rep, a.out) + [write_backtest(a.out / "journal.sqlite", result)]
+    except JournalError as exc:
+        print(f"mraster.backtest: {exc}", file=sys.stderr)
+        return 1
     sm = rep["summary"]
     for sym, gaps in rep["gaps"].items():
         print(f"note: {sym} has {len(gaps)} gap(s) in its candles (not bridged; see report.json)")

@@ -52,7 +52,7 @@ class HeldSteps:
     def __init__(self, engine: Engine, sim: SimExchange, queue: Any, idle: IdleSteps) -> None:
         self.engine, self.sim, self.queue, self.idle = engine, sim, queue, idle
         self.quiet = False  # the engine's last step changed nothing
-        self._before: tuple = ()
+        self._before: tuple | None = None
         self._sim: tuple = ()
 
     def _engine_marks(self) -> tuple:
@@ -69,15 +69,19 @@ class HeldSteps:
                      for a in self.sim.accounts.values())
 
     def before_engine(self) -> None:
-        # (the list is held, so its id stays its own while compared)
-        self._before = (self._engine_marks(), self.engine.state["alerts"])
+        # (the list is held, so its id stays its own while compared); a step that starts flat
+        # is quiet only if it stays flat, where the idle walk takes over
+        self._before = (self._engine_marks(), self.engine.state["alerts"]) \
+            if self.engine.state["positions"] else None
 
     def after_engine(self) -> None:
         """The step was quiet when it changed nothing but the read-back protection (the first
         verification of new brackets, an hourly funding read) and found every position's
         brackets as the bot asked: the next step would read back the same."""
-        self.quiet = self._before[0] == self._engine_marks() and all(
-            p.protection.get("status") == "ok" for p in self.engine.state["positions"].values())
+        positions = self.engine.state["positions"].values()
+        self.quiet = self._before is not None and bool(positions) and \
+            self._before[0] == self._engine_marks() and \
+            all(p.protection.get("status") == "ok" for p in positions)
         self._sim = self._sim_marks()
 
     def _levels_stay(self, step: int, now: int) -> bool:
@@ -107,15 +111,15 @@ class HeldSteps:
         # engine run the step after all, its roll at the same equity and moment changes
         # nothing more)
         e.roll_breakers(equity, now)
-        cop, idle = e.copilots, self.idle
+        cop, idle, pf = e.copilots, self.idle, e.portfolio()
+        gate = lambda sym: pf.gate(sym, e.s)  # noqa: E731
         if cop is None or not cop.playbook_due(now):
-            # most held steps: no candidate at all, and the playbook stays as it is
-            counts = idle.screened_alone(step, ((cop.book["playbook"] if cop is not None
-                                                 else None) or {}).get("tighten") or {})
+            # most held steps: the playbook stays as it is, and each candidate (the held
+            # symbol's own signal, most often) stops before the policy
+            counts = idle.skips_at(step, ((cop.book["playbook"] if cop is not None else None)
+                                          or {}).get("tighten") or {}, gate)
             if counts is not None:
                 idle.settle(step, e.policy)
                 return counts, equity
-        pf = e.portfolio()
-        at, counts = idle.next_busy(step, e.policy, gates=lambda sym: pf.gate(sym, e.s),
-                                    until=step + 1)
+        at, counts = idle.next_busy(step, e.policy, gates=gate, until=step + 1)
         return (counts, equity) if at > step else None

@@ -309,18 +309,30 @@ class IdleSteps:
         return {self.symbols[col]: NAMES[code] for col, code in enumerate(row.tolist())
                 if code not in SELF_DECIDED}
 
-    def screened_alone(self, step: int, tighten: Mapping[str, float]) -> Counter | None:
-        """The skip reasons the engine would count at ``step`` when the screen decides every
-        symbol there (a market filter, no signal, funding, the guard, the edge, the volume
-        floor); None when a symbol is a candidate or left to the engine."""
+    def skips_at(self, step: int, tighten: Mapping[str, float],
+                 gate: Callable[[str], str | None]) -> Counter | None:
+        """The skip reasons the engine would count at ``step`` when no symbol there needs the
+        engine or the policy: each is skipped by the screen (a market filter, no signal,
+        funding, the guard, the edge, the volume floor) or, a candidate, by its red label or
+        the entry gate (``gate``: its reason for a symbol, None when it lets one through);
+        None otherwise."""
         table = self._screened(tighten)
         self.quotes.forget_before(step)
         table.forget_before(step)
         table.ensure(step, step + 1)
         row = table.codes(step, step + 1)[0]
-        if not row.all() or (row == CODE[ENGINE]).any():
+        if (row == CODE[ENGINE]).any():
             return None
-        return Counter(NAMES[code] for code in row.tolist())
+        counts = Counter(NAMES[code] for code in row.tolist() if code)
+        cols = np.flatnonzero(row == 0)
+        red = self._red(np.full(len(cols), step), cols).tolist() \
+            if len(cols) and self.s["ASTER_AI_SENTINEL_ENABLED"] else [False] * len(cols)
+        for col, r in zip(cols.tolist(), red):
+            why = "sentinel_block" if r else gate(self.symbols[col])
+            if why is None:
+                return None
+            counts[why] += 1
+        return counts
 
     def candidates(self, step: int, tighten: Mapping[str, float]) -> dict[str, Passed]:
         """The candidates the screen passed at ``step`` (an engine step, after ``known``), their
@@ -335,20 +347,27 @@ class IdleSteps:
         sides = side_names(rows[:, SIDE_AT].astype(np.uint8)).tolist()
         red = self._red(np.full(len(cols), step), cols).tolist() \
             if self.s["ASTER_AI_SENTINEL_ENABLED"] else [False] * len(cols)
-        out = {}
+        out, opens = {}, {}  # (symbols with the same open times share their column)
         for col, side, row, r, x in zip(cols.tolist(), sides, rows.tolist(), red, xs.tolist()):
             f = dict(zip(FIELDS, row))
             f["ltf_trend"], f["htf_trend"] = int(f["ltf_trend"]), int(f["htf_trend"])
             sym = self.symbols[col]
             out[sym] = Passed(Features(**f), Screen(None, side, row[WIN_AT], row[ER_AT]),
-                              self._candle_open(sym, step), r, dict(zip(FEATURES, x)))
+                              self._candle_open(sym, step, opens), r, dict(zip(FEATURES, x)))
         return out
 
-    def _candle_open(self, sym: str, step: int) -> int:
-        """The open time of ``sym``'s last signal candle closed at ``step``."""
+    def _candle_open(self, sym: str, step: int, known: dict | None = None) -> int:
+        """The open time of ``sym``'s last signal candle closed at ``step``; ``known``: the
+        answers so far at this step, by time column."""
         sx = self.data.symbols[sym]
-        k = int(np.searchsorted(sx.ltf[0], self.times[step] - sx.ltf_ms, side="right")) - 1
-        return int(sx.ltf[0][k])
+        key = id(sx.ltf[0])
+        got = None if known is None else known.get(key)
+        if got is None:
+            k = int(np.searchsorted(sx.ltf[0], self.times[step] - sx.ltf_ms, side="right")) - 1
+            got = int(sx.ltf[0][k])
+            if known is not None:
+                known[key] = got
+        return got
 
     # -- the walk ---------------------------------------------------------------------------------
     def next_busy(self, i: int, policy: BanditPolicy, lifts_at: int | None = None,
