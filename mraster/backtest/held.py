@@ -38,7 +38,6 @@ from mraster.sim.exchange import SimExchange
 from mraster.strategy.exits import exit_moves
 
 
-
 def _levels(p: Position) -> tuple:
     """What a step could change about a position, but for its marks and its read-back
     protection, which every step rewrites from the levels and the orders."""
@@ -56,6 +55,7 @@ class HeldSteps:
         self._sim: tuple = ()
 
     def _engine_marks(self) -> tuple:
+        """What an engine step could change that the next step's engine would act on."""
         e, st = self.engine, self.engine.state
         # the notices are a new list whenever one is added; the simulator's marks say whether
         # an order was placed, cancelled or filled
@@ -112,7 +112,9 @@ class HeldSteps:
         # nothing more)
         e.roll_breakers(equity, now)
         cop, idle, pf = e.copilots, self.idle, e.portfolio()
-        gate = lambda sym: pf.gate(sym, e.s)  # noqa: E731
+
+        def gate(sym: str) -> str | None:
+            return pf.gate(sym, e.s)
         if cop is None or not cop.playbook_due(now):
             # most held steps: the playbook stays as it is, and each candidate (the held
             # symbol's own signal, most often) stops before the policy

@@ -301,13 +301,18 @@ class IdleSteps:
         whatever the account holds. The engine books them without screening those symbols
         again; the rest (candidates, whose features and screen ``candidates`` hands over,
         growing windows, the volume floor) it decides itself."""
+        row = self._codes_at(step, tighten)
+        return {self.symbols[col]: NAMES[code] for col, code in enumerate(row.tolist())
+                if code not in SELF_DECIDED}
+
+    def _codes_at(self, step: int, tighten: Mapping[str, float]) -> np.ndarray:
+        """Every symbol's reason code at ``step`` (an engine step or a held one) under the
+        playbook's ``tighten``."""
         table = self._screened(tighten)
         self.quotes.forget_before(step)
         table.forget_before(step)  # first: a block screened next is placed beside fewer rows
         table.ensure(step, step + 1)
-        row = table.codes(step, step + 1)[0]
-        return {self.symbols[col]: NAMES[code] for col, code in enumerate(row.tolist())
-                if code not in SELF_DECIDED}
+        return table.codes(step, step + 1)[0]
 
     def skips_at(self, step: int, tighten: Mapping[str, float],
                  gate: Callable[[str], str | None]) -> Counter | None:
@@ -316,11 +321,7 @@ class IdleSteps:
         funding, the guard, the edge, the volume floor) or, a candidate, by its red label or
         the entry gate (``gate``: its reason for a symbol, None when it lets one through);
         None otherwise."""
-        table = self._screened(tighten)
-        self.quotes.forget_before(step)
-        table.forget_before(step)
-        table.ensure(step, step + 1)
-        row = table.codes(step, step + 1)[0]
+        row = self._codes_at(step, tighten)
         if (row == CODE[ENGINE]).any():
             return None
         counts = Counter(NAMES[code] for code in row.tolist() if code)
@@ -347,27 +348,20 @@ class IdleSteps:
         sides = side_names(rows[:, SIDE_AT].astype(np.uint8)).tolist()
         red = self._red(np.full(len(cols), step), cols).tolist() \
             if self.s["ASTER_AI_SENTINEL_ENABLED"] else [False] * len(cols)
-        out, opens = {}, {}  # (symbols with the same open times share their column)
+        out = {}
         for col, side, row, r, x in zip(cols.tolist(), sides, rows.tolist(), red, xs.tolist()):
             f = dict(zip(FIELDS, row))
             f["ltf_trend"], f["htf_trend"] = int(f["ltf_trend"]), int(f["htf_trend"])
             sym = self.symbols[col]
             out[sym] = Passed(Features(**f), Screen(None, side, row[WIN_AT], row[ER_AT]),
-                              self._candle_open(sym, step, opens), r, dict(zip(FEATURES, x)))
+                              self._candle_open(sym, step), r, dict(zip(FEATURES, x)))
         return out
 
-    def _candle_open(self, sym: str, step: int, known: dict | None = None) -> int:
-        """The open time of ``sym``'s last signal candle closed at ``step``; ``known``: the
-        answers so far at this step, by time column."""
+    def _candle_open(self, sym: str, step: int) -> int:
+        """The open time of ``sym``'s last signal candle closed at ``step``."""
         sx = self.data.symbols[sym]
-        key = id(sx.ltf[0])
-        got = None if known is None else known.get(key)
-        if got is None:
-            k = int(np.searchsorted(sx.ltf[0], self.times[step] - sx.ltf_ms, side="right")) - 1
-            got = int(sx.ltf[0][k])
-            if known is not None:
-                known[key] = got
-        return got
+        k = int(np.searchsorted(sx.ltf[0], self.times[step] - sx.ltf_ms, side="right")) - 1
+        return int(sx.ltf[0][k])
 
     # -- the walk ---------------------------------------------------------------------------------
     def next_busy(self, i: int, policy: BanditPolicy, lifts_at: int | None = None,

@@ -226,6 +226,17 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
         k = walked_step(market.clock.now_ms())
         return None if k is None else idle.quotes.at(k)
 
+    def booked(counts: Mapping[str, int], at: np.ndarray, equity: float) -> None:
+        """Steps ``at`` passed over: the skip counts, cycles and equity points the engine would
+        have recorded (the state's curve keeps the last 2,000)."""
+        skipped = state["stats"]["skipped"]
+        for reason, n in counts.items():
+            skipped[reason] = skipped.get(reason, 0) + n
+        state["stats"]["cycles"] += len(at)
+        curve.hold(at, equity)
+        state["equity_curve"] = (state["equity_curve"] + [
+            [t, round(equity, 6)] for t in at[-2000:].tolist()])[-2000:]
+
     async def loop() -> None:
         nonlocal exposure, idle, held, ran
         i = 0
@@ -245,13 +256,7 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                 if k > i or lifts:  # the equity of a flat account: its wallet
                     equity = float((await ex.account())["totalMarginBalance"])
                 if k > i:  # idle steps: what the engine would record, without running it
-                    skipped = state["stats"]["skipped"]
-                    for reason, n in counts.items():
-                        skipped[reason] = skipped.get(reason, 0) + n
-                    state["stats"]["cycles"] += k - i
-                    curve.hold(times[i:k], equity)
-                    state["equity_curve"] = (state["equity_curve"] + [  # it keeps the last 2,000
-                        [t, round(equity, 6)] for t in times[max(i, k - 2000):k].tolist()])[-2000:]
+                    booked(counts, times[i:k], equity)
                     sim.step((k - i) * BASE_MS)
                     report(k - 1)
                     i = k
@@ -266,14 +271,8 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
             passed = await held.walk(i, now) if held is not None and i < steps - 1 else None
             if passed is not None:  # a held step at which the engine would change nothing
                 counts, equity = passed
+                booked(counts, times[i:i + 1], equity)
                 engine.market_ms = now
-                skipped = state["stats"]["skipped"]
-                for reason, n in counts.items():
-                    skipped[reason] = skipped.get(reason, 0) + n
-                state["stats"]["cycles"] += 1
-                curve.append(now, equity)
-                state["equity_curve"].append([now, round(equity, 6)])
-                del state["equity_curve"][:-2000]
                 exposure += 1
                 report(i)
                 i += 1
