@@ -151,6 +151,7 @@ class Journal:
                                "starts a new one") from exc
         self.failing = False
         self.failed = 0  # writes that failed so far (``failing``: the last one did)
+        self.error = ""  # what the last failed write said
         self.on_error = on_error
 
     def close(self) -> None:
@@ -171,10 +172,11 @@ class Journal:
             self.failing = False
         except sqlite3.Error as exc:
             self.failed += 1
+            self.error = f"{batches[0][0]} could not be written ({exc})"
             if self.failing:
                 return
             self.failing = True  # before telling: the notice is itself written here
-            what = f"trade journal {self.path}: {batches[0][0]} could not be written ({exc})"
+            what = f"trade journal {self.path}: {self.error}"
             log.error(what)
             if self.on_error is not None:
                 self.on_error(f"{what}; trades stay in the state file until it works again")
@@ -308,10 +310,9 @@ def write_backtest(path: str | Path, result: Any) -> Path:
         j._many([("meta", "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                   [("backtest", json.dumps({"symbols": result.symbols, "start_ms": result.start_ms,
                                             "end_ms": result.end_ms}))])])
-        if j.failed:  # (logged by the write that failed; without a rollback journal, the
-            # file is not kept whole)
-            raise JournalError(f"{path}: the backtest's journal could not be written (see the "
-                               "log); the previous one is kept")
+        if j.failed:  # without a rollback journal, the file is not kept whole
+            raise JournalError(f"{path}: the backtest's journal could not be written: "
+                               f"{j.error}; the previous one is kept")
         j.close()
         replace_synced(tmp, path)
     except BaseException:

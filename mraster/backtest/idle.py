@@ -252,7 +252,7 @@ class IdleSteps:
             red[at] = self._market(b)[0][step[at] - b * BLOCK, col[at]] == 2
         return red
 
-    def playbook_at(self, step: int) -> dict[str, Any]:
+    def _playbook_at(self, step: int) -> dict[str, Any]:
         """The playbook the engine would renew at this step (the copilots' rule-based one)."""
         from mraster.ai import playbook as PB
         from mraster.ai.sentinel import LABELS
@@ -278,7 +278,7 @@ class IdleSteps:
         pb = self.copilots.book["playbook"]
         renewed = PB.due(pb, int(self.times[lo]), self.s)
         if renewed:
-            pb = self.playbook_at(lo)
+            pb = self._playbook_at(lo)
         end = int(self.times.searchsorted(pb["at"] + PB.refresh_ms(self.s)))
         return max(end, lo + 1), pb, renewed
 
