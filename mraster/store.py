@@ -52,7 +52,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def replace_synced(tmp: Path, path: Path) -> None:
     """Sync ``tmp`` (written by another writer) to disk and rename it over ``path``."""
-    fd = os.open(tmp, os.O_RDONLY)
+    fd = os.open(tmp, os.O_RDWR)  # (Windows syncs only a descriptor open for writing)
     try:
         os.fsync(fd)
     finally:

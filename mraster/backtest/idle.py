@@ -486,8 +486,9 @@ class IdleSteps:
         red = self._red(step, sym) if self.s["ASTER_AI_SENTINEL_ENABLED"] else \
             np.zeros(len(step), bool)
         ask = ~red  # the sentinel's red label is said before the entry gate
-        # a gated symbol's candidates: the gate's reason, not the policy's verdict
-        gate = np.array([gates(self.symbols[c]) or "" for c in sym.tolist()], dtype=object) \
+        # a gated symbol's candidates: the gate's reason, not the policy's verdict (asked once
+        # per symbol: a stretch can hold thousands of candidates)
+        gate = np.array([gates(x) or "" for x in self.symbols], dtype=object)[sym] \
             if gates and not reducing else np.full(len(step), "", dtype=object)
         held = ask & (gate != "")
         ask &= ~held
