@@ -285,14 +285,24 @@ class IdleSteps:
     def _pm_rows(self) -> np.ndarray | None:
         """Each symbol's postmortem inputs as policy features. They change only when a trade
         closes, and the walk and every engine step ask (a sixth of AI mode's walk went on
-        working out the same rows): kept while the postmortem's entries are the same objects."""
+        working out the same rows): a symbol's row is kept while its postmortem entry is the same
+        object."""
         if self.copilots is None:
             return None
         entries = self.copilots.pm_entries(self.symbols)
-        if self._pm is None or any(a is not b for a, b in zip(self._pm[0], entries)):
-            self._pm = entries, np.array([vectorize(build_features(self.copilots.pm_inputs(sym)))
-                                          for sym in self.symbols])
+        if self._pm is None:
+            self._pm = entries, np.array([self._pm_row(sym) for sym in self.symbols])
+            return self._pm[1]
+        changed = [col for col, (a, b) in enumerate(zip(self._pm[0], entries)) if a is not b]
+        if changed:  # a close reviews one symbol: only its row is worked out again
+            rows = self._pm[1].copy()  # (a copy: rows handed out earlier stay as they were)
+            for col in changed:
+                rows[col] = self._pm_row(self.symbols[col])
+            self._pm = entries, rows
         return self._pm[1]
+
+    def _pm_row(self, symbol: str) -> np.ndarray:
+        return vectorize(build_features(self.copilots.pm_inputs(symbol)))
 
     def known(self, step: int, tighten: Mapping[str, float]) -> dict[str, str]:
         """The skip reasons the screen gives at ``step`` (an engine step) under the playbook's
