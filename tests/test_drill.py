@@ -33,7 +33,7 @@ def test_a_build_that_places_no_brackets_fails_the_drill(monkeypatch):
     """The deliberately broken build: the bracket guard does nothing."""
     from mraster.execution.brackets import BracketGuard
 
-    async def no_brackets(self, positions, amounts, *, full=True):
+    async def no_brackets(self, positions, amounts, **kw):
         return {"placed": 0, "replaced": 0, "cancelled": 0, "closed": 0, "failed": 0}
     monkeypatch.setattr(BracketGuard, "run", no_brackets)
     card = run_drill(defaults())

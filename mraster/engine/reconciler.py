@@ -68,7 +68,10 @@ class Reconciler:
         if self.guard:
             rows = await self.ex.position_risk()
             amounts = position_amounts(rows)
-            done = await self.guard.run(self.state["positions"], amounts)
+            # every missing bracket at once, also those whose repair failed just before the
+            # restart and waits out its back-off (that clock is the market's, which a start
+            # does not read before this)
+            done = await self.guard.run(self.state["positions"], amounts, now_or_never=True)
             if any(done.values()):
                 self.emit("guard", **done)
             # what the exchange held before the repair is reported, not silently fixed

@@ -42,19 +42,24 @@ class BracketGuard:
 
     async def run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
                   full: bool = True, orders: list[dict] | None = None,
-                  new: bool = False) -> dict[str, Any]:
+                  new: bool = False, now_or_never: bool = False) -> dict[str, Any]:
         """One pass. ``positions``: the bot's positions by token; ``amounts``: signed position
         size per symbol on the exchange; ``orders``: the exchange's open orders when the caller
         read them together with the amounts (read here otherwise). ``full=False`` protects just
         the given positions (right after an entry, from the fill) without touching other
         symbols; ``new``: those positions were opened just now, so none of their bracket ids
-        was ever sent and the look-up before placing is skipped. Returns counters of what was
-        done. Its requests may use the rate-limit reserve a scan cannot touch (``urgent``)."""
+        was ever sent and the look-up before placing is skipped; ``now_or_never``: every queued
+        repair is tried now, whatever its back-off says (a start: the back-off spares an
+        exchange that keeps failing within one run, and the failure may have been the
+        process's own network). Returns counters of what was done. Its requests may use the
+        rate-limit reserve a scan cannot touch (``urgent``)."""
         with urgent():
-            return await self._run(positions, amounts, full=full, orders=orders, new=new)
+            return await self._run(positions, amounts, full=full, orders=orders, new=new,
+                                   now_or_never=now_or_never)
 
     async def _run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
-                   full: bool, orders: list[dict] | None, new: bool) -> dict[str, Any]:
+                   full: bool, orders: list[dict] | None, new: bool,
+                   now_or_never: bool = False) -> dict[str, Any]:
         done = {"placed": 0, "replaced": 0, "cancelled": 0, "closed": 0, "failed": 0}
         if orders is None:
             orders = (await self.ex.open_orders() if full else
@@ -78,7 +83,7 @@ class BracketGuard:
             if not pos.holds(amt):
                 return  # closed (the engine records it); leftovers are cancelled below
             item = queue.get(token)
-            if item and item.get("next_try", 0) > now:
+            if item and item.get("next_try", 0) > now and not now_or_never:
                 return
             try:
                 await self._protect(token, pos, by_symbol.get(sym, []), done, amt, confirm=full,
