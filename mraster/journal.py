@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from mraster.metrics import max_drawdown, trade_stats
-from mraster.store import replace_synced
+from mraster.store import replace_synced, sweep_stale_temps
 
 log = logging.getLogger("mraster.journal")
 
@@ -288,6 +288,7 @@ def write_backtest(path: str | Path, result: Any) -> Path:
     renamed, so a reader sees the previous run or this one, never half of it. A write that
     fails (a full disk) is a ``JournalError`` and the previous journal stays."""
     path = Path(path)
+    sweep_stale_temps(path)  # those of runs killed while writing
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     j = Journal(tmp, "backtest", fresh=True)

@@ -9,6 +9,7 @@ moved aside, never overwritten.
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import logging
 import os
@@ -28,6 +29,32 @@ def set_aside(path: str | Path) -> list[Path]:
     each as a notice until the user dismisses it)."""
     path = Path(path)
     return sorted(path.parent.glob(f"{path.name}{CORRUPT}*")) if path.parent.is_dir() else []
+
+
+STALE_TEMP_SECONDS = 3600.0  # a live writer renames its temp file within seconds
+
+
+def sweep_stale_temps(path: str | Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove the temp files writers of ``path`` left behind when they died between writing
+    and renaming (``.<name>.*.tmp`` beside it), once untouched for ``older_than`` seconds.
+    Each crash at that line would otherwise leave a copy of the file for good (a year's
+    backtest journal: megabytes); a live writer's temp file is fresh and stays."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    cutoff = time.time() - older_than
+    gone = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                gone.append(tmp)
+        except OSError:  # gone meanwhile, or not ours to remove: it only costs space
+            continue
+    if gone:
+        log.info("removed %d temp file(s) of %s left by a writer that stopped", len(gone),
+                 path.name)
+    return gone
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -97,6 +124,7 @@ class JsonDocument:
         from filelock import FileLock  # (here: a backtest keeps its documents in memory)
 
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+        sweep_stale_temps(self.path)
 
     # -- public API -------------------------------------------------------------------------
     def exists(self) -> bool:

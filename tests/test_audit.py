@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
+import time
 
 from conftest import bot_settings
 from mraster.audit import replay
@@ -112,9 +114,13 @@ def test_the_record_keeps_only_its_days(tmp_path):
     path = tmp_path / "r.jsonl"
     lines = [{"t": k * DAY_MS // 2, "s": "x", "q": {}, "k": {}, "d": {}} for k in range(10)]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"t": 99, "cut sho')
+    killed = tmp_path / ".r.jsonl.k1lled.tmp"  # a bot killed while it cut the record before
+    killed.write_text(path.read_text())
+    os.utime(killed, (time.time() - 7200, time.time() - 7200))
     rec.prune(10 * DAY_MS // 2)
     kept = list(read(path))
     assert [x["t"] for x in kept] == [k * DAY_MS // 2 for k in range(6, 10)]  # two days, no stub
+    assert not killed.exists()  # its copy of the record is not kept for good
     assert Recorder(tmp_path / "none.jsonl", days=0).write(0, "x", {}, {}, {}) is None
     assert not (tmp_path / "none.jsonl").exists()  # 0 days: nothing recorded
 

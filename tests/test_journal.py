@@ -8,7 +8,9 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import sqlite3
+import time
 
 import pytest
 
@@ -178,6 +180,23 @@ def test_a_backtest_journal_that_cannot_be_written_whole_keeps_the_previous_one(
         write_backtest(path, broken)
     assert path.read_bytes() == before
     assert not list(tmp_path.glob(".*tmp"))
+    with JournalReader(path) as r:
+        assert r.check() == "ok"
+
+
+def test_a_backtest_killed_while_writing_its_journal_leaves_no_copy_for_good(backtest, tmp_path):
+    """A run killed while writing its journal leaves its temp file (a year's journal:
+    megabytes); the next run's write removes it once stale, and keeps a temp file another
+    run is writing right now."""
+    path = tmp_path / "bt.sqlite"
+    killed = tmp_path / ".bt.sqlite.4242.tmp"
+    killed.write_bytes(b"SQLite format 3\0 half")
+    two_hours_ago = time.time() - 7200
+    os.utime(killed, (two_hours_ago, two_hours_ago))
+    writing = tmp_path / ".bt.sqlite.4343.tmp"
+    writing.write_bytes(b"SQLite format 3\0 being written")
+    write_backtest(path, backtest)
+    assert not killed.exists() and writing.exists()
     with JournalReader(path) as r:
         assert r.check() == "ok"
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import signal
 import subprocess
@@ -99,6 +100,28 @@ def test_newer_schema_is_not_overwritten(tmp_path):
     JsonDocument(path, version=1).read()
     # a file from a newer program is kept aside intact, not silently truncated
     assert json.loads(list(tmp_path.glob("state.json.corrupt-*"))[0].read_text())["positions"] == [1]
+
+
+def test_temp_files_a_killed_writer_left_are_removed_once_stale(tmp_path):
+    """A writer killed between writing its temp file and renaming it (the test above kills
+    fifty) leaves a copy of the whole file behind; each start of the bot or the dashboard
+    would add to them. Opening the document removes those untouched for an hour; a temp
+    file being written right now (another process) and other files' stay. (The temp files
+    are made by hand: the kill test shows they occur, not when.)"""
+    path = tmp_path / "aster_state.json"
+    JsonDocument(path).write({"positions": [1]})
+    abandoned = tmp_path / ".aster_state.json.k1lled.tmp"
+    writing = tmp_path / ".aster_state.json.l1ve.tmp"
+    others = tmp_path / ".dashboard_config.json.k1lled.tmp"
+    for f in (abandoned, writing, others):
+        f.write_text('{"positions": [')
+    two_hours_ago = time.time() - 7200
+    for f in (abandoned, others):
+        os.utime(f, (two_hours_ago, two_hours_ago))
+    doc = JsonDocument(path)
+    assert not abandoned.exists()
+    assert writing.exists() and others.exists()
+    assert doc.read()["positions"] == [1]
 
 
 def test_no_temp_files_left_behind(tmp_path):

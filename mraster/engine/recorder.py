@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator
 
-from mraster.store import atomic_write_text
+from mraster.store import atomic_write_text, sweep_stale_temps
 from mraster.strategy.signals import Candles
 
 log = logging.getLogger("mraster.engine")
@@ -67,6 +67,7 @@ class Recorder:
         if not lines or lines[0]["t"] >= cut:
             return
         kept = [x for x in lines if x["t"] >= cut]
+        sweep_stale_temps(self.path)  # a bot killed during an earlier cut left a copy
         atomic_write_text(self.path, "".join(json.dumps(x, separators=(",", ":")) + "\n"
                                              for x in kept))
         self.upto.clear()  # the next line writes every window in full again
