@@ -59,7 +59,7 @@ class BracketGuard:
 
     async def _run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
                    full: bool, orders: list[dict] | None, new: bool,
-                   now_or_never: bool = False) -> dict[str, Any]:
+                   now_or_never: bool) -> dict[str, Any]:
         done = {"placed": 0, "replaced": 0, "cancelled": 0, "closed": 0, "failed": 0}
         if orders is None:
             orders = (await self.ex.open_orders() if full else
