@@ -40,11 +40,13 @@ def sweep_stale_temps(path: str | Path, older_than: float = STALE_TEMP_SECONDS) 
     Each crash at that line would otherwise leave a copy of the file for good (a year's
     backtest journal: megabytes); a live writer's temp file is fresh and stays."""
     path = Path(path)
-    if not path.parent.is_dir():
-        return []
     cutoff = time.time() - older_than
     gone = []
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    try:
+        found = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    except OSError:  # a folder missing or not readable: nothing to sweep
+        return gone
+    for tmp in found:
         try:
             if tmp.is_file() and tmp.stat().st_mtime < cutoff:
                 tmp.unlink()

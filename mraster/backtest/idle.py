@@ -292,9 +292,8 @@ class IdleSteps:
         entries = self.copilots.pm_entries(self.symbols)
         if self._pm is None:
             self._pm = entries, np.array([self._pm_row(sym) for sym in self.symbols])
-            return self._pm[1]
-        changed = [col for col, (a, b) in enumerate(zip(self._pm[0], entries)) if a is not b]
-        if changed:  # a close reviews one symbol: only its row is worked out again
+        elif changed := [col for col, (a, b) in enumerate(zip(self._pm[0], entries))
+                         if a is not b]:  # a close reviews one symbol: only its row is new
             rows = self._pm[1].copy()  # (a copy: rows handed out earlier stay as they were)
             for col in changed:
                 rows[col] = self._pm_row(self.symbols[col])

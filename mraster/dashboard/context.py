@@ -59,7 +59,10 @@ class DashboardContext:
     # -- settings ------------------------------------------------------------------------------
     @property
     def config_doc(self) -> JsonDocument:
-        return config_document(self.config_path)
+        """One document per path, as the state's: making one builds its file lock and sweeps
+        the folder for temp files a killed writer left (``store.sweep_stale_temps``)."""
+        path = self.config_path
+        return self.cached("config_doc", path, lambda: config_document(path))
 
     def read_config(self) -> dict[str, Any]:
         if not self._imported:  # an original-format file is imported once, with a summary
