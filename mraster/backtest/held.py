@@ -5,11 +5,12 @@ the engine ran every step, though most of those steps change nothing: the candle
 neither bracket, no level moved, no symbol reached the entry gate. A held step is passed over
 when
 
-- the engine's step before it changed nothing (``HeldSteps.after_engine``): the same fills,
-  funding rows, orders and balance in the simulator, and the same positions (levels, rules),
-  repair queue, notices, breakers, cooldowns and orders sent before and after it, and it
-  found every position's brackets on the exchange as the bot asked (it may have verified
-  them for the first time, or read the funding so far: the next step reads back the same);
+- the engine's last step left nothing for the next one to finish (``HeldSteps.after_engine``):
+  it found every position's brackets on the exchange as the bot asked, and no bracket repair
+  is queued. Whatever else that step did (an entry, a close, a moved level, a notice, a
+  breaker, a cooldown), it did all of it: the engine acts on what the exchange and the market
+  show, and on its own state only through the checks below (the entry gate, the levels'
+  rules, the funding read), so on an unchanged exchange it would change nothing more;
 - moving the clock to this step filled, paid and placed nothing in the simulator;
 - the walk passes the step (``IdleSteps.next_busy`` over that one step): no window left to
   the engine, and every candidate stopped by its red label, by the entry gate (``Portfolio``
@@ -22,9 +23,11 @@ when
 Such a step changes, of what the run keeps, only what the runner books for it: the skip
 counters, the cycle count, the equity curve at the account's mark-to-market equity, the
 circuit breakers rolled on that equity (``Engine.roll_breakers``), the shadows settled
-(``IdleSteps.settle``) and, in AI mode, the playbook renewed as the walk renews it. The step
-after it then meets the first condition again. Tests run the same history both ways and get
-the same trades, skip counts, equity curve, breakers, protection log and policy.
+(``IdleSteps.settle``) and, in AI mode, the playbook renewed as the walk renews it. Asking
+instead that the engine's step before changed nothing at all gave the step after each entry,
+close or moved level to the engine: a quarter of its held steps, each changing nothing. Tests
+run the same history both ways and get the same trades, skip counts, equity curve, breakers,
+protection log and policy.
 """
 from __future__ import annotations
 
@@ -32,17 +35,9 @@ from collections import Counter
 from typing import Any
 
 from mraster.backtest.idle import IdleSteps
-from mraster.domain import Position
 from mraster.engine.cycle import Engine
 from mraster.sim.exchange import SimExchange
 from mraster.strategy.exits import exit_moves
-
-
-def _levels(p: Position) -> tuple:
-    """What a step could change about a position, but for its marks and its read-back
-    protection, which every step rewrites from the levels and the orders."""
-    return (p.token, p.status, p.qty, p.stop, p.take_profit, p.stop_rule, p.fasttp_at,
-            p.close_reason, p.close_seq, dict(p.bracket_seq))
 
 
 class HeldSteps:
@@ -50,37 +45,18 @@ class HeldSteps:
 
     def __init__(self, engine: Engine, sim: SimExchange, queue: Any, idle: IdleSteps) -> None:
         self.engine, self.sim, self.queue, self.idle = engine, sim, queue, idle
-        self.quiet = False  # the engine's last step changed nothing
-        self._before: tuple | None = None
+        self.quiet = False  # the engine's last step left nothing to finish
         self._sim: tuple = ()
-
-    def _engine_marks(self) -> tuple:
-        """What an engine step could change that the next step's engine would act on."""
-        e, st = self.engine, self.engine.state
-        # the notices are a new list whenever one is added; the simulator's marks say whether
-        # an order was placed, cancelled or filled
-        return (id(st["alerts"]), len(st["history"]), e.orders_sent,
-                len(self.queue.read()["items"]), dict(st["cooldowns"]),
-                [(t.name, t.symbol, t.until) for t in e.breakers],
-                [_levels(p) for p in st["positions"].values()], self._sim_marks())
 
     def _sim_marks(self) -> tuple:
         return tuple((len(a.trades), len(a.income), a.next_id, a.balance)
                      for a in self.sim.accounts.values())
 
-    def before_engine(self) -> None:
-        # (the list is held, so its id stays its own while compared); a step that starts flat
-        # is quiet only if it stays flat, where the idle walk takes over
-        self._before = (self._engine_marks(), self.engine.state["alerts"]) \
-            if self.engine.state["positions"] else None
-
     def after_engine(self) -> None:
-        """The step was quiet when it changed nothing but the read-back protection (the first
-        verification of new brackets, an hourly funding read) and found every position's
-        brackets as the bot asked: the next step would read back the same."""
+        """The engine's step left nothing to finish: every position's brackets read back as
+        the bot asked and no repair queued (see the module's doc)."""
         positions = self.engine.state["positions"].values()
-        self.quiet = self._before is not None and bool(positions) and \
-            self._before[0] == self._engine_marks() and \
+        self.quiet = bool(positions) and not self.queue.read()["items"] and \
             all(p.protection.get("status") == "ok" for p in positions)
         self._sim = self._sim_marks()
 

@@ -277,8 +277,6 @@ def run_backtest(data: Path, settings: Mapping[str, Any], *, symbols: list[str] 
                 report(i)
                 i += 1
                 continue
-            if held is not None:
-                held.before_engine()
             await engine.cycle()
             if held is not None:
                 held.after_engine()
