@@ -24,8 +24,12 @@ def entry_gate(symbol: str, open_positions: Mapping[str, Position], s: Mapping[s
         return "paused"
     if cooldown_until > now_ms:
         return "cooldown"
-    per_symbol = s["ASTER_MAX_OPEN_PER_SYMBOL"]
-    if per_symbol and sum(1 for p in open_positions.values() if p.symbol == symbol) >= per_symbol:
+    # One position of the bot per symbol at most, whatever ASTER_MAX_OPEN_PER_SYMBOL allows: the
+    # exchange nets a symbol's positions into one (one-way mode) and each of the bot's stops and
+    # take-profits closes all of it, so a second position there would share the first one's
+    # brackets, each position's repairs would cancel the other's as stale, and the symbol was
+    # left without any stop between cycles (9 cycle ends in one actively trading day at 2)
+    if any(p.symbol == symbol for p in open_positions.values()):
         return "max_open_symbol"
     total = s["ASTER_MAX_OPEN_GLOBAL"]
     if total and len(open_positions) >= total:

@@ -349,8 +349,10 @@ CATALOGUE: tuple[Setting, ...] = (
       "leverage is lowered until it does, else the entry is skipped.", min=0, max=0.99),
     S("ASTER_MAX_OPEN_GLOBAL", "int", 0, "risk", "Maximum open positions overall (0 = unlimited).",
       min=0, max=1000),
-    S("ASTER_MAX_OPEN_PER_SYMBOL", "int", 1, "risk", "Maximum open positions per symbol "
-      "(0 = unlimited).", min=0, max=100),
+    S("ASTER_MAX_OPEN_PER_SYMBOL", "int", 1, "risk", "Maximum open positions per symbol. The "
+      "exchange nets a symbol's positions into one and each stop and take-profit closes all of "
+      "it, so the bot holds at most one per symbol: 0 (unlimited) and values above 1 act as 1.",
+      min=0, max=100),
     S("ASTER_SL_ATR_MULT", "float", 1.0, "risk", "Stop-loss distance in ATRs.", min=0.1, max=20),
     S("ASTER_TP_ATR_MULT", "float", 1.6, "risk", "Take-profit distance in ATRs.", min=0.1, max=50),
     S("ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES", "float", 60.0, "risk", "After you close a position "

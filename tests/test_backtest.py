@@ -257,6 +257,23 @@ def both_ways(s, symbols, steps: int = 2500):
             run_backtest(DATA, s, symbols=symbols, start_ms=start, end_ms=end, skip_idle=False))
 
 
+def assert_same_run(fast, full) -> None:
+    """The run that skipped steps equals the one that ran every step: trades, funding, skip
+    counts, equity curve, breakers, each bracket's protection log, notices, cooldowns, policy."""
+    assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
+    assert [t["funding"] for t in fast.state["history"]] == \
+        [t["funding"] for t in full.state["history"]]
+    assert fast.state["stats"] == full.state["stats"]
+    assert fast.equity == full.equity
+    assert fast.state["equity_curve"] == full.state["equity_curve"]
+    assert fast.state["protections"] == full.state["protections"]
+    assert fast.state["protection_log"] == full.state["protection_log"]
+    assert [a["message"] for a in fast.state["alerts"]] == \
+        [a["message"] for a in full.state["alerts"]]
+    assert fast.state["cooldowns"] == full.state["cooldowns"]
+    assert fast.state["policy"] == full.state["policy"]
+
+
 @pytest.mark.parametrize("symbols,overrides", [
     (SYMBOLS, {}),  # the defaults: the bandit explores, the alpha model speaks after 30 trades
     # no exploration bonus: untrained arms tie with SKIP, so chance decides (engine steps);
@@ -415,19 +432,54 @@ def test_held_steps_that_change_nothing_need_no_engine_step(overrides, monkeypat
     assert 5 < policy < 0.8 * len(passed), (policy, len(passed))
     log = full.state["protection_log"]
     assert any("moved" in e["what"] for e in log)  # levels moved while held: engine steps
-    assert trade_keys(fast.state["history"]) == trade_keys(full.state["history"])
-    assert [t["funding"] for t in fast.state["history"]] == \
-        [t["funding"] for t in full.state["history"]]
-    assert fast.state["stats"] == full.state["stats"]
-    assert fast.equity == full.equity
-    assert fast.state["equity_curve"] == full.state["equity_curve"]
-    assert fast.state["protections"] == full.state["protections"]
-    assert fast.state["protection_log"] == log
-    assert [a["message"] for a in fast.state["alerts"]] == \
-        [a["message"] for a in full.state["alerts"]]
-    assert fast.state["policy"] == full.state["policy"]
+    assert_same_run(fast, full)
     if "ASTER_AI_MODE" in overrides:
         assert fast.state["copilots"] == full.state["copilots"]
+
+
+def test_a_busy_account_passes_held_steps_and_changes_nothing(monkeypatch):
+    """The hardest case for passing held steps: an account trading on nearly every candle (no
+    bandit, no alpha veto, any edge, loose RSI bands, no breakers, open risk up to half the
+    equity, early break-even and trailing stops), so entries, closes and moved levels follow
+    each other while other positions are held. A held step right after one of them is passed
+    over when the engine left every bracket as asked; the run still equals running every
+    step."""
+    from mraster.backtest import idle
+
+    monkeypatch.setattr(idle, "BLOCK", 300)
+    busy = {"ASTER_BANDIT_ENABLED": False, "ASTER_ALPHA_ENABLED": False, "ASTER_MIN_EDGE_R": -5.0,
+            "ASTER_RSI_BUY_MIN": 51.0, "ASTER_RSI_SELL_MAX": 49.0, "ASTER_MAX_DRAWDOWN": 0.0,
+            "ASTER_DAILY_LOSS_LIMIT": 0.0, "ASTER_STREAK_STOPS": 0, "ASTER_SYMBOL_STOPS": 0,
+            "ASTER_MAX_OPEN_RISK": 0.5,
+            "ASTER_BREAKEVEN_R": 0.2, "ASTER_TRAIL_ACTIVATION_R": 0.3, "ASTER_TP_ATR_MULT": 4.0}
+    # held steps passed over right after an engine step that entered, closed or moved a level
+    # (none while the engine's step before had to change nothing; 25 of this slice's 600)
+    passed_after_change, last = [], {}
+    walk, cycle = HeldSteps.walk, Engine.cycle
+
+    def levels(e: Engine) -> tuple:
+        return (len(e.state["history"]), e.orders_sent,
+                [(p.token, p.stop, p.take_profit) for p in e.state["positions"].values()])
+
+    async def watched(self, **kw):
+        before = levels(self)
+        res = await cycle(self, **kw)
+        last[self] = levels(self) != before
+        return res
+
+    async def walking(self, step, now):
+        got = await walk(self, step, now)
+        if got is not None and last.pop(self.engine, False):
+            passed_after_change.append(step)
+        return got
+
+    monkeypatch.setattr(Engine, "cycle", watched)
+    monkeypatch.setattr(HeldSteps, "walk", walking)
+    fast, full = both_ways({**defaults(), **busy}, SEVEN, steps=600)
+    assert len(full.state["history"]) > 100, "the slice should trade on most candles"
+    assert len(passed_after_change) > 10, passed_after_change
+    assert fast.engine_steps < full.engine_steps
+    assert_same_run(fast, full)
 
 
 def test_engine_steps_settle_shadows_from_the_history_without_reading_their_candles(monkeypatch):

@@ -6,13 +6,14 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings as hsettings, strategies as hs
 
-from conftest import API_KEY, bot_settings, position
+from conftest import API_KEY, DATA, bot_settings, position
 from mraster import settings as st
 from mraster.engine.runner import run_async
 from mraster.protections import DAY_MS, lift, locked_symbols, reducing, roll_ledger, trips
-from mraster.risk import exposure_cap, open_risk
+from mraster.risk import entry_gate, exposure_cap, open_risk
 
 S = st.load(environ={}, env_file=Path("/nonexistent"))  # the defaults: 3 % a day, 10 % drawdown, 3 stops / 2 h
 MIN = 60_000
@@ -113,6 +114,52 @@ def reducing_bot(sim_factory, tmp_path):
     (tmp_path / "aster_state.json").write_text(json.dumps({"history": history}))
     asyncio.run(run_async(bot_settings(tmp_path, url)))
     return sim, url
+
+
+@pytest.mark.parametrize("per_symbol", [0, 1, 2, 5])
+def test_the_bot_never_holds_two_positions_on_one_symbol(per_symbol):
+    """The exchange nets a symbol's positions into one, and each of the bot's stops and
+    take-profits closes all of it: a second position there shared the first one's brackets,
+    their repairs cancelled each other's as stale, and the symbol went without a stop between
+    cycles (ASTER_MAX_OPEN_PER_SYMBOL at 2, an actively trading day: 9 cycle ends). Whatever
+    the setting says (0: unlimited), a held symbol takes no new entry — in either direction,
+    which would also flip or shrink the position — while other symbols still do."""
+    s = {**S, "ASTER_MAX_OPEN_PER_SYMBOL": per_symbol}
+    held = {"t": position(symbol="XRPUSDT", side="BUY")}
+    assert entry_gate("XRPUSDT", held, s) == "max_open_symbol"
+    assert entry_gate("XRPUSDT", {"t": position(symbol="XRPUSDT", side="SELL")}, s) == \
+        "max_open_symbol"
+    assert entry_gate("BTCUSDT", held, s) is None
+
+
+def test_a_busy_backtest_never_leaves_an_exchange_position_without_a_stop(monkeypatch):
+    """An actively trading day with ASTER_MAX_OPEN_PER_SYMBOL at 2, every step run by the engine:
+    at the end of every cycle, each position the simulator holds has a stop order."""
+    from mraster.backtest.runner import run_backtest
+    from mraster.engine.cycle import Engine
+
+    busy = {**S, "ASTER_BANDIT_ENABLED": False, "ASTER_ALPHA_ENABLED": False,
+            "ASTER_MIN_EDGE_R": -5.0, "ASTER_RSI_BUY_MIN": 51.0, "ASTER_RSI_SELL_MAX": 49.0,
+            "ASTER_MAX_DRAWDOWN": 0.0, "ASTER_DAILY_LOSS_LIMIT": 0.0, "ASTER_STREAK_STOPS": 0,
+            "ASTER_SYMBOL_STOPS": 0, "ASTER_MAX_OPEN_PER_SYMBOL": 2, "ASTER_MAX_OPEN_RISK": 0.5}
+    held, bare = [], []
+    cycle = Engine.cycle
+
+    async def watched(self, **kw):
+        res = await cycle(self, **kw)
+        for acct in self.ex.sim.accounts.values():
+            for sym, pos in acct.positions.items():
+                if pos.amt:
+                    held.append(sym)
+                    if not any(o.type == "STOP_MARKET" for o in acct.open_orders(sym)):
+                        bare.append((self.market_ms, sym))
+        return res
+
+    monkeypatch.setattr(Engine, "cycle", watched)
+    start = 1516233600000  # 2018-01-18, a busy day of the seven pairs
+    got = run_backtest(DATA, busy, start_ms=start, end_ms=start + 86_400_000, skip_idle=False)
+    assert len(got.state["history"]) > 100 and len(held) > 500
+    assert bare == []
 
 
 def test_a_reducing_bot_opens_nothing_and_says_why(sim_factory, tmp_path):
