@@ -728,6 +728,11 @@ def load(
             values[key] = val
             sources[key] = label
     _check_cross(values)
+    if values["ASTER_MAX_OPEN_PER_SYMBOL"] != 1:  # accepted (saved files load), said at start
+        notes.append(f"ASTER_MAX_OPEN_PER_SYMBOL={values['ASTER_MAX_OPEN_PER_SYMBOL']} acts as 1 "
+                     f"(from {sources['ASTER_MAX_OPEN_PER_SYMBOL']}): the exchange nets a "
+                     "symbol's positions into one and each stop and take-profit closes all of it, "
+                     "so the bot holds at most one position per symbol")
     return Settings(values, sources, notes)
 
 

@@ -186,3 +186,19 @@ def test_wallet_addresses_must_be_checksummed_or_lower_case():
         spec.parse(broken)
     with pytest.raises(st.SettingError, match="40 hex digits"):
         spec.parse("0x1234")
+
+
+@pytest.mark.parametrize("value,said", [("1", False), ("0", True), ("3", True)])
+def test_a_per_symbol_limit_other_than_one_loads_and_is_said_at_start(value, said):
+    """The bot holds at most one position per symbol (``risk.entry_gate``); a saved 0 or 3 still
+    loads (a bot must not stop starting over it), and the start's notes — logged, so on the
+    dashboard's live log — say that it acts as 1 and where it came from."""
+    s = st.load(environ={"ASTER_MAX_OPEN_PER_SYMBOL": value}, env_file=Path("/none"))
+    assert s["ASTER_MAX_OPEN_PER_SYMBOL"] == int(value)
+    notes = [n for n in s.notes if "ASTER_MAX_OPEN_PER_SYMBOL" in n]
+    assert bool(notes) == said
+    if said:
+        assert notes == [f"ASTER_MAX_OPEN_PER_SYMBOL={value} acts as 1 (from environment): the "
+                         "exchange nets a symbol's positions into one and each stop and "
+                         "take-profit closes all of it, so the bot holds at most one position "
+                         "per symbol"]

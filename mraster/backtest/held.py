@@ -56,7 +56,7 @@ class HeldSteps:
         """The engine's step left nothing to finish: every position's brackets read back as
         the bot asked and no repair queued (see the module's doc)."""
         positions = self.engine.state["positions"].values()
-        self.quiet = bool(positions) and not self.queue.read()["items"] and \
+        self.quiet = bool(positions) and not self.queue.read().get("items") and \
             all(p.protection.get("status") == "ok" for p in positions)
         self._sim = self._sim_marks()
 
