@@ -216,3 +216,44 @@ def test_passes_running_at_once_keep_each_others_repairs(sim_factory, tmp_path):
     items = queue.read()["items"]
     assert set(items) == {"tok-a001", "tok-b002"}
     assert all(i["attempts"] == 1 and "-1116" in i["last_error"] for i in items.values())
+
+
+def test_a_leftover_that_cannot_be_cancelled_keeps_the_passes_repair_record(sim_factory,
+                                                                            tmp_path):
+    """One pass: a position's stop is refused, and a closed trade's take-profit left on another
+    symbol cannot be cancelled (the exchange does not answer). The pass finishes: the refused
+    stop is in the repair queue (its attempts and since when: the stop grace counts from there)
+    and the leftover is tried again next pass. A failed cancel used to end the pass before the
+    queue was written, so the grace restarted with every such pass."""
+    from fault_proxy import FaultProxy, Rule
+
+    sim, url, _ = sim_factory(n=4, seed=5, faults=Faults(reject_types=frozenset({"STOP_MARKET"})))
+    queue = JsonDocument(tmp_path / "q.json")
+
+    async def setup() -> tuple[dict, str, str]:
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())
+            held, flat = list(rules)[:2]
+            gone = await open_position(c, flat, rules, "tok-b002")  # a trade that closed ...
+            await c.new_order(symbol=flat, side="SELL", type="TAKE_PROFIT_MARKET",
+                              stopPrice=str(rules[flat].round_price(gone.take_profit)),
+                              closePosition=True, newClientOrderId=ids.order_id("T", "tok-b002"))
+            await c.new_order(symbol=flat, side="SELL", type="MARKET", quantity=str(gone.qty),
+                              reduceOnly=True, newClientOrderId=ids.order_id("X", "tok-b002"))
+            return rules, held, flat
+
+    rules, held, flat = asyncio.run(setup())
+
+    async def one_pass(proxy_url: str) -> dict:
+        async with AsterRest(proxy_url, API_KEY, API_SECRET) as c:
+            guard = BracketGuard(c, rules, queue, clock=lambda: 1_000.0, stop_grace_s=60)
+            pos = await open_position(c, held, rules, "tok-a001")  # ... its stop is refused
+            return await guard.run({"tok-a001": pos}, await amounts(c))
+    with FaultProxy(url) as proxy:
+        proxy.set_rules(Rule("DELETE", "/fapi/v1/order", refuse=1.0))
+        done = asyncio.run(one_pass(proxy.url))
+    assert done["failed"] == 2  # the stop, and the leftover
+    item = queue.read()["items"]["tok-a001"]
+    assert item["attempts"] == 1 and item["since"] == 1_000.0
+    left = [o for o in sim.accounts[API_KEY].open_orders() if o.symbol == flat]
+    assert [o.type for o in left] == ["TAKE_PROFIT_MARKET"]  # still there: tried next pass

@@ -3,16 +3,24 @@ exchange that is down is waited for (never a refusal to start), every wait ends 
 second of SIGTERM, and the guard outlives error bursts."""
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 
+import pytest
+
 from conftest import API_KEY, API_SECRET, ROOT, bare_positions
 from dashboard_helpers import Dashboard, dashboard_environ, wait_for
 from fault_proxy import FaultProxy, Rule
 from mraster.dashboard.supervisor import lock_holder
+from mraster.engine.cycle import Engine
+from mraster.engine.runner import bot_state
+from mraster.exchange import errors as E
+from mraster.exchange.rest import AsterRest
 from mraster.sim.server import Faults
+from mraster.store import JsonDocument
 
 
 def live_env(tmp_path, url: str, **extra) -> dict[str, str]:
@@ -101,3 +109,31 @@ def test_the_guard_once_fails_in_one_line_and_the_loop_outlives_an_error_burst(s
         finally:
             if loop.poll() is None:
                 loop.kill()
+
+
+@pytest.mark.parametrize("down", ["/fapi/v1/ticker", "/fapi/v1/premiumIndex", "/fapi/v2/account"])
+def test_a_cycle_whose_first_reads_fail_still_puts_missing_brackets_back(sim_factory, tmp_path,
+                                                                         down):
+    """The tickers, the premium index or the account cannot be read, so the cycle fails (and
+    the runner says so on the page); but the positions and open orders were read, so a position
+    whose brackets were cancelled by hand gets them back in that same cycle. A stop never waits
+    for market data: an endpoint down for an hour left such a position without one for that
+    hour (the guard ran only after every first read had answered)."""
+    sim, url, _ = sim_factory(n=6, seed=11)
+    s, held = bare_positions(sim, url, tmp_path)
+    acct = sim.accounts[API_KEY]
+
+    async def cycle_through(proxy: FaultProxy) -> None:
+        async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, bot_state(JsonDocument(tmp_path / "aster_state.json")),
+                         JsonDocument(tmp_path / "brackets_queue.json",
+                                      default=lambda: {"items": {}}), lambda *a, **k: None)
+            with pytest.raises(E.ExchangeUnavailable):
+                await eng.cycle()
+    with FaultProxy(url) as proxy:
+        proxy.set_rules(Rule("GET", down, refuse=1.0))
+        asyncio.run(cycle_through(proxy))
+        assert proxy.count("refuse") >= 1
+    protected = {(o.symbol, o.type) for o in acct.open_orders()}
+    for sym in held:
+        assert {(sym, "STOP_MARKET"), (sym, "TAKE_PROFIT_MARKET")} <= protected, sym

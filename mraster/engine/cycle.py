@@ -187,6 +187,29 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
                   **({"words": a["words"]} if "words" in a else {}))  # for the phone's language
         (log.error if level == "error" else log.warning)(text)
 
+    async def _guard_despite(self, failed: list[BaseException], risk_rows: Any,
+                             orders: Any) -> None:
+        """The cycle's first reads failed in part, so the cycle fails; but a stop must not wait
+        for a ticker, the account or the rules' hourly refresh: when the positions and the open
+        orders were read, the guard checks and mends the brackets with them before the failure
+        is raised (a market-data endpoint down for an hour left a position whose stop was
+        cancelled by hand without one for that hour). Anything but an exchange's failure (a
+        stop of the bot, a bug) is raised at once."""
+        if not self.guard or not self.rules or not all(
+                isinstance(x, E.ExchangeError) and not isinstance(x, E.Interrupted)
+                for x in failed) or isinstance(risk_rows, BaseException) or \
+                isinstance(orders, BaseException):
+            return
+        self.market_ms = self.now_ms()  # (the guard's back-off clock; no quote was read)
+        try:
+            done = await self.guard.run(self.state["positions"], position_amounts(risk_rows),
+                                        orders=orders)
+        except E.ExchangeError as exc:
+            log.warning("bracket check after the failed reads failed too: %s", exc)
+            return
+        if any(done.values()):
+            self.emit("guard", **done)
+
     def _known_skips(self, now: int) -> dict[str, str]:
         """The skip reasons a backtest's bulk screen already knows at ``now`` (none live),
         except for symbols off limits, which the cycle always decides itself."""
@@ -218,9 +241,14 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         replayed = self.replayed_quotes() if self.replayed_quotes is not None else None
         market = () if replayed else (self.ex.ticker_24h(), self.ex.book_ticker(),
                                       self.ex.premium_index())
-        _, *rows, risk_rows, acct, orders = await together(
+        got = await together(
             self.ex, self._load_rules(), *market, self.ex.position_risk(), self.ex.account(),
-            self.ex.open_orders())
+            self.ex.open_orders(), return_exceptions=True)
+        failed = [g for g in got if isinstance(g, BaseException)]
+        if failed:
+            await self._guard_despite(failed, got[-3], got[-1])
+            raise failed[0]
+        _, *rows, risk_rows, acct, orders = got
         quotes = replayed or quotes_from_rows(*rows, clock=self.now_ms)
         now = self.market_ms = quotes.now
         await self._sync_positions(res, now, risk_rows)

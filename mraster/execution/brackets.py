@@ -115,10 +115,16 @@ class BracketGuard:
                                   return_exceptions=True):
             if isinstance(got, BaseException):
                 raise got
-        # leftovers: brackets on symbols where the exchange has no position any more
+        # leftovers: brackets on symbols where the exchange has no position any more; one that
+        # cannot be cancelled now is tried again next pass, and before any entry there
+        # (``clear_leftovers``): it must not cost this pass its record of the repairs above
         for sym, olist in by_symbol.items():
             if full and amounts.get(sym, 0.0) == 0:
-                done["cancelled"] += await self._cancel_leftovers(sym, olist)
+                try:
+                    done["cancelled"] += await self._cancel_leftovers(sym, olist)
+                except E.ExchangeError as exc:
+                    done["failed"] += 1
+                    log.warning("leftover brackets on %s could not be cancelled: %s", sym, exc)
         if full:
             for token in [t for t in queue if t not in positions]:
                 queue.pop(token)
