@@ -27,17 +27,20 @@ ACTIONS = ("forward", "drop", "refuse", "hang", "mangle")
 class Rule:
     """Shares of requests matching ``method`` and ``path`` (a prefix; None matches any) that
     are dropped after forwarding, refused before forwarding, or hung; the rest are forwarded.
-    The first matching rule decides."""
+    ``one_symbol``: True matches only requests naming a ``symbol``, False only those that do
+    not (a bulk read), None both. The first matching rule decides."""
     method: str | None = None
     path: str | None = None
+    one_symbol: bool | None = None
     drop: float = 0.0
     refuse: float = 0.0
     hang: float = 0.0
     mangle: float = 0.0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, query: dict[str, str] | None = None) -> bool:
         return (self.method is None or self.method == method) and (
-            self.path is None or path.startswith(self.path))
+            self.path is None or path.startswith(self.path)) and (
+            self.one_symbol is None or self.one_symbol == ("symbol" in (query or {})))
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,9 @@ class FaultProxy:
                     if s.method == "POST" and s.path.endswith("/order")
                     and s.action != "refuse" and "newClientOrderId" in s.query]
 
-    def _choose(self, method: str, path: str) -> str:
+    def _choose(self, method: str, path: str, query: dict[str, str]) -> str:
         with self._lock:
-            rule = next((r for r in self._rules if r.matches(method, path)), None)
+            rule = next((r for r in self._rules if r.matches(method, path, query)), None)
             if rule is None:
                 return "forward"
             x = self._rng.random()
@@ -150,7 +153,7 @@ class FaultProxy:
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
                 parts = urlsplit(target)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-                action = self._choose(method, parts.path)
+                action = self._choose(method, parts.path, query)
                 with self._lock:
                     self.seen.append(Seen(method, parts.path, query, action))
                 if action == "refuse":

@@ -117,8 +117,8 @@ def test_a_cycle_whose_first_reads_fail_still_puts_missing_brackets_back(sim_fac
     """The tickers, the premium index or the account cannot be read, so the cycle fails (and
     the runner says so on the page); but the positions and open orders were read, so a position
     whose brackets were cancelled by hand gets them back in that same cycle. A stop never waits
-    for market data: an endpoint down for an hour left such a position without one for that
-    hour (the guard ran only after every first read had answered)."""
+    for market data (the guard ran only after every first read had answered: while one endpoint
+    kept failing, such a position stayed without a stop)."""
     sim, url, _ = sim_factory(n=6, seed=11)
     s, held = bare_positions(sim, url, tmp_path)
     acct = sim.accounts[API_KEY]
@@ -136,4 +136,34 @@ def test_a_cycle_whose_first_reads_fail_still_puts_missing_brackets_back(sim_fac
         assert proxy.count("refuse") >= 1
     protected = {(o.symbol, o.type) for o in acct.open_orders()}
     for sym in held:
+        assert {(sym, "STOP_MARKET"), (sym, "TAKE_PROFIT_MARKET")} <= protected, sym
+
+
+def test_a_cycle_whose_adoption_fails_still_puts_the_other_positions_brackets_back(
+        sim_factory, tmp_path):
+    """One of the bot's positions is missing from the state file (so the cycle adopts it) and
+    its open orders cannot be read, so the adoption and the cycle fail; the other positions,
+    whose brackets were cancelled by hand, get them back in that cycle all the same."""
+    sim, url, _ = sim_factory(n=6, seed=11)
+    s, held = bare_positions(sim, url, tmp_path)
+    doc = JsonDocument(tmp_path / "aster_state.json")
+    saved = doc.read()
+    lost = sorted(saved["positions"])[0]
+    lost_symbol = saved["positions"].pop(lost)["symbol"]
+    doc.write(saved)
+
+    async def cycle_through(proxy: FaultProxy) -> None:
+        async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
+            eng = Engine(c, s, bot_state(doc), JsonDocument(tmp_path / "brackets_queue.json",
+                                                            default=lambda: {"items": {}}),
+                         lambda *a, **k: None)
+            with pytest.raises(E.ExchangeUnavailable):
+                await eng.cycle()
+    with FaultProxy(url) as proxy:  # the symbol's own open orders: the adoption's read
+        proxy.set_rules(Rule("GET", "/fapi/v1/openOrders", one_symbol=True, refuse=1.0))
+        asyncio.run(cycle_through(proxy))
+        assert proxy.count("refuse") >= 1
+    protected = {(o.symbol, o.type) for o in sim.accounts[API_KEY].open_orders()}
+    assert len(held) >= 2
+    for sym in held - {lost_symbol}:
         assert {(sym, "STOP_MARKET"), (sym, "TAKE_PROFIT_MARKET")} <= protected, sym

@@ -189,12 +189,13 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
 
     async def _guard_despite(self, failed: list[BaseException], risk_rows: Any,
                              orders: Any) -> None:
-        """The cycle's first reads failed in part, so the cycle fails; but a stop must not wait
-        for a ticker, the account or the rules' hourly refresh: when the positions and the open
-        orders were read, the guard checks and mends the brackets with them before the failure
-        is raised (a market-data endpoint down for an hour left a position whose stop was
-        cancelled by hand without one for that hour). Anything but an exchange's failure (a
-        stop of the bot, a bug) is raised at once."""
+        """The cycle's first reads failed in part, or the reconciliation that follows them, so
+        the cycle fails; but a stop must not wait for a ticker, the account, the rules' hourly
+        refresh or another position's adoption: when the positions and the open orders were
+        read, the guard checks and mends the brackets with them before the failure is raised
+        (the guard used to run only once every first read had answered: while one endpoint
+        kept failing, a stop cancelled by hand stayed missing). Anything but an exchange's
+        failure (a stop of the bot, a bug) is raised at once."""
         if not self.guard or not self.rules or not all(
                 isinstance(x, E.ExchangeError) and not isinstance(x, E.Interrupted)
                 for x in failed) or isinstance(risk_rows, BaseException) or \
@@ -251,7 +252,11 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         _, *rows, risk_rows, acct, orders = got
         quotes = replayed or quotes_from_rows(*rows, clock=self.now_ms)
         now = self.market_ms = quotes.now
-        await self._sync_positions(res, now, risk_rows)
+        try:
+            await self._sync_positions(res, now, risk_rows)
+        except E.ExchangeError as exc:  # (e.g. adopting a position: its orders unreadable)
+            await self._guard_despite([exc], risk_rows, orders)
+            raise
         equity, used = self._equity_of(acct)  # serves the breakers and this cycle's entries
         self.roll_breakers(equity, now)
         universe = self.universe(quotes.volume)
