@@ -391,15 +391,18 @@ function renderOverview(d) {
     ["Notional / equity", x.notional_x == null ? "–" : fmt(x.notional_x, 2) + "×"], ["Open risk / equity", x.open_risk_pct == null ? "–" : pct(x.open_risk_pct)]);
   $("#perf-cards").replaceChildren(...cards.map(([k, v]) => el("div", { class: "card" }, el("small", {}, t(k)), el("b", {}, String(v)))));
   const tb = $("#positions tbody");
+  // each cell names its column (data-label): a phone shows a position as a card of labelled
+  // fields, so PnL, stop and protection are in view without scrolling the table sideways
+  const cell = (label, attrs, ...kids) => el("td", { ...attrs, "data-label": t(label) }, ...kids);
   tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-chart": x.symbol, "data-status": x.status, "data-protection": x.protection.status, class: x.protection.status === "problem" ? "unprotected" : null },
-    el("td", {}, x.symbol), el("td", { class: x.side === "BUY" ? "long" : "short" }, side(x.side)),
-    el("td", {}, fmt(x.qty)), el("td", {}, price(x.entry, x.symbol)), el("td", {}, price(x.mark, x.symbol)),
-    el("td", { class: x.pnl >= 0 ? "pos" : "neg" }, cents(x.pnl) + " USDT"), el("td", {}, fmt(x.r, 2) + " R"),
-    el("td", {}, price(x.stop, x.symbol)), el("td", {}, price(x.take_profit, x.symbol)),
-    el("td", {}, x.liquidation ? `${price(x.liquidation, x.symbol)} (${pct(x.liquidation_distance)})` : "–"),
+    cell("Symbol", { class: "symbol" }, x.symbol), cell("Side", { class: x.side === "BUY" ? "long" : "short" }, side(x.side)),
+    cell("PnL", { class: x.pnl >= 0 ? "pos" : "neg", "data-testid": "position-pnl" }, cents(x.pnl) + " USDT"), cell("R", {}, fmt(x.r, 2) + " R"),
+    cell("Size", {}, fmt(x.qty)), cell("Entry", {}, price(x.entry, x.symbol)), cell("Mark", {}, price(x.mark, x.symbol)),
+    cell("Stop", { "data-testid": "position-stop" }, price(x.stop, x.symbol)), cell("Take-profit", {}, price(x.take_profit, x.symbol)),
+    cell("Liquidation", {}, x.liquidation ? `${price(x.liquidation, x.symbol)} (${pct(x.liquidation_distance)})` : "–"),
     protectionCell(x),
-    el("td", {}, x.status === "open" ? age(since(x.opened_at)) : t(x.status)),
-    el("td", {}, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
+    cell("Age", {}, x.status === "open" ? age(since(x.opened_at)) : t(x.status)),
+    el("td", { class: "actions" }, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
   if (d.audit && !state.auditShown) renderAudit(d.audit);
   $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${t(e.who)}: `, saidOr(e.words, e.what))));
   if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? t("No open positions.") : t("No open positions. Start the bot to trade."))));
@@ -442,7 +445,8 @@ function renderAudit(a) {
 
 function protectionCell(x) {
   const p = x.protection;
-  if (p.status === "unverified") return el("td", { class: "muted" }, t("not read back yet"));
+  const label = { "data-label": t("Protection") };
+  if (p.status === "unverified") return el("td", { ...label, class: "muted protection" }, t("not read back yet"));
   // a stop moved past the entry no longer risks money: it locks some in (it read "at risk -6.77")
   const locks = p.at_risk != null && p.at_risk < 0;
   const facts = t(locks ? "stop {stop} / TP {tp} on the exchange · the stop locks in {risk} USDT (fees, funding {funding} USDT)" : "stop {stop} / TP {tp} on the exchange · at risk {risk} USDT (fees, funding {funding} USDT)", { stop: p.stop == null ? "–" : price(p.stop, x.symbol), tp: p.tp == null ? "–" : price(p.tp, x.symbol), risk: p.at_risk == null ? "–" : cents(Math.abs(p.at_risk)), funding: fmt(p.funding, 4) }) +
@@ -451,8 +455,8 @@ function protectionCell(x) {
   const unread = [p.fee_assumed ? t("fee rate not read yet: {rate} % assumed", { rate: fmt(p.fee_rate * 100, 4) }) : "",
     p.funding_unread_since ? t("funding not read since {time}", { time: time(p.funding_unread_since) }) : ""].filter(Boolean);
   const small = el("small", {}, facts, ...unread.map((u) => el("span", { class: "warn", "data-testid": "protection-unread" }, " · " + u)));
-  if (p.status === "problem") return el("td", { class: "neg text", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), ...p.problems_words.flatMap((w, i) => [i ? "; " : "", said(w)]), el("br", {}), small);
-  return el("td", { class: "pos text", "data-testid": "protection-ok" }, "✓ " + t("protected since {time}", { time: time(p.since) }), el("br", {}), small);
+  if (p.status === "problem") return el("td", { ...label, class: "neg text protection", "data-testid": "protection-problem" }, el("b", {}, t("NOT as the bot believes:") + " "), ...p.problems_words.flatMap((w, i) => [i ? "; " : "", said(w)]), el("br", {}), small);
+  return el("td", { ...label, class: "pos text protection", "data-testid": "protection-ok" }, "✓ " + t("protected since {time}", { time: time(p.since) }), el("br", {}), small);
 }
 
 async function adoptPosition(symbol) {

@@ -248,7 +248,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         failed = [g for g in got if isinstance(g, BaseException)]
         if failed:
             await self._guard_despite(failed, got[-3], got[-1])
-            raise failed[0]
+            # (a bug before an exchange's failure: it is what must be seen)
+            raise next((x for x in failed if not isinstance(x, E.ExchangeError)), failed[0])
         _, *rows, risk_rows, acct, orders = got
         quotes = replayed or quotes_from_rows(*rows, clock=self.now_ms)
         now = self.market_ms = quotes.now

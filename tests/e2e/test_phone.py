@@ -34,6 +34,19 @@ def fits(page) -> dict:
     return got
 
 
+def in_view(page, width: int) -> None:
+    """An open position's PnL, stop, protection and close button are on the screen as it is
+    shown, without scrolling the table sideways (a phone shows each position as a card; the
+    table put PnL sixth and the protection eleventh, behind a sideways scroll)."""
+    row = page.locator("#positions tbody tr[data-status=open]").first
+    for part in ("position-pnl", "position-stop"):
+        box = row.get_by_test_id(part).bounding_box()
+        assert box and 0 <= box["x"] and box["x"] + box["width"] <= width, (part, box)
+    for part in ("td.protection", "td.actions button"):
+        box = row.locator(part).bounding_box()
+        assert box and 0 <= box["x"] and box["x"] + box["width"] <= width, (part, box)
+
+
 @pytest.mark.parametrize("width", [360, 430])
 def test_every_view_fits_a_phone_screen(dashboard, page_factory, width):
     server = dashboard(ASTER_SCAN_INTERVAL_SECONDS="1")
@@ -49,6 +62,7 @@ def test_every_view_fits_a_phone_screen(dashboard, page_factory, width):
     page.get_by_test_id("wizard-offline").click()
     page.get_by_test_id("start").click()
     expect(page.locator("#positions tbody tr[data-status=open]").first).to_be_visible(timeout=60_000)
+    in_view(page, width)
     for tab in TABS:
         button = page.locator(f"#tabs button[data-tab={tab}]")
         box = button.bounding_box()
