@@ -27,11 +27,11 @@ ACTIONS = ("forward", "drop", "refuse", "hang", "mangle")
 class Rule:
     """Shares of requests matching ``method`` and ``path`` (a prefix; None matches any) that
     are dropped after forwarding, refused before forwarding, or hung; the rest are forwarded.
-    ``one_symbol``: True matches only requests naming a ``symbol``, False only those that do
-    not (a bulk read), None both. The first matching rule decides."""
+    ``symbol``: a name matches only requests for that symbol, True only those naming one,
+    False only those naming none (a bulk read), None all. The first matching rule decides."""
     method: str | None = None
     path: str | None = None
-    one_symbol: bool | None = None
+    symbol: str | bool | None = None
     drop: float = 0.0
     refuse: float = 0.0
     hang: float = 0.0
@@ -39,8 +39,14 @@ class Rule:
 
     def matches(self, method: str, path: str, query: dict[str, str] | None = None) -> bool:
         return (self.method is None or self.method == method) and (
-            self.path is None or path.startswith(self.path)) and (
-            self.one_symbol is None or self.one_symbol == ("symbol" in (query or {})))
+            self.path is None or path.startswith(self.path)) and self._for_symbol(query or {})
+
+    def _for_symbol(self, query: dict[str, str]) -> bool:
+        if self.symbol is None:
+            return True
+        if isinstance(self.symbol, bool):
+            return self.symbol == ("symbol" in query)
+        return query.get("symbol") == self.symbol
 
 
 @dataclass(frozen=True)

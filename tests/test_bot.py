@@ -1025,3 +1025,40 @@ def test_a_warm_cycle_reads_positions_orders_and_account_once(sim_factory, tmp_p
                                         "/fapi/v1/premiumIndex", "/fapi/v2/positionRisk",
                                         "/fapi/v2/account", "/fapi/v1/openOrders"}, asked
     assert state["telemetry"]["equity"] > 0 and len(state["equity_curve"]) == 2
+
+
+def test_flatten_all_closes_every_position_it_can_when_one_close_fails(sim_factory, tmp_path):
+    """*Flatten all* with the first position's close refused by the exchange (behind the fault
+    proxy, over real HTTP): every other position is closed and booked all the same, the one
+    left keeps its stop and take-profit, a notice names it, and the command reports the failure.
+    The closes went one after the other and stopped at the first failure, leaving every
+    position after it open."""
+    from fault_proxy import FaultProxy, Rule
+
+    from mraster.exchange import errors as E
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+
+    async def go(proxy):
+        async with AsterRest(proxy.url, API_KEY, API_SECRET, consistency_s=0.05) as c:
+            eng = new_engine(c, s, tmp_path)
+            await eng.cycle()
+            held = [p.symbol for p in eng.state["positions"].values()]
+            proxy.set_rules(Rule("POST", "/fapi/v1/order", symbol=held[0], refuse=1.0))
+            with pytest.raises(E.ExchangeError):
+                await eng.close_positions(None)
+            return held, eng.state
+
+    with FaultProxy(url) as proxy:
+        held, state = asyncio.run(go(proxy))
+    acct = sim.accounts[API_KEY]
+    assert len(held) >= 2
+    assert acct.positions[held[0]].amt != 0  # refused: still open, still protected
+    assert {"stop", "tp"} <= {ids.bracket_kind(o.to_api()) for o in acct.open_orders(held[0])}
+    for sym in held[1:]:
+        assert acct.positions[sym].amt == 0, sym
+        assert not acct.open_orders(sym), sym  # the closed trade's brackets cancelled
+    assert {h["symbol"] for h in state["history"] if h["reason"] == "manual"} == set(held[1:])
+    assert any(a["symbol"] == held[0] and a["level"] == "error" and "not confirmed" in a["message"]
+               for a in state["alerts"])

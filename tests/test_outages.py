@@ -160,7 +160,7 @@ def test_a_cycle_whose_adoption_fails_still_puts_the_other_positions_brackets_ba
             with pytest.raises(E.ExchangeUnavailable):
                 await eng.cycle()
     with FaultProxy(url) as proxy:  # the symbol's own open orders: the adoption's read
-        proxy.set_rules(Rule("GET", "/fapi/v1/openOrders", one_symbol=True, refuse=1.0))
+        proxy.set_rules(Rule("GET", "/fapi/v1/openOrders", symbol=True, refuse=1.0))
         asyncio.run(cycle_through(proxy))
         assert proxy.count("refuse") >= 1
     protected = {(o.symbol, o.type) for o in sim.accounts[API_KEY].open_orders()}

@@ -405,24 +405,25 @@ class Executor:
     async def close_positions(self, symbol: str | None = None) -> Words:
         """Close the bot's positions at market (one symbol, or all when ``symbol`` is None), then
         book the closes and cancel the brackets left behind. Positions the bot did not open are
-        left alone. Returns the sentence for the dashboard (as words: the page's language)."""
+        left alone. The positions are closed at once, each on its own: one whose close fails
+        (said in a notice naming it) holds back neither the others nor their bookings (a
+        *Flatten all* stopped at the first failure, leaving the positions after it open); the
+        first failure is raised after the rest are done. Returns the sentence for the
+        dashboard (as words: the page's language)."""
         await self._load_rules()
         amounts = position_amounts(await self.ex.position_risk())
-        closed, partly = [], []
-        for token, pos in list(self.state["positions"].items()):
+        partly: list[Words] = []
+
+        async def close(token: str, pos: Position, amt: float) -> None:
             sym = pos.symbol
-            amt = amounts.get(sym, 0.0)
-            if (symbol and sym != symbol) or not pos.is_open or not pos.holds(amt):
-                continue
             pos.close_reason = "manual"
             self.state["cooldowns"][sym] = self.now_ms() + int(
                 self.s["ASTER_MANUAL_CLOSE_COOLDOWN_MINUTES"] * 60_000)
             sent = await market_close(self.ex, self.rules[sym], token, pos, amt, "X1",
                                       before=self.save)
-            for close in sent:
-                self.emit("order", action="close", symbol=sym, side=close.side.value,
-                          qty=close.quantity, client_id=close.client_id)
-            closed.append(sym)
+            for order in sent:
+                self.emit("order", action="close", symbol=sym, side=order.side.value,
+                          qty=order.quantity, client_id=order.client_id)
             done = sum(Decimal(o.quantity) for o in sent)
             if done < self.rules[sym].round_qty(abs(amt), market=True):
                 note = words("{symbol}: {qty} of {total} closed (the exchange takes at most {most} "
@@ -431,10 +432,32 @@ class Executor:
                              most=float(self.rules[sym].market_max_qty))
                 self.alert("warning", note, sym)  # stays on the dashboard until dismissed
                 partly.append(note)
-        await self._sync_positions(CycleResult(), self.now_ms())
-        if self.guard and closed:
-            left = position_amounts(await self.ex.position_risk())
-            await self.guard.run(self.state["positions"], left)
+        chosen = [(token, pos, amounts.get(pos.symbol, 0.0))
+                  for token, pos in list(self.state["positions"].items())
+                  if (not symbol or pos.symbol == symbol) and pos.is_open
+                  and pos.holds(amounts.get(pos.symbol, 0.0))]
+        closed, failed = [], []
+        for (_, pos, _), got in zip(chosen, await together(
+                self.ex, *(close(*c) for c in chosen), return_exceptions=True)):
+            if isinstance(got, BaseException) and not isinstance(got, E.ExchangeError):
+                raise got
+            if got is None:
+                closed.append(pos.symbol)
+                continue
+            failed.append(got)
+            self.alert("error", words("{symbol}: the close at market was not confirmed ({error}); "
+                                      "the positions table shows what the exchange still holds",
+                                      symbol=pos.symbol, error=str(got)), pos.symbol)
+        try:
+            await self._sync_positions(CycleResult(), self.now_ms())
+            if self.guard and closed:
+                left = position_amounts(await self.ex.position_risk())
+                await self.guard.run(self.state["positions"], left)
+        except E.ExchangeError:
+            if not failed:
+                raise
+        if failed:  # (the close's failure says more than a read after it)
+            raise failed[0]
         if not closed:
             return words("no open position of the bot on {symbol}" if symbol else
                          "no open positions of the bot to close", symbol=symbol)
