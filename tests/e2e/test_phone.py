@@ -151,6 +151,17 @@ def test_every_view_fits_a_laptop_screen(dashboard, page_factory, width):
     page.get_by_test_id("start").click()
     expect(page.locator("#positions tbody tr[data-status=open]").first).to_be_visible(timeout=60_000)
     expect(page.get_by_test_id("protection-ok").first).to_be_visible(timeout=60_000)
+    # the table scrolls in its box, but a position's Close… stays on the screen (it was past
+    # the right edge, reached only by scrolling the table)
+    for part in ("position-pnl", "position-stop"):
+        box = page.get_by_test_id(part).first.bounding_box()
+        assert box and box["x"] + box["width"] <= width, (part, box)
+    close = page.locator("#positions tbody tr[data-status=open] td.actions button").first
+    box = close.bounding_box()
+    assert box and box["x"] + box["width"] <= width, box
+    close.click()
+    expect(page.locator("#dialog")).to_be_visible()
+    page.keyboard.press("Escape")
     for tab in TABS:
         page.click(f"#tabs button[data-tab={tab}]")
         expect(page.locator(f"#tab-{tab}")).to_be_visible()
