@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -311,12 +312,20 @@ def new_engine(c, s, tmp_path):
                   lambda *a, **k: None)
 
 
+@contextlib.asynccontextmanager
+async def after_a_cycle(url: str, s, tmp_path, **client):
+    """A fresh engine on a client of ``url`` (``client``: its options), after its first (cold)
+    cycle over real HTTP; the client stays open inside the block."""
+    async with AsterRest(url, API_KEY, API_SECRET, **client) as c:
+        eng = new_engine(c, s, tmp_path)
+        await eng.cycle()
+        yield eng
+
+
 def one_cycle(s, tmp_path) -> dict:
     """A fresh engine's first (cold) cycle over real HTTP; its state."""
     async def go():
-        async with AsterRest(s["ASTER_EXCHANGE_BASE"], API_KEY, API_SECRET) as c:
-            eng = new_engine(c, s, tmp_path)
-            await eng.cycle()
+        async with after_a_cycle(s["ASTER_EXCHANGE_BASE"], s, tmp_path) as eng:
             return eng.state
     return asyncio.run(go())
 
@@ -737,9 +746,7 @@ def test_a_position_larger_than_the_largest_market_order_is_closed_in_pieces(sim
     s = settings_for(tmp_path, url)
 
     async def go():
-        async with AsterRest(url, API_KEY, API_SECRET) as c:
-            eng = new_engine(c, s, tmp_path)
-            await eng.cycle()
+        async with after_a_cycle(url, s, tmp_path) as eng:
             pos = next(iter(eng.state["positions"].values()))
             rules = sim.rules[pos.symbol]
             limit = rules.round_qty(Decimal(str(pos.qty)) / Decimal(times), market=True)
@@ -787,9 +794,7 @@ def test_a_second_close_of_what_is_left_never_reuses_the_first_closes_ids(sim_fa
     s = settings_for(tmp_path, url)
 
     async def go(proxy):
-        async with AsterRest(proxy.url, API_KEY, API_SECRET, consistency_s=0.05) as c:
-            eng = new_engine(c, s, tmp_path)
-            await eng.cycle()
+        async with after_a_cycle(proxy.url, s, tmp_path, consistency_s=0.05) as eng:
             acct = sim.accounts[API_KEY]
             pos = next(iter(eng.state["positions"].values()))
             rules = sim.rules[pos.symbol]
@@ -828,9 +833,7 @@ def test_a_shadow_whose_candles_cannot_be_read_is_dropped_once_it_would_have_exp
     s = settings_for(tmp_path, url)
 
     async def go():
-        async with AsterRest(url, API_KEY, API_SECRET) as c:
-            eng = new_engine(c, s, tmp_path)
-            await eng.cycle()
+        async with after_a_cycle(url, s, tmp_path) as eng:
             now, five = eng.market_ms, 300_000
             old, fresh = (shadows.open_shadow("GONEUSDT", "BUY", t, 1.0, 0.01, 0.0,
                                               [0.0] * len(eng.policy.names), s)
@@ -859,9 +862,7 @@ def test_a_restarted_bot_goes_on_following_the_vetoed_signals_it_followed(sim_fa
     doc = state_document(tmp_path / "aster_state.json")
 
     async def before_restart():
-        async with AsterRest(url, API_KEY, API_SECRET) as c:
-            eng = new_engine(c, s, tmp_path)
-            await eng.cycle()
+        async with after_a_cycle(url, s, tmp_path) as eng:
             sym = next(iter(eng.state["decisions"]))
             price = sim.market.price_at(sym, sim.market.clock.now_ms())
             # a stop below zero and a target at four times the price: open for many candles
@@ -1010,9 +1011,7 @@ def test_a_warm_cycle_reads_positions_orders_and_account_once(sim_factory, tmp_p
     s = settings_for(tmp_path, url)
 
     async def go(proxy):
-        async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
-            eng = new_engine(c, s, tmp_path)
-            await eng.cycle()
+        async with after_a_cycle(proxy.url, s, tmp_path) as eng:
             assert eng.state["positions"], "the cold cycle should open positions"
             first = len(proxy.seen)
             await eng.cycle(paused=True)
@@ -1041,9 +1040,7 @@ def test_flatten_all_closes_every_position_it_can_when_one_close_fails(sim_facto
     s = settings_for(tmp_path, url)
 
     async def go(proxy):
-        async with AsterRest(proxy.url, API_KEY, API_SECRET, consistency_s=0.05) as c:
-            eng = new_engine(c, s, tmp_path)
-            await eng.cycle()
+        async with after_a_cycle(proxy.url, s, tmp_path, consistency_s=0.05) as eng:
             held = [p.symbol for p in eng.state["positions"].values()]
             proxy.set_rules(Rule("POST", "/fapi/v1/order", symbol=held[0], refuse=1.0))
             with pytest.raises(E.ExchangeError):

@@ -111,6 +111,16 @@ def test_the_guard_once_fails_in_one_line_and_the_loop_outlives_an_error_burst(s
                 loop.kill()
 
 
+async def a_failing_cycle(proxy: FaultProxy, s, tmp_path) -> None:
+    """One cycle of a bot started on the files in ``tmp_path``, through ``proxy``: it fails."""
+    async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
+        eng = Engine(c, s, bot_state(JsonDocument(tmp_path / "aster_state.json")),
+                     JsonDocument(tmp_path / "brackets_queue.json", default=lambda: {"items": {}}),
+                     lambda *a, **k: None)
+        with pytest.raises(E.ExchangeUnavailable):
+            await eng.cycle()
+
+
 @pytest.mark.parametrize("down", ["/fapi/v1/ticker", "/fapi/v1/premiumIndex", "/fapi/v2/account"])
 def test_a_cycle_whose_first_reads_fail_still_puts_missing_brackets_back(sim_factory, tmp_path,
                                                                          down):
@@ -123,16 +133,9 @@ def test_a_cycle_whose_first_reads_fail_still_puts_missing_brackets_back(sim_fac
     s, held = bare_positions(sim, url, tmp_path)
     acct = sim.accounts[API_KEY]
 
-    async def cycle_through(proxy: FaultProxy) -> None:
-        async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
-            eng = Engine(c, s, bot_state(JsonDocument(tmp_path / "aster_state.json")),
-                         JsonDocument(tmp_path / "brackets_queue.json",
-                                      default=lambda: {"items": {}}), lambda *a, **k: None)
-            with pytest.raises(E.ExchangeUnavailable):
-                await eng.cycle()
     with FaultProxy(url) as proxy:
         proxy.set_rules(Rule("GET", down, refuse=1.0))
-        asyncio.run(cycle_through(proxy))
+        asyncio.run(a_failing_cycle(proxy, s, tmp_path))
         assert proxy.count("refuse") >= 1
     protected = {(o.symbol, o.type) for o in acct.open_orders()}
     for sym in held:
@@ -152,16 +155,9 @@ def test_a_cycle_whose_adoption_fails_still_puts_the_other_positions_brackets_ba
     lost_symbol = saved["positions"].pop(lost)["symbol"]
     doc.write(saved)
 
-    async def cycle_through(proxy: FaultProxy) -> None:
-        async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
-            eng = Engine(c, s, bot_state(doc), JsonDocument(tmp_path / "brackets_queue.json",
-                                                            default=lambda: {"items": {}}),
-                         lambda *a, **k: None)
-            with pytest.raises(E.ExchangeUnavailable):
-                await eng.cycle()
     with FaultProxy(url) as proxy:  # the symbol's own open orders: the adoption's read
         proxy.set_rules(Rule("GET", "/fapi/v1/openOrders", symbol=True, refuse=1.0))
-        asyncio.run(cycle_through(proxy))
+        asyncio.run(a_failing_cycle(proxy, s, tmp_path))
         assert proxy.count("refuse") >= 1
     protected = {(o.symbol, o.type) for o in sim.accounts[API_KEY].open_orders()}
     assert len(held) >= 2
