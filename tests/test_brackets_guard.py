@@ -257,3 +257,40 @@ def test_a_leftover_that_cannot_be_cancelled_keeps_the_passes_repair_record(sim_
     assert item["attempts"] == 1 and item["since"] == 1_000.0
     left = [o for o in sim.accounts[API_KEY].open_orders() if o.symbol == flat]
     assert [o.type for o in left] == ["TAKE_PROFIT_MARKET"]  # still there: tried next pass
+
+
+def test_a_stop_moved_just_before_a_crash_is_never_given_a_used_id_again(sim_factory, tmp_path):
+    """The guard moved a stop (new id S1 placed, the old stop S cancelled) and the bot died
+    before its state file was written: the restarted bot holds the position as saved before the
+    move (its old level, no record of S1). Its stop must end on the exchange, once, and no id is
+    sent for a second order. Found by a crash sweep: the restart sent S1 again — the exchange
+    refused it as a duplicate of the open S1, the client's look-up took the open S1 for the new
+    stop, and the guard then cancelled S1 as the old one: the position stood without a stop; where
+    S1 was already cancelled, a second order carried the id S1."""
+    sim, url, _ = sim_factory(n=1, seed=5)
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())
+            sym = next(iter(rules))
+            pos = await open_position(c, sym, rules, "tok-a001")
+            await BracketGuard(c, rules, JsonDocument(tmp_path / "q.json")).run(
+                {"tok-a001": pos}, await amounts(c))
+            saved = Position.from_dict(pos.to_dict(), "tok-a001")  # the state file's copy
+            pos.stop = pos.entry * 0.96  # the move the state file never heard of
+            await BracketGuard(c, rules, JsonDocument(tmp_path / "q.json")).run(
+                {"tok-a001": pos}, await amounts(c))
+            # the restart: the saved position, a new guard; its level back, then moved again
+            restarted = BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"))
+            await restarted.run({"tok-a001": saved}, await amounts(c))
+            after_restart = [o for o in await c.open_orders(sym) if ids.bracket_kind(o) == "stop"]
+            saved.stop = saved.entry * 0.955
+            await restarted.run({"tok-a001": saved}, await amounts(c))
+            stops = [o for o in await c.open_orders(sym) if ids.bracket_kind(o) == "stop"]
+            every = [o["clientOrderId"] for o in await c.all_orders(sym)]
+            return rules[sym], saved, after_restart, stops, every
+    rule, saved, after_restart, stops, every = asyncio.run(go())
+    assert [o["stopPrice"] for o in after_restart] == [
+        str(rule.round_price(saved.entry * 0.97, "down"))]
+    assert [o["stopPrice"] for o in stops] == [str(rule.round_price(saved.stop, "down"))]
+    assert len(every) == len(set(every)), sorted(every)

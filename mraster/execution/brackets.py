@@ -24,6 +24,7 @@ from mraster.execution import ids
 from mraster.store import JsonDocument
 
 log = logging.getLogger("mraster.brackets")
+_MAX_BRACKET_IDS = 1000  # ids looked up before a bracket is refused (an exchange that knows every id)
 Emit = Callable[..., None]
 
 
@@ -233,20 +234,30 @@ class BracketGuard:
     async def _place(self, token: str, pos: Position, kind: str, price: Decimal, close_side: str,
                      done: dict, replacing: bool, new: bool = False) -> None:
         sym = pos.symbol
+        letter = "S" if kind == "stop" else "T"
         n = pos.bracket_seq.get(kind, 0)
-        prefix = ("S" if kind == "stop" else "T") + (str(n) if n else "")
-        cid = ids.order_id(prefix, token)
+        cid = ids.order_id(letter + (str(n) if n else ""), token)
         if not (new and n == 0):  # (a new position's first bracket id was never sent)
-            try:  # a bracket with this id existed before (filled, cancelled): the next number
-                await self.ex.query_order(sym, client_id=cid)
-                pos.bracket_seq[kind] = n + 1
-                cid = ids.order_id(prefix[0] + str(n + 1), token)
-            except E.UnknownOrder:
-                pass
+            # an id the exchange knows (filled, cancelled, open) is never sent again: the next
+            # number it does not know. Asked for each number: after a crash the saved position
+            # may be several moves behind the exchange, and an id sent again would be refused as
+            # a duplicate of its open order, which the look-up then took for the new bracket
+            # (and the old one's cancel removed it: a position without a stop)
+            for _ in range(_MAX_BRACKET_IDS):
+                try:
+                    await self.ex.query_order(sym, client_id=cid)
+                except E.UnknownOrder:
+                    break
+                n += 1
+                cid = ids.order_id(f"{letter}{n}", token)
+            else:
+                raise E.ExchangeError(0, f"{sym}: {_MAX_BRACKET_IDS} bracket ids of {token} are "
+                                         "taken on the exchange", 0, "/fapi/v1/order")
         typ = "STOP_MARKET" if kind == "stop" else "TAKE_PROFIT_MARKET"
         try:
             await self.ex.new_order(**Order(sym, Side(close_side), typ, cid, stop_price=str(price),
                                             close_position=True).params())
+            pos.bracket_seq[kind] = n + 1  # the next move's id: found unknown at one look-up
         except E.WouldTrigger:
             # price is already beyond the level: do what the order was for, close now
             await self.close_at_market(token, pos, "stop_passed" if kind == "stop" else "tp_passed")
