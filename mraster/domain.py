@@ -172,6 +172,10 @@ class Position:
     close_reason: str | None = None  # why the bot itself closed it (manual, no_stop, ...)
     bracket_seq: dict[str, int] = field(default_factory=dict)
     close_seq: int = 0            # market closes sent so far (each attempt's ids are new)
+    # when the reconciliation found the trade over although its symbol holds a position in its
+    # direction (someone opened it again after the bot's exit): it holds nothing from then on,
+    # and waits only for its booking (the fills read, its leftover brackets cancelled)
+    ended_at: int = 0
     protection: dict[str, Any] = field(default_factory=dict)  # the last read-back (ProtectionWatch)
     mark: float | None = None     # from the exchange each cycle, for the dashboard
     unrealized: float | None = None
@@ -188,8 +192,9 @@ class Position:
         return self.status is PositionStatus.OPEN
 
     def holds(self, amount: float) -> bool:
-        """Is ``amount`` (the exchange's signed size of the symbol) this position's direction?"""
-        return amount != 0 and (amount > 0) == (self.side is Side.BUY)
+        """Is ``amount`` (the exchange's signed size of the symbol) this position's direction?
+        Never for a trade found over (``ended_at``): the symbol's position is someone else's."""
+        return not self.ended_at and amount != 0 and (amount > 0) == (self.side is Side.BUY)
 
     def r_at(self, price: float) -> float:
         """Profit at ``price`` in R, against the initial stop."""

@@ -36,6 +36,7 @@ class PositionShape(_Open):
     protection: dict[str, Any] = {}   # the last read-back (engine.protection_watch)
     bracket_seq: dict[str, int] = {}
     close_seq: int = 0
+    ended_at: int = 0
 
 
 class CommandShape(_Open):

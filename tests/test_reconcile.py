@@ -194,6 +194,52 @@ def test_positions_opened_by_hand_are_never_touched(sim_factory, tmp_path):
     assert_every_position_is_the_bots_and_protected(sim, tmp_path, hand=hand)
 
 
+def test_a_symbol_opened_again_by_hand_after_the_bots_trade_is_left_alone(sim_factory, tmp_path):
+    """Between two cycles the bot's trade on a symbol ended (here you closed it by hand; a stop
+    filling is the same) and you opened a position of your own there. It is yours, whatever
+    the state file says: the bot books its trade from the fills, lists your position as not
+    its own, cancels the brackets its trade left (a ``closePosition`` take-profit would close
+    your position at the bot's level) and never brackets, closes or adds to yours. Found by a
+    sweep: a new position in the bot's direction was taken for the bot's (bracketed, then
+    closed at market by the guard); one in the other direction was not judged in that cycle,
+    and the bot entered against it."""
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = bot_settings(tmp_path, url)
+    asyncio.run(run_async(s))
+    held = sorted(state_of(tmp_path)["positions"].values(), key=lambda p: p["symbol"])
+    assert len(held) >= 2, "the seeded market must open two positions"
+    same, other = held[0], held[1]
+
+    async def close_and_reopen_by_hand():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())
+            for i, (pos, side) in enumerate(((same, same["side"]),
+                                             (other, "SELL" if other["side"] == "BUY" else "BUY"))):
+                sym = pos["symbol"]
+                close = "SELL" if pos["side"] == "BUY" else "BUY"
+                await c.new_order(symbol=sym, side=close, type="MARKET", quantity=str(pos["qty"]),
+                                  reduceOnly=True, newClientOrderId=f"web_close_{i}")
+                await c.new_order(symbol=sym, side=side, type="MARKET",
+                                  quantity=str(rules[sym].round_qty(pos["qty"] / 3)),
+                                  newClientOrderId=f"web_open_{i}")
+            return {r["symbol"]: float(r["positionAmt"]) for r in await c.position_risk()
+                    if r["symbol"] in (same["symbol"], other["symbol"])}
+    hand = asyncio.run(close_and_reopen_by_hand())
+    asyncio.run(run_async(s))
+    state = state_of(tmp_path)
+    for pos in (same, other):
+        sym = pos["symbol"]
+        (t,) = [t for t in state["history"] if t["symbol"] == sym]
+        assert t["reason"] == "manual" and t["qty"] == pytest.approx(pos["qty"])
+        assert sym in {e["symbol"] for e in state["external_positions"]}
+        assert state["decisions"][sym]["reason"] == "external_position"
+        assert not [o.clientOrderId for o in sim.accounts[API_KEY].open_orders(sym)
+                    if ids.parse(o.clientOrderId)], f"{sym}: the bot's brackets were left"
+    assert all(p["symbol"] not in hand for p in state["positions"].values())
+    assert_pnl_identity(state["history"])
+    assert_every_position_is_the_bots_and_protected(sim, tmp_path, hand=hand)
+
+
 def test_a_vanished_position_is_booked_from_its_fills_with_a_reason(sim_factory, tmp_path):
     """Closed on the exchange by an order the bot did not place: booked at the fill's price
     with reason "manual" and an alert, never exit null / pnl 0."""

@@ -107,7 +107,16 @@ class Reconciler:
         for token, pos in list(self.state["positions"].items()):
             if pos.status is PositionStatus.PENDING:
                 await self._resolve_pending(token, pos)
-        known = {p.symbol for p in self.state["positions"].values()}
+        # the bot's positions that ended on the exchange; their symbols' positions now (if any)
+        # are judged below like any other, so a position opened there since is never taken
+        # for the bot's (in this cycle either: its entry check reads the off-limits list)
+        gone = [(token, pos) for token, pos in list(self.state["positions"].items())
+                if pos.is_open and not await self._still_held(pos, amounts.get(pos.symbol, 0.0))]
+        for _, pos in gone:
+            if amounts.get(pos.symbol, 0.0) and not pos.ended_at:
+                pos.ended_at = now  # (never guarded, closed or counted as held again)
+        ended = {token for token, _ in gone}
+        known = {p.symbol for t, p in self.state["positions"].items() if t not in ended}
         reported = {e["symbol"]: e for e in self.state["external_positions"]}
         external = []
         for sym, amt in amounts.items():
@@ -124,11 +133,47 @@ class Reconciler:
                                             "is left alone: no entry, add, flip or brackets",
                                             symbol=sym, why=why), sym)
         self.state["external_positions"] = external
-        for token, pos in list(self.state["positions"].items()):
-            if pos.is_open and not pos.holds(amounts.get(pos.symbol, 0.0)):
-                rec = await self._record_close(token, pos, now)
-                if rec is not None:
-                    res.closed.append(rec)
+        for token, pos in gone:
+            if amounts.get(pos.symbol, 0.0) and not await self._cancel_brackets_of(token, pos):
+                continue  # booked once its brackets are gone: they would act on the new position
+            rec = await self._record_close(token, pos, now)
+            if rec is not None:
+                res.closed.append(rec)
+
+    async def _still_held(self, pos: Position, amount: float) -> bool:
+        """Is the bot's open position ``pos`` part of its symbol's position on the exchange
+        (signed ``amount``)? Its direction, and — when the size is not the bot's — its entry
+        among the orders that opened the symbol's position now: after the bot's trade closed
+        (its stop filled, a close by hand), someone may have opened the symbol again before
+        this cycle read it, and that position is theirs. A history that does not reach back to
+        the entry, or cannot be read, leaves the position the bot's (as a position it cannot
+        place, it stays protected)."""
+        if not pos.holds(amount):
+            return False
+        if abs(abs(amount) - pos.qty) <= abs(amount) * 1e-9 or pos.origin == "handed_over":
+            return True  # (a position handed over was opened by orders that are not the bot's)
+        own = await self._ownership(pos.symbol, amount)
+        return own is None or not own.opened_by or own.includes(pos.entry_client_id)
+
+    async def _cancel_brackets_of(self, token: str, pos: Position) -> bool:
+        """Cancel the stop and take-profit an ended position left on a symbol that holds a
+        position again (``closePosition`` orders act on whatever the symbol holds: they would
+        close someone else's position at the bot's levels). Only this position's own orders
+        (by their client ids); False, with a log line, when they could not all be cancelled
+        (tried again next cycle, the trade booked then)."""
+        try:
+            mine = [o for o in await self.ex.open_orders(pos.symbol)
+                    if (ids.parse(o.get("clientOrderId", "")) or ("", ""))[1] == token]
+            for o in mine:
+                try:
+                    await self.ex.cancel_order(pos.symbol, order_id=o["orderId"])
+                except E.UnknownOrder:
+                    pass  # filled or cancelled meanwhile
+        except E.ExchangeError as exc:
+            log.warning("%s: the brackets of the closed trade could not be cancelled (%s); "
+                        "tried again next cycle", pos.symbol, exc)
+            return False
+        return True
 
     async def _ownership(self, sym: str, amount: float) -> Ownership | None:
         """Who opened ``sym``'s position, from the exchange's order history; remembered while

@@ -21,6 +21,13 @@ class Ownership:
     token: str | None = None          # the bot's position token (from its entry's client id)
     entry_client_id: str | None = None
     opened_at: int | None = None      # time of the first opening fill
+    # the client ids of every order that opened or added to the current position (the bot's and
+    # others'): a bot position whose entry is not among them ended before it (``includes``)
+    opened_by: frozenset[str] = frozenset()
+
+    def includes(self, entry_client_id: str) -> bool:
+        """Is the position whose entry order had this id part of the symbol's current one?"""
+        return entry_client_id in self.opened_by
 
 
 def owner_of(amount: float, orders: Iterable[dict[str, Any]]) -> Ownership:
@@ -44,9 +51,12 @@ def owner_of(amount: float, orders: Iterable[dict[str, Any]]) -> Ownership:
         return Ownership(Owner.EXTERNAL, "the exchange no longer lists the orders that opened it")
     adders = [o for o in done[start:] if (Side(o["side"]).sign > 0) == (amount > 0)]
     parsed = [ids.parse(o.get("clientOrderId", "")) for o in adders]
+    opened_by = frozenset(str(o.get("clientOrderId", "")) for o in adders)
     if not parsed or any(p is None or p[0] != "E" for p in parsed):
-        return Ownership(Owner.EXTERNAL, "opened or added to by orders the bot did not place")
+        return Ownership(Owner.EXTERNAL, "opened or added to by orders the bot did not place",
+                         opened_by=opened_by)
     first = adders[0]
     return Ownership(Owner.BOT, "opened by the bot's own entry order", token=parsed[0][1],
                      entry_client_id=first["clientOrderId"],
-                     opened_at=int(first.get("updateTime") or first.get("time") or 0))
+                     opened_at=int(first.get("updateTime") or first.get("time") or 0),
+                     opened_by=opened_by)
