@@ -15,6 +15,7 @@ from conftest import API_KEY, API_SECRET, ROOT, bot_settings
 from mraster import settings as st
 from mraster.engine.runner import run_async
 from mraster.exchange.rest import AsterRest
+from mraster.exchange.rules import rules_from_exchange_info
 from mraster.execution import ids
 from mraster.store import JsonDocument
 from mraster.strategy.filters import Snapshot, market_filters, side_filters
@@ -166,7 +167,6 @@ def test_entry_sent_just_before_a_crash_is_adopted_and_protected(sim_factory, tm
         async with AsterRest(url, API_KEY, API_SECRET) as c:
             sym = (await c.exchange_info())["symbols"][0]["symbol"]
             ask = float((await c.book_ticker(sym))["askPrice"])
-            from mraster.exchange.rules import rules_from_exchange_info
             rules = rules_from_exchange_info(await c.exchange_info())
             o = await c.new_order(symbol=sym, side="BUY", type="MARKET",
                                   quantity=str(rules[sym].round_qty(300 / ask)),
@@ -1059,3 +1059,56 @@ def test_flatten_all_closes_every_position_it_can_when_one_close_fails(sim_facto
     assert {h["symbol"] for h in state["history"] if h["reason"] == "manual"} == set(held[1:])
     assert any(a["symbol"] == held[0] and a["level"] == "error" and "not confirmed" in a["message"]
                for a in state["alerts"])
+
+
+def test_a_closed_trade_whose_brackets_cannot_be_cancelled_waits_and_leaves_the_new_position(
+        sim_factory, tmp_path):
+    """The bot's trade on a symbol closed by hand and the symbol opened again by hand in the
+    same direction, while the exchange refuses to cancel the trade's leftover stop and
+    take-profit (fault proxy, real HTTP): a notice says so (once), the trade waits for its booking, and
+    meanwhile the symbol's position is not the bot's — *Flatten all* leaves it alone and no
+    bracket of the bot is placed on it. Once the cancel goes through the trade is booked and its
+    orders are gone."""
+    from fault_proxy import FaultProxy, Rule
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+
+    def bot_orders(sym: str) -> set[str]:
+        return {o.clientOrderId for o in sim.accounts[API_KEY].open_orders(sym)
+                if ids.parse(o.clientOrderId)}
+
+    async def go(proxy):
+        async with after_a_cycle(proxy.url, s, tmp_path, consistency_s=0.05) as eng:
+            pos = min(eng.state["positions"].values(), key=lambda p: p.symbol)
+            sym, close = pos.symbol, "SELL" if pos.side.value == "BUY" else "BUY"
+            async with AsterRest(url, API_KEY, API_SECRET) as c:  # by hand, past the proxy
+                rules = rules_from_exchange_info(await c.exchange_info())
+                await c.new_order(symbol=sym, side=close, type="MARKET", quantity=str(pos.qty),
+                                  reduceOnly=True, newClientOrderId="web_close_1")
+                await c.new_order(symbol=sym, side=pos.side.value, type="MARKET",
+                                  quantity=str(rules[sym].round_qty(pos.qty / 3)),
+                                  newClientOrderId="web_open_1")
+            acct = sim.accounts[API_KEY]
+            mine, hand = bot_orders(sym), acct.positions[sym].amt
+            proxy.set_rules(Rule("DELETE", "/fapi/v1/order", symbol=sym, refuse=1.0))
+            await eng.cycle()
+            await eng.cycle()  # refused again: said once, not every cycle
+            waiting = dict(eng.state["positions"])
+            await eng.close_positions(None)
+            during = bot_orders(sym), acct.positions[sym].amt
+            proxy.heal()
+            await eng.cycle()
+            return pos, mine, hand, waiting, during, eng.state
+
+    with FaultProxy(url) as proxy:
+        pos, mine, hand, waiting, during, state = asyncio.run(go(proxy))
+    sym, acct = pos.symbol, sim.accounts[API_KEY]
+    assert waiting[pos.token].ended_at  # over, not booked while its orders stand
+    assert [a["level"] for a in state["alerts"]
+            if a["symbol"] == sym and "could not be cancelled" in a["message"]] == ["error"]
+    assert during == (mine, hand)  # flatten left the position alone; no bot order added
+    (t,) = [t for t in state["history"] if t["symbol"] == sym]
+    assert t["reason"] == "manual" and t["qty"] == pytest.approx(pos.qty)
+    assert not bot_orders(sym) and acct.positions[sym].amt == hand
+    assert sym in {e["symbol"] for e in state["external_positions"]}

@@ -112,8 +112,9 @@ class Reconciler:
         # for the bot's (in this cycle either: its entry check reads the off-limits list)
         gone = [(token, pos) for token, pos in list(self.state["positions"].items())
                 if pos.is_open and not await self._still_held(pos, amounts.get(pos.symbol, 0.0))]
-        for _, pos in gone:
-            if amounts.get(pos.symbol, 0.0) and not pos.ended_at:
+        fresh = {token for token, pos in gone if amounts.get(pos.symbol, 0.0) and not pos.ended_at}
+        for token, pos in gone:
+            if token in fresh:
                 pos.ended_at = now  # (never guarded, closed or counted as held again)
         ended = {token for token, _ in gone}
         known = {p.symbol for t, p in self.state["positions"].items() if t not in ended}
@@ -134,7 +135,8 @@ class Reconciler:
                                             symbol=sym, why=why), sym)
         self.state["external_positions"] = external
         for token, pos in gone:
-            if amounts.get(pos.symbol, 0.0) and not await self._cancel_brackets_of(token, pos):
+            if amounts.get(pos.symbol, 0.0) and not await self._cancel_brackets_of(
+                    token, pos, tell=token in fresh):
                 continue  # booked once its brackets are gone: they would act on the new position
             rec = await self._record_close(token, pos, now)
             if rec is not None:
@@ -155,12 +157,13 @@ class Reconciler:
         own = await self._ownership(pos.symbol, amount)
         return own is None or not own.opened_by or own.includes(pos.entry_client_id)
 
-    async def _cancel_brackets_of(self, token: str, pos: Position) -> bool:
+    async def _cancel_brackets_of(self, token: str, pos: Position, tell: bool) -> bool:
         """Cancel the stop and take-profit an ended position left on a symbol that holds a
         position again (``closePosition`` orders act on whatever the symbol holds: they would
         close someone else's position at the bot's levels). Only this position's own orders
-        (by their client ids); False, with a log line, when they could not all be cancelled
-        (tried again next cycle, the trade booked then)."""
+        (by their client ids); False when they could not all be cancelled (tried again each
+        cycle, the trade booked then), with a notice the first time (``tell``: once, not every
+        cycle while the exchange refuses) and a log line after."""
         try:
             mine = [o for o in await self.ex.open_orders(pos.symbol)
                     if (ids.parse(o.get("clientOrderId", "")) or ("", ""))[1] == token]
@@ -170,8 +173,14 @@ class Reconciler:
                 except E.UnknownOrder:
                     pass  # filled or cancelled meanwhile
         except E.ExchangeError as exc:
-            log.warning("%s: the brackets of the closed trade could not be cancelled (%s); "
-                        "tried again next cycle", pos.symbol, exc)
+            if not tell:
+                log.warning("%s: the closed trade's brackets could not be cancelled: %s",
+                            pos.symbol, exc)
+                return False
+            self.alert("error", words("{symbol}: the stop or take-profit of the bot's closed trade "
+                                      "could not be cancelled ({error}); it would act on the "
+                                      "position the symbol holds now; tried again next cycle",
+                                      symbol=pos.symbol, error=str(exc)), pos.symbol)
             return False
         return True
 
