@@ -1029,12 +1029,13 @@ def test_a_warm_cycle_reads_positions_orders_and_account_once(sim_factory, tmp_p
 def test_flatten_all_closes_every_position_it_can_when_one_close_fails(sim_factory, tmp_path):
     """*Flatten all* with the first position's close refused by the exchange (behind the fault
     proxy, over real HTTP): every other position is closed and booked all the same, the one
-    left keeps its stop and take-profit, a notice names it, and the command reports the failure.
-    The closes went one after the other and stopped at the first failure, leaving every
-    position after it open."""
+    left keeps its stop and take-profit, a notice names it, and the command's answer names what
+    was closed and what was not. The closes went one after the other and stopped at the first
+    failure, leaving every position after it open; the answer then named only the endpoint that
+    failed ("failed: … (order)"), not a symbol."""
     from fault_proxy import FaultProxy, Rule
 
-    from mraster.exchange import errors as E
+    from mraster.engine.runner import EventSink, handle_commands
 
     sim, url, _ = sim_factory(n=12, seed=11)
     s = settings_for(tmp_path, url)
@@ -1043,8 +1044,8 @@ def test_flatten_all_closes_every_position_it_can_when_one_close_fails(sim_facto
         async with after_a_cycle(proxy.url, s, tmp_path, consistency_s=0.05) as eng:
             held = [p.symbol for p in eng.state["positions"].values()]
             proxy.set_rules(Rule("POST", "/fapi/v1/order", symbol=held[0], refuse=1.0))
-            with pytest.raises(E.ExchangeError):
-                await eng.close_positions(None)
+            await handle_commands(eng, {"inbox": [{"id": "c1", "kind": "flatten"}]}, eng.state,
+                                  EventSink(None))
             return held, eng.state
 
     with FaultProxy(url) as proxy:
@@ -1059,16 +1060,20 @@ def test_flatten_all_closes_every_position_it_can_when_one_close_fails(sim_facto
     assert {h["symbol"] for h in state["history"] if h["reason"] == "manual"} == set(held[1:])
     assert any(a["symbol"] == held[0] and a["level"] == "error" and "not confirmed" in a["message"]
                for a in state["alerts"])
+    ack = state["command_acks"]["c1"]
+    assert not ack["ok"] and ack["message"] == (
+        f"closed {', '.join(held[1:])} at market; not closed: {held[0]} (see its notice)")
+    assert not [a for a in state["alerts"] if a["message"].startswith("command flatten")]
 
 
 def test_a_closed_trade_whose_brackets_cannot_be_cancelled_waits_and_leaves_the_new_position(
         sim_factory, tmp_path):
     """The bot's trade on a symbol closed by hand and the symbol opened again by hand in the
     same direction, while the exchange refuses to cancel the trade's leftover stop and
-    take-profit (fault proxy, real HTTP): a notice says so (once), the trade waits for its booking, and
-    meanwhile the symbol's position is not the bot's — *Flatten all* leaves it alone and no
-    bracket of the bot is placed on it. Once the cancel goes through the trade is booked and its
-    orders are gone."""
+    take-profit (fault proxy, real HTTP): a notice says so (once), the trade waits for its
+    booking, and meanwhile the symbol's position is not the bot's — *Flatten all* leaves it
+    alone and no bracket of the bot is placed on it. Once the cancel goes through the trade is
+    booked and its orders are gone."""
     from fault_proxy import FaultProxy, Rule
 
     sim, url, _ = sim_factory(n=12, seed=11)

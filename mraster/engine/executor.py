@@ -408,8 +408,9 @@ class Executor:
         left alone. The positions are closed at once, each on its own: one whose close fails
         (said in a notice naming it) holds back neither the others nor their bookings (a
         *Flatten all* stopped at the first failure, leaving the positions after it open); the
-        first failure is raised after the rest are done. Returns the sentence for the
-        dashboard (as words: the page's language)."""
+        first failure is raised after the rest are done, carrying the command's answer
+        (``said``: the symbols closed and not closed). Returns the sentence for the dashboard
+        (as words: the page's language)."""
         await self._load_rules()
         amounts = position_amounts(await self.ex.position_risk())
         partly: list[Words] = []
@@ -444,7 +445,7 @@ class Executor:
             if got is None:
                 closed.append(pos.symbol)
                 continue
-            failed.append(got)
+            failed.append((pos.symbol, got))
             self.alert("error", words("{symbol}: the close at market was not confirmed ({error}); "
                                       "the positions table shows what the exchange still holds",
                                       symbol=pos.symbol, error=str(got)), pos.symbol)
@@ -457,7 +458,11 @@ class Executor:
             if not failed:
                 raise
         if failed:  # (the close's failure says more than a read after it)
-            raise failed[0]
+            left, first = ", ".join(sym for sym, _ in failed), failed[0][1]
+            first.said = words("closed {symbols} at market; not closed: {failed} (see its "
+                               "notice)", symbols=", ".join(closed), failed=left) if closed else \
+                words("not closed: {failed} (see its notice)", failed=left)
+            raise first
         if not closed:
             return words("no open position of the bot on {symbol}" if symbol else
                          "no open positions of the bot to close", symbol=symbol)
