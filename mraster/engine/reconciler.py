@@ -148,8 +148,7 @@ class Reconciler:
         among the orders that opened the symbol's position now: after the bot's trade closed
         (its stop filled, a close by hand), someone may have opened the symbol again before
         this cycle read it, and that position is theirs. A history that does not reach back to
-        the entry, or cannot be read, leaves the position the bot's (as a position it cannot
-        place, it stays protected)."""
+        the entry, or cannot be read, leaves the position the bot's (protected, as before)."""
         if not pos.holds(amount):
             return False
         if abs(abs(amount) - pos.qty) <= abs(amount) * 1e-9 or pos.origin == "handed_over":

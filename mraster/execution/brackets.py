@@ -24,7 +24,7 @@ from mraster.execution import ids
 from mraster.store import JsonDocument
 
 log = logging.getLogger("mraster.brackets")
-_MAX_BRACKET_IDS = 1000  # ids looked up before a bracket is refused (an exchange that knows every id)
+_MAX_BRACKET_IDS = 1000  # ids looked up before giving up (an exchange that knows every id)
 Emit = Callable[..., None]
 
 
