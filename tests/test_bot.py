@@ -1117,3 +1117,32 @@ def test_a_closed_trade_whose_brackets_cannot_be_cancelled_waits_and_leaves_the_
     assert t["reason"] == "manual" and t["qty"] == pytest.approx(pos.qty)
     assert not bot_orders(sym) and acct.positions[sym].amt == hand
     assert sym in {e["symbol"] for e in state["external_positions"]}
+
+
+def test_a_bot_position_added_to_by_hand_stays_protected_and_is_said_once(sim_factory, tmp_path):
+    """You add to a position of the bot by hand (simulator over real HTTP): it stays the
+    bot's — still protected, its record unchanged — and a notice says once, not every cycle,
+    that its stop and take-profit close all of it, your part too."""
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+
+    async def go():
+        async with after_a_cycle(url, s, tmp_path) as eng:
+            pos = min(eng.state["positions"].values(), key=lambda p: p.symbol)
+            async with AsterRest(url, API_KEY, API_SECRET) as c:
+                rules = rules_from_exchange_info(await c.exchange_info())
+                await c.new_order(symbol=pos.symbol, side=pos.side.value, type="MARKET",
+                                  quantity=str(rules[pos.symbol].round_qty(pos.qty / 2)),
+                                  newClientOrderId="web_add_1")
+            await eng.cycle()
+            await eng.cycle()
+            return pos, eng.state
+
+    pos, state = asyncio.run(go())
+    said = [a for a in state["alerts"] if a["symbol"] == pos.symbol and "added to" in a["message"]]
+    assert len(said) == 1 and "close all of it" in said[0]["message"]
+    assert state["positions"][pos.token].qty == pos.qty
+    assert pos.symbol not in {e["symbol"] for e in state["external_positions"]}
+    orders = sim.accounts[API_KEY].open_orders(pos.symbol)
+    assert sorted(ids.bracket_kind(o.to_api()) for o in orders) == ["stop", "tp"]
+    assert all(o.closePosition for o in orders)

@@ -101,6 +101,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self._news_failing = False
         self.market_ms = 0  # the market's time at the last cycle (the premium index's stamp)
         self._owners: dict[str, tuple[float, Ownership]] = {}  # symbol → (size, verdict)
+        self._told_added: set[str] = set()  # positions whose add by others was said (once)
         self.recorder = None  # engine.recorder.Recorder in live and paper mode (set by the runner)
         self.journal = None  # mraster.journal.Journal: every trade with its fills (the runner's)
         self._policy_recorded: tuple[int, int] | None = None  # the policy as last recorded

@@ -148,13 +148,25 @@ class Reconciler:
         among the orders that opened the symbol's position now: after the bot's trade closed
         (its stop filled, a close by hand), someone may have opened the symbol again before
         this cycle read it, and that position is theirs. A history that does not reach back to
-        the entry, or cannot be read, leaves the position the bot's (protected, as before)."""
+        the entry, or cannot be read, leaves the position the bot's (protected, as before); so
+        does an add by someone else (its brackets close all of it: a notice says so, once)."""
         if not pos.holds(amount):
             return False
         if abs(abs(amount) - pos.qty) <= abs(amount) * 1e-9 or pos.origin == "handed_over":
             return True  # (a position handed over was opened by orders that are not the bot's)
         own = await self._ownership(pos.symbol, amount)
-        return own is None or not own.opened_by or own.includes(pos.entry_client_id)
+        if own is None or not own.opened_by:
+            return True
+        if not own.includes(pos.entry_client_id):
+            return False
+        if own.owner is Owner.EXTERNAL and abs(amount) > pos.qty and \
+                pos.token not in self._told_added:  # added to by others: the trader should know
+            self._told_added.add(pos.token)
+            self.alert("warning", words(
+                "{symbol}: the bot's position was added to by an order the bot did not place "
+                "({size} now, the bot's {qty}); its stop and take-profit close all of it",
+                symbol=pos.symbol, size=abs(amount), qty=pos.qty), pos.symbol)
+        return True
 
     async def _cancel_brackets_of(self, token: str, pos: Position, tell: bool) -> bool:
         """Cancel the stop and take-profit an ended position left on a symbol that holds a
