@@ -433,10 +433,9 @@ class Executor:
                              most=float(self.rules[sym].market_max_qty))
                 self.alert("warning", note, sym)  # stays on the dashboard until dismissed
                 partly.append(note)
-        chosen = [(token, pos, amounts.get(pos.symbol, 0.0))
-                  for token, pos in list(self.state["positions"].items())
+        chosen = [(token, pos, amt) for token, pos in list(self.state["positions"].items())
                   if (not symbol or pos.symbol == symbol) and pos.is_open
-                  and pos.holds(amounts.get(pos.symbol, 0.0))]
+                  and pos.holds(amt := amounts.get(pos.symbol, 0.0))]
         closed, failed = [], []
         for (_, pos, _), got in zip(chosen, await together(
                 self.ex, *(close(*c) for c in chosen), return_exceptions=True)):

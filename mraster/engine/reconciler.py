@@ -171,18 +171,14 @@ class Reconciler:
     async def _cancel_brackets_of(self, token: str, pos: Position, tell: bool) -> bool:
         """Cancel the stop and take-profit an ended position left on a symbol that holds a
         position again (``closePosition`` orders act on whatever the symbol holds: they would
-        close someone else's position at the bot's levels). Only this position's own orders
-        (by their client ids); False when they could not all be cancelled (tried again each
+        close someone else's position at the bot's levels; ``BracketGuard.cancel_brackets_of``:
+        its own ids only); False when they could not all be cancelled (tried again each
         cycle, the trade booked then), with a notice the first time (``tell``: once, not every
         cycle while the exchange refuses) and a log line after."""
+        if self.guard is None:  # (no rules yet: the next cycle, which loads them, tries)
+            return False
         try:
-            mine = [o for o in await self.ex.open_orders(pos.symbol)
-                    if (ids.parse(o.get("clientOrderId", "")) or ("", ""))[1] == token]
-            for o in mine:
-                try:
-                    await self.ex.cancel_order(pos.symbol, order_id=o["orderId"])
-                except E.UnknownOrder:
-                    pass  # filled or cancelled meanwhile
+            await self.guard.cancel_brackets_of(pos.symbol, token)
         except E.ExchangeError as exc:
             if not tell:
                 log.warning("%s: the closed trade's brackets could not be cancelled: %s",

@@ -215,9 +215,9 @@ async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: di
             else:
                 ok, message = False, words("unknown command {kind}", kind=repr(cmd.get("kind")))
         except E.ExchangeError as exc:
-            said = getattr(exc, "said", None)  # a close that failed: its notices name the error
-            ok, message = False, said or words("failed: {error}", error=str(exc))
-            if said is None:
+            # (a close that failed says which symbols; its notices name the error)
+            ok, message = False, exc.said or words("failed: {error}", error=str(exc))
+            if exc.said is None:
                 engine.alert("error", words("command {kind} {symbol}: {error}",
                                             kind=cmd.get("kind"), symbol=cmd.get("symbol") or "",
                                             error=str(exc)))

@@ -1,11 +1,14 @@
 """Exchange errors as typed exceptions with plain-English messages (never containing secrets)."""
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExchangeError(Exception):
     """Base class. ``code`` is the exchange's error code (0 when none), ``http`` the status."""
 
     plain = "The exchange refused the request."
+    said: Any = None  # the answer to the user's command, in words, when the caller knows better
 
     def __init__(self, code: int = 0, msg: str = "", http: int = 0, path: str = "") -> None:
         self.code, self.msg, self.http, self.path = code, msg, http, path

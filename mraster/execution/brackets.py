@@ -163,6 +163,15 @@ class BracketGuard:
         self.last_orders.pop(sym, None)
         return n
 
+    async def cancel_brackets_of(self, sym: str, token: str) -> int:
+        """Cancel the brackets the position ``token`` left on ``sym`` — its own ids only: the
+        symbol holds someone else's position now, and their orders are theirs. Raises
+        ExchangeError when they could not be read or cancelled."""
+        with urgent():
+            mine = [o for o in await self.ex.open_orders(sym)
+                    if (ids.parse(o.get("clientOrderId", "")) or ("", ""))[1] == token]
+            return await self._cancel_leftovers(sym, mine)
+
     async def _cancel_leftovers(self, sym: str, orders: list[dict]) -> int:
         """Cancel the symbol's brackets, all at once (independent orders); returns how many."""
         async def cancel(o: dict) -> int:
