@@ -271,6 +271,50 @@ def test_a_trial_no_worker_ever_claimed_is_failed_and_queued_again_once(tmp_path
     assert trials[1].params == lost.params and trials[1].system_attrs["failed_trial"] == 0
 
 
+class Killed(BaseException):
+    """A worker's process killed in its trial (mocked: the test cannot kill a thread; nothing
+    after the raise runs, as after kill -9)."""
+
+
+class DiesInItsTrial(ConstrainedEvaluator):
+    def evaluate(self, params, window):
+        raise Killed()
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # (``study.ask``, as Optuna calls it)
+def test_a_worker_killed_before_its_first_heartbeat_does_not_stall_the_search(tmp_path):
+    """A worker claims its trial and dies before Optuna's heartbeat thread has written a beat
+    (a race the kill -9 test hit now and then: the resumed search then hung). The claimed trial
+    had no heartbeat, so the stale-trial check never failed it, and ``fail_unstarted`` leaves
+    claimed trials alone: the next worker waited for it forever. Its trial is now failed after
+    the grace period and run again, and the search finishes."""
+    import threading
+
+    from mraster.optimize.study import _objective
+
+    plan = Plan(data=DATA, picks=["ASTER_SL_ATR_MULT", "ASTER_TP_ATR_MULT"],
+                settings=settings_for({}), symbols=PAIRS.split(","), trials=4, folds=0, heartbeat_s=1,
+                storage=f"sqlite:///{tmp_path / 's.sqlite'}")
+    prepare(plan)
+    storage = storage_of(plan)
+    (fold, study, n), = open_studies(plan, storage)
+    trial = study.ask()  # as Optuna does, before its heartbeat thread starts
+    with pytest.raises(Killed):
+        _objective(plan, DiesInItsTrial(plan), fold, "dead:1:0", storage)(trial)
+    stop = threading.Event()
+    worker = threading.Thread(target=work, args=(plan, ConstrainedEvaluator(plan), 0, stop.is_set),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=180)  # the grace period is 3 s; a stalled search never ends
+    stop.set()
+    worker.join(timeout=30)
+    trials = study.get_trials()
+    assert [t.state for t in trials if t.number == trial.number] == [TrialState.FAIL]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == n == 4
+    assert any(t.system_attrs.get("failed_trial") == trial.number for t in trials
+               if t.state == TrialState.COMPLETE)  # the lost trial ran again, to the end
+
+
 def test_two_workers_sharing_one_storage_split_the_trials_without_overlap(tmp_path):
     a, b = _cli(tmp_path, "a"), _cli(tmp_path, "b")
     errs = [_finish(p) for p in (a, b)]

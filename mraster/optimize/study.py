@@ -195,9 +195,15 @@ def open_studies(plan: Plan, storage: Any) -> list[tuple[Fold, optuna.Study, int
     return out
 
 
-def _objective(plan: Plan, ev: Evaluator, fold: Fold, worker: str) -> Callable:
+def _objective(plan: Plan, ev: Evaluator, fold: Fold, worker: str,
+               storage: optuna.storages.RDBStorage) -> Callable:
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", worker)  # from here on its heartbeat is running
+        # a heartbeat before the claim: Optuna's heartbeat thread may not have written its first
+        # one yet, and a worker killed between the claim and that beat left a trial neither the
+        # stale-trial check (no heartbeat) nor ``fail_unstarted`` (claimed) would ever fail — a
+        # resumed search waited for it forever (``_trial_id``: Optuna names no public id)
+        storage.record_heartbeat(trial._trial_id)
+        trial.set_user_attr("worker", worker)  # from here on it has a heartbeat
         params = {p.name: p.suggest(trial) for p in plan.space}
         sc = ev.evaluate(params, fold.train)  # never the test window: it comes after train
         dd, few = sc.violations(plan.max_dd, plan.min_trades)
@@ -211,10 +217,11 @@ def _objective(plan: Plan, ev: Evaluator, fold: Fold, worker: str) -> Callable:
 
 
 def run_study(plan: Plan, ev: Evaluator, fold: Fold, study: optuna.Study, n: int,
-              stopping: Callable[[], bool], worker: str) -> None:
+              stopping: Callable[[], bool], worker: str,
+              storage: optuna.storages.RDBStorage) -> None:
     """Trials until the study has ``n`` finished ones; trials other workers are running (or
     that wait to be retried) count, and are waited for rather than duplicated."""
-    objective = _objective(plan, ev, fold, worker)
+    objective = _objective(plan, ev, fold, worker, storage)
     while not stopping():
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and re-queued
         fail_unstarted(study, 3 * plan.heartbeat_s)
@@ -252,7 +259,7 @@ def work(plan: Plan, ev: Evaluator, index: int, stopping: Callable[[], bool]) ->
     name = f"{os.uname().nodename}:{os.getpid()}:{index}"
     try:
         for fold, study, n in open_studies(plan, storage):
-            run_study(plan, ev, fold, study, n, stopping, name)
+            run_study(plan, ev, fold, study, n, stopping, name, storage)
     finally:
         storage.engine.dispose()
 
