@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from mraster.metrics import max_drawdown, trade_stats
 from mraster.store import replace_synced, sweep_stale_temps
+from mraster.words import Words, words
 
 log = logging.getLogger("mraster.journal")
 
@@ -137,7 +138,7 @@ class Journal:
     paper to live keeps two histories apart in one file."""
 
     def __init__(self, path: str | Path, mode: str,
-                 on_error: Callable[[str], None] | None = None, fresh: bool = False) -> None:
+                 on_error: Callable[[Words], None] | None = None, fresh: bool = False) -> None:
         """``on_error``: told once when writing starts failing (the bot makes it a notice);
         ``fresh``: a new file its writer syncs before it is read (``_connect``)."""
         if mode not in MODES:
@@ -176,10 +177,11 @@ class Journal:
             if self.failing:
                 return
             self.failing = True  # before telling: the notice is itself written here
-            what = f"trade journal {self.path}: {self.error}"
-            log.error(what)
-            if self.on_error is not None:
-                self.on_error(f"{what}; trades stay in the state file until it works again")
+            log.error("trade journal %s: %s", self.path, self.error)
+            if self.on_error is not None:  # (a notice: in the reader's language)
+                self.on_error(words("trade journal {path}: {what} could not be written ({error}); "
+                                    "trades stay in the state file until it works again",
+                                    path=str(self.path), what=batches[0][0], error=str(exc)))
 
     # -- what the bot books ------------------------------------------------------------------
     def book(self, trade: Mapping[str, Any], fills: Iterable[Any] = (),

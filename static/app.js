@@ -336,7 +336,8 @@ function renderHeader(d) {
   pb.classList.toggle("active", c.paused);
 }
 
-// a close or flatten: its notice waits for the bot's answer and then says it (done or refused, why)
+// a close or flatten: its notice waits for the bot's answer and then says it (done, partly done
+// or refused, why)
 function commandNotice(resp, what) {
   const id = resp && resp.command ? "cmd-" + resp.command.id : "local-" + Date.now();
   const note = resp && resp.note ? ` (${resp.note})` : "";
@@ -348,9 +349,11 @@ function renderAnswers(d) {
   for (const c of (d.commands && d.commands.recent) || []) {
     const n = c.ack && $("#notices").querySelector(`[data-id="${CSS.escape("cmd-" + c.id)}"]:not([data-answered])`);
     if (!n) continue;
-    n.dataset.answered = c.ack.ok ? "done" : "refused";
-    n.className = `notice ${c.ack.ok ? "info" : "error"}`;
-    n.firstChild.replaceChildren(`${n.dataset.what}: ${c.ack.ok ? t("done") : t("refused")} — `, saidOr(c.ack.words, c.ack.message));
+    // partly done: a flatten closed some positions and not others (not "refused": it did act)
+    const answer = c.ack.ok ? "done" : c.ack.partly ? "partly done" : "refused";
+    n.dataset.answered = answer.replace(" ", "-");
+    n.className = `notice ${c.ack.ok ? "info" : c.ack.partly ? "warn" : "error"}`;
+    n.firstChild.replaceChildren(`${n.dataset.what}: ${t(answer)} — `, saidOr(c.ack.words, c.ack.message));
   }
 }
 
@@ -396,13 +399,15 @@ function renderOverview(d) {
   const cell = (label, attrs, ...kids) => el("td", { ...attrs, "data-label": t(label) }, ...kids);
   tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-chart": x.symbol, "data-status": x.status, "data-protection": x.protection.status, class: x.protection.status === "problem" ? "unprotected" : null },
     cell("Symbol", { class: "symbol" }, x.symbol), cell("Side", { class: x.side === "BUY" ? "long" : "short" }, side(x.side)),
-    cell("PnL", { class: x.pnl >= 0 ? "pos" : "neg", "data-testid": "position-pnl" }, cents(x.pnl) + " USDT"), cell("R", {}, fmt(x.r, 2) + " R"),
+    x.status === "ended" ? cell("PnL", { "data-testid": "position-pnl" }, "–") :  // the symbol's position is someone else's now
+      cell("PnL", { class: x.pnl >= 0 ? "pos" : "neg", "data-testid": "position-pnl" }, cents(x.pnl) + " USDT"), cell("R", {}, x.status === "ended" ? "–" : fmt(x.r, 2) + " R"),
     cell("Size", {}, fmt(x.qty)), cell("Entry", {}, price(x.entry, x.symbol)), cell("Mark", {}, price(x.mark, x.symbol)),
     cell("Stop", { "data-testid": "position-stop" }, price(x.stop, x.symbol)), cell("Take-profit", {}, price(x.take_profit, x.symbol)),
     cell("Liquidation", {}, x.liquidation ? `${price(x.liquidation, x.symbol)} (${pct(x.liquidation_distance)})` : "–"),
     protectionCell(x),
-    cell("Age", {}, x.status === "open" ? age(since(x.opened_at)) : t(x.status)),
-    el("td", { class: "actions" }, el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
+    cell("Age", x.status === "ended" ? { "data-testid": "position-ended" } : {}, x.status === "open" ? age(since(x.opened_at)) :
+      x.status === "ended" ? t("closed; booked once the exchange cancels its stop and take-profit (see its notice)") : t(x.status)),
+    el("td", { class: "actions" }, x.status === "ended" ? "" : el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
   if (d.audit && !state.auditShown) renderAudit(d.audit);
   $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${t(e.who)}: `, saidOr(e.words, e.what))));
   if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? t("No open positions.") : t("No open positions. Start the bot to trade."))));
@@ -816,7 +821,7 @@ async function loadConfig() {
   const cfg = await api("GET", "/api/config");
   state.config = cfg;
   for (const e of cfg.errors) notice(t("Saved setting not valid (ignored): {error}", { error: e.message }), "error", "cfg-" + e.field);
-  for (const n of cfg.notes || []) notice(n, "warning", "cfg-note-" + n.split(" ")[0]);
+  for (const n of cfg.notes || []) notice(n, "warn", "cfg-note-" + n.split(" ")[0]);
   renderPresets(); renderModeChoice(); secretInputs($("#keys-form"), cfg, loadConfig); renderPro();
   return cfg;
 }

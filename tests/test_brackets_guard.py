@@ -72,7 +72,7 @@ def test_guard_protects_restores_cancels_orphans_and_closes_passed_stops(sim_fac
             await guard.run({"tok-d004": d}, await amounts(c), full=False)
             assert kinds(await c.open_orders(), syms[3]) == ["stop", "tp"]
     asyncio.run(go())
-    assert any(k.get("level") == "warning" and "closed at market" in k.get("message", "")
+    assert any(k.get("level") == "warning" and "closed at market" in str(k.get("message", ""))
                for _, k in events)
 
 
@@ -155,13 +155,15 @@ def test_a_position_whose_stop_cannot_be_placed_is_closed_after_the_grace(sim_fa
             now[0] += 30  # within the grace: still open, still retrying, alert raised
             assert (await guard.run(positions, await amounts(c)))["failed"] == 1
             assert sym in await amounts(c)
-            assert any("could not be placed after 2 attempts" in e.get("message", "") for e in events)
+            assert any("could not be placed after 2 attempts" in str(e.get("message", ""))
+                       for e in events)
             now[0] += 40  # 70 s without a stop: closed at market
             done = await guard.run(positions, await amounts(c))
             assert done["closed"] == 1 and sym not in await amounts(c)
             assert JsonDocument(tmp_path / "q.json").read()["items"] == {}
     asyncio.run(go())
-    assert any("no stop could be placed within the 60 s grace" in e.get("message", "") for e in events)
+    assert any("no stop could be placed within the 60 s grace" in str(e.get("message", ""))
+               for e in events)
 
 
 def test_a_bracket_that_triggered_between_the_reads_is_not_replaced_on_a_flat_symbol(
@@ -257,6 +259,59 @@ def test_a_leftover_that_cannot_be_cancelled_keeps_the_passes_repair_record(sim_
     assert item["attempts"] == 1 and item["since"] == 1_000.0
     left = [o for o in sim.accounts[API_KEY].open_orders() if o.symbol == flat]
     assert [o.type for o in left] == ["TAKE_PROFIT_MARKET"]  # still there: tried next pass
+
+
+def test_a_leftover_that_stays_uncancellable_is_said_once_in_a_notice(sim_factory, tmp_path):
+    """A closed trade's take-profit that the exchange will not cancel stays on the flat symbol,
+    where it would close (at the old trade's level) a position the trader opens by hand. It is
+    tried again each pass; after ``alert_after`` passes in a row the page says so, once, in the
+    reader's language. It used to be said only in the log file."""
+    from fault_proxy import FaultProxy, Rule
+
+    sim, url, _ = sim_factory(n=2, seed=5)
+    events: list[dict] = []
+
+    async def setup() -> tuple[dict, str]:
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())
+            flat = next(iter(rules))
+            gone = await open_position(c, flat, rules, "tok-b002")
+            await c.new_order(symbol=flat, side="SELL", type="TAKE_PROFIT_MARKET",
+                              stopPrice=str(rules[flat].round_price(gone.take_profit)),
+                              closePosition=True, newClientOrderId=ids.order_id("T", "tok-b002"))
+            await c.new_order(symbol=flat, side="SELL", type="MARKET", quantity=str(gone.qty),
+                              reduceOnly=True, newClientOrderId=ids.order_id("X", "tok-b002"))
+            return rules, flat
+
+    rules, flat = asyncio.run(setup())
+
+    def alerts() -> list[dict]:
+        return [e for e in events if "left by a closed trade" in str(e.get("message", ""))]
+
+    def left() -> list[str]:
+        return [o.type for o in sim.accounts[API_KEY].open_orders() if o.symbol == flat]
+
+    async def go(proxy: FaultProxy) -> None:
+        async with AsterRest(proxy.url, API_KEY, API_SECRET) as c:
+            guard = BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"),
+                                 lambda *a, **k: events.append(k), alert_after=3)
+
+            async def failed() -> int:
+                return (await guard.run({}, await amounts(c)))["failed"]
+            proxy.set_rules(Rule("DELETE", "/fapi/v1/order", refuse=1.0))
+            assert [await failed(), await failed()] == [1, 1]
+            assert alerts() == []  # a passing failure is tried again without a notice
+            assert [await failed(), await failed()] == [1, 1]
+            [alert] = alerts()  # the third pass in a row said it; the fourth did not again
+            assert alert["level"] == "error" and alert["symbol"] == flat
+            assert alert["message"].template.startswith("{symbol}: a stop or take-profit left")
+            assert "after 3 attempts" in str(alert["message"])
+            assert left() == ["TAKE_PROFIT_MARKET"]
+            proxy.heal()  # the exchange cancels again: the leftover goes, nothing said
+            assert await failed() == 0
+            assert left() == [] and len(alerts()) == 1 and guard.leftover_failures == {}
+    with FaultProxy(url) as proxy:
+        asyncio.run(go(proxy))
 
 
 def test_a_stop_moved_just_before_a_crash_is_never_given_a_used_id_again(sim_factory, tmp_path):

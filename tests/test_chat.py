@@ -176,8 +176,8 @@ def test_a_confirmed_trade_is_marked_on_disk_before_its_order_can_leave(sim_fact
     state: dict = {}
     commands = {"inbox": [{"id": "c1", "kind": "enter", "symbol": "XRPUSDT", "side": "BUY"}]}
     asyncio.run(handle_commands(Recorder(), commands, state, lambda *a, **k: None))
-    assert seen == [{"c1": {"ok": False, "message": str(INTERRUPTED), "words": INTERRUPTED.to_dict(),
-                            "time": seen[0]["c1"]["time"]}}]
+    assert seen == [{"c1": {"ok": False, "partly": False, "message": str(INTERRUPTED),
+                            "words": INTERRUPTED.to_dict(), "time": seen[0]["c1"]["time"]}}]
     assert state["command_acks"]["c1"]["message"] == "opened"
     asyncio.run(handle_commands(Recorder(), commands, state, lambda *a, **k: None))
     assert len(seen) == 1  # acknowledged: never run twice

@@ -227,4 +227,6 @@ def test_a_journal_that_stops_accepting_writes_is_a_notice_once_and_trading_goes
     j.book(backtest.state["history"][0])
     j.on_event("alert", {"level": "error", "message": "x"})
     j.on_event("postmortem", {"symbol": "ETHBTC", "closed_at": 1, "lesson": "y"})
-    assert len(told) == 1 and "could not be written" in told[0] and "state file" in told[0]
+    [notice] = told  # in the reader's language: a sentence with its values
+    assert notice.template.startswith("trade journal {path}: {what} could not be written")
+    assert "trades could not be written" in str(notice) and "state file" in str(notice)

@@ -30,7 +30,10 @@ def positions_view(state: Mapping[str, Any]) -> list[dict[str, Any]]:
         out.append({"token": token, "symbol": p.symbol, "side": p.side.value, "qty": p.qty,
                     "entry": p.entry, "mark": p.mark, "pnl": p.unrealized, "r": p.r_now,
                     "stop": p.stop, "initial_stop": p.initial_stop, "take_profit": p.take_profit,
-                    "status": p.status.value, "leverage": p.leverage,
+                    # a trade found over whose booking waits for its brackets' cancel
+                    # (``Position.ended_at``): its row must not read as a position held
+                    "status": "ended" if p.ended_at else p.status.value,
+                    "leverage": p.leverage,
                     "liquidation": p.liquidation or None,
                     "liquidation_distance": abs(p.mark - p.liquidation) / p.mark
                     if p.liquidation and p.mark else None,

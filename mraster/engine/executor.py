@@ -409,8 +409,8 @@ class Executor:
         (said in a notice naming it) holds back neither the others nor their bookings (a
         *Flatten all* stopped at the first failure, leaving the positions after it open); the
         first failure is raised after the rest are done, carrying the command's answer
-        (``said``: the symbols closed and not closed). Returns the sentence for the dashboard
-        (as words: the page's language)."""
+        (``said``: the symbols closed and not closed; ``partly``: some were). Returns the
+        sentence for the dashboard (as words: the page's language)."""
         await self._load_rules()
         amounts = position_amounts(await self.ex.position_risk())
         partly: list[Words] = []
@@ -461,6 +461,7 @@ class Executor:
             first.said = words("closed {symbols} at market; not closed: {failed} (see its "
                                "notice)", symbols=", ".join(closed), failed=left) if closed else \
                 words("not closed: {failed} (see its notice)", failed=left)
+            first.partly = bool(closed)
             raise first
         if not closed:
             return words("no open position of the bot on {symbol}" if symbol else

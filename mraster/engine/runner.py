@@ -197,6 +197,7 @@ async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: di
     for cmd in inbox:
         if cmd.get("id") in acks:
             continue
+        partly = False
         try:
             if cmd.get("kind") == "close":
                 ok, message = True, await engine.close_positions(cmd.get("symbol"))
@@ -217,21 +218,24 @@ async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: di
         except E.ExchangeError as exc:
             # (a close that failed says which symbols; its notices name the error)
             ok, message = False, exc.said or words("failed: {error}", error=str(exc))
+            partly = exc.partly
             if exc.said is None:
                 engine.alert("error", words("command {kind} {symbol}: {error}",
                                             kind=cmd.get("kind"), symbol=cmd.get("symbol") or "",
                                             error=str(exc)))
-        acks[cmd["id"]] = _ack(ok, message)
+        acks[cmd["id"]] = _ack(ok, message, partly)
         emit("command", id=cmd["id"], kind=cmd.get("kind"), symbol=cmd.get("symbol"), ok=ok,
-             message=str(message))
+             partly=partly, message=str(message))
     live_ids = {c.get("id") for c in inbox}
     for cid in [c for c in acks if c not in live_ids]:
         del acks[cid]
 
 
-def _ack(ok: bool, message: Words) -> dict[str, Any]:
-    """The bot's answer to a command: the page shows it in its language."""
-    return {"ok": ok, "message": str(message), "words": message.to_dict(),
+def _ack(ok: bool, message: Words, partly: bool = False) -> dict[str, Any]:
+    """The bot's answer to a command: the page shows it in its language; ``partly``: it failed
+    after doing some of it (a *Flatten all* that closed some positions), which the page says
+    as "partly done", not "refused"."""
+    return {"ok": ok, "partly": partly, "message": str(message), "words": message.to_dict(),
             "time": int(time.time() * 1000)}
 
 
@@ -250,7 +254,8 @@ def open_journal(s: Mapping[str, Any], state: Mapping[str, Any], alert) -> Journ
         journal = Journal(path, state["mode"], on_error=lambda m: alert("error", m))
         moved = journal.import_state(state)
     except (JournalError, sqlite3.Error) as exc:
-        alert("error", f"trade journal unavailable, trades are kept only in the state file: {exc}")
+        alert("error", words("trade journal unavailable, trades are kept only in the state file: "
+                             "{error}", error=str(exc)))
         return None
     if moved:
         log.info("journal: %d trades from the state file moved in", moved)

@@ -9,6 +9,7 @@ class ExchangeError(Exception):
 
     plain = "The exchange refused the request."
     said: Any = None  # the answer to the user's command, in words, when the caller knows better
+    partly: bool = False  # the command was done in part (some positions closed) before it failed
 
     def __init__(self, code: int = 0, msg: str = "", http: int = 0, path: str = "") -> None:
         self.code, self.msg, self.http, self.path = code, msg, http, path

@@ -22,6 +22,7 @@ from mraster.exchange.ratelimit import urgent
 from mraster.exchange.together import together
 from mraster.execution import ids
 from mraster.store import JsonDocument
+from mraster.words import words
 
 log = logging.getLogger("mraster.brackets")
 _MAX_BRACKET_IDS = 1000  # ids looked up before giving up (an exchange that knows every id)
@@ -40,6 +41,8 @@ class BracketGuard:
         self.clock = clock
         self.stop_grace_s = stop_grace_s
         self.last_orders: dict[str, list[dict]] = {}
+        # passes in a row each leftover's cancel failed, by symbol (a notice at ``alert_after``)
+        self.leftover_failures: dict[str, int] = {}
 
     async def run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
                   full: bool = True, orders: list[dict] | None = None,
@@ -104,9 +107,9 @@ class BracketGuard:
                 queue[token] = item
                 log.error("bracket repair for %s failed (attempt %d): %s", sym, item["attempts"], exc)
                 if item["attempts"] >= self.alert_after:
-                    self.emit("alert", level="error", symbol=sym,
-                              message=f"{sym}: stop/take-profit could not be placed after "
-                                      f"{item['attempts']} attempts: {exc}")
+                    self.emit("alert", level="error", symbol=sym, message=words(
+                        "{symbol}: stop/take-profit could not be placed after {n} attempts: "
+                        "{error}", symbol=sym, n=item["attempts"], error=str(exc)))
                 if self.stop_grace_s is not None and now - item["since"] >= self.stop_grace_s:
                     await self._close_unprotected(token, pos, queue, done)
 
@@ -119,18 +122,37 @@ class BracketGuard:
         # leftovers: brackets on symbols where the exchange has no position any more; one that
         # cannot be cancelled now is tried again next pass, and before any entry there
         # (``clear_leftovers``): it must not cost this pass its record of the repairs above
-        for sym, olist in by_symbol.items():
-            if full and amounts.get(sym, 0.0) == 0:
-                try:
-                    done["cancelled"] += await self._cancel_leftovers(sym, olist)
-                except E.ExchangeError as exc:
-                    done["failed"] += 1
-                    log.warning("leftover brackets on %s could not be cancelled: %s", sym, exc)
         if full:
+            await self._leftovers(by_symbol, amounts, done)
             for token in [t for t in queue if t not in positions]:
                 queue.pop(token)
         self._write_queue(start, queue)
         return done
+
+    async def _leftovers(self, by_symbol: dict[str, list[dict]], amounts: dict[str, float],
+                         done: dict[str, Any]) -> None:
+        """Cancel the brackets on symbols where the exchange has no position any more. One that
+        cannot be cancelled is tried again each pass; after ``alert_after`` passes in a row it
+        is said in a notice, once: a ``closePosition`` order acts on whatever position the symbol
+        holds next, a position the trader opens there by hand too (the bot's own entries clear
+        it first, ``clear_leftovers``)."""
+        failing: dict[str, int] = {}
+        for sym, olist in by_symbol.items():
+            if amounts.get(sym, 0.0) != 0 or not any(ids.bracket_kind(o) for o in olist):
+                continue
+            try:
+                done["cancelled"] += await self._cancel_leftovers(sym, olist)
+            except E.ExchangeError as exc:
+                done["failed"] += 1
+                failing[sym] = n = self.leftover_failures.get(sym, 0) + 1
+                log.warning("leftover brackets on %s could not be cancelled: %s", sym, exc)
+                if n == self.alert_after:
+                    self.emit("alert", level="error", symbol=sym, message=words(
+                        "{symbol}: a stop or take-profit left by a closed trade could not be "
+                        "cancelled after {n} attempts ({error}); it would act on a position "
+                        "opened there by hand: cancel it on the exchange first",
+                        symbol=sym, n=n, error=str(exc)))
+        self.leftover_failures = failing
 
     def _write_queue(self, start: dict[str, dict], queue: dict[str, dict]) -> None:
         """Write only what this pass changed, onto the file as it is now: passes run at once
@@ -281,11 +303,15 @@ class BracketGuard:
         # the trade is booked from the fills; this names why the guard's close happened
         pos.close_reason = {"stop_passed": "stop", "tp_passed": "take_profit"}.get(why, why)
         await market_close(self.ex, self.rules[sym], token, pos, pos.qty, "X")
-        text = {"stop_passed": "price passed the stop before it could be placed",
-                "tp_passed": "price passed the take-profit before it could be placed",
-                "no_stop": f"no stop could be placed within the {self.stop_grace_s or 0:g} s grace"}[why]
-        self.emit("alert", level="warning", symbol=sym,
-                  message=f"{sym}: {text}; position closed at market")
+        said = {
+            "stop_passed": words("{symbol}: price passed the stop before it could be placed; "
+                                 "position closed at market", symbol=sym),
+            "tp_passed": words("{symbol}: price passed the take-profit before it could be "
+                               "placed; position closed at market", symbol=sym),
+            "no_stop": words("{symbol}: no stop could be placed within the {seconds} s grace; "
+                             "position closed at market", symbol=sym,
+                             seconds=self.stop_grace_s or 0)}[why]
+        self.emit("alert", level="warning", symbol=sym, message=said)
 
     async def _cancel(self, sym: str, o: dict, done: dict) -> None:
         try:

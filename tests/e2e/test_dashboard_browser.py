@@ -566,3 +566,67 @@ def test_a_typed_confirmation_is_bounded_and_a_refused_body_reads_as_a_sentence(
         catch (e) { return e.message; } }""")
     assert message == "confirm: String should have at most 100 characters", message
     assert page.errors == []
+
+
+def test_a_flatten_that_closed_some_positions_reads_as_partly_done(tmp_path, dashboard,
+                                                                   page_factory):
+    """*Flatten all* closed two positions and could not close a third: the bot's answer (here
+    written into the state file as the bot writes it: the failure itself is the bot's test,
+    ``test_flatten_all_closes_every_position_it_can_when_one_close_fails``) reads "partly done",
+    as a warning, in the reader's language. The page said "refused" — nothing done, to a trader
+    glancing at a phone — while two positions had been closed."""
+    server = dashboard()
+    page = page_factory(locale="de-DE")
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()
+    page.click("#tabs button[data-tab=overview]")
+    page.click("#btn-flatten")
+    page.fill("#dialog-input", "FLATTEN")
+    page.click("#dialog-ok")
+    note = page.locator("#notices .notice", has_text="Warte auf seine Antwort")
+    expect(note).to_be_visible(timeout=30_000)
+    state = json.loads((tmp_path / "aster_state.json").read_text("utf-8"))
+    [cmd] = state["commands"]["inbox"]
+    message = {"template": "closed {symbols} at market; not closed: {failed} (see its notice)",
+               "params": {"symbols": "ETHUSDT, SOLUSDT", "failed": "BTCUSDT"}}
+    state["command_acks"] = {cmd["id"]: {
+        "ok": False, "partly": True, "words": message, "time": 1,
+        "message": "closed ETHUSDT, SOLUSDT at market; not closed: BTCUSDT (see its notice)"}}
+    (tmp_path / "new.json").write_text(json.dumps(state))
+    (tmp_path / "new.json").replace(tmp_path / "aster_state.json")  # as the bot saves it
+    answered = page.locator('#notices .notice[data-answered="partly-done"]')
+    expect(answered).to_contain_text("teilweise erledigt", timeout=30_000)
+    expect(answered).to_contain_text("ETHUSDT, SOLUSDT")
+    expect(answered).to_contain_text("BTCUSDT")
+    assert "warn" in answered.get_attribute("class").split()
+    assert page.errors == []
+
+
+def test_a_trade_waiting_for_its_booking_does_not_read_as_a_held_position(tmp_path, dashboard,
+                                                                          page_factory):
+    """The bot's trade on ETCUSDT was closed by hand and the symbol opened again by hand; its
+    booking waits until the exchange cancels the stop and take-profit it left (a notice says so).
+    Its row said nothing of that: a PnL following the trader's new position, an age, and a
+    *Close…* button that could not close it. Now the row says it is closed and waits for its
+    booking, in German, without a PnL or a close button; a held position beside it is as ever."""
+    from conftest import position
+
+    ended = position(symbol="ETCUSDT", entry=30.0, initial_stop=29.0, take_profit=32.0,
+                     mark=31.0, unrealized=1.0)
+    ended.ended_at = 1_700_000_000_000
+    held = position(symbol="XRPUSDT")
+    (tmp_path / "aster_state.json").write_text(json.dumps({"positions": {
+        "t": ended.to_dict(), "u": held.to_dict()}}))
+    server = dashboard()
+    page = page_factory(locale="de-DE")
+    page.goto(server.url)
+    row = page.locator("#positions tbody tr[data-symbol=ETCUSDT]")
+    expect(row).to_have_attribute("data-status", "ended")
+    expect(row.get_by_test_id("position-ended")).to_have_text(
+        "geschlossen; wird gebucht, sobald die Börse Stop und Take-Profit storniert (siehe Hinweis)")
+    expect(row.get_by_test_id("position-pnl")).to_have_text("–")
+    expect(row.get_by_role("button")).to_have_count(0)
+    other = page.locator("#positions tbody tr[data-symbol=XRPUSDT]")
+    expect(other).to_have_attribute("data-status", "open")
+    expect(other.get_by_role("button")).to_have_count(1)
+    assert page.errors == []
