@@ -34,7 +34,7 @@ def startup(prog: str) -> st.Settings | None:
         return None
     setup_logging(settings["ASTER_LOGLEVEL"], secrets=settings.secrets())
     for note in settings.notes:  # old or unknown setting names: said, never silently ignored
-        log.warning(note)
+        log.warning("%s", note)
     return settings
 
 

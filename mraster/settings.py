@@ -585,10 +585,12 @@ class Settings(Mapping[str, Any]):
     """An immutable, validated view of every setting. Secrets never appear in repr or str."""
 
     def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str] | None = None,
-                 notes: list[str] | tuple[str, ...] = ()) -> None:
+                 notes: Iterable[Words] = ()) -> None:
         self._values = dict(values)
         self.sources = dict(sources or {})
-        self.notes = tuple(notes)  # old or unknown names found while loading (settings_legacy)
+        # old or unknown names found while loading (settings_legacy), a value that acts as
+        # another: logged at start, and on the settings page in the reader's language
+        self.notes = tuple(notes)
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -694,7 +696,7 @@ def load(
     from mraster.settings_legacy import translate
 
     errors: list[SettingError] = []
-    notes: list[str] = []
+    notes: list[Words] = []
     layers: list[tuple[str, Mapping[str, Any]]] = []
     for label, raw, from_env in (("dashboard_config.json", dict(config or {}), False),
                                  (".env", read_env_file(env_file), True),
@@ -729,10 +731,11 @@ def load(
             sources[key] = label
     _check_cross(values)
     if values["ASTER_MAX_OPEN_PER_SYMBOL"] != 1:  # accepted (saved files load), said at start
-        notes.append(f"ASTER_MAX_OPEN_PER_SYMBOL={values['ASTER_MAX_OPEN_PER_SYMBOL']} acts as 1 "
-                     f"(from {sources['ASTER_MAX_OPEN_PER_SYMBOL']}): the exchange nets a "
-                     "symbol's positions into one and each stop and take-profit closes all of it, "
-                     "so the bot holds at most one position per symbol")
+        notes.append(words("ASTER_MAX_OPEN_PER_SYMBOL={value} acts as 1 (from {source}): the "
+                           "exchange nets a symbol's positions into one and each stop and "
+                           "take-profit closes all of it, so the bot holds at most one position "
+                           "per symbol", value=values["ASTER_MAX_OPEN_PER_SYMBOL"],
+                           source=sources["ASTER_MAX_OPEN_PER_SYMBOL"]))
     return Settings(values, sources, notes)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from mraster.words import Words, words
+
 # old name → new name (the value means the same)
 RENAMED = {
     "ASTER_SYMBOL_WHITELIST": "ASTER_SYMBOLS",
@@ -32,12 +34,12 @@ KNOWN_ENV = {"ASTER_ORIGIN", "ASTER_DATA_DIR", "ASTER_CONFIG_FILE"}
 
 
 def translate(layer: Mapping[str, Any], known: Mapping[str, Any], label: str,
-              from_env: bool) -> tuple[dict[str, Any], list[str], list[tuple[str, Any, str]]]:
+              from_env: bool) -> tuple[dict[str, Any], list[Words], list[tuple[str, Any, str]]]:
     """(the layer with old names mapped, warnings, refusals as (name, value, allowed)).
     ``from_env``: the layer is the environment or .env, where other programs' variables live
     too: only ``ASTER_*`` names (and ``OPENAI_API_KEY``) are looked at there."""
     out: dict[str, Any] = {}
-    warnings: list[str] = []
+    warnings: list[Words] = []  # (said on the settings page, in the reader's language)
     refused: list[tuple[str, Any, str]] = []
     for name, value in layer.items():
         if name in known:
@@ -45,10 +47,12 @@ def translate(layer: Mapping[str, Any], known: Mapping[str, Any], label: str,
         elif name in RENAMED:
             new = RENAMED[name]
             if new in layer:
-                warnings.append(f"{name} ({label}) is ignored: {new} is set as well and wins")
+                warnings.append(words("{name} ({file}) is ignored: {new} is set as well and "
+                                      "wins", name=name, file=label, new=new))
                 continue
             out[new] = value
-            warnings.append(f"{name} ({label}) is an old name: read as {new}; please rename it")
+            warnings.append(words("{name} ({file}) is an old name: read as {new}; please rename "
+                                  "it", name=name, file=label, new=new))
         elif name in REFUSED:
             refused.append((name, value, f"not used any more ({REFUSED[name]})"))
         elif from_env and (not name.startswith("ASTER_") or name in KNOWN_ENV):
@@ -56,8 +60,9 @@ def translate(layer: Mapping[str, Any], known: Mapping[str, Any], label: str,
         elif not from_env:  # the editor's file holds settings only: a wrong name is an error
             refused.append((name, value, "a known setting name (see the README table)"))
         else:
-            warnings.append(f"{name} ({label}) is not a setting of MrAster and is ignored (see "
-                            "the settings table in the README)")
+            warnings.append(words("{name} ({file}) is not a setting of MrAster and is ignored "
+                                  "(see the settings table in the README)", name=name,
+                                  file=label))
     return out, warnings, refused
 
 
@@ -97,7 +102,7 @@ def import_original(doc: Mapping[str, Any], known: Mapping[str, Any]
     return out, mapped, dropped
 
 
-def migrate_config(path: Any) -> list[str]:
+def migrate_config(path: Any) -> list[Words]:
     """Import an original-format ``dashboard_config.json`` in place (the original is kept next
     to it as ``<name>.original-<time>``); the notes say what was mapped and dropped."""
     import json
@@ -120,10 +125,10 @@ def migrate_config(path: Any) -> list[str]:
     backup = p.with_name(f"{p.name}.original-{int(time.time())}")
     backup.write_text(p.read_text(encoding="utf-8"), encoding="utf-8")
     atomic_write_text(p, json.dumps(new, indent=1))
-    notes = [f"{p.name} was in the original bot's format: imported ({len(new)} setting(s) kept; "
-             f"the original is saved as {backup.name})"]
+    notes = [words("{file} was in the original bot's format: imported ({n} setting(s) kept; the "
+                   "original is saved as {backup})", file=p.name, n=len(new), backup=backup.name)]
     if mapped:
-        notes.append("renamed: " + ", ".join(mapped))
+        notes.append(words("renamed: {names}", names=", ".join(mapped)))
     if dropped:
-        notes.append("dropped: " + "; ".join(dropped))
+        notes.append(words("dropped: {names}", names="; ".join(dropped)))
     return notes

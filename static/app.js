@@ -820,8 +820,8 @@ $("#btn-pause").addEventListener("click", async () => {
 async function loadConfig() {
   const cfg = await api("GET", "/api/config");
   state.config = cfg;
-  for (const e of cfg.errors) notice(t("Saved setting not valid (ignored): {error}", { error: e.message }), "error", "cfg-" + e.field);
-  for (const n of cfg.notes || []) notice(n, "warn", "cfg-note-" + n.split(" ")[0]);
+  for (const e of cfg.errors) notice(t("Saved setting not valid (ignored): {error}", { error: e.words ? said(e.words).textContent : e.message }), "error", "cfg-" + e.field);
+  for (const n of cfg.notes || []) notice(el("span", {}, saidOr(n.words, n.message)), "warn", "cfg-note-" + String(n.message).split(" ")[0]);
   renderPresets(); renderModeChoice(); secretInputs($("#keys-form"), cfg, loadConfig); renderPro();
   return cfg;
 }

@@ -339,6 +339,18 @@ def test_non_loopback_bind_without_token_is_refused(tmp_path):
     assert p.returncode == 2 and "ASTER_DASHBOARD_TOKEN" in p.stdout
 
 
+def test_a_bad_value_of_the_dashboards_own_settings_stops_its_start(tmp_path):
+    """The dashboard starts with a bad saved value of the bot's (its page lists it); a bad
+    value of its own — here the port in the saved configuration — stops it with the field and
+    the allowed range named."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
+    (tmp_path / "dashboard_config.json").write_text(json.dumps({"ASTER_DASHBOARD_PORT": 99999}))
+    p = subprocess.run([sys.executable, str(ROOT / "dashboard_server.py")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "ASTER_DASHBOARD_PORT: 99999 is not allowed; expected an integer in" in p.stdout
+
+
 def test_connection_test_with_an_api_wallet(dash, sim_factory):
     from conftest import V3_KEY, V3_SIGNER, V3_USER
 

@@ -22,12 +22,13 @@ def test_old_names_are_read_as_the_new_ones_and_said():
              ASTER_LOOP_SLEEP="12", OPENAI_API_KEY="sk-old-name-key-1234", PATH="/usr/bin")
     assert s["ASTER_SYMBOLS"] == ("BTCUSDT",) and s["ASTER_EXCLUDE_SYMBOLS"] == ("DOGEUSDT",)
     assert s["ASTER_SCAN_INTERVAL_SECONDS"] == 12 and s["ASTER_OPENAI_API_KEY"].endswith("1234")
-    assert any("ASTER_SYMBOL_WHITELIST" in n and "ASTER_SYMBOLS" in n for n in s.notes)
-    assert not any("PATH" in n for n in s.notes)  # other programs' variables are not ours
+    notes = [str(n) for n in s.notes]
+    assert any("ASTER_SYMBOL_WHITELIST" in n and "ASTER_SYMBOLS" in n for n in notes)
+    assert not any("PATH" in n for n in notes)  # other programs' variables are not ours
     both = load(ASTER_SYMBOL_WHITELIST="BTCUSDT", ASTER_SYMBOLS="ETHUSDT")
-    assert both["ASTER_SYMBOLS"] == ("ETHUSDT",) and any("wins" in n for n in both.notes)
+    assert both["ASTER_SYMBOLS"] == ("ETHUSDT",) and any("wins" in str(n) for n in both.notes)
     typo = load(ASTER_LEVERAGEE="3")
-    assert any("ASTER_LEVERAGEE" in n and "not a setting" in n for n in typo.notes)
+    assert any("ASTER_LEVERAGEE" in str(n) and "not a setting" in str(n) for n in typo.notes)
 
 
 def test_names_that_mean_something_else_now_are_refused_with_the_replacement():
@@ -67,7 +68,7 @@ def test_an_original_config_file_is_imported_with_a_summary(tmp_path, monkeypatc
     s = load_settings()
     assert s["ASTER_LEVERAGE"] == 5 and s["ASTER_SYMBOLS"] == ("BTCUSDT", "ETHUSDT")
     assert s["ASTER_SPREAD_BPS_MAX"] == 0.009 and s["ASTER_WICKINESS_MAX"] == 0.97  # refused: default
-    notes = " | ".join(s.notes)
+    notes = " | ".join(map(str, s.notes))
     assert "original bot's format: imported" in notes
     assert "ASTER_SYMBOL_WHITELIST → ASTER_SYMBOLS" in notes
     assert "ASTER_STOCHRSI_LONG_MAX (no counterpart" in notes
@@ -84,6 +85,10 @@ def test_the_dashboard_imports_an_original_config_and_says_what_happened(tmp_pat
     (tmp_path / "dashboard_config.json").write_text(json.dumps({"env": ORIGINAL}))
     with Dashboard(tmp_path, dashboard_environ(tmp_path)) as d:
         cfg = d.get("/api/config").json()
-        assert any("imported" in n for n in cfg["notes"]) and not cfg["errors"]
+        assert any("imported" in n["message"] for n in cfg["notes"]) and not cfg["errors"]
+        # in the reader's language: each note is a sentence with its values
+        assert {n["words"]["template"] for n in cfg["notes"]} >= {
+            "{file} was in the original bot's format: imported ({n} setting(s) kept; the "
+            "original is saved as {backup})", "renamed: {names}", "dropped: {names}"}
         values = {x["key"]: x["value"] for x in cfg["settings"]}
         assert values["ASTER_LEVERAGE"] == 5 and values["ASTER_SYMBOLS"] == ["BTCUSDT", "ETHUSDT"]

@@ -195,7 +195,7 @@ def test_a_per_symbol_limit_other_than_one_loads_and_is_said_at_start(value, sai
     dashboard's live log — say that it acts as 1 and where it came from."""
     s = st.load(environ={"ASTER_MAX_OPEN_PER_SYMBOL": value}, env_file=Path("/none"))
     assert s["ASTER_MAX_OPEN_PER_SYMBOL"] == int(value)
-    notes = [n for n in s.notes if "ASTER_MAX_OPEN_PER_SYMBOL" in n]
+    notes = [str(n) for n in s.notes if "ASTER_MAX_OPEN_PER_SYMBOL" in str(n)]
     assert bool(notes) == said
     if said:
         assert notes == [f"ASTER_MAX_OPEN_PER_SYMBOL={value} acts as 1 (from environment): the "

@@ -134,11 +134,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# the settings the dashboard's own start reads
+DASHBOARD_SETTINGS = frozenset({"ASTER_DASHBOARD_HOST", "ASTER_DASHBOARD_PORT",
+                                "ASTER_DASHBOARD_TOKEN", "ASTER_LOGLEVEL"})
+
+
 def main(argv: list[str]) -> int:
-    try:
-        settings = make_context().settings()
-    except st.SettingsErrors as exc:
-        print(f"dashboard_server: invalid setting: {exc}")
+    # one context for the settings read here and the app served below: reading the settings
+    # imports an original-format dashboard_config.json, and its summary lives in that context
+    # (the page never showed it when the app made a context of its own, finding the file
+    # imported already)
+    ctx = make_context()
+    # a bad saved value of the bot's (a leverage edited by hand) is the page's to show and
+    # mend — it lists every bad field, in the reader's language, and the bot refuses to start
+    # on it; only a bad value of the dashboard's own settings stops the dashboard
+    settings, errors = ctx.settings_lenient()
+    own = [e for e in errors if e.key in DASHBOARD_SETTINGS]
+    if own:
+        print(f"dashboard_server: invalid setting: {st.SettingsErrors(own)}")
         return 2
     parser = argparse.ArgumentParser(description="MrAster dashboard")
     parser.add_argument("--host", default=settings["ASTER_DASHBOARD_HOST"])
@@ -162,7 +175,7 @@ def main(argv: list[str]) -> int:
     # (and the supervisor's stop of the bot) happen promptly
     # one access-log line per request would flood the console (every open page polls every 2 s);
     # ASTER_LOGLEVEL=debug turns them on
-    uvicorn.run("dashboard_server:app", host=args.host, port=args.port, log_config=None,
+    uvicorn.run(create_app(ctx), host=args.host, port=args.port, log_config=None,
                 timeout_graceful_shutdown=2, access_log=settings["ASTER_LOGLEVEL"] == "debug")
     return 0
 

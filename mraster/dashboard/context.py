@@ -90,6 +90,13 @@ class DashboardContext:
         try:
             return self.settings(), []
         except st.SettingsErrors as exc:
+            bad = {e.key for e in exc.errors}
+            try:  # the saved values but the bad ones: one field edited by hand wrongly must not
+                # show every other saved value (the dashboard's own port too) as its default
+                return self.settings(config={k: v for k, v in self.read_config().items()
+                                             if k not in bad}), exc.errors
+            except st.SettingsErrors:
+                pass
             try:
                 return self.settings(config={}), exc.errors
             except st.SettingsErrors:

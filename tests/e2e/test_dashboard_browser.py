@@ -630,3 +630,47 @@ def test_a_trade_waiting_for_its_booking_does_not_read_as_a_held_position(tmp_pa
     expect(other).to_have_attribute("data-status", "open")
     expect(other.get_by_role("button")).to_have_count(1)
     assert page.errors == []
+
+
+def test_an_imported_original_config_is_summed_up_in_german(tmp_path, dashboard, page_factory):
+    """The original bot's users are German-speaking: the summary of their imported settings
+    file, and a per-symbol limit that acts as 1, read in German on the settings page (they were
+    English sentences on a German page)."""
+    (tmp_path / "dashboard_config.json").write_text(json.dumps({"env": {
+        "ASTER_LEVERAGE": "5", "ASTER_SYMBOL_WHITELIST": "BTCUSDT,ETHUSDT",
+        "ASTER_STOCHRSI_LONG_MAX": "44", "ASTER_MAX_OPEN_PER_SYMBOL": "2"}}))
+    server = dashboard()
+    page = page_factory(locale="de-DE")
+    page.goto(server.url)
+    page.click("#tabs button[data-tab=settings]")
+    notices = page.locator("#notices")
+    expect(notices).to_contain_text("war im Format des ursprünglichen Bots: importiert (",
+                                    timeout=30_000)
+    expect(notices).to_contain_text("umbenannt: ASTER_SYMBOL_WHITELIST → ASTER_SYMBOLS")
+    expect(notices).to_contain_text("entfallen: ASTER_STOCHRSI_LONG_MAX")
+    expect(notices).to_contain_text("ASTER_MAX_OPEN_PER_SYMBOL=2 wirkt als 1 (aus "
+                                    "dashboard_config.json)")
+    assert "original bot's format" not in notices.inner_text()
+    assert page.errors == []
+
+
+def test_a_saved_setting_out_of_range_is_explained_in_german(tmp_path, dashboard, page_factory):
+    """A value in dashboard_config.json outside its range (edited by hand): the dashboard starts
+    (it refused to, though its page lists every bad field and the bot refuses such a value), the
+    value is ignored and said on the settings page in German (the rule read in English), and the
+    other saved values stay in force (they all fell back to their defaults)."""
+    (tmp_path / "dashboard_config.json").write_text(json.dumps({"ASTER_LEVERAGE": 500,
+                                                               "ASTER_RISK_PER_TRADE": 0.004}))
+    server = dashboard()  # it starts (it refused to: the page lists what is wrong)
+    cfg = httpx.get(f"{server.url}/api/config").json()
+    assert [e["field"] for e in cfg["errors"]] == ["ASTER_LEVERAGE"]
+    values = {x["key"]: x["value"] for x in cfg["settings"]}
+    assert values["ASTER_RISK_PER_TRADE"] == 0.004  # the other saved values stay in force
+    page = page_factory(locale="de-DE")
+    page.goto(server.url)
+    page.click("#tabs button[data-tab=settings]")
+    expect(page.locator("#notices")).to_contain_text(
+        "ASTER_LEVERAGE: 500 ist nicht erlaubt; erwartet: eine ganze Zahl in [1; 125]",
+        timeout=30_000)
+    assert "is not allowed" not in page.locator("#notices").inner_text()
+    assert page.errors == []

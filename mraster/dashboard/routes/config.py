@@ -18,6 +18,7 @@ from mraster.domain import shown
 from mraster.dashboard.context import DashboardContext, get_ctx
 from mraster.dashboard.routes.errors import settings_error_response
 from mraster.exchange.eip712 import address_of
+from mraster.words import said
 
 router = APIRouter(prefix="/api", tags=["config"])
 OVERRIDING_LAYERS = (".env", "environment")
@@ -58,8 +59,9 @@ def config_view(ctx: DashboardContext) -> dict[str, Any]:
     return {"settings": items, "groups": list(st.GROUPS), "group_titles": st.GROUP_TITLES,
             "preset": s["ASTER_PRESET_MODE"],
             "mode": s["ASTER_MODE"], "first_run": not ctx.config_path.exists(),
-            "errors": [{"field": e.key, "allowed": e.allowed, "message": str(e)} for e in errors],
-            "notes": list(ctx.import_notes) + list(getattr(s, "notes", ()))}
+            "errors": [{"field": e.key, "allowed": e.allowed, "message": str(e),
+                        "words": e.said().to_dict()} for e in errors],  # the page's language
+            "notes": [said(n) for n in [*ctx.import_notes, *getattr(s, "notes", ())]]}
 
 
 def save_config(ctx: DashboardContext, change) -> tuple[dict[str, Any], dict[str, Any]]:
