@@ -99,6 +99,23 @@ def trade_notes(t: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _note(kind: str, text: str) -> dict[str, Any]:
+    """A trade's note for the page: its English ``message`` and, where known, its ``words`` (the
+    reader's language). The AI's explanation is the model's own text; a rule's lesson is kept
+    with its words (``Journal.lesson``); the bot's fixed notes are their own templates."""
+    said: Any = None
+    if kind == "lesson" and text.startswith("{"):
+        try:
+            d = json.loads(text)
+            text, said = str(d["message"]), d.get("words")
+        except (ValueError, KeyError, TypeError):
+            pass  # a lesson that merely starts with a brace
+    if kind == "lesson":
+        return {"message": f"lesson: {text}",
+                "words": {"template": "lesson: {lesson}", "params": {"lesson": said or text}}}
+    return {"message": text, "words": {"template": text, "params": {}} if kind == "origin" else None}
+
+
 def _connect(path: str | Path, readonly: bool, fresh: bool = False) -> sqlite3.Connection:
     """``fresh``: a new file written once and synced by its writer before anyone reads it (a
     backtest's temp file): no rollback journal and no syncs while it is written (half the
@@ -241,13 +258,19 @@ class Journal:
             self.equity([(int(data.get("time") or now), float(data["equity"]),
                           data.get("used_margin"))])
         elif event == "postmortem" and data.get("lesson") and data.get("closed_at") is not None:
-            self.lesson(str(data.get("symbol")), int(data["closed_at"]), str(data["lesson"]))
+            self.lesson(str(data.get("symbol")), int(data["closed_at"]), str(data["lesson"]),
+                        data.get("lesson_words"))
 
     def equity(self, points: Iterable[tuple[int, float, float | None]]) -> None:
         self._write("equity", "INSERT OR IGNORE INTO equity (mode, time, equity, used_margin) "
                     "VALUES (?,?,?,?)", [(self.mode, int(t), float(e), u) for t, e, u in points])
 
-    def lesson(self, symbol: str, closed_at: int, text: str) -> None:
+    def lesson(self, symbol: str, closed_at: int, text: str,
+               said: Mapping[str, Any] | None = None) -> None:
+        """``said``: the lesson as words (a rule's; an LLM's is text only), kept with the text in
+        the note, so the History shows it in the reader's language."""
+        if isinstance(said, Mapping):
+            text = json.dumps({"message": text, "words": said})
         try:
             row = self.conn.execute("SELECT key FROM trades WHERE mode=? AND symbol=? AND "
                                     "closed_at=?", (self.mode, symbol, closed_at)).fetchone()
@@ -276,7 +299,8 @@ class Journal:
         for r in state.get("copilots", {}).get("reviews", []) if isinstance(
                 state.get("copilots"), dict) else []:
             if r.get("lesson") and r.get("closed_at") is not None:
-                self.lesson(str(r.get("symbol")), int(r["closed_at"]), str(r["lesson"]))
+                self.lesson(str(r.get("symbol")), int(r["closed_at"]), str(r["lesson"]),
+                            r.get("lesson_words"))
         return self.count("trades") - before
 
     def count(self, table: str) -> int:
@@ -407,15 +431,14 @@ class JournalReader:
                 "rows": [{**json.loads(r["record"]), "notes": notes.get(r["key"], [])}
                          for r in rows]}
 
-    def _notes(self, keys: list[str]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
+    def _notes(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
         if not keys:
             return out
         q = ",".join("?" * len(keys))
         for r in self.conn.execute(f"SELECT trade_key, kind, text FROM trade_notes WHERE trade_key "
                                    f"IN ({q}) ORDER BY id", keys):
-            out.setdefault(r["trade_key"], []).append(
-                f"lesson: {r['text']}" if r["kind"] == "lesson" else r["text"])
+            out.setdefault(r["trade_key"], []).append(_note(r["kind"], r["text"]))
         return out
 
     def calendar(self, f: TradeFilter, period: str) -> list[dict[str, Any]]:

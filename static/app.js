@@ -645,7 +645,8 @@ async function renderHistory(force = false) {
     el("td", {}, time(h.closed_at)), el("td", {}, h.symbol), el("td", {}, side(h.side)), el("td", {}, fmt(h.qty)),
     el("td", {}, price(h.entry, h.symbol)), el("td", {}, price(h.exit, h.symbol)), el("td", {}, exitWords(h.reason)), el("td", { class: h.pnl > 0 ? "pos" : "neg" }, cents(h.pnl)),
     el("td", {}, fmt(h.fees, 4)), el("td", {}, fmt(h.funding, 4)), el("td", {}, fmt(h.r, 2)),
-    el("td", { class: "notes raw" }, (h.notes || []).join(" · ")))));
+    // each note in the reader's language where it has words (the AI's own explanation has none)
+    el("td", { class: "notes" }, ...(h.notes || []).flatMap((n, i) => [i ? " · " : "", typeof n === "string" ? el("span", { class: "raw" }, n) : saidOr(n.words, n.message)])))));
   if (!rows.length) $("#history tbody").append(el("tr", {}, el("td", { colspan: 12, class: "muted" }, t("No closed trades match."))));
   const last = Math.min(page.total, hist.offset + rows.length);
   $("#hist-page").textContent = page.total ? t("{from}–{to} of {total}", { from: hist.offset + 1, to: last, total: page.total }) : "";

@@ -19,6 +19,7 @@ from mraster.ai.copilots import Copilots
 from mraster.ai.llm import LLMClient
 from mraster.sim.serve import ThreadedServer
 from mraster.store import JsonDocument
+from mraster.words import Words
 from openai_stub import create_stub
 
 
@@ -279,6 +280,17 @@ def test_todays_spend_from_an_older_state_file_still_counts(sim_factory, tmp_pat
     state = json.loads(Path(s["ASTER_STATE_FILE"]).read_text())
     assert state["ai_budget"]["spent"] == 0.75 and "budget" not in state["ai_ledger"]
     assert B.daily_budget(s, B.SectionLedger(JsonDocument(s["ASTER_STATE_FILE"]))).reserve(0.3) is None
+
+
+def test_a_rule_lesson_goes_to_the_journal_with_its_words():
+    """The postmortem event carries the rule's lesson as words too: the journal keeps them and
+    the History shows the lesson in the reader's language (it was English on a German page)."""
+    events = []
+    cp = Copilots(settings(), {}, emit=lambda event, **data: events.append((event, data)))
+    cp.after_close(trade(1, -1.0), "S")
+    [pm] = [d for e, d in events if e == "postmortem"]
+    assert pm["lesson_words"]["template"].startswith("stopped out after {minutes} min")
+    assert pm["lesson"] == str(Words.from_dict(pm["lesson_words"]))
 
 
 def test_a_review_cut_off_by_shutdown_is_still_learned_by_the_rules(stub):

@@ -129,8 +129,8 @@ class Copilots:
         PM.learn(self.book["postmortem"], review)
         self.book["reviews"] = (self.book["reviews"] + [review])[-REVIEWS_KEPT:]
         self.emit("postmortem", symbol=review["symbol"], score=review["score"],
-                  lesson=review["lesson"], source=review["source"],
-                  closed_at=review.get("closed_at"))
+                  lesson=review["lesson"], lesson_words=review.get("lesson_words"),
+                  source=review["source"], closed_at=review.get("closed_at"))
 
     async def _llm_review(self, review: dict[str, Any], trade: dict[str, Any]) -> None:
         user = json.dumps({k: trade.get(k) for k in ("symbol", "side", "entry", "exit", "initial_stop",

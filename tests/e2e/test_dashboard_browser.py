@@ -674,3 +674,34 @@ def test_a_saved_setting_out_of_range_is_explained_in_german(tmp_path, dashboard
         timeout=30_000)
     assert "is not allowed" not in page.locator("#notices").inner_text()
     assert page.errors == []
+
+
+def test_a_trades_notes_read_in_german_in_the_history(tmp_path, dashboard, page_factory):
+    """The History's notes column: a rule's postmortem lesson and the note of a trade the user
+    confirmed in the chat were English on a German page (the lesson's words were not kept in
+    the journal); the AI's own explanation stays as the model wrote it."""
+    from mraster.journal import Journal
+
+    trade = {"symbol": "XRPUSDT", "side": "BUY", "qty": 10.0, "entry": 1.0, "exit": 0.9,
+             "pnl": -1.0, "r": -1.0, "fees": 0.0, "funding": 0.0, "opened_at": 1_700_000_000_000,
+             "closed_at": 1_700_000_600_000, "reason": "stop", "initial_stop": 0.9, "stop": 0.9,
+             "take_profit": 1.2, "origin": "chat", "ai": "Momentum kippt; halbe Größe."}
+    j = Journal(tmp_path / "aster_journal.sqlite", "paper")
+    j.book(trade)
+    lesson = {"template": "stopped out after {minutes} min at {r} R: the setup failed",
+              "params": {"minutes": 10, "r": -1.0}}
+    j.on_event("postmortem", {"symbol": "XRPUSDT", "closed_at": trade["closed_at"],
+                              "lesson": "stopped out after 10 min at -1.0 R: the setup failed",
+                              "lesson_words": lesson})  # as the copilots emit it
+    j.close()
+    server = dashboard()
+    page = page_factory(locale="de-DE")
+    page.goto(server.url)
+    page.get_by_test_id("wizard-offline").click()  # a new user's first choice (no bot started)
+    page.click("#tabs button[data-tab=history]")
+    notes = page.locator("#history tbody tr td.notes").first
+    expect(notes).to_contain_text("Lektion: nach 10 min bei -1 R ausgestoppt: Das Setup ist "
+                                  "gescheitert", timeout=30_000)
+    expect(notes).to_contain_text("eröffnet aus einem Chat-Vorschlag, den du bestätigt hast")
+    expect(notes).to_contain_text("Momentum kippt; halbe Größe.")
+    assert "stopped out" not in notes.inner_text() and page.errors == []
