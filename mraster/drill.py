@@ -29,7 +29,7 @@ from mraster.sim.exchange import SimExchange
 from mraster.sim.market import SyntheticMarket
 from mraster.sim.serve import ThreadedServer
 from mraster.sim.server import Faults, create_sim_app
-from mraster.words import words
+from mraster.words import Words, words
 
 KEY, SECRET = "drill-key", "drill-secret"
 STEP_MS = 60_000       # one bot cycle per minute of market time
@@ -41,6 +41,7 @@ RECOVERY_CYCLES = 3    # after the network heals, the bot must be whole within t
 class Scorecard:
     passed: bool = False
     why: list[str] = field(default_factory=list)
+    why_words: list[dict[str, Any]] = field(default_factory=list)  # the same, for the page
     phases: list[dict[str, Any]] = field(default_factory=list)
     unprotected: list[dict[str, Any]] = field(default_factory=list)  # episodes, minutes each
     duplicate_ids: list[str] = field(default_factory=list)
@@ -56,6 +57,11 @@ class Scorecard:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def failed(self, why: Words) -> None:
+        """A reason the drill failed: said in the reader's language on the page."""
+        self.why.append(str(why))
+        self.why_words.append(why.to_dict())
 
 
 def _fall(market, sym: str, t: int, drop: float, candles: int = 3) -> None:
@@ -267,22 +273,24 @@ async def _drill(s: Mapping[str, Any], folder: Path, progress: Callable[[float, 
     grace = float(run["ASTER_STOP_GRACE_SECONDS"]) / 60 + 2 * STEP_MS / 60_000
     long_ones = [u for u in card.unprotected if u["minutes"] > grace]
     if long_ones:
-        card.why.append(f"{len(long_ones)} position(s) without a stop for longer than the "
-                        f"{grace:g} min the stop grace allows (longest "
-                        f"{max(u['minutes'] for u in long_ones):g} min)")
+        card.failed(words("{n} position(s) without a stop for longer than the {grace} min the "
+                          "stop grace allows (longest {longest} min)", n=len(long_ones),
+                          grace=round(grace, 2),
+                          longest=max(u["minutes"] for u in long_ones)))
     if card.duplicate_ids:
-        card.why.append(f"client order ids sent twice: {', '.join(card.duplicate_ids[:5])}")
+        card.failed(words("client order ids sent twice: {ids}",
+                          ids=", ".join(card.duplicate_ids[:5])))
     if card.bad_trades:
-        card.why.append(f"{len(card.bad_trades)} trade(s) whose pnl does not add up")
+        card.failed(words("{n} trade(s) whose pnl does not add up", n=len(card.bad_trades)))
     if card.limits_exceeded:
-        card.why.append(f"limits exceeded: {card.limits_exceeded[0]}")
+        card.failed(words("limits exceeded: {limit}", limit=card.limits_exceeded[0]))
     if card.liquidations:
-        card.why.append(f"{card.liquidations} position(s) liquidated")
+        card.failed(words("{n} position(s) liquidated", n=card.liquidations))
     if card.recovery_cycles is None or card.recovery_cycles > RECOVERY_CYCLES:
-        card.why.append("not whole within "
-                        f"{RECOVERY_CYCLES} cycles after the network healed")
+        card.failed(words("not whole within {n} cycles after the network healed",
+                          n=RECOVERY_CYCLES))
     if card.entries == 0:
-        card.why.append("no position was opened, so nothing was rehearsed (check the filters)")
+        card.failed(words("no position was opened, so nothing was rehearsed (check the filters)"))
     card.passed = not card.why
     return card
 

@@ -219,7 +219,7 @@ async function showDrill() {
   else if (last.hash === d.settings_hash) {
     const c = last.scorecard || {};
     text = last.passed ? t("Fire drill passed with these settings: {entries} entries, {trades} trades, no duplicate orders, every trade adds up, whole again {cycles} cycle(s) after the network healed.", { entries: c.entries, trades: c.trades, cycles: c.recovery_cycles })
-      : t("Fire drill FAILED: {why}", { why: (last.why || []).join("; ") });
+      : t("Fire drill FAILED: {why}", { why: (last.why_words ? last.why_words.map((w) => said(w).textContent) : last.why || []).join("; ") });
   } else text = last.hash ? t("Your settings changed since the last drill: run it again.") : t("No fire drill with these settings yet.");
   $("#wizard-drill-status").textContent = text;
   $("#wizard-drill-status").className = j.state === "running" ? "muted" : d.live_unlocked ? "pos" : "warn";
@@ -413,7 +413,7 @@ function renderOverview(d) {
   if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? t("No open positions.") : t("No open positions. Start the bot to trade."))));
   $("#external").replaceChildren(...(d.external_positions.length ? [
     t("Positions the bot did not open (left alone: no entry, add, flip, brackets or close on these symbols):") + " ",
-    ...d.external_positions.map((e) => el("span", { class: "external", "data-external": e.symbol }, `${e.symbol} ${e.amount} `, e.why ? el("span", { class: "raw" }, `(${e.why}) `) : "",
+    ...d.external_positions.map((e) => el("span", { class: "external", "data-external": e.symbol }, `${e.symbol} ${e.amount} `, e.why ? el("span", {}, "(", saidOr(e.why_words, e.why), ") ") : "",
       el("button", { onclick: () => adoptPosition(e.symbol) }, t("Let the bot manage it…")), " "))] : []));
   const tl = d.telemetry;
   $("#telemetry").textContent = tl.cycle ? t("Cycle {cycle}: {symbols} symbols, {evaluated} evaluated, {seconds} s, request weight {weight}", { cycle: tl.cycle, symbols: tl.symbols, evaluated: tl.evaluated, seconds: fmt(tl.duration_s, 2), weight: tl.weight }) : "";
@@ -436,7 +436,7 @@ function drawEquity(curve) {
 
 function renderAudit(a) {
   if (!a) return;
-  if (!a.compared) { $("#audit").replaceChildren(el("p", { class: "muted raw" }, a.why || t("Nothing to compare yet."))); return; }
+  if (!a.compared) { $("#audit").replaceChildren(el("p", { class: "muted" }, t(a.why || "Nothing to compare yet."))); return; }
   const div = a.divergent || [], fills = (a.fills || []).filter((f) => f.cause !== "as expected");
   $("#audit").replaceChildren(
     el("p", { class: a.divergent_total ? "warn" : "pos" }, t("{compared} decisions replayed from {cycles} cycles: {matched} the same, {different} different ({share}). {late} late cycle(s), {refused} refused order(s).", {

@@ -39,6 +39,8 @@ def test_a_build_that_places_no_brackets_fails_the_drill(monkeypatch):
     card = run_drill(defaults())
     assert not card.passed
     assert any("without a stop" in w for w in card.why)
+    assert any(w["template"].startswith("{n} position(s) without a stop for longer than")
+               for w in card.why_words)  # the page says it in the reader's language
     assert max(u["minutes"] for u in card.unprotected) > 5
 
 

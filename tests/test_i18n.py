@@ -15,6 +15,7 @@ import pytest
 
 from conftest import ROOT
 from mraster import settings as st
+from mraster.dashboard.routes.audit import NOTHING_RECORDED
 from mraster.dashboard.i18n import languages
 from mraster.optimize.scoring import OBJECTIVES
 from mraster.strategy.filters import LABELS, REASONS
@@ -79,9 +80,10 @@ def test_every_text_of_the_page_has_a_german_entry(german):
 
 def test_the_server_texts_the_page_shows_have_german_entries(german):
     """Skip reasons (sentence and short label), settings help and group headings, the
-    optimiser's objectives and the ATT preset's warning come from the server in English."""
+    optimiser's objectives, the ATT preset's warning and the audit's "nothing recorded" come from
+    the server in English."""
     texts = [*REASONS.values(), *LABELS.values(), *(s.help for s in st.CATALOGUE),
-             *st.GROUP_TITLES.values(), *OBJECTIVES.values(), st.ATT_WARNING]
+             *st.GROUP_TITLES.values(), *OBJECTIVES.values(), st.ATT_WARNING, NOTHING_RECORDED]
     assert not [x for x in texts if x not in german]
     assert set(LABELS) == set(REASONS)  # every reason has its few words
     # …and words of its own: the tables of skip reasons showed "funding edge" twice (long, short)

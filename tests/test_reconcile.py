@@ -188,6 +188,9 @@ def test_positions_opened_by_hand_are_never_touched(sim_factory, tmp_path):
             sim.step(5 * 60_000)
     state = state_of(tmp_path)
     assert {e["symbol"] for e in state["external_positions"]} == set(hand)
+    for e in state["external_positions"]:  # why, in words: the page says it in German too
+        assert e["why_words"] == {"template": "opened or added to by orders the bot did not place",
+                                  "params": {}} and e["why"] == e["why_words"]["template"]
     for sym in hand:
         assert state["decisions"][sym]["reason"] == "external_position"
     assert all(p["symbol"] not in hand for p in state["positions"].values())

@@ -127,8 +127,9 @@ class Reconciler:
             if own is not None and own.owner is Owner.BOT and sym in self.rules:
                 await self._adopt(sym, amt, rows, own, now)
                 continue
-            why = own.why if own is not None else "its orders could not be read this cycle"
-            external.append({"symbol": sym, "amount": amt, "why": why})
+            why = own.why if own is not None else words("its orders could not be read this cycle")
+            external.append({"symbol": sym, "amount": amt, "why": str(why),
+                             "why_words": why.to_dict()})  # (the page's language)
             if sym not in reported:
                 self.alert("warning", words("{symbol}: a position the bot did not open ({why}); it "
                                             "is left alone: no entry, add, flip or brackets",

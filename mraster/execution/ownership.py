@@ -12,12 +12,13 @@ from typing import Any, Iterable
 
 from mraster.domain import Owner, Side
 from mraster.execution import ids
+from mraster.words import Words, words
 
 
 @dataclass(frozen=True)
 class Ownership:
     owner: Owner
-    why: str
+    why: Words  # (the positions view and the notice say it in the reader's language)
     token: str | None = None          # the bot's position token (from its entry's client id)
     entry_client_id: str | None = None
     opened_at: int | None = None      # time of the first opening fill
@@ -48,15 +49,17 @@ def owner_of(amount: float, orders: Iterable[dict[str, Any]]) -> Ownership:
             start = i
             break
     if start is None:
-        return Ownership(Owner.EXTERNAL, "the exchange no longer lists the orders that opened it")
+        return Ownership(Owner.EXTERNAL,
+                         words("the exchange no longer lists the orders that opened it"))
     adders = [o for o in done[start:] if (Side(o["side"]).sign > 0) == (amount > 0)]
     parsed = [ids.parse(o.get("clientOrderId", "")) for o in adders]
     opened_by = frozenset(str(o.get("clientOrderId", "")) for o in adders)
     if not parsed or any(p is None or p[0] != "E" for p in parsed):
-        return Ownership(Owner.EXTERNAL, "opened or added to by orders the bot did not place",
+        return Ownership(Owner.EXTERNAL,
+                         words("opened or added to by orders the bot did not place"),
                          opened_by=opened_by)
     first = adders[0]
-    return Ownership(Owner.BOT, "opened by the bot's own entry order", token=parsed[0][1],
+    return Ownership(Owner.BOT, words("opened by the bot's own entry order"), token=parsed[0][1],
                      entry_client_id=first["clientOrderId"],
                      opened_at=int(first.get("updateTime") or first.get("time") or 0),
                      opened_by=opened_by)

@@ -608,18 +608,25 @@ def test_a_trade_waiting_for_its_booking_does_not_read_as_a_held_position(tmp_pa
     booking waits until the exchange cancels the stop and take-profit it left (a notice says so).
     Its row said nothing of that: a PnL following the trader's new position, an age, and a
     *Close…* button that could not close it. Now the row says it is closed and waits for its
-    booking, in German, without a PnL or a close button; a held position beside it is as ever."""
+    booking, in German, without a PnL or a close button; a held position beside it is as ever,
+    and the trader's position on that symbol says why it is theirs in German."""
     from conftest import position
 
     ended = position(symbol="ETCUSDT", entry=30.0, initial_stop=29.0, take_profit=32.0,
                      mark=31.0, unrealized=1.0)
     ended.ended_at = 1_700_000_000_000
     held = position(symbol="XRPUSDT")
+    why = "opened or added to by orders the bot did not place"  # as the reconciler records it
     (tmp_path / "aster_state.json").write_text(json.dumps({"positions": {
-        "t": ended.to_dict(), "u": held.to_dict()}}))
+        "t": ended.to_dict(), "u": held.to_dict()}, "external_positions": [
+        {"symbol": "ETCUSDT", "amount": 5.0, "why": why,
+         "why_words": {"template": why, "params": {}}}]}))
     server = dashboard()
     page = page_factory(locale="de-DE")
     page.goto(server.url)
+    # the trader's own position on the symbol, and why it is theirs, in German (was English)
+    expect(page.locator("#external [data-external=ETCUSDT]")).to_contain_text(
+        "ETCUSDT 5 (eröffnet oder aufgestockt durch Orders, die der Bot nicht gesendet hat)")
     row = page.locator("#positions tbody tr[data-symbol=ETCUSDT]")
     expect(row).to_have_attribute("data-status", "ended")
     expect(row.get_by_test_id("position-ended")).to_have_text(

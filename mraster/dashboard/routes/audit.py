@@ -14,6 +14,9 @@ from mraster.files import beside_state
 
 router = APIRouter(prefix="/api", tags=["audit"])
 
+# (the page says it in the reader's language: a catalogue sentence)
+NOTHING_RECORDED = ("nothing recorded yet: the bot records what it sees while it runs "
+                    "(ASTER_RECORD_DAYS)")
 
 @router.post("/audit")
 def run_audit(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
@@ -26,8 +29,7 @@ def run_audit(ctx: DashboardContext = Depends(get_ctx)) -> dict[str, Any]:
     state, _ = ctx.read_state()
     path = beside_state(s, "ASTER_RECORD_FILE")
     if not path.exists():
-        return {"cycles": 0, "compared": 0, "why": "nothing recorded yet: the bot records what it "
-                "sees while it runs (ASTER_RECORD_DAYS)"}
+        return {"cycles": 0, "compared": 0, "why": NOTHING_RECORDED}
     now = int(time.time() * 1000)
     last = int(((state.get("telemetry") or {}).get("time")) or now)
     return audit_file(str(path), s, last - DAY_MS, list(state.get("history", [])))

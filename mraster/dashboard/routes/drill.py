@@ -76,6 +76,7 @@ def start_drill(ctx: DashboardContext = Depends(get_ctx)):
         try:
             card = run_drill(s, lambda done, phase: job.update(progress=done, phase=phase))
             rec = {"hash": settings_hash(s), "passed": card.passed, "why": card.why,
+                   "why_words": card.why_words,
                    "at": int(time.time() * 1000), "scorecard": card.to_dict()}
 
             def change(doc: dict[str, Any]) -> dict[str, Any]:
