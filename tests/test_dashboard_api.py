@@ -341,14 +341,20 @@ def test_non_loopback_bind_without_token_is_refused(tmp_path):
 
 def test_a_bad_value_of_the_dashboards_own_settings_stops_its_start(tmp_path):
     """The dashboard starts with a bad saved value of the bot's (its page lists it); a bad
-    value of its own — here the port in the saved configuration — stops it with the field and
-    the allowed range named."""
+    value of its own — here the port in the saved configuration — or one in the environment
+    stops it with the field and the allowed range named."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
     (tmp_path / "dashboard_config.json").write_text(json.dumps({"ASTER_DASHBOARD_PORT": 99999}))
     p = subprocess.run([sys.executable, str(ROOT / "dashboard_server.py")],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "ASTER_DASHBOARD_PORT: 99999 is not allowed; expected an integer in" in p.stdout
+    # a bad value in the environment (which the page cannot mend) stops it too, as before
+    (tmp_path / "dashboard_config.json").unlink()
+    p = subprocess.run([sys.executable, str(ROOT / "dashboard_server.py")], cwd=tmp_path,
+                       env={**env, "ASTER_LEVERAGE": "500"}, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 2 and "ASTER_LEVERAGE: '500' is not allowed" in p.stdout, p.stdout
 
 
 def test_connection_test_with_an_api_wallet(dash, sim_factory):

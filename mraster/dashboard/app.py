@@ -145,13 +145,15 @@ def main(argv: list[str]) -> int:
     # (the page never showed it when the app made a context of its own, finding the file
     # imported already)
     ctx = make_context()
-    # a bad saved value of the bot's (a leverage edited by hand) is the page's to show and
-    # mend — it lists every bad field, in the reader's language, and the bot refuses to start
-    # on it; only a bad value of the dashboard's own settings stops the dashboard
+    # a bad saved value of the bot's (a leverage edited by hand into dashboard_config.json) is
+    # the page's to show and mend — it lists every bad field, in the reader's language, and the
+    # bot refuses to start on it; a bad value of the dashboard's own settings, or one in the
+    # environment or .env (which the page cannot mend), stops the dashboard
     settings, errors = ctx.settings_lenient()
-    own = [e for e in errors if e.key in DASHBOARD_SETTINGS]
-    if own:
-        print(f"dashboard_server: invalid setting: {st.SettingsErrors(own)}")
+    fatal = [e for e in errors
+             if e.key in DASHBOARD_SETTINGS or e.source in (".env", "environment")]
+    if fatal:
+        print(f"dashboard_server: invalid setting: {st.SettingsErrors(fatal)}")
         return 2
     parser = argparse.ArgumentParser(description="MrAster dashboard")
     parser.add_argument("--host", default=settings["ASTER_DASHBOARD_HOST"])

@@ -13,10 +13,11 @@ from dashboard_helpers import wait_for
 from e2e.conftest import shot
 
 
-def offline_on_tab(dashboard, page_factory, tab: str):
-    """A new user who chose the offline simulator in the wizard, on ``tab``: (server, page)."""
+def offline_on_tab(dashboard, page_factory, tab: str, **options):
+    """A new user who chose the offline simulator in the wizard, on ``tab``: (server, page);
+    ``options`` for the browser's page (``locale="de-DE"``: a German reader)."""
     server = dashboard()
-    page = page_factory()
+    page = page_factory(**options)
     page.goto(server.url)
     page.get_by_test_id("wizard-offline").click()
     page.click(f"#tabs button[data-tab={tab}]")
@@ -511,11 +512,7 @@ def test_a_stop_moved_past_the_entry_reads_as_profit_locked_in(tmp_path, dashboa
 def test_a_refused_setting_is_explained_in_german(dashboard, page_factory):
     """The editor's errors come from the server; on a German page they read in German, the
     allowed range in German number writing (they were English sentences)."""
-    server = dashboard()
-    page = page_factory(locale="de-DE")
-    page.goto(server.url)
-    page.get_by_test_id("wizard-offline").click()
-    page.click("#tabs button[data-tab=settings]")
+    _, page = offline_on_tab(dashboard, page_factory, "settings", locale="de-DE")
     page.click("#pro-toggle")
     page.fill('[data-key="ASTER_LEVERAGE"] input', "500")
     page.fill('[data-key="ASTER_RISK_PER_TRADE"] input', "0.5")
@@ -575,11 +572,7 @@ def test_a_flatten_that_closed_some_positions_reads_as_partly_done(tmp_path, das
     ``test_flatten_all_closes_every_position_it_can_when_one_close_fails``) reads "partly done",
     as a warning, in the reader's language. The page said "refused" — nothing done, to a trader
     glancing at a phone — while two positions had been closed."""
-    server = dashboard()
-    page = page_factory(locale="de-DE")
-    page.goto(server.url)
-    page.get_by_test_id("wizard-offline").click()
-    page.click("#tabs button[data-tab=overview]")
+    _, page = offline_on_tab(dashboard, page_factory, "overview", locale="de-DE")
     page.click("#btn-flatten")
     page.fill("#dialog-input", "FLATTEN")
     page.click("#dialog-ok")
@@ -701,11 +694,7 @@ def test_a_trades_notes_read_in_german_in_the_history(tmp_path, dashboard, page_
                               "lesson": "stopped out after 10 min at -1.0 R: the setup failed",
                               "lesson_words": lesson})  # as the copilots emit it
     j.close()
-    server = dashboard()
-    page = page_factory(locale="de-DE")
-    page.goto(server.url)
-    page.get_by_test_id("wizard-offline").click()  # a new user's first choice (no bot started)
-    page.click("#tabs button[data-tab=history]")
+    _, page = offline_on_tab(dashboard, page_factory, "history", locale="de-DE")
     notes = page.locator("#history tbody tr td.notes").first
     expect(notes).to_contain_text("Lektion: nach 10 min bei -1 R ausgestoppt: Das Setup ist "
                                   "gescheitert", timeout=30_000)
