@@ -1067,6 +1067,47 @@ def test_flatten_all_closes_every_position_it_can_when_one_close_fails(sim_facto
     assert not [a for a in state["alerts"] if a["message"].startswith("command flatten")]
 
 
+def test_the_bot_saves_its_guards_market_close_before_it_leaves(sim_factory, tmp_path):
+    """A stop the guard cannot place because price already passed it: the position is closed
+    at market, and the bot's state (the close's attempt count, which names its id) is saved
+    before that order leaves, so a restart never sends the id again; a save that fails (a full
+    disk) does not hold the close back."""
+    from mraster.domain import position_amounts
+
+    sim, url, _ = sim_factory(n=12, seed=11)
+    s = settings_for(tmp_path, url)
+    seen = []
+
+    async def go():
+        async with after_a_cycle(url, s, tmp_path) as eng:
+            token, pos = next(iter(eng.state["positions"].items()))
+            # a stop beyond the price: placing it would trigger at once
+            pos.stop = pos.entry * (1.05 if pos.side.value == "BUY" else 0.95)
+            eng.save = lambda: seen.append((pos.close_seq, ids.order_id("X", token) in {
+                o.clientOrderId for o in sim.accounts[API_KEY].orders.values()}))
+            await eng.guard.run(eng.state["positions"],
+                                position_amounts(await eng.ex.position_risk()))
+            return pos
+    pos = asyncio.run(go())
+    assert seen == [(1, False)]  # saved with the attempt counted, before the close left
+    assert sim.accounts[API_KEY].positions[pos.symbol].amt == 0
+
+    async def disk_full():  # a save that fails holds back no close of an unprotected position
+        async with after_a_cycle(url, s, tmp_path) as eng:
+            pos = next(iter(eng.state["positions"].values()))
+            pos.stop = pos.entry * (1.05 if pos.side.value == "BUY" else 0.95)
+
+            def save():
+                raise OSError(28, "No space left on device")
+            eng.save = save
+            await eng.guard.run(eng.state["positions"],
+                                position_amounts(await eng.ex.position_risk()))
+            return pos
+    sim.step(5 * 60_000)
+    full = asyncio.run(disk_full())
+    assert full.symbol != pos.symbol and sim.accounts[API_KEY].positions[full.symbol].amt == 0
+
+
 def test_a_closed_trade_whose_brackets_cannot_be_cancelled_waits_and_leaves_the_new_position(
         sim_factory, tmp_path):
     """The bot's trade on a symbol closed by hand and the symbol opened again by hand in the

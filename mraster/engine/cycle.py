@@ -153,7 +153,8 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
         self.guard = BracketGuard(self.ex, self.rules, self.queue, self._guard_event,
                                   self.s["ASTER_BRACKET_ALERT_AFTER"],
                                   clock=lambda: (self.market_ms or self.now_ms()) / 1000,
-                                  stop_grace_s=self.s["ASTER_STOP_GRACE_SECONDS"])
+                                  stop_grace_s=self.s["ASTER_STOP_GRACE_SECONDS"],
+                                  save=lambda: self.save())  # (late: a test may swap it)
 
     def _guard_event(self, event: str, /, **data: Any) -> None:
         """The guard's alerts become notices in the state (shown until dismissed)."""

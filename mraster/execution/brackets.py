@@ -32,7 +32,10 @@ Emit = Callable[..., None]
 class BracketGuard:
     def __init__(self, exchange, rules: dict[str, SymbolRules], queue: JsonDocument,
                  emit: Emit | None = None, alert_after: int = 3,
-                 clock: Callable[[], float] = time.time, stop_grace_s: float | None = None) -> None:
+                 clock: Callable[[], float] = time.time, stop_grace_s: float | None = None,
+                 save: Callable[[], None] = lambda: None) -> None:
+        """``save``: persists the positions (the bot's state file), called once a market close's
+        ids are chosen and before it leaves, so a restart never sends one of its ids again."""
         self.ex = exchange
         self.rules = rules
         self.queue = queue
@@ -40,6 +43,7 @@ class BracketGuard:
         self.alert_after = alert_after
         self.clock = clock
         self.stop_grace_s = stop_grace_s
+        self.save = save
         self.last_orders: dict[str, list[dict]] = {}
         # passes in a row each leftover's cancel failed, by symbol (a notice at ``alert_after``)
         self.leftover_failures: dict[str, int] = {}
@@ -302,7 +306,8 @@ class BracketGuard:
         sym = pos.symbol
         # the trade is booked from the fills; this names why the guard's close happened
         pos.close_reason = {"stop_passed": "stop", "tp_passed": "take_profit"}.get(why, why)
-        await market_close(self.ex, self.rules[sym], token, pos, pos.qty, "X")
+        await market_close(self.ex, self.rules[sym], token, pos, pos.qty, "X",
+                           before=self._save_before_close)
         said = {
             "stop_passed": words("{symbol}: price passed the stop before it could be placed; "
                                  "position closed at market", symbol=sym),
@@ -312,6 +317,15 @@ class BracketGuard:
                              "position closed at market", symbol=sym,
                              seconds=self.stop_grace_s or 0)}[why]
         self.emit("alert", level="warning", symbol=sym, message=said)
+
+    def _save_before_close(self) -> None:
+        """A state file that cannot be written (a full disk) must not hold back a close of a
+        position without a stop: the close goes out, the failure is logged (and the cycle's own
+        save says it again)."""
+        try:
+            self.save()
+        except Exception as exc:  # noqa: BLE001 — any failure of the save, never of the close
+            log.error("state not saved before the market close (%s); the close goes out", exc)
 
     async def _cancel(self, sym: str, o: dict, done: dict) -> None:
         try:
