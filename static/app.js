@@ -384,6 +384,7 @@ function renderNotices(d) {
   }
 }
 
+const ended = (x) => x.status === "ended";
 function renderOverview(d) {
   const p = d.performance;
   const cards = [["Equity", cents(p.equity) + " USDT"], ["Closed trades", p.trades], ["Win rate", pct(p.win_rate)],
@@ -399,15 +400,16 @@ function renderOverview(d) {
   const cell = (label, attrs, ...kids) => el("td", { ...attrs, "data-label": t(label) }, ...kids);
   tb.replaceChildren(...d.positions.map((x) => el("tr", { "data-symbol": x.symbol, "data-chart": x.symbol, "data-status": x.status, "data-protection": x.protection.status, class: x.protection.status === "problem" ? "unprotected" : null },
     cell("Symbol", { class: "symbol" }, x.symbol), cell("Side", { class: x.side === "BUY" ? "long" : "short" }, side(x.side)),
-    x.status === "ended" ? cell("PnL", { "data-testid": "position-pnl" }, "–") :  // the symbol's position is someone else's now
-      cell("PnL", { class: x.pnl >= 0 ? "pos" : "neg", "data-testid": "position-pnl" }, cents(x.pnl) + " USDT"), cell("R", {}, x.status === "ended" ? "–" : fmt(x.r, 2) + " R"),
+    // a trade found over, waiting for its booking: the symbol's position is someone else's now
+    ended(x) ? cell("PnL", { "data-testid": "position-pnl" }, "–") :
+      cell("PnL", { class: x.pnl >= 0 ? "pos" : "neg", "data-testid": "position-pnl" }, cents(x.pnl) + " USDT"), cell("R", {}, ended(x) ? "–" : fmt(x.r, 2) + " R"),
     cell("Size", {}, fmt(x.qty)), cell("Entry", {}, price(x.entry, x.symbol)), cell("Mark", {}, price(x.mark, x.symbol)),
     cell("Stop", { "data-testid": "position-stop" }, price(x.stop, x.symbol)), cell("Take-profit", {}, price(x.take_profit, x.symbol)),
     cell("Liquidation", {}, x.liquidation ? `${price(x.liquidation, x.symbol)} (${pct(x.liquidation_distance)})` : "–"),
     protectionCell(x),
-    cell("Age", x.status === "ended" ? { "data-testid": "position-ended" } : {}, x.status === "open" ? age(since(x.opened_at)) :
-      x.status === "ended" ? t("closed; booked once the exchange cancels its stop and take-profit (see its notice)") : t(x.status)),
-    el("td", { class: "actions" }, x.status === "ended" ? "" : el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
+    ended(x) ? cell("Age", { "data-testid": "position-ended" }, t("closed; booked once the exchange cancels its stop and take-profit (see its notice)"))
+      : cell("Age", {}, x.status === "open" ? age(since(x.opened_at)) : t(x.status)),
+    el("td", { class: "actions" }, ended(x) ? "" : el("button", { class: "danger", onclick: () => closePosition(x.symbol) }, t("Close…"))))));
   if (d.audit && !state.auditShown) renderAudit(d.audit);
   $("#protection-log").replaceChildren(...(d.protection_log || []).slice(0, 30).map((e) => el("li", {}, `${time(e.time)} ${e.symbol} — ${t(e.who)}: `, saidOr(e.words, e.what))));
   if (!d.positions.length) tb.append(el("tr", {}, el("td", { colspan: 13, class: "muted" }, d.bot.running ? t("No open positions.") : t("No open positions. Start the bot to trade."))));

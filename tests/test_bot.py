@@ -1078,33 +1078,28 @@ def test_the_bot_saves_its_guards_market_close_before_it_leaves(sim_factory, tmp
     s = settings_for(tmp_path, url)
     seen = []
 
-    async def go():
+    async def stop_passed(save):
+        """A fresh engine's first position, its stop beyond the price (placing it would trigger
+        at once), after one guard pass with ``save(token, pos)`` as the bot's save."""
         async with after_a_cycle(url, s, tmp_path) as eng:
             token, pos = next(iter(eng.state["positions"].items()))
-            # a stop beyond the price: placing it would trigger at once
             pos.stop = pos.entry * (1.05 if pos.side.value == "BUY" else 0.95)
-            eng.save = lambda: seen.append((pos.close_seq, ids.order_id("X", token) in {
-                o.clientOrderId for o in sim.accounts[API_KEY].orders.values()}))
+            eng.save = lambda: save(token, pos)
             await eng.guard.run(eng.state["positions"],
                                 position_amounts(await eng.ex.position_risk()))
             return pos
-    pos = asyncio.run(go())
+
+    def recorded(token, pos):  # what the state file would hold, and the exchange then
+        seen.append((pos.close_seq, ids.order_id("X", token) in {
+            o.clientOrderId for o in sim.accounts[API_KEY].orders.values()}))
+    pos = asyncio.run(stop_passed(recorded))
     assert seen == [(1, False)]  # saved with the attempt counted, before the close left
     assert sim.accounts[API_KEY].positions[pos.symbol].amt == 0
 
-    async def disk_full():  # a save that fails holds back no close of an unprotected position
-        async with after_a_cycle(url, s, tmp_path) as eng:
-            pos = next(iter(eng.state["positions"].values()))
-            pos.stop = pos.entry * (1.05 if pos.side.value == "BUY" else 0.95)
-
-            def save():
-                raise OSError(28, "No space left on device")
-            eng.save = save
-            await eng.guard.run(eng.state["positions"],
-                                position_amounts(await eng.ex.position_risk()))
-            return pos
+    def disk_full(token, pos):  # a save that fails holds back no close of an unprotected position
+        raise OSError(28, "No space left on device")
     sim.step(5 * 60_000)
-    full = asyncio.run(disk_full())
+    full = asyncio.run(stop_passed(disk_full))
     assert full.symbol != pos.symbol and sim.accounts[API_KEY].positions[full.symbol].amt == 0
 
 

@@ -81,19 +81,21 @@ class DashboardContext:
                        config=self.read_config() if config is None else config)
 
     def settings_lenient(self) -> tuple[st.Settings, list[st.SettingError]]:
-        """Settings for showing the page even when the saved configuration is broken: the bad
-        layer is left out and its errors are returned for the editor to show."""
+        """Settings for showing the page even when the saved configuration is broken: its bad
+        values are left out (then the whole layer, when that is not enough) and their errors
+        are returned for the editor to show."""
         return self.cached("settings", (_stamp(self.config_path), _stamp(self.env_file)),
                             self._settings_lenient)
 
     def _settings_lenient(self) -> tuple[st.Settings, list[st.SettingError]]:
+        config = self.read_config()  # (read once: the file may be large)
         try:
-            return self.settings(), []
+            return self.settings(config), []
         except st.SettingsErrors as exc:
             bad = {e.key for e in exc.errors}
             try:  # the saved values but the bad ones: one field edited by hand wrongly must not
                 # show every other saved value (the dashboard's own port too) as its default
-                return self.settings(config={k: v for k, v in self.read_config().items()
+                return self.settings(config={k: v for k, v in config.items()
                                              if k not in bad}), exc.errors
             except st.SettingsErrors:
                 pass
