@@ -22,6 +22,7 @@ def load_settings(origin: str = "cli") -> st.Settings:
     config = config_document(config_path).read() if os.path.exists(config_path) else {}
     s = st.load(origin=os.environ.get("ASTER_ORIGIN", origin), config=settings_of(config))
     s.notes = tuple(imported) + s.notes
+    s.imported = tuple(imported)
     return s
 
 

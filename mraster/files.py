@@ -56,6 +56,7 @@ class StateShape(_Open):
     equity_curve: list[list[float]] = []
     decisions: dict[str, dict[str, Any]] = {}
     alerts: list[dict[str, Any]] = []
+    guard_alerts: list[dict[str, Any]] = []
     stats: dict[str, Any] = {}
     cooldowns: dict[str, float] = {}
     commands: CommandsShape = CommandsShape()

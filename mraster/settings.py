@@ -591,6 +591,9 @@ class Settings(Mapping[str, Any]):
         # old or unknown names found while loading (settings_legacy), a value that acts as
         # another: logged at start, and on the settings page in the reader's language
         self.notes = tuple(notes)
+        # an original-format configuration this load imported (``bot.load_settings``): the bot
+        # says it once as notices, as the page would have had it imported the file itself
+        self.imported: tuple[Words, ...] = ()
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]

@@ -375,8 +375,10 @@ function said(w) {
   out.push(text.slice(at));
   return el("span", {}, ...out);
 }
-// a sentence kept as words when it has them, else the server's own text (marked raw)
-const saidOr = (w, text) => w ? said(w) : el("span", { class: "raw" }, text ?? "");
+// a sentence kept as words when it has them, else the server's own text (marked raw): words of
+// the wrong shape (no template) show that text too, not an empty sentence
+const saidOr = (w, text) => w && typeof w.template === "string" ? said(w)
+  : el("span", { class: "raw" }, text ?? "");
 function renderNotices(d) {
   const shown = new Set([...document.querySelectorAll("#notices .notice")].map((n) => n.dataset.id));
   for (const a of d.alerts.slice(0, 20).reverse()) {

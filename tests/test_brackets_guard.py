@@ -349,3 +349,38 @@ def test_a_stop_moved_just_before_a_crash_is_never_given_a_used_id_again(sim_fac
         str(rule.round_price(saved.entry * 0.97, "down"))]
     assert [o["stopPrice"] for o in stops] == [str(rule.round_price(saved.stop, "down"))]
     assert len(every) == len(set(every)), sorted(every)
+
+
+def test_the_standalone_guards_notices_reach_the_dashboard(sim_factory, tmp_path):
+    """``brackets_guard.py`` that cannot place a stop says so where the trader looks: its
+    notice is kept in the state file and shown on the page with the bot's, in the reader's
+    language (it was only printed to the command's own output). The bot's next save keeps it."""
+    from conftest import bare_positions
+    from fault_proxy import FaultProxy, Rule
+
+    from mraster.dashboard.views import alerts_view
+    from mraster.engine.runner import _save, bot_state
+    from mraster.files import state_document
+    from mraster.words import speaker
+
+    sim, url, _ = sim_factory(n=6, seed=11)
+    s, held = bare_positions(sim, url, tmp_path)
+    env = {k: v for k, v in s.to_env().items() if k in (
+        "ASTER_PAPER", "ASTER_API_KEY", "ASTER_API_SECRET", "ASTER_STATE_FILE",
+        "ASTER_BRACKETS_QUEUE_FILE")}
+    with FaultProxy(url) as proxy:  # the exchange refuses every new order
+        proxy.set_rules(Rule("POST", "/fapi/v1/order", refuse=1.0))
+        p = _guard(tmp_path, {**env, "ASTER_EXCHANGE_BASE": proxy.url,
+                              "ASTER_BRACKET_ALERT_AFTER": "1"})
+    assert p.returncode == 0, p.stderr
+    doc = state_document(s["ASTER_STATE_FILE"])
+    notices = [a for a in alerts_view(doc.read()) if a["source"] == "guard"]
+    assert {a["symbol"] for a in notices} == held
+    for a in notices:
+        assert a["level"] == "error" and a["message"].startswith(
+            f"brackets_guard.py: {a['symbol']}: stop/take-profit could not be placed after 1 ")
+        german = speaker("de")(a["words"]["template"], **a["words"]["params"])
+        assert german.startswith(f"brackets_guard.py: {a['symbol']}: Stop/Take-Profit ließ sich "
+                                 "nach 1 Versuchen nicht setzen"), german
+    _save(doc, bot_state(doc))  # the bot's save writes its own keys only
+    assert len([a for a in alerts_view(doc.read()) if a["source"] == "guard"]) == len(held)

@@ -92,3 +92,30 @@ def test_the_dashboard_imports_an_original_config_and_says_what_happened(tmp_pat
             "original is saved as {backup})", "renamed: {names}", "dropped: {names}"}
         values = {x["key"]: x["value"] for x in cfg["settings"]}
         assert values["ASTER_LEVERAGE"] == 5 and values["ASTER_SYMBOLS"] == ["BTCUSDT", "ETHUSDT"]
+
+
+def test_a_headless_bot_that_imports_an_original_config_says_so_on_the_page(
+        sim_factory, tmp_path, monkeypatch):
+    """The bot started first (headless) imports an original ``dashboard_config.json``; the
+    dashboard started later finds today's format and has nothing to say. The summary was only
+    in the bot's log: now the bot keeps it as notices, in the reader's language."""
+    from mraster.bot import load_settings
+    from mraster.dashboard.views import alerts_view
+    from mraster.engine.runner import run_async
+
+    sim, url, _ = sim_factory(n=4, seed=11)
+    for k, v in bot_settings(tmp_path, url).to_env().items():
+        monkeypatch.setenv(k, v)
+    cfg = tmp_path / "dashboard_config.json"
+    cfg.write_text(json.dumps({k: v for k, v in ORIGINAL.items() if k != "ASTER_SYMBOL_WHITELIST"}))
+    monkeypatch.setenv("ASTER_CONFIG_FILE", str(cfg))
+    assert asyncio.run(run_async(load_settings())) == 0
+    state = json.loads((tmp_path / "aster_state.json").read_text())
+    said = {a["words"]["template"]: a for a in alerts_view(state) if "words" in a}
+    imported = said["{file} was in the original bot's format: imported ({n} setting(s) kept; "
+                    "the original is saved as {backup})"]
+    assert imported["level"] == "warning" and imported["words"]["params"]["file"] == cfg.name
+    assert "ASTER_STOCHRSI_LONG_MAX" in said["dropped: {names}"]["message"]
+    assert asyncio.run(run_async(load_settings())) == 0  # imported once: said once
+    again = json.loads((tmp_path / "aster_state.json").read_text())
+    assert sum("original bot's format" in a["message"] for a in alerts_view(again)) == 1

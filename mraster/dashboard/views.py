@@ -70,11 +70,12 @@ def audit_view(a: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def alerts_view(state: Mapping[str, Any], extra: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    """The bot's and the dashboard's notices, and ``extra`` ones (files moved aside), less the
-    dismissed ones."""
+    """The bot's, ``brackets_guard.py``'s and the dashboard's notices, and ``extra`` ones (files
+    moved aside), less the dismissed ones."""
     dismissed = set(state.get("ui", {}).get("dismissed_alerts", []))
     alerts = [{**a, "source": a.get("source", "bot")} for a in state.get("alerts", [])]
-    alerts += list(state.get("dashboard_alerts", [])) + list(extra)
+    alerts += list(state.get("guard_alerts", [])) + list(state.get("dashboard_alerts", []))
+    alerts += list(extra)
     out = [{**a, "id": alert_id(a)} for a in alerts]
     return sorted((a for a in out if a["id"] not in dismissed), key=lambda a: -a.get("time", 0))
 

@@ -37,7 +37,7 @@ from mraster.execution.paper import LocalExchange, PaperExchange
 from mraster.logs import mask
 from mraster.files import beside_state, queue_document, state_document
 from mraster.store import JsonDocument
-from mraster.words import Words, words
+from mraster.words import Words, said, words
 
 log = logging.getLogger("mraster.bot")
 
@@ -331,6 +331,8 @@ async def run_async(s: Mapping[str, Any]) -> int:
     state["bot"] = {"pid": os.getpid(), "started": int(time.time() * 1000)}
     log.info("MrAster bot started: %s mode, market source %s", state["mode"], source)
     emit("start", mode=state["mode"], market_source=source)
+    for note in getattr(s, "imported", ()):  # the page's only word of an import the bot made
+        engine.alert("warning", note)
     code = 0
     try:
         try:
@@ -456,6 +458,27 @@ def run(s: Mapping[str, Any]) -> int:
     return asyncio.run(run_async(s))
 
 
+GUARD_ALERTS = "guard_alerts"  # the state file's notices of ``brackets_guard.py``
+
+
+def keep_guard_alert(doc: JsonDocument, data: Mapping[str, Any]) -> None:
+    """An alert of ``brackets_guard.py`` kept in the state file, where the page shows it with
+    the bot's (a stop it could not place, a position it closed at market): it was only printed,
+    so a trader watching from a phone never heard of it. Only this key is written, under the
+    file's lock (the bot merges its own keys; neither loses the other's writes). A write that
+    fails is logged: the guard's repairs go on."""
+    alert = {"time": int(time.time() * 1000), "level": data.get("level", "error"),
+             "symbol": data.get("symbol"), "source": "guard",
+             **said(words("brackets_guard.py: {notice}", notice=data.get("message", "")))}
+
+    def add(d: dict[str, Any]) -> None:
+        d[GUARD_ALERTS] = (list(d.get(GUARD_ALERTS) or []) + [alert])[-50:]
+    try:
+        doc.update(add)
+    except OSError as exc:  # (a full disk; the bot holding the file's lock beyond its timeout)
+        log.error("the guard's notice could not be kept in %s: %s", doc.path, exc)
+
+
 async def guard_command(loop_seconds: float | None) -> int:
     """``brackets_guard.py``: repair brackets of the positions in the state file. ``--once``
     exits 1 with one line when the exchange fails; ``--loop`` backs off and carries on (an
@@ -485,6 +508,13 @@ async def guard_command(loop_seconds: float | None) -> int:
             pass
     ex.stop = stop
     queue = queue_document(s["ASTER_BRACKETS_QUEUE_FILE"])
+    sink = EventSink(None)
+
+    def emit(event: str, /, **data: Any) -> None:
+        """Every event printed; an alert also kept for the dashboard."""
+        sink(event, **data)
+        if event == "alert":
+            keep_guard_alert(doc, data)
     guard: BracketGuard | None = None
     backoff = 1.0
     try:
@@ -492,8 +522,7 @@ async def guard_command(loop_seconds: float | None) -> int:
             try:
                 if guard is None:
                     rules = rules_from_exchange_info(await ex.exchange_info())
-                    guard = BracketGuard(ex, rules, queue, EventSink(None),
-                                         s["ASTER_BRACKET_ALERT_AFTER"])
+                    guard = BracketGuard(ex, rules, queue, emit, s["ASTER_BRACKET_ALERT_AFTER"])
                 amounts = position_amounts(await ex.position_risk())
                 done = await guard.run(positions_of(doc.read()), amounts)
                 log.info("bracket guard pass: %s", done)

@@ -454,7 +454,9 @@ def test_a_tripped_breaker_and_its_alert_read_in_german(tmp_path, dashboard, pag
         "circuit breaker {name}: {message}; no new trades; stops and take-profits keep working",
         name=trip.name, message=Words.from_dict(trip.words)))}
     # and two notices of the wrong shape (a hand-edited file): shown as they are, the page intact
-    odd = [{"id": "a2", "time": now, "level": "warning", "message": "odd", "words": {"template": 5}},
+    # (one without a template reads as its message: it showed an empty sentence)
+    odd = [{"id": "a2", "time": now, "level": "warning", "message": "odd one out",
+            "words": {"template": 5}},
            {"id": "a3", "time": now, "level": "warning", "message": "odd",
             "words": {"template": "{x} left", "params": None}}]
     (tmp_path / "aster_state.json").write_text(json.dumps({
@@ -467,6 +469,7 @@ def test_a_tripped_breaker_and_its_alert_read_in_german(tmp_path, dashboard, pag
     expect(banner).to_contain_text("Tagesverlust 349,5 USDT, das sind 3,5 % des Kontowerts")
     expect(banner).to_contain_text("Grenze 3 %")
     expect(page.locator("#notices")).to_contain_text("Schutzschalter daily_loss: Tagesverlust 349,5")
+    expect(page.locator("#notices")).to_contain_text("odd one out")
     assert "today's loss" not in page.locator("body").inner_text()
     assert page.errors == []
 
