@@ -166,6 +166,43 @@ def test_a_position_whose_stop_cannot_be_placed_is_closed_after_the_grace(sim_fa
                for e in events)
 
 
+def test_a_position_that_can_be_neither_protected_nor_closed_is_said_at_once(sim_factory,
+                                                                             tmp_path):
+    """No stop could be placed within the grace and the exchange refuses the market close too:
+    the position stands without a stop and only a person can act. That was in the log file
+    only (with many tries before the repair notice, nothing on the page said it); now an error
+    notice says it at the first failed close, once, and the close is tried again each pass."""
+    _, url, app = sim_factory(n=2, seed=5)
+    events, now = [], [1_000.0]
+
+    def stuck() -> list[dict]:
+        return [e for e in events if "market close failed too" in str(e.get("message", ""))]
+
+    async def go():
+        async with AsterRest(url, API_KEY, API_SECRET) as c:
+            rules = rules_from_exchange_info(await c.exchange_info())
+            sym = list(rules)[0]
+            guard = BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"),
+                                 lambda *a, **k: events.append(k), alert_after=10,
+                                 clock=lambda: now[0], stop_grace_s=60)
+            positions = {"tok-a001": await open_position(c, sym, rules, "tok-a001")}
+            app.state.faults.reject_types = frozenset({"STOP_MARKET", "MARKET"})
+            await guard.run(positions, await amounts(c))
+            assert stuck() == [] and sym in await amounts(c)  # within the grace: retried
+            for _ in range(2):  # past the grace, the close refused twice: said once
+                now[0] += 70
+                assert (await guard.run(positions, await amounts(c)))["closed"] == 0
+            assert sym in await amounts(c)
+            [alert] = stuck()
+            assert alert["level"] == "error" and alert["symbol"] == sym
+            assert "the position has no stop: close it on the exchange" in str(alert["message"])
+            app.state.faults.reject_types = frozenset({"STOP_MARKET"})  # closes go through
+            now[0] += 70
+            assert (await guard.run(positions, await amounts(c)))["closed"] == 1
+            assert sym not in await amounts(c) and guard.close_failures == set()
+    asyncio.run(go())
+
+
 def test_a_bracket_that_triggered_between_the_reads_is_not_replaced_on_a_flat_symbol(
         sim_factory, tmp_path):
     """The cycle reads positions and open orders together; a stop that fills in between leaves
@@ -381,6 +418,46 @@ def test_the_standalone_guards_notices_reach_the_dashboard(sim_factory, tmp_path
             f"brackets_guard.py: {a['symbol']}: stop/take-profit could not be placed after 1 ")
         german = speaker("de")(a["words"]["template"], **a["words"]["params"])
         assert german.startswith(f"brackets_guard.py: {a['symbol']}: Stop/Take-Profit ließ sich "
-                                 "nach 1 Versuchen nicht setzen"), german
+                                 "nach 1 Versuchen nicht setzen: Die Order wurde gesendet, ihr Ergebnis "
+                                 "ist aber unbekannt"), german
+        assert "The exchange" not in german  # the client's own sentence too
     _save(doc, bot_state(doc))  # the bot's save writes its own keys only
     assert len([a for a in alerts_view(doc.read()) if a["source"] == "guard"]) == len(held)
+
+
+def test_the_standalone_guards_market_close_has_ids_of_its_own(sim_factory, tmp_path):
+    """``brackets_guard.py`` closes a position whose stop price has passed at market, as the
+    bot's guard does; it saves no position, so beside a running bot both counted the same
+    attempt from the same state file and could send one client id twice. Its closes are kind
+    ``X2`` (the bot's ``X``), booked as the guard's; its notice reaches the page."""
+    from conftest import bare_positions
+
+    from mraster.dashboard.views import alerts_view
+    from mraster.execution.booking import exit_reason_of, join_fills
+    from mraster.files import state_document
+
+    sim, url, _ = sim_factory(n=6, seed=11)
+    s, held = bare_positions(sim, url, tmp_path)
+    doc = state_document(s["ASTER_STATE_FILE"])
+    token, pos = next(iter(doc.read()["positions"].items()))
+    sym = pos["symbol"]
+
+    def passed(d: dict) -> None:  # a stop the price is already beyond
+        p = d["positions"][token]
+        p["stop"] = p["entry"] * (10 if p["side"] == "BUY" else 0.1)
+    doc.update(passed)
+    env = {k: v for k, v in s.to_env().items() if k in (
+        "ASTER_PAPER", "ASTER_EXCHANGE_BASE", "ASTER_API_KEY", "ASTER_API_SECRET",
+        "ASTER_STATE_FILE", "ASTER_BRACKETS_QUEUE_FILE")}
+    p = _guard(tmp_path, env)
+    assert p.returncode == 0, p.stderr
+    acct = sim.accounts[API_KEY]
+    assert not acct.positions[sym].amt
+    close = acct.by_client_id(sym, ids.order_id("X2", token))
+    assert close is not None and close.status == "FILLED"
+    assert acct.by_client_id(sym, ids.order_id("X", token)) is None
+    fills = join_fills([t for t in acct.trades if t["symbol"] == sym],
+                       [o.as_dict() for o in acct.orders.values()])
+    assert exit_reason_of(next(f for f in fills if f.kind == "X2")) == "stop"
+    assert any(a["symbol"] == sym and "position closed at market" in a["message"]
+               for a in alerts_view(doc.read()) if a["source"] == "guard")

@@ -155,6 +155,40 @@ def test_a_notice_keeps_a_small_price_whole_in_every_language():
     assert "0,00001234" in speaker("de")(w.template, **w.params)
 
 
+def test_an_exchange_error_in_a_notice_is_said_in_the_readers_language():
+    """A notice carrying an exchange's failure read half English on a German page and phone
+    ("… nicht setzen: The exchange rejected the request parameters."). The client's own
+    sentence of every kind of failure has its entry; the exchange's code and text stay as they
+    came (the code as text: not written as the number -1.116); English is ``str(exc)``."""
+    from mraster.exchange import errors as E
+    from mraster.words import said, speaker, words
+
+    de = speaker("de")
+    kinds, todo = [], [E.ExchangeError]
+    while todo:
+        kinds.append(todo.pop())
+        todo += kinds[-1].__subclasses__()
+    assert len(kinds) > 15
+    strings = catalogue("de")["strings"]
+    assert sorted(k.plain for k in kinds if k.plain not in strings) == []
+    refused = E.from_response(400, -1116, "Invalid orderType.", "/fapi/v1/order")
+    for exc, german in [
+            (refused, "Die Börse hat die Parameter der Anfrage abgelehnt. (/fapi/v1/order) "
+                      "[-1116: Invalid orderType.]"),
+            (E.ExchangeUnavailable(http=503, path="/fapi/v1/order"),
+             "Die Börse war nicht erreichbar oder antwortete mit einem Serverfehler. "
+             "(/fapi/v1/order)"),
+            (E.InsufficientMargin(-2019, "Margin is insufficient."),
+             "Nicht genug Margin für diese Order. [-2019: Margin is insufficient.]"),
+            (E.Interrupted(), "Wird beendet: Die Anfrage wurde nicht gesendet.")]:
+        w = E.said_error(exc)
+        assert str(w) == str(exc) and de(w.template, **w.params) == german
+        assert w.template in strings
+        notice = said(words("cycle failed: {error}", error=w))  # as a notice keeps it
+        assert isinstance(notice["words"]["params"]["error"]["params"]["code"], str)
+    assert E.said_error(ValueError("disk full")) == "disk full"  # not the exchange's: as it is
+
+
 def test_a_sentence_of_the_wrong_shape_is_said_as_far_as_it_goes():
     """A state file edited by hand may hold words without values or with a number for a template:
     the server says what there is instead of failing the notice (or the cycle) that reads it."""

@@ -266,13 +266,13 @@ class Executor:
                 self._skip(res, sym, "entry_unknown", side=side, error=str(exc))
                 self.alert("warning", words("{symbol}: entry outcome unknown ({error}); it is looked "
                                             "up on the exchange every cycle until known",
-                                            symbol=sym, error=str(exc)), sym)
+                                            symbol=sym, error=E.said_error(exc)), sym)
                 return
             next_entry_status(pos.entry_status, "refused")
             del self.state["positions"][pos.token]
             self._skip(res, sym, "order_failed", side=side, error=str(exc))
             self.alert("error", words("{symbol}: entry refused by the exchange: {error}",
-                                      symbol=sym, error=str(exc)), sym)
+                                      symbol=sym, error=E.said_error(exc)), sym)
             return
         pos.entry_status = next_entry_status(pos.entry_status, "filled")
         pos.fill(float(filled.get("avgPrice") or 0) or pos.quote_price,
@@ -447,7 +447,7 @@ class Executor:
             failed.append((pos.symbol, got))
             self.alert("error", words("{symbol}: the close at market was not confirmed ({error}); "
                                       "the positions table shows what the exchange still holds",
-                                      symbol=pos.symbol, error=str(got)), pos.symbol)
+                                      symbol=pos.symbol, error=E.said_error(got)), pos.symbol)
         try:
             await self._sync_positions(CycleResult(), self.now_ms())
             if self.guard and closed:

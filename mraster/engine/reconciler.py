@@ -188,7 +188,7 @@ class Reconciler:
             self.alert("error", words("{symbol}: the stop or take-profit of the bot's closed trade "
                                       "could not be cancelled ({error}); it would act on the "
                                       "position the symbol holds now; tried again next cycle",
-                                      symbol=pos.symbol, error=str(exc)), pos.symbol)
+                                      symbol=pos.symbol, error=E.said_error(exc)), pos.symbol)
             return False
         return True
 

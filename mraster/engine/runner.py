@@ -217,12 +217,12 @@ async def handle_commands(engine: Engine, commands: Mapping[str, Any], state: di
                 ok, message = False, words("unknown command {kind}", kind=repr(cmd.get("kind")))
         except E.ExchangeError as exc:
             # (a close that failed says which symbols; its notices name the error)
-            ok, message = False, exc.said or words("failed: {error}", error=str(exc))
+            ok, message = False, exc.said or words("failed: {error}", error=E.said_error(exc))
             partly = exc.partly
             if exc.said is None:
                 engine.alert("error", words("command {kind} {symbol}: {error}",
                                             kind=cmd.get("kind"), symbol=cmd.get("symbol") or "",
-                                            error=str(exc)))
+                                            error=E.said_error(exc)))
         acks[cmd["id"]] = _ack(ok, message, partly)
         emit("command", id=cmd["id"], kind=cmd.get("kind"), symbol=cmd.get("symbol"), ok=ok,
              partly=partly, message=str(message))
@@ -343,13 +343,13 @@ async def run_async(s: Mapping[str, Any]) -> int:
                 return code
         except E.ExchangeError as exc:
             engine.alert("error", words("the position mode could not be read ({error}); checked "
-                                        "again at the next start", error=str(exc)))
+                                        "again at the next start", error=E.said_error(exc)))
         try:  # crash-only: adopt, book and re-protect before the first scan
             await engine.reconcile()
             _save(doc, state)
         except E.ExchangeError as exc:
             engine.alert("error", words("start-up reconciliation failed: {error}; retried every "
-                                        "cycle", error=str(exc)))
+                                        "cycle", error=E.said_error(exc)))
         while not stop.is_set():
             try:
                 shared = doc.read()  # the dashboard's part of the state file: commands, ui
@@ -380,7 +380,7 @@ async def run_async(s: Mapping[str, Any]) -> int:
             except E.Interrupted:
                 log.info("cycle cut short: stopping")
             except E.ExchangeError as exc:
-                engine.alert("error", words("cycle failed: {error}", error=str(exc)))
+                engine.alert("error", words("cycle failed: {error}", error=E.said_error(exc)))
                 if s["ASTER_RUN_ONCE"]:
                     code = 1
             _save(doc, state)
@@ -450,7 +450,7 @@ async def _pause_between_cycles(engine: Engine, doc: JsonDocument, state: dict[s
             try:
                 await handle_commands(engine, commands, state, emit)
             except E.ExchangeError as exc:
-                engine.alert("error", words("commands failed: {error}", error=str(exc)))
+                engine.alert("error", words("commands failed: {error}", error=E.said_error(exc)))
             _save(doc, state)
 
 
@@ -522,7 +522,8 @@ async def guard_command(loop_seconds: float | None) -> int:
             try:
                 if guard is None:
                     rules = rules_from_exchange_info(await ex.exchange_info())
-                    guard = BracketGuard(ex, rules, queue, emit, s["ASTER_BRACKET_ALERT_AFTER"])
+                    guard = BracketGuard(ex, rules, queue, emit, s["ASTER_BRACKET_ALERT_AFTER"],
+                                         close_kind="X2")
                 amounts = position_amounts(await ex.position_risk())
                 done = await guard.run(positions_of(doc.read()), amounts)
                 log.info("bracket guard pass: %s", done)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mraster.words import Words
+
 
 class ExchangeError(Exception):
     """Base class. ``code`` is the exchange's error code (0 when none), ``http`` the status."""
@@ -106,6 +108,21 @@ _BY_CODE: dict[int, type[ExchangeError]] = {
     -1002: AuthError, -1021: TimestampError, -4225: TimestampError, -1003: RateLimited,
     -1121: BadSymbol, -1007: OrderStatusUnknown, -4116: DuplicateClientId,
 }
+
+
+def said_error(exc: BaseException) -> Words | str:
+    """An error inside a notice: an exchange's failure as this client's own sentence
+    (``plain``), which the page and the phone say in the reader's language, with the path, the
+    exchange's code and its own text as they came (the same English as ``str(exc)``); any other
+    error as its text. A German notice read "… nicht setzen: The exchange could not be reached
+    or answered with a server error." """
+    if not isinstance(exc, ExchangeError):
+        return str(exc)
+    where = " ({path})" if exc.path else ""
+    detail = " [{code}: {msg}]" if exc.code or exc.msg else ""
+    # (the code as text: a number would be written in the reader's format, -1.116)
+    return Words("{error}" + where + detail, {"error": Words(exc.plain), "path": exc.path,
+                                               "code": str(exc.code), "msg": exc.msg})
 
 
 def is_refusal(exc: BaseException) -> bool:

@@ -33,10 +33,14 @@ class BracketGuard:
     def __init__(self, exchange, rules: dict[str, SymbolRules], queue: JsonDocument,
                  emit: Emit | None = None, alert_after: int = 3,
                  clock: Callable[[], float] = time.time, stop_grace_s: float | None = None,
-                 save: Callable[[], None] = lambda: None) -> None:
+                 save: Callable[[], None] = lambda: None, close_kind: str = "X") -> None:
         """``save``: persists the positions (the bot's state file), called once a market close's
-        ids are chosen and before it leaves, so a restart never sends one of its ids again."""
+        ids are chosen and before it leaves, so a restart never sends one of its ids again.
+        ``close_kind``: the id kind of its market closes — ``X`` the bot's, ``X2``
+        ``brackets_guard.py``'s (it saves no position: running beside the bot, both counted the
+        same attempt from the same state file and could send one id twice)."""
         self.ex = exchange
+        self.close_kind = close_kind
         self.rules = rules
         self.queue = queue
         self.emit = emit or (lambda *a, **k: None)
@@ -47,6 +51,8 @@ class BracketGuard:
         self.last_orders: dict[str, list[dict]] = {}
         # passes in a row each leftover's cancel failed, by symbol (a notice at ``alert_after``)
         self.leftover_failures: dict[str, int] = {}
+        # positions past the stop grace whose market close failed (said once, until it closes)
+        self.close_failures: set[str] = set()
 
     async def run(self, positions: Mapping[str, Position], amounts: dict[str, float], *,
                   full: bool = True, orders: list[dict] | None = None,
@@ -113,7 +119,7 @@ class BracketGuard:
                 if item["attempts"] >= self.alert_after:
                     self.emit("alert", level="error", symbol=sym, message=words(
                         "{symbol}: stop/take-profit could not be placed after {n} attempts: "
-                        "{error}", symbol=sym, n=item["attempts"], error=str(exc)))
+                        "{error}", symbol=sym, n=item["attempts"], error=E.said_error(exc)))
                 if self.stop_grace_s is not None and now - item["since"] >= self.stop_grace_s:
                     await self._close_unprotected(token, pos, queue, done)
 
@@ -155,7 +161,7 @@ class BracketGuard:
                         "{symbol}: a stop or take-profit left by a closed trade could not be "
                         "cancelled after {n} attempts ({error}); it would act on a position "
                         "opened there by hand: cancel it on the exchange first",
-                        symbol=sym, n=n, error=str(exc)))
+                        symbol=sym, n=n, error=E.said_error(exc)))
         self.leftover_failures = failing
 
     def _write_queue(self, start: dict[str, dict], queue: dict[str, dict]) -> None:
@@ -224,7 +230,15 @@ class BracketGuard:
             await self.close_at_market(token, pos, "no_stop")
         except E.ExchangeError as exc:
             log.error("closing unprotected %s failed: %s", pos.symbol, exc)
+            if token not in self.close_failures:  # only a person can act now: said at once
+                self.close_failures.add(token)
+                self.emit("alert", level="error", symbol=pos.symbol, message=words(
+                    "{symbol}: no stop could be placed within the {seconds} s grace and the "
+                    "market close failed too ({error}); the position has no stop: close it on "
+                    "the exchange (tried again every pass)", symbol=pos.symbol,
+                    seconds=self.stop_grace_s or 0, error=E.said_error(exc)))
             return
+        self.close_failures.discard(token)
         queue.pop(token, None)
         done["closed"] += 1
 
@@ -306,7 +320,7 @@ class BracketGuard:
         sym = pos.symbol
         # the trade is booked from the fills; this names why the guard's close happened
         pos.close_reason = {"stop_passed": "stop", "tp_passed": "take_profit"}.get(why, why)
-        await market_close(self.ex, self.rules[sym], token, pos, pos.qty, "X",
+        await market_close(self.ex, self.rules[sym], token, pos, pos.qty, self.close_kind,
                            before=self._save_before_close)
         said = {
             "stop_passed": words("{symbol}: price passed the stop before it could be placed; "

@@ -1,7 +1,8 @@
 """Client order ids: how the bot recognises its own orders, across restarts and versions.
 
 Scheme ``mra1`` (current): ``mra1-<kind>-<token>`` where kind is E (entry), S (stop-loss),
-T (take-profit), X (market close by the guard), X1 (close the user asked for) and ``token`` identifies the position (base36 milliseconds of
+T (take-profit), X (market close by the bot's guard), X1 (close the user asked for), X2 (market
+close by ``brackets_guard.py``) and ``token`` identifies the position (base36 milliseconds of
 the entry decision plus a 4-character random tag), e.g. ``mra1-E-lq3k9x2a-7f3c``. The entry and
 its brackets share the token, so a stop can always be matched to its position. FastTP moves add
 a counter: ``mra1-T2-<token>``. A market close larger than the exchange's largest market order
@@ -64,7 +65,8 @@ def attempt(kind: str, n: int) -> str:
 
 
 def close_kind(kind: str) -> str | None:
-    """``X`` (the guard's) or ``X1`` (the user's) for any attempt or piece of a market close."""
+    """``X`` (the bot's guard's), ``X1`` (the user's) or ``X2`` (``brackets_guard.py``'s) for
+    any attempt or piece of a market close."""
     m = _CLOSE.match(kind)
     return m.group() if m else None
 
