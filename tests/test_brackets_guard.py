@@ -139,18 +139,24 @@ def test_standalone_in_paper_mode_says_there_is_nothing_to_repair(tmp_path):
     assert not (tmp_path / "brackets_queue.json").exists()
 
 
+async def guard_with_grace(c, tmp_path, events: list, now: list, alert_after: int):
+    """A guard on the clock ``now[0]`` with a 60 s stop grace, its events into ``events``, and
+    a position opened on the first symbol: (guard, symbol, positions)."""
+    rules = rules_from_exchange_info(await c.exchange_info())
+    sym = list(rules)[0]
+    guard = BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"),
+                         lambda *a, **k: events.append(k), alert_after=alert_after,
+                         clock=lambda: now[0], stop_grace_s=60)
+    return guard, sym, {"tok-a001": await open_position(c, sym, rules, "tok-a001")}
+
+
 def test_a_position_whose_stop_cannot_be_placed_is_closed_after_the_grace(sim_factory, tmp_path):
     _, url, _ = sim_factory(n=2, seed=5, faults=Faults(reject_types=frozenset({"STOP_MARKET"})))
     events, now = [], [1_000.0]
 
     async def go():
         async with AsterRest(url, API_KEY, API_SECRET) as c:
-            rules = rules_from_exchange_info(await c.exchange_info())
-            sym = list(rules)[0]
-            guard = BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"),
-                                 lambda *a, **k: events.append(k), alert_after=2,
-                                 clock=lambda: now[0], stop_grace_s=60)
-            positions = {"tok-a001": await open_position(c, sym, rules, "tok-a001")}
+            guard, sym, positions = await guard_with_grace(c, tmp_path, events, now, 2)
             assert (await guard.run(positions, await amounts(c)))["failed"] == 1
             now[0] += 30  # within the grace: still open, still retrying, alert raised
             assert (await guard.run(positions, await amounts(c)))["failed"] == 1
@@ -180,12 +186,7 @@ def test_a_position_that_can_be_neither_protected_nor_closed_is_said_at_once(sim
 
     async def go():
         async with AsterRest(url, API_KEY, API_SECRET) as c:
-            rules = rules_from_exchange_info(await c.exchange_info())
-            sym = list(rules)[0]
-            guard = BracketGuard(c, rules, JsonDocument(tmp_path / "q.json"),
-                                 lambda *a, **k: events.append(k), alert_after=10,
-                                 clock=lambda: now[0], stop_grace_s=60)
-            positions = {"tok-a001": await open_position(c, sym, rules, "tok-a001")}
+            guard, sym, positions = await guard_with_grace(c, tmp_path, events, now, 10)
             app.state.faults.reject_types = frozenset({"STOP_MARKET", "MARKET"})
             await guard.run(positions, await amounts(c))
             assert stuck() == [] and sym in await amounts(c)  # within the grace: retried
