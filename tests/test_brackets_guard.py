@@ -462,3 +462,54 @@ def test_the_standalone_guards_market_close_has_ids_of_its_own(sim_factory, tmp_
     assert exit_reason_of(next(f for f in fills if f.kind == "X2")) == "stop"
     assert any(a["symbol"] == sym and "position closed at market" in a["message"]
                for a in alerts_view(doc.read()) if a["source"] == "guard")
+
+
+def test_the_standalone_guards_second_close_of_a_position_has_ids_of_its_own(sim_factory,
+                                                                             tmp_path):
+    """``brackets_guard.py --loop`` whose market close the exchange refuses tries again at the
+    next pass (after the repair queue's back-off) with a new id (``X2r2`` …), as the bot does: it read the attempt count
+    from the bot's state at every pass, so every attempt sent ``mra1-X2-<token>`` again (an
+    order that expired unfilled keeps its id on the exchange: a lost answer to the next could
+    be looked up as that one)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT, bare_positions
+    from dashboard_helpers import wait_for
+    from fault_proxy import FaultProxy
+
+    from mraster.files import state_document
+
+    sim, url, app = sim_factory(n=6, seed=11)
+    s, held = bare_positions(sim, url, tmp_path)
+    doc = state_document(s["ASTER_STATE_FILE"])
+    token, pos = next(iter(doc.read()["positions"].items()))
+
+    def passed(d: dict) -> None:  # a stop the price is already beyond: closed at market
+        p = d["positions"][token]
+        p["stop"] = p["entry"] * (10 if p["side"] == "BUY" else 0.1)
+    doc.update(passed)
+    app.state.faults.reject_types = frozenset({"MARKET"})  # every market close refused
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
+    env.update({k: v for k, v in s.to_env().items() if k in (
+        "ASTER_PAPER", "ASTER_API_KEY", "ASTER_API_SECRET", "ASTER_STATE_FILE",
+        "ASTER_BRACKETS_QUEUE_FILE")})
+    with FaultProxy(url) as proxy:  # (forwards everything: it records the ids sent)
+        def closes() -> list[str]:
+            return [c for c in proxy.forwarded_client_ids()
+                    if c.startswith("mra1-X2") and c.endswith(token)]
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "brackets_guard.py"), "--loop", "0.2"], cwd=tmp_path,
+            env={**env, "ASTER_EXCHANGE_BASE": proxy.url}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: len(closes()) >= 2, timeout=120, what="two close attempts")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    sent = closes()
+    assert sent[:2] == [ids.order_id(k, token) for k in ("X2", "X2r2")], sent
+    assert len(set(sent)) == len(sent)  # no id sent twice
+    assert sim.accounts[API_KEY].positions[pos["symbol"]].amt  # (still open: refused)

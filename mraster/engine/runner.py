@@ -516,6 +516,9 @@ async def guard_command(loop_seconds: float | None) -> int:
         if event == "alert":
             keep_guard_alert(doc, data)
     guard: BracketGuard | None = None
+    # the market closes this run sent per position: it saves no position, and each pass reads
+    # them from the bot's state again (a second close would have repeated the first's id)
+    closes: dict[str, int] = {}
     backoff = 1.0
     try:
         while not stop.is_set():
@@ -525,7 +528,13 @@ async def guard_command(loop_seconds: float | None) -> int:
                     guard = BracketGuard(ex, rules, queue, emit, s["ASTER_BRACKET_ALERT_AFTER"],
                                          close_kind="X2")
                 amounts = position_amounts(await ex.position_risk())
-                done = await guard.run(positions_of(doc.read()), amounts)
+                positions = positions_of(doc.read())
+                for token, pos in positions.items():
+                    pos.close_seq = max(pos.close_seq, closes.get(token, 0))
+                try:
+                    done = await guard.run(positions, amounts)
+                finally:
+                    closes.update((t, p.close_seq) for t, p in positions.items())
                 log.info("bracket guard pass: %s", done)
                 backoff, wait = 1.0, loop_seconds
             except E.Interrupted:
