@@ -93,3 +93,12 @@ def beside_state(s: Mapping[str, Any], key: str) -> Path:
     the state file."""
     p = Path(s[key])
     return p if p.is_absolute() else Path(s["ASTER_STATE_FILE"]).parent / p
+
+
+def keep_notice(doc: JsonDocument, key: str, record: Mapping[str, Any], last: int = 50) -> None:
+    """Append a notice to the state file's list ``key`` (the last ``last`` kept), under the
+    file's lock: the dashboard's and ``brackets_guard.py``'s notices beside the bot's, which
+    merges only its own keys, so nobody loses another's writes."""
+    def add(d: dict[str, Any]) -> None:
+        d[key] = (list(d.get(key) or []) + [dict(record)])[-last:]
+    doc.update(add)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -143,3 +144,13 @@ def said(message: str | Words) -> dict[str, Any]:
     if isinstance(message, Words):
         return {"message": str(message), "words": message.to_dict()}
     return {"message": message}
+
+
+def notice(level: str, message: str | Words, symbol: str | None = None,
+           source: str | None = None) -> dict[str, Any]:
+    """A notice as the state file keeps it (the bot's, ``brackets_guard.py``'s and the
+    dashboard's alike): when, how grave, what (``said``), and for which symbol or from whom."""
+    out = {"time": int(time.time() * 1000), "level": level, **said(message), "symbol": symbol}
+    if source is not None:
+        out["source"] = source
+    return out

@@ -101,18 +101,44 @@ def test_with_errors_and_a_restart_every_position_ends_protected_once(sim_factor
         assert kinds(orders, sym) == ["stop", "tp"], sym
 
 
+def _environ(env_over: dict) -> dict:
+    """The test's environment without its ASTER_ settings, and these."""
+    import os
+
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}, **env_over}
+
+
+def _settings_of(s) -> dict:
+    """What ``brackets_guard.py`` needs of the bot's settings: the exchange and the files."""
+    return {k: v for k, v in s.to_env().items() if k in (
+        "ASTER_PAPER", "ASTER_EXCHANGE_BASE", "ASTER_API_KEY", "ASTER_API_SECRET",
+        "ASTER_STATE_FILE", "ASTER_BRACKETS_QUEUE_FILE")}
+
+
 def _guard(tmp_path, env_over: dict):
     """``brackets_guard.py --once`` in its own process with these settings."""
-    import os
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
-    env.update(env_over)
     return subprocess.run([sys.executable, str(ROOT / "brackets_guard.py"), "--once"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
+                          env=_environ(env_over), capture_output=True, text=True, timeout=120)
+
+
+def _stop_passed(s) -> tuple:
+    """The state file's first position given a stop the price is already beyond (the guard
+    closes it at market): (state document, token, position)."""
+    from mraster.files import state_document
+
+    doc = state_document(s["ASTER_STATE_FILE"])
+    token, pos = next(iter(doc.read()["positions"].items()))
+
+    def passed(d: dict) -> None:
+        p = d["positions"][token]
+        p["stop"] = p["entry"] * (10 if p["side"] == "BUY" else 0.1)
+    doc.update(passed)
+    return doc, token, pos
 
 
 def test_standalone_once_repairs_a_live_accounts_brackets(sim_factory, tmp_path):
@@ -123,10 +149,7 @@ def test_standalone_once_repairs_a_live_accounts_brackets(sim_factory, tmp_path)
     sim, url, _ = sim_factory(n=6, seed=11)
     s, held = bare_positions(sim, url, tmp_path)
     acct = sim.accounts[API_KEY]
-    env = {k: v for k, v in s.to_env().items() if k in (
-        "ASTER_PAPER", "ASTER_EXCHANGE_BASE", "ASTER_API_KEY", "ASTER_API_SECRET",
-        "ASTER_STATE_FILE", "ASTER_BRACKETS_QUEUE_FILE")}
-    p = _guard(tmp_path, env)
+    p = _guard(tmp_path, _settings_of(s))
     assert p.returncode == 0, p.stderr
     protected = {(o.symbol, o.type) for o in acct.open_orders()}
     for sym in held:
@@ -403,12 +426,9 @@ def test_the_standalone_guards_notices_reach_the_dashboard(sim_factory, tmp_path
 
     sim, url, _ = sim_factory(n=6, seed=11)
     s, held = bare_positions(sim, url, tmp_path)
-    env = {k: v for k, v in s.to_env().items() if k in (
-        "ASTER_PAPER", "ASTER_API_KEY", "ASTER_API_SECRET", "ASTER_STATE_FILE",
-        "ASTER_BRACKETS_QUEUE_FILE")}
     with FaultProxy(url) as proxy:  # the exchange refuses every new order
         proxy.set_rules(Rule("POST", "/fapi/v1/order", refuse=1.0))
-        p = _guard(tmp_path, {**env, "ASTER_EXCHANGE_BASE": proxy.url,
+        p = _guard(tmp_path, {**_settings_of(s), "ASTER_EXCHANGE_BASE": proxy.url,
                               "ASTER_BRACKET_ALERT_AFTER": "1"})
     assert p.returncode == 0, p.stderr
     doc = state_document(s["ASTER_STATE_FILE"])
@@ -435,22 +455,12 @@ def test_the_standalone_guards_market_close_has_ids_of_its_own(sim_factory, tmp_
 
     from mraster.dashboard.views import alerts_view
     from mraster.execution.booking import exit_reason_of, join_fills
-    from mraster.files import state_document
 
     sim, url, _ = sim_factory(n=6, seed=11)
     s, held = bare_positions(sim, url, tmp_path)
-    doc = state_document(s["ASTER_STATE_FILE"])
-    token, pos = next(iter(doc.read()["positions"].items()))
+    doc, token, pos = _stop_passed(s)
     sym = pos["symbol"]
-
-    def passed(d: dict) -> None:  # a stop the price is already beyond
-        p = d["positions"][token]
-        p["stop"] = p["entry"] * (10 if p["side"] == "BUY" else 0.1)
-    doc.update(passed)
-    env = {k: v for k, v in s.to_env().items() if k in (
-        "ASTER_PAPER", "ASTER_EXCHANGE_BASE", "ASTER_API_KEY", "ASTER_API_SECRET",
-        "ASTER_STATE_FILE", "ASTER_BRACKETS_QUEUE_FILE")}
-    p = _guard(tmp_path, env)
+    p = _guard(tmp_path, _settings_of(s))
     assert p.returncode == 0, p.stderr
     acct = sim.accounts[API_KEY]
     assert not acct.positions[sym].amt
@@ -467,11 +477,10 @@ def test_the_standalone_guards_market_close_has_ids_of_its_own(sim_factory, tmp_
 def test_the_standalone_guards_second_close_of_a_position_has_ids_of_its_own(sim_factory,
                                                                              tmp_path):
     """``brackets_guard.py --loop`` whose market close the exchange refuses tries again at the
-    next pass (after the repair queue's back-off) with a new id (``X2r2`` …), as the bot does: it read the attempt count
-    from the bot's state at every pass, so every attempt sent ``mra1-X2-<token>`` again (an
+    next pass (after the repair queue's back-off) with a new id (``X2r2`` …), as the bot does:
+    it read the attempt count from the bot's state at every pass, so every attempt sent ``mra1-X2-<token>`` again (an
     order that expired unfilled keeps its id on the exchange: a lost answer to the next could
     be looked up as that one)."""
-    import os
     import signal
     import subprocess
     import sys
@@ -480,29 +489,17 @@ def test_the_standalone_guards_second_close_of_a_position_has_ids_of_its_own(sim
     from dashboard_helpers import wait_for
     from fault_proxy import FaultProxy
 
-    from mraster.files import state_document
-
     sim, url, app = sim_factory(n=6, seed=11)
     s, held = bare_positions(sim, url, tmp_path)
-    doc = state_document(s["ASTER_STATE_FILE"])
-    token, pos = next(iter(doc.read()["positions"].items()))
-
-    def passed(d: dict) -> None:  # a stop the price is already beyond: closed at market
-        p = d["positions"][token]
-        p["stop"] = p["entry"] * (10 if p["side"] == "BUY" else 0.1)
-    doc.update(passed)
+    _, token, pos = _stop_passed(s)
     app.state.faults.reject_types = frozenset({"MARKET"})  # every market close refused
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTER_")}
-    env.update({k: v for k, v in s.to_env().items() if k in (
-        "ASTER_PAPER", "ASTER_API_KEY", "ASTER_API_SECRET", "ASTER_STATE_FILE",
-        "ASTER_BRACKETS_QUEUE_FILE")})
     with FaultProxy(url) as proxy:  # (forwards everything: it records the ids sent)
         def closes() -> list[str]:
             return [c for c in proxy.forwarded_client_ids()
                     if c.startswith("mra1-X2") and c.endswith(token)]
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "brackets_guard.py"), "--loop", "0.2"], cwd=tmp_path,
-            env={**env, "ASTER_EXCHANGE_BASE": proxy.url}, stdout=subprocess.DEVNULL,
+            env=_environ({**_settings_of(s), "ASTER_EXCHANGE_BASE": proxy.url}), stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: len(closes()) >= 2, timeout=120, what="two close attempts")

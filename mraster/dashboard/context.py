@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,9 +20,9 @@ from mraster.dashboard.hub import LogHub
 from mraster.dashboard.sessions import LoginThrottle, SessionStore
 from mraster.exchange import auth
 from mraster.dashboard.supervisor import BotSupervisor, Launch, Policy
-from mraster.files import config_document, state_document
+from mraster.files import config_document, keep_notice, state_document
 from mraster.store import JsonDocument, set_aside
-from mraster.words import Words, said, words
+from mraster.words import Words, notice, said, words
 
 # names the bot owns in aster_state.json; the dashboard writes only "commands", "ui" and
 # "dashboard_alerts", each under the file lock, so neither side loses the other's writes
@@ -169,12 +168,8 @@ class DashboardContext:
 
     def add_alert(self, level: str, message: str | Words) -> None:
         """A notice raised by the dashboard itself (crash loop...): kept until dismissed."""
-        alert = {"time": int(time.time() * 1000), "level": level, **said(message),
-                 "source": "dashboard"}
-
-        def add(d: dict[str, Any]) -> None:
-            d["dashboard_alerts"] = (d.get("dashboard_alerts", []) + [alert])[-50:]
-        self.state_doc().update(add)
+        keep_notice(self.state_doc(), "dashboard_alerts", notice(level, message,
+                                                                  source="dashboard"))
 
 
 def exposed_secrets(env_file: Path) -> list[str]:

@@ -40,7 +40,7 @@ from mraster.strategy.orderbook import DEPTH_LIMIT, book_context
 from mraster.strategy.screen import Screen, screen_each
 from mraster.strategy.signals import Candles, Features
 from mraster.strategy.sizing import plan_order, size_multiplier
-from mraster.words import Words, said, words
+from mraster.words import Words, notice, words
 
 __all__ = ["CycleResult", "Engine", "by_symbol", "position_amounts", "snapshot"]
 
@@ -182,7 +182,7 @@ class Engine(MarketData, Executor, AccountRisk, Reconciler, ProtectionWatch):
 
     def alert(self, level: str, message: str | Words, symbol: str | None = None) -> None:
         """``Words`` are kept with the alert, so the page shows it in the reader's language."""
-        a = {"time": int(time.time() * 1000), "level": level, **said(message), "symbol": symbol}
+        a = notice(level, message, symbol)
         text = a["message"]
         self.state["alerts"] = (self.state["alerts"] + [a])[-100:]
         self.emit("alert", level=level, message=text, symbol=symbol,

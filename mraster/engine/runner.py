@@ -35,9 +35,9 @@ from mraster.exchange.rules import rules_from_exchange_info
 from mraster.execution.brackets import BracketGuard
 from mraster.execution.paper import LocalExchange, PaperExchange
 from mraster.logs import mask
-from mraster.files import beside_state, queue_document, state_document
+from mraster.files import beside_state, keep_notice, queue_document, state_document
 from mraster.store import JsonDocument
-from mraster.words import Words, said, words
+from mraster.words import Words, notice, words
 
 log = logging.getLogger("mraster.bot")
 
@@ -458,23 +458,17 @@ def run(s: Mapping[str, Any]) -> int:
     return asyncio.run(run_async(s))
 
 
-GUARD_ALERTS = "guard_alerts"  # the state file's notices of ``brackets_guard.py``
-
-
 def keep_guard_alert(doc: JsonDocument, data: Mapping[str, Any]) -> None:
     """An alert of ``brackets_guard.py`` kept in the state file, where the page shows it with
     the bot's (a stop it could not place, a position it closed at market): it was only printed,
     so a trader watching from a phone never heard of it. Only this key is written, under the
     file's lock (the bot merges its own keys; neither loses the other's writes). A write that
     fails is logged: the guard's repairs go on."""
-    alert = {"time": int(time.time() * 1000), "level": data.get("level", "error"),
-             "symbol": data.get("symbol"), "source": "guard",
-             **said(words("brackets_guard.py: {notice}", notice=data.get("message", "")))}
-
-    def add(d: dict[str, Any]) -> None:
-        d[GUARD_ALERTS] = (list(d.get(GUARD_ALERTS) or []) + [alert])[-50:]
+    record = notice(data.get("level", "error"), words("brackets_guard.py: {notice}",
+                                                      notice=data.get("message", "")),
+                    data.get("symbol"), source="guard")
     try:
-        doc.update(add)
+        keep_notice(doc, "guard_alerts", record)
     except OSError as exc:  # (a full disk; the bot holding the file's lock beyond its timeout)
         log.error("the guard's notice could not be kept in %s: %s", doc.path, exc)
 

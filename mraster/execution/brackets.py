@@ -136,6 +136,7 @@ class BracketGuard:
             await self._leftovers(by_symbol, amounts, done)
             for token in [t for t in queue if t not in positions]:
                 queue.pop(token)
+            self.close_failures.intersection_update(positions)  # (gone: nothing to say)
         self._write_queue(start, queue)
         return done
 
